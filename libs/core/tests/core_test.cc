@@ -1,0 +1,154 @@
+#include <gtest/gtest.h>
+
+#include <cstdlib>
+#include <map>
+#include <set>
+
+#include "absl/flags/flag.h"
+#include "cloudflux/core/clock.h"
+#include "cloudflux/core/config.h"
+#include "cloudflux/core/log.h"
+#include "cloudflux/core/status.h"
+#include "cloudflux/core/uuid.h"
+
+ABSL_FLAG(int32_t, core_test_port, 50051, "a port");
+ABSL_FLAG(std::string, core_test_name, "default", "a name");
+
+namespace cloudflux::core {
+namespace {
+
+absl::StatusOr<int> Half(int x) {
+  if (x % 2 != 0) return absl::InvalidArgumentError("odd");
+  return x / 2;
+}
+
+absl::StatusOr<int> Quarter(int x) {
+  CF_ASSIGN_OR_RETURN(int h, Half(x));
+  CF_ASSIGN_OR_RETURN(int q, Half(h));
+  return q;
+}
+
+absl::Status CheckPositive(int x) {
+  CF_RETURN_IF_ERROR(x > 0 ? absl::OkStatus() : absl::OutOfRangeError("not positive"));
+  return absl::OkStatus();
+}
+
+TEST(StatusMacros, PropagateErrorsAndValues) {
+  EXPECT_EQ(*Quarter(8), 2);
+  EXPECT_EQ(Quarter(6).status().code(), absl::StatusCode::kInvalidArgument);
+  EXPECT_TRUE(CheckPositive(1).ok());
+  EXPECT_EQ(CheckPositive(0).code(), absl::StatusCode::kOutOfRange);
+}
+
+TEST(StatusHelpers, RetryableAndAnnotate) {
+  EXPECT_TRUE(IsRetryable(absl::UnavailableError("x")));
+  EXPECT_FALSE(IsRetryable(absl::InvalidArgumentError("x")));
+  absl::Status s = Annotate(absl::NotFoundError("row"), "loading job");
+  EXPECT_EQ(s.code(), absl::StatusCode::kNotFound);
+  EXPECT_EQ(s.message(), "loading job: row");
+  EXPECT_TRUE(Annotate(absl::OkStatus(), "x").ok());
+}
+
+TEST(Config, EnvNames) {
+  EXPECT_EQ(EnvNameForFlag("listen_port"), "CLOUDFLUX_LISTEN_PORT");
+  EXPECT_EQ(EnvNameForFlag("pg-url"), "CLOUDFLUX_PG_URL");
+}
+
+TEST(Config, EnvironmentFillsFlagsAndRejectsBadValues) {
+  std::map<std::string, std::string> env = {{"CLOUDFLUX_CORE_TEST_PORT", "6000"},
+                                            {"CLOUDFLUX_CORE_TEST_NAME", "from-env"}};
+  auto lookup = [&](const char* n) -> const char* {
+    auto it = env.find(n);
+    return it == env.end() ? nullptr : it->second.c_str();
+  };
+  ASSERT_TRUE(ApplyEnvironmentToFlags(lookup).ok());
+  EXPECT_EQ(absl::GetFlag(FLAGS_core_test_port), 6000);
+  EXPECT_EQ(absl::GetFlag(FLAGS_core_test_name), "from-env");
+
+  env["CLOUDFLUX_CORE_TEST_PORT"] = "not-a-number";
+  absl::Status bad = ApplyEnvironmentToFlags(lookup);
+  EXPECT_EQ(bad.code(), absl::StatusCode::kInvalidArgument);
+  EXPECT_NE(bad.message().find("CLOUDFLUX_CORE_TEST_PORT"), std::string::npos);
+  EXPECT_EQ(absl::GetFlag(FLAGS_core_test_port), 6000) << "a bad value must change nothing";
+}
+
+TEST(Config, ValidatorListsEveryFailure) {
+  ConfigValidator v;
+  v.Require(true, "ok_flag", "fine").Require(false, "listen_port", "must be 1..65535");
+  v.Require(false, "pg_url", "must not be empty");
+  absl::Status s = v.Result();
+  EXPECT_EQ(s.code(), absl::StatusCode::kInvalidArgument);
+  EXPECT_NE(s.message().find("--listen_port (CLOUDFLUX_LISTEN_PORT): must be 1..65535"),
+            std::string::npos);
+  EXPECT_NE(s.message().find("--pg_url"), std::string::npos);
+  EXPECT_EQ(s.message().find("ok_flag"), std::string::npos);
+}
+
+TEST(Config, SecretFile) {
+  std::string path = ::testing::TempDir() + "/secret";
+  FILE* f = fopen(path.c_str(), "w");
+  fputs("s3cr3t\n", f);
+  fclose(f);
+  std::string out;
+  ASSERT_TRUE(ReadSecretFile(path, &out).ok());
+  EXPECT_EQ(out, "s3cr3t");
+  EXPECT_EQ(ReadSecretFile(path + ".missing", &out).code(), absl::StatusCode::kNotFound);
+}
+
+TEST(Log, LinesAreJsonWithEscapedFields) {
+  std::string line = FormatLogLine("2026-01-01T00:00:00.000000Z", "info", "auth",
+                                   "quote \" and\nnewline", {{"request_id", "r\\1"}});
+  EXPECT_EQ(line,
+            "{\"ts\":\"2026-01-01T00:00:00.000000Z\",\"level\":\"info\",\"service\":\"auth\","
+            "\"msg\":\"quote \\\" and\\nnewline\",\"request_id\":\"r\\\\1\"}");
+  std::string ctl;
+  AppendJsonEscaped(&ctl, std::string("\x01", 1));
+  EXPECT_EQ(ctl, "\\u0001");
+  LogLevel level;
+  EXPECT_TRUE(ParseLogLevel("warn", &level));
+  EXPECT_EQ(level, LogLevel::kWarn);
+  EXPECT_FALSE(ParseLogLevel("loud", &level));
+}
+
+TEST(Clock, ManualClockMovesOnlyWhenTold) {
+  ManualClock clock(absl::FromUnixSeconds(100));
+  EXPECT_EQ(clock.Now(), absl::FromUnixSeconds(100));
+  clock.Advance(absl::Seconds(5));
+  EXPECT_EQ(clock.Now(), absl::FromUnixSeconds(105));
+}
+
+TEST(Uuid, V7LayoutAndRoundTrip) {
+  ManualClock clock(absl::FromUnixMillis(0x0123456789ab));
+  UuidV7Generator gen(clock);
+  Uuid u = gen.Next();
+  EXPECT_EQ(u[0], 0x01);
+  EXPECT_EQ(u[5], 0xab);
+  EXPECT_EQ(u[6] >> 4, 7) << "version nibble";
+  EXPECT_EQ(u[8] >> 6, 2) << "RFC 4122 variant";
+  std::string s = UuidToString(u);
+  ASSERT_EQ(s.size(), 36u);
+  EXPECT_EQ(s.substr(0, 13), "01234567-89ab");
+  auto parsed = ParseUuid(s);
+  ASSERT_TRUE(parsed.has_value());
+  EXPECT_EQ(*parsed, u);
+  EXPECT_FALSE(ParseUuid("not-a-uuid").has_value());
+  EXPECT_FALSE(ParseUuid("01234567-89ab-7xyz-8000-000000000000").has_value());
+}
+
+TEST(Uuid, StrictlyIncreasingWithinOneMillisecondAndUnique) {
+  ManualClock clock;
+  UuidV7Generator gen(clock);
+  std::set<std::string> seen;
+  std::string prev;
+  for (int i = 0; i < 10000; ++i) {  // more than the 12-bit counter holds
+    std::string id = gen.NextString();
+    EXPECT_GT(id, prev);
+    prev = id;
+    seen.insert(id);
+  }
+  EXPECT_EQ(seen.size(), 10000u);
+  EXPECT_NE(NewId(), NewId());
+}
+
+}  // namespace
+}  // namespace cloudflux::core

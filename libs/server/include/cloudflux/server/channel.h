@@ -1,0 +1,38 @@
+#pragma once
+// Client channels to other CloudFlux services (and anything gRPC): keepalive,
+// message-size limits, and a retry policy for transient failures, all set
+// explicitly; plus a ClientContext factory that always sets a deadline.
+
+#include <grpcpp/channel.h>
+#include <grpcpp/client_context.h>
+
+#include <memory>
+#include <string>
+
+#include "absl/time/time.h"
+
+namespace cloudflux::server {
+
+struct ChannelOptions {
+  int max_receive_message_bytes = 16 << 20;
+  int max_send_message_bytes = 16 << 20;
+  absl::Duration keepalive_time = absl::Seconds(30);
+  absl::Duration keepalive_timeout = absl::Seconds(10);
+  // Retries of UNAVAILABLE with exponential backoff (gRPC's retry policy);
+  // 1 disables retries.
+  int max_attempts = 4;
+  absl::Duration initial_backoff = absl::Milliseconds(100);
+  absl::Duration max_backoff = absl::Seconds(2);
+};
+
+// The service config JSON that carries the retry policy.
+std::string RetryServiceConfig(const ChannelOptions& options);
+
+// A plaintext channel to `target` ("host:port", "dns:///svc:50051", ...).
+std::shared_ptr<grpc::Channel> MakeChannel(const std::string& target,
+                                           const ChannelOptions& options = {});
+
+// A ClientContext whose deadline is now + timeout.
+std::unique_ptr<grpc::ClientContext> MakeClientContext(absl::Duration timeout);
+
+}  // namespace cloudflux::server

@@ -1,0 +1,90 @@
+#pragma once
+// Helpers for tests that run against real servers: polling with a deadline
+// (never sleeps to wait), HTTP GET, child processes, and the loopback
+// endpoints of the servers the test runner started.
+
+#include <functional>
+#include <map>
+#include <string>
+#include <vector>
+
+#include "absl/status/statusor.h"
+#include "absl/time/time.h"
+
+namespace cloudflux::testing {
+
+// Polls `condition` every `every` until it holds or `timeout` passes.
+bool WaitFor(const std::function<bool()>& condition, absl::Duration timeout,
+             absl::Duration every = absl::Milliseconds(20));
+
+// GET http://... ; the body on a 2xx answer.
+absl::StatusOr<std::string> HttpGet(const std::string& url, absl::Duration timeout = absl::Seconds(5));
+
+// The value of a required environment variable set by the test runner
+// (scripts/dev test), or a failed status naming it.
+absl::StatusOr<std::string> RequiredEnv(const char* name);
+// CLOUDFLUX_TEST_PG_URL, CLOUDFLUX_TEST_KAFKA, CLOUDFLUX_TEST_REDIS.
+absl::StatusOr<std::string> TestPostgresUrl();
+absl::StatusOr<std::string> TestKafkaBootstrap();
+absl::StatusOr<std::string> TestRedisAddress();
+
+// A fresh database on the test PostgreSQL server, dropped on destruction, so
+// that tests never see each other's schemas.
+class ScratchDatabase {
+ public:
+  static absl::StatusOr<std::unique_ptr<ScratchDatabase>> Create();
+  ~ScratchDatabase();
+  const std::string& url() const { return url_; }
+
+ private:
+  std::string admin_url_;
+  std::string name_;
+  std::string url_;
+};
+
+// A child process with its stdout+stderr in a file. Killed (SIGKILL) on
+// destruction if still running.
+class ChildProcess {
+ public:
+  static absl::StatusOr<std::unique_ptr<ChildProcess>> Start(
+      const std::vector<std::string>& argv, const std::map<std::string, std::string>& env = {},
+      const std::string& log_path = "");
+  ~ChildProcess();
+  int pid() const { return pid_; }
+  void Signal(int sig);
+  // Exit code (or 128+signal) once exited within timeout; -1 on timeout.
+  int Wait(absl::Duration timeout);
+  bool Running();
+  std::string Output() const;  // the log file's contents
+
+ private:
+  int pid_ = -1;
+  int exit_code_ = -1;
+  std::string log_path_;
+};
+
+// A private PostgreSQL cluster (initdb + pg_ctl) on a free loopback port, for
+// tests that stop and restart the database. Runs as the `postgres` user when
+// the test runs as root.
+class PostgresProcess {
+ public:
+  static absl::StatusOr<std::unique_ptr<PostgresProcess>> Create();
+  ~PostgresProcess();
+  absl::Status Start();
+  absl::Status Stop();
+  std::string url() const;
+  int port() const { return port_; }
+
+ private:
+  absl::Status PgCtl(const std::string& action);
+  std::string dir_;
+  int port_ = 0;
+};
+
+// A TCP port that was free a moment ago on 127.0.0.1.
+int PickFreePort();
+
+// Directory holding the built binaries (CLOUDFLUX_BINARY_DIR, set by CMake).
+std::string BinaryDir();
+
+}  // namespace cloudflux::testing

@@ -1,0 +1,250 @@
+#include "cloudflux/testing/testing.h"
+
+#include <curl/curl.h>
+#include <fcntl.h>
+#include <netinet/in.h>
+#include <pwd.h>
+#include <signal.h>
+#include <sys/socket.h>
+#include <sys/stat.h>
+#include <sys/wait.h>
+#include <unistd.h>
+
+#include <cstdlib>
+#include <filesystem>
+#include <fstream>
+#include <pqxx/pqxx>
+#include <sstream>
+
+#include "absl/strings/str_cat.h"
+#include "absl/strings/str_join.h"
+#include "cloudflux/core/uuid.h"
+
+namespace cloudflux::testing {
+
+bool WaitFor(const std::function<bool()>& condition, absl::Duration timeout,
+             absl::Duration every) {
+  absl::Time deadline = absl::Now() + timeout;
+  while (true) {
+    if (condition()) return true;
+    if (absl::Now() >= deadline) return false;
+    absl::SleepFor(every);
+  }
+}
+
+namespace {
+size_t Append(char* data, size_t size, size_t n, void* out) {
+  static_cast<std::string*>(out)->append(data, size * n);
+  return size * n;
+}
+}  // namespace
+
+absl::StatusOr<std::string> HttpGet(const std::string& url, absl::Duration timeout) {
+  CURL* curl = curl_easy_init();
+  if (curl == nullptr) return absl::InternalError("curl_easy_init failed");
+  std::string body;
+  curl_easy_setopt(curl, CURLOPT_URL, url.c_str());
+  curl_easy_setopt(curl, CURLOPT_WRITEFUNCTION, &Append);
+  curl_easy_setopt(curl, CURLOPT_WRITEDATA, &body);
+  curl_easy_setopt(curl, CURLOPT_TIMEOUT_MS, static_cast<long>(absl::ToInt64Milliseconds(timeout)));
+  curl_easy_setopt(curl, CURLOPT_NOPROXY, "*");
+  CURLcode rc = curl_easy_perform(curl);
+  long code = 0;
+  curl_easy_getinfo(curl, CURLINFO_RESPONSE_CODE, &code);
+  curl_easy_cleanup(curl);
+  if (rc != CURLE_OK) return absl::UnavailableError(absl::StrCat(url, ": ", curl_easy_strerror(rc)));
+  if (code < 200 || code > 299) return absl::UnavailableError(absl::StrCat(url, ": HTTP ", code));
+  return body;
+}
+
+absl::StatusOr<std::string> RequiredEnv(const char* name) {
+  const char* value = std::getenv(name);
+  if (value == nullptr || *value == '\0') {
+    return absl::FailedPreconditionError(
+        absl::StrCat(name, " is not set: run the tests through `scripts/dev test`, which starts "
+                           "the servers they need"));
+  }
+  return std::string(value);
+}
+
+absl::StatusOr<std::string> TestPostgresUrl() { return RequiredEnv("CLOUDFLUX_TEST_PG_URL"); }
+absl::StatusOr<std::string> TestKafkaBootstrap() { return RequiredEnv("CLOUDFLUX_TEST_KAFKA"); }
+absl::StatusOr<std::string> TestRedisAddress() { return RequiredEnv("CLOUDFLUX_TEST_REDIS"); }
+
+namespace {
+// Replaces the dbname=... part of a key/value conninfo, or appends it.
+std::string WithDatabase(const std::string& url, const std::string& db) {
+  std::string out;
+  std::istringstream in(url);
+  std::string part;
+  while (in >> part) {
+    if (part.rfind("dbname=", 0) == 0) continue;
+    out += part + " ";
+  }
+  return out + "dbname=" + db;
+}
+}  // namespace
+
+absl::StatusOr<std::unique_ptr<ScratchDatabase>> ScratchDatabase::Create() {
+  auto admin = TestPostgresUrl();
+  if (!admin.ok()) return admin.status();
+  std::unique_ptr<ScratchDatabase> db(new ScratchDatabase());
+  db->admin_url_ = *admin;
+  std::string id = core::NewId();
+  id.erase(std::remove(id.begin(), id.end(), '-'), id.end());
+  db->name_ = "t_" + id;
+  try {
+    pqxx::connection conn(db->admin_url_);
+    pqxx::nontransaction tx(conn);
+    tx.exec("CREATE DATABASE " + db->name_);
+  } catch (const std::exception& e) {
+    return absl::UnavailableError(absl::StrCat("create scratch database: ", e.what()));
+  }
+  db->url_ = WithDatabase(db->admin_url_, db->name_);
+  return db;
+}
+
+ScratchDatabase::~ScratchDatabase() {
+  try {
+    pqxx::connection conn(admin_url_);
+    pqxx::nontransaction tx(conn);
+    tx.exec("DROP DATABASE IF EXISTS " + name_ + " WITH (FORCE)");
+  } catch (const std::exception&) {
+  }
+}
+
+absl::StatusOr<std::unique_ptr<ChildProcess>> ChildProcess::Start(
+    const std::vector<std::string>& argv, const std::map<std::string, std::string>& env,
+    const std::string& log_path) {
+  std::unique_ptr<ChildProcess> child(new ChildProcess());
+  child->log_path_ = log_path.empty()
+                         ? absl::StrCat(std::getenv("TMPDIR") ? std::getenv("TMPDIR") : "/tmp", "/cloudflux-child-", core::NewId(), ".log")
+                         : log_path;
+  pid_t pid = fork();
+  if (pid < 0) return absl::InternalError("fork failed");
+  if (pid == 0) {
+    int fd = open(child->log_path_.c_str(), O_WRONLY | O_CREAT | O_TRUNC, 0644);
+    if (fd >= 0) {
+      dup2(fd, 1);
+      dup2(fd, 2);
+      close(fd);
+    }
+    sigset_t none;
+    sigemptyset(&none);
+    sigprocmask(SIG_SETMASK, &none, nullptr);
+    for (const auto& [k, v] : env) setenv(k.c_str(), v.c_str(), 1);
+    std::vector<char*> args;
+    for (const auto& a : argv) args.push_back(const_cast<char*>(a.c_str()));
+    args.push_back(nullptr);
+    execv(args[0], args.data());
+    _exit(127);
+  }
+  child->pid_ = pid;
+  return child;
+}
+
+ChildProcess::~ChildProcess() {
+  if (Running()) {
+    kill(pid_, SIGKILL);
+    Wait(absl::Seconds(5));
+  }
+}
+
+void ChildProcess::Signal(int sig) {
+  if (pid_ > 0) kill(pid_, sig);
+}
+
+bool ChildProcess::Running() {
+  if (exit_code_ >= 0 || pid_ <= 0) return false;
+  int status = 0;
+  pid_t r = waitpid(pid_, &status, WNOHANG);
+  if (r == pid_) {
+    exit_code_ = WIFEXITED(status) ? WEXITSTATUS(status) : 128 + WTERMSIG(status);
+    return false;
+  }
+  return r == 0;
+}
+
+int ChildProcess::Wait(absl::Duration timeout) {
+  WaitFor([this] { return !Running(); }, timeout, absl::Milliseconds(10));
+  return exit_code_;
+}
+
+std::string ChildProcess::Output() const {
+  std::ifstream in(log_path_);
+  std::stringstream ss;
+  ss << in.rdbuf();
+  return ss.str();
+}
+
+int PickFreePort() {
+  int fd = socket(AF_INET, SOCK_STREAM, 0);
+  sockaddr_in addr{};
+  addr.sin_family = AF_INET;
+  addr.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
+  addr.sin_port = 0;
+  bind(fd, reinterpret_cast<sockaddr*>(&addr), sizeof(addr));
+  socklen_t len = sizeof(addr);
+  getsockname(fd, reinterpret_cast<sockaddr*>(&addr), &len);
+  int port = ntohs(addr.sin_port);
+  close(fd);
+  return port;
+}
+
+std::string BinaryDir() {
+  const char* dir = std::getenv("CLOUDFLUX_BINARY_DIR");
+  return dir != nullptr ? dir : CLOUDFLUX_DEFAULT_BINARY_DIR;
+}
+
+namespace {
+constexpr char kPgBin[] = "/usr/lib/postgresql/15/bin";
+
+// Runs a shell command, as `postgres` when we are root (PostgreSQL refuses
+// to run as root).
+absl::Status RunAsPostgres(const std::string& command) {
+  std::string full = geteuid() == 0 ? absl::StrCat("runuser -u postgres -- ", command) : command;
+  int rc = std::system(full.c_str());
+  if (rc != 0) return absl::InternalError(absl::StrCat("`", full, "` exited with ", rc));
+  return absl::OkStatus();
+}
+}  // namespace
+
+absl::StatusOr<std::unique_ptr<PostgresProcess>> PostgresProcess::Create() {
+  std::unique_ptr<PostgresProcess> pg(new PostgresProcess());
+  std::string base = std::getenv("TMPDIR") ? std::getenv("TMPDIR") : "/tmp";
+  pg->dir_ = absl::StrCat(base, "/cloudflux-pg-", core::NewId());
+  std::filesystem::create_directories(pg->dir_);
+  if (geteuid() == 0) {
+    passwd* pw = getpwnam("postgres");
+    if (pw == nullptr) return absl::FailedPreconditionError("no postgres user");
+    chown(pg->dir_.c_str(), pw->pw_uid, pw->pw_gid);
+  }
+  pg->port_ = PickFreePort();
+  auto s = RunAsPostgres(absl::StrCat(kPgBin, "/initdb -D ", pg->dir_,
+                                      "/data -A trust -U postgres >", pg->dir_, "/initdb.log 2>&1"));
+  if (!s.ok()) return s;
+  s = pg->Start();
+  if (!s.ok()) return s;
+  return pg;
+}
+
+absl::Status PostgresProcess::PgCtl(const std::string& action) {
+  std::string opts = absl::StrCat("-o '-p ", port_, " -k ", dir_, " -c listen_addresses=127.0.0.1'");
+  return RunAsPostgres(absl::StrCat(kPgBin, "/pg_ctl -D ", dir_, "/data ", opts, " -w -t 30 -l ",
+                                    dir_, "/pg.log ", action, " >/dev/null 2>&1"));
+}
+
+absl::Status PostgresProcess::Start() { return PgCtl("start"); }
+absl::Status PostgresProcess::Stop() { return PgCtl("-m fast stop"); }
+
+PostgresProcess::~PostgresProcess() {
+  (void)PgCtl("-m immediate stop");
+  std::error_code ec;
+  std::filesystem::remove_all(dir_, ec);
+}
+
+std::string PostgresProcess::url() const {
+  return absl::StrCat("host=127.0.0.1 port=", port_, " user=postgres dbname=postgres connect_timeout=2");
+}
+
+}  // namespace cloudflux::testing

@@ -1,0 +1,154 @@
+#pragma once
+// PostgreSQL access for CloudFlux services: a connection pool with timeouts,
+// transactions that retry serialization failures and deadlocks, and schema
+// migrations applied once, in order, under an advisory lock. libpqxx stays
+// behind this header: callers see Status, Result and Row.
+
+#include <cstdint>
+#include <functional>
+#include <memory>
+#include <optional>
+#include <string>
+#include <string_view>
+#include <vector>
+
+#include "absl/status/status.h"
+#include "absl/status/statusor.h"
+#include "absl/time/time.h"
+
+namespace cloudflux::db {
+
+// A query parameter: text, or nullopt for NULL. Use Bytea() for binary data.
+using Param = std::optional<std::string>;
+
+// Encodes bytes as PostgreSQL's bytea hex input ("\x0a1b...").
+std::string Bytea(std::string_view bytes);
+
+class Row {
+ public:
+  bool IsNull(size_t column) const { return !values_.at(column).has_value(); }
+  // Text form; empty for NULL.
+  std::string Text(size_t column) const { return values_.at(column).value_or(""); }
+  std::optional<std::string> Optional(size_t column) const { return values_.at(column); }
+  int64_t Int(size_t column) const;
+  bool Bool(size_t column) const { return Text(column) == "t"; }
+  double Double(size_t column) const;
+  // A bytea column decoded to raw bytes.
+  std::string Bytes(size_t column) const;
+  size_t size() const { return values_.size(); }
+
+ private:
+  friend class Transaction;
+  friend class Pool;
+  std::vector<std::optional<std::string>> values_;
+};
+
+class Result {
+ public:
+  size_t size() const { return rows_.size(); }
+  bool empty() const { return rows_.empty(); }
+  const Row& operator[](size_t i) const { return rows_.at(i); }
+  std::vector<Row>::const_iterator begin() const { return rows_.begin(); }
+  std::vector<Row>::const_iterator end() const { return rows_.end(); }
+  // Rows inserted/updated/deleted by the statement.
+  int64_t affected_rows() const { return affected_rows_; }
+
+ private:
+  friend class Transaction;
+  friend class Pool;
+  std::vector<Row> rows_;
+  int64_t affected_rows_ = 0;
+};
+
+enum class Isolation { kReadCommitted, kRepeatableRead, kSerializable };
+
+struct TxOptions {
+  Isolation isolation = Isolation::kReadCommitted;
+  // Attempts for serialization failures, deadlocks and connections that
+  // broke before commit. 1 disables retries.
+  int max_attempts = 5;
+};
+
+// An open transaction. Only valid inside Pool::InTransaction's callback.
+class Transaction {
+ public:
+  // SQL errors come back as statuses: unique violation -> ALREADY_EXISTS,
+  // other integrity violations -> FAILED_PRECONDITION, statement timeout ->
+  // DEADLINE_EXCEEDED, serialization failure/deadlock -> ABORTED, lost
+  // connection -> UNAVAILABLE, anything else -> INTERNAL.
+  absl::StatusOr<Result> Exec(std::string_view sql, const std::vector<Param>& params = {});
+
+ private:
+  friend class Pool;
+  explicit Transaction(void* work) : work_(work) {}
+  void* work_;  // pqxx::work
+};
+
+struct PoolOptions {
+  // libpq connection string: "host=127.0.0.1 port=5432 dbname=x user=y" or
+  // "postgresql://user@host:port/db".
+  std::string url;
+  int max_connections = 8;
+  absl::Duration connect_timeout = absl::Seconds(2);
+  absl::Duration acquire_timeout = absl::Seconds(5);
+  absl::Duration statement_timeout = absl::Seconds(30);
+  // If set, every connection uses this schema first in its search_path.
+  std::string schema;
+};
+
+// A fixed-size pool of connections, opened lazily and replaced when broken.
+// Thread-safe.
+class Pool {
+ public:
+  static absl::StatusOr<std::unique_ptr<Pool>> Create(PoolOptions options);
+  ~Pool();
+
+  // Runs `fn` in one transaction and commits if it returns OK (rolls back
+  // otherwise, returning fn's status). Retries the whole callback on
+  // retryable failures, so `fn` must not have effects outside the database.
+  absl::Status InTransaction(const std::function<absl::Status(Transaction&)>& fn,
+                             const TxOptions& options = {});
+
+  // One statement in its own transaction.
+  absl::StatusOr<Result> Exec(std::string_view sql, const std::vector<Param>& params = {});
+
+  // Health check: a round trip within `timeout`.
+  absl::Status Ping(absl::Duration timeout);
+
+  // Runs `fn` on a connection held for its whole duration, outside any
+  // transaction (session-level advisory locks, LISTEN, DDL batches).
+  absl::Status WithSession(const std::function<absl::Status(Transaction&)>& fn);
+
+  const PoolOptions& options() const { return options_; }
+
+ public:
+  class Impl;  // connection bookkeeping, private to the implementation
+
+ private:
+  explicit Pool(PoolOptions options);
+  PoolOptions options_;
+  std::unique_ptr<Impl> impl_;
+};
+
+struct Migration {
+  int version = 0;
+  std::string name;  // file name, "001_init.sql"
+  std::string sql;
+};
+
+// Reads NNN_*.sql files from `dir`, sorted by version; duplicate or
+// malformed versions are INVALID_ARGUMENT.
+absl::StatusOr<std::vector<Migration>> LoadMigrations(const std::string& dir);
+
+// Creates `schema` and <schema>.schema_migrations if missing and applies the
+// migrations not yet applied, each in its own transaction with search_path
+// set to the schema, under a PostgreSQL advisory lock so that replicas
+// starting together apply each migration exactly once. A changed migration
+// that was already applied is FAILED_PRECONDITION (checksums are recorded).
+absl::Status ApplyMigrations(Pool& pool, const std::string& schema,
+                             const std::vector<Migration>& migrations);
+
+// True for lowercase SQL identifiers ([a-z_][a-z0-9_]*, at most 63 chars).
+bool IsValidIdentifier(std::string_view name);
+
+}  // namespace cloudflux::db

@@ -1,0 +1,422 @@
+#include "cloudflux/db/db.h"
+
+#include <openssl/sha.h>
+
+#include <algorithm>
+#include <condition_variable>
+#include <filesystem>
+#include <map>
+#include <fstream>
+#include <mutex>
+#include <pqxx/pqxx>
+#include <regex>
+#include <sstream>
+
+#include "absl/strings/numbers.h"
+#include "absl/strings/str_cat.h"
+#include "cloudflux/core/log.h"
+#include "cloudflux/core/status.h"
+
+namespace cloudflux::db {
+namespace {
+
+absl::Status FromException(const std::exception& e) {
+  std::string what = e.what();
+  while (!what.empty() && what.back() == '\n') what.pop_back();
+  if (dynamic_cast<const pqxx::in_doubt_error*>(&e) != nullptr) {
+    return absl::UnavailableError(absl::StrCat("commit outcome unknown: ", what));
+  }
+  if (dynamic_cast<const pqxx::broken_connection*>(&e) != nullptr) {
+    return absl::UnavailableError(absl::StrCat("database connection lost: ", what));
+  }
+  if (dynamic_cast<const pqxx::transaction_rollback*>(&e) != nullptr) {
+    return absl::AbortedError(absl::StrCat("transaction conflict: ", what));
+  }
+  if (dynamic_cast<const pqxx::unique_violation*>(&e) != nullptr) {
+    return absl::AlreadyExistsError(what);
+  }
+  if (dynamic_cast<const pqxx::integrity_constraint_violation*>(&e) != nullptr) {
+    return absl::FailedPreconditionError(what);
+  }
+  if (const auto* sql = dynamic_cast<const pqxx::sql_error*>(&e)) {
+    if (sql->sqlstate() == "57014") return absl::DeadlineExceededError(what);  // query_canceled
+    if (sql->sqlstate().rfind("08", 0) == 0 || sql->sqlstate().rfind("57P", 0) == 0) {
+      return absl::UnavailableError(what);  // connection exception / admin shutdown
+    }
+    if (sql->sqlstate() == "22P02" || sql->sqlstate() == "22001") {
+      return absl::InvalidArgumentError(what);  // invalid text representation / too long
+    }
+  }
+  return absl::InternalError(what);
+}
+
+bool IsRetryableTx(const absl::Status& s) {
+  return s.code() == absl::StatusCode::kAborted ||
+         (s.code() == absl::StatusCode::kUnavailable &&
+          s.message().find("commit outcome unknown") == absl::string_view::npos);
+}
+
+std::string WithConnectTimeout(const std::string& url, absl::Duration timeout) {
+  if (url.find("connect_timeout") != std::string::npos) return url;
+  int64_t secs = std::max<int64_t>(1, absl::ToInt64Seconds(timeout));
+  if (url.rfind("postgres://", 0) == 0 || url.rfind("postgresql://", 0) == 0) {
+    return absl::StrCat(url, url.find('?') == std::string::npos ? "?" : "&",
+                        "connect_timeout=", secs);
+  }
+  return absl::StrCat(url, " connect_timeout=", secs);
+}
+
+
+std::string HexSha256(const std::string& data) {
+  unsigned char digest[SHA256_DIGEST_LENGTH];
+  SHA256(reinterpret_cast<const unsigned char*>(data.data()), data.size(), digest);
+  static const char* kHex = "0123456789abcdef";
+  std::string out;
+  for (unsigned char c : digest) {
+    out.push_back(kHex[c >> 4]);
+    out.push_back(kHex[c & 15]);
+  }
+  return out;
+}
+
+}  // namespace
+
+std::string Bytea(std::string_view bytes) {
+  static const char* kHex = "0123456789abcdef";
+  std::string out = "\\x";
+  out.reserve(2 + bytes.size() * 2);
+  for (unsigned char c : bytes) {
+    out.push_back(kHex[c >> 4]);
+    out.push_back(kHex[c & 15]);
+  }
+  return out;
+}
+
+int64_t Row::Int(size_t column) const {
+  int64_t v = 0;
+  (void)absl::SimpleAtoi(Text(column), &v);
+  return v;
+}
+
+double Row::Double(size_t column) const {
+  double v = 0;
+  (void)absl::SimpleAtod(Text(column), &v);
+  return v;
+}
+
+std::string Row::Bytes(size_t column) const {
+  std::string text = Text(column);
+  if (text.rfind("\\x", 0) != 0) return text;
+  std::string out;
+  out.reserve((text.size() - 2) / 2);
+  auto hex = [](char c) { return c <= '9' ? c - '0' : (c | 0x20) - 'a' + 10; };
+  for (size_t i = 2; i + 1 < text.size(); i += 2) {
+    out.push_back(static_cast<char>(hex(text[i]) << 4 | hex(text[i + 1])));
+  }
+  return out;
+}
+
+absl::StatusOr<Result> Transaction::Exec(std::string_view sql, const std::vector<Param>& params) {
+  auto& work = *static_cast<pqxx::transaction_base*>(work_);
+  try {
+    std::vector<const char*> raw;
+    raw.reserve(params.size());
+    for (const auto& p : params) raw.push_back(p.has_value() ? p->c_str() : nullptr);
+    pqxx::result r = params.empty()
+                         ? work.exec(std::string(sql))
+                         : work.exec_params(std::string(sql), pqxx::prepare::make_dynamic_params(raw));
+    Result out;
+    out.affected_rows_ = r.affected_rows();
+    out.rows_.reserve(r.size());
+    for (const auto& row : r) {
+      Row o;
+      o.values_.reserve(row.size());
+      for (const auto& field : row) {
+        if (field.is_null()) {
+          o.values_.emplace_back(std::nullopt);
+        } else {
+          o.values_.emplace_back(std::string(field.c_str(), field.size()));
+        }
+      }
+      out.rows_.push_back(std::move(o));
+    }
+    return out;
+  } catch (const std::exception& e) {
+    return FromException(e);
+  }
+}
+
+class Pool::Impl {
+ public:
+  std::mutex mu;
+  std::condition_variable cv;
+  std::vector<std::unique_ptr<pqxx::connection>> idle;
+  int open = 0;  // idle + in use
+};
+
+Pool::Pool(PoolOptions options) : options_(std::move(options)), impl_(std::make_unique<Impl>()) {}
+Pool::~Pool() = default;
+
+absl::StatusOr<std::unique_ptr<Pool>> Pool::Create(PoolOptions options) {
+  if (options.url.empty()) return absl::InvalidArgumentError("database url is empty");
+  if (options.max_connections < 1) {
+    return absl::InvalidArgumentError("max_connections must be at least 1");
+  }
+  if (!options.schema.empty() && !IsValidIdentifier(options.schema)) {
+    return absl::InvalidArgumentError(absl::StrCat("invalid schema name '", options.schema, "'"));
+  }
+  options.url = WithConnectTimeout(options.url, options.connect_timeout);
+  return std::unique_ptr<Pool>(new Pool(std::move(options)));
+}
+
+namespace {
+
+// A connection checked out of the pool; returned on destruction unless
+// marked broken.
+class Lease {
+ public:
+  Lease(Pool::Impl* impl, std::unique_ptr<pqxx::connection> conn)
+      : impl_(impl), conn_(std::move(conn)) {}
+  ~Lease() {
+    std::lock_guard lock(impl_->mu);
+    if (conn_ != nullptr && conn_->is_open() && !broken_) {
+      impl_->idle.push_back(std::move(conn_));
+    } else {
+      --impl_->open;
+    }
+    impl_->cv.notify_one();
+  }
+  pqxx::connection& conn() { return *conn_; }
+  void MarkBroken() { broken_ = true; }
+
+ private:
+  Pool::Impl* impl_;
+  std::unique_ptr<pqxx::connection> conn_;
+  bool broken_ = false;
+};
+
+}  // namespace
+
+// Checks out an idle connection, or opens one while under max_connections,
+// or waits up to `timeout` for one to come back.
+static absl::StatusOr<std::unique_ptr<Lease>> Acquire(Pool::Impl* impl, const PoolOptions& options,
+                                                      absl::Duration timeout) {
+  {
+    std::unique_lock lock(impl->mu);
+    bool ok = impl->cv.wait_for(lock, absl::ToChronoMilliseconds(timeout), [&] {
+      return !impl->idle.empty() || impl->open < options.max_connections;
+    });
+    if (!ok) {
+      return absl::ResourceExhaustedError(
+          absl::StrCat("no database connection free within ", absl::FormatDuration(timeout), " (",
+                       options.max_connections, " in use)"));
+    }
+    if (!impl->idle.empty()) {
+      auto conn = std::move(impl->idle.back());
+      impl->idle.pop_back();
+      return std::make_unique<Lease>(impl, std::move(conn));
+    }
+    ++impl->open;
+  }
+  try {
+    auto conn = std::make_unique<pqxx::connection>(options.url);
+    pqxx::nontransaction setup(*conn);
+    setup.exec(absl::StrCat("SET statement_timeout = ",
+                            absl::ToInt64Milliseconds(options.statement_timeout)));
+    if (!options.schema.empty()) {
+      setup.exec(absl::StrCat("SET search_path TO ", options.schema, ", public"));
+    }
+    setup.commit();
+    return std::make_unique<Lease>(impl, std::move(conn));
+  } catch (const std::exception& e) {
+    std::lock_guard lock(impl->mu);
+    --impl->open;
+    impl->cv.notify_one();
+    std::string what = e.what();
+    while (!what.empty() && what.back() == '\n') what.pop_back();
+    return absl::UnavailableError(absl::StrCat("cannot connect to database: ", what));
+  }
+}
+
+absl::Status Pool::InTransaction(const std::function<absl::Status(Transaction&)>& fn,
+                                 const TxOptions& tx_options) {
+  absl::Status last;
+  absl::Duration backoff = absl::Milliseconds(5);
+  for (int attempt = 1; attempt <= std::max(1, tx_options.max_attempts); ++attempt) {
+    auto lease = Acquire(impl_.get(), options_, options_.acquire_timeout);
+    if (!lease.ok()) return lease.status();
+    absl::Status status;
+    try {
+      pqxx::work work((*lease)->conn());
+      switch (tx_options.isolation) {
+        case Isolation::kReadCommitted: break;
+        case Isolation::kRepeatableRead:
+          work.exec("SET TRANSACTION ISOLATION LEVEL REPEATABLE READ");
+          break;
+        case Isolation::kSerializable:
+          work.exec("SET TRANSACTION ISOLATION LEVEL SERIALIZABLE");
+          break;
+      }
+      Transaction tx(&work);
+      status = fn(tx);
+      if (status.ok()) {
+        work.commit();
+        return absl::OkStatus();
+      }
+      work.abort();
+    } catch (const std::exception& e) {
+      status = FromException(e);
+    }
+    if (status.code() == absl::StatusCode::kUnavailable) (*lease)->MarkBroken();
+    if (!IsRetryableTx(status)) return status;
+    last = status;
+    if (attempt < tx_options.max_attempts) {
+      absl::SleepFor(backoff);
+      backoff = std::min(backoff * 2, absl::Milliseconds(200));
+    }
+  }
+  return last;
+}
+
+absl::StatusOr<Result> Pool::Exec(std::string_view sql, const std::vector<Param>& params) {
+  Result result;
+  CF_RETURN_IF_ERROR(InTransaction([&](Transaction& tx) -> absl::Status {
+    CF_ASSIGN_OR_RETURN(result, tx.Exec(sql, params));
+    return absl::OkStatus();
+  }));
+  return result;
+}
+
+absl::Status Pool::Ping(absl::Duration timeout) {
+  auto lease = Acquire(impl_.get(), options_, timeout);
+  if (!lease.ok()) return lease.status();
+  try {
+    pqxx::nontransaction tx((*lease)->conn());
+    tx.exec("SELECT 1");
+    return absl::OkStatus();
+  } catch (const std::exception& e) {
+    (*lease)->MarkBroken();
+    return FromException(e);
+  }
+}
+
+absl::Status Pool::WithSession(const std::function<absl::Status(Transaction&)>& fn) {
+  auto lease = Acquire(impl_.get(), options_, options_.acquire_timeout);
+  if (!lease.ok()) return lease.status();
+  try {
+    pqxx::nontransaction session((*lease)->conn());
+    Transaction tx(&session);
+    absl::Status s = fn(tx);
+    if (s.code() == absl::StatusCode::kUnavailable) (*lease)->MarkBroken();
+    return s;
+  } catch (const std::exception& e) {
+    (*lease)->MarkBroken();
+    return FromException(e);
+  }
+}
+
+bool IsValidIdentifier(std::string_view name) {
+  if (name.empty() || name.size() > 63) return false;
+  if (!(name[0] == '_' || (name[0] >= 'a' && name[0] <= 'z'))) return false;
+  return std::all_of(name.begin(), name.end(), [](char c) {
+    return c == '_' || (c >= 'a' && c <= 'z') || (c >= '0' && c <= '9');
+  });
+}
+
+absl::StatusOr<std::vector<Migration>> LoadMigrations(const std::string& dir) {
+  std::error_code ec;
+  if (!std::filesystem::is_directory(dir, ec)) {
+    return absl::NotFoundError(absl::StrCat("migration directory ", dir, " does not exist"));
+  }
+  static const std::regex kName(R"(^(\d{3,})_[A-Za-z0-9_\-]+\.sql$)");
+  std::vector<Migration> out;
+  for (const auto& entry : std::filesystem::directory_iterator(dir)) {
+    std::string name = entry.path().filename().string();
+    if (entry.path().extension() != ".sql") continue;
+    std::smatch m;
+    if (!std::regex_match(name, m, kName)) {
+      return absl::InvalidArgumentError(
+          absl::StrCat("migration file ", name, " is not named NNN_description.sql"));
+    }
+    Migration mig;
+    mig.version = std::stoi(m[1].str());
+    mig.name = name;
+    std::ifstream in(entry.path());
+    std::stringstream ss;
+    ss << in.rdbuf();
+    mig.sql = ss.str();
+    out.push_back(std::move(mig));
+  }
+  std::sort(out.begin(), out.end(),
+            [](const Migration& a, const Migration& b) { return a.version < b.version; });
+  for (size_t i = 1; i < out.size(); ++i) {
+    if (out[i].version == out[i - 1].version) {
+      return absl::InvalidArgumentError(absl::StrCat("migrations ", out[i - 1].name, " and ",
+                                                     out[i].name, " share a version"));
+    }
+  }
+  return out;
+}
+
+absl::Status ApplyMigrations(Pool& pool, const std::string& schema,
+                             const std::vector<Migration>& migrations) {
+  if (!IsValidIdentifier(schema)) {
+    return absl::InvalidArgumentError(absl::StrCat("invalid schema name '", schema, "'"));
+  }
+  const std::string lock_key = absl::StrCat("cloudflux.migrate.", schema);
+  return pool.WithSession([&](Transaction& session) -> absl::Status {
+    // Session-level lock: held across the per-migration transactions below,
+    // released explicitly (or by the server if this process dies).
+    CF_RETURN_IF_ERROR(
+        session.Exec("SELECT pg_advisory_lock(hashtext($1))", {lock_key}).status());
+    auto body = [&]() -> absl::Status {
+      CF_RETURN_IF_ERROR(session.Exec(absl::StrCat("CREATE SCHEMA IF NOT EXISTS ", schema)).status());
+      CF_RETURN_IF_ERROR(session
+                             .Exec(absl::StrCat("CREATE TABLE IF NOT EXISTS ", schema,
+                                                ".schema_migrations (version integer PRIMARY KEY, "
+                                                "name text NOT NULL, checksum text NOT NULL, "
+                                                "applied_at timestamptz NOT NULL DEFAULT now())"))
+                             .status());
+      CF_ASSIGN_OR_RETURN(
+          Result applied,
+          session.Exec(absl::StrCat("SELECT version, checksum FROM ", schema, ".schema_migrations")));
+      std::map<int, std::string> done;
+      for (const auto& row : applied) done[static_cast<int>(row.Int(0))] = row.Text(1);
+      for (const auto& m : migrations) {
+        std::string checksum = HexSha256(m.sql);
+        auto it = done.find(m.version);
+        if (it != done.end()) {
+          if (it->second != checksum) {
+            return absl::FailedPreconditionError(absl::StrCat(
+                "migration ", m.name, " was changed after it was applied to schema ", schema,
+                "; add a new migration instead"));
+          }
+          continue;
+        }
+        CF_RETURN_IF_ERROR(session.Exec("BEGIN").status());
+        absl::Status s = [&]() -> absl::Status {
+          CF_RETURN_IF_ERROR(
+              session.Exec(absl::StrCat("SET LOCAL search_path TO ", schema, ", public")).status());
+          CF_RETURN_IF_ERROR(core::Annotate(session.Exec(m.sql).status(), m.name));
+          CF_RETURN_IF_ERROR(session
+                                 .Exec(absl::StrCat("INSERT INTO ", schema,
+                                                    ".schema_migrations (version, name, checksum) "
+                                                    "VALUES ($1, $2, $3)"),
+                                       {std::to_string(m.version), m.name, checksum})
+                                 .status());
+          return session.Exec("COMMIT").status();
+        }();
+        if (!s.ok()) {
+          (void)session.Exec("ROLLBACK");
+          return s;
+        }
+        core::LogInfo("migration applied", {{"schema", schema}, {"migration", m.name}});
+      }
+      return absl::OkStatus();
+    }();
+    (void)session.Exec("SELECT pg_advisory_unlock(hashtext($1))", {lock_key});
+    return body;
+  });
+}
+
+}  // namespace cloudflux::db

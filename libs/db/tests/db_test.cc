@@ -1,0 +1,216 @@
+#include <gtest/gtest.h>
+
+#include <atomic>
+#include <filesystem>
+#include <fstream>
+#include <thread>
+
+#include "absl/strings/match.h"
+#include "cloudflux/db/db.h"
+#include "cloudflux/testing/testing.h"
+
+namespace cloudflux::db {
+namespace {
+
+class DbTest : public ::testing::Test {
+ protected:
+  void SetUp() override {
+    auto scratch = testing::ScratchDatabase::Create();
+    ASSERT_TRUE(scratch.ok()) << scratch.status();
+    scratch_ = std::move(*scratch);
+    pool_ = NewPool();
+  }
+  std::unique_ptr<Pool> NewPool(int max_connections = 4) {
+    PoolOptions o;
+    o.url = scratch_->url();
+    o.max_connections = max_connections;
+    o.acquire_timeout = absl::Milliseconds(300);
+    auto pool = Pool::Create(o);
+    EXPECT_TRUE(pool.ok()) << pool.status();
+    return std::move(*pool);
+  }
+  std::string WriteMigrations(const std::vector<std::pair<std::string, std::string>>& files) {
+    std::string dir = ::testing::TempDir() + "/mig-" + std::to_string(counter_++) + "-" +
+                      std::to_string(getpid());
+    std::filesystem::remove_all(dir);
+    std::filesystem::create_directories(dir);
+    for (const auto& [name, sql] : files) std::ofstream(dir + "/" + name) << sql;
+    return dir;
+  }
+  std::unique_ptr<testing::ScratchDatabase> scratch_;
+  std::unique_ptr<Pool> pool_;
+  int counter_ = 0;
+};
+
+TEST_F(DbTest, ParamsNullsBytesAndErrorCodes) {
+  ASSERT_TRUE(pool_->Exec("CREATE TABLE t (id int PRIMARY KEY, name text, blob bytea)").ok());
+  std::string binary("\x00\x01\xff\x7f", 4);
+  ASSERT_TRUE(pool_->Exec("INSERT INTO t VALUES ($1, $2, $3::bytea)",
+                          {"1", std::nullopt, Bytea(binary)})
+                  .ok());
+  auto r = pool_->Exec("SELECT id, name, blob FROM t");
+  ASSERT_TRUE(r.ok()) << r.status();
+  ASSERT_EQ(r->size(), 1u);
+  EXPECT_EQ((*r)[0].Int(0), 1);
+  EXPECT_TRUE((*r)[0].IsNull(1));
+  EXPECT_EQ((*r)[0].Bytes(2), binary);
+
+  auto dup = pool_->Exec("INSERT INTO t VALUES (1, 'x', NULL)");
+  EXPECT_EQ(dup.status().code(), absl::StatusCode::kAlreadyExists);
+  auto bad = pool_->Exec("INSERT INTO t VALUES ($1, 'x', NULL)", {"not-a-number"});
+  EXPECT_EQ(bad.status().code(), absl::StatusCode::kInvalidArgument);
+  auto syntax = pool_->Exec("SELEKT 1");
+  EXPECT_EQ(syntax.status().code(), absl::StatusCode::kInternal);
+  // An injection attempt stays a value.
+  ASSERT_TRUE(pool_->Exec("INSERT INTO t VALUES (2, $1, NULL)", {"'); DROP TABLE t; --"}).ok());
+  EXPECT_EQ(pool_->Exec("SELECT count(*) FROM t")->operator[](0).Int(0), 2);
+}
+
+TEST_F(DbTest, FailedCallbackRollsBackEverything) {
+  ASSERT_TRUE(pool_->Exec("CREATE TABLE t (id int PRIMARY KEY)").ok());
+  absl::Status s = pool_->InTransaction([](Transaction& tx) -> absl::Status {
+    auto r = tx.Exec("INSERT INTO t VALUES (1)");
+    if (!r.ok()) return r.status();
+    return absl::InvalidArgumentError("validation failed after the insert");
+  });
+  EXPECT_EQ(s.code(), absl::StatusCode::kInvalidArgument);
+  EXPECT_EQ(pool_->Exec("SELECT count(*) FROM t")->operator[](0).Int(0), 0);
+}
+
+TEST_F(DbTest, SerializationFailuresAreRetried) {
+  ASSERT_TRUE(pool_->Exec("CREATE TABLE counter (n int)").ok());
+  ASSERT_TRUE(pool_->Exec("INSERT INTO counter VALUES (0)").ok());
+  // Concurrent read-modify-write under SERIALIZABLE: conflicts must be
+  // retried so that no increment is lost.
+  constexpr int kThreads = 4, kPerThread = 15;
+  std::atomic<int> attempts{0};
+  std::vector<std::thread> threads;
+  for (int t = 0; t < kThreads; ++t) {
+    threads.emplace_back([&] {
+      for (int i = 0; i < kPerThread; ++i) {
+        TxOptions opts;
+        opts.isolation = Isolation::kSerializable;
+        opts.max_attempts = 50;
+        absl::Status s = pool_->InTransaction(
+            [&](Transaction& tx) -> absl::Status {
+              attempts.fetch_add(1);
+              auto r = tx.Exec("SELECT n FROM counter");
+              if (!r.ok()) return r.status();
+              int64_t n = (*r)[0].Int(0);
+              return tx.Exec("UPDATE counter SET n = $1", {std::to_string(n + 1)}).status();
+            },
+            opts);
+        EXPECT_TRUE(s.ok()) << s;
+      }
+    });
+  }
+  for (auto& t : threads) t.join();
+  EXPECT_EQ(pool_->Exec("SELECT n FROM counter")->operator[](0).Int(0), kThreads * kPerThread);
+  EXPECT_GT(attempts.load(), kThreads * kPerThread) << "expected at least one retried conflict";
+}
+
+TEST_F(DbTest, StatementTimeoutAndPoolExhaustion) {
+  PoolOptions o;
+  o.url = scratch_->url();
+  o.max_connections = 1;
+  o.statement_timeout = absl::Milliseconds(100);
+  o.acquire_timeout = absl::Milliseconds(100);
+  auto pool = std::move(*Pool::Create(o));
+  EXPECT_EQ(pool->Exec("SELECT pg_sleep(2)").status().code(), absl::StatusCode::kDeadlineExceeded);
+
+  std::atomic<bool> holding{false};
+  std::thread holder([&] {
+    (void)pool->InTransaction([&](Transaction& tx) {
+      holding = true;
+      absl::SleepFor(absl::Milliseconds(400));
+      return absl::OkStatus();
+    });
+  });
+  ASSERT_TRUE(testing::WaitFor([&] { return holding.load(); }, absl::Seconds(5)));
+  EXPECT_EQ(pool->Ping(absl::Milliseconds(50)).code(), absl::StatusCode::kResourceExhausted);
+  holder.join();
+  EXPECT_TRUE(pool->Ping(absl::Seconds(1)).ok());
+}
+
+TEST_F(DbTest, UnreachableServerIsUnavailable) {
+  PoolOptions o;
+  o.url = "host=127.0.0.1 port=" + std::to_string(testing::PickFreePort()) + " dbname=x";
+  auto pool = std::move(*Pool::Create(o));
+  EXPECT_EQ(pool->Ping(absl::Seconds(1)).code(), absl::StatusCode::kUnavailable);
+  EXPECT_EQ(Pool::Create(PoolOptions{}).status().code(), absl::StatusCode::kInvalidArgument);
+}
+
+TEST_F(DbTest, MigrationsApplyOnceInOrderAndAreIdempotent) {
+  std::string dir = WriteMigrations({
+      {"001_create.sql", "CREATE TABLE items (id int PRIMARY KEY, label text);"},
+      {"002_seed.sql", "INSERT INTO items VALUES (1, 'first');"},
+      {"README.txt", "ignored"},
+  });
+  auto migrations = LoadMigrations(dir);
+  ASSERT_TRUE(migrations.ok()) << migrations.status();
+  ASSERT_EQ(migrations->size(), 2u);
+  EXPECT_EQ((*migrations)[0].version, 1);
+  ASSERT_TRUE(ApplyMigrations(*pool_, "svc", *migrations).ok());
+  ASSERT_TRUE(ApplyMigrations(*pool_, "svc", *migrations).ok()) << "second run is a no-op";
+  EXPECT_EQ(pool_->Exec("SELECT count(*) FROM svc.items")->operator[](0).Int(0), 1);
+  EXPECT_EQ(pool_->Exec("SELECT count(*) FROM svc.schema_migrations")->operator[](0).Int(0), 2);
+
+  // A later migration is applied on the next start.
+  std::string dir2 = WriteMigrations({
+      {"001_create.sql", "CREATE TABLE items (id int PRIMARY KEY, label text);"},
+      {"002_seed.sql", "INSERT INTO items VALUES (1, 'first');"},
+      {"003_more.sql", "INSERT INTO items VALUES (2, 'second');"},
+  });
+  ASSERT_TRUE(ApplyMigrations(*pool_, "svc", *LoadMigrations(dir2)).ok());
+  EXPECT_EQ(pool_->Exec("SELECT count(*) FROM svc.items")->operator[](0).Int(0), 2);
+}
+
+TEST_F(DbTest, ChangedOrBrokenMigrationsAreRefusedAndChangeNothing) {
+  ASSERT_TRUE(ApplyMigrations(*pool_, "svc",
+                              *LoadMigrations(WriteMigrations(
+                                  {{"001_create.sql", "CREATE TABLE a (id int);"}})))
+                  .ok());
+  absl::Status changed = ApplyMigrations(
+      *pool_, "svc",
+      *LoadMigrations(WriteMigrations({{"001_create.sql", "CREATE TABLE a (id bigint);"}})));
+  EXPECT_EQ(changed.code(), absl::StatusCode::kFailedPrecondition);
+  EXPECT_TRUE(absl::StrContains(changed.message(), "001_create.sql"));
+
+  absl::Status broken = ApplyMigrations(
+      *pool_, "svc",
+      *LoadMigrations(WriteMigrations({{"001_create.sql", "CREATE TABLE a (id int);"},
+                                       {"002_half.sql", "CREATE TABLE b (id int); SELEKT;"}})));
+  EXPECT_FALSE(broken.ok());
+  EXPECT_TRUE(absl::StrContains(broken.message(), "002_half.sql"));
+  auto b = pool_->Exec("SELECT to_regclass('svc.b') IS NULL");
+  EXPECT_TRUE((*b)[0].Bool(0)) << "a failed migration must leave nothing behind";
+
+  EXPECT_EQ(LoadMigrations(WriteMigrations({{"1_x.sql", ""}})).status().code(),
+            absl::StatusCode::kInvalidArgument);
+  EXPECT_EQ(LoadMigrations(WriteMigrations({{"001_a.sql", ""}, {"001_b.sql", ""}})).status().code(),
+            absl::StatusCode::kInvalidArgument);
+  EXPECT_EQ(ApplyMigrations(*pool_, "Bad-Name", {}).code(), absl::StatusCode::kInvalidArgument);
+}
+
+TEST_F(DbTest, ReplicasStartingTogetherApplyEachMigrationOnce) {
+  // Non-idempotent statements: running any of them twice would fail.
+  std::string dir = WriteMigrations({
+      {"001_create.sql", "CREATE TABLE runs (n int); SELECT pg_sleep(0.2);"},
+      {"002_insert.sql", "INSERT INTO runs VALUES (1);"},
+  });
+  auto migrations = *LoadMigrations(dir);
+  constexpr int kReplicas = 4;
+  std::vector<std::unique_ptr<Pool>> pools;
+  for (int i = 0; i < kReplicas; ++i) pools.push_back(NewPool(1));
+  std::vector<absl::Status> results(kReplicas);
+  std::vector<std::thread> threads;
+  for (int i = 0; i < kReplicas; ++i) {
+    threads.emplace_back([&, i] { results[i] = ApplyMigrations(*pools[i], "race", migrations); });
+  }
+  for (auto& t : threads) t.join();
+  for (const auto& r : results) EXPECT_TRUE(r.ok()) << r;
+  EXPECT_EQ(pool_->Exec("SELECT count(*) FROM race.runs")->operator[](0).Int(0), 1);
+}
+
+}  // namespace
+}  // namespace cloudflux::db

@@ -359,11 +359,15 @@ absl::StatusOr<std::vector<Migration>> LoadMigrations(const std::string& dir) {
 }
 
 absl::Status ApplyMigrations(Pool& pool, const std::string& schema,
-                             const std::vector<Migration>& migrations) {
+                             const std::vector<Migration>& migrations, const std::string& ledger) {
   if (!IsValidIdentifier(schema)) {
     return absl::InvalidArgumentError(absl::StrCat("invalid schema name '", schema, "'"));
   }
+  if (!IsValidIdentifier(ledger)) {
+    return absl::InvalidArgumentError(absl::StrCat("invalid ledger table name '", ledger, "'"));
+  }
   const std::string lock_key = absl::StrCat("cloudflux.migrate.", schema);
+  const std::string table = absl::StrCat(schema, ".", ledger);
   return pool.WithSession([&](Transaction& session) -> absl::Status {
     // Session-level lock: held across the per-migration transactions below,
     // released explicitly (or by the server if this process dies).
@@ -372,14 +376,14 @@ absl::Status ApplyMigrations(Pool& pool, const std::string& schema,
     auto body = [&]() -> absl::Status {
       CF_RETURN_IF_ERROR(session.Exec(absl::StrCat("CREATE SCHEMA IF NOT EXISTS ", schema)).status());
       CF_RETURN_IF_ERROR(session
-                             .Exec(absl::StrCat("CREATE TABLE IF NOT EXISTS ", schema,
-                                                ".schema_migrations (version integer PRIMARY KEY, "
+                             .Exec(absl::StrCat("CREATE TABLE IF NOT EXISTS ", table,
+                                                " (version integer PRIMARY KEY, "
                                                 "name text NOT NULL, checksum text NOT NULL, "
                                                 "applied_at timestamptz NOT NULL DEFAULT now())"))
                              .status());
       CF_ASSIGN_OR_RETURN(
           Result applied,
-          session.Exec(absl::StrCat("SELECT version, checksum FROM ", schema, ".schema_migrations")));
+          session.Exec(absl::StrCat("SELECT version, checksum FROM ", table)));
       std::map<int, std::string> done;
       for (const auto& row : applied) done[static_cast<int>(row.Int(0))] = row.Text(1);
       for (const auto& m : migrations) {
@@ -399,8 +403,8 @@ absl::Status ApplyMigrations(Pool& pool, const std::string& schema,
               session.Exec(absl::StrCat("SET LOCAL search_path TO ", schema, ", public")).status());
           CF_RETURN_IF_ERROR(core::Annotate(session.Exec(m.sql).status(), m.name));
           CF_RETURN_IF_ERROR(session
-                                 .Exec(absl::StrCat("INSERT INTO ", schema,
-                                                    ".schema_migrations (version, name, checksum) "
+                                 .Exec(absl::StrCat("INSERT INTO ", table,
+                                                    " (version, name, checksum) "
                                                     "VALUES ($1, $2, $3)"),
                                        {std::to_string(m.version), m.name, checksum})
                                  .status());

@@ -145,8 +145,11 @@ absl::StatusOr<std::vector<Migration>> LoadMigrations(const std::string& dir);
 // set to the schema, under a PostgreSQL advisory lock so that replicas
 // starting together apply each migration exactly once. A changed migration
 // that was already applied is FAILED_PRECONDITION (checksums are recorded).
+// `ledger` names the bookkeeping table, so that a library can keep its own
+// migrations in a service's schema apart from the service's.
 absl::Status ApplyMigrations(Pool& pool, const std::string& schema,
-                             const std::vector<Migration>& migrations);
+                             const std::vector<Migration>& migrations,
+                             const std::string& ledger = "schema_migrations");
 
 // True for lowercase SQL identifiers ([a-z_][a-z0-9_]*, at most 63 chars).
 bool IsValidIdentifier(std::string_view name);

@@ -1,0 +1,132 @@
+#pragma once
+// Kafka for CloudFlux services, with librdkafka kept behind this header.
+//
+// Producer: idempotent (enable.idempotence=true, hence acks=all), reports
+// each delivery back to the caller.
+// Consumer: a consumer-group member (cooperative-sticky rebalancing) that
+// hands messages one at a time to a handler and stores a message's offset
+// for commit only after the handler succeeded. A message whose handler keeps
+// failing goes to a dead-letter topic with the error and its origin in
+// headers, then the consumer moves on.
+
+#include <cstdint>
+#include <functional>
+#include <map>
+#include <memory>
+#include <string>
+#include <utility>
+#include <vector>
+
+#include "absl/status/status.h"
+#include "absl/status/statusor.h"
+#include "absl/time/time.h"
+
+namespace cloudflux::events {
+
+using Headers = std::vector<std::pair<std::string, std::string>>;
+
+struct Message {
+  std::string topic;
+  std::string key;
+  std::string value;
+  Headers headers;
+};
+
+struct ConsumedMessage {
+  std::string topic;
+  int32_t partition = 0;
+  int64_t offset = 0;
+  std::string key;
+  std::string value;
+  Headers headers;
+  // Value of the first header named `name`, or empty.
+  std::string Header(const std::string& name) const;
+};
+
+struct KafkaOptions {
+  std::string brokers;  // bootstrap "host:port,host:port"
+  std::string client_id = "cloudflux";
+  // Extra librdkafka properties (security.protocol, sasl.*, ...).
+  std::map<std::string, std::string> properties;
+};
+
+// Thread-safe. Destroying it flushes outstanding messages (up to 10 s).
+class Producer {
+ public:
+  static absl::StatusOr<std::unique_ptr<Producer>> Create(const KafkaOptions& options);
+  ~Producer();
+
+  // Sends all messages and waits until every one is acknowledged by all
+  // in-sync replicas or `timeout` passes. OK only if all were delivered;
+  // otherwise the first error (UNAVAILABLE for timeouts/transport errors).
+  absl::Status SendAll(const std::vector<Message>& messages, absl::Duration timeout);
+  absl::Status Send(const Message& message, absl::Duration timeout) {
+    return SendAll({message}, timeout);
+  }
+
+  // Health check: a metadata round trip to the cluster within `timeout`.
+  absl::Status Ping(absl::Duration timeout);
+
+  class Impl;
+
+ private:
+  explicit Producer(std::unique_ptr<Impl> impl);
+  absl::Status Enqueue(const Message& message, const std::shared_ptr<void>& batch,
+                       absl::Time deadline);
+  std::unique_ptr<Impl> impl_;
+};
+
+struct ConsumerOptions {
+  KafkaOptions kafka;
+  std::string group_id;
+  std::vector<std::string> topics;
+  // Attempts per message for retryable handler errors before dead-lettering.
+  // Non-retryable errors (INVALID_ARGUMENT, ...) are dead-lettered at once.
+  int max_attempts = 3;
+  absl::Duration retry_backoff = absl::Milliseconds(100);
+  // Dead-letter topic = origin topic + this suffix.
+  std::string dead_letter_suffix = ".dlq";
+  // Where a group without committed offsets starts: "earliest" or "latest".
+  std::string auto_offset_reset = "earliest";
+};
+
+// Header names on dead-lettered messages.
+inline constexpr char kDlqErrorHeader[] = "cloudflux-dlq-error";
+inline constexpr char kDlqCodeHeader[] = "cloudflux-dlq-code";
+inline constexpr char kDlqTopicHeader[] = "cloudflux-dlq-origin-topic";
+inline constexpr char kDlqPartitionHeader[] = "cloudflux-dlq-origin-partition";
+inline constexpr char kDlqOffsetHeader[] = "cloudflux-dlq-origin-offset";
+inline constexpr char kDlqAttemptsHeader[] = "cloudflux-dlq-attempts";
+inline constexpr char kDlqGroupHeader[] = "cloudflux-dlq-consumer-group";
+
+// Runs on the thread that calls Run/PollOnce. Not thread-safe apart from Stop.
+class Consumer {
+ public:
+  using Handler = std::function<absl::Status(const ConsumedMessage&)>;
+
+  static absl::StatusOr<std::unique_ptr<Consumer>> Create(ConsumerOptions options,
+                                                          Handler handler);
+  ~Consumer();
+
+  // Handles at most one message, waiting up to `timeout` for it. Returns
+  // true if a message was handled (or dead-lettered).
+  absl::StatusOr<bool> PollOnce(absl::Duration timeout);
+  // Polls until Stop() is called.
+  void Run();
+  void Stop();
+
+  struct Stats {
+    int64_t handled = 0;       // handler succeeded
+    int64_t dead_lettered = 0;
+    int64_t retries = 0;
+  };
+  Stats stats() const;
+
+  class Impl;
+
+ private:
+  explicit Consumer(std::unique_ptr<Impl> impl);
+  std::unique_ptr<Impl> impl_;
+};
+
+}  // namespace cloudflux::events

@@ -1,0 +1,101 @@
+#pragma once
+// The transactional outbox and consumer-side de-duplication.
+//
+// A service writes its business change and the event describing it in one
+// database transaction (Outbox::Enqueue), so either both happen or neither.
+// OutboxRelay publishes unsent rows in order and marks them sent; if it dies
+// between publishing and marking, the rows are published again on restart:
+// delivery is at least once. Consumers make the effect exactly once by
+// recording each event id in the same transaction as their own change
+// (MarkProcessed) and skipping ids they have seen.
+
+#include <google/protobuf/message.h>
+
+#include <atomic>
+#include <functional>
+#include <memory>
+#include <string>
+#include <thread>
+
+#include "absl/status/statusor.h"
+#include "absl/time/time.h"
+#include "cloudflux/core/clock.h"
+#include "cloudflux/db/db.h"
+#include "cloudflux/events/kafka.h"
+#include "cloudflux/events/v1/envelope.pb.h"
+
+namespace cloudflux::events {
+
+// Creates <schema>.outbox and <schema>.processed_events (tracked in
+// <schema>.events_migrations, apart from the service's own migrations).
+absl::Status MigrateEventTables(db::Pool& pool, const std::string& schema);
+
+// Builds an envelope with a fresh UUIDv7 id, the time from `clock`, and
+// `payload` packed into the Any.
+cloudflux::events::v1::EventEnvelope MakeEnvelope(const std::string& source,
+                                                  const std::string& subject,
+                                                  const std::string& partition_key,
+                                                  const google::protobuf::Message& payload,
+                                                  const core::Clock& clock = core::SystemClock::Get());
+
+// Decodes a consumed message; INVALID_ARGUMENT if it is not an envelope with
+// an id and a type.
+absl::StatusOr<cloudflux::events::v1::EventEnvelope> ParseEnvelope(const ConsumedMessage& message);
+
+// Kafka headers carried with every published envelope (CloudEvents binary
+// mode attribute names), so that tools can route without decoding.
+Headers EnvelopeHeaders(const cloudflux::events::v1::EventEnvelope& envelope);
+
+class Outbox {
+ public:
+  explicit Outbox(std::string schema) : schema_(std::move(schema)) {}
+  // Adds the event to the outbox inside the caller's transaction.
+  absl::Status Enqueue(db::Transaction& tx, const std::string& topic,
+                       const cloudflux::events::v1::EventEnvelope& envelope) const;
+
+ private:
+  std::string schema_;
+};
+
+// Records that `consumer` processed `event_id`, in the caller's transaction.
+// Returns false if it had already been processed: skip the effect then.
+absl::StatusOr<bool> MarkProcessed(db::Transaction& tx, const std::string& schema,
+                                   const std::string& consumer, const std::string& event_id);
+
+struct RelayOptions {
+  int batch_size = 200;
+  absl::Duration idle_poll_interval = absl::Milliseconds(100);
+  absl::Duration send_timeout = absl::Seconds(10);
+  // Published rows older than this are deleted.
+  absl::Duration retention = absl::Hours(24);
+  // Called after a batch was acknowledged by Kafka and before it is marked
+  // sent (tests use it to kill the relay at the worst moment).
+  std::function<void(int published)> after_send;
+};
+
+// Publishes the outbox of one schema. Several replicas may run one each: a
+// transaction-scoped advisory lock lets one publish at a time, which keeps
+// per-key order. Start/Stop from one thread.
+class OutboxRelay {
+ public:
+  OutboxRelay(db::Pool& pool, std::string schema, Producer& producer, RelayOptions options = {});
+  ~OutboxRelay();
+
+  // Publishes up to batch_size unsent events; returns how many.
+  absl::StatusOr<int> PublishBatch();
+  // Runs PublishBatch in a background thread until Stop.
+  void Start();
+  void Stop();
+  int64_t published() const { return published_.load(); }
+
+ private:
+  db::Pool& pool_;
+  std::string schema_;
+  Producer& producer_;
+  RelayOptions options_;
+  std::atomic<bool> stop_{false};
+  std::atomic<int64_t> published_{0};
+  std::thread thread_;
+};
+
+}  // namespace cloudflux::events

@@ -1,0 +1,193 @@
+#include "cloudflux/events/outbox.h"
+
+#include <google/protobuf/util/time_util.h>
+
+#include "absl/strings/str_cat.h"
+#include "absl/strings/str_join.h"
+#include "cloudflux/core/log.h"
+#include "cloudflux/core/status.h"
+#include "cloudflux/core/uuid.h"
+
+namespace cloudflux::events {
+
+using cloudflux::events::v1::EventEnvelope;
+
+namespace {
+
+constexpr char kEventTablesSql[] = R"sql(
+CREATE TABLE outbox (
+  seq           bigserial PRIMARY KEY,
+  event_id      uuid NOT NULL UNIQUE,
+  topic         text NOT NULL,
+  partition_key text NOT NULL,
+  envelope      bytea NOT NULL,
+  created_at    timestamptz NOT NULL DEFAULT now(),
+  published_at  timestamptz
+);
+CREATE INDEX outbox_unpublished ON outbox (seq) WHERE published_at IS NULL;
+CREATE INDEX outbox_published_at ON outbox (published_at) WHERE published_at IS NOT NULL;
+
+CREATE TABLE processed_events (
+  consumer     text NOT NULL,
+  event_id     text NOT NULL,
+  processed_at timestamptz NOT NULL DEFAULT now(),
+  PRIMARY KEY (consumer, event_id)
+);
+)sql";
+
+}  // namespace
+
+absl::Status MigrateEventTables(db::Pool& pool, const std::string& schema) {
+  return db::ApplyMigrations(pool, schema, {{1, "001_event_tables.sql", kEventTablesSql}},
+                             "events_migrations");
+}
+
+EventEnvelope MakeEnvelope(const std::string& source, const std::string& subject,
+                           const std::string& partition_key,
+                           const google::protobuf::Message& payload, const core::Clock& clock) {
+  EventEnvelope e;
+  e.set_id(core::NewId());
+  e.set_source(source);
+  e.set_spec_version("1.0");
+  e.set_type(payload.GetDescriptor()->full_name());
+  e.set_subject(subject);
+  *e.mutable_time() =
+      google::protobuf::util::TimeUtil::NanosecondsToTimestamp(absl::ToUnixNanos(clock.Now()));
+  e.set_partition_key(partition_key);
+  e.set_data_content_type("application/protobuf");
+  e.mutable_payload()->PackFrom(payload);
+  return e;
+}
+
+absl::StatusOr<EventEnvelope> ParseEnvelope(const ConsumedMessage& message) {
+  EventEnvelope e;
+  if (!e.ParseFromString(message.value)) {
+    return absl::InvalidArgumentError(absl::StrCat("message at ", message.topic, "/",
+                                                   message.partition, "@", message.offset,
+                                                   " is not an EventEnvelope"));
+  }
+  if (e.id().empty() || e.type().empty()) {
+    return absl::InvalidArgumentError(absl::StrCat("envelope at ", message.topic, "/",
+                                                   message.partition, "@", message.offset,
+                                                   " lacks an id or a type"));
+  }
+  return e;
+}
+
+Headers EnvelopeHeaders(const EventEnvelope& envelope) {
+  return {{"ce_id", envelope.id()},
+          {"ce_source", envelope.source()},
+          {"ce_specversion", envelope.spec_version()},
+          {"ce_type", envelope.type()},
+          {"ce_subject", envelope.subject()},
+          {"content-type", "application/protobuf"}};
+}
+
+absl::Status Outbox::Enqueue(db::Transaction& tx, const std::string& topic,
+                             const EventEnvelope& envelope) const {
+  if (topic.empty()) return absl::InvalidArgumentError("event topic is empty");
+  if (!core::ParseUuid(envelope.id()).has_value()) {
+    return absl::InvalidArgumentError(absl::StrCat("event id '", envelope.id(), "' is not a UUID"));
+  }
+  return tx
+      .Exec(absl::StrCat("INSERT INTO ", schema_,
+                         ".outbox (event_id, topic, partition_key, envelope) "
+                         "VALUES ($1::uuid, $2, $3, $4::bytea)"),
+            {envelope.id(), topic, envelope.partition_key(),
+             db::Bytea(envelope.SerializeAsString())})
+      .status();
+}
+
+absl::StatusOr<bool> MarkProcessed(db::Transaction& tx, const std::string& schema,
+                                   const std::string& consumer, const std::string& event_id) {
+  CF_ASSIGN_OR_RETURN(db::Result r,
+                      tx.Exec(absl::StrCat("INSERT INTO ", schema,
+                                           ".processed_events (consumer, event_id) VALUES ($1, $2) "
+                                           "ON CONFLICT DO NOTHING"),
+                              {consumer, event_id}));
+  return r.affected_rows() == 1;
+}
+
+OutboxRelay::OutboxRelay(db::Pool& pool, std::string schema, Producer& producer,
+                         RelayOptions options)
+    : pool_(pool), schema_(std::move(schema)), producer_(producer), options_(std::move(options)) {}
+
+OutboxRelay::~OutboxRelay() { Stop(); }
+
+absl::StatusOr<int> OutboxRelay::PublishBatch() {
+  int published = 0;
+  db::TxOptions once;
+  once.max_attempts = 1;
+  absl::Status s = pool_.InTransaction(
+      [&](db::Transaction& tx) -> absl::Status {
+        published = 0;
+        // One publisher per schema at a time keeps each key's events in order.
+        CF_ASSIGN_OR_RETURN(db::Result lock,
+                            tx.Exec("SELECT pg_try_advisory_xact_lock(hashtext($1))",
+                                    {"cloudflux.outbox." + schema_}));
+        if (!lock[0].Bool(0)) return absl::OkStatus();
+        CF_ASSIGN_OR_RETURN(
+            db::Result rows,
+            tx.Exec(absl::StrCat("SELECT seq, topic, partition_key, envelope FROM ", schema_,
+                                 ".outbox WHERE published_at IS NULL ORDER BY seq LIMIT $1"),
+                    {std::to_string(options_.batch_size)}));
+        if (rows.empty()) {
+          return tx
+              .Exec(absl::StrCat("DELETE FROM ", schema_, ".outbox WHERE seq IN (SELECT seq FROM ",
+                                 schema_,
+                                 ".outbox WHERE published_at < now() - $1::interval LIMIT 1000)"),
+                    {absl::StrCat(absl::ToInt64Seconds(options_.retention), " seconds")})
+              .status();
+        }
+        std::vector<Message> messages;
+        std::vector<std::string> seqs;
+        for (const auto& row : rows) {
+          Message m;
+          m.topic = row.Text(1);
+          m.key = row.Text(2);
+          m.value = row.Bytes(3);
+          EventEnvelope envelope;
+          if (envelope.ParseFromString(m.value)) m.headers = EnvelopeHeaders(envelope);
+          messages.push_back(std::move(m));
+          seqs.push_back(row.Text(0));
+        }
+        CF_RETURN_IF_ERROR(producer_.SendAll(messages, options_.send_timeout));
+        if (options_.after_send) options_.after_send(static_cast<int>(messages.size()));
+        CF_RETURN_IF_ERROR(tx.Exec(absl::StrCat("UPDATE ", schema_,
+                                                ".outbox SET published_at = now() "
+                                                "WHERE seq = ANY($1::bigint[])"),
+                                   {absl::StrCat("{", absl::StrJoin(seqs, ","), "}")})
+                               .status());
+        published = static_cast<int>(messages.size());
+        return absl::OkStatus();
+      },
+      once);
+  if (!s.ok()) return s;
+  published_ += published;
+  return published;
+}
+
+void OutboxRelay::Start() {
+  stop_ = false;
+  thread_ = std::thread([this] {
+    while (!stop_) {
+      auto n = PublishBatch();
+      if (!n.ok()) {
+        core::LogWarn("outbox relay batch failed",
+                      {{"schema", schema_}, {"error", std::string(n.status().message())}});
+      }
+      if (!n.ok() || *n < options_.batch_size) {
+        // Sleep in small steps so that Stop is prompt.
+        absl::Time until = absl::Now() + options_.idle_poll_interval;
+        while (!stop_ && absl::Now() < until) absl::SleepFor(absl::Milliseconds(10));
+      }
+    }
+  });
+}
+
+void OutboxRelay::Stop() {
+  stop_ = true;
+  if (thread_.joinable()) thread_.join();
+}
+
+}  // namespace cloudflux::events

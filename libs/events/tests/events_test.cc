@@ -1,0 +1,309 @@
+#include <gtest/gtest.h>
+#include <signal.h>
+
+#include <atomic>
+
+#include "absl/strings/match.h"
+#include "cloudflux/common/v1/common.pb.h"
+#include "cloudflux/core/uuid.h"
+#include "cloudflux/events/kafka.h"
+#include "cloudflux/events/outbox.h"
+#include "cloudflux/testing/testing.h"
+
+namespace cloudflux::events {
+namespace {
+
+using cloudflux::common::v1::ObjectRef;
+
+std::string Brokers() {
+  auto b = testing::TestKafkaBootstrap();
+  EXPECT_TRUE(b.ok()) << b.status();
+  return b.value_or("");
+}
+
+std::string UniqueTopic(const std::string& prefix) { return prefix + "-" + core::NewId(); }
+
+std::unique_ptr<Consumer> MakeConsumer(const std::string& group, const std::string& topic,
+                                       Consumer::Handler handler, int max_attempts = 3) {
+  ConsumerOptions o;
+  o.kafka.brokers = Brokers();
+  o.group_id = group;
+  o.topics = {topic};
+  o.max_attempts = max_attempts;
+  o.retry_backoff = absl::Milliseconds(10);
+  auto c = Consumer::Create(o, std::move(handler));
+  EXPECT_TRUE(c.ok()) << c.status();
+  return std::move(*c);
+}
+
+// Polls `consumer` until `done` holds or the timeout passes.
+bool PollUntil(Consumer& consumer, const std::function<bool()>& done,
+               absl::Duration timeout = absl::Seconds(30)) {
+  return testing::WaitFor(
+      [&] {
+        (void)consumer.PollOnce(absl::Milliseconds(100));
+        return done();
+      },
+      timeout, absl::ZeroDuration());
+}
+
+TEST(Kafka, ProducerAndConsumerRoundTripWithHeaders) {
+  auto producer = Producer::Create({.brokers = Brokers()});
+  ASSERT_TRUE(producer.ok()) << producer.status();
+  ASSERT_TRUE((*producer)->Ping(absl::Seconds(5)).ok());
+  std::string topic = UniqueTopic("roundtrip");
+  std::vector<Message> batch;
+  for (int i = 0; i < 20; ++i) {
+    batch.push_back({topic, "key-" + std::to_string(i % 3), "value-" + std::to_string(i),
+                     {{"h", std::to_string(i)}}});
+  }
+  ASSERT_TRUE((*producer)->SendAll(batch, absl::Seconds(10)).ok());
+
+  std::map<std::string, std::vector<std::string>> by_key;
+  auto consumer = MakeConsumer("roundtrip-" + core::NewId(), topic, [&](const ConsumedMessage& m) {
+    EXPECT_EQ(m.Header("h"), m.value.substr(6));
+    by_key[m.key].push_back(m.value);
+    return absl::OkStatus();
+  });
+  ASSERT_TRUE(PollUntil(*consumer, [&] {
+    size_t n = 0;
+    for (auto& [k, v] : by_key) n += v.size();
+    return n == 20;
+  }));
+  // One key's messages stay in order.
+  EXPECT_EQ(by_key["key-0"].front(), "value-0");
+  EXPECT_EQ(by_key["key-0"].back(), "value-18");
+}
+
+TEST(Kafka, UnreachableBrokerFailsClearly) {
+  auto producer = Producer::Create(
+      {.brokers = "127.0.0.1:" + std::to_string(testing::PickFreePort())});
+  ASSERT_TRUE(producer.ok());
+  EXPECT_EQ((*producer)->Ping(absl::Milliseconds(500)).code(), absl::StatusCode::kUnavailable);
+  EXPECT_EQ(Producer::Create({.brokers = ""}).status().code(), absl::StatusCode::kInvalidArgument);
+  ConsumerOptions bad;
+  bad.kafka.brokers = Brokers();
+  bad.topics = {"x"};
+  EXPECT_EQ(Consumer::Create(bad, nullptr).status().code(), absl::StatusCode::kInvalidArgument);
+}
+
+TEST(Kafka, OffsetsAreCommittedOnlyAfterTheHandlerSucceeded) {
+  auto producer = std::move(*Producer::Create({.brokers = Brokers()}));
+  std::string topic = UniqueTopic("commit");
+  std::string group = "commit-" + core::NewId();
+  // One partition's worth of ordering: same key.
+  ASSERT_TRUE(producer->SendAll({{topic, "k", "first", {}}, {topic, "k", "second", {}}},
+                                absl::Seconds(10))
+                  .ok());
+  std::vector<std::string> seen_a;
+  Consumer* a_ptr = nullptr;
+  auto a = MakeConsumer(group, topic, [&](const ConsumedMessage& m) -> absl::Status {
+    seen_a.push_back(m.value);
+    if (m.value == "second") {
+      a_ptr->Stop();  // the process is going away mid-message
+      return absl::UnavailableError("database down");
+    }
+    return absl::OkStatus();
+  }, /*max_attempts=*/5);
+  a_ptr = a.get();
+  ASSERT_TRUE(PollUntil(*a, [&] { return seen_a.size() >= 2; }));
+  EXPECT_EQ(a->stats().handled, 1);
+  EXPECT_EQ(a->stats().dead_lettered, 0);
+  a.reset();  // leaves the group, committing what was stored
+
+  std::vector<std::string> seen_b;
+  auto b = MakeConsumer(group, topic, [&](const ConsumedMessage& m) {
+    seen_b.push_back(m.value);
+    return absl::OkStatus();
+  });
+  ASSERT_TRUE(PollUntil(*b, [&] { return !seen_b.empty(); }));
+  EXPECT_EQ(seen_b.front(), "second") << "the failed message must be redelivered, not the first";
+}
+
+TEST(Kafka, PoisonAndRepeatedlyFailingMessagesGoToTheDeadLetterTopic) {
+  auto producer = std::move(*Producer::Create({.brokers = Brokers()}));
+  std::string topic = UniqueTopic("poison");
+  ObjectRef ref;
+  ref.set_key("always-fails");
+  auto failing = MakeEnvelope("cloudflux/test", "objects/x", "x", ref);
+  ref.set_key("fine");
+  auto fine = MakeEnvelope("cloudflux/test", "objects/y", "x", ref);
+  ASSERT_TRUE(producer
+                  ->SendAll({{topic, "x", "\xff\x01garbage", {{"trace", "t1"}}},
+                             {topic, "x", failing.SerializeAsString(), {}},
+                             {topic, "x", fine.SerializeAsString(), {}}},
+                            absl::Seconds(10))
+                  .ok());
+  int attempts_on_failing = 0;
+  std::vector<std::string> handled;
+  auto consumer = MakeConsumer("poison-" + core::NewId(), topic,
+                               [&](const ConsumedMessage& m) -> absl::Status {
+                                 auto e = ParseEnvelope(m);
+                                 if (!e.ok()) return e.status();
+                                 ObjectRef payload;
+                                 e->payload().UnpackTo(&payload);
+                                 if (payload.key() == "always-fails") {
+                                   ++attempts_on_failing;
+                                   return absl::UnavailableError("downstream unavailable");
+                                 }
+                                 handled.push_back(payload.key());
+                                 return absl::OkStatus();
+                               });
+  ASSERT_TRUE(PollUntil(*consumer, [&] { return handled.size() == 1; }));
+  EXPECT_EQ(handled[0], "fine") << "the consumer moves on past poison";
+  EXPECT_EQ(attempts_on_failing, 3);
+  EXPECT_EQ(consumer->stats().dead_lettered, 2);
+
+  std::vector<ConsumedMessage> dead;
+  auto dlq = MakeConsumer("dlq-reader-" + core::NewId(), topic + ".dlq",
+                          [&](const ConsumedMessage& m) {
+                            dead.push_back(m);
+                            return absl::OkStatus();
+                          });
+  ASSERT_TRUE(PollUntil(*dlq, [&] { return dead.size() == 2; }));
+  EXPECT_EQ(dead[0].value, "\xff\x01garbage");
+  EXPECT_EQ(dead[0].Header("trace"), "t1") << "original headers are kept";
+  EXPECT_EQ(dead[0].Header(kDlqCodeHeader), "INVALID_ARGUMENT");
+  EXPECT_EQ(dead[0].Header(kDlqAttemptsHeader), "1") << "poison is not retried";
+  EXPECT_EQ(dead[0].Header(kDlqTopicHeader), topic);
+  EXPECT_EQ(dead[0].Header(kDlqOffsetHeader), "0");
+  EXPECT_TRUE(absl::StrContains(dead[0].Header(kDlqErrorHeader), "not an EventEnvelope"));
+  EXPECT_EQ(dead[1].Header(kDlqCodeHeader), "UNAVAILABLE");
+  EXPECT_EQ(dead[1].Header(kDlqAttemptsHeader), "3");
+  EXPECT_EQ(dead[1].Header(kDlqOffsetHeader), "1");
+}
+
+class OutboxTest : public ::testing::Test {
+ protected:
+  void SetUp() override {
+    auto scratch = testing::ScratchDatabase::Create();
+    ASSERT_TRUE(scratch.ok()) << scratch.status();
+    scratch_ = std::move(*scratch);
+    db::PoolOptions o;
+    o.url = scratch_->url();
+    pool_ = std::move(*db::Pool::Create(o));
+    ASSERT_TRUE(MigrateEventTables(*pool_, "orders").ok());
+    ASSERT_TRUE(MigrateEventTables(*pool_, "orders").ok()) << "idempotent";
+    ASSERT_TRUE(MigrateEventTables(*pool_, "ledger").ok());
+    ASSERT_TRUE(pool_->Exec("CREATE TABLE orders.orders (id int PRIMARY KEY)").ok());
+    ASSERT_TRUE(pool_->Exec("CREATE TABLE ledger.effects (order_key text NOT NULL)").ok());
+  }
+
+  // The business change and its event, in one transaction.
+  absl::Status PlaceOrder(int id, const std::string& topic, bool fail_after = false) {
+    Outbox outbox("orders");
+    return pool_->InTransaction([&](db::Transaction& tx) -> absl::Status {
+      auto r = tx.Exec("INSERT INTO orders.orders VALUES ($1)", {std::to_string(id)});
+      if (!r.ok()) return r.status();
+      ObjectRef ref;
+      ref.set_namespace_("orders");
+      ref.set_key(std::to_string(id));
+      absl::Status s = outbox.Enqueue(tx, topic, MakeEnvelope("cloudflux/test", "orders/" + ref.key(),
+                                                              ref.key(), ref));
+      if (!s.ok()) return s;
+      return fail_after ? absl::FailedPreconditionError("rejected") : absl::OkStatus();
+    });
+  }
+
+  int64_t Count(const std::string& sql) { return (*pool_->Exec(sql))[0].Int(0); }
+
+  std::unique_ptr<testing::ScratchDatabase> scratch_;
+  std::unique_ptr<db::Pool> pool_;
+};
+
+TEST_F(OutboxTest, RolledBackChangesLeaveNoEvent) {
+  EXPECT_EQ(PlaceOrder(1, "t", /*fail_after=*/true).code(), absl::StatusCode::kFailedPrecondition);
+  EXPECT_EQ(Count("SELECT count(*) FROM orders.outbox"), 0);
+  EXPECT_EQ(Count("SELECT count(*) FROM orders.orders"), 0);
+  Outbox outbox("orders");
+  cloudflux::events::v1::EventEnvelope bad;
+  bad.set_id("not-a-uuid");
+  EXPECT_EQ(pool_->InTransaction([&](db::Transaction& tx) { return outbox.Enqueue(tx, "t", bad); })
+                .code(),
+            absl::StatusCode::kInvalidArgument);
+}
+
+TEST_F(OutboxTest, ExactlyOnceEffectDespiteRelayKilledMidBatchAndDuplicates) {
+  constexpr int kOrders = 250;
+  std::string topic = UniqueTopic("orders");
+  for (int i = 0; i < kOrders; ++i) ASSERT_TRUE(PlaceOrder(i, topic).ok());
+  EXPECT_EQ(Count("SELECT count(*) FROM orders.outbox WHERE published_at IS NULL"), kOrders);
+
+  // A relay process publishes a batch of 100, then is killed before it can
+  // mark the batch sent.
+  auto relay_process = testing::ChildProcess::Start(
+      {testing::BinaryDir() + "/libs/events/outbox_relay_process", scratch_->url(), "orders",
+       Brokers(), "60000"});
+  ASSERT_TRUE(relay_process.ok());
+  ASSERT_TRUE(testing::WaitFor(
+      [&] { return absl::StrContains((*relay_process)->Output(), "SENT 100"); }, absl::Seconds(30)))
+      << (*relay_process)->Output();
+  (*relay_process)->Signal(SIGKILL);
+  EXPECT_EQ((*relay_process)->Wait(absl::Seconds(10)), 128 + SIGKILL);
+  EXPECT_EQ(Count("SELECT count(*) FROM orders.outbox WHERE published_at IS NULL"), kOrders)
+      << "the killed batch was never marked sent";
+
+  // A restarted relay publishes everything, the killed batch again.
+  auto producer = std::move(*Producer::Create({.brokers = Brokers()}));
+  OutboxRelay relay(*pool_, "orders", *producer, {.batch_size = 100});
+  relay.Start();
+  ASSERT_TRUE(testing::WaitFor(
+      [&] { return Count("SELECT count(*) FROM orders.outbox WHERE published_at IS NULL") == 0; },
+      absl::Seconds(30)));
+  relay.Stop();
+  EXPECT_EQ(relay.published(), kOrders);
+
+  // The consumer applies each event's effect in the same transaction that
+  // records its id; duplicates are skipped.
+  std::atomic<int> deliveries{0}, skipped{0};
+  auto consumer = MakeConsumer("ledger", topic, [&](const ConsumedMessage& m) -> absl::Status {
+    ++deliveries;
+    auto envelope = ParseEnvelope(m);
+    if (!envelope.ok()) return envelope.status();
+    EXPECT_EQ(m.Header("ce_id"), envelope->id());
+    EXPECT_EQ(m.key, envelope->partition_key());
+    ObjectRef ref;
+    if (!envelope->payload().UnpackTo(&ref)) return absl::InvalidArgumentError("payload");
+    return pool_->InTransaction([&](db::Transaction& tx) -> absl::Status {
+      auto first = MarkProcessed(tx, "ledger", "ledger-consumer", envelope->id());
+      if (!first.ok()) return first.status();
+      if (!*first) {
+        ++skipped;
+        return absl::OkStatus();
+      }
+      return tx.Exec("INSERT INTO ledger.effects VALUES ($1)", {ref.key()}).status();
+    });
+  });
+  ASSERT_TRUE(PollUntil(*consumer, [&] { return deliveries.load() >= kOrders + 100; },
+                        absl::Seconds(60)))
+      << deliveries.load();
+  EXPECT_EQ(deliveries.load(), kOrders + 100) << "the killed batch was delivered twice";
+  EXPECT_EQ(skipped.load(), 100);
+  EXPECT_EQ(Count("SELECT count(*) FROM ledger.effects"), kOrders);
+  EXPECT_EQ(Count("SELECT count(DISTINCT order_key) FROM ledger.effects"), kOrders);
+}
+
+TEST_F(OutboxTest, OnlyOneRelayPublishesAtATime) {
+  std::string topic = UniqueTopic("orders");
+  for (int i = 0; i < 10; ++i) ASSERT_TRUE(PlaceOrder(i, topic).ok());
+  auto producer = std::move(*Producer::Create({.brokers = Brokers()}));
+  std::atomic<bool> in_send{false};
+  std::atomic<int> second_result{-1};
+  RelayOptions slow;
+  OutboxRelay* other_ptr = nullptr;
+  slow.after_send = [&](int) {
+    // While this relay holds the batch, a second one finds nothing to do.
+    auto n = other_ptr->PublishBatch();
+    second_result = n.ok() ? *n : -2;
+  };
+  OutboxRelay other(*pool_, "orders", *producer);
+  other_ptr = &other;
+  OutboxRelay first(*pool_, "orders", *producer, slow);
+  auto n = first.PublishBatch();
+  ASSERT_TRUE(n.ok()) << n.status();
+  EXPECT_EQ(*n, 10);
+  EXPECT_EQ(second_result.load(), 0);
+}
+
+}  // namespace
+}  // namespace cloudflux::events

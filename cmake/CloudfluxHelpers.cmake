@@ -22,3 +22,23 @@ function(cloudflux_test name)
   endif()
   set_tests_properties(${name} PROPERTIES TIMEOUT ${ARG_TIMEOUT} LABELS "${ARG_LABELS}")
 endfunction()
+
+# cloudflux_service(NAME FUNC)
+# Builds services/<NAME>/main.cpp (+ src/*.cc) into cloudflux-<NAME>, with the
+# SQL migrations of services/<NAME>/schema embedded as cloudflux::generated::FUNC().
+function(cloudflux_service name func)
+  set(schema_dir ${CMAKE_CURRENT_SOURCE_DIR}/schema)
+  file(GLOB sql CONFIGURE_DEPENDS ${schema_dir}/*.sql)
+  set(out ${CMAKE_CURRENT_BINARY_DIR}/embedded_migrations.cc)
+  add_custom_command(
+    OUTPUT ${out}
+    COMMAND ${CMAKE_COMMAND} -DDIR=${schema_dir} -DOUT=${out} -DFUNC=${func}
+            -P ${PROJECT_SOURCE_DIR}/cmake/EmbedMigrations.cmake
+    DEPENDS ${sql} ${PROJECT_SOURCE_DIR}/cmake/EmbedMigrations.cmake
+    COMMENT "embedding ${name} migrations")
+  file(GLOB srcs CONFIGURE_DEPENDS ${CMAKE_CURRENT_SOURCE_DIR}/src/*.cc)
+  add_executable(cloudflux-${name} main.cpp ${srcs} ${out})
+  target_link_libraries(cloudflux-${name} PRIVATE cloudflux::service)
+  target_include_directories(cloudflux-${name} PRIVATE ${CMAKE_CURRENT_SOURCE_DIR}/src)
+  install(TARGETS cloudflux-${name} RUNTIME DESTINATION bin)
+endfunction()

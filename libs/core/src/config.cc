@@ -10,7 +10,9 @@
 #include "absl/flags/parse.h"
 #include "absl/flags/reflection.h"
 #include "absl/flags/usage.h"
+#include "absl/strings/match.h"
 #include "absl/strings/str_cat.h"
+#include "absl/flags/usage_config.h"
 #include "absl/strings/str_join.h"
 
 namespace cloudflux::core {
@@ -41,6 +43,13 @@ absl::Status ApplyEnvironmentToFlags(const std::function<const char*(const char*
 
 std::vector<std::string> ParseFlags(int argc, char** argv, std::string_view usage) {
   absl::SetProgramUsageMessage(std::string(usage));
+  absl::FlagsUsageConfig usage_config;
+  // --help lists the project's flags (not abseil's own).
+  usage_config.contains_help_flags = [](absl::string_view file) {
+    return absl::StrContains(file, "services/") || absl::StrContains(file, "libs/") ||
+           absl::StrContains(file, "tools/") || absl::StrContains(file, "bench/");
+  };
+  absl::SetFlagsUsageConfig(usage_config);
   absl::Status env_status = ApplyEnvironmentToFlags([](const char* n) { return std::getenv(n); });
   if (!env_status.ok()) {
     std::cerr << "configuration error: " << env_status.message() << "\n";

@@ -1,0 +1,80 @@
+#pragma once
+// ServiceApp: what every CloudFlux service binary shares, built once from the
+// common flags. It owns, in start order: JSON logging, the Prometheus
+// endpoint, the PostgreSQL pool (with the service's schema migrated, event
+// tables included), the Kafka producer, the Redis client (for services that
+// use it), the outbox relay of the service's schema, and the ServerRunner
+// whose health follows Postgres, Kafka and Redis.
+//
+// main.cpp stays a composition root:
+//   int main(int argc, char** argv) {
+//     cloudflux::server::BlockShutdownSignals();
+//     auto app = cloudflux::service::ServiceApp::Create(spec, argc, argv);
+//     ... build the service's own objects from app->pool(), app->producer() ...
+//     app->runner().RegisterService(&service);
+//     return app->Run();
+//   }
+//
+// Common flags (each also read from CLOUDFLUX_<NAME>): listen_address,
+// metrics_address, pg_url, pg_pool_size, kafka_brokers, redis_address,
+// log_level, default_deadline, shutdown_grace, shutdown_delay,
+// health_check_interval, startup_timeout, access_log.
+
+#include <memory>
+#include <string>
+#include <vector>
+
+#include "absl/status/statusor.h"
+#include "cloudflux/cache/redis.h"
+#include "cloudflux/db/db.h"
+#include "cloudflux/events/kafka.h"
+#include "cloudflux/events/outbox.h"
+#include "cloudflux/metrics/metrics.h"
+#include "cloudflux/server/server_runner.h"
+
+namespace cloudflux::service {
+
+struct ServiceSpec {
+  std::string name;         // "storage-adapter"
+  std::string schema;       // its PostgreSQL schema, "storage"
+  int default_port = 50051;  // gRPC; metrics default to 9100 + (port - 50050)
+  bool uses_redis = false;
+  std::vector<db::Migration> migrations;
+};
+
+class ServiceApp {
+ public:
+  // Parses flags/env, validates them (exits 2 with a message on bad config),
+  // connects (retrying until --startup_timeout), migrates, and prepares the
+  // runner. Errors are final: log and exit non-zero.
+  static absl::StatusOr<std::unique_ptr<ServiceApp>> Create(ServiceSpec spec, int argc,
+                                                            char** argv);
+  ~ServiceApp();
+
+  db::Pool& pool() { return *pool_; }
+  events::Producer& producer() { return *producer_; }
+  cache::RedisClient* redis() { return redis_.get(); }  // null unless uses_redis
+  metrics::MetricsServer& metrics() { return *metrics_; }
+  server::ServerRunner& runner() { return *runner_; }
+  const ServiceSpec& spec() const { return spec_; }
+  const std::string& instance_id() const { return instance_id_; }
+
+  // Starts serving and the outbox relay; blocks until SIGTERM/SIGINT, then
+  // shuts down gracefully. Returns the process exit code.
+  int Run();
+
+ private:
+  explicit ServiceApp(ServiceSpec spec) : spec_(std::move(spec)) {}
+  absl::Status Init();
+
+  ServiceSpec spec_;
+  std::string instance_id_;
+  std::unique_ptr<metrics::MetricsServer> metrics_;
+  std::unique_ptr<db::Pool> pool_;
+  std::unique_ptr<events::Producer> producer_;
+  std::unique_ptr<cache::RedisClient> redis_;
+  std::unique_ptr<events::OutboxRelay> relay_;
+  std::unique_ptr<server::ServerRunner> runner_;
+};
+
+}  // namespace cloudflux::service

@@ -115,7 +115,7 @@ using Hook = grpc::experimental::InterceptionHookPoints;
 class CallInterceptor final : public grpc::experimental::Interceptor {
  public:
   CallInterceptor(grpc::experimental::ServerRpcInfo* info, GrpcMetrics* metrics,
-                  const ServerOptions* options, Authenticator* authenticator)
+                  const ServerOptions* options, Authenticator* authenticator, InFlight* in_flight)
       : info_(info),
         options_(options),
         authenticator_(authenticator),
@@ -123,6 +123,10 @@ class CallInterceptor final : public grpc::experimental::Interceptor {
         start_(std::chrono::steady_clock::now()),
         method_(metrics ? &metrics->For(info->method(), MethodType(info->type())) : nullptr) {
     if (method_ != nullptr) method_->started->Increment();
+    if (!IsAlwaysOpenMethod(info->method())) {
+      in_flight_ = in_flight;
+      in_flight_->calls.fetch_add(1);
+    }
   }
 
   void Intercept(grpc::experimental::InterceptorBatchMethods* methods) override {
@@ -153,6 +157,7 @@ class CallInterceptor final : public grpc::experimental::Interceptor {
   }
 
   ~CallInterceptor() override {
+    if (in_flight_ != nullptr) in_flight_->calls.fetch_sub(1);
     if (registered_) CallRegistry::Get().Erase(info_->server_context());
     // A call cancelled (by the client, a deadline or the default deadline)
     // never reaches PRE_SEND_STATUS; count it here.
@@ -218,20 +223,25 @@ class CallInterceptor final : public grpc::experimental::Interceptor {
   std::unique_ptr<grpc::Alarm> alarm_;  // only for calls without a deadline
   bool finished_ = false;
   bool registered_ = false;
+  InFlight* in_flight_ = nullptr;
 };
 
 class CallInterceptorFactory final
     : public grpc::experimental::ServerInterceptorFactoryInterface {
  public:
   CallInterceptorFactory(GrpcMetrics* metrics, const ServerOptions* options,
-                         std::shared_ptr<Authenticator> authenticator)
-      : metrics_(metrics), options_(options), authenticator_(std::move(authenticator)) {}
+                         std::shared_ptr<Authenticator> authenticator, InFlight* in_flight)
+      : metrics_(metrics),
+        options_(options),
+        authenticator_(std::move(authenticator)),
+        in_flight_(in_flight) {}
   grpc::experimental::Interceptor* CreateServerInterceptor(
       grpc::experimental::ServerRpcInfo* info) override {
-    return new CallInterceptor(info, metrics_, options_, authenticator_.get());
+    return new CallInterceptor(info, metrics_, options_, authenticator_.get(), in_flight_);
   }
 
  private:
+  InFlight* in_flight_;
   std::shared_ptr<Authenticator> authenticator_;
   GrpcMetrics* metrics_;
   const ServerOptions* options_;
@@ -241,8 +251,9 @@ class CallInterceptorFactory final
 
 std::unique_ptr<grpc::experimental::ServerInterceptorFactoryInterface> MakeCallInterceptorFactory(
     GrpcMetrics* metrics, const ServerOptions* options,
-    std::shared_ptr<Authenticator> authenticator) {
-  return std::make_unique<CallInterceptorFactory>(metrics, options, std::move(authenticator));
+    std::shared_ptr<Authenticator> authenticator, InFlight* in_flight) {
+  return std::make_unique<CallInterceptorFactory>(metrics, options, std::move(authenticator),
+                                                  in_flight);
 }
 
 }  // namespace cloudflux::server::internal

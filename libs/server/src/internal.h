@@ -96,8 +96,14 @@ std::shared_ptr<grpc::ServerCredentials> MakeHookedInsecureCredentials(
     std::shared_ptr<AuthHookConfig> config);
 
 // Metrics, access log and default deadline for every call.
+// Calls a graceful shutdown waits for: everything but health Watch and
+// reflection streams, which never end on their own.
+struct InFlight {
+  std::atomic<int> calls{0};
+};
+
 std::unique_ptr<grpc::experimental::ServerInterceptorFactoryInterface> MakeCallInterceptorFactory(
     GrpcMetrics* metrics, const ServerOptions* options,
-    std::shared_ptr<Authenticator> authenticator);
+    std::shared_ptr<Authenticator> authenticator, InFlight* in_flight);
 
 }  // namespace cloudflux::server::internal

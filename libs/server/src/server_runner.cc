@@ -1,5 +1,6 @@
 #include "cloudflux/server/server_runner.h"
 
+#include <grpc/grpc.h>
 #include <grpcpp/ext/proto_server_reflection_plugin.h>
 #include <grpcpp/grpcpp.h>
 #include <grpcpp/health_check_service_interface.h>
@@ -33,6 +34,7 @@ class ServerRunner::Impl {
   std::shared_ptr<Authenticator> authenticator;
   std::unique_ptr<internal::DiagnosticsService> diagnostics;
   std::unique_ptr<grpc::Server> server;
+  internal::InFlight in_flight;
 
   mutable std::mutex mu;  // guards deps' status, stop, shut_down
   std::condition_variable cv;
@@ -180,7 +182,8 @@ absl::Status ServerRunner::Start() {
 
   std::vector<std::unique_ptr<grpc::experimental::ServerInterceptorFactoryInterface>> creators;
   creators.push_back(
-      internal::MakeCallInterceptorFactory(impl_->metrics.get(), &options_, impl_->authenticator));
+      internal::MakeCallInterceptorFactory(impl_->metrics.get(), &options_, impl_->authenticator,
+                                           &impl_->in_flight));
   builder.experimental().SetInterceptorCreators(std::move(creators));
 
   builder.RegisterService(impl_->diagnostics.get());
@@ -227,7 +230,25 @@ void ServerRunner::Shutdown() {
   impl_->server->GetHealthCheckService()->Shutdown();
   core::LogInfo("shutting down", {{"grace", absl::FormatDuration(options_.shutdown_grace)}});
   if (options_.shutdown_delay > absl::ZeroDuration()) absl::SleepFor(options_.shutdown_delay);
-  impl_->server->Shutdown(absl::ToChronoTime(absl::Now() + options_.shutdown_grace));
+  // gRPC's Shutdown(deadline) refuses new calls and waits for in-flight ones,
+  // but also for every client connection to close, which idle clients may
+  // not do before the deadline. So: once our in-flight calls are done, close
+  // the connections (cancelling nothing that is still running).
+  absl::Time deadline = absl::Now() + options_.shutdown_grace;
+  std::atomic<bool> shut{false};
+  std::thread shutdown([&] {
+    impl_->server->Shutdown(absl::ToChronoTime(deadline));
+    shut = true;
+  });
+  while (!shut && impl_->in_flight.calls.load() > 0 && absl::Now() < deadline) {
+    absl::SleepFor(absl::Milliseconds(5));
+  }
+  core::LogInfo("calls drained", {{"still_running", std::to_string(impl_->in_flight.calls.load())}});
+  while (!shut) {
+    grpc_server_cancel_all_calls(impl_->server->c_server());
+    absl::SleepFor(absl::Milliseconds(20));
+  }
+  shutdown.join();
   impl_->server->Wait();
   core::LogInfo("stopped");
 }

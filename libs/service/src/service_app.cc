@@ -33,6 +33,11 @@ ABSL_FLAG(absl::Duration, health_check_interval, absl::Seconds(2),
           "How often dependencies are checked.");
 ABSL_FLAG(absl::Duration, startup_timeout, absl::Seconds(60),
           "How long to wait for PostgreSQL at start before giving up.");
+ABSL_FLAG(absl::Duration, keepalive_time, absl::Seconds(30),
+          "Interval of server keepalive pings on idle connections.");
+ABSL_FLAG(absl::Duration, keepalive_timeout, absl::Seconds(10),
+          "How long a keepalive (or shutdown) ping may go unanswered before the connection "
+          "is closed.");
 ABSL_FLAG(absl::Duration, diagnostics_max_delay, absl::Seconds(30),
           "Longest delay Diagnostics.Echo accepts.");
 
@@ -162,6 +167,8 @@ absl::Status ServiceApp::Init() {
   options.shutdown_delay = absl::GetFlag(FLAGS_shutdown_delay);
   options.health_check_interval = absl::GetFlag(FLAGS_health_check_interval);
   options.diagnostics_max_delay = absl::GetFlag(FLAGS_diagnostics_max_delay);
+  options.keepalive_time = absl::GetFlag(FLAGS_keepalive_time);
+  options.keepalive_timeout = absl::GetFlag(FLAGS_keepalive_timeout);
   std::string access_log = absl::GetFlag(FLAGS_access_log);
   options.access_log = access_log == "none"     ? server::AccessLog::kNone
                        : access_log == "errors" ? server::AccessLog::kErrors

@@ -23,6 +23,10 @@ struct ChannelOptions {
   int max_attempts = 4;
   absl::Duration initial_backoff = absl::Milliseconds(100);
   absl::Duration max_backoff = absl::Seconds(2);
+  // Reconnection backoff after a failed connect (gRPC's default grows to
+  // 120 s, too slow to notice a restarted peer).
+  absl::Duration initial_reconnect_backoff = absl::Milliseconds(200);
+  absl::Duration max_reconnect_backoff = absl::Seconds(10);
 };
 
 // The service config JSON that carries the retry policy.

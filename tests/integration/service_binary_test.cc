@@ -1,0 +1,213 @@
+// Starts real service binaries and talks to them like a client would.
+#include <google/protobuf/util/time_util.h>
+#include <gtest/gtest.h>
+#include <signal.h>
+
+#include <atomic>
+#include <thread>
+
+#include "absl/strings/match.h"
+#include "absl/strings/str_cat.h"
+#include "cloudflux/diagnostics/v1/diagnostics.grpc.pb.h"
+#include "cloudflux/server/channel.h"
+#include "cloudflux/testing/testing.h"
+#include "grpc/health/v1/health.grpc.pb.h"
+
+namespace cloudflux {
+namespace {
+
+using grpc::health::v1::HealthCheckResponse;
+using testing::ChildProcess;
+using testing::WaitFor;
+
+struct Service {
+  std::unique_ptr<ChildProcess> process;
+  int port = 0;
+  int metrics_port = 0;
+  std::string target() const { return "127.0.0.1:" + std::to_string(port); }
+};
+
+// Starts `name` against `pg_url` and the test broker/redis.
+Service StartService(const std::string& name, const std::string& pg_url,
+                     std::map<std::string, std::string> extra_env = {}) {
+  Service s;
+  s.port = testing::PickFreePort();
+  s.metrics_port = testing::PickFreePort();
+  std::map<std::string, std::string> env = {
+      {"CLOUDFLUX_LISTEN_ADDRESS", "127.0.0.1:" + std::to_string(s.port)},
+      {"CLOUDFLUX_METRICS_ADDRESS", "127.0.0.1:" + std::to_string(s.metrics_port)},
+      {"CLOUDFLUX_PG_URL", pg_url},
+      {"CLOUDFLUX_KAFKA_BROKERS", testing::TestKafkaBootstrap().value_or("")},
+      {"CLOUDFLUX_REDIS_ADDRESS", testing::TestRedisAddress().value_or("")},
+      {"CLOUDFLUX_HEALTH_CHECK_INTERVAL", "100ms"},
+      {"CLOUDFLUX_STARTUP_TIMEOUT", "20s"},
+  };
+  for (auto& [k, v] : extra_env) env[k] = v;
+  auto child = ChildProcess::Start(
+      {absl::StrCat(testing::BinaryDir(), "/services/", name, "/cloudflux-", name)}, env);
+  EXPECT_TRUE(child.ok()) << child.status();
+  s.process = std::move(*child);
+  return s;
+}
+
+HealthCheckResponse::ServingStatus Health(const std::string& target) {
+  server::ChannelOptions o;
+  o.max_attempts = 1;
+  o.max_reconnect_backoff = absl::Milliseconds(200);
+  // A fresh channel per probe, like a kubelet probe: no reconnect backoff.
+  auto stub = grpc::health::v1::Health::NewStub(server::MakeChannel(target, o));
+  auto ctx = server::MakeClientContext(absl::Milliseconds(500));
+  HealthCheckResponse resp;
+  grpc::Status s = stub->Check(ctx.get(), {}, &resp);
+  return s.ok() ? resp.status() : HealthCheckResponse::UNKNOWN;
+}
+
+bool WaitForHealth(const Service& s, HealthCheckResponse::ServingStatus want,
+                   absl::Duration timeout = absl::Seconds(30)) {
+  return WaitFor([&] { return Health(s.target()) == want; }, timeout, absl::Milliseconds(50));
+}
+
+std::string Metrics(const Service& s) {
+  return testing::HttpGet(absl::StrCat("http://127.0.0.1:", s.metrics_port, "/metrics"))
+      .value_or("");
+}
+
+TEST(ServiceBinary, HealthFollowsPostgresAndSigtermDrainsInFlightCalls) {
+  auto pg = testing::PostgresProcess::Create();
+  ASSERT_TRUE(pg.ok()) << pg.status();
+  Service svc = StartService("classification", (*pg)->url(),
+                             {{"CLOUDFLUX_SHUTDOWN_DELAY", "300ms"},
+                              {"CLOUDFLUX_SHUTDOWN_GRACE", "10s"}});
+  ASSERT_TRUE(WaitForHealth(svc, HealthCheckResponse::SERVING)) << svc.process->Output();
+
+  // Postgres goes away: NOT_SERVING; it comes back: SERVING again.
+  ASSERT_TRUE((*pg)->Stop().ok());
+  EXPECT_TRUE(WaitForHealth(svc, HealthCheckResponse::NOT_SERVING)) << svc.process->Output();
+  EXPECT_TRUE(absl::StrContains(Metrics(svc), "cloudflux_dependency_up{dependency=\"postgres\"} 0"));
+  ASSERT_TRUE((*pg)->Start().ok());
+  EXPECT_TRUE(WaitForHealth(svc, HealthCheckResponse::SERVING)) << svc.process->Output();
+
+  // A slow call is in flight when SIGTERM arrives: it finishes, then exit 0.
+  auto stub = diagnostics::v1::Diagnostics::NewStub(server::MakeChannel(svc.target()));
+  grpc::Status slow_status;
+  diagnostics::v1::EchoResponse slow_response;
+  std::atomic<bool> slow_done{false};
+  std::thread slow([&] {
+    diagnostics::v1::EchoRequest req;
+    req.set_payload("slow");
+    *req.mutable_delay() = google::protobuf::util::TimeUtil::MillisecondsToDuration(1500);
+    auto ctx = server::MakeClientContext(absl::Seconds(20));
+    slow_status = stub->Echo(ctx.get(), req, &slow_response);
+    slow_done = true;
+  });
+  ASSERT_TRUE(WaitFor(
+      [&] {
+        return absl::StrContains(Metrics(svc),
+                                 "grpc_server_started_total{grpc_method=\"Echo\"");
+      },
+      absl::Seconds(10)));
+  svc.process->Signal(SIGTERM);
+  // While draining, health says NOT_SERVING (during --shutdown_delay).
+  EXPECT_TRUE(WaitForHealth(svc, HealthCheckResponse::NOT_SERVING, absl::Seconds(2)));
+  EXPECT_FALSE(slow_done.load());
+  EXPECT_EQ(svc.process->Wait(absl::Seconds(20)), 0) << svc.process->Output();
+  slow.join();
+  EXPECT_TRUE(slow_status.ok()) << slow_status.error_message();
+  EXPECT_EQ(slow_response.payload(), "slow");
+  std::string log = svc.process->Output();
+  EXPECT_TRUE(absl::StrContains(log, "\"msg\":\"rpc\",\"method\":\"/cloudflux.diagnostics.v1.Diagnostics/Echo\",\"code\":\"OK\""))
+      << log;
+  EXPECT_TRUE(absl::StrContains(log, "\"msg\":\"stopped\""));
+}
+
+TEST(ServiceBinary, MetricsShowCallsWithGoGrpcPrometheusLabels) {
+  auto db = testing::ScratchDatabase::Create();
+  ASSERT_TRUE(db.ok()) << db.status();
+  Service svc = StartService("storage-adapter", (*db)->url());
+  ASSERT_TRUE(WaitForHealth(svc, HealthCheckResponse::SERVING)) << svc.process->Output();
+  auto stub = diagnostics::v1::Diagnostics::NewStub(server::MakeChannel(svc.target()));
+  diagnostics::v1::GetServerInfoResponse info;
+  auto ctx = server::MakeClientContext(absl::Seconds(5));
+  ASSERT_TRUE(stub->GetServerInfo(ctx.get(), {}, &info).ok());
+  EXPECT_EQ(info.service(), "storage-adapter");
+  EXPECT_TRUE(info.serving());
+  ASSERT_EQ(info.dependencies_size(), 2);  // postgres, kafka
+  std::string text = Metrics(svc);
+  EXPECT_TRUE(absl::StrContains(
+      text,
+      "grpc_server_handled_total{grpc_code=\"OK\",grpc_method=\"GetServerInfo\",grpc_service="
+      "\"cloudflux.diagnostics.v1.Diagnostics\",grpc_type=\"unary\"} 1"))
+      << text;
+  EXPECT_TRUE(absl::StrContains(text, "grpc_server_handling_seconds_bucket{grpc_method=\"GetServerInfo\""));
+  EXPECT_TRUE(absl::StrContains(text, "process_resident_memory_bytes"));
+  svc.process->Signal(SIGTERM);
+  EXPECT_EQ(svc.process->Wait(absl::Seconds(20)), 0);
+}
+
+TEST(ServiceBinary, ReflectionWorksForAnIndependentClient) {
+  auto db = testing::ScratchDatabase::Create();
+  ASSERT_TRUE(db.ok()) << db.status();
+  Service svc = StartService("sandbox", (*db)->url());
+  ASSERT_TRUE(WaitForHealth(svc, HealthCheckResponse::SERVING)) << svc.process->Output();
+  std::string client = std::string(CLOUDFLUX_SOURCE_DIR) + "/tests/reflection/reflection_client.py";
+  auto list = ChildProcess::Start({"/usr/bin/python3", client, svc.target(), "list"});
+  ASSERT_TRUE(list.ok());
+  ASSERT_EQ((*list)->Wait(absl::Seconds(30)), 0) << (*list)->Output();
+  std::string services = (*list)->Output();
+  EXPECT_TRUE(absl::StrContains(services, "grpc.health.v1.Health"));
+  EXPECT_TRUE(absl::StrContains(services, "grpc.reflection.v1alpha.ServerReflection"));
+  EXPECT_TRUE(absl::StrContains(services, "cloudflux.diagnostics.v1.Diagnostics"));
+
+  auto describe = ChildProcess::Start(
+      {"/usr/bin/python3", client, svc.target(), "describe", "cloudflux.diagnostics.v1.Diagnostics"});
+  ASSERT_TRUE(describe.ok());
+  ASSERT_EQ((*describe)->Wait(absl::Seconds(30)), 0) << (*describe)->Output();
+  EXPECT_TRUE(absl::StrContains((*describe)->Output(),
+                                "rpc Echo(.cloudflux.diagnostics.v1.EchoRequest) returns "
+                                "(.cloudflux.diagnostics.v1.EchoResponse)"));
+  svc.process->Signal(SIGTERM);
+  EXPECT_EQ(svc.process->Wait(absl::Seconds(20)), 0);
+}
+
+TEST(ServiceBinary, AllSevenStartTogetherOnOneDatabaseAndMigrateOnce) {
+  auto db = testing::ScratchDatabase::Create();
+  ASSERT_TRUE(db.ok()) << db.status();
+  const std::vector<std::string> names = {"auth",      "storage-adapter", "classification",
+                                          "prediction", "migration",       "sandbox",
+                                          "neural-cluster"};
+  std::vector<Service> services;
+  // Two replicas of auth race on the same schema.
+  for (const auto& n : names) services.push_back(StartService(n, (*db)->url()));
+  services.push_back(StartService("auth", (*db)->url()));
+  for (auto& s : services) {
+    EXPECT_TRUE(WaitForHealth(s, HealthCheckResponse::SERVING)) << s.process->Output();
+  }
+  auto probe = ChildProcess::Start({testing::BinaryDir() + "/tools/health-probe/cloudflux-health-probe",
+                                    services[0].target()});
+  ASSERT_TRUE(probe.ok());
+  EXPECT_EQ((*probe)->Wait(absl::Seconds(10)), 0);
+  EXPECT_TRUE(absl::StrContains((*probe)->Output(), "SERVING"));
+  for (auto& s : services) s.process->Signal(SIGTERM);
+  for (auto& s : services) EXPECT_EQ(s.process->Wait(absl::Seconds(20)), 0) << s.process->Output();
+}
+
+TEST(ServiceBinary, BadConfigurationAndUnreachableDatabaseFailClearly) {
+  auto bad = ChildProcess::Start(
+      {testing::BinaryDir() + "/services/auth/cloudflux-auth"},
+      {{"CLOUDFLUX_PG_POOL_SIZE", "0"}, {"CLOUDFLUX_LISTEN_ADDRESS", "nonsense"}});
+  ASSERT_TRUE(bad.ok());
+  EXPECT_EQ((*bad)->Wait(absl::Seconds(10)), 2);
+  EXPECT_TRUE(absl::StrContains((*bad)->Output(), "--pg_pool_size (CLOUDFLUX_PG_POOL_SIZE)"))
+      << (*bad)->Output();
+  EXPECT_TRUE(absl::StrContains((*bad)->Output(), "--listen_address (CLOUDFLUX_LISTEN_ADDRESS)"));
+
+  Service svc = StartService(
+      "prediction", "host=127.0.0.1 port=" + std::to_string(testing::PickFreePort()) + " dbname=x",
+      {{"CLOUDFLUX_STARTUP_TIMEOUT", "1s"}});
+  EXPECT_EQ(svc.process->Wait(absl::Seconds(15)), 1);
+  EXPECT_TRUE(absl::StrContains(svc.process->Output(), "PostgreSQL not reachable within 1s"))
+      << svc.process->Output();
+}
+
+}  // namespace
+}  // namespace cloudflux

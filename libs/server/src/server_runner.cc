@@ -12,6 +12,7 @@
 
 #include "absl/strings/str_cat.h"
 #include "cloudflux/core/log.h"
+#include "cloudflux/core/process.h"
 #include "cloudflux/core/uuid.h"
 #include "cloudflux/server/shutdown.h"
 #include "diagnostics_service.h"
@@ -136,6 +137,7 @@ void ServerRunner::CheckDependencies() {
 
 absl::Status ServerRunner::Start() {
   if (impl_->server != nullptr) return absl::FailedPreconditionError("server already started");
+  core::TuneProcessForServing();
   grpc::EnableDefaultHealthCheckService(true);
   grpc::reflection::InitProtoReflectionServerBuilderPlugin();
 
@@ -164,7 +166,12 @@ absl::Status ServerRunner::Start() {
   };
 
   grpc::ServerBuilder builder;
-  builder.AddListeningPort(options_.listen_address, internal::MakeHookedInsecureCredentials(hook),
+  // Without an authenticator there is nothing for the hook to do: skip gRPC's
+  // per-call auth filter altogether.
+  builder.AddListeningPort(options_.listen_address,
+                           impl_->authenticator != nullptr
+                               ? internal::MakeHookedInsecureCredentials(hook)
+                               : grpc::InsecureServerCredentials(),
                            &port_);
   builder.SetMaxReceiveMessageSize(options_.max_receive_message_bytes);
   builder.SetMaxSendMessageSize(options_.max_send_message_bytes);

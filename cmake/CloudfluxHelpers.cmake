@@ -23,16 +23,17 @@ function(cloudflux_test name)
   set_tests_properties(${name} PROPERTIES TIMEOUT ${ARG_TIMEOUT} LABELS "${ARG_LABELS}")
 endfunction()
 
-# cloudflux_service(NAME FUNC)
+# cloudflux_service(NAME)
 # Builds services/<NAME>/main.cpp (+ src/*.cc) into cloudflux-<NAME>, with the
-# SQL migrations of services/<NAME>/schema embedded as cloudflux::generated::FUNC().
-function(cloudflux_service name func)
+# SQL migrations of services/<NAME>/schema embedded as
+# cloudflux::service::EmbeddedMigrations().
+function(cloudflux_service name)
   set(schema_dir ${CMAKE_CURRENT_SOURCE_DIR}/schema)
   file(GLOB sql CONFIGURE_DEPENDS ${schema_dir}/*.sql)
   set(out ${CMAKE_CURRENT_BINARY_DIR}/embedded_migrations.cc)
   add_custom_command(
     OUTPUT ${out}
-    COMMAND ${CMAKE_COMMAND} -DDIR=${schema_dir} -DOUT=${out} -DFUNC=${func}
+    COMMAND ${CMAKE_COMMAND} -DDIR=${schema_dir} -DOUT=${out}
             -P ${PROJECT_SOURCE_DIR}/cmake/EmbedMigrations.cmake
     DEPENDS ${sql} ${PROJECT_SOURCE_DIR}/cmake/EmbedMigrations.cmake
     COMMENT "embedding ${name} migrations")

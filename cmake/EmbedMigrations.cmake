@@ -1,5 +1,5 @@
-# cmake -DDIR=<schema dir> -DOUT=<file.cc> -DFUNC=<function name> -P EmbedMigrations.cmake
-# Writes a C++ file defining `std::vector<cloudflux::db::Migration> FUNC()` with
+# cmake -DDIR=<schema dir> -DOUT=<file.cc> -P EmbedMigrations.cmake
+# Writes a C++ file defining cloudflux::service::EmbeddedMigrations() with
 # every NNN_*.sql file of DIR embedded, so that a service binary carries its
 # own schema and needs no files at run time.
 file(GLOB files "${DIR}/*.sql")
@@ -16,12 +16,12 @@ foreach(f ${files})
 endforeach()
 file(WRITE "${OUT}.tmp" "// Generated from ${DIR}; do not edit.
 #include <vector>
-#include \"cloudflux/db/db.h\"
-namespace cloudflux::generated {
-std::vector<cloudflux::db::Migration> ${FUNC}() {
+#include \"cloudflux/service/service_app.h\"
+namespace cloudflux::service {
+std::vector<cloudflux::db::Migration> EmbeddedMigrations() {
   return {
 ${body}  };
 }
-}  // namespace cloudflux::generated
+}  // namespace cloudflux::service
 ")
 file(COPY_FILE "${OUT}.tmp" "${OUT}" ONLY_IF_DIFFERENT)

@@ -13,8 +13,6 @@
 #include <signal.h>
 #include <sys/wait.h>
 #include <unistd.h>
-#include <netinet/in.h>
-#include <sys/socket.h>
 
 #include <algorithm>
 #include <atomic>
@@ -33,6 +31,7 @@
 #include "cloudflux/diagnostics/v1/diagnostics.grpc.pb.h"
 #include "cloudflux/server/server_runner.h"
 #include "cloudflux/server/shutdown.h"
+#include "cloudflux/testing/testing.h"
 #include "prometheus/registry.h"
 
 ABSL_FLAG(int32_t, rounds, 3, "Rounds per server kind.");
@@ -206,19 +205,6 @@ double MeasureRound(int port) {
   return static_cast<double>(n) / elapsed;
 }
 
-int FreePort() {
-  int fd = socket(AF_INET, SOCK_STREAM, 0);
-  sockaddr_in addr{};
-  addr.sin_family = AF_INET;
-  addr.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
-  bind(fd, reinterpret_cast<sockaddr*>(&addr), sizeof(addr));
-  socklen_t len = sizeof(addr);
-  getsockname(fd, reinterpret_cast<sockaddr*>(&addr), &len);
-  int port = ntohs(addr.sin_port);
-  close(fd);
-  return port;
-}
-
 double Median(std::vector<double> v) {
   std::sort(v.begin(), v.end());
   return v[v.size() / 2];
@@ -237,7 +223,7 @@ int main(int argc, char** argv) {
   std::vector<double> plain, runner;
   for (int round = 0; round < absl::GetFlag(FLAGS_rounds); ++round) {
     for (const std::string kind : {"plain", "runner"}) {
-      int port = FreePort();
+      int port = cloudflux::testing::PickFreePort();
       pid_t pid = SpawnServer(argv[0], kind, port);
       double rate = MeasureRound(port);
       kill(pid, SIGTERM);

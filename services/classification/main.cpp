@@ -1,24 +1,11 @@
 // cloudflux-classification: composition root of the classification service.
-#include "cloudflux/core/log.h"
 #include "cloudflux/server/shutdown.h"
 #include "cloudflux/service/service_app.h"
 
-namespace cloudflux::generated {
-std::vector<cloudflux::db::Migration> ClassificationMigrations();
-}
-
 int main(int argc, char** argv) {
   cloudflux::server::BlockShutdownSignals();
-  cloudflux::service::ServiceSpec spec;
-  spec.name = "classification";
-  spec.schema = "classification";
-  spec.default_port = 50053;
-  spec.uses_redis = false;
-  spec.migrations = cloudflux::generated::ClassificationMigrations();
-  auto app = cloudflux::service::ServiceApp::Create(std::move(spec), argc, argv);
-  if (!app.ok()) {
-    cloudflux::core::LogError("cannot start", {{"error", std::string(app.status().message())}});
-    return 1;
-  }
-  return (*app)->Run();
+  auto app = cloudflux::service::ServiceApp::CreateOrExit(
+      {.name = "classification", .schema = "classification", .default_port = 50053, .uses_redis = false},
+      argc, argv);
+  return app->Run();
 }

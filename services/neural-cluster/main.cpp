@@ -1,24 +1,11 @@
 // cloudflux-neural-cluster: composition root of the neural-cluster service.
-#include "cloudflux/core/log.h"
 #include "cloudflux/server/shutdown.h"
 #include "cloudflux/service/service_app.h"
 
-namespace cloudflux::generated {
-std::vector<cloudflux::db::Migration> NeuralClusterMigrations();
-}
-
 int main(int argc, char** argv) {
   cloudflux::server::BlockShutdownSignals();
-  cloudflux::service::ServiceSpec spec;
-  spec.name = "neural-cluster";
-  spec.schema = "neural_cluster";
-  spec.default_port = 50057;
-  spec.uses_redis = false;
-  spec.migrations = cloudflux::generated::NeuralClusterMigrations();
-  auto app = cloudflux::service::ServiceApp::Create(std::move(spec), argc, argv);
-  if (!app.ok()) {
-    cloudflux::core::LogError("cannot start", {{"error", std::string(app.status().message())}});
-    return 1;
-  }
-  return (*app)->Run();
+  auto app = cloudflux::service::ServiceApp::CreateOrExit(
+      {.name = "neural-cluster", .schema = "neural_cluster", .default_port = 50057, .uses_redis = false},
+      argc, argv);
+  return app->Run();
 }

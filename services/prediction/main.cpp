@@ -1,24 +1,11 @@
 // cloudflux-prediction: composition root of the prediction service.
-#include "cloudflux/core/log.h"
 #include "cloudflux/server/shutdown.h"
 #include "cloudflux/service/service_app.h"
 
-namespace cloudflux::generated {
-std::vector<cloudflux::db::Migration> PredictionMigrations();
-}
-
 int main(int argc, char** argv) {
   cloudflux::server::BlockShutdownSignals();
-  cloudflux::service::ServiceSpec spec;
-  spec.name = "prediction";
-  spec.schema = "prediction";
-  spec.default_port = 50054;
-  spec.uses_redis = false;
-  spec.migrations = cloudflux::generated::PredictionMigrations();
-  auto app = cloudflux::service::ServiceApp::Create(std::move(spec), argc, argv);
-  if (!app.ok()) {
-    cloudflux::core::LogError("cannot start", {{"error", std::string(app.status().message())}});
-    return 1;
-  }
-  return (*app)->Run();
+  auto app = cloudflux::service::ServiceApp::CreateOrExit(
+      {.name = "prediction", .schema = "prediction", .default_port = 50054, .uses_redis = false},
+      argc, argv);
+  return app->Run();
 }

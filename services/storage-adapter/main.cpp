@@ -1,24 +1,11 @@
 // cloudflux-storage-adapter: composition root of the storage-adapter service.
-#include "cloudflux/core/log.h"
 #include "cloudflux/server/shutdown.h"
 #include "cloudflux/service/service_app.h"
 
-namespace cloudflux::generated {
-std::vector<cloudflux::db::Migration> StorageMigrations();
-}
-
 int main(int argc, char** argv) {
   cloudflux::server::BlockShutdownSignals();
-  cloudflux::service::ServiceSpec spec;
-  spec.name = "storage-adapter";
-  spec.schema = "storage";
-  spec.default_port = 50052;
-  spec.uses_redis = false;
-  spec.migrations = cloudflux::generated::StorageMigrations();
-  auto app = cloudflux::service::ServiceApp::Create(std::move(spec), argc, argv);
-  if (!app.ok()) {
-    cloudflux::core::LogError("cannot start", {{"error", std::string(app.status().message())}});
-    return 1;
-  }
-  return (*app)->Run();
+  auto app = cloudflux::service::ServiceApp::CreateOrExit(
+      {.name = "storage-adapter", .schema = "storage", .default_port = 50052, .uses_redis = false},
+      argc, argv);
+  return app->Run();
 }

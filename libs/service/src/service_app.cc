@@ -103,6 +103,15 @@ absl::StatusOr<std::unique_ptr<ServiceApp>> ServiceApp::Create(ServiceSpec spec,
   return app;
 }
 
+std::unique_ptr<ServiceApp> ServiceApp::CreateOrExit(ServiceSpec spec, int argc, char** argv) {
+  auto app = Create(std::move(spec), argc, argv);
+  if (!app.ok()) {
+    core::LogError("cannot start", {{"error", std::string(app.status().message())}});
+    std::exit(1);
+  }
+  return std::move(*app);
+}
+
 absl::Status ServiceApp::Init() {
   instance_id_ = core::NewId();
   core::LogInfo("starting", {{"version", kVersion}, {"instance_id", instance_id_}});

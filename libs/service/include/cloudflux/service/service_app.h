@@ -9,7 +9,7 @@
 // main.cpp stays a composition root:
 //   int main(int argc, char** argv) {
 //     cloudflux::server::BlockShutdownSignals();
-//     auto app = cloudflux::service::ServiceApp::Create(spec, argc, argv);
+//     auto app = cloudflux::service::ServiceApp::CreateOrExit(spec, argc, argv);
 //     ... build the service's own objects from app->pool(), app->producer() ...
 //     app->runner().RegisterService(&service);
 //     return app->Run();
@@ -34,12 +34,16 @@
 
 namespace cloudflux::service {
 
+// Defined in every service binary by cloudflux_service(): the SQL files of
+// services/<name>/schema, embedded at build time.
+std::vector<db::Migration> EmbeddedMigrations();
+
 struct ServiceSpec {
   std::string name;         // "storage-adapter"
   std::string schema;       // its PostgreSQL schema, "storage"
   int default_port = 50051;  // gRPC; metrics default to 9100 + (port - 50050)
   bool uses_redis = false;
-  std::vector<db::Migration> migrations;
+  std::vector<db::Migration> migrations = EmbeddedMigrations();
 };
 
 class ServiceApp {
@@ -49,6 +53,8 @@ class ServiceApp {
   // runner. Errors are final: log and exit non-zero.
   static absl::StatusOr<std::unique_ptr<ServiceApp>> Create(ServiceSpec spec, int argc,
                                                             char** argv);
+  // Create, or log the error and exit(1).
+  static std::unique_ptr<ServiceApp> CreateOrExit(ServiceSpec spec, int argc, char** argv);
   ~ServiceApp();
 
   db::Pool& pool() { return *pool_; }

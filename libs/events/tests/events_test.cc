@@ -173,6 +173,39 @@ TEST(Kafka, PoisonAndRepeatedlyFailingMessagesGoToTheDeadLetterTopic) {
   EXPECT_EQ(dead[1].Header(kDlqOffsetHeader), "1");
 }
 
+TEST(Kafka, ConsumersInOneGroupSharePartitions) {
+  auto producer = std::move(*Producer::Create({.brokers = Brokers()}));
+  std::string topic = UniqueTopic("shared");
+  std::vector<Message> batch;
+  for (int i = 0; i < 40; ++i) batch.push_back({topic, "key-" + std::to_string(i), std::to_string(i), {}});
+  ASSERT_TRUE(producer->SendAll(batch, absl::Seconds(10)).ok());
+  std::string group = "shared-" + core::NewId();
+  std::map<std::string, int> times_seen;
+  int by_a = 0, by_b = 0;
+  auto a = MakeConsumer(group, topic, [&](const ConsumedMessage& m) {
+    ++times_seen[m.value];
+    ++by_a;
+    return absl::OkStatus();
+  });
+  auto b = MakeConsumer(group, topic, [&](const ConsumedMessage& m) {
+    ++times_seen[m.value];
+    ++by_b;
+    return absl::OkStatus();
+  });
+  // Poll both until every message was handled; a partition handed over in a
+  // rebalance is re-read only from its last stored offset.
+  ASSERT_TRUE(testing::WaitFor(
+      [&] {
+        (void)a->PollOnce(absl::Milliseconds(50));
+        (void)b->PollOnce(absl::Milliseconds(50));
+        return times_seen.size() == 40;
+      },
+      absl::Seconds(60), absl::ZeroDuration()));
+  EXPECT_GT(by_a, 0);
+  EXPECT_GT(by_b, 0) << "the group must spread the 4 partitions over both members";
+  for (const auto& [value, n] : times_seen) EXPECT_EQ(n, 1) << value;
+}
+
 class OutboxTest : public ::testing::Test {
  protected:
   void SetUp() override {

@@ -268,6 +268,16 @@ TEST_F(RunnerTest, MintsRequestIdsWhenTheClientSendsNone) {
   EXPECT_TRUE(info.serving());
 }
 
+TEST_F(RunnerTest, OversizedMessagesAreRefused) {
+  ServerOptions options = TestOptions();
+  options.max_receive_message_bytes = 1024;
+  StartRunner(options);
+  EchoResponse resp;
+  grpc::Status s = Echo(std::string(4096, 'x'), absl::ZeroDuration(), &resp);
+  EXPECT_EQ(s.error_code(), grpc::StatusCode::RESOURCE_EXHAUSTED);
+  EXPECT_TRUE(Echo(std::string(512, 'x'), absl::ZeroDuration(), &resp).ok());
+}
+
 TEST_F(RunnerTest, BindFailureIsAnError) {
   StartRunner();
   ServerOptions options = TestOptions();

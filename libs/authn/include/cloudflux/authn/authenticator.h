@@ -1,0 +1,105 @@
+#pragma once
+// JwtAuthenticator: the Authenticator every CloudFlux server installs in its
+// ServerRunner. For each call it takes the bearer token from the
+// `authorization` metadata, verifies it locally against the auth service's
+// public keys (refetched when an unknown kid shows up, at most once per
+// `min_refetch_interval`), consults the revocation list, and checks the
+// caller's roles against the PermissionTable. Verified tokens are cached, so
+// the hot path is a hash lookup; a cached token's revocation is re-checked
+// after `revocation_recheck`.
+
+#include <functional>
+#include <memory>
+#include <mutex>
+#include <string>
+
+#include "absl/container/flat_hash_map.h"
+#include "absl/synchronization/mutex.h"
+#include "cloudflux/authn/jwt.h"
+#include "cloudflux/authn/permissions.h"
+#include "cloudflux/core/clock.h"
+#include "cloudflux/server/auth_hook.h"
+
+namespace cloudflux::cache {
+class RedisClient;
+}
+
+namespace cloudflux::authn {
+
+// Where the public keys come from (the auth service's JWKS, or its own DB).
+class KeySource {
+ public:
+  virtual ~KeySource() = default;
+  virtual absl::StatusOr<std::shared_ptr<const PublicKeySet>> Fetch() = 0;
+};
+
+// Revoked access-token ids.
+class RevocationList {
+ public:
+  virtual ~RevocationList() = default;
+  virtual absl::StatusOr<bool> IsRevoked(const std::string& jti) = 0;
+  // Keeps `jti` revoked until `until` (the token's expiry).
+  virtual absl::Status Revoke(const std::string& jti, absl::Time until) = 0;
+};
+
+// Revocations in Redis: key "cloudflux:revoked:<jti>", expiring with the token.
+class RedisRevocationList final : public RevocationList {
+ public:
+  RedisRevocationList(cache::RedisClient& redis, const core::Clock& clock)
+      : redis_(redis), clock_(clock) {}
+  absl::StatusOr<bool> IsRevoked(const std::string& jti) override;
+  absl::Status Revoke(const std::string& jti, absl::Time until) override;
+
+ private:
+  cache::RedisClient& redis_;
+  const core::Clock& clock_;
+};
+
+// AuthService.GetJwks over gRPC.
+std::unique_ptr<KeySource> MakeGrpcJwksSource(const std::string& auth_target);
+
+struct AuthenticatorOptions {
+  VerifyOptions verify;
+  absl::Duration min_refetch_interval = absl::Seconds(10);
+  absl::Duration revocation_recheck = absl::Seconds(1);
+  size_t max_cached_tokens = 100000;
+};
+
+// Thread-safe.
+class JwtAuthenticator final : public server::Authenticator {
+ public:
+  JwtAuthenticator(AuthenticatorOptions options, std::unique_ptr<KeySource> keys,
+                   std::shared_ptr<RevocationList> revocations, const PermissionTable& permissions,
+                   const core::Clock& clock = core::SystemClock::Get());
+
+  absl::StatusOr<server::Principal> Authenticate(std::string_view method,
+                                                 const server::RequestMetadata& metadata) override;
+
+  // Verifies a bearer token without a method (for IntrospectToken).
+  absl::StatusOr<Claims> VerifyToken(std::string_view token);
+
+ private:
+  struct Entry {
+    Claims claims;
+    absl::Time revocation_checked;
+  };
+  absl::StatusOr<std::shared_ptr<const PublicKeySet>> KeysFor(const std::string& kid);
+
+  AuthenticatorOptions options_;
+  std::unique_ptr<KeySource> source_;
+  std::shared_ptr<RevocationList> revocations_;
+  const PermissionTable& permissions_;
+  const core::Clock& clock_;
+
+  absl::Mutex keys_mu_;
+  std::shared_ptr<const PublicKeySet> keys_ ABSL_GUARDED_BY(keys_mu_);
+  absl::Time last_fetch_ ABSL_GUARDED_BY(keys_mu_) = absl::InfinitePast();
+
+  absl::Mutex cache_mu_;
+  absl::flat_hash_map<std::string, Entry> cache_ ABSL_GUARDED_BY(cache_mu_);
+};
+
+// The bearer token of `metadata` ("authorization: Bearer <token>").
+absl::StatusOr<std::string_view> BearerToken(const server::RequestMetadata& metadata);
+
+}  // namespace cloudflux::authn

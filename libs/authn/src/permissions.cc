@@ -1,0 +1,85 @@
+#include "cloudflux/authn/permissions.h"
+
+#include "absl/strings/str_cat.h"
+#include "absl/strings/str_join.h"
+
+namespace cloudflux::authn {
+
+bool IsKnownRole(std::string_view role) {
+  return role == kRoleAdmin || role == kRoleOperator || role == kRoleViewer;
+}
+
+void PermissionTable::Allow(std::string method, std::set<std::string> roles) {
+  roles.insert(kRoleAdmin);  // admin may do everything
+  allowed_[std::move(method)] = std::move(roles);
+}
+
+void PermissionTable::AllowPublic(std::string method) { public_.insert(std::move(method)); }
+
+bool PermissionTable::IsPublic(std::string_view method) const { return public_.count(method) > 0; }
+
+bool PermissionTable::IsListed(std::string_view method) const {
+  return IsPublic(method) || allowed_.find(method) != allowed_.end();
+}
+
+absl::Status PermissionTable::Check(std::string_view method,
+                                    const std::vector<std::string>& roles) const {
+  if (IsPublic(method)) return absl::OkStatus();
+  auto it = allowed_.find(method);
+  if (it == allowed_.end()) {
+    return absl::PermissionDeniedError(absl::StrCat("method ", std::string(method), " is not open to any role"));
+  }
+  for (const auto& role : roles) {
+    if (it->second.count(role) > 0) return absl::OkStatus();
+  }
+  return absl::PermissionDeniedError(absl::StrCat(
+      "roles [", absl::StrJoin(roles, ","), "] may not call ", std::string(method), "; allowed: ",
+      absl::StrJoin(it->second, ",")));
+}
+
+std::vector<std::string> PermissionTable::Methods() const {
+  std::vector<std::string> out(public_.begin(), public_.end());
+  for (const auto& [m, r] : allowed_) out.push_back(m);
+  return out;
+}
+
+namespace {
+
+PermissionTable BuildDefault() {
+  PermissionTable t;
+  const std::set<std::string> read = {kRoleOperator, kRoleViewer};
+  const std::set<std::string> operate = {kRoleOperator};
+  const std::set<std::string> admin_only = {};
+
+  // --- cloudflux.diagnostics.v1 (served by every binary)
+  t.Allow("/cloudflux.diagnostics.v1.Diagnostics/GetServerInfo", read);
+  t.Allow("/cloudflux.diagnostics.v1.Diagnostics/Echo", operate);
+
+  // --- cloudflux.auth.v1
+  const std::string auth = "/cloudflux.auth.v1.AuthService/";
+  t.AllowPublic(auth + "IssueToken");
+  t.AllowPublic(auth + "GetJwks");
+  // Revoking a token proves possession of it; RFC 7009 clients hold no other.
+  t.AllowPublic(auth + "RevokeToken");
+  t.Allow(auth + "IntrospectToken", read);
+  t.Allow(auth + "CreatePrincipal", admin_only);
+  t.Allow(auth + "GetPrincipal", admin_only);
+  t.Allow(auth + "ListPrincipals", admin_only);
+  t.Allow(auth + "SetPrincipalDisabled", admin_only);
+  t.Allow(auth + "SetRoles", admin_only);
+  t.Allow(auth + "CreateApiKey", admin_only);
+  t.Allow(auth + "ListApiKeys", admin_only);
+  t.Allow(auth + "RevokeApiKey", admin_only);
+  t.Allow(auth + "RotateSigningKey", admin_only);
+  t.Allow(auth + "ListAuditEvents", admin_only);
+  return t;
+}
+
+}  // namespace
+
+const PermissionTable& DefaultPermissions() {
+  static const PermissionTable* table = new PermissionTable(BuildDefault());
+  return *table;
+}
+
+}  // namespace cloudflux::authn

@@ -1,11 +1,79 @@
 // cloudflux-auth: composition root of the auth service.
+#include "absl/flags/declare.h"
+#include "absl/flags/flag.h"
+#include "absl/strings/escaping.h"
+#include "auth_core.h"
+#include "cloudflux/authn/authenticator.h"
+#include "cloudflux/authn/permissions.h"
+#include "cloudflux/core/config.h"
+#include "cloudflux/core/log.h"
 #include "cloudflux/server/shutdown.h"
 #include "cloudflux/service/service_app.h"
+#include "grpc_service.h"
+
+ABSL_FLAG(std::string, master_key_file, "",
+          "File with the 32-byte master key (64 hex characters) that seals signing keys. Required.");
+ABSL_FLAG(std::string, bootstrap_admin_name, "admin", "Name of the first admin, created at first start.");
+ABSL_FLAG(std::string, bootstrap_admin_password_file, "",
+          "File with the first admin's password; needed only while no admin exists.");
+ABSL_DECLARE_FLAG(std::string, token_issuer);
+ABSL_DECLARE_FLAG(std::string, token_audience);
+ABSL_FLAG(absl::Duration, access_token_ttl, absl::Minutes(15), "Lifetime of access tokens.");
+ABSL_FLAG(absl::Duration, refresh_token_ttl, absl::Hours(24 * 30), "Lifetime of refresh tokens.");
+
+namespace {
+
+void Fail(const std::string& what, const absl::Status& status) {
+  cloudflux::core::LogError(what, {{"error", std::string(status.message())}});
+  std::exit(1);
+}
+
+std::string ReadMasterKey() {
+  std::string text;
+  absl::Status s = cloudflux::core::ReadSecretFile(absl::GetFlag(FLAGS_master_key_file), &text);
+  if (!s.ok()) Fail("cannot read the master key", s);
+  if (text.size() == 64) {
+    std::string raw = absl::HexStringToBytes(text);
+    if (absl::BytesToHexString(raw) == absl::AsciiStrToLower(text)) return raw;
+  }
+  Fail("invalid master key", absl::InvalidArgumentError(
+                                 "--master_key_file (CLOUDFLUX_MASTER_KEY_FILE) must hold 64 hex "
+                                 "characters (32 bytes), e.g. from `openssl rand -hex 32`"));
+  return {};
+}
+
+}  // namespace
 
 int main(int argc, char** argv) {
   cloudflux::server::BlockShutdownSignals();
   auto app = cloudflux::service::ServiceApp::CreateOrExit(
-      {.name = "auth", .schema = "auth", .default_port = 50051, .uses_redis = true},
-      argc, argv);
+      {.name = "auth",
+       .schema = "auth",
+       .default_port = 50051,
+       .uses_redis = true,
+       .authenticates_itself = true}, argc, argv);
+
+  cloudflux::auth::AuthOptions options;
+  options.issuer = absl::GetFlag(FLAGS_token_issuer);
+  options.audience = absl::GetFlag(FLAGS_token_audience);
+  options.access_ttl = absl::GetFlag(FLAGS_access_token_ttl);
+  options.refresh_ttl = absl::GetFlag(FLAGS_refresh_token_ttl);
+  options.master_key = ReadMasterKey();
+  cloudflux::auth::AuthCore core(app->pool(), *app->redis(), options);
+
+  std::string admin_password;
+  absl::Status s = cloudflux::core::ReadSecretFile(
+      absl::GetFlag(FLAGS_bootstrap_admin_password_file), &admin_password);
+  if (!s.ok()) Fail("cannot read the bootstrap admin password", s);
+  s = core.Bootstrap(absl::GetFlag(FLAGS_bootstrap_admin_name), admin_password);
+  if (!s.ok()) Fail("cannot start", s);
+
+  cloudflux::authn::AuthenticatorOptions auth_options;
+  auth_options.verify = core.verify_options();
+  app->runner().SetAuthenticator(std::make_shared<cloudflux::authn::JwtAuthenticator>(
+      auth_options, core.MakeKeySource(), core.revocations(),
+      cloudflux::authn::DefaultPermissions()));
+  cloudflux::auth::AuthGrpcService service(core);
+  app->runner().RegisterService(&service, cloudflux::auth::v1::AuthService::service_full_name());
   return app->Run();
 }

@@ -12,65 +12,14 @@
 #include "cloudflux/server/channel.h"
 #include "cloudflux/testing/testing.h"
 #include "grpc/health/v1/health.grpc.pb.h"
+#include "service_process.h"
 
 namespace cloudflux {
 namespace {
 
-using grpc::health::v1::HealthCheckResponse;
 using testing::ChildProcess;
 using testing::WaitFor;
-
-struct Service {
-  std::unique_ptr<ChildProcess> process;
-  int port = 0;
-  int metrics_port = 0;
-  std::string target() const { return "127.0.0.1:" + std::to_string(port); }
-};
-
-// Starts `name` against `pg_url` and the test broker/redis.
-Service StartService(const std::string& name, const std::string& pg_url,
-                     std::map<std::string, std::string> extra_env = {}) {
-  Service s;
-  s.port = testing::PickFreePort();
-  s.metrics_port = testing::PickFreePort();
-  std::map<std::string, std::string> env = {
-      {"CLOUDFLUX_LISTEN_ADDRESS", "127.0.0.1:" + std::to_string(s.port)},
-      {"CLOUDFLUX_METRICS_ADDRESS", "127.0.0.1:" + std::to_string(s.metrics_port)},
-      {"CLOUDFLUX_PG_URL", pg_url},
-      {"CLOUDFLUX_KAFKA_BROKERS", testing::TestKafkaBootstrap().value_or("")},
-      {"CLOUDFLUX_REDIS_ADDRESS", testing::TestRedisAddress().value_or("")},
-      {"CLOUDFLUX_HEALTH_CHECK_INTERVAL", "100ms"},
-      {"CLOUDFLUX_STARTUP_TIMEOUT", "20s"},
-  };
-  for (auto& [k, v] : extra_env) env[k] = v;
-  auto child = ChildProcess::Start(
-      {absl::StrCat(testing::BinaryDir(), "/services/", name, "/cloudflux-", name)}, env);
-  EXPECT_TRUE(child.ok()) << child.status();
-  s.process = std::move(*child);
-  return s;
-}
-
-HealthCheckResponse::ServingStatus Health(const std::string& target) {
-  server::ChannelOptions o;
-  o.max_attempts = 1;
-  o.max_reconnect_backoff = absl::Milliseconds(200);
-  // A fresh channel per probe, like a kubelet probe: no reconnect backoff.
-  auto stub = grpc::health::v1::Health::NewStub(server::MakeChannel(target, o));
-  auto ctx = server::MakeClientContext(absl::Milliseconds(500));
-  HealthCheckResponse resp;
-  grpc::Status s = stub->Check(ctx.get(), {}, &resp);
-  return s.ok() ? resp.status() : HealthCheckResponse::UNKNOWN;
-}
-
-bool WaitForHealth(const Service& s, HealthCheckResponse::ServingStatus want,
-                   absl::Duration timeout = absl::Seconds(30)) {
-  return WaitFor([&] { return Health(s.target()) == want; }, timeout, absl::Milliseconds(50));
-}
-
-std::string Metrics(const Service& s) {
-  return testing::HttpGet(absl::StrCat("http://127.0.0.1:", s.metrics_port, "/metrics"))
-      .value_or("");
-}
+using grpc::health::v1::HealthCheckResponse;
 
 TEST(ServiceBinary, HealthFollowsPostgresAndSigtermDrainsInFlightCalls) {
   auto pg = testing::PostgresProcess::Create();

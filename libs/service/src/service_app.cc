@@ -4,6 +4,8 @@
 #include "absl/strings/match.h"
 #include "absl/strings/numbers.h"
 #include "absl/strings/str_cat.h"
+#include "cloudflux/authn/authenticator.h"
+#include "cloudflux/authn/permissions.h"
 #include "cloudflux/core/config.h"
 #include "cloudflux/core/log.h"
 #include "cloudflux/core/status.h"
@@ -33,6 +35,13 @@ ABSL_FLAG(absl::Duration, health_check_interval, absl::Seconds(2),
           "How often dependencies are checked.");
 ABSL_FLAG(absl::Duration, startup_timeout, absl::Seconds(60),
           "How long to wait for PostgreSQL at start before giving up.");
+ABSL_FLAG(std::string, token_issuer, "cloudflux-auth", "The iss claim of access tokens.");
+ABSL_FLAG(std::string, token_audience, "cloudflux", "The aud claim access tokens must carry.");
+ABSL_FLAG(std::string, auth_address, "",
+          "The auth service (host:port) whose JWKS verifies callers' tokens.");
+ABSL_FLAG(bool, insecure_no_auth, false,
+          "Serve without authentication (development only; the default is to refuse to start "
+          "without --auth_address).");
 ABSL_FLAG(absl::Duration, keepalive_time, absl::Seconds(30),
           "Interval of server keepalive pings on idle connections.");
 ABSL_FLAG(absl::Duration, keepalive_timeout, absl::Seconds(10),
@@ -88,6 +97,9 @@ absl::StatusOr<std::unique_ptr<ServiceApp>> ServiceApp::Create(ServiceSpec spec,
       .Require(!absl::GetFlag(FLAGS_kafka_brokers).empty(), "kafka_brokers", "must not be empty")
       .Require(!spec.uses_redis || ValidHostPort(absl::GetFlag(FLAGS_redis_address)),
                "redis_address", "must be host:port")
+      .Require(spec.authenticates_itself || absl::GetFlag(FLAGS_insecure_no_auth) ||
+                   ValidHostPort(absl::GetFlag(FLAGS_auth_address)),
+               "auth_address", "must be the auth service's host:port (or pass --insecure_no_auth)")
       .Require(absl::GetFlag(FLAGS_default_deadline) > absl::ZeroDuration(), "default_deadline",
                "must be positive")
       .Require(absl::GetFlag(FLAGS_shutdown_grace) >= absl::ZeroDuration(), "shutdown_grace",
@@ -160,7 +172,8 @@ absl::Status ServiceApp::Init() {
   CF_ASSIGN_OR_RETURN(producer_, events::Producer::Create(kafka));
   relay_ = std::make_unique<events::OutboxRelay>(*pool_, spec_.schema, *producer_);
 
-  if (spec_.uses_redis) {
+  bool authenticate = !spec_.authenticates_itself && !absl::GetFlag(FLAGS_insecure_no_auth);
+  if (spec_.uses_redis || authenticate) {
     cache::RedisOptions redis;
     redis.address = absl::GetFlag(FLAGS_redis_address);
     CF_RETURN_IF_ERROR(core::ReadSecretFile(absl::GetFlag(FLAGS_redis_password_file), &redis.password));
@@ -190,6 +203,17 @@ absl::Status ServiceApp::Init() {
   if (redis_ != nullptr) {
     cache::RedisClient* redis = redis_.get();
     runner_->AddDependency("redis", [redis](absl::Duration t) { return redis->Ping(t); });
+  }
+  if (authenticate) {
+    authn::AuthenticatorOptions auth_options;
+    auth_options.verify.issuer = absl::GetFlag(FLAGS_token_issuer);
+    auth_options.verify.audience = absl::GetFlag(FLAGS_token_audience);
+    runner_->SetAuthenticator(std::make_shared<authn::JwtAuthenticator>(
+        auth_options, authn::MakeGrpcJwksSource(absl::GetFlag(FLAGS_auth_address)),
+        std::make_shared<authn::RedisRevocationList>(*redis_, core::SystemClock::Get()),
+        authn::DefaultPermissions()));
+  } else if (!spec_.authenticates_itself) {
+    core::LogWarn("serving WITHOUT authentication (--insecure_no_auth)");
   }
   return absl::OkStatus();
 }

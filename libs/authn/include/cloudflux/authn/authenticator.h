@@ -60,7 +60,7 @@ std::unique_ptr<KeySource> MakeGrpcJwksSource(const std::string& auth_target);
 
 struct AuthenticatorOptions {
   VerifyOptions verify;
-  absl::Duration min_refetch_interval = absl::Seconds(10);
+  absl::Duration min_refetch_interval = absl::Seconds(1);
   absl::Duration revocation_recheck = absl::Seconds(1);
   size_t max_cached_tokens = 100000;
 };

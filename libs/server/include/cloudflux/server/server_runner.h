@@ -75,11 +75,8 @@ class ServerRunner {
   ServerRunner(const ServerRunner&) = delete;
   ServerRunner& operator=(const ServerRunner&) = delete;
 
-  // Before Start. Register the generated service type's implementation.
-  template <class ServiceImpl>
-  void RegisterService(ServiceImpl* service) {
-    RegisterService(service, ServiceImpl::service_full_name());
-  }
+  // Before Start. `full_name` (Generated::service_full_name()) gets its own
+  // health entry besides the overall "" one.
   void RegisterService(grpc::Service* service, std::string full_name);
   // Before Start. Health is SERVING only while every check passes.
   void AddDependency(std::string name, DependencyCheck check);

@@ -11,14 +11,15 @@
 //     cloudflux::server::BlockShutdownSignals();
 //     auto app = cloudflux::service::ServiceApp::CreateOrExit(spec, argc, argv);
 //     ... build the service's own objects from app->pool(), app->producer() ...
-//     app->runner().RegisterService(&service);
+//     app->runner().RegisterService(&service, Generated::service_full_name());
 //     return app->Run();
 //   }
 //
 // Common flags (each also read from CLOUDFLUX_<NAME>): listen_address,
 // metrics_address, pg_url, pg_pool_size, kafka_brokers, redis_address,
 // log_level, default_deadline, shutdown_grace, shutdown_delay,
-// health_check_interval, startup_timeout, access_log.
+// health_check_interval, startup_timeout, access_log, auth_address,
+// insecure_no_auth, token_issuer, token_audience.
 
 #include <memory>
 #include <string>
@@ -43,6 +44,9 @@ struct ServiceSpec {
   std::string schema;       // its PostgreSQL schema, "storage"
   int default_port = 50051;  // gRPC; metrics default to 9100 + (port - 50050)
   bool uses_redis = false;
+  // The auth service installs its own authenticator; every other service
+  // verifies tokens against --auth_address.
+  bool authenticates_itself = false;
   std::vector<db::Migration> migrations = EmbeddedMigrations();
 };
 
@@ -59,7 +63,8 @@ class ServiceApp {
 
   db::Pool& pool() { return *pool_; }
   events::Producer& producer() { return *producer_; }
-  cache::RedisClient* redis() { return redis_.get(); }  // null unless uses_redis
+  // Null unless the service uses Redis or verifies tokens (revocation list).
+  cache::RedisClient* redis() { return redis_.get(); }
   metrics::MetricsServer& metrics() { return *metrics_; }
   server::ServerRunner& runner() { return *runner_; }
   const ServiceSpec& spec() const { return spec_; }

@@ -1,0 +1,894 @@
+#include "auth_core.h"
+
+#include <google/protobuf/util/time_util.h>
+
+#include <regex>
+#include <set>
+
+#include "absl/strings/match.h"
+#include "absl/strings/numbers.h"
+#include "absl/strings/str_cat.h"
+#include "absl/strings/str_join.h"
+#include "absl/strings/str_split.h"
+#include "cloudflux/auth/v1/events.pb.h"
+#include "cloudflux/authn/permissions.h"
+#include "cloudflux/core/log.h"
+#include "cloudflux/core/status.h"
+#include "cloudflux/core/uuid.h"
+
+namespace cloudflux::auth {
+
+namespace v1 = cloudflux::auth::v1;
+using google::protobuf::util::TimeUtil;
+
+namespace {
+
+constexpr char kPrincipalColumns[] =
+    "id::text, name, kind, array_to_string(roles, ','), disabled, "
+    "(extract(epoch from created_at) * 1000000)::bigint";
+constexpr int kDefaultPageSize = 50;
+constexpr int kMaxPageSize = 1000;
+constexpr size_t kMaxNameLength = 128;
+constexpr size_t kMinPasswordLength = 12;
+constexpr size_t kMaxPasswordLength = 1024;
+constexpr size_t kMaxSecretLength = 512;
+constexpr char kApiKeyPrefix[] = "cfk_";
+constexpr char kRefreshPrefix[] = "cfr_";
+
+google::protobuf::Timestamp MicrosToProto(int64_t micros) {
+  return TimeUtil::MicrosecondsToTimestamp(micros);
+}
+
+v1::Principal PrincipalFromRow(const db::Row& row) {
+  v1::Principal p;
+  p.set_id(row.Text(0));
+  p.set_name(row.Text(1));
+  p.set_kind(row.Text(2) == "user" ? v1::PRINCIPAL_KIND_USER : v1::PRINCIPAL_KIND_SERVICE_ACCOUNT);
+  for (absl::string_view r : absl::StrSplit(row.Text(3), ',', absl::SkipEmpty())) {
+    p.add_roles(std::string(r));
+  }
+  p.set_disabled(row.Bool(4));
+  *p.mutable_created() = MicrosToProto(row.Int(5));
+  return p;
+}
+
+absl::Status ValidateName(const std::string& name) {
+  static const std::regex kName(R"(^[A-Za-z0-9][A-Za-z0-9._@-]*$)");
+  if (name.empty()) return absl::InvalidArgumentError("name is required");
+  if (name.size() > kMaxNameLength) {
+    return absl::InvalidArgumentError(absl::StrCat("name is longer than ", kMaxNameLength, " characters"));
+  }
+  if (!std::regex_match(name, kName)) {
+    return absl::InvalidArgumentError(
+        "name may contain letters, digits and . _ @ - and must start with a letter or digit");
+  }
+  return absl::OkStatus();
+}
+
+absl::StatusOr<std::string> RolesArray(const google::protobuf::RepeatedPtrField<std::string>& roles) {
+  std::set<std::string> seen;
+  for (const auto& r : roles) {
+    if (!authn::IsKnownRole(r)) {
+      return absl::InvalidArgumentError(
+          absl::StrCat("unknown role '", r.substr(0, 64), "'; roles are admin, operator, viewer"));
+    }
+    seen.insert(r);
+  }
+  return absl::StrCat("{", absl::StrJoin(seen, ","), "}");
+}
+
+absl::Status ValidateId(const std::string& id, const char* what) {
+  if (!core::ParseUuid(id).has_value()) {
+    return absl::InvalidArgumentError(absl::StrCat(what, " must be a UUID"));
+  }
+  return absl::OkStatus();
+}
+
+struct Page {
+  int size = kDefaultPageSize;
+  std::string after;  // id of the last item of the previous page
+};
+
+absl::StatusOr<Page> ParsePage(const cloudflux::common::v1::PageRequest& request) {
+  Page page;
+  if (request.page_size() < 0) return absl::InvalidArgumentError("page_size must not be negative");
+  if (request.page_size() > 0) page.size = std::min(request.page_size(), kMaxPageSize);
+  if (!request.page_token().empty()) {
+    auto decoded = authn::Base64UrlDecode(request.page_token());
+    if (!decoded.ok() || !core::ParseUuid(*decoded).has_value()) {
+      return absl::InvalidArgumentError("invalid page_token");
+    }
+    page.after = *decoded;
+  }
+  return page;
+}
+
+// Fills next_page_token if the query returned one row more than the page.
+template <class Fn>
+void Paginate(const db::Result& rows, const Page& page,
+              cloudflux::common::v1::PageResponse* out, Fn&& add) {
+  size_t n = std::min(rows.size(), static_cast<size_t>(page.size));
+  for (size_t i = 0; i < n; ++i) add(rows[i]);
+  out->set_total_size(-1);
+  if (rows.size() > static_cast<size_t>(page.size)) {
+    out->set_next_page_token(authn::Base64UrlEncode(rows[n - 1].Text(0)));
+  }
+}
+
+bool LooksLikeJwt(const std::string& token) {
+  return std::count(token.begin(), token.end(), '.') == 2;
+}
+
+}  // namespace
+
+AuthCore::AuthCore(db::Pool& pool, cache::RedisClient& redis, AuthOptions options,
+                   const core::Clock& clock)
+    : pool_(pool),
+      redis_(redis),
+      options_(std::move(options)),
+      clock_(clock),
+      revocations_(std::make_shared<authn::RedisRevocationList>(redis, clock)) {}
+
+authn::VerifyOptions AuthCore::verify_options() const {
+  return {.issuer = options_.issuer, .audience = options_.audience};
+}
+
+// ----------------------------------------------------------------- audit
+
+absl::Status AuthCore::Audit(db::Transaction& tx, const std::string& action,
+                             const std::string& principal_id, const Caller& caller, bool success,
+                             const std::string& detail) {
+  v1::AuditEvent event;
+  event.set_id(core::NewId());
+  *event.mutable_time() = TimeUtil::MicrosecondsToTimestamp(absl::ToUnixMicros(clock_.Now()));
+  event.set_action(action);
+  event.set_principal_id(principal_id);
+  event.set_actor_id(caller.actor_id);
+  event.set_peer(caller.peer.substr(0, 256));
+  event.set_success(success);
+  event.set_detail(detail.substr(0, 1024));
+  CF_RETURN_IF_ERROR(tx.Exec("INSERT INTO auth.audit_events (id, time, action, principal_id, "
+                             "actor_id, peer, success, detail) VALUES ($1::uuid, "
+                             "to_timestamp($2::double precision / 1000000), $3, $4, $5, $6, $7, $8)",
+                             {event.id(), std::to_string(absl::ToUnixMicros(clock_.Now())), action,
+                              principal_id, caller.actor_id, event.peer(), success ? "t" : "f",
+                              event.detail()})
+                         .status());
+  v1::AuditRecorded payload;
+  *payload.mutable_event() = event;
+  return outbox_.Enqueue(tx, kAuditTopic,
+                         events::MakeEnvelope("cloudflux/auth", "audit/" + action,
+                                              principal_id.empty() ? action : principal_id, payload,
+                                              clock_));
+}
+
+absl::Status AuthCore::AuditAlone(const std::string& action, const std::string& principal_id,
+                                  const Caller& caller, bool success, const std::string& detail) {
+  return pool_.InTransaction([&](db::Transaction& tx) {
+    return Audit(tx, action, principal_id, caller, success, detail);
+  });
+}
+
+// ------------------------------------------------------------ brute force
+
+namespace {
+std::string FailureKeyForName(const std::string& name) {
+  return "cloudflux:auth:failures:name:" + Sha256Hex(name);
+}
+std::string FailureKeyForPeer(const std::string& peer) {
+  // "ipv4:10.0.0.1:5555" -> the address without the port.
+  std::string host = peer;
+  auto colon = host.rfind(':');
+  if (colon != std::string::npos && absl::StartsWith(host, "ipv")) host = host.substr(0, colon);
+  return "cloudflux:auth:failures:peer:" + host;
+}
+}  // namespace
+
+absl::Status AuthCore::CheckNotLockedOut(const std::string& name, const Caller& caller) {
+  for (const auto& [key, limit] :
+       {std::pair{FailureKeyForName(name), options_.max_failures_per_principal},
+        std::pair{FailureKeyForPeer(caller.peer), options_.max_failures_per_peer}}) {
+    auto count = redis_.Get(key);
+    if (!count.ok()) return core::Annotate(count.status(), "brute-force check");
+    int64_t n = 0;
+    if (count->has_value() && absl::SimpleAtoi(**count, &n) && n >= limit) {
+      auto ttl = redis_.Ttl(key);
+      int64_t retry = 60;
+      if (ttl.ok() && ttl->has_value()) retry = std::max<int64_t>(1, absl::ToInt64Seconds(**ttl));
+      return absl::ResourceExhaustedError(
+          absl::StrCat("too many failed attempts; retry in ", retry, " s"));
+    }
+  }
+  return absl::OkStatus();
+}
+
+absl::Status AuthCore::RecordFailure(const std::string& name, const std::string& principal_id,
+                                     const Caller& caller, const std::string& why) {
+  (void)redis_.IncrementWithExpiry(FailureKeyForName(name), options_.failure_window);
+  (void)redis_.IncrementWithExpiry(FailureKeyForPeer(caller.peer), options_.failure_window);
+  (void)AuditAlone("login.failed", principal_id, caller, false, why);
+  return absl::UnauthenticatedError("invalid credentials");
+}
+
+// ----------------------------------------------------------- signing keys
+
+absl::Status AuthCore::CreateSigningKey(db::Transaction& tx, const Caller& caller,
+                                        bool retire_current) {
+  std::string kid = core::NewId();
+  CF_ASSIGN_OR_RETURN(authn::SigningKey key, authn::SigningKey::Generate(kid));
+  CF_ASSIGN_OR_RETURN(std::string sealed, Seal(options_.master_key, key.private_bytes(), kid));
+  if (retire_current) {
+    // Old keys keep verifying until every token they signed has expired.
+    CF_RETURN_IF_ERROR(
+        tx.Exec("UPDATE auth.signing_keys SET retired_at = now(), publish_until = now() + "
+                "$1::interval WHERE retired_at IS NULL",
+                {absl::StrCat(absl::ToInt64Seconds(options_.access_ttl + absl::Minutes(1)), " seconds")})
+            .status());
+  }
+  CF_RETURN_IF_ERROR(tx.Exec("INSERT INTO auth.signing_keys (kid, private_sealed, public_key) "
+                             "VALUES ($1, $2::bytea, $3::bytea)",
+                             {kid, db::Bytea(sealed), db::Bytea(key.public_bytes())})
+                         .status());
+  return Audit(tx, "signing_key.created", "", caller, true, kid);
+}
+
+absl::StatusOr<AuthCore::Signer> AuthCore::CurrentSigner() {
+  absl::MutexLock lock(&signer_mu_);
+  absl::Time now = clock_.Now();
+  // Another replica may have rotated: look again at most once a second.
+  if (signer_.key != nullptr && now - signer_checked_ < absl::Seconds(1)) return signer_;
+  CF_ASSIGN_OR_RETURN(db::Result rows,
+                      pool_.Exec("SELECT kid, private_sealed FROM auth.signing_keys WHERE "
+                                 "retired_at IS NULL ORDER BY created_at DESC LIMIT 1"));
+  if (rows.empty()) return absl::FailedPreconditionError("no signing key");
+  signer_checked_ = now;
+  if (signer_.kid != rows[0].Text(0)) {
+    CF_ASSIGN_OR_RETURN(std::string raw, Open(options_.master_key, rows[0].Bytes(1), rows[0].Text(0)));
+    CF_ASSIGN_OR_RETURN(authn::SigningKey key, authn::SigningKey::FromPrivateBytes(rows[0].Text(0), raw));
+    signer_ = Signer{rows[0].Text(0), std::make_shared<const authn::SigningKey>(std::move(key))};
+  }
+  return signer_;
+}
+
+absl::StatusOr<std::shared_ptr<const authn::PublicKeySet>> AuthCore::PublishedKeys() {
+  CF_ASSIGN_OR_RETURN(db::Result rows,
+                      pool_.Exec("SELECT kid, public_key FROM auth.signing_keys WHERE "
+                                 "publish_until IS NULL OR publish_until > now() ORDER BY created_at"));
+  auto set = std::make_shared<authn::PublicKeySet>();
+  for (const auto& row : rows) CF_RETURN_IF_ERROR(set->Add(row.Text(0), row.Bytes(1)));
+  return std::shared_ptr<const authn::PublicKeySet>(std::move(set));
+}
+
+std::unique_ptr<authn::KeySource> AuthCore::MakeKeySource() {
+  class DbKeySource final : public authn::KeySource {
+   public:
+    explicit DbKeySource(AuthCore* core) : core_(core) {}
+    absl::StatusOr<std::shared_ptr<const authn::PublicKeySet>> Fetch() override {
+      return core_->PublishedKeys();
+    }
+
+   private:
+    AuthCore* core_;
+  };
+  return std::make_unique<DbKeySource>(this);
+}
+
+absl::StatusOr<v1::GetJwksResponse> AuthCore::GetJwks() {
+  CF_ASSIGN_OR_RETURN(db::Result rows,
+                      pool_.Exec("SELECT kid, public_key FROM auth.signing_keys WHERE "
+                                 "publish_until IS NULL OR publish_until > now() ORDER BY created_at"));
+  v1::GetJwksResponse out;
+  for (const auto& row : rows) {
+    auto* k = out.add_keys();
+    k->set_kty("OKP");
+    k->set_crv("Ed25519");
+    k->set_x(authn::Base64UrlEncode(row.Bytes(1)));
+    k->set_kid(row.Text(0));
+    k->set_alg("EdDSA");
+    k->set_use("sig");
+  }
+  return out;
+}
+
+absl::StatusOr<v1::RotateSigningKeyResponse> AuthCore::RotateSigningKey(const Caller& caller) {
+  CF_RETURN_IF_ERROR(pool_.InTransaction([&](db::Transaction& tx) -> absl::Status {
+    // One rotation at a time across replicas.
+    CF_RETURN_IF_ERROR(tx.Exec("LOCK TABLE auth.signing_keys IN EXCLUSIVE MODE").status());
+    CF_RETURN_IF_ERROR(CreateSigningKey(tx, caller, /*retire_current=*/true));
+    return Audit(tx, "signing_key.rotated", "", caller, true, "");
+  }));
+  {
+    absl::MutexLock lock(&signer_mu_);
+    signer_checked_ = absl::InfinitePast();
+  }
+  CF_ASSIGN_OR_RETURN(Signer signer, CurrentSigner());
+  v1::RotateSigningKeyResponse out;
+  out.set_kid(signer.kid);
+  return out;
+}
+
+// -------------------------------------------------------------- bootstrap
+
+absl::Status AuthCore::Bootstrap(const std::string& admin_name, const std::string& admin_password) {
+  if (options_.master_key.size() != 32) {
+    return absl::FailedPreconditionError("the master key must be 32 bytes");
+  }
+  Caller system{"", "bootstrap"};
+  CF_RETURN_IF_ERROR(pool_.InTransaction([&](db::Transaction& tx) -> absl::Status {
+    CF_RETURN_IF_ERROR(tx.Exec("LOCK TABLE auth.signing_keys IN EXCLUSIVE MODE").status());
+    CF_ASSIGN_OR_RETURN(db::Result keys,
+                        tx.Exec("SELECT count(*) FROM auth.signing_keys WHERE retired_at IS NULL"));
+    if (keys[0].Int(0) == 0) CF_RETURN_IF_ERROR(CreateSigningKey(tx, system, false));
+    return absl::OkStatus();
+  }));
+  // A key sealed under another master key is unusable: fail now, not per call.
+  CF_RETURN_IF_ERROR(CurrentSigner().status());
+
+  return pool_.InTransaction([&](db::Transaction& tx) -> absl::Status {
+    CF_RETURN_IF_ERROR(tx.Exec("LOCK TABLE auth.principals IN EXCLUSIVE MODE").status());
+    CF_ASSIGN_OR_RETURN(db::Result admins,
+                        tx.Exec("SELECT count(*) FROM auth.principals WHERE 'admin' = ANY(roles) "
+                                "AND NOT disabled"));
+    if (admins[0].Int(0) > 0) return absl::OkStatus();
+    if (admin_password.empty()) {
+      return absl::FailedPreconditionError(
+          "no admin exists and no bootstrap password was given: set "
+          "--bootstrap_admin_password_file (CLOUDFLUX_BOOTSTRAP_ADMIN_PASSWORD_FILE)");
+    }
+    CF_RETURN_IF_ERROR(ValidateName(admin_name));
+    if (admin_password.size() < kMinPasswordLength) {
+      return absl::InvalidArgumentError(
+          absl::StrCat("the bootstrap admin password must have at least ", kMinPasswordLength,
+                       " characters"));
+    }
+    CF_ASSIGN_OR_RETURN(std::string hash, HashPassword(admin_password, options_.argon2));
+    std::string id = core::NewId();
+    CF_RETURN_IF_ERROR(tx.Exec("INSERT INTO auth.principals (id, name, kind, roles, password_hash) "
+                               "VALUES ($1::uuid, $2, 'user', '{admin}', $3)",
+                               {id, admin_name, hash})
+                           .status());
+    core::LogInfo("bootstrap admin created", {{"name", admin_name}, {"id", id}});
+    return Audit(tx, "principal.created", id, system, true, "bootstrap admin");
+  });
+}
+
+// ------------------------------------------------------------- principals
+
+absl::StatusOr<v1::CreatePrincipalResponse> AuthCore::CreatePrincipal(
+    const v1::CreatePrincipalRequest& request, const Caller& caller) {
+  CF_RETURN_IF_ERROR(ValidateName(request.name()));
+  CF_ASSIGN_OR_RETURN(std::string roles, RolesArray(request.roles()));
+  v1::CreatePrincipalResponse out;
+  std::string password_hash, secret_sha;
+  std::string kind;
+  switch (request.kind()) {
+    case v1::PRINCIPAL_KIND_USER:
+      kind = "user";
+      if (request.password().size() < kMinPasswordLength ||
+          request.password().size() > kMaxPasswordLength) {
+        return absl::InvalidArgumentError(absl::StrCat("password must have ", kMinPasswordLength,
+                                                       " to ", kMaxPasswordLength, " characters"));
+      }
+      {
+        CF_ASSIGN_OR_RETURN(password_hash, HashPassword(request.password(), options_.argon2));
+      }
+      break;
+    case v1::PRINCIPAL_KIND_SERVICE_ACCOUNT:
+      kind = "service_account";
+      if (!request.password().empty()) {
+        return absl::InvalidArgumentError("service accounts get a generated client secret, not a password");
+      }
+      out.set_client_secret(RandomSecret(32));
+      secret_sha = Sha256Hex(out.client_secret());
+      break;
+    default:
+      return absl::InvalidArgumentError("kind must be PRINCIPAL_KIND_USER or PRINCIPAL_KIND_SERVICE_ACCOUNT");
+  }
+  std::string id = core::NewId();
+  CF_RETURN_IF_ERROR(pool_.InTransaction([&](db::Transaction& tx) -> absl::Status {
+    auto inserted = tx.Exec(absl::StrCat("INSERT INTO auth.principals (id, name, kind, roles, "
+                                         "password_hash, client_secret_sha256) VALUES ($1::uuid, $2, "
+                                         "$3, $4::text[], $5, $6) RETURNING ",
+                                         kPrincipalColumns),
+                            {id, request.name(), kind, roles,
+                             password_hash.empty() ? db::Param() : db::Param(password_hash),
+                             secret_sha.empty() ? db::Param() : db::Param(secret_sha)});
+    if (inserted.status().code() == absl::StatusCode::kAlreadyExists) {
+      return absl::AlreadyExistsError(absl::StrCat("a principal named '", request.name(), "' exists"));
+    }
+    CF_RETURN_IF_ERROR(inserted.status());
+    *out.mutable_principal() = PrincipalFromRow((*inserted)[0]);
+    return Audit(tx, "principal.created", id, caller, true,
+                 absl::StrCat(kind, " roles=", roles));
+  }));
+  return out;
+}
+
+absl::StatusOr<v1::Principal> AuthCore::GetPrincipal(const std::string& id) {
+  CF_RETURN_IF_ERROR(ValidateId(id, "id"));
+  CF_ASSIGN_OR_RETURN(db::Result rows,
+                      pool_.Exec(absl::StrCat("SELECT ", kPrincipalColumns,
+                                              " FROM auth.principals WHERE id = $1::uuid"),
+                                 {id}));
+  if (rows.empty()) return absl::NotFoundError(absl::StrCat("principal ", id, " not found"));
+  return PrincipalFromRow(rows[0]);
+}
+
+absl::StatusOr<v1::ListPrincipalsResponse> AuthCore::ListPrincipals(
+    const v1::ListPrincipalsRequest& request) {
+  CF_ASSIGN_OR_RETURN(Page page, ParsePage(request.page()));
+  if (!request.role().empty() && !authn::IsKnownRole(request.role())) {
+    return absl::InvalidArgumentError("unknown role filter");
+  }
+  if (request.name_prefix().size() > kMaxNameLength) {
+    return absl::InvalidArgumentError("name_prefix is too long");
+  }
+  std::string kind = request.kind() == v1::PRINCIPAL_KIND_USER ? "user"
+                     : request.kind() == v1::PRINCIPAL_KIND_SERVICE_ACCOUNT ? "service_account"
+                                                                             : "";
+  std::string prefix = request.name_prefix();
+  for (char c : std::string("\\%_")) {
+    size_t pos = 0;
+    while ((pos = prefix.find(c, pos)) != std::string::npos) {
+      prefix.insert(pos, "\\");
+      pos += 2;
+    }
+  }
+  CF_ASSIGN_OR_RETURN(
+      db::Result rows,
+      pool_.Exec(absl::StrCat("SELECT ", kPrincipalColumns,
+                              " FROM auth.principals WHERE ($1 = '' OR id > $1::uuid) AND ($2 = '' "
+                              "OR kind = $2) AND ($3 = '' OR $3 = ANY(roles)) AND name LIKE $4 "
+                              "ORDER BY id LIMIT $5"),
+                 {page.after.empty() ? "" : page.after, kind, request.role(), prefix + "%",
+                  std::to_string(page.size + 1)}));
+  v1::ListPrincipalsResponse out;
+  Paginate(rows, page, out.mutable_page(),
+           [&](const db::Row& row) { *out.add_principals() = PrincipalFromRow(row); });
+  return out;
+}
+
+absl::StatusOr<v1::Principal> AuthCore::SetPrincipalDisabled(
+    const v1::SetPrincipalDisabledRequest& request, const Caller& caller) {
+  CF_RETURN_IF_ERROR(ValidateId(request.id(), "id"));
+  v1::Principal out;
+  CF_RETURN_IF_ERROR(pool_.InTransaction([&](db::Transaction& tx) -> absl::Status {
+    CF_ASSIGN_OR_RETURN(db::Result rows,
+                        tx.Exec(absl::StrCat("UPDATE auth.principals SET disabled = $2 WHERE id = "
+                                             "$1::uuid RETURNING ",
+                                             kPrincipalColumns),
+                                {request.id(), request.disabled() ? "t" : "f"}));
+    if (rows.empty()) return absl::NotFoundError(absl::StrCat("principal ", request.id(), " not found"));
+    out = PrincipalFromRow(rows[0]);
+    if (request.disabled()) {
+      // A disabled principal's refresh tokens die with it.
+      CF_RETURN_IF_ERROR(tx.Exec("UPDATE auth.refresh_tokens SET revoked_at = now() WHERE "
+                                 "principal_id = $1::uuid AND revoked_at IS NULL",
+                                 {request.id()})
+                             .status());
+    }
+    return Audit(tx, request.disabled() ? "principal.disabled" : "principal.enabled", request.id(),
+                 caller, true, "");
+  }));
+  return out;
+}
+
+absl::StatusOr<v1::Principal> AuthCore::SetRoles(const v1::SetRolesRequest& request,
+                                                 const Caller& caller) {
+  CF_RETURN_IF_ERROR(ValidateId(request.id(), "id"));
+  CF_ASSIGN_OR_RETURN(std::string roles, RolesArray(request.roles()));
+  v1::Principal out;
+  CF_RETURN_IF_ERROR(pool_.InTransaction([&](db::Transaction& tx) -> absl::Status {
+    CF_ASSIGN_OR_RETURN(db::Result rows,
+                        tx.Exec(absl::StrCat("UPDATE auth.principals SET roles = $2::text[] WHERE "
+                                             "id = $1::uuid RETURNING ",
+                                             kPrincipalColumns),
+                                {request.id(), roles}));
+    if (rows.empty()) return absl::NotFoundError(absl::StrCat("principal ", request.id(), " not found"));
+    out = PrincipalFromRow(rows[0]);
+    return Audit(tx, "principal.roles_changed", request.id(), caller, true, roles);
+  }));
+  return out;
+}
+
+// --------------------------------------------------------------- API keys
+
+namespace {
+constexpr char kApiKeyColumns[] =
+    "id::text, principal_id::text, name, prefix, (extract(epoch from created_at) * 1000000)::bigint, "
+    "coalesce((extract(epoch from expires_at) * 1000000)::bigint, 0), revoked_at IS NOT NULL";
+
+v1::ApiKey ApiKeyFromRow(const db::Row& row) {
+  v1::ApiKey k;
+  k.set_id(row.Text(0));
+  k.set_principal_id(row.Text(1));
+  k.set_name(row.Text(2));
+  k.set_prefix(row.Text(3));
+  *k.mutable_created() = MicrosToProto(row.Int(4));
+  if (row.Int(5) != 0) *k.mutable_expires() = MicrosToProto(row.Int(5));
+  k.set_revoked(row.Bool(6));
+  return k;
+}
+}  // namespace
+
+absl::StatusOr<v1::CreateApiKeyResponse> AuthCore::CreateApiKey(
+    const v1::CreateApiKeyRequest& request, const Caller& caller) {
+  CF_RETURN_IF_ERROR(ValidateId(request.principal_id(), "principal_id"));
+  if (request.name().empty() || request.name().size() > kMaxNameLength) {
+    return absl::InvalidArgumentError(absl::StrCat("name must have 1 to ", kMaxNameLength, " characters"));
+  }
+  if (request.ttl_seconds() < 0) return absl::InvalidArgumentError("ttl_seconds must not be negative");
+  v1::CreateApiKeyResponse out;
+  std::string secret = kApiKeyPrefix + RandomSecret(32);
+  CF_RETURN_IF_ERROR(pool_.InTransaction([&](db::Transaction& tx) -> absl::Status {
+    CF_ASSIGN_OR_RETURN(db::Result owner,
+                        tx.Exec("SELECT kind FROM auth.principals WHERE id = $1::uuid",
+                                {request.principal_id()}));
+    if (owner.empty()) {
+      return absl::NotFoundError(absl::StrCat("principal ", request.principal_id(), " not found"));
+    }
+    if (owner[0].Text(0) != "service_account") {
+      return absl::FailedPreconditionError("API keys are for service accounts only");
+    }
+    CF_ASSIGN_OR_RETURN(
+        db::Result rows,
+        tx.Exec(absl::StrCat("INSERT INTO auth.api_keys (id, principal_id, name, prefix, "
+                             "secret_sha256, expires_at) VALUES ($1::uuid, $2::uuid, $3, $4, $5, "
+                             "CASE WHEN $6::bigint > 0 THEN now() + $6::bigint * interval '1 second' "
+                             "END) RETURNING ",
+                             kApiKeyColumns),
+                {core::NewId(), request.principal_id(), request.name(), secret.substr(0, 12),
+                 Sha256Hex(secret), std::to_string(request.ttl_seconds())}));
+    *out.mutable_api_key() = ApiKeyFromRow(rows[0]);
+    return Audit(tx, "api_key.created", request.principal_id(), caller, true, out.api_key().id());
+  }));
+  out.set_secret(secret);
+  return out;
+}
+
+absl::StatusOr<v1::ListApiKeysResponse> AuthCore::ListApiKeys(const v1::ListApiKeysRequest& request) {
+  CF_RETURN_IF_ERROR(ValidateId(request.principal_id(), "principal_id"));
+  CF_ASSIGN_OR_RETURN(Page page, ParsePage(request.page()));
+  CF_ASSIGN_OR_RETURN(db::Result rows,
+                      pool_.Exec(absl::StrCat("SELECT ", kApiKeyColumns,
+                                              " FROM auth.api_keys WHERE principal_id = $1::uuid "
+                                              "AND ($2 = '' OR id > $2::uuid) ORDER BY id LIMIT $3"),
+                                 {request.principal_id(), page.after, std::to_string(page.size + 1)}));
+  v1::ListApiKeysResponse out;
+  Paginate(rows, page, out.mutable_page(),
+           [&](const db::Row& row) { *out.add_api_keys() = ApiKeyFromRow(row); });
+  return out;
+}
+
+absl::StatusOr<v1::ApiKey> AuthCore::RevokeApiKey(const v1::RevokeApiKeyRequest& request,
+                                                  const Caller& caller) {
+  CF_RETURN_IF_ERROR(ValidateId(request.id(), "id"));
+  v1::ApiKey out;
+  CF_RETURN_IF_ERROR(pool_.InTransaction([&](db::Transaction& tx) -> absl::Status {
+    CF_ASSIGN_OR_RETURN(db::Result rows,
+                        tx.Exec(absl::StrCat("UPDATE auth.api_keys SET revoked_at = "
+                                             "coalesce(revoked_at, now()) WHERE id = $1::uuid RETURNING ",
+                                             kApiKeyColumns),
+                                {request.id()}));
+    if (rows.empty()) return absl::NotFoundError(absl::StrCat("API key ", request.id(), " not found"));
+    out = ApiKeyFromRow(rows[0]);
+    return Audit(tx, "api_key.revoked", out.principal_id(), caller, true, out.id());
+  }));
+  return out;
+}
+
+// ----------------------------------------------------------------- tokens
+
+absl::StatusOr<v1::IssueTokenResponse> AuthCore::Mint(db::Transaction& tx,
+                                                      const v1::Principal& principal,
+                                                      const std::string& grant,
+                                                      const std::string& scope,
+                                                      const std::string& audience,
+                                                      bool with_refresh,
+                                                      const std::string& family_id,
+                                                      const Caller& caller) {
+  CF_ASSIGN_OR_RETURN(Signer signer, CurrentSigner());
+  absl::Time now = clock_.Now();
+  authn::Claims claims;
+  claims.iss = options_.issuer;
+  claims.aud = audience.empty() ? options_.audience : audience;
+  claims.sub = principal.id();
+  claims.iat = now;
+  claims.nbf = now;
+  claims.exp = now + options_.access_ttl;
+  claims.jti = core::NewId();
+  claims.roles.assign(principal.roles().begin(), principal.roles().end());
+  claims.scope = scope;
+  if (principal.kind() == v1::PRINCIPAL_KIND_SERVICE_ACCOUNT) {
+    claims.client_id = principal.name();
+  } else {
+    claims.username = principal.name();
+  }
+  v1::IssueTokenResponse out;
+  out.set_access_token(authn::EncodeJwt(*signer.key, claims));
+  out.set_token_type("Bearer");
+  out.set_expires_in(absl::ToInt64Seconds(options_.access_ttl));
+  out.set_scope(scope);
+  if (with_refresh) {
+    std::string refresh = kRefreshPrefix + RandomSecret(32);
+    CF_RETURN_IF_ERROR(tx.Exec("INSERT INTO auth.refresh_tokens (id, family_id, principal_id, "
+                               "token_sha256, scope, expires_at) VALUES ($1::uuid, $2::uuid, "
+                               "$3::uuid, $4, $5, now() + $6::interval)",
+                               {core::NewId(), family_id.empty() ? core::NewId() : family_id,
+                                principal.id(), Sha256Hex(refresh), scope,
+                                absl::StrCat(absl::ToInt64Seconds(options_.refresh_ttl), " seconds")})
+                           .status());
+    out.set_refresh_token(refresh);
+  }
+  CF_RETURN_IF_ERROR(Audit(tx, "token.issued", principal.id(), caller, true,
+                           absl::StrCat("grant=", grant, " jti=", claims.jti)));
+  return out;
+}
+
+absl::StatusOr<v1::IssueTokenResponse> AuthCore::IssueToken(const v1::IssueTokenRequest& request,
+                                                            const Caller& caller) {
+  for (const std::string* field : {&request.username(), &request.password(), &request.client_id(),
+                                   &request.client_secret(), &request.api_key(),
+                                   &request.refresh_token(), &request.scope(), &request.audience()}) {
+    if (field->size() > kMaxSecretLength && field != &request.password()) {
+      return absl::InvalidArgumentError("a credential field is too long");
+    }
+  }
+  if (request.password().size() > kMaxPasswordLength) {
+    return absl::InvalidArgumentError("password is too long");
+  }
+  if (request.audience().size() > kMaxNameLength) return absl::InvalidArgumentError("audience is too long");
+  const std::string& grant = request.grant_type();
+  v1::IssueTokenResponse out;
+
+  auto load = [&](db::Transaction& tx, const std::string& where,
+                  const std::string& value) -> absl::StatusOr<std::optional<std::pair<v1::Principal, db::Row>>> {
+    CF_ASSIGN_OR_RETURN(db::Result rows,
+                        tx.Exec(absl::StrCat("SELECT ", kPrincipalColumns,
+                                             ", coalesce(password_hash, ''), coalesce(client_secret_sha256, '') "
+                                             "FROM auth.principals WHERE ",
+                                             where),
+                                {value}));
+    if (rows.empty()) return std::optional<std::pair<v1::Principal, db::Row>>();
+    return std::optional<std::pair<v1::Principal, db::Row>>(
+        std::pair{PrincipalFromRow(rows[0]), rows[0]});
+  };
+
+  if (grant == "password" || grant == "client_credentials") {
+    bool password = grant == "password";
+    const std::string& name = password ? request.username() : request.client_id();
+    const std::string& secret = password ? request.password() : request.client_secret();
+    if (name.empty() || secret.empty()) {
+      return absl::InvalidArgumentError(password ? "password grant needs username and password"
+                                                 : "client_credentials grant needs client_id and client_secret");
+    }
+    CF_RETURN_IF_ERROR(CheckNotLockedOut(name, caller));
+    std::optional<std::pair<v1::Principal, db::Row>> found;
+    CF_RETURN_IF_ERROR(pool_.InTransaction([&](db::Transaction& tx) -> absl::Status {
+      CF_ASSIGN_OR_RETURN(found, load(tx, "name = $1", name));
+      return absl::OkStatus();
+    }));
+    bool ok = false;
+    std::string principal_id;
+    if (found.has_value()) {
+      principal_id = found->first.id();
+      bool right_kind = password ? found->first.kind() == v1::PRINCIPAL_KIND_USER
+                                 : found->first.kind() == v1::PRINCIPAL_KIND_SERVICE_ACCOUNT;
+      ok = right_kind && (password ? VerifyPassword(secret, found->second.Text(6))
+                                   : ConstantTimeEquals(Sha256Hex(secret), found->second.Text(7)));
+    } else if (password) {
+      // Same work for unknown users, so that timing does not reveal names.
+      (void)VerifyPassword(secret, "$argon2id$v=19$m=19456,t=2,p=1$c2FsdHNhbHRzYWx0$"
+                                   "aGFzaGhhc2hoYXNoaGFzaGhhc2hoYXNoaGFzaGhhc2g");
+    }
+    if (!ok) return RecordFailure(name, principal_id, caller, grant + ": bad credentials");
+    if (found->first.disabled()) {
+      return RecordFailure(name, principal_id, caller, grant + ": principal disabled");
+    }
+    (void)redis_.Delete(FailureKeyForName(name));
+    CF_RETURN_IF_ERROR(pool_.InTransaction([&](db::Transaction& tx) -> absl::Status {
+      CF_RETURN_IF_ERROR(Audit(tx, "login.succeeded", principal_id, caller, true, grant));
+      CF_ASSIGN_OR_RETURN(out, Mint(tx, found->first, grant, request.scope(), request.audience(),
+                                    /*with_refresh=*/password, "", caller));
+      return absl::OkStatus();
+    }));
+    return out;
+  }
+
+  if (grant == "api_key") {
+    if (!absl::StartsWith(request.api_key(), kApiKeyPrefix)) {
+      return absl::InvalidArgumentError("api_key grant needs an API key (cfk_...)");
+    }
+    std::string key_hash = Sha256Hex(request.api_key());
+    CF_RETURN_IF_ERROR(CheckNotLockedOut("apikey:" + request.api_key().substr(0, 12), caller));
+    absl::Status result = pool_.InTransaction([&](db::Transaction& tx) -> absl::Status {
+      CF_ASSIGN_OR_RETURN(db::Result keys,
+                          tx.Exec("SELECT principal_id::text FROM auth.api_keys WHERE "
+                                  "secret_sha256 = $1 AND revoked_at IS NULL AND (expires_at IS "
+                                  "NULL OR expires_at > now())",
+                                  {key_hash}));
+      if (keys.empty()) return absl::UnauthenticatedError("invalid credentials");
+      CF_ASSIGN_OR_RETURN(auto found, load(tx, "id = $1::uuid", keys[0].Text(0)));
+      if (!found.has_value() || found->first.disabled()) {
+        return absl::UnauthenticatedError("invalid credentials");
+      }
+      CF_ASSIGN_OR_RETURN(out, Mint(tx, found->first, grant, request.scope(), request.audience(),
+                                    false, "", caller));
+      return absl::OkStatus();
+    });
+    if (result.code() == absl::StatusCode::kUnauthenticated) {
+      return RecordFailure("apikey:" + request.api_key().substr(0, 12), "", caller,
+                           "api_key: unknown, revoked or expired key");
+    }
+    CF_RETURN_IF_ERROR(result);
+    return out;
+  }
+
+  if (grant == "refresh_token") {
+    if (!absl::StartsWith(request.refresh_token(), kRefreshPrefix)) {
+      return absl::InvalidArgumentError("refresh_token grant needs a refresh token (cfr_...)");
+    }
+    std::string hash = Sha256Hex(request.refresh_token());
+    std::string reused_family, reused_principal;
+    absl::Status result = pool_.InTransaction([&](db::Transaction& tx) -> absl::Status {
+      CF_ASSIGN_OR_RETURN(
+          db::Result rows,
+          tx.Exec("SELECT id::text, family_id::text, principal_id::text, scope, used_at IS NOT NULL, "
+                  "revoked_at IS NOT NULL, expires_at <= now() FROM auth.refresh_tokens WHERE "
+                  "token_sha256 = $1 FOR UPDATE",
+                  {hash}));
+      if (rows.empty()) return absl::UnauthenticatedError("invalid refresh token");
+      const db::Row& t = rows[0];
+      if (t.Bool(4)) {
+        // Reuse of a rotated token: someone holds a stolen copy. Revoke the
+        // whole family (committed below, outside this transaction's rollback).
+        reused_family = t.Text(1);
+        reused_principal = t.Text(2);
+        return absl::UnauthenticatedError("refresh token reuse detected; its token family is revoked");
+      }
+      if (t.Bool(5)) return absl::UnauthenticatedError("refresh token revoked");
+      if (t.Bool(6)) return absl::UnauthenticatedError("refresh token expired");
+      CF_RETURN_IF_ERROR(tx.Exec("UPDATE auth.refresh_tokens SET used_at = now() WHERE id = $1::uuid",
+                                 {t.Text(0)})
+                             .status());
+      CF_ASSIGN_OR_RETURN(auto found, load(tx, "id = $1::uuid", t.Text(2)));
+      if (!found.has_value() || found->first.disabled()) {
+        return absl::UnauthenticatedError("principal disabled");
+      }
+      CF_ASSIGN_OR_RETURN(out, Mint(tx, found->first, grant, t.Text(3), request.audience(), true,
+                                    t.Text(1), caller));
+      return absl::OkStatus();
+    });
+    if (!reused_family.empty()) {
+      CF_RETURN_IF_ERROR(pool_.InTransaction([&](db::Transaction& tx) -> absl::Status {
+        CF_RETURN_IF_ERROR(tx.Exec("UPDATE auth.refresh_tokens SET revoked_at = coalesce(revoked_at, "
+                                   "now()) WHERE family_id = $1::uuid",
+                                   {reused_family})
+                               .status());
+        return Audit(tx, "token.refresh_reuse", reused_principal, caller, false,
+                     "family " + reused_family + " revoked");
+      }));
+    }
+    CF_RETURN_IF_ERROR(result);
+    return out;
+  }
+  return absl::InvalidArgumentError(absl::StrCat(
+      "unsupported grant_type '", grant.substr(0, 64),
+      "'; use password, client_credentials, api_key or refresh_token"));
+}
+
+absl::Status AuthCore::RevokeToken(const v1::RevokeTokenRequest& request, const Caller& caller) {
+  if (request.token().empty()) return absl::InvalidArgumentError("token is required");
+  if (request.token().size() > 8192) return absl::InvalidArgumentError("token is too long");
+  if (LooksLikeJwt(request.token())) {
+    CF_ASSIGN_OR_RETURN(auto keys, PublishedKeys());
+    // Expired tokens need no revocation; forged or foreign ones are ignored
+    // (RFC 7009: the response is the same).
+    auto claims = authn::VerifyJwt(request.token(), *keys, verify_options(), clock_.Now());
+    if (!claims.ok() || claims->jti.empty()) return absl::OkStatus();
+    CF_RETURN_IF_ERROR(revocations_->Revoke(claims->jti, claims->exp + absl::Minutes(1)));
+    return AuditAlone("token.revoked", claims->sub, caller, true, "access jti=" + claims->jti);
+  }
+  return pool_.InTransaction([&](db::Transaction& tx) -> absl::Status {
+    CF_ASSIGN_OR_RETURN(db::Result rows,
+                        tx.Exec("UPDATE auth.refresh_tokens SET revoked_at = coalesce(revoked_at, "
+                                "now()) WHERE family_id = (SELECT family_id FROM auth.refresh_tokens "
+                                "WHERE token_sha256 = $1) RETURNING principal_id::text",
+                                {Sha256Hex(request.token())}));
+    if (rows.empty()) return absl::OkStatus();
+    return Audit(tx, "token.revoked", rows[0].Text(0), caller, true, "refresh token family");
+  });
+}
+
+absl::StatusOr<v1::IntrospectTokenResponse> AuthCore::IntrospectToken(
+    const v1::IntrospectTokenRequest& request) {
+  if (request.token().size() > 8192) return absl::InvalidArgumentError("token is too long");
+  v1::IntrospectTokenResponse out;
+  if (request.token().empty()) return out;  // inactive
+  if (LooksLikeJwt(request.token())) {
+    CF_ASSIGN_OR_RETURN(auto keys, PublishedKeys());
+    auto claims = authn::VerifyJwt(request.token(), *keys, verify_options(), clock_.Now());
+    if (!claims.ok()) return out;
+    CF_ASSIGN_OR_RETURN(bool revoked, revocations_->IsRevoked(claims->jti));
+    if (revoked) return out;
+    out.set_active(true);
+    out.set_sub(claims->sub);
+    out.set_scope(claims->scope);
+    for (const auto& r : claims->roles) out.add_roles(r);
+    out.set_exp(absl::ToUnixSeconds(claims->exp));
+    out.set_iat(absl::ToUnixSeconds(claims->iat));
+    out.set_client_id(claims->client_id);
+    out.set_username(claims->username);
+    out.set_token_type("access_token");
+    out.set_jti(claims->jti);
+    out.set_iss(claims->iss);
+    out.set_aud(claims->aud);
+    return out;
+  }
+  CF_ASSIGN_OR_RETURN(db::Result rows,
+                      pool_.Exec("SELECT p.id::text, p.name, p.kind, array_to_string(p.roles, ','), "
+                                 "t.scope, extract(epoch from t.expires_at)::bigint, "
+                                 "extract(epoch from t.created_at)::bigint FROM auth.refresh_tokens t "
+                                 "JOIN auth.principals p ON p.id = t.principal_id WHERE "
+                                 "t.token_sha256 = $1 AND t.used_at IS NULL AND t.revoked_at IS NULL "
+                                 "AND t.expires_at > now() AND NOT p.disabled",
+                                 {Sha256Hex(request.token())}));
+  if (rows.empty()) return out;
+  out.set_active(true);
+  out.set_sub(rows[0].Text(0));
+  if (rows[0].Text(2) == "user") {
+    out.set_username(rows[0].Text(1));
+  } else {
+    out.set_client_id(rows[0].Text(1));
+  }
+  for (absl::string_view r : absl::StrSplit(rows[0].Text(3), ',', absl::SkipEmpty())) {
+    out.add_roles(std::string(r));
+  }
+  out.set_scope(rows[0].Text(4));
+  out.set_exp(rows[0].Int(5));
+  out.set_iat(rows[0].Int(6));
+  out.set_token_type("refresh_token");
+  out.set_iss(options_.issuer);
+  return out;
+}
+
+// ------------------------------------------------------------------ audit
+
+absl::StatusOr<v1::ListAuditEventsResponse> AuthCore::ListAuditEvents(
+    const v1::ListAuditEventsRequest& request) {
+  CF_ASSIGN_OR_RETURN(Page page, ParsePage(request.page()));
+  if (request.action().size() > kMaxNameLength || request.principal_id().size() > kMaxNameLength) {
+    return absl::InvalidArgumentError("filter is too long");
+  }
+  auto micros = [](const google::protobuf::Timestamp& t, int64_t fallback) {
+    return t.seconds() == 0 && t.nanos() == 0 ? fallback : TimeUtil::TimestampToMicroseconds(t);
+  };
+  int64_t since = micros(request.since(), 0);
+  int64_t until = micros(request.until(), std::numeric_limits<int64_t>::max() / 2);
+  if (since > until) return absl::InvalidArgumentError("since is after until");
+  CF_ASSIGN_OR_RETURN(
+      db::Result rows,
+      pool_.Exec("SELECT id::text, (extract(epoch from time) * 1000000)::bigint, action, "
+                 "principal_id, actor_id, peer, success, detail FROM auth.audit_events WHERE "
+                 "($1 = '' OR id > $1::uuid) AND ($2 = '' OR principal_id = $2) AND ($3 = '' OR "
+                 "action = $3) AND time >= to_timestamp($4::double precision / 1000000) AND "
+                 "time < to_timestamp($5::double precision / 1000000) ORDER BY id LIMIT $6",
+                 {page.after, request.principal_id(), request.action(), std::to_string(since),
+                  std::to_string(std::min<int64_t>(until, 253402300799LL * 1000000)),
+                  std::to_string(page.size + 1)}));
+  v1::ListAuditEventsResponse out;
+  Paginate(rows, page, out.mutable_page(), [&](const db::Row& row) {
+    auto* e = out.add_events();
+    e->set_id(row.Text(0));
+    *e->mutable_time() = MicrosToProto(row.Int(1));
+    e->set_action(row.Text(2));
+    e->set_principal_id(row.Text(3));
+    e->set_actor_id(row.Text(4));
+    e->set_peer(row.Text(5));
+    e->set_success(row.Bool(6));
+    e->set_detail(row.Text(7));
+  });
+  return out;
+}
+
+}  // namespace cloudflux::auth

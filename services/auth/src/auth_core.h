@@ -1,0 +1,124 @@
+#pragma once
+// AuthCore: the auth service's logic, apart from gRPC wiring. Owns
+// principals, credentials, signing keys, refresh tokens and the audit log in
+// the `auth` schema; uses Redis for brute-force counters and revoked
+// access-token ids. Thread-safe.
+
+#include <memory>
+#include <string>
+
+#include "absl/status/statusor.h"
+#include "absl/synchronization/mutex.h"
+#include "cloudflux/auth/v1/auth.pb.h"
+#include "cloudflux/authn/authenticator.h"
+#include "cloudflux/authn/jwt.h"
+#include "cloudflux/cache/redis.h"
+#include "cloudflux/core/clock.h"
+#include "cloudflux/db/db.h"
+#include "cloudflux/events/outbox.h"
+#include "crypto.h"
+
+namespace cloudflux::auth {
+
+inline constexpr char kAuditTopic[] = "cloudflux.auth.audit";
+
+struct AuthOptions {
+  std::string issuer = "cloudflux-auth";
+  std::string audience = "cloudflux";
+  absl::Duration access_ttl = absl::Minutes(15);
+  absl::Duration refresh_ttl = absl::Hours(24 * 30);
+  // Failed logins allowed per principal name, and per peer, within the
+  // window before further attempts are refused with RESOURCE_EXHAUSTED.
+  int max_failures_per_principal = 5;
+  int max_failures_per_peer = 30;
+  absl::Duration failure_window = absl::Minutes(15);
+  Argon2Params argon2;
+  std::string master_key;  // 32 bytes, seals signing keys
+};
+
+// Who is asking, for the audit log.
+struct Caller {
+  std::string actor_id;  // principal id of the caller, if authenticated
+  std::string peer;      // network peer
+};
+
+class AuthCore {
+ public:
+  AuthCore(db::Pool& pool, cache::RedisClient& redis, AuthOptions options,
+           const core::Clock& clock = core::SystemClock::Get());
+
+  // At start: ensures a signing key exists and, when no principal exists,
+  // creates the first admin from `admin_password`; with neither an admin nor
+  // a password it is FAILED_PRECONDITION (no default credentials).
+  absl::Status Bootstrap(const std::string& admin_name, const std::string& admin_password);
+
+  absl::StatusOr<cloudflux::auth::v1::CreatePrincipalResponse> CreatePrincipal(
+      const cloudflux::auth::v1::CreatePrincipalRequest& request, const Caller& caller);
+  absl::StatusOr<cloudflux::auth::v1::Principal> GetPrincipal(const std::string& id);
+  absl::StatusOr<cloudflux::auth::v1::ListPrincipalsResponse> ListPrincipals(
+      const cloudflux::auth::v1::ListPrincipalsRequest& request);
+  absl::StatusOr<cloudflux::auth::v1::Principal> SetPrincipalDisabled(
+      const cloudflux::auth::v1::SetPrincipalDisabledRequest& request, const Caller& caller);
+  absl::StatusOr<cloudflux::auth::v1::Principal> SetRoles(
+      const cloudflux::auth::v1::SetRolesRequest& request, const Caller& caller);
+
+  absl::StatusOr<cloudflux::auth::v1::CreateApiKeyResponse> CreateApiKey(
+      const cloudflux::auth::v1::CreateApiKeyRequest& request, const Caller& caller);
+  absl::StatusOr<cloudflux::auth::v1::ListApiKeysResponse> ListApiKeys(
+      const cloudflux::auth::v1::ListApiKeysRequest& request);
+  absl::StatusOr<cloudflux::auth::v1::ApiKey> RevokeApiKey(
+      const cloudflux::auth::v1::RevokeApiKeyRequest& request, const Caller& caller);
+
+  absl::StatusOr<cloudflux::auth::v1::IssueTokenResponse> IssueToken(
+      const cloudflux::auth::v1::IssueTokenRequest& request, const Caller& caller);
+  absl::Status RevokeToken(const cloudflux::auth::v1::RevokeTokenRequest& request,
+                           const Caller& caller);
+  absl::StatusOr<cloudflux::auth::v1::IntrospectTokenResponse> IntrospectToken(
+      const cloudflux::auth::v1::IntrospectTokenRequest& request);
+  absl::StatusOr<cloudflux::auth::v1::GetJwksResponse> GetJwks();
+  absl::StatusOr<cloudflux::auth::v1::RotateSigningKeyResponse> RotateSigningKey(
+      const Caller& caller);
+  absl::StatusOr<cloudflux::auth::v1::ListAuditEventsResponse> ListAuditEvents(
+      const cloudflux::auth::v1::ListAuditEventsRequest& request);
+
+  // Public keys straight from the database (the auth service's own
+  // authenticator uses this instead of calling itself).
+  std::unique_ptr<authn::KeySource> MakeKeySource();
+  std::shared_ptr<authn::RevocationList> revocations() { return revocations_; }
+  authn::VerifyOptions verify_options() const;
+
+ private:
+  struct Signer {
+    std::string kid;
+    std::shared_ptr<const authn::SigningKey> key;
+  };
+  absl::StatusOr<Signer> CurrentSigner();
+  absl::StatusOr<std::shared_ptr<const authn::PublicKeySet>> PublishedKeys();
+  absl::Status CreateSigningKey(db::Transaction& tx, const Caller& caller, bool retire_current);
+  absl::Status Audit(db::Transaction& tx, const std::string& action,
+                     const std::string& principal_id, const Caller& caller, bool success,
+                     const std::string& detail);
+  absl::Status AuditAlone(const std::string& action, const std::string& principal_id,
+                          const Caller& caller, bool success, const std::string& detail);
+  // Refuses while too many failures were counted for this name or peer.
+  absl::Status CheckNotLockedOut(const std::string& name, const Caller& caller);
+  absl::Status RecordFailure(const std::string& name, const std::string& principal_id,
+                             const Caller& caller, const std::string& why);
+  absl::StatusOr<cloudflux::auth::v1::IssueTokenResponse> Mint(
+      db::Transaction& tx, const cloudflux::auth::v1::Principal& principal,
+      const std::string& grant, const std::string& scope, const std::string& audience,
+      bool with_refresh, const std::string& family_id, const Caller& caller);
+
+  db::Pool& pool_;
+  cache::RedisClient& redis_;
+  AuthOptions options_;
+  const core::Clock& clock_;
+  events::Outbox outbox_{"auth"};
+  std::shared_ptr<authn::RevocationList> revocations_;
+
+  absl::Mutex signer_mu_;
+  Signer signer_ ABSL_GUARDED_BY(signer_mu_);
+  absl::Time signer_checked_ ABSL_GUARDED_BY(signer_mu_) = absl::InfinitePast();
+};
+
+}  // namespace cloudflux::auth

@@ -19,6 +19,7 @@ ABSL_FLAG(std::string, bootstrap_admin_password_file, "",
 ABSL_DECLARE_FLAG(std::string, token_issuer);
 ABSL_DECLARE_FLAG(std::string, token_audience);
 ABSL_FLAG(absl::Duration, access_token_ttl, absl::Minutes(15), "Lifetime of access tokens.");
+ABSL_FLAG(int32_t, handler_threads, 16, "Threads that run request handlers (they block on I/O).");
 ABSL_FLAG(absl::Duration, refresh_token_ttl, absl::Hours(24 * 30), "Lifetime of refresh tokens.");
 
 namespace {
@@ -73,7 +74,8 @@ int main(int argc, char** argv) {
   app->runner().SetAuthenticator(std::make_shared<cloudflux::authn::JwtAuthenticator>(
       auth_options, core.MakeKeySource(), core.revocations(),
       cloudflux::authn::DefaultPermissions()));
-  cloudflux::auth::AuthGrpcService service(core);
+  cloudflux::server::BlockingExecutor executor(absl::GetFlag(FLAGS_handler_threads));
+  cloudflux::auth::AuthGrpcService service(core, executor);
   app->runner().RegisterService(&service, cloudflux::auth::v1::AuthService::service_full_name());
   return app->Run();
 }

@@ -279,12 +279,25 @@ absl::Status Pool::InTransaction(const std::function<absl::Status(Transaction&)>
 }
 
 absl::StatusOr<Result> Pool::Exec(std::string_view sql, const std::vector<Param>& params) {
-  Result result;
-  CF_RETURN_IF_ERROR(InTransaction([&](Transaction& tx) -> absl::Status {
-    CF_ASSIGN_OR_RETURN(result, tx.Exec(sql, params));
-    return absl::OkStatus();
-  }));
-  return result;
+  // Autocommit: one round trip instead of BEGIN, statement, COMMIT. A
+  // connection lost before the statement ran is retried once.
+  absl::Status last;
+  for (int attempt = 0; attempt < 2; ++attempt) {
+    auto lease = Acquire(impl_.get(), options_, options_.acquire_timeout);
+    if (!lease.ok()) return lease.status();
+    try {
+      pqxx::nontransaction tx((*lease)->conn());
+      Transaction wrapped(&tx);
+      auto result = wrapped.Exec(sql, params);
+      if (result.ok() || result.status().code() != absl::StatusCode::kUnavailable) return result;
+      (*lease)->MarkBroken();
+      last = result.status();
+    } catch (const std::exception& e) {
+      (*lease)->MarkBroken();
+      last = FromException(e);
+    }
+  }
+  return last;
 }
 
 absl::Status Pool::Ping(absl::Duration timeout) {

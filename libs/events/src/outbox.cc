@@ -83,19 +83,26 @@ Headers EnvelopeHeaders(const EventEnvelope& envelope) {
           {"content-type", "application/protobuf"}};
 }
 
-absl::Status Outbox::Enqueue(db::Transaction& tx, const std::string& topic,
-                             const EventEnvelope& envelope) const {
+absl::Status Outbox::EnqueueAll(db::Transaction& tx, const std::string& topic,
+                                const std::vector<EventEnvelope>& envelopes) const {
   if (topic.empty()) return absl::InvalidArgumentError("event topic is empty");
-  if (!core::ParseUuid(envelope.id()).has_value()) {
-    return absl::InvalidArgumentError(absl::StrCat("event id '", envelope.id(), "' is not a UUID"));
+  if (envelopes.empty()) return absl::OkStatus();
+  std::string sql = absl::StrCat("INSERT INTO ", schema_,
+                                 ".outbox (event_id, topic, partition_key, envelope) VALUES ");
+  std::vector<db::Param> params = {topic};
+  for (size_t i = 0; i < envelopes.size(); ++i) {
+    const EventEnvelope& e = envelopes[i];
+    if (!core::ParseUuid(e.id()).has_value()) {
+      return absl::InvalidArgumentError(absl::StrCat("event id '", e.id(), "' is not a UUID"));
+    }
+    size_t n = params.size();
+    absl::StrAppend(&sql, i == 0 ? "" : ", ", "($", n + 1, "::uuid, $1, $", n + 2, ", $", n + 3,
+                    "::bytea)");
+    params.push_back(e.id());
+    params.push_back(e.partition_key());
+    params.push_back(db::Bytea(e.SerializeAsString()));
   }
-  return tx
-      .Exec(absl::StrCat("INSERT INTO ", schema_,
-                         ".outbox (event_id, topic, partition_key, envelope) "
-                         "VALUES ($1::uuid, $2, $3, $4::bytea)"),
-            {envelope.id(), topic, envelope.partition_key(),
-             db::Bytea(envelope.SerializeAsString())})
-      .status();
+  return tx.Exec(sql, params).status();
 }
 
 absl::StatusOr<bool> MarkProcessed(db::Transaction& tx, const std::string& schema,

@@ -127,7 +127,13 @@ AuthCore::AuthCore(db::Pool& pool, cache::RedisClient& redis, AuthOptions option
       redis_(redis),
       options_(std::move(options)),
       clock_(clock),
-      revocations_(std::make_shared<authn::RedisRevocationList>(redis, clock)) {}
+      revocations_(std::make_shared<authn::RedisRevocationList>(redis, clock)) {
+  authn::AuthenticatorOptions verifier_options;
+  verifier_options.verify = verify_options();
+  verifier_options.revocation_recheck = absl::ZeroDuration();
+  verifier_ = std::make_unique<authn::JwtAuthenticator>(
+      verifier_options, MakeKeySource(), revocations_, authn::DefaultPermissions(), clock_);
+}
 
 authn::VerifyOptions AuthCore::verify_options() const {
   return {.issuer = options_.issuer, .audience = options_.audience};
@@ -135,31 +141,41 @@ authn::VerifyOptions AuthCore::verify_options() const {
 
 // ----------------------------------------------------------------- audit
 
-absl::Status AuthCore::Audit(db::Transaction& tx, const std::string& action,
-                             const std::string& principal_id, const Caller& caller, bool success,
-                             const std::string& detail) {
-  v1::AuditEvent event;
-  event.set_id(core::NewId());
-  *event.mutable_time() = TimeUtil::MicrosecondsToTimestamp(absl::ToUnixMicros(clock_.Now()));
-  event.set_action(action);
-  event.set_principal_id(principal_id);
-  event.set_actor_id(caller.actor_id);
-  event.set_peer(caller.peer.substr(0, 256));
-  event.set_success(success);
-  event.set_detail(detail.substr(0, 1024));
-  CF_RETURN_IF_ERROR(tx.Exec("INSERT INTO auth.audit_events (id, time, action, principal_id, "
-                             "actor_id, peer, success, detail) VALUES ($1::uuid, "
-                             "to_timestamp($2::double precision / 1000000), $3, $4, $5, $6, $7, $8)",
-                             {event.id(), std::to_string(absl::ToUnixMicros(clock_.Now())), action,
-                              principal_id, caller.actor_id, event.peer(), success ? "t" : "f",
-                              event.detail()})
-                         .status());
-  v1::AuditRecorded payload;
-  *payload.mutable_event() = event;
-  return outbox_.Enqueue(tx, kAuditTopic,
-                         events::MakeEnvelope("cloudflux/auth", "audit/" + action,
-                                              principal_id.empty() ? action : principal_id, payload,
-                                              clock_));
+absl::Status AuthCore::AuditAll(db::Transaction& tx, const std::vector<AuditEntry>& entries,
+                                const Caller& caller) {
+  if (entries.empty()) return absl::OkStatus();
+  int64_t now_micros = absl::ToUnixMicros(clock_.Now());
+  std::string peer = caller.peer.substr(0, 256);
+  std::string sql =
+      "INSERT INTO auth.audit_events (id, time, action, principal_id, actor_id, peer, success, "
+      "detail) VALUES ";
+  std::vector<db::Param> params = {std::to_string(now_micros), caller.actor_id, peer};
+  std::vector<events::v1::EventEnvelope> envelopes;
+  for (size_t i = 0; i < entries.size(); ++i) {
+    const AuditEntry& entry = entries[i];
+    v1::AuditEvent event;
+    event.set_id(core::NewId());
+    *event.mutable_time() = TimeUtil::MicrosecondsToTimestamp(now_micros);
+    event.set_action(entry.action);
+    event.set_principal_id(entry.principal_id);
+    event.set_actor_id(caller.actor_id);
+    event.set_peer(peer);
+    event.set_success(entry.success);
+    event.set_detail(entry.detail.substr(0, 1024));
+    size_t n = params.size();
+    absl::StrAppend(&sql, i == 0 ? "" : ", ", "($", n + 1,
+                    "::uuid, to_timestamp($1::double precision / 1000000), $", n + 2, ", $", n + 3,
+                    ", $2, $3, $", n + 4, ", $", n + 5, ")");
+    params.insert(params.end(), {event.id(), entry.action, entry.principal_id,
+                                 entry.success ? "t" : "f", event.detail()});
+    v1::AuditRecorded payload;
+    *payload.mutable_event() = std::move(event);
+    envelopes.push_back(events::MakeEnvelope(
+        "cloudflux/auth", "audit/" + entry.action,
+        entry.principal_id.empty() ? entry.action : entry.principal_id, payload, clock_));
+  }
+  CF_RETURN_IF_ERROR(tx.Exec(sql, params).status());
+  return outbox_.EnqueueAll(tx, kAuditTopic, envelopes);
 }
 
 absl::Status AuthCore::AuditAlone(const std::string& action, const std::string& principal_id,
@@ -184,22 +200,26 @@ std::string FailureKeyForPeer(const std::string& peer) {
 }
 }  // namespace
 
-absl::Status AuthCore::CheckNotLockedOut(const std::string& name, const Caller& caller) {
-  for (const auto& [key, limit] :
-       {std::pair{FailureKeyForName(name), options_.max_failures_per_principal},
-        std::pair{FailureKeyForPeer(caller.peer), options_.max_failures_per_peer}}) {
-    auto count = redis_.Get(key);
-    if (!count.ok()) return core::Annotate(count.status(), "brute-force check");
+absl::StatusOr<bool> AuthCore::CheckNotLockedOut(const std::string& name, const Caller& caller) {
+  const std::string keys[2] = {FailureKeyForName(name), FailureKeyForPeer(caller.peer)};
+  const int limits[2] = {options_.max_failures_per_principal, options_.max_failures_per_peer};
+  auto counts = redis_.Command({"MGET", keys[0], keys[1]});  // one round trip for both
+  if (!counts.ok()) return core::Annotate(counts.status(), "brute-force check");
+  bool any_for_name = false;
+  for (size_t i = 0; i < 2 && i < counts->elements.size(); ++i) {
+    const cache::RedisReply& count = counts->elements[i];
+    if (count.type != cache::RedisReply::Type::kString) continue;
+    if (i == 0) any_for_name = true;
     int64_t n = 0;
-    if (count->has_value() && absl::SimpleAtoi(**count, &n) && n >= limit) {
-      auto ttl = redis_.Ttl(key);
+    if (absl::SimpleAtoi(count.str, &n) && n >= limits[i]) {
+      auto ttl = redis_.Ttl(keys[i]);
       int64_t retry = 60;
       if (ttl.ok() && ttl->has_value()) retry = std::max<int64_t>(1, absl::ToInt64Seconds(**ttl));
       return absl::ResourceExhaustedError(
           absl::StrCat("too many failed attempts; retry in ", retry, " s"));
     }
   }
-  return absl::OkStatus();
+  return any_for_name;
 }
 
 absl::Status AuthCore::RecordFailure(const std::string& name, const std::string& principal_id,
@@ -586,7 +606,8 @@ absl::StatusOr<v1::IssueTokenResponse> AuthCore::Mint(db::Transaction& tx,
                                                       const std::string& audience,
                                                       bool with_refresh,
                                                       const std::string& family_id,
-                                                      const Caller& caller) {
+                                                      const Caller& caller,
+                                                      std::vector<AuditEntry> audit_first) {
   CF_ASSIGN_OR_RETURN(Signer signer, CurrentSigner());
   absl::Time now = clock_.Now();
   authn::Claims claims;
@@ -620,8 +641,9 @@ absl::StatusOr<v1::IssueTokenResponse> AuthCore::Mint(db::Transaction& tx,
                            .status());
     out.set_refresh_token(refresh);
   }
-  CF_RETURN_IF_ERROR(Audit(tx, "token.issued", principal.id(), caller, true,
-                           absl::StrCat("grant=", grant, " jti=", claims.jti)));
+  audit_first.push_back(
+      {"token.issued", principal.id(), true, absl::StrCat("grant=", grant, " jti=", claims.jti)});
+  CF_RETURN_IF_ERROR(AuditAll(tx, audit_first, caller));
   return out;
 }
 
@@ -662,12 +684,15 @@ absl::StatusOr<v1::IssueTokenResponse> AuthCore::IssueToken(const v1::IssueToken
       return absl::InvalidArgumentError(password ? "password grant needs username and password"
                                                  : "client_credentials grant needs client_id and client_secret");
     }
-    CF_RETURN_IF_ERROR(CheckNotLockedOut(name, caller));
+    CF_ASSIGN_OR_RETURN(bool earlier_failures, CheckNotLockedOut(name, caller));
     std::optional<std::pair<v1::Principal, db::Row>> found;
-    CF_RETURN_IF_ERROR(pool_.InTransaction([&](db::Transaction& tx) -> absl::Status {
-      CF_ASSIGN_OR_RETURN(found, load(tx, "name = $1", name));
-      return absl::OkStatus();
-    }));
+    CF_ASSIGN_OR_RETURN(db::Result rows,
+                        pool_.Exec(absl::StrCat("SELECT ", kPrincipalColumns,
+                                                ", coalesce(password_hash, ''), "
+                                                "coalesce(client_secret_sha256, '') FROM "
+                                                "auth.principals WHERE name = $1"),
+                                   {name}));
+    if (!rows.empty()) found.emplace(PrincipalFromRow(rows[0]), rows[0]);
     bool ok = false;
     std::string principal_id;
     if (found.has_value()) {
@@ -685,11 +710,11 @@ absl::StatusOr<v1::IssueTokenResponse> AuthCore::IssueToken(const v1::IssueToken
     if (found->first.disabled()) {
       return RecordFailure(name, principal_id, caller, grant + ": principal disabled");
     }
-    (void)redis_.Delete(FailureKeyForName(name));
+    if (earlier_failures) (void)redis_.Delete(FailureKeyForName(name));  // success resets
     CF_RETURN_IF_ERROR(pool_.InTransaction([&](db::Transaction& tx) -> absl::Status {
-      CF_RETURN_IF_ERROR(Audit(tx, "login.succeeded", principal_id, caller, true, grant));
       CF_ASSIGN_OR_RETURN(out, Mint(tx, found->first, grant, request.scope(), request.audience(),
-                                    /*with_refresh=*/password, "", caller));
+                                    /*with_refresh=*/password, "", caller,
+                                    {{"login.succeeded", principal_id, true, grant}}));
       return absl::OkStatus();
     }));
     return out;
@@ -700,7 +725,7 @@ absl::StatusOr<v1::IssueTokenResponse> AuthCore::IssueToken(const v1::IssueToken
       return absl::InvalidArgumentError("api_key grant needs an API key (cfk_...)");
     }
     std::string key_hash = Sha256Hex(request.api_key());
-    CF_RETURN_IF_ERROR(CheckNotLockedOut("apikey:" + request.api_key().substr(0, 12), caller));
+    CF_RETURN_IF_ERROR(CheckNotLockedOut("apikey:" + request.api_key().substr(0, 12), caller).status());
     absl::Status result = pool_.InTransaction([&](db::Transaction& tx) -> absl::Status {
       CF_ASSIGN_OR_RETURN(db::Result keys,
                           tx.Exec("SELECT principal_id::text FROM auth.api_keys WHERE "
@@ -806,11 +831,11 @@ absl::StatusOr<v1::IntrospectTokenResponse> AuthCore::IntrospectToken(
   v1::IntrospectTokenResponse out;
   if (request.token().empty()) return out;  // inactive
   if (LooksLikeJwt(request.token())) {
-    CF_ASSIGN_OR_RETURN(auto keys, PublishedKeys());
-    auto claims = authn::VerifyJwt(request.token(), *keys, verify_options(), clock_.Now());
-    if (!claims.ok()) return out;
-    CF_ASSIGN_OR_RETURN(bool revoked, revocations_->IsRevoked(claims->jti));
-    if (revoked) return out;
+    auto claims = verifier_->VerifyToken(request.token());
+    if (!claims.ok()) {
+      if (claims.status().code() == absl::StatusCode::kUnavailable) return claims.status();
+      return out;  // inactive: bad, expired, revoked or foreign
+    }
     out.set_active(true);
     out.set_sub(claims->sub);
     out.set_scope(claims->scope);

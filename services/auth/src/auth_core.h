@@ -95,19 +95,32 @@ class AuthCore {
   absl::StatusOr<Signer> CurrentSigner();
   absl::StatusOr<std::shared_ptr<const authn::PublicKeySet>> PublishedKeys();
   absl::Status CreateSigningKey(db::Transaction& tx, const Caller& caller, bool retire_current);
+  struct AuditEntry {
+    std::string action;
+    std::string principal_id;
+    bool success = true;
+    std::string detail;
+  };
+  // Audit rows and their events, one INSERT each, in the caller's transaction.
+  absl::Status AuditAll(db::Transaction& tx, const std::vector<AuditEntry>& entries,
+                        const Caller& caller);
   absl::Status Audit(db::Transaction& tx, const std::string& action,
                      const std::string& principal_id, const Caller& caller, bool success,
-                     const std::string& detail);
+                     const std::string& detail) {
+    return AuditAll(tx, {{action, principal_id, success, detail}}, caller);
+  }
   absl::Status AuditAlone(const std::string& action, const std::string& principal_id,
                           const Caller& caller, bool success, const std::string& detail);
-  // Refuses while too many failures were counted for this name or peer.
-  absl::Status CheckNotLockedOut(const std::string& name, const Caller& caller);
+  // Refuses while too many failures were counted for this name or peer;
+  // otherwise tells whether any failure is on record for the name.
+  absl::StatusOr<bool> CheckNotLockedOut(const std::string& name, const Caller& caller);
   absl::Status RecordFailure(const std::string& name, const std::string& principal_id,
                              const Caller& caller, const std::string& why);
   absl::StatusOr<cloudflux::auth::v1::IssueTokenResponse> Mint(
       db::Transaction& tx, const cloudflux::auth::v1::Principal& principal,
       const std::string& grant, const std::string& scope, const std::string& audience,
-      bool with_refresh, const std::string& family_id, const Caller& caller);
+      bool with_refresh, const std::string& family_id, const Caller& caller,
+      std::vector<AuditEntry> audit_first = {});
 
   db::Pool& pool_;
   cache::RedisClient& redis_;
@@ -115,6 +128,9 @@ class AuthCore {
   const core::Clock& clock_;
   events::Outbox outbox_{"auth"};
   std::shared_ptr<authn::RevocationList> revocations_;
+  // Verifies tokens for IntrospectToken: signatures checked once per token,
+  // revocation checked on every call.
+  std::unique_ptr<authn::JwtAuthenticator> verifier_;
 
   absl::Mutex signer_mu_;
   Signer signer_ ABSL_GUARDED_BY(signer_mu_);

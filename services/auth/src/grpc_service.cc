@@ -1,11 +1,11 @@
 #include "grpc_service.h"
 
-#include "cloudflux/server/handler.h"
+#include "cloudflux/server/executor.h"
 
 namespace cloudflux::auth {
 
 namespace v1 = cloudflux::auth::v1;
-using server::FinishUnary;
+
 
 namespace {
 Caller CallerOf(const grpc::CallbackServerContext& context) {
@@ -19,92 +19,92 @@ Caller CallerOf(const grpc::CallbackServerContext& context) {
 grpc::ServerUnaryReactor* AuthGrpcService::CreatePrincipal(grpc::CallbackServerContext* context,
                                                            const v1::CreatePrincipalRequest* request,
                                                            v1::CreatePrincipalResponse* response) {
-  return FinishUnary(context, response,
-                     [&] { return core_.CreatePrincipal(*request, CallerOf(*context)); });
+  return server::FinishUnaryOn(executor_, context, response,
+                     [=, this] { return core_.CreatePrincipal(*request, CallerOf(*context)); });
 }
 
 grpc::ServerUnaryReactor* AuthGrpcService::GetPrincipal(grpc::CallbackServerContext* context,
                                                         const v1::GetPrincipalRequest* request,
                                                         v1::Principal* response) {
-  return FinishUnary(context, response, [&] { return core_.GetPrincipal(request->id()); });
+  return server::FinishUnaryOn(executor_, context, response, [=, this] { return core_.GetPrincipal(request->id()); });
 }
 
 grpc::ServerUnaryReactor* AuthGrpcService::ListPrincipals(grpc::CallbackServerContext* context,
                                                           const v1::ListPrincipalsRequest* request,
                                                           v1::ListPrincipalsResponse* response) {
-  return FinishUnary(context, response, [&] { return core_.ListPrincipals(*request); });
+  return server::FinishUnaryOn(executor_, context, response, [=, this] { return core_.ListPrincipals(*request); });
 }
 
 grpc::ServerUnaryReactor* AuthGrpcService::SetPrincipalDisabled(
     grpc::CallbackServerContext* context, const v1::SetPrincipalDisabledRequest* request,
     v1::Principal* response) {
-  return FinishUnary(context, response,
-                     [&] { return core_.SetPrincipalDisabled(*request, CallerOf(*context)); });
+  return server::FinishUnaryOn(executor_, context, response,
+                     [=, this] { return core_.SetPrincipalDisabled(*request, CallerOf(*context)); });
 }
 
 grpc::ServerUnaryReactor* AuthGrpcService::SetRoles(grpc::CallbackServerContext* context,
                                                     const v1::SetRolesRequest* request,
                                                     v1::Principal* response) {
-  return FinishUnary(context, response,
-                     [&] { return core_.SetRoles(*request, CallerOf(*context)); });
+  return server::FinishUnaryOn(executor_, context, response,
+                     [=, this] { return core_.SetRoles(*request, CallerOf(*context)); });
 }
 
 grpc::ServerUnaryReactor* AuthGrpcService::CreateApiKey(grpc::CallbackServerContext* context,
                                                         const v1::CreateApiKeyRequest* request,
                                                         v1::CreateApiKeyResponse* response) {
-  return FinishUnary(context, response,
-                     [&] { return core_.CreateApiKey(*request, CallerOf(*context)); });
+  return server::FinishUnaryOn(executor_, context, response,
+                     [=, this] { return core_.CreateApiKey(*request, CallerOf(*context)); });
 }
 
 grpc::ServerUnaryReactor* AuthGrpcService::ListApiKeys(grpc::CallbackServerContext* context,
                                                        const v1::ListApiKeysRequest* request,
                                                        v1::ListApiKeysResponse* response) {
-  return FinishUnary(context, response, [&] { return core_.ListApiKeys(*request); });
+  return server::FinishUnaryOn(executor_, context, response, [=, this] { return core_.ListApiKeys(*request); });
 }
 
 grpc::ServerUnaryReactor* AuthGrpcService::RevokeApiKey(grpc::CallbackServerContext* context,
                                                         const v1::RevokeApiKeyRequest* request,
                                                         v1::ApiKey* response) {
-  return FinishUnary(context, response,
-                     [&] { return core_.RevokeApiKey(*request, CallerOf(*context)); });
+  return server::FinishUnaryOn(executor_, context, response,
+                     [=, this] { return core_.RevokeApiKey(*request, CallerOf(*context)); });
 }
 
 grpc::ServerUnaryReactor* AuthGrpcService::IssueToken(grpc::CallbackServerContext* context,
                                                       const v1::IssueTokenRequest* request,
                                                       v1::IssueTokenResponse* response) {
-  return FinishUnary(context, response,
-                     [&] { return core_.IssueToken(*request, CallerOf(*context)); });
+  return server::FinishUnaryOn(executor_, context, response,
+                     [=, this] { return core_.IssueToken(*request, CallerOf(*context)); });
 }
 
 grpc::ServerUnaryReactor* AuthGrpcService::RevokeToken(grpc::CallbackServerContext* context,
                                                        const v1::RevokeTokenRequest* request,
                                                        v1::RevokeTokenResponse* response) {
-  return FinishUnary(context, response,
-                     [&] { return core_.RevokeToken(*request, CallerOf(*context)); });
+  return server::FinishUnaryOn(executor_, context, response,
+                     [=, this] { return core_.RevokeToken(*request, CallerOf(*context)); });
 }
 
 grpc::ServerUnaryReactor* AuthGrpcService::IntrospectToken(
     grpc::CallbackServerContext* context, const v1::IntrospectTokenRequest* request,
     v1::IntrospectTokenResponse* response) {
-  return FinishUnary(context, response, [&] { return core_.IntrospectToken(*request); });
+  return server::FinishUnaryOn(executor_, context, response, [=, this] { return core_.IntrospectToken(*request); });
 }
 
 grpc::ServerUnaryReactor* AuthGrpcService::GetJwks(grpc::CallbackServerContext* context,
                                                    const v1::GetJwksRequest* request,
                                                    v1::GetJwksResponse* response) {
-  return FinishUnary(context, response, [&] { return core_.GetJwks(); });
+  return server::FinishUnaryOn(executor_, context, response, [=, this] { return core_.GetJwks(); });
 }
 
 grpc::ServerUnaryReactor* AuthGrpcService::RotateSigningKey(
     grpc::CallbackServerContext* context, const v1::RotateSigningKeyRequest* request,
     v1::RotateSigningKeyResponse* response) {
-  return FinishUnary(context, response, [&] { return core_.RotateSigningKey(CallerOf(*context)); });
+  return server::FinishUnaryOn(executor_, context, response, [=, this] { return core_.RotateSigningKey(CallerOf(*context)); });
 }
 
 grpc::ServerUnaryReactor* AuthGrpcService::ListAuditEvents(
     grpc::CallbackServerContext* context, const v1::ListAuditEventsRequest* request,
     v1::ListAuditEventsResponse* response) {
-  return FinishUnary(context, response, [&] { return core_.ListAuditEvents(*request); });
+  return server::FinishUnaryOn(executor_, context, response, [=, this] { return core_.ListAuditEvents(*request); });
 }
 
 }  // namespace cloudflux::auth

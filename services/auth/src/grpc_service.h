@@ -3,12 +3,15 @@
 
 #include "auth_core.h"
 #include "cloudflux/auth/v1/auth.grpc.pb.h"
+#include "cloudflux/server/executor.h"
 
 namespace cloudflux::auth {
 
 class AuthGrpcService final : public cloudflux::auth::v1::AuthService::CallbackService {
  public:
-  explicit AuthGrpcService(AuthCore& core) : core_(core) {}
+  // `executor` runs every handler (they all touch Postgres or Redis).
+  AuthGrpcService(AuthCore& core, server::BlockingExecutor& executor)
+      : core_(core), executor_(executor) {}
 
 #define CF_AUTH_RPC(Method, Request, Response)                                           \
   grpc::ServerUnaryReactor* Method(grpc::CallbackServerContext* context,                 \
@@ -32,6 +35,7 @@ class AuthGrpcService final : public cloudflux::auth::v1::AuthService::CallbackS
 
  private:
   AuthCore& core_;
+  server::BlockingExecutor& executor_;
 };
 
 }  // namespace cloudflux::auth

@@ -109,7 +109,7 @@ class Pool {
   absl::Status InTransaction(const std::function<absl::Status(Transaction&)>& fn,
                              const TxOptions& options = {});
 
-  // One statement in its own transaction.
+  // One statement, autocommitted (atomic on its own, one round trip).
   absl::StatusOr<Result> Exec(std::string_view sql, const std::vector<Param>& params = {});
 
   // Health check: a round trip within `timeout`.

@@ -51,7 +51,12 @@ class Outbox {
   explicit Outbox(std::string schema) : schema_(std::move(schema)) {}
   // Adds the event to the outbox inside the caller's transaction.
   absl::Status Enqueue(db::Transaction& tx, const std::string& topic,
-                       const cloudflux::events::v1::EventEnvelope& envelope) const;
+                       const cloudflux::events::v1::EventEnvelope& envelope) const {
+    return EnqueueAll(tx, topic, {envelope});
+  }
+  // Several events, one INSERT, in order.
+  absl::Status EnqueueAll(db::Transaction& tx, const std::string& topic,
+                          const std::vector<cloudflux::events::v1::EventEnvelope>& envelopes) const;
 
  private:
   std::string schema_;

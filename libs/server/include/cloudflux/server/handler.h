@@ -14,21 +14,25 @@
 
 namespace cloudflux::server {
 
+// Finishes `reactor` with `result` (a Status, or a StatusOr whose value goes
+// to `response`).
+template <class Response, class Result>
+void FinishWith(grpc::ServerUnaryReactor* reactor, Response* response, Result&& result) {
+  if constexpr (std::is_same_v<std::decay_t<Result>, absl::Status>) {
+    reactor->Finish(ToGrpcStatus(result));
+  } else if (result.ok()) {
+    *response = std::move(*result);
+    reactor->Finish(grpc::Status::OK);
+  } else {
+    reactor->Finish(ToGrpcStatus(result.status()));
+  }
+}
+
 template <class Response, class Fn>
 grpc::ServerUnaryReactor* FinishUnary(grpc::CallbackServerContext* context, Response* response,
                                       Fn&& fn) {
   auto* reactor = context->DefaultReactor();
-  auto result = fn();
-  if constexpr (std::is_same_v<decltype(result), absl::Status>) {
-    reactor->Finish(ToGrpcStatus(result));
-  } else {
-    if (result.ok()) {
-      *response = std::move(*result);
-      reactor->Finish(grpc::Status::OK);
-    } else {
-      reactor->Finish(ToGrpcStatus(result.status()));
-    }
-  }
+  FinishWith(reactor, response, fn());
   return reactor;
 }
 

@@ -1,0 +1,48 @@
+#pragma once
+// A fixed pool of threads for handler work that blocks (database, Redis,
+// other services). gRPC's callback threads are few and must not block:
+// handlers that do I/O hand their work here with FinishUnaryOn, so that as
+// many calls proceed at once as the pool has threads. Thread-safe. The
+// destructor runs what is queued, then joins.
+
+#include <condition_variable>
+#include <deque>
+#include <functional>
+#include <mutex>
+#include <thread>
+#include <vector>
+
+#include "cloudflux/server/handler.h"
+
+namespace cloudflux::server {
+
+class BlockingExecutor {
+ public:
+  explicit BlockingExecutor(int threads);
+  ~BlockingExecutor();
+  BlockingExecutor(const BlockingExecutor&) = delete;
+  BlockingExecutor& operator=(const BlockingExecutor&) = delete;
+
+  void Run(std::function<void()> task);
+
+ private:
+  std::mutex mu_;
+  std::condition_variable cv_;
+  std::deque<std::function<void()>> queue_;
+  bool stop_ = false;
+  std::vector<std::thread> threads_;
+};
+
+// Like FinishUnary, but `fn` runs on `executor` and the call finishes there.
+template <class Response, class Fn>
+grpc::ServerUnaryReactor* FinishUnaryOn(BlockingExecutor& executor,
+                                        grpc::CallbackServerContext* context, Response* response,
+                                        Fn&& fn) {
+  auto* reactor = context->DefaultReactor();
+  executor.Run([reactor, response, fn = std::forward<Fn>(fn)]() mutable {
+    FinishWith(reactor, response, fn());
+  });
+  return reactor;
+}
+
+}  // namespace cloudflux::server

@@ -18,13 +18,13 @@
 #include <atomic>
 #include <cstdio>
 #include <iostream>
-#include <latch>
 #include <memory>
 #include <thread>
 #include <vector>
 
 #include "absl/flags/flag.h"
 #include "absl/strings/str_format.h"
+#include "bench/common/closed_loop.h"
 #include "cloudflux/core/config.h"
 #include "cloudflux/core/log.h"
 #include "cloudflux/core/process.h"
@@ -125,44 +125,8 @@ pid_t SpawnServer(const char* self, const std::string& kind, int port) {
   return pid;
 }
 
-// One outstanding call slot that re-issues itself until the round ends.
-class Caller {
- public:
-  Caller(Diagnostics::Stub* stub, const std::string& payload, std::atomic<int64_t>* counter,
-         std::atomic<bool>* counting, std::atomic<bool>* stop, std::latch* done)
-      : stub_(stub), counter_(counter), counting_(counting), stop_(stop), done_(done) {
-    request_.set_payload(payload);
-  }
-  void Issue() {
-    context_ = std::make_unique<grpc::ClientContext>();
-    context_->set_deadline(std::chrono::system_clock::now() + std::chrono::seconds(10));
-    context_->AddMetadata("authorization", "Bearer bench");
-    stub_->async()->Echo(context_.get(), &request_, &response_, [this](grpc::Status s) {
-      if (s.ok() && counting_->load(std::memory_order_relaxed)) counter_->fetch_add(1);
-      if (!s.ok()) errors_++;
-      if (stop_->load()) {
-        done_->count_down();
-      } else {
-        Issue();
-      }
-    });
-  }
-  int errors() const { return errors_; }
-
- private:
-  Diagnostics::Stub* stub_;
-  std::atomic<int64_t>* counter_;
-  std::atomic<bool>* counting_;
-  std::atomic<bool>* stop_;
-  std::latch* done_;
-  EchoRequest request_;
-  EchoResponse response_;
-  std::unique_ptr<grpc::ClientContext> context_;
-  std::atomic<int> errors_{0};
-};
-
 double MeasureRound(int port) {
-  int channels = absl::GetFlag(FLAGS_channels), depth = absl::GetFlag(FLAGS_depth);
+  int channels = absl::GetFlag(FLAGS_channels);
   std::string target = absl::StrFormat("127.0.0.1:%d", port);
   std::vector<std::unique_ptr<Diagnostics::Stub>> stubs;
   for (int c = 0; c < channels; ++c) {
@@ -175,34 +139,30 @@ double MeasureRound(int port) {
     }
     stubs.push_back(Diagnostics::NewStub(channel));
   }
-  std::string payload(absl::GetFlag(FLAGS_payload), 'x');
-  std::atomic<int64_t> counter{0};
-  std::atomic<bool> counting{false}, stop{false};
-  std::latch done(channels * depth);
-  std::vector<std::unique_ptr<Caller>> callers;
-  for (int c = 0; c < channels; ++c) {
-    for (int d = 0; d < depth; ++d) {
-      callers.push_back(std::make_unique<Caller>(stubs[c].get(), payload, &counter, &counting,
-                                                 &stop, &done));
-    }
-  }
-  for (auto& caller : callers) caller->Issue();
-  std::this_thread::sleep_for(std::chrono::seconds(1));  // warm-up
-  counting = true;
-  auto start = std::chrono::steady_clock::now();
-  std::this_thread::sleep_for(std::chrono::seconds(absl::GetFlag(FLAGS_seconds)));
-  counting = false;
-  double elapsed = std::chrono::duration<double>(std::chrono::steady_clock::now() - start).count();
-  int64_t n = counter.load();
-  stop = true;
-  done.wait();
-  int errors = 0;
-  for (auto& caller : callers) errors += caller->errors();
-  if (errors > 0) {
-    std::cerr << errors << " calls failed\n";
+  EchoRequest request;
+  request.set_payload(std::string(absl::GetFlag(FLAGS_payload), 'x'));
+  std::atomic<int> next{0};
+  auto result = cloudflux::bench::RunClosedLoop(
+      [&](std::function<void(const grpc::Status&)> done) {
+        struct Call {
+          grpc::ClientContext ctx;
+          EchoResponse response;
+        };
+        auto* call = new Call();
+        call->ctx.set_deadline(std::chrono::system_clock::now() + std::chrono::seconds(10));
+        call->ctx.AddMetadata("authorization", "Bearer bench");
+        stubs[next.fetch_add(1) % stubs.size()]->async()->Echo(
+            &call->ctx, &request, &call->response, [call, done](grpc::Status s) {
+              delete call;
+              done(s);
+            });
+      },
+      channels * absl::GetFlag(FLAGS_depth), absl::GetFlag(FLAGS_seconds));
+  if (result.errors > 0) {
+    std::cerr << result.errors << " calls failed: " << result.first_error.error_message() << "\n";
     std::exit(1);
   }
-  return static_cast<double>(n) / elapsed;
+  return result.calls_per_second;
 }
 
 double Median(std::vector<double> v) {

@@ -67,9 +67,8 @@ absl::StatusOr<std::string> Base64UrlDecode(std::string_view text) {
   return out;
 }
 
-absl::StatusOr<SigningKey> SigningKey::Generate(std::string kid) {
-  EVP_PKEY* key = EVP_PKEY_Q_keygen(nullptr, nullptr, "ED25519");
-  if (key == nullptr) return absl::InternalError("Ed25519 key generation failed");
+SigningKey SigningKey::Wrap(std::string kid, void* evp_pkey) {
+  auto* key = static_cast<EVP_PKEY*>(evp_pkey);
   SigningKey out;
   out.kid_ = std::move(kid);
   out.pkey_ = Own(key);
@@ -79,18 +78,18 @@ absl::StatusOr<SigningKey> SigningKey::Generate(std::string kid) {
   return out;
 }
 
+absl::StatusOr<SigningKey> SigningKey::Generate(std::string kid) {
+  EVP_PKEY* key = EVP_PKEY_Q_keygen(nullptr, nullptr, "ED25519");
+  if (key == nullptr) return absl::InternalError("Ed25519 key generation failed");
+  return Wrap(std::move(kid), key);
+}
+
 absl::StatusOr<SigningKey> SigningKey::FromPrivateBytes(std::string kid, std::string_view raw) {
   if (raw.size() != 32) return absl::InvalidArgumentError("Ed25519 private key must be 32 bytes");
   EVP_PKEY* key = EVP_PKEY_new_raw_private_key(
       EVP_PKEY_ED25519, nullptr, reinterpret_cast<const unsigned char*>(raw.data()), raw.size());
   if (key == nullptr) return absl::InvalidArgumentError("invalid Ed25519 private key");
-  SigningKey out;
-  out.kid_ = std::move(kid);
-  out.pkey_ = Own(key);
-  size_t len = 32;
-  out.public_.resize(len);
-  EVP_PKEY_get_raw_public_key(key, reinterpret_cast<unsigned char*>(out.public_.data()), &len);
-  return out;
+  return Wrap(std::move(kid), key);
 }
 
 std::string SigningKey::private_bytes() const {

@@ -7,6 +7,7 @@
 #include "absl/flags/flag.h"
 #include "cloudflux/core/clock.h"
 #include "cloudflux/core/config.h"
+#include "cloudflux/core/digest.h"
 #include "cloudflux/core/log.h"
 #include "cloudflux/core/status.h"
 #include "cloudflux/core/uuid.h"
@@ -108,6 +109,11 @@ TEST(Log, LinesAreJsonWithEscapedFields) {
   EXPECT_TRUE(ParseLogLevel("warn", &level));
   EXPECT_EQ(level, LogLevel::kWarn);
   EXPECT_FALSE(ParseLogLevel("loud", &level));
+}
+
+TEST(Digest, HexAndSha256) {
+  EXPECT_EQ(HexEncode(std::string("\x00\xff\x10", 3)), "00ff10");
+  EXPECT_EQ(Sha256Hex("abc"), "ba7816bf8f01cfea414140de5dae2223b00361a396177a9cb410ff61f20015ad");
 }
 
 TEST(Clock, ManualClockMovesOnlyWhenTold) {

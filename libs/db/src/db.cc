@@ -1,7 +1,5 @@
 #include "cloudflux/db/db.h"
 
-#include <openssl/sha.h>
-
 #include <algorithm>
 #include <condition_variable>
 #include <filesystem>
@@ -14,6 +12,7 @@
 
 #include "absl/strings/numbers.h"
 #include "absl/strings/str_cat.h"
+#include "cloudflux/core/digest.h"
 #include "cloudflux/core/log.h"
 #include "cloudflux/core/status.h"
 
@@ -67,30 +66,10 @@ std::string WithConnectTimeout(const std::string& url, absl::Duration timeout) {
 }
 
 
-std::string HexSha256(const std::string& data) {
-  unsigned char digest[SHA256_DIGEST_LENGTH];
-  SHA256(reinterpret_cast<const unsigned char*>(data.data()), data.size(), digest);
-  static const char* kHex = "0123456789abcdef";
-  std::string out;
-  for (unsigned char c : digest) {
-    out.push_back(kHex[c >> 4]);
-    out.push_back(kHex[c & 15]);
-  }
-  return out;
-}
 
 }  // namespace
 
-std::string Bytea(std::string_view bytes) {
-  static const char* kHex = "0123456789abcdef";
-  std::string out = "\\x";
-  out.reserve(2 + bytes.size() * 2);
-  for (unsigned char c : bytes) {
-    out.push_back(kHex[c >> 4]);
-    out.push_back(kHex[c & 15]);
-  }
-  return out;
-}
+std::string Bytea(std::string_view bytes) { return "\\x" + core::HexEncode(bytes); }
 
 int64_t Row::Int(size_t column) const {
   int64_t v = 0;
@@ -400,7 +379,7 @@ absl::Status ApplyMigrations(Pool& pool, const std::string& schema,
       std::map<int, std::string> done;
       for (const auto& row : applied) done[static_cast<int>(row.Int(0))] = row.Text(1);
       for (const auto& m : migrations) {
-        std::string checksum = HexSha256(m.sql);
+        std::string checksum = core::Sha256Hex(m.sql);
         auto it = done.find(m.version);
         if (it != done.end()) {
           if (it->second != checksum) {

@@ -663,17 +663,22 @@ absl::StatusOr<v1::IssueTokenResponse> AuthCore::IssueToken(const v1::IssueToken
   const std::string& grant = request.grant_type();
   v1::IssueTokenResponse out;
 
+  // A principal with its password hash (column 6) and client secret digest (7).
+  using Found = std::optional<std::pair<v1::Principal, db::Row>>;
+  auto select = [](const std::string& where) {
+    return absl::StrCat("SELECT ", kPrincipalColumns,
+                        ", coalesce(password_hash, ''), coalesce(client_secret_sha256, '') "
+                        "FROM auth.principals WHERE ",
+                        where);
+  };
+  auto first = [](const db::Result& rows) -> Found {
+    if (rows.empty()) return std::nullopt;
+    return std::pair{PrincipalFromRow(rows[0]), rows[0]};
+  };
   auto load = [&](db::Transaction& tx, const std::string& where,
-                  const std::string& value) -> absl::StatusOr<std::optional<std::pair<v1::Principal, db::Row>>> {
-    CF_ASSIGN_OR_RETURN(db::Result rows,
-                        tx.Exec(absl::StrCat("SELECT ", kPrincipalColumns,
-                                             ", coalesce(password_hash, ''), coalesce(client_secret_sha256, '') "
-                                             "FROM auth.principals WHERE ",
-                                             where),
-                                {value}));
-    if (rows.empty()) return std::optional<std::pair<v1::Principal, db::Row>>();
-    return std::optional<std::pair<v1::Principal, db::Row>>(
-        std::pair{PrincipalFromRow(rows[0]), rows[0]});
+                  const std::string& value) -> absl::StatusOr<Found> {
+    CF_ASSIGN_OR_RETURN(db::Result rows, tx.Exec(select(where), {value}));
+    return first(rows);
   };
 
   if (grant == "password" || grant == "client_credentials") {
@@ -685,14 +690,8 @@ absl::StatusOr<v1::IssueTokenResponse> AuthCore::IssueToken(const v1::IssueToken
                                                  : "client_credentials grant needs client_id and client_secret");
     }
     CF_ASSIGN_OR_RETURN(bool earlier_failures, CheckNotLockedOut(name, caller));
-    std::optional<std::pair<v1::Principal, db::Row>> found;
-    CF_ASSIGN_OR_RETURN(db::Result rows,
-                        pool_.Exec(absl::StrCat("SELECT ", kPrincipalColumns,
-                                                ", coalesce(password_hash, ''), "
-                                                "coalesce(client_secret_sha256, '') FROM "
-                                                "auth.principals WHERE name = $1"),
-                                   {name}));
-    if (!rows.empty()) found.emplace(PrincipalFromRow(rows[0]), rows[0]);
+    CF_ASSIGN_OR_RETURN(db::Result rows, pool_.Exec(select("name = $1"), {name}));
+    Found found = first(rows);
     bool ok = false;
     std::string principal_id;
     if (found.has_value()) {

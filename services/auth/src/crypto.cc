@@ -4,7 +4,6 @@
 #include <openssl/crypto.h>
 #include <openssl/evp.h>
 #include <openssl/rand.h>
-#include <openssl/sha.h>
 
 #include <memory>
 #include <stdexcept>
@@ -38,18 +37,6 @@ std::string RandomSecret(size_t bytes) {
     throw std::runtime_error("RAND_bytes failed");  // no safe way to continue
   }
   return authn::Base64UrlEncode(raw);
-}
-
-std::string Sha256Hex(std::string_view data) {
-  unsigned char digest[SHA256_DIGEST_LENGTH];
-  SHA256(reinterpret_cast<const unsigned char*>(data.data()), data.size(), digest);
-  static const char* kHex = "0123456789abcdef";
-  std::string out;
-  for (unsigned char c : digest) {
-    out.push_back(kHex[c >> 4]);
-    out.push_back(kHex[c & 15]);
-  }
-  return out;
 }
 
 bool ConstantTimeEquals(std::string_view a, std::string_view b) {

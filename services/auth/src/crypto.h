@@ -8,8 +8,11 @@
 #include <string_view>
 
 #include "absl/status/statusor.h"
+#include "cloudflux/core/digest.h"
 
 namespace cloudflux::auth {
+
+using core::Sha256Hex;
 
 // OWASP: argon2id with at least 19 MiB, t=2, p=1.
 struct Argon2Params {
@@ -26,7 +29,6 @@ bool VerifyPassword(std::string_view password, const std::string& encoded);
 
 // `bytes` random bytes from the OS CSPRNG, base64url-encoded.
 std::string RandomSecret(size_t bytes = 32);
-std::string Sha256Hex(std::string_view data);
 bool ConstantTimeEquals(std::string_view a, std::string_view b);
 
 // AES-256-GCM: nonce(12) || ciphertext || tag(16). `key` is 32 bytes;

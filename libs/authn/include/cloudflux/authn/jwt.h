@@ -46,6 +46,7 @@ class SigningKey {
   std::string Sign(std::string_view data) const;
 
  private:
+  static SigningKey Wrap(std::string kid, void* evp_pkey);  // takes ownership
   std::string kid_;
   std::shared_ptr<void> pkey_;  // EVP_PKEY
   std::string public_;

@@ -293,6 +293,84 @@ TEST_F(AuthTest, MalformedRequestsAreInvalidAndChangeNothing) {
             absl::StatusCode::kPermissionDenied);
 }
 
+TEST_F(AuthTest, ApiKeysRolesDisablingAndPaging) {
+  std::string admin = AdminToken();
+  auto account = Create(admin, "batch-job", v1::PRINCIPAL_KIND_SERVICE_ACCOUNT, {"viewer"});
+  ASSERT_TRUE(account.ok()) << account.status();
+  const std::string id = account->principal().id();
+
+  v1::CreateApiKeyRequest create_key;
+  create_key.set_principal_id(id);
+  create_key.set_name("nightly");
+  v1::CreateApiKeyResponse key;
+  ASSERT_TRUE(Auth()->CreateApiKey(Ctx(admin).get(), create_key, &key).ok());
+  ASSERT_TRUE(absl::StartsWith(key.secret(), "cfk_"));
+  v1::IssueTokenRequest by_key;
+  by_key.set_grant_type("api_key");
+  by_key.set_api_key(key.secret());
+  auto token = Issue(by_key);
+  ASSERT_TRUE(token.ok()) << token.status();
+
+  v1::ListApiKeysRequest list_keys;
+  list_keys.set_principal_id(id);
+  v1::ListApiKeysResponse keys;
+  ASSERT_TRUE(Auth()->ListApiKeys(Ctx(admin).get(), list_keys, &keys).ok());
+  ASSERT_EQ(keys.api_keys_size(), 1);
+  EXPECT_EQ(keys.api_keys(0).prefix(), key.secret().substr(0, 12));
+  EXPECT_EQ(keys.DebugString().find(key.secret()), std::string::npos) << "never the secret";
+
+  v1::RevokeApiKeyRequest revoke_key;
+  revoke_key.set_id(key.api_key().id());
+  v1::ApiKey revoked;
+  ASSERT_TRUE(Auth()->RevokeApiKey(Ctx(admin).get(), revoke_key, &revoked).ok());
+  EXPECT_TRUE(revoked.revoked());
+  EXPECT_EQ(Issue(by_key).status().code(), absl::StatusCode::kUnauthenticated);
+  // Users cannot have API keys.
+  auto user = Create(admin, "carol", v1::PRINCIPAL_KIND_USER, {"viewer"}, "password12345");
+  ASSERT_TRUE(user.ok());
+  create_key.set_principal_id(user->principal().id());
+  EXPECT_EQ(Auth()->CreateApiKey(Ctx(admin).get(), create_key, &key).error_code(),
+            grpc::StatusCode::FAILED_PRECONDITION);
+
+  // New roles show up in new tokens.
+  v1::SetRolesRequest roles;
+  roles.set_id(user->principal().id());
+  roles.add_roles("operator");
+  v1::Principal updated;
+  ASSERT_TRUE(Auth()->SetRoles(Ctx(admin).get(), roles, &updated).ok());
+  auto carol = Login("carol", "password12345");
+  ASSERT_TRUE(carol.ok());
+  diagnostics::v1::EchoResponse echo;
+  EXPECT_TRUE(Other()->Echo(Ctx(carol->access_token()).get(), {}, &echo).ok()) << "operator may Echo";
+
+  // A disabled principal cannot log in.
+  v1::SetPrincipalDisabledRequest disable;
+  disable.set_id(user->principal().id());
+  disable.set_disabled(true);
+  ASSERT_TRUE(Auth()->SetPrincipalDisabled(Ctx(admin).get(), disable, &updated).ok());
+  EXPECT_TRUE(updated.disabled());
+  EXPECT_EQ(Login("carol", "password12345").status().code(), absl::StatusCode::kUnauthenticated);
+  v1::IssueTokenRequest refresh;
+  refresh.set_grant_type("refresh_token");
+  refresh.set_refresh_token(carol->refresh_token());
+  EXPECT_EQ(Issue(refresh).status().code(), absl::StatusCode::kUnauthenticated);
+
+  // Paging visits every principal exactly once.
+  v1::ListPrincipalsRequest list;
+  list.mutable_page()->set_page_size(1);
+  std::set<std::string> seen;
+  int pages = 0;
+  do {
+    v1::ListPrincipalsResponse page;
+    ASSERT_TRUE(Auth()->ListPrincipals(Ctx(admin).get(), list, &page).ok());
+    for (const auto& p : page.principals()) EXPECT_TRUE(seen.insert(p.id()).second);
+    list.mutable_page()->set_page_token(page.page().next_page_token());
+    ++pages;
+  } while (!list.page().page_token().empty() && pages < 100);
+  EXPECT_GE(seen.size(), 3u);
+  EXPECT_EQ(static_cast<int>(seen.size()), pages) << "one principal per page, no empty last page";
+}
+
 TEST(AuthStartup, RefusesToStartWithoutSecrets) {
   auto db = testing::ScratchDatabase::Create();
   ASSERT_TRUE(db.ok());

@@ -115,6 +115,15 @@ void Paginate(const db::Result& rows, const Page& page,
   }
 }
 
+// The one row a statement touched, or NOT_FOUND naming `what` and `id`.
+absl::StatusOr<db::Row> ExecOne(db::Transaction& tx, const std::string& sql,
+                                const std::vector<db::Param>& params, const std::string& what,
+                                const std::string& id) {
+  CF_ASSIGN_OR_RETURN(db::Result rows, tx.Exec(sql, params));
+  if (rows.empty()) return absl::NotFoundError(absl::StrCat(what, " ", id, " not found"));
+  return rows[0];
+}
+
 bool LooksLikeJwt(const std::string& token) {
   return std::count(token.begin(), token.end(), '.') == 2;
 }
@@ -473,13 +482,14 @@ absl::StatusOr<v1::Principal> AuthCore::SetPrincipalDisabled(
   CF_RETURN_IF_ERROR(ValidateId(request.id(), "id"));
   v1::Principal out;
   CF_RETURN_IF_ERROR(pool_.InTransaction([&](db::Transaction& tx) -> absl::Status {
-    CF_ASSIGN_OR_RETURN(db::Result rows,
-                        tx.Exec(absl::StrCat("UPDATE auth.principals SET disabled = $2 WHERE id = "
+    CF_ASSIGN_OR_RETURN(db::Row row,
+                        ExecOne(tx,
+                                absl::StrCat("UPDATE auth.principals SET disabled = $2 WHERE id = "
                                              "$1::uuid RETURNING ",
                                              kPrincipalColumns),
-                                {request.id(), request.disabled() ? "t" : "f"}));
-    if (rows.empty()) return absl::NotFoundError(absl::StrCat("principal ", request.id(), " not found"));
-    out = PrincipalFromRow(rows[0]);
+                                {request.id(), request.disabled() ? "t" : "f"}, "principal",
+                                request.id()));
+    out = PrincipalFromRow(row);
     if (request.disabled()) {
       // A disabled principal's refresh tokens die with it.
       CF_RETURN_IF_ERROR(tx.Exec("UPDATE auth.refresh_tokens SET revoked_at = now() WHERE "
@@ -499,13 +509,13 @@ absl::StatusOr<v1::Principal> AuthCore::SetRoles(const v1::SetRolesRequest& requ
   CF_ASSIGN_OR_RETURN(std::string roles, RolesArray(request.roles()));
   v1::Principal out;
   CF_RETURN_IF_ERROR(pool_.InTransaction([&](db::Transaction& tx) -> absl::Status {
-    CF_ASSIGN_OR_RETURN(db::Result rows,
-                        tx.Exec(absl::StrCat("UPDATE auth.principals SET roles = $2::text[] WHERE "
+    CF_ASSIGN_OR_RETURN(db::Row row,
+                        ExecOne(tx,
+                                absl::StrCat("UPDATE auth.principals SET roles = $2::text[] WHERE "
                                              "id = $1::uuid RETURNING ",
                                              kPrincipalColumns),
-                                {request.id(), roles}));
-    if (rows.empty()) return absl::NotFoundError(absl::StrCat("principal ", request.id(), " not found"));
-    out = PrincipalFromRow(rows[0]);
+                                {request.id(), roles}, "principal", request.id()));
+    out = PrincipalFromRow(row);
     return Audit(tx, "principal.roles_changed", request.id(), caller, true, roles);
   }));
   return out;
@@ -585,13 +595,14 @@ absl::StatusOr<v1::ApiKey> AuthCore::RevokeApiKey(const v1::RevokeApiKeyRequest&
   CF_RETURN_IF_ERROR(ValidateId(request.id(), "id"));
   v1::ApiKey out;
   CF_RETURN_IF_ERROR(pool_.InTransaction([&](db::Transaction& tx) -> absl::Status {
-    CF_ASSIGN_OR_RETURN(db::Result rows,
-                        tx.Exec(absl::StrCat("UPDATE auth.api_keys SET revoked_at = "
-                                             "coalesce(revoked_at, now()) WHERE id = $1::uuid RETURNING ",
+    CF_ASSIGN_OR_RETURN(db::Row row,
+                        ExecOne(tx,
+                                absl::StrCat("UPDATE auth.api_keys SET revoked_at = "
+                                             "coalesce(revoked_at, now()) WHERE id = $1::uuid "
+                                             "RETURNING ",
                                              kApiKeyColumns),
-                                {request.id()}));
-    if (rows.empty()) return absl::NotFoundError(absl::StrCat("API key ", request.id(), " not found"));
-    out = ApiKeyFromRow(rows[0]);
+                                {request.id()}, "API key", request.id()));
+    out = ApiKeyFromRow(row);
     return Audit(tx, "api_key.revoked", out.principal_id(), caller, true, out.id());
   }));
   return out;

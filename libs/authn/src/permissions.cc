@@ -72,6 +72,15 @@ PermissionTable BuildDefault() {
   t.Allow(auth + "RevokeApiKey", admin_only);
   t.Allow(auth + "RotateSigningKey", admin_only);
   t.Allow(auth + "ListAuditEvents", admin_only);
+
+  // --- cloudflux.storage.v1
+  const std::string storage = "/cloudflux.storage.v1.StorageService/";
+  t.Allow(storage + "PutObject", operate);
+  t.Allow(storage + "DeleteObject", operate);
+  t.Allow(storage + "GetObject", read);
+  t.Allow(storage + "HeadObject", read);
+  t.Allow(storage + "ListObjects", read);
+  t.Allow(storage + "ListBackends", read);
   return t;
 }
 

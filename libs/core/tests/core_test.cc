@@ -114,6 +114,11 @@ TEST(Log, LinesAreJsonWithEscapedFields) {
 TEST(Digest, HexAndSha256) {
   EXPECT_EQ(HexEncode(std::string("\x00\xff\x10", 3)), "00ff10");
   EXPECT_EQ(Sha256Hex("abc"), "ba7816bf8f01cfea414140de5dae2223b00361a396177a9cb410ff61f20015ad");
+  Sha256 streaming;
+  streaming.Update("a");
+  streaming.Update("");
+  streaming.Update("bc");
+  EXPECT_EQ(streaming.HexDigest(), Sha256Hex("abc"));
 }
 
 TEST(Clock, ManualClockMovesOnlyWhenTold) {

@@ -10,4 +10,19 @@ namespace cloudflux::core {
 std::string HexEncode(std::string_view bytes);
 std::string Sha256Hex(std::string_view data);
 
+// Incremental SHA-256 for streams. Not thread-safe.
+class Sha256 {
+ public:
+  Sha256();
+  ~Sha256();
+  Sha256(const Sha256&) = delete;
+  Sha256& operator=(const Sha256&) = delete;
+  void Update(std::string_view data);
+  // Lowercase hex of everything updated so far; ends the stream.
+  std::string HexDigest();
+
+ private:
+  void* ctx_;  // EVP_MD_CTX
+};
+
 }  // namespace cloudflux::core

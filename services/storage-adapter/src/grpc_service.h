@@ -1,0 +1,43 @@
+#pragma once
+// gRPC adapter of StorageCore. Streams move one message at a time (a read is
+// only requested after the previous chunk is written, and vice versa), so
+// memory per call stays at one chunk whatever the object size. Blocking
+// work (disk, database) runs on the executor, not on gRPC's threads.
+
+#include "cloudflux/server/executor.h"
+#include "cloudflux/storage/v1/storage.grpc.pb.h"
+#include "storage_core.h"
+
+namespace cloudflux::storage {
+
+inline constexpr size_t kReadChunkBytes = 1 << 20;
+
+class StorageGrpcService final : public cloudflux::storage::v1::StorageService::CallbackService {
+ public:
+  StorageGrpcService(StorageCore& core, server::BlockingExecutor& executor)
+      : core_(core), executor_(executor) {}
+
+  grpc::ServerReadReactor<cloudflux::storage::v1::PutObjectRequest>* PutObject(
+      grpc::CallbackServerContext* context, cloudflux::storage::v1::ObjectInfo* response) override;
+  grpc::ServerWriteReactor<cloudflux::storage::v1::GetObjectResponse>* GetObject(
+      grpc::CallbackServerContext* context,
+      const cloudflux::storage::v1::GetObjectRequest* request) override;
+  grpc::ServerUnaryReactor* HeadObject(grpc::CallbackServerContext* context,
+                                       const cloudflux::storage::v1::HeadObjectRequest* request,
+                                       cloudflux::storage::v1::ObjectInfo* response) override;
+  grpc::ServerUnaryReactor* DeleteObject(grpc::CallbackServerContext* context,
+                                         const cloudflux::storage::v1::DeleteObjectRequest* request,
+                                         cloudflux::storage::v1::DeleteObjectResponse* response) override;
+  grpc::ServerUnaryReactor* ListObjects(grpc::CallbackServerContext* context,
+                                        const cloudflux::storage::v1::ListObjectsRequest* request,
+                                        cloudflux::storage::v1::ListObjectsResponse* response) override;
+  grpc::ServerUnaryReactor* ListBackends(grpc::CallbackServerContext* context,
+                                         const cloudflux::storage::v1::ListBackendsRequest* request,
+                                         cloudflux::storage::v1::ListBackendsResponse* response) override;
+
+ private:
+  StorageCore& core_;
+  server::BlockingExecutor& executor_;
+};
+
+}  // namespace cloudflux::storage

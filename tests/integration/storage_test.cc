@@ -1,0 +1,352 @@
+// The storage adapter through its gRPC API with the local backend, against
+// real PostgreSQL and the dev broker.
+#include <gtest/gtest.h>
+#include <signal.h>
+
+#include <filesystem>
+#include <random>
+
+#include "absl/strings/match.h"
+#include "cloudflux/core/digest.h"
+#include "cloudflux/core/uuid.h"
+#include "cloudflux/events/kafka.h"
+#include "cloudflux/events/outbox.h"
+#include "cloudflux/server/grpc_status.h"
+#include "cloudflux/storage/v1/events.pb.h"
+#include "cloudflux/storage/v1/storage.grpc.pb.h"
+#include "service_process.h"
+
+namespace cloudflux {
+namespace {
+
+namespace v1 = cloudflux::storage::v1;
+namespace fs = std::filesystem;
+
+std::string RandomBytes(size_t n, uint32_t seed) {
+  std::mt19937 gen(seed);
+  std::string s(n, '\0');
+  for (auto& c : s) c = static_cast<char>(gen());
+  return s;
+}
+
+size_t CountFiles(const std::string& dir) {
+  size_t n = 0;
+  std::error_code ec;
+  for (auto it = fs::recursive_directory_iterator(dir, ec); it != fs::recursive_directory_iterator();
+       ++it) {
+    if (it->is_regular_file()) ++n;
+  }
+  return n;
+}
+
+class StorageTest : public ::testing::Test {
+ protected:
+  void SetUp() override {
+    auto db = testing::ScratchDatabase::Create();
+    ASSERT_TRUE(db.ok()) << db.status();
+    db_ = std::move(*db);
+    data_dir_ = ::testing::TempDir() + "/storage-" + core::NewId();
+    Start();
+  }
+  void TearDown() override {
+    if (svc_.process != nullptr && svc_.process->Running()) {
+      svc_.process->Signal(SIGTERM);
+      EXPECT_EQ(svc_.process->Wait(absl::Seconds(20)), 0) << svc_.process->Output();
+    }
+    std::error_code ec;
+    fs::remove_all(data_dir_, ec);
+  }
+  void Start() {
+    svc_ = StartService("storage-adapter", db_->url(), {{"CLOUDFLUX_DATA_DIR", data_dir_}});
+    ASSERT_TRUE(WaitForHealth(svc_, HealthCheckResponse::SERVING)) << svc_.process->Output();
+    stub_ = v1::StorageService::NewStub(server::MakeChannel(svc_.target()));
+  }
+
+  absl::StatusOr<v1::ObjectInfo> Put(const std::string& key, const std::string& data,
+                                     const std::string& expected_sha = "",
+                                     size_t chunk = 64 * 1024, const std::string& ns = "photos") {
+    auto ctx = server::MakeClientContext(absl::Seconds(60));
+    v1::ObjectInfo info;
+    auto writer = stub_->PutObject(ctx.get(), &info);
+    v1::PutObjectRequest header;
+    header.mutable_header()->set_namespace_(ns);
+    header.mutable_header()->set_key(key);
+    header.mutable_header()->set_content_type("application/octet-stream");
+    (*header.mutable_header()->mutable_metadata())["owner"] = "tests";
+    header.mutable_header()->set_expected_sha256(expected_sha);
+    writer->Write(header);
+    for (size_t off = 0; off < data.size(); off += chunk) {
+      v1::PutObjectRequest part;
+      part.set_chunk(data.substr(off, chunk));
+      if (!writer->Write(part)) break;
+    }
+    writer->WritesDone();
+    grpc::Status s = writer->Finish();
+    if (!s.ok()) return server::FromGrpcStatus(s);
+    return info;
+  }
+
+  absl::StatusOr<std::string> Get(const std::string& key, int64_t offset = 0, int64_t length = 0,
+                                  v1::ObjectInfo* info = nullptr) {
+    auto ctx = server::MakeClientContext(absl::Seconds(60));
+    v1::GetObjectRequest req;
+    req.set_namespace_("photos");
+    req.set_key(key);
+    req.set_offset(offset);
+    req.set_length(length);
+    auto reader = stub_->GetObject(ctx.get(), req);
+    v1::GetObjectResponse resp;
+    std::string data;
+    while (reader->Read(&resp)) {
+      if (resp.has_info() && info != nullptr) *info = resp.info();
+      data += resp.chunk();
+    }
+    grpc::Status s = reader->Finish();
+    if (!s.ok()) return server::FromGrpcStatus(s);
+    return data;
+  }
+
+  absl::StatusCode Head(const std::string& key, v1::ObjectInfo* info = nullptr) {
+    v1::HeadObjectRequest req;
+    req.set_namespace_("photos");
+    req.set_key(key);
+    v1::ObjectInfo out;
+    auto ctx = server::MakeClientContext(absl::Seconds(10));
+    grpc::Status s = stub_->HeadObject(ctx.get(), req, &out);
+    if (info != nullptr) *info = out;
+    return static_cast<absl::StatusCode>(s.error_code());
+  }
+
+  std::unique_ptr<testing::ScratchDatabase> db_;
+  std::string data_dir_;
+  Service svc_;
+  std::unique_ptr<v1::StorageService::Stub> stub_;
+};
+
+TEST_F(StorageTest, PutGetRangesOverwriteAndDelete) {
+  std::string data = RandomBytes(3 * 1024 * 1024 + 17, 1);
+  auto info = Put("2026/cat.jpg", data, core::Sha256Hex(data));
+  ASSERT_TRUE(info.ok()) << info.status();
+  EXPECT_EQ(info->size(), static_cast<int64_t>(data.size()));
+  EXPECT_EQ(info->sha256(), core::Sha256Hex(data));
+  EXPECT_EQ(info->backend(), "local");
+  EXPECT_EQ(info->tier(), cloudflux::common::v1::STORAGE_TIER_HOT);
+  EXPECT_EQ(info->version(), 1);
+  EXPECT_EQ(info->metadata().at("owner"), "tests");
+
+  v1::ObjectInfo streamed_info;
+  auto whole = Get("2026/cat.jpg", 0, 0, &streamed_info);
+  ASSERT_TRUE(whole.ok()) << whole.status();
+  EXPECT_TRUE(*whole == data) << "bytes differ";
+  EXPECT_EQ(streamed_info.sha256(), info->sha256());
+  auto range = Get("2026/cat.jpg", 1000, 2 * 1024 * 1024);
+  ASSERT_TRUE(range.ok());
+  EXPECT_TRUE(*range == data.substr(1000, 2 * 1024 * 1024));
+  auto tail = Get("2026/cat.jpg", static_cast<int64_t>(data.size()) - 5);
+  EXPECT_EQ(*tail, data.substr(data.size() - 5));
+
+  // Overwrite: new version, the old bytes are gone from disk.
+  std::string v2 = RandomBytes(1000, 2);
+  auto second = Put("2026/cat.jpg", v2);
+  ASSERT_TRUE(second.ok());
+  EXPECT_EQ(second->version(), 2);
+  EXPECT_NE(second->physical_key(), info->physical_key());
+  EXPECT_EQ(*Get("2026/cat.jpg"), v2);
+  EXPECT_EQ(CountFiles(data_dir_ + "/objects"), 1u);
+
+  // Empty objects are objects too.
+  ASSERT_TRUE(Put("empty", "").ok());
+  EXPECT_EQ(*Get("empty"), "");
+
+  v1::DeleteObjectRequest del;
+  del.set_namespace_("photos");
+  del.set_key("2026/cat.jpg");
+  v1::DeleteObjectResponse deleted;
+  ASSERT_TRUE(stub_->DeleteObject(server::MakeClientContext(absl::Seconds(10)).get(), del, &deleted).ok());
+  EXPECT_EQ(Head("2026/cat.jpg"), absl::StatusCode::kNotFound);
+  EXPECT_EQ(stub_->DeleteObject(server::MakeClientContext(absl::Seconds(10)).get(), del, &deleted)
+                .error_code(),
+            grpc::StatusCode::NOT_FOUND);
+  EXPECT_EQ(CountFiles(data_dir_ + "/objects"), 1u) << "only the empty object remains";
+}
+
+TEST_F(StorageTest, ChecksumMismatchStoresNothing) {
+  std::string data = RandomBytes(500000, 3);
+  auto bad = Put("x.bin", data, std::string(64, '0'));
+  EXPECT_EQ(bad.status().code(), absl::StatusCode::kDataLoss);
+  EXPECT_TRUE(absl::StrContains(bad.status().message(), "SHA-256 mismatch"));
+  EXPECT_EQ(Head("x.bin"), absl::StatusCode::kNotFound);
+  EXPECT_EQ(CountFiles(data_dir_ + "/objects"), 0u);
+  EXPECT_EQ(CountFiles(data_dir_ + "/.tmp"), 0u);
+}
+
+TEST_F(StorageTest, BadInputIsRefusedAndWritesNothing) {
+  for (const std::string& key : std::vector<std::string>{"../etc/passwd", "/abs", "a/../b", "a/./b", std::string("nul\0x", 5),
+                                std::string(2000, 'k'), std::string("tab\tkey"), ""}) {
+    EXPECT_EQ(Put(key, "data").status().code(), absl::StatusCode::kInvalidArgument) << key;
+  }
+  EXPECT_EQ(Put("ok", "data", "", 4, "Bad Namespace").status().code(),
+            absl::StatusCode::kInvalidArgument);
+  EXPECT_EQ(Put("ok", "data", "not-hex").status().code(), absl::StatusCode::kInvalidArgument);
+  {
+    // A stream that ends before its header.
+    auto ctx = server::MakeClientContext(absl::Seconds(10));
+    v1::ObjectInfo info;
+    auto writer = stub_->PutObject(ctx.get(), &info);
+    writer->WritesDone();
+    grpc::Status s = writer->Finish();
+    EXPECT_EQ(s.error_code(), grpc::StatusCode::INVALID_ARGUMENT);
+    EXPECT_EQ(s.error_message(), "the stream ended before its header");
+  }
+  {
+    // Data before the header.
+    auto ctx = server::MakeClientContext(absl::Seconds(10));
+    v1::ObjectInfo info;
+    auto writer = stub_->PutObject(ctx.get(), &info);
+    v1::PutObjectRequest chunk;
+    chunk.set_chunk("data");
+    writer->Write(chunk);
+    writer->WritesDone();
+    EXPECT_EQ(writer->Finish().error_code(), grpc::StatusCode::INVALID_ARGUMENT);
+  }
+  {
+    auto ctx = server::MakeClientContext(absl::Seconds(10));
+    v1::ObjectInfo info;
+    auto writer = stub_->PutObject(ctx.get(), &info);
+    v1::PutObjectRequest header;
+    header.mutable_header()->set_namespace_("photos");
+    header.mutable_header()->set_key("k");
+    header.mutable_header()->set_backend("s3-nowhere");
+    writer->Write(header);
+    writer->WritesDone();
+    EXPECT_EQ(writer->Finish().error_code(), grpc::StatusCode::NOT_FOUND);
+  }
+  EXPECT_EQ(CountFiles(data_dir_ + "/objects"), 0u);
+  EXPECT_EQ(CountFiles(data_dir_ + "/.tmp"), 0u);
+
+  ASSERT_TRUE(Put("small", "0123456789").ok());
+  EXPECT_EQ(Get("small", -1).status().code(), absl::StatusCode::kInvalidArgument);
+  EXPECT_EQ(Get("small", 0, -5).status().code(), absl::StatusCode::kInvalidArgument);
+  EXPECT_EQ(Get("small", 11).status().code(), absl::StatusCode::kOutOfRange);
+  EXPECT_EQ(Get("small", 5, 6).status().code(), absl::StatusCode::kOutOfRange);
+  EXPECT_EQ(*Get("small", 5, 5), "56789");
+  EXPECT_EQ(Get("missing").status().code(), absl::StatusCode::kNotFound);
+}
+
+TEST_F(StorageTest, ListingWithPrefixDelimiterAndPages) {
+  for (const char* key : {"a/1", "a/2", "a/sub/3", "b/1", "c", "d"}) ASSERT_TRUE(Put(key, key).ok());
+  auto list = [&](const std::string& prefix, const std::string& delimiter, int size,
+                  const std::string& token) {
+    v1::ListObjectsRequest req;
+    req.set_namespace_("photos");
+    req.set_prefix(prefix);
+    req.set_delimiter(delimiter);
+    req.mutable_page()->set_page_size(size);
+    req.mutable_page()->set_page_token(token);
+    v1::ListObjectsResponse resp;
+    EXPECT_TRUE(stub_->ListObjects(server::MakeClientContext(absl::Seconds(10)).get(), req, &resp).ok());
+    return resp;
+  };
+  auto top = list("", "/", 100, "");
+  ASSERT_EQ(top.common_prefixes_size(), 2);
+  EXPECT_EQ(top.common_prefixes(0), "a/");
+  EXPECT_EQ(top.common_prefixes(1), "b/");
+  ASSERT_EQ(top.objects_size(), 2);
+  EXPECT_EQ(top.objects(0).key(), "c");
+  EXPECT_TRUE(top.page().next_page_token().empty());
+
+  auto in_a = list("a/", "/", 100, "");
+  EXPECT_EQ(in_a.objects_size(), 2);
+  ASSERT_EQ(in_a.common_prefixes_size(), 1);
+  EXPECT_EQ(in_a.common_prefixes(0), "a/sub/");
+
+  // Pages of two, with rolled-up prefixes counting as entries.
+  std::vector<std::string> seen;
+  std::string token;
+  int pages = 0;
+  do {
+    auto page = list("", "/", 2, token);
+    for (const auto& p : page.common_prefixes()) seen.push_back(p);
+    for (const auto& o : page.objects()) seen.push_back(o.key());
+    token = page.page().next_page_token();
+    ++pages;
+  } while (!token.empty() && pages < 10);
+  std::sort(seen.begin(), seen.end());
+  EXPECT_EQ(seen, (std::vector<std::string>{"a/", "b/", "c", "d"}));
+  EXPECT_EQ(pages, 2);
+
+  seen.clear();
+  token.clear();
+  do {
+    auto page = list("", "", 4, token);
+    for (const auto& o : page.objects()) seen.push_back(o.key());
+    token = page.page().next_page_token();
+  } while (!token.empty());
+  EXPECT_EQ(seen.size(), 6u);
+
+  v1::ListBackendsResponse backends;
+  ASSERT_TRUE(stub_->ListBackends(server::MakeClientContext(absl::Seconds(10)).get(), {}, &backends).ok());
+  ASSERT_EQ(backends.backends_size(), 1);
+  EXPECT_TRUE(backends.backends(0).healthy());
+  EXPECT_TRUE(backends.backends(0).is_default());
+}
+
+TEST_F(StorageTest, EventsReachKafka) {
+  std::string key = "evt-" + core::NewId();
+  ASSERT_TRUE(Put(key, "hello").ok());
+  v1::DeleteObjectRequest del;
+  del.set_namespace_("photos");
+  del.set_key(key);
+  v1::DeleteObjectResponse deleted;
+  ASSERT_TRUE(stub_->DeleteObject(server::MakeClientContext(absl::Seconds(10)).get(), del, &deleted).ok());
+  events::ConsumerOptions co;
+  co.kafka.brokers = *testing::TestKafkaBootstrap();
+  co.group_id = "storage-test-" + core::NewId();
+  co.topics = {"cloudflux.storage.objects"};
+  bool created = false, removed = false;
+  auto consumer = events::Consumer::Create(co, [&](const events::ConsumedMessage& m) {
+    auto e = events::ParseEnvelope(m);
+    if (!e.ok()) return e.status();
+    if (m.key != "photos/" + key) return absl::OkStatus();
+    v1::ObjectCreated c;
+    v1::ObjectDeleted d;
+    if (e->payload().UnpackTo(&c)) created = c.object().key() == key && c.object().size() == 5;
+    if (e->payload().UnpackTo(&d)) removed = d.key() == key;
+    return absl::OkStatus();
+  });
+  ASSERT_TRUE(consumer.ok());
+  EXPECT_TRUE(WaitFor(
+      [&] {
+        (void)(*consumer)->PollOnce(absl::Milliseconds(100));
+        return created && removed;
+      },
+      absl::Seconds(30), absl::ZeroDuration()));
+}
+
+TEST_F(StorageTest, KillDuringUploadLeavesNoObjectAndNoPartialFile) {
+  auto ctx = server::MakeClientContext(absl::Seconds(60));
+  v1::ObjectInfo info;
+  auto writer = stub_->PutObject(ctx.get(), &info);
+  v1::PutObjectRequest header;
+  header.mutable_header()->set_namespace_("photos");
+  header.mutable_header()->set_key("big.bin");
+  ASSERT_TRUE(writer->Write(header));
+  std::string chunk = RandomBytes(1 << 20, 4);
+  v1::PutObjectRequest part;
+  part.set_chunk(chunk);
+  for (int i = 0; i < 8; ++i) ASSERT_TRUE(writer->Write(part));
+  ASSERT_TRUE(WaitFor([&] { return CountFiles(data_dir_ + "/.tmp") == 1; }, absl::Seconds(10)));
+  svc_.process->Signal(SIGKILL);
+  EXPECT_EQ(svc_.process->Wait(absl::Seconds(10)), 128 + SIGKILL);
+  writer->WritesDone();
+  EXPECT_FALSE(writer->Finish().ok());
+
+  Start();  // the restarted service cleans up the interrupted write
+  EXPECT_EQ(Head("big.bin"), absl::StatusCode::kNotFound);
+  EXPECT_EQ(CountFiles(data_dir_ + "/.tmp"), 0u);
+  EXPECT_EQ(CountFiles(data_dir_ + "/objects"), 0u);
+  ASSERT_TRUE(Put("after-restart", "ok").ok());
+}
+
+}  // namespace
+}  // namespace cloudflux

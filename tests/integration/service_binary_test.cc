@@ -4,6 +4,7 @@
 #include <signal.h>
 
 #include <atomic>
+#include <set>
 #include <thread>
 
 #include "absl/strings/match.h"
@@ -80,7 +81,12 @@ TEST(ServiceBinary, MetricsShowCallsWithGoGrpcPrometheusLabels) {
   ASSERT_TRUE(stub->GetServerInfo(ctx.get(), {}, &info).ok());
   EXPECT_EQ(info.service(), "storage-adapter");
   EXPECT_TRUE(info.serving());
-  ASSERT_EQ(info.dependencies_size(), 2);  // postgres, kafka
+  std::set<std::string> deps;
+  for (const auto& d : info.dependencies()) {
+    deps.insert(d.name());
+    EXPECT_TRUE(d.healthy()) << d.name();
+  }
+  EXPECT_EQ(deps, (std::set<std::string>{"postgres", "kafka", "backends"}));
   std::string text = Metrics(svc);
   EXPECT_TRUE(absl::StrContains(
       text,

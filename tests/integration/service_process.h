@@ -52,6 +52,8 @@ inline Service StartService(const std::string& name, const std::string& pg_url,
       {"CLOUDFLUX_REDIS_ADDRESS", testing::TestRedisAddress().value_or("")},
       {"CLOUDFLUX_HEALTH_CHECK_INTERVAL", "100ms"},
       {"CLOUDFLUX_STARTUP_TIMEOUT", "20s"},
+      {"CLOUDFLUX_DATA_DIR",
+       ::testing::TempDir() + "/data-" + name + "-" + std::to_string(s.port)},
   };
   if (name == "auth") {
     for (auto& [k, v] : AuthSecretsEnv()) env[k] = v;

@@ -15,6 +15,7 @@
 #include "cloudflux/core/log.h"
 #include "cloudflux/core/status.h"
 #include "cloudflux/core/uuid.h"
+#include "cloudflux/server/paging.h"
 
 namespace cloudflux::auth {
 
@@ -84,21 +85,13 @@ absl::Status ValidateId(const std::string& id, const char* what) {
   return absl::OkStatus();
 }
 
-struct Page {
-  int size = kDefaultPageSize;
-  std::string after;  // id of the last item of the previous page
-};
+using Page = server::PageCursor;
 
+// A page whose cursor must be a UUID (the id of the last item returned).
 absl::StatusOr<Page> ParsePage(const cloudflux::common::v1::PageRequest& request) {
-  Page page;
-  if (request.page_size() < 0) return absl::InvalidArgumentError("page_size must not be negative");
-  if (request.page_size() > 0) page.size = std::min(request.page_size(), kMaxPageSize);
-  if (!request.page_token().empty()) {
-    auto decoded = authn::Base64UrlDecode(request.page_token());
-    if (!decoded.ok() || !core::ParseUuid(*decoded).has_value()) {
-      return absl::InvalidArgumentError("invalid page_token");
-    }
-    page.after = *decoded;
+  CF_ASSIGN_OR_RETURN(Page page, server::ParsePage(request, kDefaultPageSize, kMaxPageSize));
+  if (!page.after.empty() && !core::ParseUuid(page.after).has_value()) {
+    return absl::InvalidArgumentError("invalid page_token");
   }
   return page;
 }
@@ -111,7 +104,7 @@ void Paginate(const db::Result& rows, const Page& page,
   for (size_t i = 0; i < n; ++i) add(rows[i]);
   out->set_total_size(-1);
   if (rows.size() > static_cast<size_t>(page.size)) {
-    out->set_next_page_token(authn::Base64UrlEncode(rows[n - 1].Text(0)));
+    out->set_next_page_token(server::PageToken(rows[n - 1].Text(0)));
   }
 }
 

@@ -8,10 +8,10 @@
 
 #include "absl/strings/match.h"
 #include "absl/strings/str_cat.h"
-#include "cloudflux/authn/jwt.h"
 #include "cloudflux/core/log.h"
 #include "cloudflux/core/status.h"
 #include "cloudflux/core/uuid.h"
+#include "cloudflux/server/paging.h"
 #include "cloudflux/storage/v1/events.pb.h"
 
 namespace cloudflux::storage {
@@ -288,15 +288,10 @@ absl::StatusOr<v1::ListObjectsResponse> StorageCore::List(const v1::ListObjectsR
   CF_RETURN_IF_ERROR(ValidateNamespace(request.namespace_()));
   if (request.prefix().size() > kMaxKeyBytes) return absl::InvalidArgumentError("prefix is too long");
   if (request.delimiter().size() > 16) return absl::InvalidArgumentError("delimiter is too long");
-  if (request.page().page_size() < 0) return absl::InvalidArgumentError("page_size must not be negative");
-  int page_size = request.page().page_size() == 0 ? kDefaultPageSize
-                                                  : std::min(request.page().page_size(), kMaxPageSize);
-  std::string after;
-  if (!request.page().page_token().empty()) {
-    auto decoded = authn::Base64UrlDecode(request.page().page_token());
-    if (!decoded.ok()) return absl::InvalidArgumentError("invalid page_token");
-    after = *decoded;
-  }
+  CF_ASSIGN_OR_RETURN(server::PageCursor cursor,
+                      server::ParsePage(request.page(), kDefaultPageSize, kMaxPageSize));
+  const int page_size = cursor.size;
+  std::string after = std::move(cursor.after);
   const std::string& prefix = request.prefix();
   const std::string& delimiter = request.delimiter();
   v1::ListObjectsResponse out;
@@ -334,7 +329,7 @@ absl::StatusOr<v1::ListObjectsResponse> StorageCore::List(const v1::ListObjectsR
   out.mutable_page()->set_total_size(-1);
   if (emitted >= page_size) {
     CF_ASSIGN_OR_RETURN(db::Result next, fetch(1));
-    if (!next.empty()) out.mutable_page()->set_next_page_token(authn::Base64UrlEncode(after));
+    if (!next.empty()) out.mutable_page()->set_next_page_token(server::PageToken(after));
   }
   return out;
 }

@@ -210,6 +210,24 @@ TEST_F(StorageTest, BadInputIsRefusedAndWritesNothing) {
     EXPECT_EQ(writer->Finish().error_code(), grpc::StatusCode::INVALID_ARGUMENT);
   }
   {
+    // A second header in the middle of the data.
+    auto ctx = server::MakeClientContext(absl::Seconds(10));
+    v1::ObjectInfo info;
+    auto writer = stub_->PutObject(ctx.get(), &info);
+    v1::PutObjectRequest header;
+    header.mutable_header()->set_namespace_("photos");
+    header.mutable_header()->set_key("twice");
+    writer->Write(header);
+    v1::PutObjectRequest chunk;
+    chunk.set_chunk(std::string(1 << 20, 'x'));
+    for (int i = 0; i < 3; ++i) writer->Write(chunk);
+    writer->Write(header);
+    writer->Write(chunk);
+    writer->WritesDone();
+    EXPECT_EQ(writer->Finish().error_code(), grpc::StatusCode::INVALID_ARGUMENT);
+    EXPECT_EQ(Head("twice"), absl::StatusCode::kNotFound);
+  }
+  {
     auto ctx = server::MakeClientContext(absl::Seconds(10));
     v1::ObjectInfo info;
     auto writer = stub_->PutObject(ctx.get(), &info);

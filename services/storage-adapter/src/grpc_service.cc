@@ -1,6 +1,7 @@
 #include "grpc_service.h"
 
 #include <atomic>
+#include <mutex>
 
 namespace cloudflux::storage {
 
@@ -9,6 +10,8 @@ using server::FinishUnaryOn;
 
 namespace {
 
+// Receives the next chunk from the network while the previous one is being
+// written: at most three chunks per call (receiving, writing, waiting).
 class PutReactor final : public grpc::ServerReadReactor<v1::PutObjectRequest> {
  public:
   PutReactor(StorageCore& core, server::BlockingExecutor& executor, v1::ObjectInfo* response)
@@ -17,7 +20,37 @@ class PutReactor final : public grpc::ServerReadReactor<v1::PutObjectRequest> {
   }
 
   void OnReadDone(bool ok) override {
-    executor_.Run([this, ok] { Handle(ok); });
+    std::unique_lock lock(mu_);
+    if (done_) return;
+    if (!ok) {  // the client finished sending (or went away)
+      eof_ = true;
+      if (!writing_) Dispatch([this] { Complete(); });
+      return;
+    }
+    if (upload_ == nullptr && !starting_) {
+      starting_ = true;
+      Dispatch([this] { Begin(); });
+      return;
+    }
+    if (request_.has_header()) {
+      absl::Status bad = absl::InvalidArgumentError("only the first message may be a header");
+      if (writing_) {  // the writer owns the upload now; it fails the call
+        failure_ = bad;
+        return;
+      }
+      lock.unlock();
+      return Fail(bad);
+    }
+    if (writing_) {
+      // Keep it until the current write is done; no new read until then.
+      pending_ = std::move(*request_.mutable_chunk());
+      has_pending_ = true;
+      return;
+    }
+    writing_ = true;
+    std::string chunk = std::move(*request_.mutable_chunk());
+    StartRead(&request_);
+    Dispatch([this, chunk = std::move(chunk)]() mutable { WriteLoop(std::move(chunk)); });
   }
 
   void OnCancel() override { cancelled_ = true; }
@@ -28,44 +61,89 @@ class PutReactor final : public grpc::ServerReadReactor<v1::PutObjectRequest> {
   }
 
  private:
-  void Handle(bool ok) {
-    if (cancelled_) return Fail(absl::CancelledError("upload cancelled"));
-    if (!ok) {  // the client finished sending
-      if (upload_ == nullptr) {
-        return Fail(absl::InvalidArgumentError("the stream ended before its header"));
-      }
-      auto info = upload_->Finish();
-      upload_.reset();
-      if (!info.ok()) return Fail(info.status());
-      *response_ = std::move(*info);
-      return Finish(grpc::Status::OK);
+  template <class Fn>
+  void Dispatch(Fn fn) {
+    executor_.Run(std::move(fn));
+  }
+
+  void Begin() {
+    if (!request_.has_header()) {
+      return Fail(absl::InvalidArgumentError("the first message must be the header"));
     }
-    if (upload_ == nullptr) {
-      if (!request_.has_header()) {
-        return Fail(absl::InvalidArgumentError("the first message must be the header"));
-      }
-      auto upload = core_.BeginPut(request_.header());
-      if (!upload.ok()) return Fail(upload.status());
+    auto upload = core_.BeginPut(request_.header());
+    if (!upload.ok()) return Fail(upload.status());
+    {
+      std::lock_guard lock(mu_);
       upload_ = std::move(*upload);
-    } else if (request_.has_header()) {
-      return Fail(absl::InvalidArgumentError("only the first message may be a header"));
-    } else {
-      absl::Status written = upload_->Write(request_.chunk());
-      if (!written.ok()) return Fail(written);
     }
     StartRead(&request_);
   }
 
+  // Writes `chunk`, then any chunk that arrived meanwhile, on this thread.
+  void WriteLoop(std::string chunk) {
+    while (true) {
+      if (cancelled_) return Fail(absl::CancelledError("upload cancelled"));
+      absl::Status written = upload_->Write(chunk);
+      if (!written.ok()) return Fail(written);
+      std::unique_lock lock(mu_);
+      if (!failure_.ok()) {
+        absl::Status failure = failure_;
+        lock.unlock();
+        return Fail(failure);
+      }
+      if (has_pending_) {
+        chunk = std::move(pending_);
+        has_pending_ = false;
+        StartRead(&request_);
+        continue;
+      }
+      writing_ = false;
+      if (eof_) break;
+      return;
+    }
+    Complete();
+  }
+
+  void Complete() {
+    if (cancelled_) return Fail(absl::CancelledError("upload cancelled"));
+    std::unique_ptr<StorageCore::Upload> upload;
+    {
+      std::lock_guard lock(mu_);
+      upload = std::move(upload_);
+    }
+    if (upload == nullptr) return Fail(absl::InvalidArgumentError("the stream ended before its header"));
+    auto info = upload->Finish();
+    if (!info.ok()) return Fail(info.status());
+    *response_ = std::move(*info);
+    FinishOnce(grpc::Status::OK);
+  }
+
   void Fail(const absl::Status& status) {
-    upload_.reset();
-    Finish(server::ToGrpcStatus(status));
+    {
+      std::lock_guard lock(mu_);
+      upload_.reset();
+    }
+    FinishOnce(server::ToGrpcStatus(status));
+  }
+
+  void FinishOnce(const grpc::Status& status) {
+    {
+      std::lock_guard lock(mu_);
+      if (done_) return;
+      done_ = true;
+    }
+    Finish(status);
   }
 
   StorageCore& core_;
   server::BlockingExecutor& executor_;
   v1::ObjectInfo* response_;
+  std::mutex mu_;  // guards everything below but request_'s contents
   v1::PutObjectRequest request_;
   std::unique_ptr<StorageCore::Upload> upload_;
+  bool starting_ = false, writing_ = false, eof_ = false, has_pending_ = false, done_ = false;
+  std::string pending_;
+  absl::Status failure_;  // set while a write is running, handled after it
   std::atomic<bool> cancelled_{false};
 };
 

@@ -7,7 +7,6 @@
 #include <signal.h>
 
 #include <cstdio>
-#include <fstream>
 
 #include "absl/flags/flag.h"
 #include "absl/strings/str_cat.h"
@@ -37,23 +36,10 @@ int main(int argc, char** argv) {
   cloudflux::core::ParseFlags(argc, argv, "auth grants/s and introspections/s");
   auto db = cloudflux::testing::ScratchDatabase::Create();
   if (!db.ok()) Die(std::string(db.status().message()));
-  std::string dir = std::getenv("TMPDIR") ? std::getenv("TMPDIR") : "/tmp";
-  std::ofstream(dir + "/bench-master.key") << "00112233445566778899aabbccddeeff00112233445566778899aabbccddeeff\n";
-  std::ofstream(dir + "/bench-admin.password") << "benchmark admin password\n";
-  int port = cloudflux::testing::PickFreePort();
-  auto child = cloudflux::testing::ChildProcess::Start(
-      {cloudflux::testing::BinaryDir() + "/services/auth/cloudflux-auth"},
-      {{"CLOUDFLUX_LISTEN_ADDRESS", absl::StrCat("127.0.0.1:", port)},
-       {"CLOUDFLUX_METRICS_ADDRESS", absl::StrCat("127.0.0.1:", cloudflux::testing::PickFreePort())},
-       {"CLOUDFLUX_PG_URL", (*db)->url()},
-       {"CLOUDFLUX_PG_POOL_SIZE", "16"},
-       {"CLOUDFLUX_KAFKA_BROKERS", *cloudflux::testing::TestKafkaBootstrap()},
-       {"CLOUDFLUX_REDIS_ADDRESS", *cloudflux::testing::TestRedisAddress()},
-       {"CLOUDFLUX_MASTER_KEY_FILE", dir + "/bench-master.key"},
-       {"CLOUDFLUX_BOOTSTRAP_ADMIN_PASSWORD_FILE", dir + "/bench-admin.password"},
-       {"CLOUDFLUX_ACCESS_LOG", "errors"}});
+  auto child = cloudflux::testing::StartServiceBinary(
+      "auth", (*db)->url(), {{"CLOUDFLUX_PG_POOL_SIZE", "16"}, {"CLOUDFLUX_ACCESS_LOG", "errors"}});
   if (!child.ok()) Die("cannot start auth");
-  std::string target = absl::StrCat("127.0.0.1:", port);
+  std::string target = child->target();
 
   std::vector<std::unique_ptr<v1::AuthService::Stub>> stubs;
   for (int i = 0; i < absl::GetFlag(FLAGS_channels); ++i) {
@@ -61,7 +47,7 @@ int main(int argc, char** argv) {
     args.SetInt("cloudflux.bench.channel", i);
     auto ch = grpc::CreateCustomChannel(target, grpc::InsecureChannelCredentials(), args);
     if (!ch->WaitForConnected(std::chrono::system_clock::now() + std::chrono::seconds(30))) {
-      Die("auth did not come up:\n" + (*child)->Output());
+      Die("auth did not come up:\n" + child->process->Output());
     }
     stubs.push_back(v1::AuthService::NewStub(ch));
   }
@@ -74,7 +60,7 @@ int main(int argc, char** argv) {
   v1::IssueTokenRequest login;
   login.set_grant_type("password");
   login.set_username("admin");
-  login.set_password("benchmark admin password");
+  login.set_password(cloudflux::testing::kTestAdminPassword);
   v1::IssueTokenResponse admin;
   grpc::Status s;
   for (int i = 0; i < 100; ++i) {
@@ -82,7 +68,7 @@ int main(int argc, char** argv) {
     if (s.ok()) break;
     std::this_thread::sleep_for(std::chrono::milliseconds(200));
   }
-  if (!s.ok()) Die("admin login: " + s.error_message() + "\n" + (*child)->Output());
+  if (!s.ok()) Die("admin login: " + s.error_message() + "\n" + child->process->Output());
   v1::CreatePrincipalRequest create;
   create.set_name("bench-client");
   create.set_kind(v1::PRINCIPAL_KIND_SERVICE_ACCOUNT);
@@ -143,7 +129,7 @@ int main(int argc, char** argv) {
   std::printf("IntrospectToken           : %8.0f /s  (Hydra, 2 CPUs: %.0f /s; ratio %.2f; target 20000)\n",
               introspections.calls_per_second, kHydraIntrospections,
               introspections.calls_per_second / kHydraIntrospections);
-  (*child)->Signal(SIGTERM);
-  (*child)->Wait(absl::Seconds(30));
+  child->process->Signal(SIGTERM);
+  child->process->Wait(absl::Seconds(30));
   return 0;
 }

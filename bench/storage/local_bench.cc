@@ -79,22 +79,14 @@ int main(int argc, char** argv) {
 
   auto db = cloudflux::testing::ScratchDatabase::Create();
   if (!db.ok()) Die(std::string(db.status().message()));
-  int port = cloudflux::testing::PickFreePort();
-  auto child = cloudflux::testing::ChildProcess::Start(
-      {cloudflux::testing::BinaryDir() + "/services/storage-adapter/cloudflux-storage-adapter"},
-      {{"CLOUDFLUX_LISTEN_ADDRESS", absl::StrCat("127.0.0.1:", port)},
-       {"CLOUDFLUX_METRICS_ADDRESS", absl::StrCat("127.0.0.1:", cloudflux::testing::PickFreePort())},
-       {"CLOUDFLUX_PG_URL", (*db)->url()},
-       {"CLOUDFLUX_KAFKA_BROKERS", *cloudflux::testing::TestKafkaBootstrap()},
-       {"CLOUDFLUX_REDIS_ADDRESS", *cloudflux::testing::TestRedisAddress()},
-       {"CLOUDFLUX_INSECURE_NO_AUTH", "true"},
-       {"CLOUDFLUX_DATA_DIR", dir + "/store"}});
+  auto child = cloudflux::testing::StartServiceBinary("storage-adapter", (*db)->url(),
+                                                      {{"CLOUDFLUX_DATA_DIR", dir + "/store"}});
   if (!child.ok()) Die("cannot start the storage adapter");
   cloudflux::server::ChannelOptions options;
   options.max_receive_message_bytes = 64 << 20;
-  auto channel = cloudflux::server::MakeChannel(absl::StrCat("127.0.0.1:", port), options);
+  auto channel = cloudflux::server::MakeChannel(child->target(), options);
   if (!channel->WaitForConnected(std::chrono::system_clock::now() + std::chrono::seconds(30))) {
-    Die("storage adapter did not come up:\n" + (*child)->Output());
+    Die("storage adapter did not come up:\n" + child->process->Output());
   }
   auto stub = v1::StorageService::NewStub(channel);
 
@@ -148,7 +140,7 @@ int main(int argc, char** argv) {
   double get = Seconds(start);
   double dd_read = TimeCommand(absl::StrCat("dd if=", dir, "/dd-copy.bin of=", dir,
                                             "/dd-read.bin bs=1M status=none"));
-  int64_t rss = PeakRssKib((*child)->pid());
+  int64_t rss = PeakRssKib(child->process->pid());
 
   std::printf("object                  : %lld MiB\n", static_cast<long long>(mib));
   std::printf("put via storage adapter : %7.2f s  %7.1f MiB/s\n", put, mib / put);
@@ -158,8 +150,8 @@ int main(int argc, char** argv) {
   std::printf("dd copy (peer)          : %7.2f s  %7.1f MiB/s   ratio get/dd %.2f (target >= 0.8)\n",
               dd_read, mib / dd_read, dd_read / get);
   std::printf("service peak RSS        : %lld KiB (target < 65536)\n", static_cast<long long>(rss));
-  (*child)->Signal(SIGTERM);
-  (*child)->Wait(absl::Seconds(30));
+  child->process->Signal(SIGTERM);
+  child->process->Wait(absl::Seconds(30));
   std::filesystem::remove_all(dir);
   return 0;
 }

@@ -17,7 +17,7 @@ namespace cloudflux {
 namespace {
 
 namespace v1 = cloudflux::auth::v1;
-constexpr char kAdminPassword[] = "correct horse battery staple";
+constexpr const char* kAdminPassword = testing::kTestAdminPassword;
 
 class AuthTest : public ::testing::Test {
  protected:
@@ -374,7 +374,6 @@ TEST_F(AuthTest, ApiKeysRolesDisablingAndPaging) {
 TEST(AuthStartup, RefusesToStartWithoutSecrets) {
   auto db = testing::ScratchDatabase::Create();
   ASSERT_TRUE(db.ok());
-  auto secrets = AuthSecretsEnv();
   Service no_password = StartService("auth", (*db)->url(),
                                      {{"CLOUDFLUX_BOOTSTRAP_ADMIN_PASSWORD_FILE", ""}});
   EXPECT_EQ(no_password.process->Wait(absl::Seconds(20)), 1);

@@ -18,54 +18,15 @@ using grpc::health::v1::HealthCheckResponse;
 using testing::ChildProcess;
 using testing::WaitFor;
 
-struct Service {
-  std::unique_ptr<ChildProcess> process;
-  int port = 0;
-  int metrics_port = 0;
-  std::string target() const { return "127.0.0.1:" + std::to_string(port); }
-};
+using Service = testing::ServiceProcess;
 
-// Master key and bootstrap admin password files for the auth service.
-inline std::map<std::string, std::string> AuthSecretsEnv() {
-  std::string dir = ::testing::TempDir();
-  std::string key = dir + "/cloudflux-master.key", password = dir + "/cloudflux-admin.password";
-  FILE* f = fopen(key.c_str(), "w");
-  fputs("00112233445566778899aabbccddeeff00112233445566778899aabbccddeeff\n", f);
-  fclose(f);
-  f = fopen(password.c_str(), "w");
-  fputs("correct horse battery staple\n", f);
-  fclose(f);
-  return {{"CLOUDFLUX_MASTER_KEY_FILE", key}, {"CLOUDFLUX_BOOTSTRAP_ADMIN_PASSWORD_FILE", password}};
-}
-
-// Starts `name` against `pg_url` and the test broker/redis.
+// Starts `name` (see testing::StartServiceBinary); a failure to start fails
+// the test.
 inline Service StartService(const std::string& name, const std::string& pg_url,
-                     std::map<std::string, std::string> extra_env = {}) {
-  Service s;
-  s.port = testing::PickFreePort();
-  s.metrics_port = testing::PickFreePort();
-  std::map<std::string, std::string> env = {
-      {"CLOUDFLUX_LISTEN_ADDRESS", "127.0.0.1:" + std::to_string(s.port)},
-      {"CLOUDFLUX_METRICS_ADDRESS", "127.0.0.1:" + std::to_string(s.metrics_port)},
-      {"CLOUDFLUX_PG_URL", pg_url},
-      {"CLOUDFLUX_KAFKA_BROKERS", testing::TestKafkaBootstrap().value_or("")},
-      {"CLOUDFLUX_REDIS_ADDRESS", testing::TestRedisAddress().value_or("")},
-      {"CLOUDFLUX_HEALTH_CHECK_INTERVAL", "100ms"},
-      {"CLOUDFLUX_STARTUP_TIMEOUT", "20s"},
-      {"CLOUDFLUX_DATA_DIR",
-       ::testing::TempDir() + "/data-" + name + "-" + std::to_string(s.port)},
-  };
-  if (name == "auth") {
-    for (auto& [k, v] : AuthSecretsEnv()) env[k] = v;
-  } else {
-    env["CLOUDFLUX_INSECURE_NO_AUTH"] = "true";  // these tests are about the runner, not tokens
-  }
-  for (auto& [k, v] : extra_env) env[k] = v;
-  auto child = ChildProcess::Start(
-      {absl::StrCat(testing::BinaryDir(), "/services/", name, "/cloudflux-", name)}, env);
-  EXPECT_TRUE(child.ok()) << child.status();
-  s.process = std::move(*child);
-  return s;
+                            const std::map<std::string, std::string>& extra_env = {}) {
+  auto s = testing::StartServiceBinary(name, pg_url, extra_env);
+  EXPECT_TRUE(s.ok()) << s.status();
+  return s.ok() ? std::move(*s) : Service{};
 }
 
 inline HealthCheckResponse::ServingStatus Health(const std::string& target) {

@@ -191,6 +191,49 @@ int PickFreePort() {
   return port;
 }
 
+namespace {
+
+std::string TempBase() { return std::getenv("TMPDIR") ? std::getenv("TMPDIR") : "/tmp"; }
+
+// Master key and bootstrap admin password files for the auth service.
+std::map<std::string, std::string> AuthSecretsEnv() {
+  std::string dir = absl::StrCat(TempBase(), "/cloudflux-test-secrets-", getpid());
+  std::filesystem::create_directories(dir);
+  std::string key = dir + "/master.key", password = dir + "/admin.password";
+  std::ofstream(key) << "00112233445566778899aabbccddeeff00112233445566778899aabbccddeeff\n";
+  std::ofstream(password) << kTestAdminPassword << "\n";
+  return {{"CLOUDFLUX_MASTER_KEY_FILE", key}, {"CLOUDFLUX_BOOTSTRAP_ADMIN_PASSWORD_FILE", password}};
+}
+
+}  // namespace
+
+absl::StatusOr<ServiceProcess> StartServiceBinary(const std::string& name, const std::string& pg_url,
+                                                  const std::map<std::string, std::string>& extra_env) {
+  ServiceProcess s;
+  s.port = PickFreePort();
+  s.metrics_port = PickFreePort();
+  std::map<std::string, std::string> env = {
+      {"CLOUDFLUX_LISTEN_ADDRESS", absl::StrCat("127.0.0.1:", s.port)},
+      {"CLOUDFLUX_METRICS_ADDRESS", absl::StrCat("127.0.0.1:", s.metrics_port)},
+      {"CLOUDFLUX_PG_URL", pg_url},
+      {"CLOUDFLUX_KAFKA_BROKERS", TestKafkaBootstrap().value_or("")},
+      {"CLOUDFLUX_REDIS_ADDRESS", TestRedisAddress().value_or("")},
+      {"CLOUDFLUX_HEALTH_CHECK_INTERVAL", "100ms"},
+      {"CLOUDFLUX_STARTUP_TIMEOUT", "20s"},
+      {"CLOUDFLUX_DATA_DIR", absl::StrCat(TempBase(), "/cloudflux-data-", name, "-", s.port)},
+  };
+  if (name == "auth") {
+    for (auto& [k, v] : AuthSecretsEnv()) env[k] = v;
+  } else {
+    env["CLOUDFLUX_INSECURE_NO_AUTH"] = "true";
+  }
+  for (const auto& [k, v] : extra_env) env[k] = v;
+  auto child = ChildProcess::Start({absl::StrCat(BinaryDir(), "/services/", name, "/cloudflux-", name)}, env);
+  if (!child.ok()) return child.status();
+  s.process = std::move(*child);
+  return s;
+}
+
 std::string BinaryDir() {
   const char* dir = std::getenv("CLOUDFLUX_BINARY_DIR");
   return dir != nullptr ? dir : CLOUDFLUX_DEFAULT_BINARY_DIR;

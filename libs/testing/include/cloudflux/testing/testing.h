@@ -5,6 +5,7 @@
 
 #include <functional>
 #include <map>
+#include <memory>
 #include <string>
 #include <vector>
 
@@ -80,6 +81,25 @@ class PostgresProcess {
   std::string dir_;
   int port_ = 0;
 };
+
+// The bootstrap admin password StartServiceBinary gives the auth service.
+inline constexpr char kTestAdminPassword[] = "correct horse battery staple";
+
+// A service binary on free loopback ports.
+struct ServiceProcess {
+  std::unique_ptr<ChildProcess> process;
+  int port = 0;
+  int metrics_port = 0;
+  std::string target() const { return "127.0.0.1:" + std::to_string(port); }
+};
+
+// Starts services/<name>/cloudflux-<name> against `pg_url` and the test
+// Kafka and Redis, with a private data dir, 100 ms health checks and a 20 s
+// startup timeout. The auth service gets a test master key and the
+// kTestAdminPassword admin; the others run with --insecure_no_auth.
+// `extra_env` overrides any of it.
+absl::StatusOr<ServiceProcess> StartServiceBinary(const std::string& name, const std::string& pg_url,
+                                                  const std::map<std::string, std::string>& extra_env = {});
 
 // A TCP port that was free a moment ago on 127.0.0.1.
 int PickFreePort();

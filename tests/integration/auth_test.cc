@@ -9,6 +9,7 @@
 #include "cloudflux/diagnostics/v1/diagnostics.grpc.pb.h"
 #include "cloudflux/events/kafka.h"
 #include "cloudflux/core/uuid.h"
+#include "cloudflux/db/db.h"
 #include "cloudflux/events/outbox.h"
 #include "cloudflux/server/grpc_status.h"
 #include "service_process.h"
@@ -89,6 +90,17 @@ class AuthTest : public ::testing::Test {
     return resp;
   }
 
+  // Runs `fn` with a pool on the services' database (for changes made
+  // behind their back).
+  absl::Status WithDatabase(const std::function<absl::Status(db::Pool&)>& fn) {
+    db::PoolOptions o;
+    o.url = db_->url();
+    o.max_connections = 1;
+    auto pool = db::Pool::Create(o);
+    if (!pool.ok()) return pool.status();
+    return fn(**pool);
+  }
+
   static testing::ScratchDatabase* db_;
   static Service* auth_;
   static Service* other_;
@@ -148,6 +160,31 @@ TEST_F(AuthTest, LifecycleFromBootstrapAdminToRevocationInAnotherService) {
   v1::IntrospectTokenResponse inactive;
   ASSERT_TRUE(Auth()->IntrospectToken(Ctx(admin).get(), introspect, &inactive).ok());
   EXPECT_FALSE(inactive.active());
+
+  // Grants check cached credentials: disabling the account takes effect on
+  // the very next grant, and enabling it again too.
+  for (int i = 0; i < 3; ++i) ASSERT_TRUE(Issue(cc).ok());
+  v1::SetPrincipalDisabledRequest disable;
+  disable.set_id(account->principal().id());
+  disable.set_disabled(true);
+  v1::Principal changed;
+  ASSERT_TRUE(Auth()->SetPrincipalDisabled(Ctx(admin).get(), disable, &changed).ok());
+  EXPECT_EQ(Issue(cc).status().code(), absl::StatusCode::kUnauthenticated);
+  disable.set_disabled(false);
+  ASSERT_TRUE(Auth()->SetPrincipalDisabled(Ctx(admin).get(), disable, &changed).ok());
+  EXPECT_TRUE(Issue(cc).ok());
+  // A change made behind the service's back (another replica, an operator's
+  // SQL) reaches it through NOTIFY.
+  ASSERT_TRUE(WithDatabase([&](db::Pool& pool) {
+    return pool.Exec("UPDATE auth.principals SET disabled = true WHERE name = 'billing-exporter'")
+        .status();
+  }).ok());
+  EXPECT_TRUE(WaitFor([&] { return Issue(cc).status().code() == absl::StatusCode::kUnauthenticated; },
+                      absl::Seconds(5)));
+  ASSERT_TRUE(WithDatabase([&](db::Pool& pool) {
+    return pool.Exec("UPDATE auth.principals SET disabled = false WHERE name = 'billing-exporter'")
+        .status();
+  }).ok());
 
   // Audit rows, and the same events on Kafka through the outbox.
   v1::ListAuditEventsRequest audit;

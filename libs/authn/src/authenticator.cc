@@ -96,6 +96,24 @@ absl::StatusOr<std::shared_ptr<const PublicKeySet>> JwtAuthenticator::KeysFor(
   return keys_;
 }
 
+std::optional<absl::StatusOr<Claims>> JwtAuthenticator::VerifyTokenCached(std::string_view token) {
+  absl::Time now = clock_.Now();
+  absl::MutexLock lock(&cache_mu_);
+  auto it = cache_.find(std::string(token));
+  if (it == cache_.end()) return std::nullopt;
+  if (now >= it->second.claims.exp + options_.verify.leeway) {
+    cache_.erase(it);
+    return absl::StatusOr<Claims>(absl::UnauthenticatedError("token expired"));
+  }
+  if (now - it->second.revocation_checked >= options_.revocation_recheck) return std::nullopt;
+  return absl::StatusOr<Claims>(it->second.claims);
+}
+
+void JwtAuthenticator::Forget(std::string_view token) {
+  absl::MutexLock lock(&cache_mu_);
+  cache_.erase(std::string(token));
+}
+
 absl::StatusOr<Claims> JwtAuthenticator::VerifyToken(std::string_view token) {
   std::string key(token);
   absl::Time now = clock_.Now();

@@ -75,6 +75,13 @@ SigningKey SigningKey::Wrap(std::string kid, void* evp_pkey) {
   size_t len = 32;
   out.public_.resize(len);
   EVP_PKEY_get_raw_public_key(key, reinterpret_cast<unsigned char*>(out.public_.data()), &len);
+  JwtHeader header;
+  header.set_alg("EdDSA");
+  header.set_typ("JWT");
+  header.set_kid(out.kid_);
+  std::string header_json;
+  (void)google::protobuf::util::MessageToJsonString(header, &header_json);
+  out.encoded_header_ = Base64UrlEncode(header_json);
   return out;
 }
 
@@ -112,10 +119,6 @@ std::string SigningKey::Sign(std::string_view data) const {
 }
 
 std::string EncodeJwt(const SigningKey& key, const Claims& claims) {
-  JwtHeader header;
-  header.set_alg("EdDSA");
-  header.set_typ("JWT");
-  header.set_kid(key.kid());
   JwtClaims c;
   c.set_iss(claims.iss);
   c.set_aud(claims.aud);
@@ -128,11 +131,10 @@ std::string EncodeJwt(const SigningKey& key, const Claims& claims) {
   c.set_scope(claims.scope);
   c.set_client_id(claims.client_id);
   c.set_username(claims.username);
-  std::string header_json, claims_json;
-  (void)google::protobuf::util::MessageToJsonString(header, &header_json);
+  std::string claims_json;
   (void)google::protobuf::util::MessageToJsonString(c, &claims_json);
   std::string signing_input =
-      absl::StrCat(Base64UrlEncode(header_json), ".", Base64UrlEncode(claims_json));
+      absl::StrCat(key.encoded_header(), ".", Base64UrlEncode(claims_json));
   return absl::StrCat(signing_input, ".", Base64UrlEncode(key.Sign(signing_input)));
 }
 

@@ -9,6 +9,8 @@
 #include <pqxx/pqxx>
 #include <regex>
 #include <sstream>
+#include <atomic>
+#include <thread>
 
 #include "absl/strings/numbers.h"
 #include "absl/strings/str_cat.h"
@@ -414,5 +416,80 @@ absl::Status ApplyMigrations(Pool& pool, const std::string& schema,
     return body;
   });
 }
+
+
+// ---------------------------------------------------------------- Listener
+
+class Listener::Impl {
+ public:
+  Impl(std::string url, std::string channel, Callbacks callbacks)
+      : url_(std::move(url)), channel_(std::move(channel)), callbacks_(std::move(callbacks)) {}
+
+  void Run() {
+    absl::Duration backoff = absl::Milliseconds(100);
+    while (!stop_.load()) {
+      try {
+        pqxx::connection conn(WithConnectTimeout(url_, absl::Seconds(2)));
+        Receiver receiver(conn, channel_, callbacks_.on_notify);
+        connected_.store(true);
+        if (callbacks_.on_state) callbacks_.on_state(true);
+        backoff = absl::Milliseconds(100);
+        while (!stop_.load()) conn.await_notification(0, 200000);
+      } catch (const std::exception& e) {
+        if (connected_.exchange(false)) {
+          core::Log(core::LogLevel::kWarn, "database listener disconnected",
+                    {{"channel", channel_}, {"error", e.what()}});
+        }
+        if (callbacks_.on_state) callbacks_.on_state(false);
+        absl::SleepFor(backoff);
+        backoff = std::min(backoff * 2, absl::Seconds(2));
+      }
+    }
+    connected_.store(false);
+  }
+
+  std::atomic<bool> stop_{false};
+  std::atomic<bool> connected_{false};
+  std::thread thread_;
+
+ private:
+  class Receiver final : public pqxx::notification_receiver {
+   public:
+    Receiver(pqxx::connection& conn, const std::string& channel,
+             const std::function<void(const std::string&)>& on_notify)
+        : pqxx::notification_receiver(conn, channel), on_notify_(on_notify) {}
+    void operator()(const std::string& payload, int) override {
+      if (on_notify_) on_notify_(payload);
+    }
+
+   private:
+    const std::function<void(const std::string&)>& on_notify_;
+  };
+
+  std::string url_;
+  std::string channel_;
+  Callbacks callbacks_;
+};
+
+absl::StatusOr<std::unique_ptr<Listener>> Listener::Start(const std::string& url,
+                                                          const std::string& channel,
+                                                          Callbacks callbacks) {
+  if (!IsValidIdentifier(channel)) {
+    return absl::InvalidArgumentError(absl::StrCat("bad channel name '", channel, "'"));
+  }
+  auto impl = std::make_unique<Impl>(url, channel, std::move(callbacks));
+  Impl* raw = impl.get();
+  raw->thread_ = std::thread([raw] { raw->Run(); });
+  return std::unique_ptr<Listener>(new Listener(std::move(impl)));
+}
+
+Listener::Listener(std::unique_ptr<Impl> impl) : impl_(std::move(impl)) {}
+
+Listener::~Listener() {
+  impl_->stop_.store(true);
+  if (impl_->thread_.joinable()) impl_->thread_.join();
+}
+
+bool Listener::connected() const { return impl_->connected_.load(); }
 
 }  // namespace cloudflux::db

@@ -7,6 +7,8 @@
 
 #include "absl/strings/match.h"
 #include "cloudflux/db/db.h"
+#include "cloudflux/db/group_commit.h"
+#include "absl/synchronization/mutex.h"
 #include "cloudflux/testing/testing.h"
 
 namespace cloudflux::db {
@@ -210,6 +212,115 @@ TEST_F(DbTest, ReplicasStartingTogetherApplyEachMigrationOnce) {
   for (auto& t : threads) t.join();
   for (const auto& r : results) EXPECT_TRUE(r.ok()) << r;
   EXPECT_EQ(pool_->Exec("SELECT count(*) FROM race.runs")->operator[](0).Int(0), 1);
+}
+
+TEST_F(DbTest, GroupCommitBatchesConcurrentWritersAndIsolatesABadItem) {
+  ASSERT_TRUE(pool_->Exec("CREATE TABLE g (id int PRIMARY KEY CHECK (id >= 0))").ok());
+  std::atomic<int> flushes{0};
+  GroupCommit<int> commit(
+      [&](std::span<const int> ids) {
+        ++flushes;
+        std::string sql = "INSERT INTO g VALUES ";
+        std::vector<Param> params;
+        for (size_t i = 0; i < ids.size(); ++i) {
+          sql += (i ? ", ($" : "($") + std::to_string(i + 1) + "::int)";
+          params.push_back(std::to_string(ids[i]));
+        }
+        return pool_->Exec(sql, params).status();
+      },
+      /*max_batch=*/64);
+  constexpr int kThreads = 16, kEach = 40;
+  std::atomic<int> ok{0}, failed{0};
+  std::vector<std::thread> threads;
+  for (int t = 0; t < kThreads; ++t) {
+    threads.emplace_back([&, t] {
+      for (int i = 0; i < kEach; ++i) {
+        int id = t * kEach + i;
+        // One bad row (violates the CHECK) among the good ones.
+        absl::Status s = commit.Commit(t == 3 && i == 7 ? -1 : id);
+        (s.ok() ? ok : failed)++;
+        if (t == 3 && i == 7) {
+          EXPECT_EQ(s.code(), absl::StatusCode::kFailedPrecondition) << s;
+        } else {
+          EXPECT_TRUE(s.ok()) << s;
+        }
+      }
+    });
+  }
+  for (auto& th : threads) th.join();
+  EXPECT_EQ(ok.load(), kThreads * kEach - 1);
+  EXPECT_EQ(failed.load(), 1);
+  auto count = pool_->Exec("SELECT count(*) FROM g");
+  ASSERT_TRUE(count.ok());
+  EXPECT_EQ((*count)[0].Int(0), kThreads * kEach - 1) << "every committed row is there, once";
+  // Batching happened: far fewer statements than items.
+  EXPECT_LT(commit.batches(), kThreads * kEach / 2);
+}
+
+TEST_F(DbTest, GroupCommitAllowsSeveralFlushesAtOnce) {
+  std::atomic<int> in_flight{0}, most{0};
+  GroupCommit<int> commit(
+      [&](std::span<const int>) {
+        int now = ++in_flight;
+        int seen = most.load();
+        while (now > seen && !most.compare_exchange_weak(seen, now)) {
+        }
+        absl::SleepFor(absl::Milliseconds(20));
+        --in_flight;
+        return absl::OkStatus();
+      },
+      /*max_batch=*/1, /*max_flushes=*/3);
+  std::vector<std::thread> threads;
+  for (int t = 0; t < 6; ++t) {
+    threads.emplace_back([&] { EXPECT_TRUE(commit.Commit(1).ok()); });
+  }
+  for (auto& th : threads) th.join();
+  EXPECT_EQ(commit.batches(), 6);
+  EXPECT_GE(most.load(), 2);
+  EXPECT_LE(most.load(), 3);
+}
+
+TEST_F(DbTest, ListenerDeliversNotificationsAndSurvivesALostConnection) {
+  absl::Mutex mu;
+  std::vector<std::string> payloads;
+  std::vector<bool> states;
+  auto listener = Listener::Start(
+      scratch_->url(), "cloudflux_test_channel",
+      {.on_notify =
+           [&](const std::string& p) {
+             absl::MutexLock lock(&mu);
+             payloads.push_back(p);
+           },
+       .on_state =
+           [&](bool listening) {
+             absl::MutexLock lock(&mu);
+             states.push_back(listening);
+           }});
+  ASSERT_TRUE(listener.ok()) << listener.status();
+  auto wait_for = [&](auto&& done) {
+    absl::MutexLock lock(&mu);
+    return mu.AwaitWithTimeout(absl::Condition(&done), absl::Seconds(10));
+  };
+  ASSERT_TRUE(wait_for([&] { return !states.empty() && states.back(); }));
+  EXPECT_TRUE((*listener)->connected());
+  ASSERT_TRUE(pool_->Exec("SELECT pg_notify('cloudflux_test_channel', 'one')").ok());
+  ASSERT_TRUE(wait_for([&] { return payloads.size() == 1; }));
+  EXPECT_EQ(payloads[0], "one");
+
+  // The server drops the listening connection: the listener reports it,
+  // reconnects and hears later notifications.
+  ASSERT_TRUE(pool_->Exec("SELECT pg_terminate_backend(pid) FROM pg_stat_activity WHERE query "
+                          "LIKE 'LISTEN%' AND pid <> pg_backend_pid()")
+                  .ok());
+  ASSERT_TRUE(wait_for([&] {
+    return states.size() >= 3 && !states[states.size() - 2] && states.back();
+  }));
+  ASSERT_TRUE(pool_->Exec("SELECT pg_notify('cloudflux_test_channel', 'two')").ok());
+  ASSERT_TRUE(wait_for([&] { return payloads.size() == 2; }));
+  EXPECT_EQ(payloads[1], "two");
+
+  EXPECT_EQ(Listener::Start(scratch_->url(), "bad channel", {}).status().code(),
+            absl::StatusCode::kInvalidArgument);
 }
 
 }  // namespace

@@ -83,25 +83,50 @@ Headers EnvelopeHeaders(const EventEnvelope& envelope) {
           {"content-type", "application/protobuf"}};
 }
 
+absl::StatusOr<PreparedEvent> PrepareEvent(const EventEnvelope& envelope) {
+  if (!core::ParseUuid(envelope.id()).has_value()) {
+    return absl::InvalidArgumentError(absl::StrCat("event id '", envelope.id(), "' is not a UUID"));
+  }
+  return PreparedEvent{envelope.id(), envelope.partition_key(),
+                       db::Bytea(envelope.SerializeAsString())};
+}
+
 absl::Status Outbox::EnqueueAll(db::Transaction& tx, const std::string& topic,
                                 const std::vector<EventEnvelope>& envelopes) const {
-  if (topic.empty()) return absl::InvalidArgumentError("event topic is empty");
-  if (envelopes.empty()) return absl::OkStatus();
+  std::vector<PreparedEvent> prepared;
+  prepared.reserve(envelopes.size());
+  for (const EventEnvelope& e : envelopes) {
+    CF_ASSIGN_OR_RETURN(PreparedEvent p, PrepareEvent(e));
+    prepared.push_back(std::move(p));
+  }
+  return EnqueuePrepared(tx, topic, prepared);
+}
+
+std::string Outbox::InsertStatement(const std::string& topic,
+                                    std::span<const PreparedEvent> events,
+                                    std::vector<db::Param>& params) const {
   std::string sql = absl::StrCat("INSERT INTO ", schema_,
                                  ".outbox (event_id, topic, partition_key, envelope) VALUES ");
-  std::vector<db::Param> params = {topic};
-  for (size_t i = 0; i < envelopes.size(); ++i) {
-    const EventEnvelope& e = envelopes[i];
-    if (!core::ParseUuid(e.id()).has_value()) {
-      return absl::InvalidArgumentError(absl::StrCat("event id '", e.id(), "' is not a UUID"));
-    }
+  params.push_back(topic);
+  size_t topic_param = params.size();
+  for (size_t i = 0; i < events.size(); ++i) {
     size_t n = params.size();
-    absl::StrAppend(&sql, i == 0 ? "" : ", ", "($", n + 1, "::uuid, $1, $", n + 2, ", $", n + 3,
-                    "::bytea)");
-    params.push_back(e.id());
-    params.push_back(e.partition_key());
-    params.push_back(db::Bytea(e.SerializeAsString()));
+    absl::StrAppend(&sql, i == 0 ? "" : ", ", "($", n + 1, "::uuid, $", topic_param, ", $", n + 2,
+                    ", $", n + 3, "::bytea)");
+    params.push_back(events[i].id);
+    params.push_back(events[i].partition_key);
+    params.push_back(events[i].bytea);
   }
+  return sql;
+}
+
+absl::Status Outbox::EnqueuePrepared(db::Transaction& tx, const std::string& topic,
+                                     std::span<const PreparedEvent> events) const {
+  if (topic.empty()) return absl::InvalidArgumentError("event topic is empty");
+  if (events.empty()) return absl::OkStatus();
+  std::vector<db::Param> params;
+  params.reserve(1 + 3 * events.size());
+  std::string sql = InsertStatement(topic, events, params);
   return tx.Exec(sql, params).status();
 }
 

@@ -35,6 +35,8 @@ constexpr size_t kMaxPasswordLength = 1024;
 constexpr size_t kMaxSecretLength = 512;
 constexpr char kApiKeyPrefix[] = "cfk_";
 constexpr char kRefreshPrefix[] = "cfr_";
+// NOTIFY channel of schema/003_principal_notify.sql.
+constexpr char kPrincipalChannel[] = "cloudflux_auth_principals";
 
 google::protobuf::Timestamp MicrosToProto(int64_t micros) {
   return TimeUtil::MicrosecondsToTimestamp(micros);
@@ -129,10 +131,19 @@ AuthCore::AuthCore(db::Pool& pool, cache::RedisClient& redis, AuthOptions option
       redis_(redis),
       options_(std::move(options)),
       clock_(clock),
-      revocations_(std::make_shared<authn::RedisRevocationList>(redis, clock)) {
+      revocations_(std::make_shared<authn::RedisRevocationList>(redis, clock)),
+      audit_log_([this](std::span<const AuditBatch> batches) { return CommitAudit(batches); }),
+      principals_(absl::Seconds(60), 100000, clock) {
+  auto listener = db::Listener::Start(
+      pool.options().url, kPrincipalChannel,
+      {.on_notify = [this](const std::string& name) { principals_.Invalidate(name); },
+       .on_state = [this](bool listening) { principals_.set_trusted(listening); }});
+  if (listener.ok()) principal_changes_ = std::move(*listener);
   authn::AuthenticatorOptions verifier_options;
   verifier_options.verify = verify_options();
-  verifier_options.revocation_recheck = absl::ZeroDuration();
+  // A token revoked here is forgotten at once (RevokeToken); one revoked
+  // through another replica reads inactive within this delay.
+  verifier_options.revocation_recheck = absl::Seconds(1);
   verifier_ = std::make_unique<authn::JwtAuthenticator>(
       verifier_options, MakeKeySource(), revocations_, authn::DefaultPermissions(), clock_);
 }
@@ -143,18 +154,15 @@ authn::VerifyOptions AuthCore::verify_options() const {
 
 // ----------------------------------------------------------------- audit
 
-absl::Status AuthCore::AuditAll(db::Transaction& tx, const std::vector<AuditEntry>& entries,
-                                const Caller& caller) {
-  if (entries.empty()) return absl::OkStatus();
+constexpr size_t kAuditColumns = 8;
+
+absl::StatusOr<AuthCore::AuditBatch> AuthCore::PrepareAudit(const std::vector<AuditEntry>& entries,
+                                                            const Caller& caller) const {
   int64_t now_micros = absl::ToUnixMicros(clock_.Now());
   std::string peer = caller.peer.substr(0, 256);
-  std::string sql =
-      "INSERT INTO auth.audit_events (id, time, action, principal_id, actor_id, peer, success, "
-      "detail) VALUES ";
-  std::vector<db::Param> params = {std::to_string(now_micros), caller.actor_id, peer};
-  std::vector<events::v1::EventEnvelope> envelopes;
-  for (size_t i = 0; i < entries.size(); ++i) {
-    const AuditEntry& entry = entries[i];
+  AuditBatch out;
+  out.rows.reserve(entries.size() * kAuditColumns);
+  for (const AuditEntry& entry : entries) {
     v1::AuditEvent event;
     event.set_id(core::NewId());
     *event.mutable_time() = TimeUtil::MicrosecondsToTimestamp(now_micros);
@@ -164,20 +172,58 @@ absl::Status AuthCore::AuditAll(db::Transaction& tx, const std::vector<AuditEntr
     event.set_peer(peer);
     event.set_success(entry.success);
     event.set_detail(entry.detail.substr(0, 1024));
-    size_t n = params.size();
-    absl::StrAppend(&sql, i == 0 ? "" : ", ", "($", n + 1,
-                    "::uuid, to_timestamp($1::double precision / 1000000), $", n + 2, ", $", n + 3,
-                    ", $2, $3, $", n + 4, ", $", n + 5, ")");
-    params.insert(params.end(), {event.id(), entry.action, entry.principal_id,
-                                 entry.success ? "t" : "f", event.detail()});
+    out.rows.insert(out.rows.end(),
+                    {event.id(), std::to_string(now_micros), entry.action, entry.principal_id,
+                     caller.actor_id, peer, entry.success ? "t" : "f", event.detail()});
     v1::AuditRecorded payload;
     *payload.mutable_event() = std::move(event);
-    envelopes.push_back(events::MakeEnvelope(
-        "cloudflux/auth", "audit/" + entry.action,
-        entry.principal_id.empty() ? entry.action : entry.principal_id, payload, clock_));
+    CF_ASSIGN_OR_RETURN(events::PreparedEvent prepared,
+                        events::PrepareEvent(events::MakeEnvelope(
+                            "cloudflux/auth", "audit/" + entry.action,
+                            entry.principal_id.empty() ? entry.action : entry.principal_id,
+                            payload, clock_)));
+    out.events.push_back(std::move(prepared));
   }
-  CF_RETURN_IF_ERROR(tx.Exec(sql, params).status());
-  return outbox_.EnqueueAll(tx, kAuditTopic, envelopes);
+  return out;
+}
+
+// One statement (a data-modifying WITH) writes the audit rows and their
+// outbox events: one round trip, atomic on its own.
+std::string AuthCore::AuditStatement(std::span<const AuditBatch> batches,
+                                     std::vector<db::Param>& params) const {
+  std::vector<events::PreparedEvent> prepared;
+  for (const AuditBatch& batch : batches) {
+    params.insert(params.end(), batch.rows.begin(), batch.rows.end());
+    prepared.insert(prepared.end(), batch.events.begin(), batch.events.end());
+  }
+  std::string sql =
+      "WITH audit AS (INSERT INTO auth.audit_events (id, time, action, principal_id, actor_id, "
+      "peer, success, detail) VALUES ";
+  for (size_t n = 0; n < params.size(); n += kAuditColumns) {
+    absl::StrAppend(&sql, n == 0 ? "" : ", ", "($", n + 1, "::uuid, to_timestamp($", n + 2,
+                    "::double precision / 1000000), $", n + 3, ", $", n + 4, ", $", n + 5, ", $",
+                    n + 6, ", $", n + 7, ", $", n + 8, ")");
+  }
+  absl::StrAppend(&sql, ") ", outbox_.InsertStatement(kAuditTopic, prepared, params));
+  return sql;
+}
+
+absl::Status AuthCore::WriteAudit(db::Transaction& tx, std::span<const AuditBatch> batches) {
+  std::vector<db::Param> params;
+  std::string sql = AuditStatement(batches, params);
+  return tx.Exec(sql, params).status();
+}
+
+absl::Status AuthCore::CommitAudit(std::span<const AuditBatch> batches) {
+  std::vector<db::Param> params;
+  std::string sql = AuditStatement(batches, params);
+  return pool_.Exec(sql, params).status();
+}
+
+absl::Status AuthCore::AuditAll(db::Transaction& tx, const std::vector<AuditEntry>& entries,
+                                const Caller& caller) {
+  CF_ASSIGN_OR_RETURN(AuditBatch batch, PrepareAudit(entries, caller));
+  return WriteAudit(tx, std::span<const AuditBatch>(&batch, 1));
 }
 
 absl::Status AuthCore::AuditAlone(const std::string& action, const std::string& principal_id,
@@ -493,6 +539,7 @@ absl::StatusOr<v1::Principal> AuthCore::SetPrincipalDisabled(
     return Audit(tx, request.disabled() ? "principal.disabled" : "principal.enabled", request.id(),
                  caller, true, "");
   }));
+  principals_.Invalidate(out.name());  // other replicas hear it through NOTIFY
   return out;
 }
 
@@ -511,6 +558,7 @@ absl::StatusOr<v1::Principal> AuthCore::SetRoles(const v1::SetRolesRequest& requ
     out = PrincipalFromRow(row);
     return Audit(tx, "principal.roles_changed", request.id(), caller, true, roles);
   }));
+  principals_.Invalidate(out.name());  // other replicas hear it through NOTIFY
   return out;
 }
 
@@ -603,15 +651,10 @@ absl::StatusOr<v1::ApiKey> AuthCore::RevokeApiKey(const v1::RevokeApiKeyRequest&
 
 // ----------------------------------------------------------------- tokens
 
-absl::StatusOr<v1::IssueTokenResponse> AuthCore::Mint(db::Transaction& tx,
-                                                      const v1::Principal& principal,
-                                                      const std::string& grant,
-                                                      const std::string& scope,
-                                                      const std::string& audience,
-                                                      bool with_refresh,
-                                                      const std::string& family_id,
-                                                      const Caller& caller,
-                                                      std::vector<AuditEntry> audit_first) {
+absl::StatusOr<v1::IssueTokenResponse> AuthCore::MintAccess(const v1::Principal& principal,
+                                                            const std::string& scope,
+                                                            const std::string& audience,
+                                                            std::string* jti) {
   CF_ASSIGN_OR_RETURN(Signer signer, CurrentSigner());
   absl::Time now = clock_.Now();
   authn::Claims claims;
@@ -634,6 +677,21 @@ absl::StatusOr<v1::IssueTokenResponse> AuthCore::Mint(db::Transaction& tx,
   out.set_token_type("Bearer");
   out.set_expires_in(absl::ToInt64Seconds(options_.access_ttl));
   out.set_scope(scope);
+  *jti = claims.jti;
+  return out;
+}
+
+absl::StatusOr<v1::IssueTokenResponse> AuthCore::Mint(db::Transaction& tx,
+                                                      const v1::Principal& principal,
+                                                      const std::string& grant,
+                                                      const std::string& scope,
+                                                      const std::string& audience,
+                                                      bool with_refresh,
+                                                      const std::string& family_id,
+                                                      const Caller& caller,
+                                                      std::vector<AuditEntry> audit_first) {
+  std::string jti;
+  CF_ASSIGN_OR_RETURN(v1::IssueTokenResponse out, MintAccess(principal, scope, audience, &jti));
   if (with_refresh) {
     std::string refresh = kRefreshPrefix + RandomSecret(32);
     CF_RETURN_IF_ERROR(tx.Exec("INSERT INTO auth.refresh_tokens (id, family_id, principal_id, "
@@ -646,9 +704,22 @@ absl::StatusOr<v1::IssueTokenResponse> AuthCore::Mint(db::Transaction& tx,
     out.set_refresh_token(refresh);
   }
   audit_first.push_back(
-      {"token.issued", principal.id(), true, absl::StrCat("grant=", grant, " jti=", claims.jti)});
+      {"token.issued", principal.id(), true, absl::StrCat("grant=", grant, " jti=", jti)});
   CF_RETURN_IF_ERROR(AuditAll(tx, audit_first, caller));
   return out;
+}
+
+absl::StatusOr<std::optional<Credentials>> AuthCore::LoadCredentials(const std::string& name) {
+  return principals_.Get(name, [&]() -> absl::StatusOr<std::optional<Credentials>> {
+    CF_ASSIGN_OR_RETURN(
+        db::Result rows,
+        pool_.Exec(absl::StrCat("SELECT ", kPrincipalColumns,
+                                ", coalesce(password_hash, ''), coalesce(client_secret_sha256, '') "
+                                "FROM auth.principals WHERE name = $1"),
+                   {name}));
+    if (rows.empty()) return std::nullopt;
+    return Credentials{PrincipalFromRow(rows[0]), rows[0].Text(6), rows[0].Text(7)};
+  });
 }
 
 absl::StatusOr<v1::IssueTokenResponse> AuthCore::IssueToken(const v1::IssueTokenRequest& request,
@@ -667,22 +738,14 @@ absl::StatusOr<v1::IssueTokenResponse> AuthCore::IssueToken(const v1::IssueToken
   const std::string& grant = request.grant_type();
   v1::IssueTokenResponse out;
 
-  // A principal with its password hash (column 6) and client secret digest (7).
-  using Found = std::optional<std::pair<v1::Principal, db::Row>>;
-  auto select = [](const std::string& where) {
-    return absl::StrCat("SELECT ", kPrincipalColumns,
-                        ", coalesce(password_hash, ''), coalesce(client_secret_sha256, '') "
-                        "FROM auth.principals WHERE ",
-                        where);
-  };
-  auto first = [](const db::Result& rows) -> Found {
+  // A principal by id, in a transaction.
+  auto load = [&](db::Transaction& tx, const std::string& id) -> absl::StatusOr<std::optional<v1::Principal>> {
+    CF_ASSIGN_OR_RETURN(db::Result rows,
+                        tx.Exec(absl::StrCat("SELECT ", kPrincipalColumns,
+                                             " FROM auth.principals WHERE id = $1::uuid"),
+                                {id}));
     if (rows.empty()) return std::nullopt;
-    return std::pair{PrincipalFromRow(rows[0]), rows[0]};
-  };
-  auto load = [&](db::Transaction& tx, const std::string& where,
-                  const std::string& value) -> absl::StatusOr<Found> {
-    CF_ASSIGN_OR_RETURN(db::Result rows, tx.Exec(select(where), {value}));
-    return first(rows);
+    return PrincipalFromRow(rows[0]);
   };
 
   if (grant == "password" || grant == "client_credentials") {
@@ -694,32 +757,43 @@ absl::StatusOr<v1::IssueTokenResponse> AuthCore::IssueToken(const v1::IssueToken
                                                  : "client_credentials grant needs client_id and client_secret");
     }
     CF_ASSIGN_OR_RETURN(bool earlier_failures, CheckNotLockedOut(name, caller));
-    CF_ASSIGN_OR_RETURN(db::Result rows, pool_.Exec(select("name = $1"), {name}));
-    Found found = first(rows);
+    CF_ASSIGN_OR_RETURN(std::optional<Credentials> found, LoadCredentials(name));
     bool ok = false;
     std::string principal_id;
     if (found.has_value()) {
-      principal_id = found->first.id();
-      bool right_kind = password ? found->first.kind() == v1::PRINCIPAL_KIND_USER
-                                 : found->first.kind() == v1::PRINCIPAL_KIND_SERVICE_ACCOUNT;
-      ok = right_kind && (password ? VerifyPassword(secret, found->second.Text(6))
-                                   : ConstantTimeEquals(Sha256Hex(secret), found->second.Text(7)));
+      principal_id = found->principal.id();
+      bool right_kind = password ? found->principal.kind() == v1::PRINCIPAL_KIND_USER
+                                 : found->principal.kind() == v1::PRINCIPAL_KIND_SERVICE_ACCOUNT;
+      ok = right_kind && (password ? VerifyPassword(secret, found->password_hash)
+                                   : ConstantTimeEquals(Sha256Hex(secret),
+                                                        found->client_secret_sha256));
     } else if (password) {
       // Same work for unknown users, so that timing does not reveal names.
       (void)VerifyPassword(secret, "$argon2id$v=19$m=19456,t=2,p=1$c2FsdHNhbHRzYWx0$"
                                    "aGFzaGhhc2hoYXNoaGFzaGhhc2hoYXNoaGFzaGhhc2g");
     }
     if (!ok) return RecordFailure(name, principal_id, caller, grant + ": bad credentials");
-    if (found->first.disabled()) {
+    if (found->principal.disabled()) {
       return RecordFailure(name, principal_id, caller, grant + ": principal disabled");
     }
     if (earlier_failures) (void)redis_.Delete(FailureKeyForName(name));  // success resets
-    CF_RETURN_IF_ERROR(pool_.InTransaction([&](db::Transaction& tx) -> absl::Status {
-      CF_ASSIGN_OR_RETURN(out, Mint(tx, found->first, grant, request.scope(), request.audience(),
-                                    /*with_refresh=*/password, "", caller,
-                                    {{"login.succeeded", principal_id, true, grant}}));
-      return absl::OkStatus();
-    }));
+    std::vector<AuditEntry> audit = {{"login.succeeded", principal_id, true, grant}};
+    if (password) {
+      // A refresh token row joins the audit rows in one transaction.
+      CF_RETURN_IF_ERROR(pool_.InTransaction([&](db::Transaction& tx) -> absl::Status {
+        CF_ASSIGN_OR_RETURN(out, Mint(tx, found->principal, grant, request.scope(),
+                                      request.audience(), /*with_refresh=*/true, "", caller,
+                                      audit));
+        return absl::OkStatus();
+      }));
+      return out;
+    }
+    // Nothing but audit rows to write: commit them with concurrent grants'.
+    std::string jti;
+    CF_ASSIGN_OR_RETURN(out, MintAccess(found->principal, request.scope(), request.audience(), &jti));
+    audit.push_back({"token.issued", principal_id, true, absl::StrCat("grant=", grant, " jti=", jti)});
+    CF_ASSIGN_OR_RETURN(AuditBatch rows, PrepareAudit(audit, caller));
+    CF_RETURN_IF_ERROR(audit_log_.Commit(std::move(rows)));
     return out;
   }
 
@@ -729,26 +803,26 @@ absl::StatusOr<v1::IssueTokenResponse> AuthCore::IssueToken(const v1::IssueToken
     }
     std::string key_hash = Sha256Hex(request.api_key());
     CF_RETURN_IF_ERROR(CheckNotLockedOut("apikey:" + request.api_key().substr(0, 12), caller).status());
-    absl::Status result = pool_.InTransaction([&](db::Transaction& tx) -> absl::Status {
-      CF_ASSIGN_OR_RETURN(db::Result keys,
-                          tx.Exec("SELECT principal_id::text FROM auth.api_keys WHERE "
-                                  "secret_sha256 = $1 AND revoked_at IS NULL AND (expires_at IS "
-                                  "NULL OR expires_at > now())",
-                                  {key_hash}));
-      if (keys.empty()) return absl::UnauthenticatedError("invalid credentials");
-      CF_ASSIGN_OR_RETURN(auto found, load(tx, "id = $1::uuid", keys[0].Text(0)));
-      if (!found.has_value() || found->first.disabled()) {
-        return absl::UnauthenticatedError("invalid credentials");
-      }
-      CF_ASSIGN_OR_RETURN(out, Mint(tx, found->first, grant, request.scope(), request.audience(),
-                                    false, "", caller));
-      return absl::OkStatus();
-    });
-    if (result.code() == absl::StatusCode::kUnauthenticated) {
+    // One read: the key and its principal, both still valid.
+    CF_ASSIGN_OR_RETURN(
+        db::Result rows,
+        pool_.Exec(absl::StrCat("SELECT ", kPrincipalColumns,
+                                " FROM auth.principals p WHERE NOT p.disabled AND p.id = (SELECT "
+                                "principal_id FROM auth.api_keys WHERE secret_sha256 = $1 AND "
+                                "revoked_at IS NULL AND (expires_at IS NULL OR expires_at > now()))"),
+                   {key_hash}));
+    if (rows.empty()) {
       return RecordFailure("apikey:" + request.api_key().substr(0, 12), "", caller,
                            "api_key: unknown, revoked or expired key");
     }
-    CF_RETURN_IF_ERROR(result);
+    v1::Principal principal = PrincipalFromRow(rows[0]);
+    std::string jti;
+    CF_ASSIGN_OR_RETURN(out, MintAccess(principal, request.scope(), request.audience(), &jti));
+    CF_ASSIGN_OR_RETURN(
+        AuditBatch audit,
+        PrepareAudit({{"token.issued", principal.id(), true, absl::StrCat("grant=", grant, " jti=", jti)}},
+                     caller));
+    CF_RETURN_IF_ERROR(audit_log_.Commit(std::move(audit)));
     return out;
   }
 
@@ -779,11 +853,11 @@ absl::StatusOr<v1::IssueTokenResponse> AuthCore::IssueToken(const v1::IssueToken
       CF_RETURN_IF_ERROR(tx.Exec("UPDATE auth.refresh_tokens SET used_at = now() WHERE id = $1::uuid",
                                  {t.Text(0)})
                              .status());
-      CF_ASSIGN_OR_RETURN(auto found, load(tx, "id = $1::uuid", t.Text(2)));
-      if (!found.has_value() || found->first.disabled()) {
+      CF_ASSIGN_OR_RETURN(auto found, load(tx, t.Text(2)));
+      if (!found.has_value() || found->disabled()) {
         return absl::UnauthenticatedError("principal disabled");
       }
-      CF_ASSIGN_OR_RETURN(out, Mint(tx, found->first, grant, t.Text(3), request.audience(), true,
+      CF_ASSIGN_OR_RETURN(out, Mint(tx, *found, grant, t.Text(3), request.audience(), true,
                                     t.Text(1), caller));
       return absl::OkStatus();
     });
@@ -815,6 +889,7 @@ absl::Status AuthCore::RevokeToken(const v1::RevokeTokenRequest& request, const 
     auto claims = authn::VerifyJwt(request.token(), *keys, verify_options(), clock_.Now());
     if (!claims.ok() || claims->jti.empty()) return absl::OkStatus();
     CF_RETURN_IF_ERROR(revocations_->Revoke(claims->jti, claims->exp + absl::Minutes(1)));
+    verifier_->Forget(request.token());
     return AuditAlone("token.revoked", claims->sub, caller, true, "access jti=" + claims->jti);
   }
   return pool_.InTransaction([&](db::Transaction& tx) -> absl::Status {
@@ -828,6 +903,36 @@ absl::Status AuthCore::RevokeToken(const v1::RevokeTokenRequest& request, const 
   });
 }
 
+namespace {
+v1::IntrospectTokenResponse ActiveAccessToken(const authn::Claims& claims) {
+  v1::IntrospectTokenResponse out;
+  out.set_active(true);
+  out.set_sub(claims.sub);
+  out.set_scope(claims.scope);
+  for (const auto& r : claims.roles) out.add_roles(r);
+  out.set_exp(absl::ToUnixSeconds(claims.exp));
+  out.set_iat(absl::ToUnixSeconds(claims.iat));
+  out.set_client_id(claims.client_id);
+  out.set_username(claims.username);
+  out.set_token_type("access_token");
+  out.set_jti(claims.jti);
+  out.set_iss(claims.iss);
+  out.set_aud(claims.aud);
+  return out;
+}
+}  // namespace
+
+std::optional<absl::StatusOr<v1::IntrospectTokenResponse>> AuthCore::IntrospectTokenCached(
+    const v1::IntrospectTokenRequest& request) {
+  if (request.token().empty() || request.token().size() > 8192 || !LooksLikeJwt(request.token())) {
+    return std::nullopt;
+  }
+  auto claims = verifier_->VerifyTokenCached(request.token());
+  if (!claims.has_value()) return std::nullopt;
+  if (!claims->ok()) return v1::IntrospectTokenResponse();  // inactive
+  return ActiveAccessToken(**claims);
+}
+
 absl::StatusOr<v1::IntrospectTokenResponse> AuthCore::IntrospectToken(
     const v1::IntrospectTokenRequest& request) {
   if (request.token().size() > 8192) return absl::InvalidArgumentError("token is too long");
@@ -839,19 +944,7 @@ absl::StatusOr<v1::IntrospectTokenResponse> AuthCore::IntrospectToken(
       if (claims.status().code() == absl::StatusCode::kUnavailable) return claims.status();
       return out;  // inactive: bad, expired, revoked or foreign
     }
-    out.set_active(true);
-    out.set_sub(claims->sub);
-    out.set_scope(claims->scope);
-    for (const auto& r : claims->roles) out.add_roles(r);
-    out.set_exp(absl::ToUnixSeconds(claims->exp));
-    out.set_iat(absl::ToUnixSeconds(claims->iat));
-    out.set_client_id(claims->client_id);
-    out.set_username(claims->username);
-    out.set_token_type("access_token");
-    out.set_jti(claims->jti);
-    out.set_iss(claims->iss);
-    out.set_aud(claims->aud);
-    return out;
+    return ActiveAccessToken(*claims);
   }
   CF_ASSIGN_OR_RETURN(db::Result rows,
                       pool_.Exec("SELECT p.id::text, p.name, p.kind, array_to_string(p.roles, ','), "

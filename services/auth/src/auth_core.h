@@ -5,6 +5,7 @@
 // access-token ids. Thread-safe.
 
 #include <memory>
+#include <span>
 #include <string>
 
 #include "absl/status/statusor.h"
@@ -15,8 +16,10 @@
 #include "cloudflux/cache/redis.h"
 #include "cloudflux/core/clock.h"
 #include "cloudflux/db/db.h"
+#include "cloudflux/db/group_commit.h"
 #include "cloudflux/events/outbox.h"
 #include "crypto.h"
+#include "principal_cache.h"
 
 namespace cloudflux::auth {
 
@@ -75,6 +78,10 @@ class AuthCore {
                            const Caller& caller);
   absl::StatusOr<cloudflux::auth::v1::IntrospectTokenResponse> IntrospectToken(
       const cloudflux::auth::v1::IntrospectTokenRequest& request);
+  // IntrospectToken's answer when it needs no I/O (an access token verified
+  // and revocation-checked within the last second); nullopt otherwise.
+  std::optional<absl::StatusOr<cloudflux::auth::v1::IntrospectTokenResponse>>
+  IntrospectTokenCached(const cloudflux::auth::v1::IntrospectTokenRequest& request);
   absl::StatusOr<cloudflux::auth::v1::GetJwksResponse> GetJwks();
   absl::StatusOr<cloudflux::auth::v1::RotateSigningKeyResponse> RotateSigningKey(
       const Caller& caller);
@@ -101,7 +108,20 @@ class AuthCore {
     bool success = true;
     std::string detail;
   };
-  // Audit rows and their events, one INSERT each, in the caller's transaction.
+  // Audit rows (kAuditColumns parameters each) and their events, built
+  // outside any transaction.
+  struct AuditBatch {
+    std::vector<db::Param> rows;
+    std::vector<events::PreparedEvent> events;
+  };
+  absl::StatusOr<AuditBatch> PrepareAudit(const std::vector<AuditEntry>& entries,
+                                          const Caller& caller) const;
+  // Several batches in one statement: in the caller's transaction, or
+  // committed on its own.
+  std::string AuditStatement(std::span<const AuditBatch> batches,
+                             std::vector<db::Param>& params) const;
+  absl::Status WriteAudit(db::Transaction& tx, std::span<const AuditBatch> batches);
+  absl::Status CommitAudit(std::span<const AuditBatch> batches);
   absl::Status AuditAll(db::Transaction& tx, const std::vector<AuditEntry>& entries,
                         const Caller& caller);
   absl::Status Audit(db::Transaction& tx, const std::string& action,
@@ -116,6 +136,12 @@ class AuthCore {
   absl::StatusOr<bool> CheckNotLockedOut(const std::string& name, const Caller& caller);
   absl::Status RecordFailure(const std::string& name, const std::string& principal_id,
                              const Caller& caller, const std::string& why);
+  // A signed access token for `principal`; `jti` receives its id.
+  absl::StatusOr<cloudflux::auth::v1::IssueTokenResponse> MintAccess(
+      const cloudflux::auth::v1::Principal& principal, const std::string& scope,
+      const std::string& audience, std::string* jti);
+  // The credentials a grant checks, from the cache or the database.
+  absl::StatusOr<std::optional<Credentials>> LoadCredentials(const std::string& name);
   absl::StatusOr<cloudflux::auth::v1::IssueTokenResponse> Mint(
       db::Transaction& tx, const cloudflux::auth::v1::Principal& principal,
       const std::string& grant, const std::string& scope, const std::string& audience,
@@ -131,6 +157,11 @@ class AuthCore {
   // Verifies tokens for IntrospectToken: signatures checked once per token,
   // revocation checked on every call.
   std::unique_ptr<authn::JwtAuthenticator> verifier_;
+
+  // Grants that write nothing but audit rows commit them together.
+  db::GroupCommit<AuditBatch> audit_log_;
+  PrincipalCache principals_;
+  std::unique_ptr<db::Listener> principal_changes_;
 
   absl::Mutex signer_mu_;
   Signer signer_ ABSL_GUARDED_BY(signer_mu_);

@@ -77,6 +77,11 @@ class JwtAuthenticator final : public server::Authenticator {
 
   // Verifies a bearer token without a method (for IntrospectToken).
   absl::StatusOr<Claims> VerifyToken(std::string_view token);
+  // VerifyToken's answer when it needs no I/O (a cached token whose
+  // revocation was checked recently); nullopt when VerifyToken must be called.
+  std::optional<absl::StatusOr<Claims>> VerifyTokenCached(std::string_view token);
+  // Drops a token from the cache (it was just revoked here).
+  void Forget(std::string_view token);
 
  private:
   struct Entry {

@@ -44,12 +44,15 @@ class SigningKey {
   const std::string& public_bytes() const { return public_; }
   // Signs `data` (Ed25519 is deterministic).
   std::string Sign(std::string_view data) const;
+  // base64url of this key's JWT header {"alg":"EdDSA","typ":"JWT","kid":...}.
+  const std::string& encoded_header() const { return encoded_header_; }
 
  private:
   static SigningKey Wrap(std::string kid, void* evp_pkey);  // takes ownership
   std::string kid_;
   std::shared_ptr<void> pkey_;  // EVP_PKEY
   std::string public_;
+  std::string encoded_header_;
 };
 
 // header.claims.signature with {"alg":"EdDSA","typ":"JWT","kid":...}.

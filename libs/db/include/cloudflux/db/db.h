@@ -155,3 +155,35 @@ absl::Status ApplyMigrations(Pool& pool, const std::string& schema,
 bool IsValidIdentifier(std::string_view name);
 
 }  // namespace cloudflux::db
+
+namespace cloudflux::db {
+
+// LISTEN on one channel over a dedicated connection, calling `on_notify`
+// with each NOTIFY payload from a background thread. Reconnects when the
+// connection breaks. `on_state(true)` runs once LISTEN is active on a new
+// connection, before any of its notifications; `on_state(false)` when it
+// breaks. Whatever was announced while disconnected is lost: treat a
+// reconnect as "everything may have changed" (clear caches there).
+class Listener {
+ public:
+  struct Callbacks {
+    std::function<void(const std::string& payload)> on_notify;
+    std::function<void(bool listening)> on_state;
+  };
+  static absl::StatusOr<std::unique_ptr<Listener>> Start(const std::string& url,
+                                                         const std::string& channel,
+                                                         Callbacks callbacks);
+  ~Listener();  // stops the thread
+
+  // True while the connection is up and listening.
+  bool connected() const;
+
+ public:
+  class Impl;
+
+ private:
+  explicit Listener(std::unique_ptr<Impl> impl);
+  std::unique_ptr<Impl> impl_;
+};
+
+}  // namespace cloudflux::db

@@ -1,4 +1,5 @@
 #pragma once
+#include <span>
 // The transactional outbox and consumer-side de-duplication.
 //
 // A service writes its business change and the event describing it in one
@@ -46,6 +47,14 @@ absl::StatusOr<cloudflux::events::v1::EventEnvelope> ParseEnvelope(const Consume
 // mode attribute names), so that tools can route without decoding.
 Headers EnvelopeHeaders(const cloudflux::events::v1::EventEnvelope& envelope);
 
+// An envelope serialized for the outbox (done once, outside any transaction).
+struct PreparedEvent {
+  std::string id;
+  std::string partition_key;
+  std::string bytea;  // db::Bytea of the serialized envelope
+};
+absl::StatusOr<PreparedEvent> PrepareEvent(const cloudflux::events::v1::EventEnvelope& envelope);
+
 class Outbox {
  public:
   explicit Outbox(std::string schema) : schema_(std::move(schema)) {}
@@ -57,6 +66,14 @@ class Outbox {
   // Several events, one INSERT, in order.
   absl::Status EnqueueAll(db::Transaction& tx, const std::string& topic,
                           const std::vector<cloudflux::events::v1::EventEnvelope>& envelopes) const;
+  // Already prepared events, one INSERT, in order.
+  absl::Status EnqueuePrepared(db::Transaction& tx, const std::string& topic,
+                               std::span<const PreparedEvent> events) const;
+  // The INSERT statement of EnqueuePrepared, its parameters appended to
+  // `params` (numbered after those already there), for callers that make it
+  // part of a larger statement (a data-modifying WITH: one round trip).
+  std::string InsertStatement(const std::string& topic, std::span<const PreparedEvent> events,
+                              std::vector<db::Param>& params) const;
 
  private:
   std::string schema_;

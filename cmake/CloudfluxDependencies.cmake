@@ -15,3 +15,5 @@ pkg_check_modules(RDKAFKA REQUIRED IMPORTED_TARGET rdkafka)
 pkg_check_modules(HIREDIS REQUIRED IMPORTED_TARGET hiredis)
 
 find_program(GRPC_CPP_PLUGIN grpc_cpp_plugin REQUIRED)
+find_package(CURL REQUIRED)
+pkg_check_modules(LIBXML2 REQUIRED IMPORTED_TARGET libxml-2.0)

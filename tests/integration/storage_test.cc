@@ -4,6 +4,7 @@
 #include <signal.h>
 
 #include <filesystem>
+#include <fstream>
 #include <random>
 
 #include "absl/strings/match.h"
@@ -57,7 +58,18 @@ class StorageTest : public ::testing::Test {
     fs::remove_all(data_dir_, ec);
   }
   void Start() {
-    svc_ = StartService("storage-adapter", db_->url(), {{"CLOUDFLUX_DATA_DIR", data_dir_}});
+    std::map<std::string, std::string> env = {{"CLOUDFLUX_DATA_DIR", data_dir_}};
+    if (const char* s3 = std::getenv("CLOUDFLUX_TEST_S3_ENDPOINT")) {
+      // An S3 backend on s3rver, with small parts so that multipart is exercised.
+      fs::create_directories(data_dir_);
+      std::string file = data_dir_ + "/backends.json";
+      std::ofstream(file) << R"({"backends": [{"name": "s3", "kind": "s3", "endpoint": ")" << s3
+                          << R"(", "bucket": "cloudflux-test", "accessKeyId": "S3RVER",
+                                "secretAccessKey": "S3RVER", "partSize": 5242880,
+                                "multipartThreshold": 5242880, "parallelParts": 2}]})";
+      env["CLOUDFLUX_BACKENDS_FILE"] = file;
+    }
+    svc_ = StartService("storage-adapter", db_->url(), env);
     ASSERT_TRUE(WaitForHealth(svc_, HealthCheckResponse::SERVING)) << svc_.process->Output();
     stub_ = v1::StorageService::NewStub(server::MakeChannel(svc_.target()));
   }
@@ -74,6 +86,8 @@ class StorageTest : public ::testing::Test {
     header.mutable_header()->set_content_type("application/octet-stream");
     (*header.mutable_header()->mutable_metadata())["owner"] = "tests";
     header.mutable_header()->set_expected_sha256(expected_sha);
+    header.mutable_header()->set_backend(backend_);
+    header.mutable_header()->set_tier(tier_);
     writer->Write(header);
     for (size_t off = 0; off < data.size(); off += chunk) {
       v1::PutObjectRequest part;
@@ -117,6 +131,8 @@ class StorageTest : public ::testing::Test {
     return static_cast<absl::StatusCode>(s.error_code());
   }
 
+  std::string backend_;  // for Put; "" = the default (local)
+  cloudflux::common::v1::StorageTier tier_ = cloudflux::common::v1::STORAGE_TIER_UNSPECIFIED;
   std::unique_ptr<testing::ScratchDatabase> db_;
   std::string data_dir_;
   Service svc_;
@@ -304,9 +320,16 @@ TEST_F(StorageTest, ListingWithPrefixDelimiterAndPages) {
 
   v1::ListBackendsResponse backends;
   ASSERT_TRUE(stub_->ListBackends(server::MakeClientContext(absl::Seconds(10)).get(), {}, &backends).ok());
-  ASSERT_EQ(backends.backends_size(), 1);
-  EXPECT_TRUE(backends.backends(0).healthy());
-  EXPECT_TRUE(backends.backends(0).is_default());
+  ASSERT_GE(backends.backends_size(), 1);
+  int defaults = 0;
+  for (const auto& b : backends.backends()) {
+    EXPECT_TRUE(b.healthy()) << b.name() << ": " << b.error();
+    if (b.is_default()) {
+      ++defaults;
+      EXPECT_EQ(b.name(), "local");
+    }
+  }
+  EXPECT_EQ(defaults, 1);
 }
 
 TEST_F(StorageTest, EventsReachKafka) {
@@ -364,6 +387,60 @@ TEST_F(StorageTest, KillDuringUploadLeavesNoObjectAndNoPartialFile) {
   EXPECT_EQ(CountFiles(data_dir_ + "/.tmp"), 0u);
   EXPECT_EQ(CountFiles(data_dir_ + "/objects"), 0u);
   ASSERT_TRUE(Put("after-restart", "ok").ok());
+}
+
+// Whether the S3 SDK (tests/node/s3.mjs) finds `key` in the test bucket.
+bool S3HasObject(const std::string& key) {
+  std::string cmd = std::string("cd '") + std::getenv("CLOUDFLUX_SOURCE_DIR") +
+                    "/tests/node' && node s3.mjs get " + std::getenv("CLOUDFLUX_TEST_S3_ENDPOINT") +
+                    " cloudflux-test '" + key + "' >/dev/null 2>&1";
+  return std::system(cmd.c_str()) == 0;
+}
+
+TEST_F(StorageTest, S3BackendKeepsTheTierAndOverwritesAcrossBackendsLeaveNoOrphan) {
+  if (std::getenv("CLOUDFLUX_TEST_S3_ENDPOINT") == nullptr) GTEST_SKIP() << "no s3rver";
+  v1::ListBackendsResponse backends;
+  auto ctx = server::MakeClientContext(absl::Seconds(10));
+  ASSERT_TRUE(stub_->ListBackends(ctx.get(), {}, &backends).ok());
+  bool s3_healthy = false;
+  for (const auto& b : backends.backends()) {
+    if (b.name() == "s3") s3_healthy = b.healthy() && b.provider() == cloudflux::common::v1::CLOUD_PROVIDER_AWS;
+  }
+  EXPECT_TRUE(s3_healthy) << backends.DebugString();
+
+  backend_ = "s3";
+  tier_ = cloudflux::common::v1::STORAGE_TIER_WARM;
+  std::string data(6 << 20, '\0');
+  for (size_t i = 0; i < data.size(); ++i) data[i] = static_cast<char>(i * 131 + (i >> 12));
+  auto info = Put("cloud/six-mib.bin", data, core::Sha256Hex(data), 1 << 20);
+  ASSERT_TRUE(info.ok()) << info.status();
+  EXPECT_EQ(info->backend(), "s3");
+  EXPECT_EQ(info->tier(), cloudflux::common::v1::STORAGE_TIER_WARM);
+  EXPECT_EQ(info->size(), static_cast<int64_t>(data.size()));
+  auto back = Get("cloud/six-mib.bin");
+  ASSERT_TRUE(back.ok()) << back.status();
+  EXPECT_TRUE(*back == data);
+  auto range = Get("cloud/six-mib.bin", (5 << 20) - 3, 6);
+  ASSERT_TRUE(range.ok());
+  EXPECT_EQ(*range, data.substr((5 << 20) - 3, 6));
+  EXPECT_TRUE(S3HasObject(info->physical_key()));
+
+  // A checksum mismatch on S3 stores nothing there either.
+  auto bad = Put("cloud/bad.bin", data, std::string(64, '0'), 1 << 20);
+  EXPECT_EQ(bad.status().code(), absl::StatusCode::kDataLoss);
+  EXPECT_EQ(Head("cloud/bad.bin"), absl::StatusCode::kNotFound);
+
+  // Overwriting on the local backend removes the S3 copy.
+  backend_ = "";
+  auto local = Put("cloud/six-mib.bin", "now local");
+  ASSERT_TRUE(local.ok()) << local.status();
+  EXPECT_EQ(local->backend(), "local");
+  EXPECT_EQ(local->version(), info->version() + 1);
+  EXPECT_FALSE(S3HasObject(info->physical_key())) << "no orphan left on S3";
+  EXPECT_EQ(*Get("cloud/six-mib.bin"), "now local");
+
+  backend_ = "no-such-backend";
+  EXPECT_EQ(Put("cloud/x", "x").status().code(), absl::StatusCode::kNotFound);
 }
 
 }  // namespace

@@ -1,5 +1,5 @@
 #pragma once
-// ObjectStore: one backend (local disk today; S3, Azure Blob and GCS next).
+// ObjectStore: one backend (local disk, S3, GCS; Azure Blob next).
 // Physical keys are chosen by the service, never by clients.
 
 #include <cstdint>
@@ -7,6 +7,7 @@
 #include <string>
 
 #include "absl/status/statusor.h"
+#include "absl/time/time.h"
 #include "cloudflux/common/v1/common.pb.h"
 
 namespace cloudflux::storage {
@@ -50,5 +51,26 @@ class ObjectStore {
 // then renamed into root/objects (and the directory fsynced), so a crash
 // never leaves a visible partial object. Thread-safe.
 absl::StatusOr<std::unique_ptr<ObjectStore>> MakeLocalStore(std::string name, std::string root);
+
+// S3 (provider AWS) or Google Cloud Storage's XML API with HMAC keys
+// (provider GCP): AWS Signature V4, path- or virtual-host-style addressing,
+// one PUT up to `multipart_threshold`, above it a multipart upload of
+// `part_size` parts, `parallel_parts` at a time (aborted on failure); the
+// tier's storage class header; ranged GETs. Thread-safe.
+struct S3Options {
+  std::string name;
+  cloudflux::common::v1::CloudProvider provider = cloudflux::common::v1::CLOUD_PROVIDER_AWS;
+  std::string endpoint;  // scheme://host[:port]
+  std::string region = "us-east-1";
+  std::string bucket;
+  bool virtual_host_style = false;
+  std::string access_key_id;
+  std::string secret_access_key;
+  int64_t multipart_threshold = 16 << 20;
+  int64_t part_size = 8 << 20;
+  int parallel_parts = 4;
+  absl::Duration timeout = absl::Seconds(120);
+};
+absl::StatusOr<std::unique_ptr<ObjectStore>> MakeS3Store(S3Options options);
 
 }  // namespace cloudflux::storage

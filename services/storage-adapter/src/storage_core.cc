@@ -175,7 +175,7 @@ absl::StatusOr<v1::ObjectInfo> StorageCore::Upload::Finish() {
   std::string metadata_json;
   (void)google::protobuf::util::MessageToJsonString(metadata_only, &metadata_json);
   v1::ObjectInfo info;
-  std::string replaced_physical;
+  std::string replaced_backend, replaced_physical;
   absl::Status catalogued = core_->pool_.InTransaction([&](db::Transaction& tx) -> absl::Status {
     CF_ASSIGN_OR_RETURN(db::Result old,
                         tx.Exec("SELECT backend, physical_key FROM storage.objects WHERE namespace "
@@ -197,7 +197,10 @@ absl::StatusOr<v1::ObjectInfo> StorageCore::Upload::Finish() {
                  std::to_string(static_cast<int>(header_.tier())), std::to_string(size_), sha,
                  "\"" + sha.substr(0, 32) + "\"", header_.content_type(), metadata_json}));
     info = InfoFromRow(rows[0]);
-    if (!old.empty()) replaced_physical = old[0].Text(1);
+    if (!old.empty()) {
+      replaced_backend = old[0].Text(0);
+      replaced_physical = old[0].Text(1);
+    }
     v1::ObjectCreated event;
     *event.mutable_object() = info;
     event.set_overwrite(!old.empty());
@@ -211,7 +214,11 @@ absl::StatusOr<v1::ObjectInfo> StorageCore::Upload::Finish() {
     return catalogued;
   }
   if (!replaced_physical.empty()) {
-    absl::Status removed = store_->Delete(replaced_physical);
+    // The old version may live on another backend.
+    auto old_store = core_->backends_.find(replaced_backend);
+    absl::Status removed = old_store == core_->backends_.end()
+                               ? absl::NotFoundError("backend " + replaced_backend + " is not configured")
+                               : old_store->second->Delete(replaced_physical);
     if (!removed.ok()) {
       core::LogWarn("old object version not removed",
                     {{"physical_key", replaced_physical}, {"error", std::string(removed.message())}});

@@ -1,4 +1,5 @@
 #pragma once
+#include <optional>
 // Hex encoding and SHA-256 (OpenSSL), used for stored secret digests and
 // migration checksums.
 
@@ -9,6 +10,11 @@ namespace cloudflux::core {
 
 std::string HexEncode(std::string_view bytes);
 std::string Sha256Hex(std::string_view data);
+// Raw 32-byte HMAC-SHA256 of `data` under `key` (cloud request signatures).
+std::string HmacSha256(std::string_view key, std::string_view data);
+// Standard base64 (with padding); Base64Decode fails on invalid input.
+std::string Base64Encode(std::string_view bytes);
+std::optional<std::string> Base64Decode(std::string_view text);
 
 // Incremental SHA-256 for streams. Not thread-safe.
 class Sha256 {

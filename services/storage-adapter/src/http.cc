@@ -1,0 +1,131 @@
+#include "http.h"
+
+#include <curl/curl.h>
+
+#include <memory>
+#include <mutex>
+
+#include "absl/strings/ascii.h"
+#include "absl/strings/match.h"
+#include "absl/strings/str_cat.h"
+
+namespace cloudflux::storage {
+namespace {
+
+struct CurlHandle {
+  CURL* curl = nullptr;
+  CurlHandle() {
+    static std::once_flag once;
+    std::call_once(once, [] { curl_global_init(CURL_GLOBAL_DEFAULT); });
+    curl = curl_easy_init();
+  }
+  ~CurlHandle() {
+    if (curl != nullptr) curl_easy_cleanup(curl);
+  }
+};
+
+size_t OnBody(char* data, size_t size, size_t n, void* user) {
+  static_cast<std::string*>(user)->append(data, size * n);
+  return size * n;
+}
+
+size_t OnHeader(char* data, size_t size, size_t n, void* user) {
+  auto* headers = static_cast<std::map<std::string, std::string>*>(user);
+  absl::string_view line(data, size * n);
+  if (absl::StartsWith(line, "HTTP/")) {
+    headers->clear();  // a new response (after 100 Continue or a redirect)
+  } else if (auto colon = line.find(':'); colon != std::string_view::npos) {
+    std::string name = absl::AsciiStrToLower(line.substr(0, colon));
+    std::string value(absl::StripAsciiWhitespace(line.substr(colon + 1)));
+    (*headers)[name] = value;
+  }
+  return size * n;
+}
+
+}  // namespace
+
+absl::StatusOr<HttpResponse> SendHttp(const HttpRequest& request) {
+  thread_local CurlHandle handle;
+  CURL* curl = handle.curl;
+  if (curl == nullptr) return absl::InternalError("curl_easy_init failed");
+  curl_easy_reset(curl);  // keeps the connection cache
+  HttpResponse response;
+  curl_easy_setopt(curl, CURLOPT_URL, request.url.c_str());
+  curl_easy_setopt(curl, CURLOPT_NOSIGNAL, 1L);
+  curl_easy_setopt(curl, CURLOPT_TIMEOUT_MS,
+                   static_cast<long>(absl::ToInt64Milliseconds(request.timeout)));
+  curl_easy_setopt(curl, CURLOPT_CONNECTTIMEOUT_MS, 5000L);
+  curl_easy_setopt(curl, CURLOPT_WRITEFUNCTION, &OnBody);
+  curl_easy_setopt(curl, CURLOPT_WRITEDATA, &response.body);
+  curl_easy_setopt(curl, CURLOPT_HEADERFUNCTION, &OnHeader);
+  curl_easy_setopt(curl, CURLOPT_HEADERDATA, &response.headers);
+  if (request.method == "HEAD") {
+    curl_easy_setopt(curl, CURLOPT_NOBODY, 1L);
+  } else if (request.method != "GET") {
+    curl_easy_setopt(curl, CURLOPT_CUSTOMREQUEST, request.method.c_str());
+  }
+  if (request.method == "PUT" || request.method == "POST") {
+    curl_easy_setopt(curl, CURLOPT_POSTFIELDS, request.body.data());
+    curl_easy_setopt(curl, CURLOPT_POSTFIELDSIZE_LARGE,
+                     static_cast<curl_off_t>(request.body.size()));
+  }
+  struct curl_slist* headers = nullptr;
+  for (const auto& [name, value] : request.headers) {
+    headers = curl_slist_append(headers, absl::StrCat(name, ": ", value).c_str());
+  }
+  headers = curl_slist_append(headers, "Expect:");  // no 100-continue round trip
+  bool has_type = false;
+  for (const auto& h : request.headers) has_type |= absl::EqualsIgnoreCase(h.first, "content-type");
+  if (!has_type && (request.method == "PUT" || request.method == "POST")) {
+    headers = curl_slist_append(headers, "Content-Type:");  // not curl's form default
+  }
+  curl_easy_setopt(curl, CURLOPT_HTTPHEADER, headers);
+  CURLcode rc = curl_easy_perform(curl);
+  curl_slist_free_all(headers);
+  if (rc == CURLE_OPERATION_TIMEDOUT) {
+    return absl::DeadlineExceededError(absl::StrCat(request.method, " timed out"));
+  }
+  if (rc != CURLE_OK) {
+    return absl::UnavailableError(
+        absl::StrCat(request.method, " failed: ", curl_easy_strerror(rc)));
+  }
+  curl_easy_getinfo(curl, CURLINFO_RESPONSE_CODE, &response.status);
+  return response;
+}
+
+std::string UriEncode(std::string_view s, bool keep_slash) {
+  static constexpr char kHex[] = "0123456789ABCDEF";
+  std::string out;
+  out.reserve(s.size() * 3);
+  for (unsigned char c : s) {
+    if (absl::ascii_isalnum(c) || c == '-' || c == '_' || c == '.' || c == '~' ||
+        (keep_slash && c == '/')) {
+      out.push_back(static_cast<char>(c));
+    } else {
+      out.push_back('%');
+      out.push_back(kHex[c >> 4]);
+      out.push_back(kHex[c & 15]);
+    }
+  }
+  return out;
+}
+
+absl::StatusOr<Url> ParseEndpoint(const std::string& endpoint) {
+  auto sep = endpoint.find("://");
+  if (sep == std::string::npos) {
+    return absl::InvalidArgumentError(
+        absl::StrCat("endpoint '", endpoint, "' must start with http:// or https://"));
+  }
+  Url url{endpoint.substr(0, sep), endpoint.substr(sep + 3)};
+  if (url.scheme != "http" && url.scheme != "https") {
+    return absl::InvalidArgumentError(absl::StrCat("endpoint scheme '", url.scheme, "' is not http(s)"));
+  }
+  while (!url.host.empty() && url.host.back() == '/') url.host.pop_back();
+  if (url.host.empty() || url.host.find('/') != std::string::npos) {
+    return absl::InvalidArgumentError(
+        absl::StrCat("endpoint '", endpoint, "' must be scheme://host[:port] without a path"));
+  }
+  return url;
+}
+
+}  // namespace cloudflux::storage

@@ -1,0 +1,49 @@
+#pragma once
+// A small blocking HTTP client over libcurl for the cloud backends. Each
+// thread keeps its own curl handle, so connections are reused per thread.
+
+#include <map>
+#include <string>
+#include <string_view>
+#include <utility>
+#include <vector>
+
+#include "absl/status/statusor.h"
+#include "absl/time/time.h"
+
+namespace cloudflux::storage {
+
+struct HttpRequest {
+  std::string method = "GET";
+  std::string url;
+  // Sent as given (names as the caller spells them).
+  std::vector<std::pair<std::string, std::string>> headers;
+  std::string_view body;
+  absl::Duration timeout = absl::Seconds(120);
+};
+
+struct HttpResponse {
+  long status = 0;
+  std::map<std::string, std::string> headers;  // lowercase names
+  std::string body;
+  std::string Header(const std::string& lowercase_name) const {
+    auto it = headers.find(lowercase_name);
+    return it == headers.end() ? std::string() : it->second;
+  }
+};
+
+// UNAVAILABLE when the server cannot be reached or the transfer breaks,
+// DEADLINE_EXCEEDED on timeout; any HTTP status is a response.
+absl::StatusOr<HttpResponse> SendHttp(const HttpRequest& request);
+
+// RFC 3986 percent-encoding of everything but unreserved characters (and
+// '/' when `keep_slash`), as cloud signatures require.
+std::string UriEncode(std::string_view s, bool keep_slash);
+
+struct Url {
+  std::string scheme;  // "http" / "https"
+  std::string host;    // with ":port" when given
+};
+absl::StatusOr<Url> ParseEndpoint(const std::string& endpoint);
+
+}  // namespace cloudflux::storage

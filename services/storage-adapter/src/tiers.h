@@ -1,0 +1,27 @@
+#pragma once
+// The one table between CloudFlux tiers and each cloud's storage classes.
+//
+//   tier     AWS S3        Azure Blob   GCS
+//   HOT      STANDARD      Hot          STANDARD
+//   WARM     STANDARD_IA   Cool         NEARLINE
+//   COLD     GLACIER_IR    Cold         COLDLINE
+//   ARCHIVE  DEEP_ARCHIVE  Archive      ARCHIVE
+//
+// Reading back, S3's GLACIER (Flexible Retrieval) also counts as ARCHIVE.
+
+#include <optional>
+#include <string>
+
+#include "cloudflux/common/v1/common.pb.h"
+
+namespace cloudflux::storage {
+
+// The provider's class name for `tier` (unspecified = HOT); empty for local.
+std::string StorageClassFor(cloudflux::common::v1::CloudProvider provider,
+                            cloudflux::common::v1::StorageTier tier);
+
+// The tier a provider's class name stands for; nullopt for unknown names.
+std::optional<cloudflux::common::v1::StorageTier> TierForStorageClass(
+    cloudflux::common::v1::CloudProvider provider, const std::string& storage_class);
+
+}  // namespace cloudflux::storage

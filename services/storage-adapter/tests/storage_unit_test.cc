@@ -1,0 +1,114 @@
+#include <gtest/gtest.h>
+
+#include <fstream>
+
+#include "backends_config.h"
+#include "cloudflux/core/digest.h"
+#include "http.h"
+#include "sigv4.h"
+#include "tiers.h"
+#include "xml.h"
+
+namespace cloudflux::storage {
+namespace {
+
+namespace common = cloudflux::common::v1;
+
+// AWS's worked example "GET Object" (Signature Version 4, header form):
+// bucket examplebucket, GET /test.txt, Range bytes=0-9, 2013-05-24.
+TEST(SigV4, MatchesAwsWorkedExample) {
+  SigV4Request r;
+  r.method = "GET";
+  r.canonical_uri = "/test.txt";
+  r.headers = {{"Host", "examplebucket.s3.amazonaws.com"}, {"Range", "bytes=0-9"}};
+  r.payload_sha256 = core::Sha256Hex("");
+  SignV4(r, {"AKIAIOSFODNN7EXAMPLE", "wJalrXUtnFEMI/K7MDENG/bPxRfiCYEXAMPLEKEY", "us-east-1", "s3"},
+         absl::FromCivil(absl::CivilSecond(2013, 5, 24, 0, 0, 0), absl::UTCTimeZone()));
+  std::string auth;
+  for (const auto& [k, v] : r.headers) {
+    if (k == "Authorization") auth = v;
+  }
+  EXPECT_EQ(auth,
+            "AWS4-HMAC-SHA256 Credential=AKIAIOSFODNN7EXAMPLE/20130524/us-east-1/s3/aws4_request, "
+            "SignedHeaders=host;range;x-amz-content-sha256;x-amz-date, "
+            "Signature=f0e8bdb87c964420e857bd35b5d6ed310bd44f0170aba48dd91039c6036bdb41");
+}
+
+TEST(SigV4, CanonicalQuerySortsAndEncodes) {
+  EXPECT_EQ(CanonicalQuery({{"uploadId", "a b/c"}, {"partNumber", "2"}, {"uploads", ""}}),
+            "partNumber=2&uploadId=a%20b%2Fc&uploads=");
+  EXPECT_EQ(UriEncode("dir/a b+c~.txt", true), "dir/a%20b%2Bc~.txt");
+  EXPECT_EQ(UriEncode("dir/a", false), "dir%2Fa");
+}
+
+TEST(Tiers, OneTableBothWays) {
+  EXPECT_EQ(StorageClassFor(common::CLOUD_PROVIDER_AWS, common::STORAGE_TIER_HOT), "STANDARD");
+  EXPECT_EQ(StorageClassFor(common::CLOUD_PROVIDER_AWS, common::STORAGE_TIER_UNSPECIFIED), "STANDARD");
+  EXPECT_EQ(StorageClassFor(common::CLOUD_PROVIDER_AWS, common::STORAGE_TIER_WARM), "STANDARD_IA");
+  EXPECT_EQ(StorageClassFor(common::CLOUD_PROVIDER_AWS, common::STORAGE_TIER_COLD), "GLACIER_IR");
+  EXPECT_EQ(StorageClassFor(common::CLOUD_PROVIDER_AWS, common::STORAGE_TIER_ARCHIVE), "DEEP_ARCHIVE");
+  EXPECT_EQ(StorageClassFor(common::CLOUD_PROVIDER_AZURE, common::STORAGE_TIER_COLD), "Cold");
+  EXPECT_EQ(StorageClassFor(common::CLOUD_PROVIDER_GCP, common::STORAGE_TIER_WARM), "NEARLINE");
+  EXPECT_EQ(StorageClassFor(common::CLOUD_PROVIDER_GCP, common::STORAGE_TIER_ARCHIVE), "ARCHIVE");
+  EXPECT_EQ(StorageClassFor(common::CLOUD_PROVIDER_LOCAL, common::STORAGE_TIER_COLD), "");
+  for (auto provider : {common::CLOUD_PROVIDER_AWS, common::CLOUD_PROVIDER_AZURE, common::CLOUD_PROVIDER_GCP}) {
+    for (auto tier : {common::STORAGE_TIER_HOT, common::STORAGE_TIER_WARM, common::STORAGE_TIER_COLD,
+                      common::STORAGE_TIER_ARCHIVE}) {
+      EXPECT_EQ(TierForStorageClass(provider, StorageClassFor(provider, tier)), tier);
+    }
+  }
+  EXPECT_EQ(TierForStorageClass(common::CLOUD_PROVIDER_AWS, "GLACIER"), common::STORAGE_TIER_ARCHIVE);
+  EXPECT_EQ(TierForStorageClass(common::CLOUD_PROVIDER_AWS, "REDUCED_REDUNDANCY"), std::nullopt);
+}
+
+TEST(Xml, ReadsElementsAndEscapes) {
+  std::string doc =
+      "<?xml version=\"1.0\"?><InitiateMultipartUploadResult xmlns=\"http://s3.amazonaws.com/doc/2006-03-01/\">"
+      "<Bucket>b</Bucket><UploadId>abc&amp;1</UploadId></InitiateMultipartUploadResult>";
+  EXPECT_EQ(XmlFirstText(doc, "UploadId"), "abc&1");
+  EXPECT_EQ(XmlFirstText(doc, "Missing"), std::nullopt);
+  EXPECT_EQ(XmlFirstText("not xml <", "UploadId"), std::nullopt);
+  EXPECT_EQ(XmlEscape("\"a\"<&>"), "&quot;a&quot;&lt;&amp;&gt;");
+}
+
+TEST(Endpoint, ParsesOnlySchemeHostPort) {
+  auto u = ParseEndpoint("http://127.0.0.1:4568/");
+  ASSERT_TRUE(u.ok());
+  EXPECT_EQ(u->scheme, "http");
+  EXPECT_EQ(u->host, "127.0.0.1:4568");
+  EXPECT_FALSE(ParseEndpoint("127.0.0.1:4568").ok());
+  EXPECT_FALSE(ParseEndpoint("ftp://x").ok());
+  EXPECT_FALSE(ParseEndpoint("http://x/path").ok());
+}
+
+TEST(BackendsConfig, ClearErrorsForBadConfigurations) {
+  auto make = [](const std::string& json) -> absl::Status {
+    std::string path = ::testing::TempDir() + "/backends.json";
+    std::ofstream(path) << json;
+    auto config = ReadBackendsConfig(path);
+    if (!config.ok()) return config.status();
+    return MakeBackends(*config).status();
+  };
+  EXPECT_TRUE(make(R"({"backends": [{"name": "s3-a", "kind": "s3", "endpoint": "http://127.0.0.1:1",
+                      "bucket": "b", "accessKeyId": "k", "secretAccessKey": "s"}]})")
+                  .ok());
+  auto s = make(R"({"backends": [{"name": "x", "kind": "ftp"}]})");
+  EXPECT_EQ(s.code(), absl::StatusCode::kInvalidArgument);
+  EXPECT_NE(s.message().find("unknown kind 'ftp'"), std::string::npos) << s;
+  s = make(R"({"backends": [{"name": "Bad Name", "kind": "s3"}]})");
+  EXPECT_EQ(s.code(), absl::StatusCode::kInvalidArgument);
+  s = make(R"({"backends": [{"name": "a", "kind": "s3", "bucket": "b", "endpoint": "http://h"}]})");
+  EXPECT_NE(s.message().find("access key id and secret are required"), std::string::npos) << s;
+  s = make(R"({"backends": [{"name": "a", "kind": "s3", "bucket": "b", "endpoint": "http://h",
+               "accessKeyId": "k", "secretAccessKey": "TOPSECRET", "partSize": 1024}]})");
+  EXPECT_NE(s.message().find("at least 5 MiB"), std::string::npos) << s;
+  EXPECT_EQ(s.message().find("TOPSECRET"), std::string::npos) << "secrets never in messages";
+  s = make(R"({"backends": [{"name": "a", "kind": "s3"}, {"name": "a", "kind": "s3"}]})");
+  EXPECT_EQ(s.code(), absl::StatusCode::kInvalidArgument);
+  EXPECT_EQ(make(R"({"backends": [{"name": "a", "kind": 7}]})").code(),
+            absl::StatusCode::kInvalidArgument);
+  EXPECT_EQ(make("{not json").code(), absl::StatusCode::kInvalidArgument);
+}
+
+}  // namespace
+}  // namespace cloudflux::storage

@@ -96,17 +96,25 @@ absl::StatusOr<std::shared_ptr<const PublicKeySet>> JwtAuthenticator::KeysFor(
   return keys_;
 }
 
-std::optional<absl::StatusOr<Claims>> JwtAuthenticator::VerifyTokenCached(std::string_view token) {
-  absl::Time now = clock_.Now();
+std::optional<absl::StatusOr<Claims>> JwtAuthenticator::Lookup(const std::string& token,
+                                                               absl::Time now,
+                                                               std::optional<Claims>* due) {
   absl::MutexLock lock(&cache_mu_);
-  auto it = cache_.find(std::string(token));
+  auto it = cache_.find(token);
   if (it == cache_.end()) return std::nullopt;
   if (now >= it->second.claims.exp + options_.verify.leeway) {
     cache_.erase(it);
     return absl::StatusOr<Claims>(absl::UnauthenticatedError("token expired"));
   }
-  if (now - it->second.revocation_checked >= options_.revocation_recheck) return std::nullopt;
+  if (now - it->second.revocation_checked >= options_.revocation_recheck) {
+    if (due != nullptr) *due = it->second.claims;
+    return std::nullopt;
+  }
   return absl::StatusOr<Claims>(it->second.claims);
+}
+
+std::optional<absl::StatusOr<Claims>> JwtAuthenticator::VerifyTokenCached(std::string_view token) {
+  return Lookup(std::string(token), clock_.Now(), nullptr);
 }
 
 void JwtAuthenticator::Forget(std::string_view token) {
@@ -117,23 +125,12 @@ void JwtAuthenticator::Forget(std::string_view token) {
 absl::StatusOr<Claims> JwtAuthenticator::VerifyToken(std::string_view token) {
   std::string key(token);
   absl::Time now = clock_.Now();
-  std::optional<Entry> cached;
-  {
-    absl::MutexLock lock(&cache_mu_);
-    auto it = cache_.find(key);
-    if (it != cache_.end()) cached = it->second;
-  }
-  if (cached.has_value()) {
-    if (now >= cached->claims.exp + options_.verify.leeway) {
-      absl::MutexLock lock(&cache_mu_);
-      cache_.erase(key);
-      return absl::UnauthenticatedError("token expired");
-    }
-    if (now - cached->revocation_checked < options_.revocation_recheck) return cached->claims;
-  }
+  // Claims of a cached token whose revocation check is due.
+  std::optional<Claims> cached;
+  if (auto answer = Lookup(key, now, &cached)) return *std::move(answer);
   Claims claims;
   if (cached.has_value()) {
-    claims = cached->claims;
+    claims = *std::move(cached);
   } else {
     CF_ASSIGN_OR_RETURN(UnverifiedHeader header, PeekHeader(token));
     if (header.alg != "EdDSA") {

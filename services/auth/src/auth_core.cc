@@ -703,9 +703,19 @@ absl::StatusOr<v1::IssueTokenResponse> AuthCore::Mint(db::Transaction& tx,
                            .status());
     out.set_refresh_token(refresh);
   }
-  audit_first.push_back(
-      {"token.issued", principal.id(), true, absl::StrCat("grant=", grant, " jti=", jti)});
+  audit_first.push_back(TokenIssued(principal.id(), grant, jti));
   CF_RETURN_IF_ERROR(AuditAll(tx, audit_first, caller));
+  return out;
+}
+
+absl::StatusOr<v1::IssueTokenResponse> AuthCore::MintGroupCommitted(
+    const v1::Principal& principal, const std::string& grant, const std::string& scope,
+    const std::string& audience, const Caller& caller, std::vector<AuditEntry> audit_first) {
+  std::string jti;
+  CF_ASSIGN_OR_RETURN(v1::IssueTokenResponse out, MintAccess(principal, scope, audience, &jti));
+  audit_first.push_back(TokenIssued(principal.id(), grant, jti));
+  CF_ASSIGN_OR_RETURN(AuditBatch rows, PrepareAudit(audit_first, caller));
+  CF_RETURN_IF_ERROR(audit_log_.Commit(std::move(rows)));
   return out;
 }
 
@@ -789,12 +799,8 @@ absl::StatusOr<v1::IssueTokenResponse> AuthCore::IssueToken(const v1::IssueToken
       return out;
     }
     // Nothing but audit rows to write: commit them with concurrent grants'.
-    std::string jti;
-    CF_ASSIGN_OR_RETURN(out, MintAccess(found->principal, request.scope(), request.audience(), &jti));
-    audit.push_back({"token.issued", principal_id, true, absl::StrCat("grant=", grant, " jti=", jti)});
-    CF_ASSIGN_OR_RETURN(AuditBatch rows, PrepareAudit(audit, caller));
-    CF_RETURN_IF_ERROR(audit_log_.Commit(std::move(rows)));
-    return out;
+    return MintGroupCommitted(found->principal, grant, request.scope(), request.audience(), caller,
+                              std::move(audit));
   }
 
   if (grant == "api_key") {
@@ -815,15 +821,8 @@ absl::StatusOr<v1::IssueTokenResponse> AuthCore::IssueToken(const v1::IssueToken
       return RecordFailure("apikey:" + request.api_key().substr(0, 12), "", caller,
                            "api_key: unknown, revoked or expired key");
     }
-    v1::Principal principal = PrincipalFromRow(rows[0]);
-    std::string jti;
-    CF_ASSIGN_OR_RETURN(out, MintAccess(principal, request.scope(), request.audience(), &jti));
-    CF_ASSIGN_OR_RETURN(
-        AuditBatch audit,
-        PrepareAudit({{"token.issued", principal.id(), true, absl::StrCat("grant=", grant, " jti=", jti)}},
-                     caller));
-    CF_RETURN_IF_ERROR(audit_log_.Commit(std::move(audit)));
-    return out;
+    return MintGroupCommitted(PrincipalFromRow(rows[0]), grant, request.scope(),
+                              request.audience(), caller);
   }
 
   if (grant == "refresh_token") {

@@ -140,6 +140,16 @@ class AuthCore {
   absl::StatusOr<cloudflux::auth::v1::IssueTokenResponse> MintAccess(
       const cloudflux::auth::v1::Principal& principal, const std::string& scope,
       const std::string& audience, std::string* jti);
+  // MintAccess for grants that write nothing but audit rows: `audit_first`
+  // and "token.issued" are committed together with concurrent grants'.
+  absl::StatusOr<cloudflux::auth::v1::IssueTokenResponse> MintGroupCommitted(
+      const cloudflux::auth::v1::Principal& principal, const std::string& grant,
+      const std::string& scope, const std::string& audience, const Caller& caller,
+      std::vector<AuditEntry> audit_first = {});
+  static AuditEntry TokenIssued(const std::string& principal_id, const std::string& grant,
+                                const std::string& jti) {
+    return {"token.issued", principal_id, true, "grant=" + grant + " jti=" + jti};
+  }
   // The credentials a grant checks, from the cache or the database.
   absl::StatusOr<std::optional<Credentials>> LoadCredentials(const std::string& name);
   absl::StatusOr<cloudflux::auth::v1::IssueTokenResponse> Mint(

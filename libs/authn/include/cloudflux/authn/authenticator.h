@@ -89,6 +89,11 @@ class JwtAuthenticator final : public server::Authenticator {
     absl::Time revocation_checked;
   };
   absl::StatusOr<std::shared_ptr<const PublicKeySet>> KeysFor(const std::string& kid);
+  // The cache's answer: the claims of a token checked within
+  // revocation_recheck, or "expired"; nullopt when the token must be
+  // verified or re-checked (`due` then receives its cached claims, if any).
+  std::optional<absl::StatusOr<Claims>> Lookup(const std::string& token, absl::Time now,
+                                               std::optional<Claims>* due);
 
   AuthenticatorOptions options_;
   std::unique_ptr<KeySource> source_;

@@ -67,7 +67,7 @@ class GroupCommit {
     return self.status;
   }
 
-  // Transactions committed so far (for tests and metrics).
+  // Batches written so far, failed ones included (for tests and metrics).
   int64_t batches() const {
     absl::MutexLock lock(&mu_);
     return batches_;
@@ -85,7 +85,8 @@ class GroupCommit {
   void WriteBatch(const std::vector<Waiter*>& batch) {
     std::vector<Item> items;
     items.reserve(batch.size());
-    for (Waiter* w : batch) items.push_back(w->item);
+    // Each waiter only reads its status afterwards: its item can move.
+    for (Waiter* w : batch) items.push_back(std::move(w->item));
     absl::Status status = flush_(std::span<const Item>(items));
     bool isolate = !status.ok() && batch.size() > 1 &&
                    status.code() != absl::StatusCode::kUnavailable &&

@@ -24,9 +24,10 @@ function(cloudflux_test name)
 endfunction()
 
 # cloudflux_service(NAME)
-# Builds services/<NAME>/main.cpp (+ src/*.cc) into cloudflux-<NAME>, with the
-# SQL migrations of services/<NAME>/schema embedded as
-# cloudflux::service::EmbeddedMigrations().
+# Builds services/<NAME>/main.cpp into cloudflux-<NAME>, with the SQL
+# migrations of services/<NAME>/schema embedded as
+# cloudflux::service::EmbeddedMigrations(); src/*.cc become the library
+# cloudflux_<NAME>_core that the binary and the service's tests link.
 function(cloudflux_service name)
   cmake_parse_arguments(ARG "" "" "DEPS" ${ARGN})
   set(schema_dir ${CMAKE_CURRENT_SOURCE_DIR}/schema)
@@ -38,9 +39,16 @@ function(cloudflux_service name)
             -P ${PROJECT_SOURCE_DIR}/cmake/EmbedMigrations.cmake
     DEPENDS ${sql} ${PROJECT_SOURCE_DIR}/cmake/EmbedMigrations.cmake
     COMMENT "embedding ${name} migrations")
+  add_executable(cloudflux-${name} main.cpp ${out})
   file(GLOB srcs CONFIGURE_DEPENDS ${CMAKE_CURRENT_SOURCE_DIR}/src/*.cc)
-  add_executable(cloudflux-${name} main.cpp ${srcs} ${out})
-  target_link_libraries(cloudflux-${name} PRIVATE cloudflux::service ${ARG_DEPS})
-  target_include_directories(cloudflux-${name} PRIVATE ${CMAKE_CURRENT_SOURCE_DIR}/src)
+  if(srcs)
+    # src/*.cc once, as cloudflux_<NAME>_core, for the binary and its tests.
+    add_library(cloudflux_${name}_core STATIC ${srcs})
+    target_link_libraries(cloudflux_${name}_core PUBLIC cloudflux::service ${ARG_DEPS})
+    target_include_directories(cloudflux_${name}_core PUBLIC ${CMAKE_CURRENT_SOURCE_DIR}/src)
+    target_link_libraries(cloudflux-${name} PRIVATE cloudflux_${name}_core)
+  else()
+    target_link_libraries(cloudflux-${name} PRIVATE cloudflux::service ${ARG_DEPS})
+  endif()
   install(TARGETS cloudflux-${name} RUNTIME DESTINATION bin)
 endfunction()

@@ -22,39 +22,18 @@ int main(int argc, char** argv) {
   auto app = cloudflux::service::ServiceApp::CreateOrExit(
       {.name = "storage-adapter", .schema = "storage", .default_port = 50052}, argc, argv);
 
-  std::map<std::string, std::unique_ptr<cloudflux::storage::ObjectStore>> backends;
-  auto local = cloudflux::storage::MakeLocalStore("local", absl::GetFlag(FLAGS_data_dir));
-  if (!local.ok()) {
-    cloudflux::core::LogError("cannot open the local backend",
-                              {{"error", std::string(local.status().message())}});
-    return 1;
-  }
-  backends["local"] = std::move(*local);
-  if (!absl::GetFlag(FLAGS_backends_file).empty()) {
-    auto config = cloudflux::storage::ReadBackendsConfig(absl::GetFlag(FLAGS_backends_file));
-    auto more = config.ok() ? cloudflux::storage::MakeBackends(*config)
-                            : decltype(cloudflux::storage::MakeBackends(*config))(config.status());
-    if (!more.ok()) {
-      cloudflux::core::LogError("bad backend configuration",
-                                {{"error", std::string(more.status().message())}});
-      return 1;
-    }
-    for (auto& [name, store] : *more) {
-      if (backends.count(name) > 0) {
-        cloudflux::core::LogError("bad backend configuration",
-                                  {{"error", "backend '" + name + "' is configured twice"}});
-        return 1;
-      }
-      backends[name] = std::move(store);
-    }
-  }
+  auto backends = cloudflux::storage::LoadBackends(absl::GetFlag(FLAGS_data_dir),
+                                                  absl::GetFlag(FLAGS_backends_file));
   std::string default_backend = absl::GetFlag(FLAGS_default_backend);
-  if (backends.count(default_backend) == 0) {
-    cloudflux::core::LogError("bad backend configuration",
-                              {{"error", "default backend '" + default_backend + "' is not configured"}});
+  absl::Status bad = backends.status();
+  if (bad.ok() && backends->count(default_backend) == 0) {
+    bad = absl::InvalidArgumentError("default backend '" + default_backend + "' is not configured");
+  }
+  if (!bad.ok()) {
+    cloudflux::core::LogError("bad backend configuration", {{"error", std::string(bad.message())}});
     return 1;
   }
-  cloudflux::storage::StorageCore core(app->pool(), std::move(backends), default_backend);
+  cloudflux::storage::StorageCore core(app->pool(), std::move(*backends), default_backend);
   app->runner().AddDependency("backends", [&core](absl::Duration) { return core.PingBackends(); });
 
   cloudflux::server::BlockingExecutor executor(absl::GetFlag(FLAGS_handler_threads));

@@ -59,11 +59,11 @@ class StorageTest : public ::testing::Test {
   }
   void Start() {
     std::map<std::string, std::string> env = {{"CLOUDFLUX_DATA_DIR", data_dir_}};
-    if (const char* s3 = std::getenv("CLOUDFLUX_TEST_S3_ENDPOINT")) {
+    if (auto s3 = testing::TestS3Endpoint(); s3.ok()) {
       // An S3 backend on s3rver, with small parts so that multipart is exercised.
       fs::create_directories(data_dir_);
       std::string file = data_dir_ + "/backends.json";
-      std::ofstream(file) << R"({"backends": [{"name": "s3", "kind": "s3", "endpoint": ")" << s3
+      std::ofstream(file) << R"({"backends": [{"name": "s3", "kind": "s3", "endpoint": ")" << *s3
                           << R"(", "bucket": "cloudflux-test", "accessKeyId": "S3RVER",
                                 "secretAccessKey": "S3RVER", "partSize": 5242880,
                                 "multipartThreshold": 5242880, "parallelParts": 2}]})";
@@ -391,14 +391,12 @@ TEST_F(StorageTest, KillDuringUploadLeavesNoObjectAndNoPartialFile) {
 
 // Whether the S3 SDK (tests/node/s3.mjs) finds `key` in the test bucket.
 bool S3HasObject(const std::string& key) {
-  std::string cmd = std::string("cd '") + std::getenv("CLOUDFLUX_SOURCE_DIR") +
-                    "/tests/node' && node s3.mjs get " + std::getenv("CLOUDFLUX_TEST_S3_ENDPOINT") +
-                    " cloudflux-test '" + key + "' >/dev/null 2>&1";
-  return std::system(cmd.c_str()) == 0;
+  return testing::RunNodeScript("s3.mjs", {"get", *testing::TestS3Endpoint(), "cloudflux-test", key})
+      .ok();
 }
 
 TEST_F(StorageTest, S3BackendKeepsTheTierAndOverwritesAcrossBackendsLeaveNoOrphan) {
-  if (std::getenv("CLOUDFLUX_TEST_S3_ENDPOINT") == nullptr) GTEST_SKIP() << "no s3rver";
+  if (!testing::TestS3Endpoint().ok()) GTEST_SKIP() << "no s3rver";
   v1::ListBackendsResponse backends;
   auto ctx = server::MakeClientContext(absl::Seconds(10));
   ASSERT_TRUE(stub_->ListBackends(ctx.get(), {}, &backends).ok());

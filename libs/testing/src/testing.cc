@@ -18,6 +18,7 @@
 
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_join.h"
+#include "cloudflux/core/status.h"
 #include "cloudflux/core/uuid.h"
 
 namespace cloudflux::testing {
@@ -70,6 +71,21 @@ absl::StatusOr<std::string> RequiredEnv(const char* name) {
 absl::StatusOr<std::string> TestPostgresUrl() { return RequiredEnv("CLOUDFLUX_TEST_PG_URL"); }
 absl::StatusOr<std::string> TestKafkaBootstrap() { return RequiredEnv("CLOUDFLUX_TEST_KAFKA"); }
 absl::StatusOr<std::string> TestRedisAddress() { return RequiredEnv("CLOUDFLUX_TEST_REDIS"); }
+absl::StatusOr<std::string> TestS3Endpoint() { return RequiredEnv("CLOUDFLUX_TEST_S3_ENDPOINT"); }
+
+absl::StatusOr<std::string> RunNodeScript(const std::string& script,
+                                          const std::vector<std::string>& args,
+                                          absl::Duration timeout) {
+  CF_ASSIGN_OR_RETURN(std::string source, RequiredEnv("CLOUDFLUX_SOURCE_DIR"));
+  std::vector<std::string> argv = {"node", source + "/tests/node/" + script};
+  argv.insert(argv.end(), args.begin(), args.end());
+  CF_ASSIGN_OR_RETURN(auto child, ChildProcess::Start(argv));
+  int code = child->Wait(timeout);
+  if (code != 0) {
+    return absl::InternalError(absl::StrCat("node ", script, " exited with ", code, ": ", child->Output()));
+  }
+  return child->Output();
+}
 
 namespace {
 // Replaces the dbname=... part of a key/value conninfo, or appends it.
@@ -136,7 +152,7 @@ absl::StatusOr<std::unique_ptr<ChildProcess>> ChildProcess::Start(
     std::vector<char*> args;
     for (const auto& a : argv) args.push_back(const_cast<char*>(a.c_str()));
     args.push_back(nullptr);
-    execv(args[0], args.data());
+    execvp(args[0], args.data());  // a bare name is looked up in PATH
     _exit(127);
   }
   child->pid_ = pid;

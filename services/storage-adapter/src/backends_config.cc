@@ -92,4 +92,18 @@ absl::StatusOr<std::map<std::string, std::unique_ptr<ObjectStore>>> MakeBackends
   return out;
 }
 
+absl::StatusOr<std::map<std::string, std::unique_ptr<ObjectStore>>> LoadBackends(
+    const std::string& data_dir, const std::string& backends_file) {
+  v1::BackendsConfig config;
+  v1::BackendConfig* local = config.add_backends();
+  local->set_name("local");
+  local->set_kind("local");
+  local->set_root(data_dir);
+  if (!backends_file.empty()) {
+    CF_ASSIGN_OR_RETURN(v1::BackendsConfig more, ReadBackendsConfig(backends_file));
+    config.MergeFrom(more);
+  }
+  return MakeBackends(config);
+}
+
 }  // namespace cloudflux::storage

@@ -18,4 +18,9 @@ absl::StatusOr<cloudflux::storage::v1::BackendsConfig> ReadBackendsConfig(const 
 absl::StatusOr<std::map<std::string, std::unique_ptr<ObjectStore>>> MakeBackends(
     const cloudflux::storage::v1::BackendsConfig& config);
 
+// The service's backends: "local" under `data_dir`, then those of
+// `backends_file` (none when it is empty), all through MakeBackends.
+absl::StatusOr<std::map<std::string, std::unique_ptr<ObjectStore>>> LoadBackends(
+    const std::string& data_dir, const std::string& backends_file);
+
 }  // namespace cloudflux::storage

@@ -94,20 +94,23 @@ absl::StatusOr<HttpResponse> SendHttp(const HttpRequest& request) {
 }
 
 std::string UriEncode(std::string_view s, bool keep_slash) {
-  static constexpr char kHex[] = "0123456789ABCDEF";
+  // curl_easy_escape keeps exactly RFC 3986's unreserved characters.
+  auto escape = [](std::string_view part) -> std::string {
+    if (part.empty()) return "";  // length 0 would make curl take strlen()
+    char* escaped = curl_easy_escape(nullptr, part.data(), static_cast<int>(part.size()));
+    std::string out = escaped != nullptr ? escaped : "";
+    curl_free(escaped);
+    return out;
+  };
+  if (!keep_slash) return escape(s);
   std::string out;
-  out.reserve(s.size() * 3);
-  for (unsigned char c : s) {
-    if (absl::ascii_isalnum(c) || c == '-' || c == '_' || c == '.' || c == '~' ||
-        (keep_slash && c == '/')) {
-      out.push_back(static_cast<char>(c));
-    } else {
-      out.push_back('%');
-      out.push_back(kHex[c >> 4]);
-      out.push_back(kHex[c & 15]);
-    }
+  for (size_t start = 0;;) {
+    size_t slash = s.find('/', start);
+    out += escape(s.substr(start, slash == std::string_view::npos ? slash : slash - start));
+    if (slash == std::string_view::npos) return out;
+    out += '/';
+    start = slash + 1;
   }
-  return out;
 }
 
 absl::StatusOr<Url> ParseEndpoint(const std::string& endpoint) {

@@ -167,9 +167,14 @@ class S3Store final : public ObjectStore {
   Url endpoint_;
 };
 
-std::string StorageClassHeader(const S3Options& options) {
-  return options.provider == common::CLOUD_PROVIDER_GCP ? "x-goog-storage-class"
-                                                        : "x-amz-storage-class";
+// The header carrying the tier's storage class on the request that creates
+// the object (single PUT or multipart start).
+std::vector<std::pair<std::string, std::string>> StorageClassHeaders(const S3Options& options,
+                                                                     const std::string& storage_class) {
+  if (storage_class.empty()) return {};
+  return {{options.provider == common::CLOUD_PROVIDER_GCP ? "x-goog-storage-class"
+                                                          : "x-amz-storage-class",
+           storage_class}};
 }
 
 absl::Status S3Writer::Write(std::string_view data) {
@@ -180,9 +185,8 @@ absl::Status S3Writer::Write(std::string_view data) {
     return absl::OkStatus();
   }
   if (upload_id_.empty()) {
-    std::vector<std::pair<std::string, std::string>> headers;
-    if (!storage_class_.empty()) headers.emplace_back(StorageClassHeader(o), storage_class_);
-    CF_ASSIGN_OR_RETURN(HttpResponse r, store_.Call("POST", key_, {{"uploads", ""}}, headers, ""));
+    CF_ASSIGN_OR_RETURN(HttpResponse r, store_.Call("POST", key_, {{"uploads", ""}},
+                                                    StorageClassHeaders(o, storage_class_), ""));
     if (r.status != 200) return failed_ = store_.Error(r, "start multipart upload of " + key_);
     auto id = XmlFirstText(r.body, "UploadId");
     if (!id.has_value() || id->empty()) {
@@ -233,9 +237,8 @@ absl::Status S3Writer::Commit() {
   if (!failed_.ok()) return failed_;
   const S3Options& o = store_.options();
   if (upload_id_.empty()) {
-    std::vector<std::pair<std::string, std::string>> headers;
-    if (!storage_class_.empty()) headers.emplace_back(StorageClassHeader(o), storage_class_);
-    CF_ASSIGN_OR_RETURN(HttpResponse r, store_.Call("PUT", key_, {}, headers, buffer_));
+    CF_ASSIGN_OR_RETURN(HttpResponse r,
+                        store_.Call("PUT", key_, {}, StorageClassHeaders(o, storage_class_), buffer_));
     if (r.status != 200) return failed_ = store_.Error(r, "put " + key_);
     committed_ = true;
     std::string().swap(buffer_);

@@ -3,13 +3,13 @@
 // servers: scripts/dev test (or scripts/dev bench <this binary>).
 #include <gtest/gtest.h>
 
-#include <cstdio>
 #include <fstream>
 #include <random>
 
 #include "absl/strings/str_cat.h"
 #include "cloudflux/core/digest.h"
 #include "cloudflux/core/uuid.h"
+#include "cloudflux/testing/testing.h"
 #include "object_store.h"
 #include "sigv4.h"
 
@@ -18,11 +18,6 @@ namespace {
 
 namespace common = cloudflux::common::v1;
 
-std::string Env(const char* name) {
-  const char* v = std::getenv(name);
-  return v != nullptr ? v : "";
-}
-
 std::string RandomBytes(size_t n, uint32_t seed) {
   std::mt19937 rng(seed);
   std::string out(n, '\0');
@@ -30,26 +25,17 @@ std::string RandomBytes(size_t n, uint32_t seed) {
   return out;
 }
 
-// Runs a script of tests/node; returns its stdout, or "" when it failed.
-std::string Node(const std::string& script, const std::string& args) {
-  std::string cmd = absl::StrCat("cd '", Env("CLOUDFLUX_SOURCE_DIR"), "/tests/node' && node ", script,
-                                 " ", args, " 2>/dev/null");
-  FILE* p = popen(cmd.c_str(), "r");
-  if (p == nullptr) return "";
-  std::string out;
-  char buf[4096];
-  size_t n;
-  while ((n = fread(buf, 1, sizeof buf, p)) > 0) out.append(buf, n);
-  return pclose(p) == 0 ? out : "";
+// The AWS SDK client (tests/node/s3.mjs); its output, or "" when it failed.
+std::string Sdk(const std::vector<std::string>& args) {
+  return testing::RunNodeScript("s3.mjs", args).value_or("");
 }
-
-std::string Sdk(const std::string& args) { return Node("s3.mjs", args); }
 
 class S3StoreTest : public ::testing::Test {
  protected:
   void SetUp() override {
-    endpoint_ = Env("CLOUDFLUX_TEST_S3_ENDPOINT");
-    if (endpoint_.empty()) GTEST_SKIP() << "CLOUDFLUX_TEST_S3_ENDPOINT is not set (run through scripts/dev test)";
+    auto endpoint = testing::TestS3Endpoint();
+    if (!endpoint.ok()) GTEST_SKIP() << endpoint.status() << " (run through scripts/dev test)";
+    endpoint_ = *endpoint;
   }
   S3Options Options(const std::string& bucket = "cloudflux-test") {
     S3Options o;
@@ -91,7 +77,7 @@ class S3StoreTest : public ::testing::Test {
     return all;
   }
   std::string SdkGet(const std::string& bucket, const std::string& key) {
-    return Sdk(absl::StrCat("get ", endpoint_, " ", bucket, " '", key, "'"));
+    return Sdk({"get", endpoint_, bucket, key});
   }
   std::string endpoint_;
 };
@@ -139,8 +125,9 @@ TEST_F(S3StoreTest, SignaturesMatchTheAwsSdk) {
                     key.secret_access_key, "\",\"region\":\"", key.region, "\"}");
   }
   json += "]";
-  std::string sdk = Node("sigv4.mjs", "'" + json + "'");
-  ASSERT_FALSE(sdk.empty()) << "the SDK signer did not run";
+  auto signed_by_sdk = testing::RunNodeScript("sigv4.mjs", {json});
+  ASSERT_TRUE(signed_by_sdk.ok()) << signed_by_sdk.status();
+  const std::string& sdk = *signed_by_sdk;
   for (const std::string& auth : ours) {
     EXPECT_NE(sdk.find(auth), std::string::npos) << "ours: " << auth << "\nsdk: " << sdk;
   }
@@ -213,7 +200,7 @@ TEST_F(S3StoreTest, ReadsWhatTheSdkWrote) {
   std::string data = RandomBytes(9 << 20, 4);
   std::string file = ::testing::TempDir() + "/sdk-upload.bin";
   std::ofstream(file, std::ios::binary) << data;
-  ASSERT_NE(Sdk(absl::StrCat("put ", endpoint_, " cloudflux-test '", key, "' ", file)), "");
+  ASSERT_NE(Sdk({"put", endpoint_, "cloudflux-test", key, file}), "");
   auto back = Get(*store, key);
   ASSERT_TRUE(back.ok()) << back.status();
   EXPECT_TRUE(*back == data);

@@ -39,6 +39,9 @@ TEST(SigV4, CanonicalQuerySortsAndEncodes) {
             "partNumber=2&uploadId=a%20b%2Fc&uploads=");
   EXPECT_EQ(UriEncode("dir/a b+c~.txt", true), "dir/a%20b%2Bc~.txt");
   EXPECT_EQ(UriEncode("dir/a", false), "dir%2Fa");
+  EXPECT_EQ(UriEncode("/a//b/", true), "/a//b/");
+  EXPECT_EQ(UriEncode("\xc3\xa9 \x01", true), "%C3%A9%20%01");
+  EXPECT_EQ(UriEncode("", true), "");
 }
 
 TEST(Tiers, OneTableBothWays) {
@@ -108,6 +111,19 @@ TEST(BackendsConfig, ClearErrorsForBadConfigurations) {
   EXPECT_EQ(make(R"({"backends": [{"name": "a", "kind": 7}]})").code(),
             absl::StatusCode::kInvalidArgument);
   EXPECT_EQ(make("{not json").code(), absl::StatusCode::kInvalidArgument);
+
+  // The service's own "local" backend is one of them: a file cannot reuse the name.
+  std::string path = ::testing::TempDir() + "/backends-local.json";
+  std::ofstream(path) << R"({"backends": [{"name": "local", "kind": "local", "root": "/tmp/x"}]})";
+  auto loaded = LoadBackends(::testing::TempDir() + "/local-data", path);
+  EXPECT_EQ(loaded.status().code(), absl::StatusCode::kInvalidArgument);
+  EXPECT_NE(loaded.status().message().find("'local' is configured twice"), std::string::npos)
+      << loaded.status();
+  loaded = LoadBackends(::testing::TempDir() + "/local-data", "");
+  ASSERT_TRUE(loaded.ok()) << loaded.status();
+  EXPECT_EQ(loaded->count("local"), 1u);
+  EXPECT_EQ(LoadBackends(::testing::TempDir() + "/local-data", "/no/such/file").status().code(),
+            absl::StatusCode::kNotFound);
 }
 
 }  // namespace

@@ -1,7 +1,6 @@
 #pragma once
-#include <optional>
-// Hex encoding and SHA-256 (OpenSSL), used for stored secret digests and
-// migration checksums.
+// Hex encoding, SHA-256 and HMAC-SHA256 (OpenSSL), used for stored secret
+// digests, migration checksums and cloud request signatures.
 
 #include <string>
 #include <string_view>
@@ -12,9 +11,6 @@ std::string HexEncode(std::string_view bytes);
 std::string Sha256Hex(std::string_view data);
 // Raw 32-byte HMAC-SHA256 of `data` under `key` (cloud request signatures).
 std::string HmacSha256(std::string_view key, std::string_view data);
-// Standard base64 (with padding); Base64Decode fails on invalid input.
-std::string Base64Encode(std::string_view bytes);
-std::optional<std::string> Base64Decode(std::string_view text);
 
 // Incremental SHA-256 for streams. Not thread-safe.
 class Sha256 {

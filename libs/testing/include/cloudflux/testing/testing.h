@@ -28,6 +28,15 @@ absl::StatusOr<std::string> RequiredEnv(const char* name);
 absl::StatusOr<std::string> TestPostgresUrl();
 absl::StatusOr<std::string> TestKafkaBootstrap();
 absl::StatusOr<std::string> TestRedisAddress();
+absl::StatusOr<std::string> TestS3Endpoint();  // s3rver, "http://127.0.0.1:port"
+
+// Runs tests/node/<script> (of CLOUDFLUX_SOURCE_DIR) with Node.js: the
+// independent clients (official SDKs) that cross-check what CloudFlux
+// stores. Its output (stdout and stderr) when it exits 0, else an error
+// carrying that output.
+absl::StatusOr<std::string> RunNodeScript(const std::string& script,
+                                          const std::vector<std::string>& args,
+                                          absl::Duration timeout = absl::Seconds(60));
 
 // A fresh database on the test PostgreSQL server, dropped on destruction, so
 // that tests never see each other's schemas.

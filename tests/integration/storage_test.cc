@@ -4,12 +4,14 @@
 #include <signal.h>
 
 #include <filesystem>
+#include <functional>
 #include <fstream>
 #include <random>
 
 #include "absl/strings/match.h"
 #include "cloudflux/core/digest.h"
 #include "cloudflux/core/uuid.h"
+#include "cloudflux/db/db.h"
 #include "cloudflux/events/kafka.h"
 #include "cloudflux/events/outbox.h"
 #include "cloudflux/server/grpc_status.h"
@@ -57,8 +59,8 @@ class StorageTest : public ::testing::Test {
     std::error_code ec;
     fs::remove_all(data_dir_, ec);
   }
-  void Start() {
-    std::map<std::string, std::string> env = {{"CLOUDFLUX_DATA_DIR", data_dir_}};
+  void Start(std::map<std::string, std::string> env = {}) {
+    env["CLOUDFLUX_DATA_DIR"] = data_dir_;
     if (auto s3 = testing::TestS3Endpoint(); s3.ok()) {
       // An S3 backend on s3rver, with small parts so that multipart is exercised.
       fs::create_directories(data_dir_);
@@ -129,6 +131,49 @@ class StorageTest : public ::testing::Test {
     grpc::Status s = stub_->HeadObject(ctx.get(), req, &out);
     if (info != nullptr) *info = out;
     return static_cast<absl::StatusCode>(s.error_code());
+  }
+
+  // A CopyObject call: its progress messages and status.
+  struct CopyResult {
+    std::vector<v1::CopyObjectProgress> messages;
+    absl::Status status;
+    const v1::ObjectInfo& object() const { return messages.back().object(); }
+  };
+  CopyResult Copy(const v1::CopyObjectRequest& request) {
+    auto ctx = server::MakeClientContext(absl::Seconds(60));
+    auto reader = stub_->CopyObject(ctx.get(), request);
+    CopyResult out;
+    v1::CopyObjectProgress p;
+    while (reader->Read(&p)) out.messages.push_back(p);
+    out.status = server::FromGrpcStatus(reader->Finish());
+    return out;
+  }
+  static v1::CopyObjectRequest CopyRequest(const std::string& from, const std::string& to,
+                                           const std::string& backend,
+                                           cloudflux::common::v1::StorageTier tier) {
+    v1::CopyObjectRequest r;
+    r.set_source_namespace("photos");
+    r.set_source_key(from);
+    r.set_key(to);
+    r.set_backend(backend);
+    r.set_tier(tier);
+    return r;
+  }
+  absl::StatusOr<v1::ObjectInfo> SetTier(const std::string& key,
+                                         cloudflux::common::v1::StorageTier tier) {
+    v1::SetTierRequest r;
+    r.set_namespace_("photos");
+    r.set_key(key);
+    r.set_tier(tier);
+    v1::ObjectInfo info;
+    grpc::Status s = stub_->SetTier(server::MakeClientContext(absl::Seconds(60)).get(), r, &info);
+    if (!s.ok()) return server::FromGrpcStatus(s);
+    return info;
+  }
+  std::unique_ptr<db::Pool> Db() {
+    auto pool = db::Pool::Create({.url = db_->url(), .max_connections = 2});
+    EXPECT_TRUE(pool.ok()) << pool.status();
+    return pool.ok() ? std::move(*pool) : nullptr;
   }
 
   std::string backend_;  // for Put; "" = the default (local)
@@ -389,6 +434,172 @@ TEST_F(StorageTest, KillDuringUploadLeavesNoObjectAndNoPartialFile) {
   ASSERT_TRUE(Put("after-restart", "ok").ok());
 }
 
+// Consumes the objects topic from the start and hands every envelope keyed
+// photos/<key> to `fn` until `done` or the timeout.
+bool ConsumeObjectEvents(const std::string& key,
+                         const std::function<void(const events::v1::EventEnvelope&)>& fn,
+                         const std::function<bool()>& done, absl::Duration timeout = absl::Seconds(30)) {
+  events::ConsumerOptions co;
+  co.kafka.brokers = *testing::TestKafkaBootstrap();
+  co.group_id = "storage-test-" + core::NewId();
+  co.topics = {"cloudflux.storage.objects"};
+  auto consumer = events::Consumer::Create(co, [&](const events::ConsumedMessage& m) {
+    auto e = events::ParseEnvelope(m);
+    if (!e.ok()) return e.status();
+    if (m.key == "photos/" + key) fn(*e);
+    return absl::OkStatus();
+  });
+  if (!consumer.ok()) return false;
+  return WaitFor(
+      [&] {
+        (void)(*consumer)->PollOnce(absl::Milliseconds(100));
+        return done();
+      },
+      timeout, absl::ZeroDuration());
+}
+
+TEST_F(StorageTest, ReadsBecomeBatchedObjectReadEventsAndNoneIsLostAtShutdown) {
+  // Reads are summed for an hour: only the shutdown flush can write them.
+  svc_.process->Signal(SIGTERM);
+  ASSERT_EQ(svc_.process->Wait(absl::Seconds(20)), 0);
+  Start({{"CLOUDFLUX_READ_EVENT_INTERVAL", "1h"}});
+  std::string key = "hot-" + core::NewId();
+  std::string data = RandomBytes(100000, 9);
+  ASSERT_TRUE(Put(key, data).ok());
+  constexpr int kReads = 40;
+  for (int i = 0; i < kReads; ++i) ASSERT_TRUE(Get(key).ok());
+  ASSERT_TRUE(Get(key, 10, 5).ok());  // a ranged read counts its bytes only
+  svc_.process->Signal(SIGTERM);
+  ASSERT_EQ(svc_.process->Wait(absl::Seconds(30)), 0) << svc_.process->Output();
+
+  int64_t reads = 0, bytes = 0;
+  int read_events = 0;
+  ConsumeObjectEvents(
+      key,
+      [&](const events::v1::EventEnvelope& e) {
+        v1::ObjectRead r;
+        if (!e.payload().UnpackTo(&r)) return;
+        ++read_events;
+        reads += r.reads();
+        bytes += r.bytes_read();
+        EXPECT_EQ(r.version(), 1);
+        EXPECT_EQ(r.size(), static_cast<int64_t>(data.size()));
+        EXPECT_LE(r.first_read().seconds(), r.last_read().seconds());
+      },
+      [&] { return reads >= kReads + 1; });
+  EXPECT_EQ(reads, kReads + 1);
+  EXPECT_EQ(bytes, kReads * static_cast<int64_t>(data.size()) + 5);
+  EXPECT_EQ(read_events, 1) << "the reads of one object in one window are one event";
+  Start();
+}
+
+TEST_F(StorageTest, CopyLocallyIsServerSideAndSetTierIsAnEvent) {
+  std::string key = "copy-" + core::NewId();
+  std::string data = RandomBytes(3 << 20, 11);
+  auto src = Put(key, data);
+  ASSERT_TRUE(src.ok()) << src.status();
+
+  auto copy = Copy(CopyRequest(key, key + ".copy", "", cloudflux::common::v1::STORAGE_TIER_WARM));
+  ASSERT_TRUE(copy.status.ok()) << copy.status;
+  ASSERT_GE(copy.messages.size(), 1u);
+  EXPECT_TRUE(copy.messages.back().server_side()) << "a hard link on the same disk";
+  EXPECT_EQ(copy.object().tier(), cloudflux::common::v1::STORAGE_TIER_WARM);
+  EXPECT_EQ(copy.object().sha256(), src->sha256());
+  EXPECT_EQ(copy.object().metadata().at("owner"), "tests");
+  EXPECT_NE(copy.object().physical_key(), src->physical_key());
+  EXPECT_TRUE(*Get(key + ".copy") == data);
+
+  // Deleting the source leaves the copy intact.
+  v1::DeleteObjectRequest del;
+  del.set_namespace_("photos");
+  del.set_key(key);
+  v1::DeleteObjectResponse deleted;
+  ASSERT_TRUE(stub_->DeleteObject(server::MakeClientContext(absl::Seconds(10)).get(), del, &deleted).ok());
+  EXPECT_TRUE(*Get(key + ".copy") == data);
+
+  auto cold = SetTier(key + ".copy", cloudflux::common::v1::STORAGE_TIER_COLD);
+  ASSERT_TRUE(cold.ok()) << cold.status();
+  EXPECT_EQ(cold->tier(), cloudflux::common::v1::STORAGE_TIER_COLD);
+  EXPECT_EQ(cold->version(), copy.object().version());
+  v1::ObjectInfo head;
+  ASSERT_EQ(Head(key + ".copy", &head), absl::StatusCode::kOk);
+  EXPECT_EQ(head.tier(), cloudflux::common::v1::STORAGE_TIER_COLD);
+
+  // Bad input changes nothing.
+  EXPECT_EQ(SetTier(key + ".copy", cloudflux::common::v1::STORAGE_TIER_UNSPECIFIED).status().code(),
+            absl::StatusCode::kInvalidArgument);
+  EXPECT_EQ(SetTier(key + ".copy", static_cast<cloudflux::common::v1::StorageTier>(42)).status().code(),
+            absl::StatusCode::kInvalidArgument);
+  EXPECT_EQ(SetTier("missing", cloudflux::common::v1::STORAGE_TIER_COLD).status().code(),
+            absl::StatusCode::kNotFound);
+  size_t files = CountFiles(data_dir_ + "/objects");
+  EXPECT_EQ(Copy(CopyRequest("missing", "x", "", {})).status.code(), absl::StatusCode::kNotFound);
+  EXPECT_EQ(Copy(CopyRequest(key + ".copy", "x", "nowhere", {})).status.code(),
+            absl::StatusCode::kNotFound);
+  EXPECT_EQ(Copy(CopyRequest(key + ".copy", "../x", "", {})).status.code(),
+            absl::StatusCode::kInvalidArgument);
+  EXPECT_EQ(Copy(CopyRequest(key + ".copy", "x", "", static_cast<cloudflux::common::v1::StorageTier>(9)))
+                .status.code(),
+            absl::StatusCode::kInvalidArgument);
+  auto stale = CopyRequest(key + ".copy", "x", "", {});
+  stale.set_source_version(7);
+  EXPECT_EQ(Copy(stale).status.code(), absl::StatusCode::kAborted);
+  EXPECT_EQ(Head("x"), absl::StatusCode::kNotFound);
+  EXPECT_EQ(CountFiles(data_dir_ + "/objects"), files) << "failed copies leave no bytes";
+
+  bool tier_changed = false;
+  ConsumeObjectEvents(
+      key + ".copy",
+      [&](const events::v1::EventEnvelope& e) {
+        v1::ObjectTierChanged t;
+        if (e.payload().UnpackTo(&t)) {
+          tier_changed = t.from_tier() == cloudflux::common::v1::STORAGE_TIER_WARM &&
+                         t.to_tier() == cloudflux::common::v1::STORAGE_TIER_COLD &&
+                         t.size() == static_cast<int64_t>(data.size());
+        }
+      },
+      [&] { return tier_changed; });
+  EXPECT_TRUE(tier_changed);
+}
+
+TEST_F(StorageTest, OrphanedBytesOfDeadWritersAreSwept) {
+  svc_.process->Signal(SIGTERM);
+  ASSERT_EQ(svc_.process->Wait(absl::Seconds(20)), 0);
+  // Bytes a crashed writer stored but never catalogued, and an old version
+  // whose removal failed: both only known from storage.pending_bytes.
+  auto pool = Db();
+  ASSERT_NE(pool, nullptr);
+  std::string dead_file = "objects/zz/dead-" + core::NewId();
+  std::string old_file = "objects/zz/old-" + core::NewId();
+  fs::create_directories(data_dir_ + "/objects/zz");
+  std::ofstream(data_dir_ + "/" + dead_file) << "orphan";
+  std::ofstream(data_dir_ + "/" + old_file) << "old version";
+  ASSERT_TRUE(pool->Exec("INSERT INTO storage.pending_bytes (backend, physical_key, instance_id) "
+                         "VALUES ('local', $1, $2)",
+                         {dead_file, core::NewId()})
+                  .ok());
+  ASSERT_TRUE(pool->Exec("INSERT INTO storage.pending_bytes (backend, physical_key, created_at) "
+                         "VALUES ('local', $1, now() - interval '1 hour')",
+                         {old_file})
+                  .ok());
+  Start({{"CLOUDFLUX_SWEEP_INTERVAL", "200ms"}, {"CLOUDFLUX_ORPHAN_GRACE", "1s"}});
+  // A write in progress on the live instance is not touched.
+  std::string live = "live-" + core::NewId();
+  ASSERT_TRUE(Put(live, "still here").ok());
+  EXPECT_TRUE(WaitFor(
+      [&] {
+        return !fs::exists(data_dir_ + "/" + dead_file) && !fs::exists(data_dir_ + "/" + old_file);
+      },
+      absl::Seconds(15)));
+  EXPECT_TRUE(WaitFor(
+      [&] {
+        auto rows = pool->Exec("SELECT count(*) FROM storage.pending_bytes");
+        return rows.ok() && (*rows)[0].Int(0) == 0;
+      },
+      absl::Seconds(10)));
+  EXPECT_EQ(*Get(live), "still here");
+}
+
 // Whether the S3 SDK (tests/node/s3.mjs) finds `key` in the test bucket.
 bool S3HasObject(const std::string& key) {
   return testing::RunNodeScript("s3.mjs", {"get", *testing::TestS3Endpoint(), "cloudflux-test", key})
@@ -439,6 +650,79 @@ TEST_F(StorageTest, S3BackendKeepsTheTierAndOverwritesAcrossBackendsLeaveNoOrpha
 
   backend_ = "no-such-backend";
   EXPECT_EQ(Put("cloud/x", "x").status().code(), absl::StatusCode::kNotFound);
+}
+
+TEST_F(StorageTest, CopyAcrossBackendsWithTierChangesAndRelocation) {
+  if (!testing::TestS3Endpoint().ok()) GTEST_SKIP() << "no s3rver";
+  std::string key = "x-" + core::NewId();
+  std::string data = RandomBytes((6 << 20) + 12345, 21);  // multipart on S3
+  auto src = Put(key, data);
+  ASSERT_TRUE(src.ok()) << src.status();
+
+  // local -> s3: streamed, checksummed, multipart; the SDK reads it back.
+  // (s3rver predates GLACIER_IR, the COLD class, so COLD is not used here.)
+  auto to_s3 = Copy(CopyRequest(key, key + ".s3", "s3", cloudflux::common::v1::STORAGE_TIER_ARCHIVE));
+  ASSERT_TRUE(to_s3.status.ok()) << to_s3.status;
+  EXPECT_FALSE(to_s3.messages.back().server_side());
+  EXPECT_EQ(to_s3.messages.back().bytes_copied(), static_cast<int64_t>(data.size()));
+  EXPECT_EQ(to_s3.object().backend(), "s3");
+  EXPECT_EQ(to_s3.object().tier(), cloudflux::common::v1::STORAGE_TIER_ARCHIVE);
+  auto sdk = testing::RunNodeScript(
+      "s3.mjs", {"get", *testing::TestS3Endpoint(), "cloudflux-test", to_s3.object().physical_key()});
+  ASSERT_TRUE(sdk.ok()) << sdk.status();
+  EXPECT_TRUE(absl::StrContains(*sdk, core::Sha256Hex(data))) << *sdk;
+  EXPECT_TRUE(absl::StrContains(*sdk, "\"storageClass\":\"DEEP_ARCHIVE\"")) << *sdk;
+
+  // s3 -> s3: the store copies.
+  auto within = Copy(CopyRequest(key + ".s3", key + ".s3b", "", cloudflux::common::v1::STORAGE_TIER_WARM));
+  ASSERT_TRUE(within.status.ok()) << within.status;
+  EXPECT_TRUE(within.messages.back().server_side());
+  EXPECT_EQ(within.object().backend(), "s3");
+  EXPECT_TRUE(*Get(key + ".s3b") == data);
+
+  // s3 -> local.
+  auto back = Copy(CopyRequest(key + ".s3b", key + ".back", "local", cloudflux::common::v1::STORAGE_TIER_HOT));
+  ASSERT_TRUE(back.status.ok()) << back.status;
+  EXPECT_EQ(back.object().backend(), "local");
+  EXPECT_TRUE(*Get(key + ".back") == data);
+
+  sdk = testing::RunNodeScript(
+      "s3.mjs", {"get", *testing::TestS3Endpoint(), "cloudflux-test", within.object().physical_key()});
+  ASSERT_TRUE(sdk.ok()) << sdk.status();
+  EXPECT_TRUE(absl::StrContains(*sdk, "\"storageClass\":\"STANDARD_IA\"")) << *sdk;
+
+  // SetTier on S3 rewrites the object in place with the new class.
+  auto archived = SetTier(key + ".s3b", cloudflux::common::v1::STORAGE_TIER_ARCHIVE);
+  ASSERT_TRUE(archived.ok()) << archived.status();
+  EXPECT_EQ(archived->physical_key(), within.object().physical_key());
+  EXPECT_TRUE(*Get(key + ".s3b") == data);
+  sdk = testing::RunNodeScript(
+      "s3.mjs", {"get", *testing::TestS3Endpoint(), "cloudflux-test", within.object().physical_key()});
+  ASSERT_TRUE(sdk.ok()) << sdk.status();
+  EXPECT_TRUE(absl::StrContains(*sdk, "\"storageClass\":\"DEEP_ARCHIVE\"")) << *sdk;
+
+  // Relocation: the same key moves to S3; version kept, old bytes removed.
+  auto moved = Copy(CopyRequest(key, "", "s3", cloudflux::common::v1::STORAGE_TIER_WARM));
+  ASSERT_TRUE(moved.status.ok()) << moved.status;
+  EXPECT_EQ(moved.object().key(), key);
+  EXPECT_EQ(moved.object().backend(), "s3");
+  EXPECT_EQ(moved.object().version(), src->version());
+  EXPECT_FALSE(fs::exists(data_dir_ + "/" + src->physical_key()));
+  EXPECT_TRUE(S3HasObject(moved.object().physical_key()));
+  EXPECT_TRUE(*Get(key) == data);
+
+  bool relocated = false;
+  ConsumeObjectEvents(
+      key,
+      [&](const events::v1::EventEnvelope& e) {
+        v1::ObjectRelocated r;
+        if (e.payload().UnpackTo(&r)) {
+          relocated = r.from_backend() == "local" && r.to_backend() == "s3" &&
+                      r.to_tier() == cloudflux::common::v1::STORAGE_TIER_WARM && r.version() == src->version();
+        }
+      },
+      [&] { return relocated; });
+  EXPECT_TRUE(relocated);
 }
 
 }  // namespace

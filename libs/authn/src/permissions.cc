@@ -77,6 +77,8 @@ PermissionTable BuildDefault() {
   const std::string storage = "/cloudflux.storage.v1.StorageService/";
   t.Allow(storage + "PutObject", operate);
   t.Allow(storage + "DeleteObject", operate);
+  t.Allow(storage + "CopyObject", operate);
+  t.Allow(storage + "SetTier", operate);
   t.Allow(storage + "GetObject", read);
   t.Allow(storage + "HeadObject", read);
   t.Allow(storage + "ListObjects", read);

@@ -1,6 +1,9 @@
 #include <gtest/gtest.h>
 
+#include <atomic>
+#include <chrono>
 #include <cstdlib>
+#include <thread>
 #include <map>
 #include <set>
 
@@ -9,6 +12,7 @@
 #include "cloudflux/core/config.h"
 #include "cloudflux/core/digest.h"
 #include "cloudflux/core/log.h"
+#include "cloudflux/core/periodic.h"
 #include "cloudflux/core/status.h"
 #include "cloudflux/core/uuid.h"
 
@@ -32,6 +36,31 @@ absl::StatusOr<int> Quarter(int x) {
 absl::Status CheckPositive(int x) {
   CF_RETURN_IF_ERROR(x > 0 ? absl::OkStatus() : absl::OutOfRangeError("not positive"));
   return absl::OkStatus();
+}
+
+TEST(PeriodicTask, RunsOnWakeAndOnceMoreOnFinalStop) {
+  std::atomic<int> runs{0};
+  PeriodicTask task(absl::Hours(1), [&] { ++runs; });
+  std::this_thread::sleep_for(std::chrono::milliseconds(50));
+  EXPECT_EQ(runs.load(), 0);  // the interval has not passed
+  task.Wake();
+  for (int i = 0; i < 200 && runs.load() == 0; ++i) std::this_thread::sleep_for(std::chrono::milliseconds(5));
+  EXPECT_EQ(runs.load(), 1);
+  task.Stop(/*final_run=*/true);
+  EXPECT_EQ(runs.load(), 2);
+  task.Stop(true);  // idempotent
+  EXPECT_EQ(runs.load(), 2);
+}
+
+TEST(PeriodicTask, RunsEveryInterval) {
+  std::atomic<int> runs{0};
+  PeriodicTask task(absl::Milliseconds(10), [&] { ++runs; });
+  for (int i = 0; i < 400 && runs.load() < 3; ++i) std::this_thread::sleep_for(std::chrono::milliseconds(5));
+  task.Stop();
+  int after_stop = runs.load();
+  EXPECT_GE(after_stop, 3);
+  std::this_thread::sleep_for(std::chrono::milliseconds(50));
+  EXPECT_EQ(runs.load(), after_stop);
 }
 
 TEST(StatusMacros, PropagateErrorsAndValues) {

@@ -219,7 +219,15 @@ void OutboxRelay::Start() {
 
 void OutboxRelay::Stop() {
   stop_ = true;
-  if (thread_.joinable()) thread_.join();
+  if (!thread_.joinable()) return;
+  thread_.join();
+  // Drain what the last moments of the service wrote (bounded; anything
+  // left is published by another replica or after a restart).
+  absl::Time deadline = absl::Now() + options_.send_timeout;
+  while (absl::Now() < deadline) {
+    auto n = PublishBatch();
+    if (!n.ok() || *n < options_.batch_size) break;
+  }
 }
 
 }  // namespace cloudflux::events

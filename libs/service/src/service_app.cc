@@ -228,6 +228,7 @@ int ServiceApp::Run() {
                             {"port", std::to_string(metrics_->port())}});
   relay_->Start();
   s = runner_->Run();
+  for (auto& fn : on_stop_) fn();
   relay_->Stop();
   if (!s.ok()) {
     core::LogError("server failed", {{"error", std::string(s.message())}});

@@ -1,6 +1,7 @@
 #include "grpc_service.h"
 
 #include <atomic>
+#include <condition_variable>
 #include <mutex>
 
 namespace cloudflux::storage {
@@ -149,11 +150,13 @@ class PutReactor final : public grpc::ServerReadReactor<v1::PutObjectRequest> {
 
 class GetReactor final : public grpc::ServerWriteReactor<v1::GetObjectResponse> {
  public:
-  GetReactor(StorageCore& core, server::BlockingExecutor& executor, const v1::GetObjectRequest* request)
-      : executor_(executor) {
+  GetReactor(StorageCore& core, server::BlockingExecutor& executor, ReadRecorder& reads,
+             const v1::GetObjectRequest* request)
+      : executor_(executor), reads_(reads) {
     executor_.Run([this, &core, request] {
       auto opened = core.OpenGet(*request);
       if (!opened.ok()) return Finish(server::ToGrpcStatus(opened.status()));
+      info_ = opened->first;
       *response_.mutable_info() = std::move(opened->first);
       reader_ = std::move(opened->second);
       StartWrite(&response_);
@@ -162,6 +165,7 @@ class GetReactor final : public grpc::ServerWriteReactor<v1::GetObjectResponse> 
 
   void OnWriteDone(bool ok) override {
     if (!ok) return Finish(grpc::Status(grpc::StatusCode::CANCELLED, "client went away"));
+    if (response_.has_chunk()) sent_ += static_cast<int64_t>(response_.chunk().size());
     executor_.Run([this] {
       absl::Status read = reader_->Read(kReadChunkBytes, response_.mutable_chunk());
       if (!read.ok()) return Finish(server::ToGrpcStatus(read));
@@ -170,12 +174,80 @@ class GetReactor final : public grpc::ServerWriteReactor<v1::GetObjectResponse> 
     });
   }
 
-  void OnDone() override { delete this; }
+  void OnDone() override {
+    // A read is an access whether or not the client took every byte.
+    if (reader_ != nullptr) reads_.Record(info_, sent_);
+    delete this;
+  }
 
  private:
   server::BlockingExecutor& executor_;
+  ReadRecorder& reads_;
+  v1::ObjectInfo info_;
   v1::GetObjectResponse response_;
   std::unique_ptr<ObjectReader> reader_;
+  int64_t sent_ = 0;
+};
+
+// Runs the copy on the executor and streams progress: a progress message is
+// written only when the previous one has gone (later ones replace it), and
+// the last message carries the result.
+class CopyReactor final : public grpc::ServerWriteReactor<v1::CopyObjectProgress> {
+ public:
+  CopyReactor(StorageCore& core, server::BlockingExecutor& executor,
+              const v1::CopyObjectRequest* request) {
+    executor.Run([this, &core, request] {
+      auto copied = core.Copy(*request, [this](int64_t bytes, int64_t total, bool server_side) {
+        {
+          std::lock_guard lock(mu_);
+          if (cancelled_) return false;
+          server_side_ = server_side;
+          if (writing_) return true;  // the next report replaces this one
+          writing_ = true;
+          progress_.set_bytes_copied(bytes);
+          progress_.set_total_bytes(total);
+          progress_.set_server_side(server_side);
+        }
+        StartWrite(&progress_);
+        return true;
+      });
+      std::unique_lock lock(mu_);
+      idle_.wait(lock, [this] { return !writing_; });
+      if (!copied.ok()) {
+        lock.unlock();
+        return Finish(server::ToGrpcStatus(copied.status()));
+      }
+      progress_.set_bytes_copied(copied->size());
+      progress_.set_total_bytes(copied->size());
+      progress_.set_server_side(server_side_);
+      *progress_.mutable_object() = std::move(*copied);
+      writing_ = true;
+      lock.unlock();
+      StartWriteAndFinish(&progress_, grpc::WriteOptions(), grpc::Status::OK);
+    });
+  }
+
+  void OnWriteDone(bool ok) override {
+    {
+      std::lock_guard lock(mu_);
+      writing_ = false;
+      if (!ok) cancelled_ = true;
+    }
+    idle_.notify_all();
+  }
+
+  void OnCancel() override {
+    std::lock_guard lock(mu_);
+    cancelled_ = true;
+  }
+
+  void OnDone() override { delete this; }
+
+ private:
+  std::mutex mu_;
+  std::condition_variable idle_;
+  v1::CopyObjectProgress progress_;
+  bool writing_ = false, cancelled_ = false, server_side_ = false;
 };
 
 }  // namespace
@@ -187,7 +259,18 @@ grpc::ServerReadReactor<v1::PutObjectRequest>* StorageGrpcService::PutObject(
 
 grpc::ServerWriteReactor<v1::GetObjectResponse>* StorageGrpcService::GetObject(
     grpc::CallbackServerContext* context, const v1::GetObjectRequest* request) {
-  return new GetReactor(core_, executor_, request);
+  return new GetReactor(core_, executor_, reads_, request);
+}
+
+grpc::ServerWriteReactor<v1::CopyObjectProgress>* StorageGrpcService::CopyObject(
+    grpc::CallbackServerContext* context, const v1::CopyObjectRequest* request) {
+  return new CopyReactor(core_, executor_, request);
+}
+
+grpc::ServerUnaryReactor* StorageGrpcService::SetTier(grpc::CallbackServerContext* context,
+                                                      const v1::SetTierRequest* request,
+                                                      v1::ObjectInfo* response) {
+  return FinishUnaryOn(executor_, context, response, [=, this] { return core_.SetTier(*request); });
 }
 
 grpc::ServerUnaryReactor* StorageGrpcService::HeadObject(grpc::CallbackServerContext* context,

@@ -6,6 +6,7 @@
 
 #include "cloudflux/server/executor.h"
 #include "cloudflux/storage/v1/storage.grpc.pb.h"
+#include "read_recorder.h"
 #include "storage_core.h"
 
 namespace cloudflux::storage {
@@ -14,8 +15,9 @@ inline constexpr size_t kReadChunkBytes = 1 << 20;
 
 class StorageGrpcService final : public cloudflux::storage::v1::StorageService::CallbackService {
  public:
-  StorageGrpcService(StorageCore& core, server::BlockingExecutor& executor)
-      : core_(core), executor_(executor) {}
+  // Every GetObject that opened its object is counted in `reads`.
+  StorageGrpcService(StorageCore& core, server::BlockingExecutor& executor, ReadRecorder& reads)
+      : core_(core), executor_(executor), reads_(reads) {}
 
   grpc::ServerReadReactor<cloudflux::storage::v1::PutObjectRequest>* PutObject(
       grpc::CallbackServerContext* context, cloudflux::storage::v1::ObjectInfo* response) override;
@@ -31,6 +33,12 @@ class StorageGrpcService final : public cloudflux::storage::v1::StorageService::
   grpc::ServerUnaryReactor* ListObjects(grpc::CallbackServerContext* context,
                                         const cloudflux::storage::v1::ListObjectsRequest* request,
                                         cloudflux::storage::v1::ListObjectsResponse* response) override;
+  grpc::ServerWriteReactor<cloudflux::storage::v1::CopyObjectProgress>* CopyObject(
+      grpc::CallbackServerContext* context,
+      const cloudflux::storage::v1::CopyObjectRequest* request) override;
+  grpc::ServerUnaryReactor* SetTier(grpc::CallbackServerContext* context,
+                                    const cloudflux::storage::v1::SetTierRequest* request,
+                                    cloudflux::storage::v1::ObjectInfo* response) override;
   grpc::ServerUnaryReactor* ListBackends(grpc::CallbackServerContext* context,
                                          const cloudflux::storage::v1::ListBackendsRequest* request,
                                          cloudflux::storage::v1::ListBackendsResponse* response) override;
@@ -38,6 +46,7 @@ class StorageGrpcService final : public cloudflux::storage::v1::StorageService::
  private:
   StorageCore& core_;
   server::BlockingExecutor& executor_;
+  ReadRecorder& reads_;
 };
 
 }  // namespace cloudflux::storage

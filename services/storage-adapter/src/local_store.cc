@@ -163,6 +163,31 @@ class LocalStore final : public ObjectStore {
     return absl::OkStatus();
   }
 
+  // The disk has no storage classes: the tier lives in the catalog only.
+  absl::Status SetTier(const std::string& physical_key, cloudflux::common::v1::StorageTier,
+                       int64_t) override {
+    if (!SafePhysicalKey(physical_key)) return absl::InvalidArgumentError("unsafe physical key");
+    return absl::OkStatus();
+  }
+
+  // Objects are immutable once committed, so a copy is a hard link.
+  absl::Status CopyWithin(const std::string& from, const std::string& to,
+                          cloudflux::common::v1::StorageTier, int64_t) override {
+    if (!SafePhysicalKey(from) || !SafePhysicalKey(to)) {
+      return absl::InvalidArgumentError("unsafe physical key");
+    }
+    std::string source = absl::StrCat(root_, "/", from), target = absl::StrCat(root_, "/", to);
+    std::string dir = fs::path(target).parent_path().string();
+    std::error_code ec;
+    fs::create_directories(dir, ec);
+    if (ec) return absl::InternalError("mkdir " + dir + ": " + ec.message());
+    if (link(source.c_str(), target.c_str()) != 0) {
+      if (errno == ENOENT) return absl::DataLossError("catalogued object missing from disk: " + from);
+      return Errno("link " + source);
+    }
+    return FsyncPath(dir);
+  }
+
   absl::Status Ping() override {
     struct stat st;
     if (stat((root_ + "/.tmp").c_str(), &st) != 0) return Errno("stat " + root_);

@@ -1,5 +1,5 @@
 #pragma once
-// ObjectStore: one backend (local disk, S3, GCS; Azure Blob next).
+// ObjectStore: one backend (local disk, S3, GCS, Azure Blob).
 // Physical keys are chosen by the service, never by clients.
 
 #include <cstdint>
@@ -44,6 +44,15 @@ class ObjectStore {
                                                                  int64_t length) = 0;
   // Deleting a missing object is OK.
   virtual absl::Status Delete(const std::string& physical_key) = 0;
+  // Changes a stored object's storage class in place. UNIMPLEMENTED when the
+  // store cannot do it for this object (the caller rewrites it instead).
+  virtual absl::Status SetTier(const std::string& physical_key,
+                               cloudflux::common::v1::StorageTier tier, int64_t size) = 0;
+  // Copies `from` to the new physical key `to` with `tier` inside the store,
+  // without the bytes passing through this process. UNIMPLEMENTED when the
+  // store cannot (the caller streams the copy instead).
+  virtual absl::Status CopyWithin(const std::string& from, const std::string& to,
+                                  cloudflux::common::v1::StorageTier tier, int64_t size) = 0;
   virtual absl::Status Ping() = 0;
 };
 

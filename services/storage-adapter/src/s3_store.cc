@@ -20,6 +20,8 @@ namespace {
 namespace common = cloudflux::common::v1;
 
 constexpr int64_t kReadWindow = 8 << 20;
+// The largest object one S3 copy request may copy.
+constexpr int64_t kMaxSingleCopy = int64_t{5} << 30;
 
 struct Target {
   std::string url;
@@ -98,6 +100,43 @@ class S3Store final : public ObjectStore {
     return Error(r, "delete " + physical_key);
   }
 
+  // A copy onto itself with the new storage class (S3 and GCS's XML API
+  // change classes by rewriting; GCS accepts the x-amz- copy headers).
+  absl::Status SetTier(const std::string& physical_key, common::StorageTier tier,
+                       int64_t size) override {
+    return CopyWithin(physical_key, physical_key, tier, size);
+  }
+
+  absl::Status CopyWithin(const std::string& from, const std::string& to, common::StorageTier tier,
+                          int64_t size) override {
+    if (size > kMaxSingleCopy) {
+      return absl::UnimplementedError(options_.name + ": objects over 5 GiB are copied by streaming");
+    }
+    auto headers = StorageClassHeaders(StorageClassFor(options_.provider, tier));
+    headers.emplace_back("x-amz-copy-source",
+                         absl::StrCat("/", options_.bucket, "/", UriEncode(from, /*keep_slash=*/true)));
+    // REPLACE: a copy onto itself must change something besides the class
+    // for some servers; the catalog keeps content type and metadata anyway.
+    headers.emplace_back("x-amz-metadata-directive", "REPLACE");
+    CF_ASSIGN_OR_RETURN(HttpResponse r, Call("PUT", to, {}, std::move(headers), ""));
+    // S3 may answer 200 and put the error in the body.
+    if (r.status != 200 || XmlFirstText(r.body, "Error").has_value() ||
+        (!XmlFirstText(r.body, "ETag").has_value() && XmlFirstText(r.body, "Code").has_value())) {
+      return Error(r, absl::StrCat("copy ", from, " to ", to));
+    }
+    return absl::OkStatus();
+  }
+
+  // The header carrying the tier's storage class on the request that
+  // creates the object (single PUT, multipart start, copy).
+  std::vector<std::pair<std::string, std::string>> StorageClassHeaders(
+      const std::string& storage_class) const {
+    if (storage_class.empty()) return {};
+    return {{options_.provider == common::CLOUD_PROVIDER_GCP ? "x-goog-storage-class"
+                                                             : "x-amz-storage-class",
+             storage_class}};
+  }
+
   absl::Status Ping() override {
     CF_ASSIGN_OR_RETURN(HttpResponse r, Call("HEAD", "", {}, {}, ""));
     if (r.status >= 200 && r.status < 300) return absl::OkStatus();
@@ -167,16 +206,6 @@ class S3Store final : public ObjectStore {
   Url endpoint_;
 };
 
-// The header carrying the tier's storage class on the request that creates
-// the object (single PUT or multipart start).
-std::vector<std::pair<std::string, std::string>> StorageClassHeaders(const S3Options& options,
-                                                                     const std::string& storage_class) {
-  if (storage_class.empty()) return {};
-  return {{options.provider == common::CLOUD_PROVIDER_GCP ? "x-goog-storage-class"
-                                                          : "x-amz-storage-class",
-           storage_class}};
-}
-
 absl::Status S3Writer::Write(std::string_view data) {
   if (!failed_.ok()) return failed_;
   buffer_.append(data);
@@ -186,7 +215,7 @@ absl::Status S3Writer::Write(std::string_view data) {
   }
   if (upload_id_.empty()) {
     CF_ASSIGN_OR_RETURN(HttpResponse r, store_.Call("POST", key_, {{"uploads", ""}},
-                                                    StorageClassHeaders(o, storage_class_), ""));
+                                                    store_.StorageClassHeaders(storage_class_), ""));
     if (r.status != 200) return failed_ = store_.Error(r, "start multipart upload of " + key_);
     auto id = XmlFirstText(r.body, "UploadId");
     if (!id.has_value() || id->empty()) {
@@ -235,10 +264,9 @@ absl::Status S3Writer::WaitOldest() {
 
 absl::Status S3Writer::Commit() {
   if (!failed_.ok()) return failed_;
-  const S3Options& o = store_.options();
   if (upload_id_.empty()) {
     CF_ASSIGN_OR_RETURN(HttpResponse r,
-                        store_.Call("PUT", key_, {}, StorageClassHeaders(o, storage_class_), buffer_));
+                        store_.Call("PUT", key_, {}, store_.StorageClassHeaders(storage_class_), buffer_));
     if (r.status != 200) return failed_ = store_.Error(r, "put " + key_);
     committed_ = true;
     std::string().swap(buffer_);

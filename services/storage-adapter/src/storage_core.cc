@@ -60,7 +60,19 @@ std::string Subject(const std::string& ns, const std::string& key) {
   return absl::StrCat(ns, "/", key);
 }
 
+constexpr size_t kCopyChunkBytes = 1 << 20;
+constexpr int64_t kCopyProgressEvery = 8 << 20;
+
 }  // namespace
+
+cloudflux::events::v1::EventEnvelope ObjectEventEnvelope(const std::string& ns,
+                                                         const std::string& key,
+                                                         const google::protobuf::Message& event,
+                                                         const core::Clock& clock) {
+  std::string subject = Subject(ns, key);
+  return events::MakeEnvelope("cloudflux/storage-adapter", "objects/" + subject, subject, event,
+                              clock);
+}
 
 absl::Status ValidateNamespace(const std::string& ns) {
   static const std::regex kNamespace(R"(^[a-z0-9][a-z0-9._-]{0,62}$)");
@@ -96,21 +108,60 @@ absl::Status ValidateKey(const std::string& key) {
 }
 
 StorageCore::StorageCore(db::Pool& pool, std::map<std::string, std::unique_ptr<ObjectStore>> backends,
-                         std::string default_backend, const core::Clock& clock)
+                         std::string default_backend, std::string instance_id,
+                         const core::Clock& clock)
     : pool_(pool),
       backends_(std::move(backends)),
       default_backend_(std::move(default_backend)),
+      instance_id_(std::move(instance_id)),
       clock_(clock) {}
+
+absl::StatusOr<ObjectStore*> StorageCore::Backend(const std::string& name) {
+  auto it = backends_.find(name);
+  if (it == backends_.end()) {
+    return absl::NotFoundError(absl::StrCat("backend '", name.substr(0, 64), "' is not configured"));
+  }
+  return it->second.get();
+}
+
+absl::StatusOr<std::string> StorageCore::ReservePhysicalKey(const std::string& backend) {
+  // Physical names are ours: a fresh one per write, so an overwrite never
+  // touches the bytes readers may be streaming.
+  std::string id = core::NewId();
+  std::string physical = absl::StrCat("objects/", id.substr(id.size() - 2), "/", id);
+  CF_RETURN_IF_ERROR(pool_
+                         .Exec("INSERT INTO storage.pending_bytes (backend, physical_key, "
+                               "instance_id) VALUES ($1, $2, $3)",
+                               {backend, physical, instance_id_})
+                         .status());
+  return physical;
+}
+
+void StorageCore::RemoveBytes(const std::string& backend, const std::string& physical_key) {
+  auto it = backends_.find(backend);
+  absl::Status removed = it == backends_.end()
+                             ? absl::NotFoundError("backend " + backend + " is not configured")
+                             : it->second->Delete(physical_key);
+  if (removed.ok()) {
+    removed = pool_
+                  .Exec("DELETE FROM storage.pending_bytes WHERE backend = $1 AND physical_key = $2",
+                        {backend, physical_key})
+                  .status();
+  }
+  if (!removed.ok()) {
+    core::LogWarn("bytes not removed; the sweeper retries",
+                  {{"backend", backend},
+                   {"physical_key", physical_key},
+                   {"error", std::string(removed.message())}});
+  }
+}
 
 absl::StatusOr<std::unique_ptr<StorageCore::Upload>> StorageCore::BeginPut(
     const v1::PutObjectHeader& header) {
   CF_RETURN_IF_ERROR(ValidateNamespace(header.namespace_()));
   CF_RETURN_IF_ERROR(ValidateKey(header.key()));
   std::string backend = header.backend().empty() ? default_backend_ : header.backend();
-  auto it = backends_.find(backend);
-  if (it == backends_.end()) {
-    return absl::NotFoundError(absl::StrCat("backend '", backend.substr(0, 64), "' is not configured"));
-  }
+  CF_ASSIGN_OR_RETURN(ObjectStore * store, Backend(backend));
   if (!cloudflux::common::v1::StorageTier_IsValid(header.tier())) {
     return absl::InvalidArgumentError("unknown tier");
   }
@@ -135,18 +186,22 @@ absl::StatusOr<std::unique_ptr<StorageCore::Upload>> StorageCore::BeginPut(
   if (upload->header_.tier() == cloudflux::common::v1::STORAGE_TIER_UNSPECIFIED) {
     upload->header_.set_tier(cloudflux::common::v1::STORAGE_TIER_HOT);
   }
-  upload->store_ = it->second.get();
-  // Physical names are ours: a fresh one per write, so an overwrite never
-  // touches the bytes readers may be streaming.
-  std::string id = core::NewId();
-  upload->physical_key_ = absl::StrCat("objects/", id.substr(id.size() - 2), "/", id);
-  CF_ASSIGN_OR_RETURN(upload->writer_,
-                      upload->store_->StartWrite(upload->physical_key_, upload->header_.tier()));
+  upload->store_ = store;
+  CF_ASSIGN_OR_RETURN(upload->physical_key_, ReservePhysicalKey(backend));
+  auto writer = store->StartWrite(upload->physical_key_, upload->header_.tier());
+  if (!writer.ok()) {
+    RemoveBytes(backend, upload->physical_key_);
+    return writer.status();
+  }
+  upload->writer_ = std::move(*writer);
   return upload;
 }
 
 StorageCore::Upload::~Upload() {
-  if (!finished_ && writer_ != nullptr) writer_->Abort();
+  if (!finished_ && writer_ != nullptr) {
+    writer_->Abort();
+    core_->RemoveBytes(header_.backend(), physical_key_);
+  }
 }
 
 absl::Status StorageCore::Upload::Write(std::string_view chunk) {
@@ -160,70 +215,79 @@ absl::StatusOr<v1::ObjectInfo> StorageCore::Upload::Finish() {
   if (finished_) return absl::FailedPreconditionError("upload already finished");
   finished_ = true;
   std::string sha = hash_.HexDigest();
-  if (!header_.expected_sha256().empty() && sha != header_.expected_sha256()) {
+  absl::Status stored =
+      !header_.expected_sha256().empty() && sha != header_.expected_sha256()
+          ? absl::DataLossError(absl::StrCat("SHA-256 mismatch: received ", sha, ", expected ",
+                                             header_.expected_sha256(), "; nothing was stored"))
+          : writer_->Commit();
+  if (!stored.ok()) {
     writer_->Abort();
-    return absl::DataLossError(absl::StrCat("SHA-256 mismatch: received ", sha, ", expected ",
-                                            header_.expected_sha256(), "; nothing was stored"));
+    core_->RemoveBytes(header_.backend(), physical_key_);
+    return stored;
   }
-  absl::Status committed = writer_->Commit();
-  if (!committed.ok()) {
-    writer_->Abort();
-    return committed;
-  }
+  return core_->CatalogNew(header_, *store_, {physical_key_, sha, size_, false});
+}
+
+absl::StatusOr<v1::ObjectInfo> StorageCore::CatalogNew(const v1::PutObjectHeader& header,
+                                                       ObjectStore& store,
+                                                       const StoredCopy& bytes) {
   v1::PutObjectHeader metadata_only;
-  *metadata_only.mutable_metadata() = header_.metadata();
+  *metadata_only.mutable_metadata() = header.metadata();
   std::string metadata_json;
   (void)google::protobuf::util::MessageToJsonString(metadata_only, &metadata_json);
   v1::ObjectInfo info;
   std::string replaced_backend, replaced_physical;
-  absl::Status catalogued = core_->pool_.InTransaction([&](db::Transaction& tx) -> absl::Status {
-    CF_ASSIGN_OR_RETURN(db::Result old,
-                        tx.Exec("SELECT backend, physical_key FROM storage.objects WHERE namespace "
-                                "= $1 AND key = $2 FOR UPDATE",
-                                {header_.namespace_(), header_.key()}));
+  absl::Status catalogued = pool_.InTransaction([&](db::Transaction& tx) -> absl::Status {
+    // One statement: claim the pending write (gone if a sweeper judged this
+    // process dead: then the bytes may be gone too), lock and read the
+    // version being replaced (`old` is referenced by the upsert's WHERE so
+    // that it runs, and locks, before the upsert changes the row), upsert,
+    // and record the replaced bytes for removal.
     CF_ASSIGN_OR_RETURN(
         db::Result rows,
         tx.Exec(absl::StrCat(
-                    "INSERT INTO storage.objects AS o (namespace, key, backend, physical_key, tier, "
-                    "size, sha256, etag, content_type, metadata) VALUES ($1, $2, $3, $4, $5, $6, "
-                    "$7, $8, $9, coalesce(($10::jsonb)->'metadata', '{}')) ON CONFLICT (namespace, "
-                    "key) DO UPDATE SET version = o.version + 1, backend = EXCLUDED.backend, "
-                    "physical_key = EXCLUDED.physical_key, tier = EXCLUDED.tier, size = "
-                    "EXCLUDED.size, sha256 = EXCLUDED.sha256, etag = EXCLUDED.etag, content_type "
-                    "= EXCLUDED.content_type, metadata = EXCLUDED.metadata, updated_at = now() "
-                    "RETURNING ",
-                    kColumns),
-                {header_.namespace_(), header_.key(), header_.backend(), physical_key_,
-                 std::to_string(static_cast<int>(header_.tier())), std::to_string(size_), sha,
-                 "\"" + sha.substr(0, 32) + "\"", header_.content_type(), metadata_json}));
+                    "WITH claimed AS (DELETE FROM storage.pending_bytes WHERE backend = $3 AND "
+                    "physical_key = $4 AND instance_id IS NOT NULL RETURNING 1), "
+                    "old AS (SELECT backend, physical_key FROM storage.objects WHERE namespace = $1 "
+                    "AND key = $2 FOR UPDATE), "
+                    "o AS (INSERT INTO storage.objects AS o (namespace, key, backend, physical_key, "
+                    "tier, size, sha256, etag, content_type, metadata) SELECT $1, $2, $3, $4, $5, "
+                    "$6, $7, $8, $9, coalesce(($10::jsonb)->'metadata', '{}') WHERE EXISTS (SELECT "
+                    "1 FROM claimed) AND (SELECT count(*) FROM old) < 2 ON CONFLICT (namespace, key) DO UPDATE SET version = o.version "
+                    "+ 1, backend = EXCLUDED.backend, physical_key = EXCLUDED.physical_key, tier = "
+                    "EXCLUDED.tier, size = EXCLUDED.size, sha256 = EXCLUDED.sha256, etag = "
+                    "EXCLUDED.etag, content_type = EXCLUDED.content_type, metadata = "
+                    "EXCLUDED.metadata, updated_at = now() RETURNING *), "
+                    "gone AS (INSERT INTO storage.pending_bytes (backend, physical_key) SELECT "
+                    "backend, physical_key FROM old WHERE EXISTS (SELECT 1 FROM claimed) ON "
+                    "CONFLICT DO NOTHING) "
+                    "SELECT ", kColumns, ", (SELECT backend FROM old), (SELECT physical_key FROM old) FROM o"),
+                {header.namespace_(), header.key(), store.name(), bytes.physical_key,
+                 std::to_string(static_cast<int>(header.tier())), std::to_string(bytes.size),
+                 bytes.sha256, "\"" + bytes.sha256.substr(0, 32) + "\"", header.content_type(),
+                 metadata_json}));
+    if (rows.empty()) {
+      return absl::AbortedError(
+          "the write was abandoned: this process was taken for dead and its pending bytes "
+          "removed; retry the upload");
+    }
     info = InfoFromRow(rows[0]);
-    if (!old.empty()) {
-      replaced_backend = old[0].Text(0);
-      replaced_physical = old[0].Text(1);
+    if (!rows[0].IsNull(13)) {
+      replaced_backend = rows[0].Text(13);
+      replaced_physical = rows[0].Text(14);
     }
     v1::ObjectCreated event;
     *event.mutable_object() = info;
-    event.set_overwrite(!old.empty());
-    std::string subject = Subject(info.namespace_(), info.key());
-    return core_->outbox_.Enqueue(
-        tx, kObjectTopic, events::MakeEnvelope("cloudflux/storage-adapter", "objects/" + subject,
-                                               subject, event, core_->clock_));
+    event.set_overwrite(!replaced_physical.empty());
+    return outbox_.Enqueue(tx, kObjectTopic,
+                           ObjectEventEnvelope(info.namespace_(), info.key(), event, clock_));
   });
   if (!catalogued.ok()) {
-    (void)store_->Delete(physical_key_);  // no orphan
+    RemoveBytes(store.name(), bytes.physical_key);  // no orphan
     return catalogued;
   }
-  if (!replaced_physical.empty()) {
-    // The old version may live on another backend.
-    auto old_store = core_->backends_.find(replaced_backend);
-    absl::Status removed = old_store == core_->backends_.end()
-                               ? absl::NotFoundError("backend " + replaced_backend + " is not configured")
-                               : old_store->second->Delete(replaced_physical);
-    if (!removed.ok()) {
-      core::LogWarn("old object version not removed",
-                    {{"physical_key", replaced_physical}, {"error", std::string(removed.message())}});
-    }
-  }
+  // The old version may live on another backend.
+  if (!replaced_physical.empty()) RemoveBytes(replaced_backend, replaced_physical);
   return info;
 }
 
@@ -266,8 +330,10 @@ absl::Status StorageCore::Delete(const std::string& ns, const std::string& key) 
   std::string backend, physical;
   CF_RETURN_IF_ERROR(pool_.InTransaction([&](db::Transaction& tx) -> absl::Status {
     CF_ASSIGN_OR_RETURN(db::Result rows,
-                        tx.Exec("DELETE FROM storage.objects WHERE namespace = $1 AND key = $2 "
-                                "RETURNING backend, physical_key, version",
+                        tx.Exec("WITH d AS (DELETE FROM storage.objects WHERE namespace = $1 AND "
+                                "key = $2 RETURNING backend, physical_key, version), p AS (INSERT "
+                                "INTO storage.pending_bytes (backend, physical_key) SELECT backend, "
+                                "physical_key FROM d ON CONFLICT DO NOTHING) SELECT * FROM d",
                                 {ns, key}));
     if (rows.empty()) return absl::NotFoundError(absl::StrCat("object ", Subject(ns, key), " not found"));
     backend = rows[0].Text(0);
@@ -276,18 +342,9 @@ absl::Status StorageCore::Delete(const std::string& ns, const std::string& key) 
     event.set_namespace_(ns);
     event.set_key(key);
     event.set_version(rows[0].Int(2));
-    return outbox_.Enqueue(tx, kObjectTopic,
-                           events::MakeEnvelope("cloudflux/storage-adapter", "objects/" + Subject(ns, key),
-                                                Subject(ns, key), event, clock_));
+    return outbox_.Enqueue(tx, kObjectTopic, ObjectEventEnvelope(ns, key, event, clock_));
   }));
-  auto it = backends_.find(backend);
-  if (it != backends_.end()) {
-    absl::Status removed = it->second->Delete(physical);
-    if (!removed.ok()) {
-      core::LogWarn("deleted object's bytes not removed",
-                    {{"physical_key", physical}, {"error", std::string(removed.message())}});
-    }
-  }
+  RemoveBytes(backend, physical);
   return absl::OkStatus();
 }
 
@@ -339,6 +396,235 @@ absl::StatusOr<v1::ListObjectsResponse> StorageCore::List(const v1::ListObjectsR
     if (!next.empty()) out.mutable_page()->set_next_page_token(server::PageToken(after));
   }
   return out;
+}
+
+absl::StatusOr<StorageCore::StoredCopy> StorageCore::CopyBytes(const v1::ObjectInfo& source,
+                                                               ObjectStore& from, ObjectStore& to,
+                                                               StorageTier tier,
+                                                               const CopyProgress& progress) {
+  const int64_t total = source.size();
+  auto report = [&](int64_t copied, bool server_side) {
+    return progress == nullptr || progress(copied, total, server_side);
+  };
+  CF_ASSIGN_OR_RETURN(std::string physical, ReservePhysicalKey(to.name()));
+  if (&from == &to) {
+    if (!report(0, true)) {
+      RemoveBytes(to.name(), physical);
+      return absl::CancelledError("copy cancelled");
+    }
+    absl::Status copied = to.CopyWithin(source.physical_key(), physical, tier, total);
+    if (copied.ok()) return StoredCopy{physical, source.sha256(), total, true};
+    if (!absl::IsUnimplemented(copied)) {
+      RemoveBytes(to.name(), physical);
+      return copied;
+    }
+  }
+  // Streamed: one chunk in memory at a time, hashed on the way.
+  absl::Status failed;
+  std::unique_ptr<ObjectWriter> writer;
+  core::Sha256 hash;
+  int64_t copied = 0;
+  auto stream = [&]() -> absl::Status {
+    CF_ASSIGN_OR_RETURN(auto reader, from.OpenRead(source.physical_key(), 0, 0));
+    CF_ASSIGN_OR_RETURN(writer, to.StartWrite(physical, tier));
+    std::string chunk;
+    int64_t reported = 0;
+    if (!report(0, false)) return absl::CancelledError("copy cancelled");
+    while (true) {
+      CF_RETURN_IF_ERROR(reader->Read(kCopyChunkBytes, &chunk));
+      if (chunk.empty()) break;
+      hash.Update(chunk);
+      copied += static_cast<int64_t>(chunk.size());
+      CF_RETURN_IF_ERROR(writer->Write(chunk));
+      if (copied - reported >= kCopyProgressEvery) {
+        reported = copied;
+        if (!report(copied, false)) return absl::CancelledError("copy cancelled");
+      }
+    }
+    std::string sha = hash.HexDigest();
+    if (copied != total || sha != source.sha256()) {
+      return absl::DataLossError(absl::StrCat("source bytes do not match the catalog (", copied,
+                                              " bytes, SHA-256 ", sha, "; expected ", total,
+                                              " bytes, ", source.sha256(), "); nothing was copied"));
+    }
+    CF_RETURN_IF_ERROR(writer->Commit());
+    return absl::OkStatus();
+  };
+  failed = stream();
+  if (!failed.ok()) {
+    if (writer != nullptr) writer->Abort();
+    RemoveBytes(to.name(), physical);
+    return failed;
+  }
+  return StoredCopy{physical, source.sha256(), total, false};
+}
+
+absl::StatusOr<v1::ObjectInfo> StorageCore::Relocate(const v1::ObjectInfo& source, ObjectStore& to,
+                                                     StorageTier tier, const CopyProgress& progress) {
+  CF_ASSIGN_OR_RETURN(ObjectStore * from, Backend(source.backend()));
+  CF_ASSIGN_OR_RETURN(StoredCopy bytes, CopyBytes(source, *from, to, tier, progress));
+  v1::ObjectInfo info;
+  absl::Status switched = pool_.InTransaction([&](db::Transaction& tx) -> absl::Status {
+    CF_ASSIGN_OR_RETURN(
+        db::Result rows,
+        tx.Exec(absl::StrCat(
+                    "WITH claimed AS (DELETE FROM storage.pending_bytes WHERE backend = $5 AND "
+                    "physical_key = $6 AND instance_id IS NOT NULL RETURNING 1), "
+                    "o AS (UPDATE storage.objects SET backend = $5, physical_key = $6, tier = $7, "
+                    "updated_at = now() WHERE namespace = $1 AND key = $2 AND version = $3 AND "
+                    "physical_key = $4 AND EXISTS (SELECT 1 FROM claimed) RETURNING *), "
+                    "gone AS (INSERT INTO storage.pending_bytes (backend, physical_key) SELECT $8, "
+                    "$4 FROM o ON CONFLICT DO NOTHING) SELECT ",
+                    kColumns, " FROM o"),
+                {source.namespace_(), source.key(), std::to_string(source.version()),
+                 source.physical_key(), to.name(), bytes.physical_key,
+                 std::to_string(static_cast<int>(tier)), source.backend()}));
+    if (rows.empty()) {
+      return absl::AbortedError(absl::StrCat("object ", Subject(source.namespace_(), source.key()),
+                                             " changed while it was being copied; nothing moved"));
+    }
+    info = InfoFromRow(rows[0]);
+    v1::ObjectRelocated event;
+    event.set_namespace_(info.namespace_());
+    event.set_key(info.key());
+    event.set_version(info.version());
+    event.set_from_backend(source.backend());
+    event.set_from_tier(source.tier());
+    event.set_to_backend(info.backend());
+    event.set_to_tier(info.tier());
+    event.set_size(info.size());
+    event.set_server_side(bytes.server_side);
+    return outbox_.Enqueue(tx, kObjectTopic,
+                           ObjectEventEnvelope(info.namespace_(), info.key(), event, clock_));
+  });
+  if (!switched.ok()) {
+    RemoveBytes(to.name(), bytes.physical_key);
+    return switched;
+  }
+  RemoveBytes(source.backend(), source.physical_key());
+  return info;
+}
+
+absl::StatusOr<v1::ObjectInfo> StorageCore::Copy(const v1::CopyObjectRequest& request,
+                                                 const CopyProgress& progress) {
+  CF_RETURN_IF_ERROR(core::Annotate(ValidateNamespace(request.source_namespace()), "source"));
+  CF_RETURN_IF_ERROR(core::Annotate(ValidateKey(request.source_key()), "source"));
+  const std::string& ns = request.namespace_().empty() ? request.source_namespace() : request.namespace_();
+  const std::string& key = request.key().empty() ? request.source_key() : request.key();
+  CF_RETURN_IF_ERROR(core::Annotate(ValidateNamespace(ns), "destination"));
+  CF_RETURN_IF_ERROR(core::Annotate(ValidateKey(key), "destination"));
+  if (!cloudflux::common::v1::StorageTier_IsValid(request.tier())) {
+    return absl::InvalidArgumentError("unknown tier");
+  }
+  if (request.source_version() < 0) return absl::InvalidArgumentError("source_version must not be negative");
+  CF_ASSIGN_OR_RETURN(v1::ObjectInfo source, Head(request.source_namespace(), request.source_key()));
+  if (request.source_version() != 0 && request.source_version() != source.version()) {
+    return absl::AbortedError(absl::StrCat("source is at version ", source.version(), ", not ",
+                                           request.source_version()));
+  }
+  const std::string& backend = request.backend().empty() ? source.backend() : request.backend();
+  CF_ASSIGN_OR_RETURN(ObjectStore * to, Backend(backend));
+  if (backends_.count(source.backend()) == 0) {
+    return absl::FailedPreconditionError(absl::StrCat("source is on backend '", source.backend(),
+                                                      "', which is not configured here"));
+  }
+  StorageTier tier = request.tier() == cloudflux::common::v1::STORAGE_TIER_UNSPECIFIED
+                         ? source.tier()
+                         : request.tier();
+  bool relocation = ns == source.namespace_() && key == source.key();
+  if (relocation && backend == source.backend()) {
+    if (tier == source.tier()) return source;  // already there
+    v1::SetTierRequest set;
+    set.set_namespace_(ns);
+    set.set_key(key);
+    set.set_tier(tier);
+    return SetTier(set);
+  }
+  if (relocation) return Relocate(source, *to, tier, progress);
+  CF_ASSIGN_OR_RETURN(ObjectStore * from, Backend(source.backend()));
+  CF_ASSIGN_OR_RETURN(StoredCopy bytes, CopyBytes(source, *from, *to, tier, progress));
+  v1::PutObjectHeader header;
+  header.set_namespace_(ns);
+  header.set_key(key);
+  header.set_backend(backend);
+  header.set_tier(tier);
+  header.set_content_type(source.content_type());
+  *header.mutable_metadata() = source.metadata();
+  return CatalogNew(header, *to, bytes);
+}
+
+absl::StatusOr<v1::ObjectInfo> StorageCore::SetTier(const v1::SetTierRequest& request) {
+  CF_RETURN_IF_ERROR(ValidateNamespace(request.namespace_()));
+  CF_RETURN_IF_ERROR(ValidateKey(request.key()));
+  if (!cloudflux::common::v1::StorageTier_IsValid(request.tier()) ||
+      request.tier() == cloudflux::common::v1::STORAGE_TIER_UNSPECIFIED) {
+    return absl::InvalidArgumentError("tier must be HOT, WARM, COLD or ARCHIVE");
+  }
+  CF_ASSIGN_OR_RETURN(v1::ObjectInfo source, Head(request.namespace_(), request.key()));
+  if (source.tier() == request.tier()) return source;
+  auto found = backends_.find(source.backend());
+  if (found == backends_.end()) {
+    return absl::FailedPreconditionError(absl::StrCat("object is on backend '", source.backend(),
+                                                      "', which is not configured here"));
+  }
+  ObjectStore& store = *found->second;
+  absl::Status changed = store.SetTier(source.physical_key(), request.tier(), source.size());
+  if (absl::IsUnimplemented(changed)) return Relocate(source, store, request.tier(), nullptr);
+  CF_RETURN_IF_ERROR(changed);
+  v1::ObjectInfo info;
+  CF_RETURN_IF_ERROR(pool_.InTransaction([&](db::Transaction& tx) -> absl::Status {
+    CF_ASSIGN_OR_RETURN(
+        db::Result rows,
+        tx.Exec(absl::StrCat("UPDATE storage.objects SET tier = $4, updated_at = now() WHERE "
+                             "namespace = $1 AND key = $2 AND physical_key = $3 RETURNING ",
+                             kColumns),
+                {source.namespace_(), source.key(), source.physical_key(),
+                 std::to_string(static_cast<int>(request.tier()))}));
+    if (rows.empty()) {
+      return absl::AbortedError(absl::StrCat("object ", Subject(source.namespace_(), source.key()),
+                                             " was overwritten or deleted meanwhile"));
+    }
+    info = InfoFromRow(rows[0]);
+    v1::ObjectTierChanged event;
+    event.set_namespace_(info.namespace_());
+    event.set_key(info.key());
+    event.set_version(info.version());
+    event.set_backend(info.backend());
+    event.set_from_tier(source.tier());
+    event.set_to_tier(info.tier());
+    event.set_size(info.size());
+    return outbox_.Enqueue(tx, kObjectTopic,
+                           ObjectEventEnvelope(info.namespace_(), info.key(), event, clock_));
+  }));
+  return info;
+}
+
+absl::StatusOr<int> StorageCore::SweepOrphans(absl::Duration grace) {
+  CF_RETURN_IF_ERROR(pool_
+                         .Exec("UPDATE storage.instances SET heartbeat_at = now() WHERE "
+                               "instance_id = $1",
+                               {instance_id_})
+                         .status());
+  // Writes of dead instances become removals; removals left behind (their
+  // remover failed or died) are retried.
+  CF_ASSIGN_OR_RETURN(
+      db::Result rows,
+      pool_.Exec("WITH dead AS (UPDATE storage.pending_bytes p SET instance_id = NULL, created_at "
+                 "= '-infinity' WHERE p.instance_id IS NOT NULL AND p.instance_id <> $1 AND NOT "
+                 "EXISTS (SELECT 1 FROM storage.instances i WHERE i.instance_id = p.instance_id "
+                 "AND i.heartbeat_at > now() - make_interval(secs => $2)) RETURNING backend, "
+                 "physical_key) "
+                 "SELECT backend, physical_key FROM dead UNION SELECT backend, physical_key FROM "
+                 "storage.pending_bytes WHERE instance_id IS NULL AND created_at < now() - "
+                 "interval '1 minute' LIMIT 1000",
+                 {instance_id_, std::to_string(absl::ToDoubleSeconds(grace))}));
+  int removed = 0;
+  for (const auto& row : rows) {
+    RemoveBytes(row.Text(0), row.Text(1));
+    ++removed;
+  }
+  if (removed > 0) core::LogInfo("removed orphaned bytes", {{"count", std::to_string(removed)}});
+  return removed;
 }
 
 v1::ListBackendsResponse StorageCore::Backends() {

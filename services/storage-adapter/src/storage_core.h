@@ -4,6 +4,7 @@
 // catalog (schema `storage`) and the object events (outbox) in step.
 // Thread-safe; an Upload belongs to one call.
 
+#include <functional>
 #include <map>
 #include <memory>
 #include <string>
@@ -24,10 +25,20 @@ inline constexpr size_t kMaxKeyBytes = 1024;
 absl::Status ValidateNamespace(const std::string& ns);
 absl::Status ValidateKey(const std::string& key);
 
+// An event about (ns, key) for the objects topic (subject objects/ns/key,
+// partition key ns/key, so each object's events stay in order).
+cloudflux::events::v1::EventEnvelope ObjectEventEnvelope(const std::string& ns,
+                                                         const std::string& key,
+                                                         const google::protobuf::Message& event,
+                                                         const core::Clock& clock);
+
 class StorageCore {
  public:
+  // `instance_id` (a row of storage.instances) owns the pending writes this
+  // process records.
   StorageCore(db::Pool& pool, std::map<std::string, std::unique_ptr<ObjectStore>> backends,
-              std::string default_backend, const core::Clock& clock = core::SystemClock::Get());
+              std::string default_backend, std::string instance_id,
+              const core::Clock& clock = core::SystemClock::Get());
 
   // One object being written: bytes go to the backend as they arrive and
   // into a running SHA-256. Destroying it without Finish removes the bytes.
@@ -51,6 +62,9 @@ class StorageCore {
     bool finished_ = false;
   };
 
+  // Called while a streamed copy moves bytes; returning false cancels it.
+  using CopyProgress = std::function<bool(int64_t copied, int64_t total, bool server_side)>;
+
   absl::StatusOr<std::unique_ptr<Upload>> BeginPut(
       const cloudflux::storage::v1::PutObjectHeader& header);
   absl::StatusOr<cloudflux::storage::v1::ObjectInfo> Head(const std::string& ns,
@@ -61,14 +75,58 @@ class StorageCore {
   absl::Status Delete(const std::string& ns, const std::string& key);
   absl::StatusOr<cloudflux::storage::v1::ListObjectsResponse> List(
       const cloudflux::storage::v1::ListObjectsRequest& request);
+  // Copies or relocates an object (see CopyObject in storage.proto).
+  absl::StatusOr<cloudflux::storage::v1::ObjectInfo> Copy(
+      const cloudflux::storage::v1::CopyObjectRequest& request, const CopyProgress& progress);
+  absl::StatusOr<cloudflux::storage::v1::ObjectInfo> SetTier(
+      const cloudflux::storage::v1::SetTierRequest& request);
   cloudflux::storage::v1::ListBackendsResponse Backends();
   // OK while every backend answers.
   absl::Status PingBackends();
 
+  // Removes bytes no catalog row owns: old versions whose removal failed,
+  // and writes of processes that stopped heartbeating for `grace` (crashed
+  // between storing bytes and cataloguing them). Also records this
+  // instance's heartbeat. Returns how many objects it removed.
+  absl::StatusOr<int> SweepOrphans(absl::Duration grace);
+
+  const events::Outbox& outbox() const { return outbox_; }
+  const core::Clock& clock() const { return clock_; }
+
  private:
+  // Bytes written to a backend under a fresh physical key, hashed.
+  struct StoredCopy {
+    std::string physical_key;
+    std::string sha256;
+    int64_t size = 0;
+    bool server_side = false;
+  };
+  // The catalog row for new bytes: inserts or overwrites (namespace, key),
+  // releases the pending write, emits ObjectCreated, then removes the
+  // replaced version's bytes. On failure removes the new bytes.
+  absl::StatusOr<cloudflux::storage::v1::ObjectInfo> CatalogNew(
+      const cloudflux::storage::v1::PutObjectHeader& header, ObjectStore& store,
+      const StoredCopy& bytes);
+  // A fresh physical key, recorded as a pending write of this instance.
+  absl::StatusOr<std::string> ReservePhysicalKey(const std::string& backend);
+  // Removes bytes and their pending row (best effort; the sweeper retries).
+  void RemoveBytes(const std::string& backend, const std::string& physical_key);
+  // Copies the source's bytes to a new physical key on `to`.
+  absl::StatusOr<StoredCopy> CopyBytes(const cloudflux::storage::v1::ObjectInfo& source,
+                                       ObjectStore& from, ObjectStore& to,
+                                       cloudflux::common::v1::StorageTier tier,
+                                       const CopyProgress& progress);
+  // Points (namespace, key) at new bytes, keeping its version, if it still
+  // is `source`; ObjectRelocated. ABORTED if it changed meanwhile.
+  absl::StatusOr<cloudflux::storage::v1::ObjectInfo> Relocate(
+      const cloudflux::storage::v1::ObjectInfo& source, ObjectStore& to,
+      cloudflux::common::v1::StorageTier tier, const CopyProgress& progress);
+  absl::StatusOr<ObjectStore*> Backend(const std::string& name);
+
   db::Pool& pool_;
   std::map<std::string, std::unique_ptr<ObjectStore>> backends_;
   std::string default_backend_;
+  std::string instance_id_;
   const core::Clock& clock_;
   events::Outbox outbox_{"storage"};
 };

@@ -107,6 +107,8 @@ class OutboxRelay {
   absl::StatusOr<int> PublishBatch();
   // Runs PublishBatch in a background thread until Stop.
   void Start();
+  // Stops the thread, then publishes what is still unsent (up to
+  // send_timeout; the rest waits for another replica or a restart).
   void Stop();
   int64_t published() const { return published_.load(); }
 

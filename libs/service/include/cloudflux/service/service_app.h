@@ -21,6 +21,7 @@
 // health_check_interval, startup_timeout, access_log, auth_address,
 // insecure_no_auth, token_issuer, token_audience.
 
+#include <functional>
 #include <memory>
 #include <string>
 #include <vector>
@@ -70,6 +71,11 @@ class ServiceApp {
   const ServiceSpec& spec() const { return spec_; }
   const std::string& instance_id() const { return instance_id_; }
 
+  // Runs `fn` during a graceful shutdown, after the server has finished its
+  // last call and before the outbox relay stops (a final flush into the
+  // outbox is still published). In the order added.
+  void OnStop(std::function<void()> fn) { on_stop_.push_back(std::move(fn)); }
+
   // Starts serving and the outbox relay; blocks until SIGTERM/SIGINT, then
   // shuts down gracefully. Returns the process exit code.
   int Run();
@@ -86,6 +92,7 @@ class ServiceApp {
   std::unique_ptr<cache::RedisClient> redis_;
   std::unique_ptr<events::OutboxRelay> relay_;
   std::unique_ptr<server::ServerRunner> runner_;
+  std::vector<std::function<void()>> on_stop_;
 };
 
 }  // namespace cloudflux::service

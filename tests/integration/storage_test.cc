@@ -7,8 +7,11 @@
 #include <functional>
 #include <fstream>
 #include <random>
+#include <tuple>
 
 #include "absl/strings/match.h"
+#include "absl/strings/str_cat.h"
+#include "absl/strings/str_join.h"
 #include "cloudflux/core/digest.h"
 #include "cloudflux/core/uuid.h"
 #include "cloudflux/db/db.h"
@@ -61,14 +64,32 @@ class StorageTest : public ::testing::Test {
   }
   void Start(std::map<std::string, std::string> env = {}) {
     env["CLOUDFLUX_DATA_DIR"] = data_dir_;
+    // Cloud backends on the test servers (small parts, so that multipart
+    // uploads and block lists are exercised): s3 and gcs on s3rver, azure on
+    // azurite.
+    std::vector<std::string> backends;
     if (auto s3 = testing::TestS3Endpoint(); s3.ok()) {
-      // An S3 backend on s3rver, with small parts so that multipart is exercised.
+      for (const auto& [name, kind, bucket] :
+           {std::tuple{"s3", "s3", "cloudflux-test"}, std::tuple{"gcs", "gcs", "cloudflux-gcs"}}) {
+        backends.push_back(absl::StrCat(R"({"name": ")", name, R"(", "kind": ")", kind,
+                                        R"(", "endpoint": ")", *s3, R"(", "bucket": ")", bucket,
+                                        R"(", "accessKeyId": "S3RVER", "secretAccessKey": "S3RVER",
+                                        "partSize": 5242880, "multipartThreshold": 5242880,
+                                        "parallelParts": 2})"));
+      }
+    }
+    if (auto azure = testing::TestAzureEndpoint(); azure.ok()) {
+      backends.push_back(absl::StrCat(R"({"name": "azure", "kind": "azure", "endpoint": ")",
+                                      azure->substr(0, azure->rfind('/')),
+                                      R"(", "bucket": "cloudflux-test", "accessKeyId": ")",
+                                      testing::kAzuriteAccount, R"(", "secretAccessKey": ")",
+                                      testing::kAzuriteKey, R"(", "partSize": 1048576,
+                                      "multipartThreshold": 1048576, "parallelParts": 2})"));
+    }
+    if (!backends.empty()) {
       fs::create_directories(data_dir_);
       std::string file = data_dir_ + "/backends.json";
-      std::ofstream(file) << R"({"backends": [{"name": "s3", "kind": "s3", "endpoint": ")" << *s3
-                          << R"(", "bucket": "cloudflux-test", "accessKeyId": "S3RVER",
-                                "secretAccessKey": "S3RVER", "partSize": 5242880,
-                                "multipartThreshold": 5242880, "parallelParts": 2}]})";
+      std::ofstream(file) << R"({"backends": [)" << absl::StrJoin(backends, ",") << "]}";
       env["CLOUDFLUX_BACKENDS_FILE"] = file;
     }
     svc_ = StartService("storage-adapter", db_->url(), env);
@@ -723,6 +744,49 @@ TEST_F(StorageTest, CopyAcrossBackendsWithTierChangesAndRelocation) {
       },
       [&] { return relocated; });
   EXPECT_TRUE(relocated);
+}
+
+TEST_F(StorageTest, CopyBetweenEveryPairOfBackendsWithATierChange) {
+  if (!testing::TestS3Endpoint().ok() || !testing::TestAzureEndpoint().ok()) {
+    GTEST_SKIP() << "needs s3rver and azurite";
+  }
+  const std::vector<std::string> names = {"local", "s3", "gcs", "azure"};
+  // Every class s3rver accepts (it predates GLACIER_IR, the S3 COLD class).
+  const std::vector<cloudflux::common::v1::StorageTier> tiers = {
+      cloudflux::common::v1::STORAGE_TIER_WARM, cloudflux::common::v1::STORAGE_TIER_HOT};
+  std::string data = RandomBytes((1 << 20) + 999, 31);  // Azure blocks of 1 MiB
+  std::string sha = core::Sha256Hex(data);
+  int n = 0;
+  for (const auto& from : names) {
+    backend_ = from;
+    std::string source = "pairs/" + from;
+    auto put = Put(source, data, sha);
+    ASSERT_TRUE(put.ok()) << from << ": " << put.status();
+    for (const auto& to : names) {
+      auto tier = tiers[n++ % tiers.size()];
+      std::string target = "pairs/" + from + "-to-" + to;
+      auto copy = Copy(CopyRequest(source, target, to, tier));
+      ASSERT_TRUE(copy.status.ok()) << from << " -> " << to << ": " << copy.status;
+      EXPECT_EQ(copy.messages.back().server_side(), from == to) << from << " -> " << to;
+      EXPECT_EQ(copy.object().backend(), to);
+      EXPECT_EQ(copy.object().tier(), tier);
+      EXPECT_EQ(copy.object().sha256(), sha);
+      auto back = Get(target);
+      ASSERT_TRUE(back.ok()) << from << " -> " << to << ": " << back.status();
+      EXPECT_TRUE(*back == data) << from << " -> " << to;
+    }
+  }
+  // The Azure copies as the Azure SDK sees them.
+  v1::ObjectInfo on_azure;
+  ASSERT_EQ(Head("pairs/s3-to-azure", &on_azure), absl::StatusCode::kOk);
+  auto sdk = testing::RunNodeScript("azure.mjs", {"get", *testing::TestAzureEndpoint(), "cloudflux-test",
+                                                  on_azure.physical_key()});
+  ASSERT_TRUE(sdk.ok()) << sdk.status();
+  EXPECT_TRUE(absl::StrContains(*sdk, sha)) << *sdk;
+  EXPECT_TRUE(absl::StrContains(*sdk, on_azure.tier() == cloudflux::common::v1::STORAGE_TIER_WARM
+                                          ? "\"accessTier\":\"Cool\""
+                                          : "\"accessTier\":\"Hot\""))
+      << *sdk;
 }
 
 }  // namespace

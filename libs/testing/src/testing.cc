@@ -72,6 +72,7 @@ absl::StatusOr<std::string> TestPostgresUrl() { return RequiredEnv("CLOUDFLUX_TE
 absl::StatusOr<std::string> TestKafkaBootstrap() { return RequiredEnv("CLOUDFLUX_TEST_KAFKA"); }
 absl::StatusOr<std::string> TestRedisAddress() { return RequiredEnv("CLOUDFLUX_TEST_REDIS"); }
 absl::StatusOr<std::string> TestS3Endpoint() { return RequiredEnv("CLOUDFLUX_TEST_S3_ENDPOINT"); }
+absl::StatusOr<std::string> TestAzureEndpoint() { return RequiredEnv("CLOUDFLUX_TEST_AZURE_ENDPOINT"); }
 
 absl::StatusOr<std::string> RunNodeScript(const std::string& script,
                                           const std::vector<std::string>& args,

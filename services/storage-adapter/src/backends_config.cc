@@ -83,9 +83,21 @@ absl::StatusOr<std::map<std::string, std::unique_ptr<ObjectStore>>> MakeBackends
       if (b.parallel_parts() > 0) o.parallel_parts = b.parallel_parts();
       if (b.timeout_seconds() > 0) o.timeout = absl::Seconds(b.timeout_seconds());
       CF_ASSIGN_OR_RETURN(store, MakeS3Store(std::move(o)));
+    } else if (b.kind() == "azure") {
+      AzureOptions o;
+      o.name = b.name();
+      o.endpoint = b.endpoint();
+      o.account = b.access_key_id();
+      CF_ASSIGN_OR_RETURN(o.account_key, Secret(b));
+      o.container = b.bucket();
+      if (b.multipart_threshold() > 0) o.multipart_threshold = b.multipart_threshold();
+      if (b.part_size() > 0) o.part_size = b.part_size();
+      if (b.parallel_parts() > 0) o.parallel_parts = b.parallel_parts();
+      if (b.timeout_seconds() > 0) o.timeout = absl::Seconds(b.timeout_seconds());
+      CF_ASSIGN_OR_RETURN(store, MakeAzureStore(std::move(o)));
     } else {
       return absl::InvalidArgumentError(absl::StrCat("backend ", b.name(), ": unknown kind '", b.kind(),
-                                                     "' (local, s3, gcs)"));
+                                                     "' (local, s3, gcs, azure)"));
     }
     out[b.name()] = std::move(store);
   }

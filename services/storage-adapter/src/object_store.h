@@ -5,6 +5,8 @@
 #include <cstdint>
 #include <memory>
 #include <string>
+#include <utility>
+#include <vector>
 
 #include "absl/status/statusor.h"
 #include "absl/time/time.h"
@@ -81,5 +83,35 @@ struct S3Options {
   absl::Duration timeout = absl::Seconds(120);
 };
 absl::StatusOr<std::unique_ptr<ObjectStore>> MakeS3Store(S3Options options);
+
+// Azure Blob Storage's REST API with Shared Key authorization: block blobs,
+// one Put Blob up to `multipart_threshold`, above it Put Block of
+// `part_size` blocks, `parallel_parts` at a time, then Put Block List (an
+// abandoned upload's uncommitted blocks are never visible; Azure discards
+// them after a week); the tier's access tier (x-ms-access-tier); Set Blob
+// Tier; Copy Blob inside the account; ranged GETs. The endpoint is
+// https://<account>.blob.core.windows.net by default; any other endpoint
+// (the azurite emulator) carries the account as the first path segment.
+struct AzureOptions {
+  std::string name;
+  std::string endpoint;  // empty = https://<account>.blob.core.windows.net
+  std::string account;
+  std::string account_key;  // base64, as the portal shows it
+  std::string container;
+  int64_t multipart_threshold = 16 << 20;
+  int64_t part_size = 8 << 20;
+  int parallel_parts = 4;
+  absl::Duration timeout = absl::Seconds(120);
+};
+absl::StatusOr<std::unique_ptr<ObjectStore>> MakeAzureStore(AzureOptions options);
+
+// The Shared Key string-to-sign of a Blob service request (exposed for
+// tests): `headers` as sent (any case), `path` the URL path as sent (percent-
+// encoded), `query` decoded name/value pairs.
+std::string SharedKeyStringToSign(const std::string& method, const std::string& account,
+                                  const std::string& path,
+                                  const std::vector<std::pair<std::string, std::string>>& query,
+                                  const std::vector<std::pair<std::string, std::string>>& headers,
+                                  size_t content_length);
 
 }  // namespace cloudflux::storage

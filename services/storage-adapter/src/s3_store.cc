@@ -1,13 +1,11 @@
 // The S3 REST API (and GCS's S3-compatible XML API) through libcurl with
 // AWS Signature V4.
-#include <future>
-#include <deque>
-
 #include "absl/strings/numbers.h"
 #include "absl/strings/str_cat.h"
 #include "cloudflux/core/digest.h"
 #include "cloudflux/core/log.h"
 #include "cloudflux/core/status.h"
+#include "cloud_io.h"
 #include "http.h"
 #include "object_store.h"
 #include "sigv4.h"
@@ -33,8 +31,9 @@ class S3Store;
 
 class S3Writer final : public ObjectWriter {
  public:
-  S3Writer(S3Store& store, std::string key, std::string storage_class)
-      : store_(store), key_(std::move(key)), storage_class_(std::move(storage_class)) {}
+  S3Writer(S3Store& store, std::string key, std::string storage_class, int parallel_parts)
+      : store_(store), key_(std::move(key)), storage_class_(std::move(storage_class)),
+        parts_(parallel_parts) {}
   ~S3Writer() override {
     if (!committed_) Abort();
   }
@@ -44,7 +43,6 @@ class S3Writer final : public ObjectWriter {
 
  private:
   absl::Status SubmitPart(std::string part);
-  absl::Status WaitOldest();
 
   S3Store& store_;
   std::string key_;
@@ -52,27 +50,10 @@ class S3Writer final : public ObjectWriter {
   std::string buffer_;
   std::string upload_id_;
   int next_part_ = 1;
-  std::deque<std::pair<int, std::future<absl::StatusOr<std::string>>>> in_flight_;
-  std::vector<std::pair<int, std::string>> etags_;
+  ParallelParts parts_;  // ETags in part order
   absl::Status failed_;
   bool committed_ = false;
   bool aborted_ = false;
-};
-
-class S3Reader final : public ObjectReader {
- public:
-  S3Reader(S3Store& store, std::string key, int64_t offset, int64_t length)
-      : store_(store), key_(std::move(key)), pos_(offset),
-        end_(length > 0 ? offset + length : -1) {}
-  absl::Status Read(size_t max, std::string* out) override;
-
- private:
-  S3Store& store_;
-  std::string key_;
-  int64_t pos_;
-  int64_t end_;  // exclusive; -1 until known
-  std::string window_;
-  size_t window_pos_ = 0;
 };
 
 class S3Store final : public ObjectStore {
@@ -85,13 +66,18 @@ class S3Store final : public ObjectStore {
 
   absl::StatusOr<std::unique_ptr<ObjectWriter>> StartWrite(const std::string& physical_key,
                                                            common::StorageTier tier) override {
-    return std::make_unique<S3Writer>(*this, physical_key,
-                                      StorageClassFor(options_.provider, tier));
+    return std::make_unique<S3Writer>(*this, physical_key, StorageClassFor(options_.provider, tier),
+                                      options_.parallel_parts);
   }
 
   absl::StatusOr<std::unique_ptr<ObjectReader>> OpenRead(const std::string& physical_key,
                                                          int64_t offset, int64_t length) override {
-    return std::make_unique<S3Reader>(*this, physical_key, offset, length);
+    return std::make_unique<RangedReader>(
+        [this, physical_key](int64_t first, int64_t last) {
+          return Call("GET", physical_key, {}, {{"Range", absl::StrCat("bytes=", first, "-", last)}}, "");
+        },
+        [this, physical_key](const HttpResponse& r) { return Error(r, "get " + physical_key); },
+        offset, length, kReadWindow);
   }
 
   absl::Status Delete(const std::string& physical_key) override {
@@ -169,20 +155,8 @@ class S3Store final : public ObjectStore {
     return SendHttp(request);
   }
 
-  // A failed response as a status naming what was tried and the store's
-  // error code (never the credentials).
   absl::Status Error(const HttpResponse& r, const std::string& what) const {
-    std::string code = XmlFirstText(r.body, "Code").value_or("");
-    std::string message = XmlFirstText(r.body, "Message").value_or("");
-    std::string text = absl::StrCat(options_.name, ": ", what, ": HTTP ", r.status,
-                                    code.empty() ? "" : " " + code,
-                                    message.empty() ? "" : ": " + message);
-    if (r.status == 404) return absl::NotFoundError(text);
-    if (r.status == 403 || r.status == 401) return absl::PermissionDeniedError(text);
-    if (r.status == 416) return absl::OutOfRangeError(text);
-    if (r.status == 400) return absl::InvalidArgumentError(text);
-    if (r.status == 429 || r.status >= 500) return absl::UnavailableError(text);
-    return absl::InternalError(text);
+    return StoreError(options_.name, r, what);
   }
 
   const S3Options& options() const { return options_; }
@@ -232,34 +206,15 @@ absl::Status S3Writer::Write(std::string_view data) {
 }
 
 absl::Status S3Writer::SubmitPart(std::string part) {
-  while (static_cast<int>(in_flight_.size()) >= store_.options().parallel_parts) {
-    CF_RETURN_IF_ERROR(WaitOldest());
-  }
   int number = next_part_++;
-  in_flight_.emplace_back(
-      number, std::async(std::launch::async,
-                         [this, number, part = std::move(part)]() -> absl::StatusOr<std::string> {
-                           CF_ASSIGN_OR_RETURN(
-                               HttpResponse r,
-                               store_.Call("PUT", key_,
-                                           {{"partNumber", std::to_string(number)},
-                                            {"uploadId", upload_id_}},
-                                           {}, part));
-                           if (r.status != 200) {
-                             return store_.Error(r, absl::StrCat("upload part ", number, " of ", key_));
-                           }
-                           return r.Header("etag");
-                         }));
-  return absl::OkStatus();
-}
-
-absl::Status S3Writer::WaitOldest() {
-  auto [number, future] = std::move(in_flight_.front());
-  in_flight_.pop_front();
-  absl::StatusOr<std::string> etag = future.get();
-  if (!etag.ok()) return failed_ = etag.status();
-  etags_.emplace_back(number, *etag);
-  return absl::OkStatus();
+  return failed_ = parts_.Submit([this, number, part = std::move(part)]() -> absl::StatusOr<std::string> {
+    CF_ASSIGN_OR_RETURN(HttpResponse r,
+                        store_.Call("PUT", key_,
+                                    {{"partNumber", std::to_string(number)}, {"uploadId", upload_id_}},
+                                    {}, part));
+    if (r.status != 200) return store_.Error(r, absl::StrCat("upload part ", number, " of ", key_));
+    return r.Header("etag");
+  });
 }
 
 absl::Status S3Writer::Commit() {
@@ -276,10 +231,11 @@ absl::Status S3Writer::Commit() {
     CF_RETURN_IF_ERROR(SubmitPart(std::move(buffer_)));
     buffer_.clear();
   }
-  while (!in_flight_.empty()) CF_RETURN_IF_ERROR(WaitOldest());
+  auto etags = parts_.Finish();
+  if (!etags.ok()) return failed_ = etags.status();
   std::string xml = "<CompleteMultipartUpload>";
-  for (const auto& [number, etag] : etags_) {
-    absl::StrAppend(&xml, "<Part><PartNumber>", number, "</PartNumber><ETag>", XmlEscape(etag),
+  for (size_t i = 0; i < etags->size(); ++i) {
+    absl::StrAppend(&xml, "<Part><PartNumber>", i + 1, "</PartNumber><ETag>", XmlEscape((*etags)[i]),
                     "</ETag></Part>");
   }
   xml += "</CompleteMultipartUpload>";
@@ -297,10 +253,7 @@ absl::Status S3Writer::Commit() {
 void S3Writer::Abort() {
   if (aborted_ || committed_) return;
   aborted_ = true;
-  while (!in_flight_.empty()) {
-    in_flight_.front().second.wait();
-    in_flight_.pop_front();
-  }
+  parts_.Drain();
   if (!upload_id_.empty()) {
     auto r = store_.Call("DELETE", key_, {{"uploadId", upload_id_}}, {}, "");
     if (!r.ok() || (r->status != 204 && r->status != 200 && r->status != 404)) {
@@ -311,41 +264,6 @@ void S3Writer::Abort() {
                                       : std::string(r.status().message())}});
     }
   }
-}
-
-absl::Status S3Reader::Read(size_t max, std::string* out) {
-  out->clear();
-  if (window_pos_ == window_.size()) {
-    window_.clear();
-    window_pos_ = 0;
-    if (end_ >= 0 && pos_ >= end_) return absl::OkStatus();
-    int64_t last = pos_ + kReadWindow - 1;
-    if (end_ >= 0) last = std::min(last, end_ - 1);
-    CF_ASSIGN_OR_RETURN(HttpResponse r,
-                        store_.Call("GET", key_, {}, {{"Range", absl::StrCat("bytes=", pos_, "-", last)}}, ""));
-    if (r.status == 416) {
-      end_ = pos_;
-      return absl::OkStatus();
-    }
-    if (r.status != 206 && r.status != 200) return store_.Error(r, "get " + key_);
-    if (r.status == 200 && pos_ > 0) {
-      return absl::InternalError(store_.name() + ": the store ignored the byte range");
-    }
-    // "bytes a-b/total" tells where the object ends.
-    std::string range = r.Header("content-range");
-    if (auto slash = range.rfind('/'); end_ < 0 && slash != std::string::npos) {
-      int64_t total = 0;
-      if (absl::SimpleAtoi(range.substr(slash + 1), &total)) end_ = total;
-    }
-    if (r.status == 200 && end_ < 0) end_ = static_cast<int64_t>(r.body.size());
-    window_ = std::move(r.body);
-    pos_ += static_cast<int64_t>(window_.size());
-    if (window_.empty()) end_ = pos_;
-  }
-  size_t n = std::min(max, window_.size() - window_pos_);
-  out->assign(window_, window_pos_, n);
-  window_pos_ += n;
-  return absl::OkStatus();
 }
 
 }  // namespace

@@ -4,7 +4,6 @@
 #include <gtest/gtest.h>
 
 #include <fstream>
-#include <random>
 
 #include "absl/strings/str_cat.h"
 #include "cloudflux/core/digest.h"
@@ -12,18 +11,12 @@
 #include "cloudflux/testing/testing.h"
 #include "object_store.h"
 #include "sigv4.h"
+#include "store_test_util.h"
 
 namespace cloudflux::storage {
 namespace {
 
 namespace common = cloudflux::common::v1;
-
-std::string RandomBytes(size_t n, uint32_t seed) {
-  std::mt19937 rng(seed);
-  std::string out(n, '\0');
-  for (auto& c : out) c = static_cast<char>(rng());
-  return out;
-}
 
 // The AWS SDK client (tests/node/s3.mjs); its output, or "" when it failed.
 std::string Sdk(const std::vector<std::string>& args) {
@@ -56,25 +49,11 @@ class S3StoreTest : public ::testing::Test {
   }
   static absl::Status Put(ObjectStore& store, const std::string& key, const std::string& data,
                           common::StorageTier tier = common::STORAGE_TIER_HOT, size_t chunk = 1 << 20) {
-    auto w = store.StartWrite(key, tier);
-    if (!w.ok()) return w.status();
-    for (size_t i = 0; i < data.size(); i += chunk) {
-      absl::Status s = (*w)->Write(std::string_view(data).substr(i, chunk));
-      if (!s.ok()) return s;
-    }
-    return (*w)->Commit();
+    return PutBytes(store, key, data, tier, chunk);
   }
   static absl::StatusOr<std::string> Get(ObjectStore& store, const std::string& key,
                                          int64_t offset = 0, int64_t length = 0) {
-    auto r = store.OpenRead(key, offset, length);
-    if (!r.ok()) return r.status();
-    std::string all, part;
-    do {
-      absl::Status s = (*r)->Read(1 << 20, &part);
-      if (!s.ok()) return s;
-      all += part;
-    } while (!part.empty());
-    return all;
+    return GetBytes(store, key, offset, length);
   }
   std::string SdkGet(const std::string& bucket, const std::string& key) {
     return Sdk({"get", endpoint_, bucket, key});

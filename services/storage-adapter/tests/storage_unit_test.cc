@@ -84,6 +84,24 @@ TEST(Endpoint, ParsesOnlySchemeHostPort) {
   EXPECT_FALSE(ParseEndpoint("http://x/path").ok());
 }
 
+// The Shared Key string-to-sign as the Blob service documents it: twelve
+// standard header lines (Content-Length empty for 0), the x-ms- headers
+// lowercased and sorted, then /account/path and the decoded query sorted.
+TEST(SharedKey, StringToSignFollowsTheBlobServiceRules) {
+  std::string s = SharedKeyStringToSign(
+      "PUT", "myaccount", "/myaccount/photos/objects/a%20b",
+      {{"comp", "block"}, {"blockid", "YmxvY2stMDAwMDAwMDE="}},
+      {{"X-MS-Version", "2021-12-02"}, {"x-ms-date", "Sun, 22 Nov 2026 10:00:00 GMT"},
+       {"Content-Type", "application/xml"}, {"x-ms-access-tier", " Cool "}},
+      1234);
+  EXPECT_EQ(s,
+            "PUT\n\n\n1234\n\napplication/xml\n\n\n\n\n\n\n"
+            "x-ms-access-tier:Cool\nx-ms-date:Sun, 22 Nov 2026 10:00:00 GMT\nx-ms-version:2021-12-02\n"
+            "/myaccount/myaccount/photos/objects/a%20b\nblockid:YmxvY2stMDAwMDAwMDE=\ncomp:block");
+  std::string head = SharedKeyStringToSign("HEAD", "acct", "/c", {{"restype", "container"}}, {}, 0);
+  EXPECT_EQ(head, "HEAD\n\n\n\n\n\n\n\n\n\n\n\n/acct/c\nrestype:container");
+}
+
 TEST(BackendsConfig, ClearErrorsForBadConfigurations) {
   auto make = [](const std::string& json) -> absl::Status {
     std::string path = ::testing::TempDir() + "/backends.json";
@@ -111,6 +129,16 @@ TEST(BackendsConfig, ClearErrorsForBadConfigurations) {
   EXPECT_EQ(make(R"({"backends": [{"name": "a", "kind": 7}]})").code(),
             absl::StatusCode::kInvalidArgument);
   EXPECT_EQ(make("{not json").code(), absl::StatusCode::kInvalidArgument);
+  EXPECT_TRUE(make(R"({"backends": [{"name": "az", "kind": "azure", "accessKeyId": "acct",
+                      "secretAccessKey": "a2V5", "bucket": "photos"}]})")
+                  .ok());
+  s = make(R"({"backends": [{"name": "az", "kind": "azure", "accessKeyId": "acct",
+               "secretAccessKey": "SECRET!!", "bucket": "photos"}]})");
+  EXPECT_NE(s.message().find("account key must be base64"), std::string::npos) << s;
+  EXPECT_EQ(s.message().find("SECRET"), std::string::npos) << "secrets never in messages";
+  s = make(R"({"backends": [{"name": "az", "kind": "azure", "accessKeyId": "acct",
+               "secretAccessKey": "a2V5", "bucket": "x"}]})");
+  EXPECT_NE(s.message().find("container must be"), std::string::npos) << s;
 
   // The service's own "local" backend is one of them: a file cannot reuse the name.
   std::string path = ::testing::TempDir() + "/backends-local.json";

@@ -29,6 +29,12 @@ absl::StatusOr<std::string> TestPostgresUrl();
 absl::StatusOr<std::string> TestKafkaBootstrap();
 absl::StatusOr<std::string> TestRedisAddress();
 absl::StatusOr<std::string> TestS3Endpoint();  // s3rver, "http://127.0.0.1:port"
+// azurite's blob endpoint of its development account,
+// "http://127.0.0.1:port/devstoreaccount1" (container cloudflux-test exists).
+absl::StatusOr<std::string> TestAzureEndpoint();
+inline constexpr char kAzuriteAccount[] = "devstoreaccount1";
+inline constexpr char kAzuriteKey[] =
+    "Eby8vdM02xNOcqFlqUwJPLlmEtlCDXJ1OUzFT50uSRZ6IFsuFq2UVErCz4I6tq/K1SZFPTOtr/KBHBeksoGMGw==";
 
 // Runs tests/node/<script> (of CLOUDFLUX_SOURCE_DIR) with Node.js: the
 // independent clients (official SDKs) that cross-check what CloudFlux

@@ -1,0 +1,94 @@
+#include "cloud_io.h"
+
+#include "absl/strings/numbers.h"
+#include "absl/strings/str_cat.h"
+#include "cloudflux/core/status.h"
+#include "xml.h"
+
+namespace cloudflux::storage {
+
+absl::Status StoreError(const std::string& store, const HttpResponse& r, const std::string& what) {
+  std::string code = XmlFirstText(r.body, "Code").value_or("");
+  std::string message = XmlFirstText(r.body, "Message").value_or("");
+  if (code.empty()) code = r.Header("x-ms-error-code");  // Azure answers HEAD without a body
+  std::string text = absl::StrCat(store, ": ", what, ": HTTP ", r.status, code.empty() ? "" : " " + code,
+                                  message.empty() ? "" : ": " + message);
+  if (r.status == 404) return absl::NotFoundError(text);
+  if (r.status == 403 || r.status == 401) return absl::PermissionDeniedError(text);
+  if (r.status == 409) return absl::FailedPreconditionError(text);
+  if (r.status == 416) return absl::OutOfRangeError(text);
+  if (r.status == 400) return absl::InvalidArgumentError(text);
+  if (r.status == 429 || r.status >= 500) return absl::UnavailableError(text);
+  return absl::InternalError(text);
+}
+
+absl::Status ParallelParts::Submit(Upload upload) {
+  if (!failed_.ok()) return failed_;
+  while (static_cast<int>(in_flight_.size()) >= limit_) CF_RETURN_IF_ERROR(WaitOldest());
+  in_flight_.push_back(std::async(std::launch::async, std::move(upload)));
+  return absl::OkStatus();
+}
+
+absl::Status ParallelParts::WaitOldest() {
+  auto result = in_flight_.front().get();
+  in_flight_.pop_front();
+  if (!result.ok()) {
+    if (failed_.ok()) failed_ = result.status();
+    return failed_;
+  }
+  results_.push_back(std::move(*result));
+  return absl::OkStatus();
+}
+
+absl::StatusOr<std::vector<std::string>> ParallelParts::Finish() {
+  while (!in_flight_.empty()) {
+    absl::Status s = WaitOldest();
+    if (!s.ok()) {
+      Drain();
+      return s;
+    }
+  }
+  if (!failed_.ok()) return failed_;
+  return std::move(results_);
+}
+
+void ParallelParts::Drain() {
+  while (!in_flight_.empty()) {
+    in_flight_.front().wait();
+    in_flight_.pop_front();
+  }
+}
+
+absl::Status RangedReader::Read(size_t max, std::string* out) {
+  out->clear();
+  if (window_pos_ == window_.size()) {
+    window_.clear();
+    window_pos_ = 0;
+    if (end_ >= 0 && pos_ >= end_) return absl::OkStatus();
+    int64_t last = pos_ + window_size_ - 1;
+    if (end_ >= 0) last = std::min(last, end_ - 1);
+    CF_ASSIGN_OR_RETURN(HttpResponse r, fetch_(pos_, last));
+    if (r.status == 416) {  // an empty object, or reading exactly at its end
+      end_ = pos_;
+      return absl::OkStatus();
+    }
+    if (r.status != 206 && r.status != 200) return error_(r);
+    if (r.status == 200 && pos_ > 0) return absl::InternalError("the store ignored the byte range");
+    // "bytes a-b/total" tells where the object ends.
+    std::string range = r.Header("content-range");
+    if (auto slash = range.rfind('/'); end_ < 0 && slash != std::string::npos) {
+      int64_t total = 0;
+      if (absl::SimpleAtoi(range.substr(slash + 1), &total)) end_ = total;
+    }
+    if (r.status == 200 && end_ < 0) end_ = static_cast<int64_t>(r.body.size());
+    window_ = std::move(r.body);
+    pos_ += static_cast<int64_t>(window_.size());
+    if (window_.empty()) end_ = pos_;
+  }
+  size_t n = std::min(max, window_.size() - window_pos_);
+  out->assign(window_, window_pos_, n);
+  window_pos_ += n;
+  return absl::OkStatus();
+}
+
+}  // namespace cloudflux::storage

@@ -1,0 +1,71 @@
+#pragma once
+// Pieces the HTTP object stores (S3/GCS, Azure Blob) share: parallel part
+// uploads, ranged reads in windows, and error statuses from REST answers.
+
+#include <deque>
+#include <functional>
+#include <future>
+#include <string>
+#include <vector>
+
+#include "absl/status/statusor.h"
+#include "http.h"
+#include "object_store.h"
+
+namespace cloudflux::storage {
+
+// A failed REST answer as a status naming the store, what was tried and the
+// store's error code (from the XML body; never the credentials): 404
+// NOT_FOUND, 401/403 PERMISSION_DENIED, 409 FAILED_PRECONDITION (e.g. an
+// archived blob), 416 OUT_OF_RANGE, 400 INVALID_ARGUMENT, 429/5xx
+// UNAVAILABLE.
+absl::Status StoreError(const std::string& store, const HttpResponse& r, const std::string& what);
+
+// Uploads parts `limit` at a time on background threads; results (an ETag,
+// a block id) are kept in submission order. Not thread-safe.
+class ParallelParts {
+ public:
+  using Upload = std::function<absl::StatusOr<std::string>()>;
+  explicit ParallelParts(int limit) : limit_(limit < 1 ? 1 : limit) {}
+  ~ParallelParts() { Drain(); }
+  // Waits for the oldest part first when `limit` are in flight; returns the
+  // first failure seen.
+  absl::Status Submit(Upload upload);
+  // Waits for every part; their results in order, or the first failure.
+  absl::StatusOr<std::vector<std::string>> Finish();
+  // Waits for every part, ignoring results (before an abort).
+  void Drain();
+  bool empty() const { return in_flight_.empty() && results_.empty(); }
+
+ private:
+  absl::Status WaitOldest();
+
+  int limit_;
+  std::deque<std::future<absl::StatusOr<std::string>>> in_flight_;
+  std::vector<std::string> results_;
+  absl::Status failed_;
+};
+
+// Reads [offset, offset+length) (length 0 = to the end) in windows of
+// `window` bytes, one ranged request each. `fetch(first, last)` sends the
+// request for bytes first..last inclusive.
+class RangedReader final : public ObjectReader {
+ public:
+  using Fetch = std::function<absl::StatusOr<HttpResponse>(int64_t first, int64_t last)>;
+  using Error = std::function<absl::Status(const HttpResponse&)>;
+  RangedReader(Fetch fetch, Error error, int64_t offset, int64_t length, int64_t window)
+      : fetch_(std::move(fetch)), error_(std::move(error)), pos_(offset),
+        end_(length > 0 ? offset + length : -1), window_size_(window) {}
+  absl::Status Read(size_t max, std::string* out) override;
+
+ private:
+  Fetch fetch_;
+  Error error_;
+  int64_t pos_;
+  int64_t end_;  // exclusive; -1 until known
+  int64_t window_size_;
+  std::string window_;
+  size_t window_pos_ = 0;
+};
+
+}  // namespace cloudflux::storage

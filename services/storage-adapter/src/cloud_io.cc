@@ -67,7 +67,7 @@ absl::Status RangedReader::Read(size_t max, std::string* out) {
     if (end_ >= 0 && pos_ >= end_) return absl::OkStatus();
     int64_t last = pos_ + window_size_ - 1;
     if (end_ >= 0) last = std::min(last, end_ - 1);
-    CF_ASSIGN_OR_RETURN(HttpResponse r, fetch_(pos_, last));
+    CF_ASSIGN_OR_RETURN(HttpResponse r, next_.valid() ? next_.get() : fetch_(pos_, last));
     if (r.status == 416) {  // an empty object, or reading exactly at its end
       end_ = pos_;
       return absl::OkStatus();
@@ -84,6 +84,9 @@ absl::Status RangedReader::Read(size_t max, std::string* out) {
     window_ = std::move(r.body);
     pos_ += static_cast<int64_t>(window_.size());
     if (window_.empty()) end_ = pos_;
+    if (end_ >= 0 && pos_ < end_) {
+      next_ = std::async(std::launch::async, fetch_, pos_, std::min(pos_ + window_size_, end_) - 1);
+    }
   }
   size_t n = std::min(max, window_.size() - window_pos_);
   out->assign(window_, window_pos_, n);

@@ -47,8 +47,10 @@ class ParallelParts {
 };
 
 // Reads [offset, offset+length) (length 0 = to the end) in windows of
-// `window` bytes, one ranged request each. `fetch(first, last)` sends the
-// request for bytes first..last inclusive.
+// `window` bytes, one ranged request each; while one window is consumed the
+// next is already being fetched (at most two windows in memory).
+// `fetch(first, last)` sends the request for bytes first..last inclusive and
+// must be callable from another thread.
 class RangedReader final : public ObjectReader {
  public:
   using Fetch = std::function<absl::StatusOr<HttpResponse>(int64_t first, int64_t last)>;
@@ -66,6 +68,7 @@ class RangedReader final : public ObjectReader {
   int64_t window_size_;
   std::string window_;
   size_t window_pos_ = 0;
+  std::future<absl::StatusOr<HttpResponse>> next_;  // the window after this one
 };
 
 }  // namespace cloudflux::storage

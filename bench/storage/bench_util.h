@@ -1,0 +1,136 @@
+#pragma once
+// What the storage benchmarks share: a storage adapter started on the test
+// servers, whole files streamed in and out through it, and timing helpers.
+
+#include <grpcpp/grpcpp.h>
+
+#include <chrono>
+#include <cstdio>
+#include <cstring>
+#include <fstream>
+#include <map>
+#include <random>
+#include <string>
+
+#include "absl/strings/str_cat.h"
+#include "cloudflux/server/channel.h"
+#include "cloudflux/storage/v1/storage.grpc.pb.h"
+#include "cloudflux/testing/testing.h"
+
+namespace cloudflux::bench {
+
+namespace sv1 = cloudflux::storage::v1;
+using Clock = std::chrono::steady_clock;
+
+[[noreturn]] inline void Die(const std::string& what) {
+  std::fprintf(stderr, "%s\n", what.c_str());
+  std::exit(1);
+}
+
+inline double Seconds(Clock::time_point start) {
+  return std::chrono::duration<double>(Clock::now() - start).count();
+}
+
+// Runs a shell command; its wall time in seconds (exits on failure).
+inline double TimeCommand(const std::string& cmd) {
+  auto start = Clock::now();
+  if (std::system(cmd.c_str()) != 0) Die("failed: " + cmd);
+  return Seconds(start);
+}
+
+inline int64_t PeakRssKib(int pid) {
+  std::ifstream in(absl::StrCat("/proc/", pid, "/status"));
+  std::string line;
+  while (std::getline(in, line)) {
+    if (line.rfind("VmHWM:", 0) == 0) return std::stoll(line.substr(6));
+  }
+  return -1;
+}
+
+// `bytes` of incompressible content in `path`.
+inline void WriteRandomFile(const std::string& path, int64_t bytes, uint64_t seed) {
+  std::ofstream out(path, std::ios::binary);
+  std::mt19937_64 gen(seed);
+  std::string block(1 << 20, '\0');
+  for (int64_t done = 0; done < bytes; done += static_cast<int64_t>(block.size())) {
+    for (size_t j = 0; j < block.size(); j += 8) {
+      uint64_t r = gen();
+      std::memcpy(block.data() + j, &r, 8);
+    }
+    out.write(block.data(), std::min<int64_t>(block.size(), bytes - done));
+  }
+}
+
+// A storage adapter on the test servers (scripts/dev bench), on a scratch
+// database, with a stub that takes large messages.
+struct Adapter {
+  std::unique_ptr<testing::ScratchDatabase> db;
+  testing::ServiceProcess child;
+  std::unique_ptr<sv1::StorageService::Stub> stub;
+};
+inline Adapter StartAdapter(const std::map<std::string, std::string>& env) {
+  Adapter a;
+  auto db = testing::ScratchDatabase::Create();
+  if (!db.ok()) Die(std::string(db.status().message()));
+  a.db = std::move(*db);
+  auto child = testing::StartServiceBinary("storage-adapter", a.db->url(), env);
+  if (!child.ok()) Die("cannot start the storage adapter: " + std::string(child.status().message()));
+  a.child = std::move(*child);
+  server::ChannelOptions options;
+  options.max_receive_message_bytes = 64 << 20;
+  auto channel = server::MakeChannel(a.child.target(), options);
+  if (!channel->WaitForConnected(std::chrono::system_clock::now() + std::chrono::seconds(30))) {
+    Die("storage adapter did not come up:\n" + a.child.process->Output());
+  }
+  a.stub = sv1::StorageService::NewStub(channel);
+  return a;
+}
+
+// Streams `data` (or the file at `path` when data is null) into ns/key.
+inline grpc::Status PutObject(sv1::StorageService::Stub& stub, const std::string& ns,
+                              const std::string& key, const std::string& backend,
+                              const std::string* data, const std::string& path = "") {
+  auto ctx = server::MakeClientContext(absl::Minutes(10));
+  sv1::ObjectInfo info;
+  auto writer = stub.PutObject(ctx.get(), &info);
+  sv1::PutObjectRequest header;
+  header.mutable_header()->set_namespace_(ns);
+  header.mutable_header()->set_key(key);
+  header.mutable_header()->set_backend(backend);
+  writer->Write(header);
+  sv1::PutObjectRequest part;
+  if (data != nullptr) {
+    part.set_chunk(*data);
+    writer->Write(part);
+  } else {
+    std::ifstream in(path, std::ios::binary);
+    std::string buf(1 << 20, '\0');
+    while (in.read(buf.data(), buf.size()) || in.gcount() > 0) {
+      part.set_chunk(buf.data(), in.gcount());
+      if (!writer->Write(part)) break;
+    }
+  }
+  writer->WritesDone();
+  return writer->Finish();
+}
+
+// Reads ns/key; into the file at `path` when given. Its size in `*bytes`.
+inline grpc::Status GetObject(sv1::StorageService::Stub& stub, const std::string& ns,
+                              const std::string& key, int64_t* bytes, const std::string& path = "") {
+  auto ctx = server::MakeClientContext(absl::Minutes(10));
+  sv1::GetObjectRequest req;
+  req.set_namespace_(ns);
+  req.set_key(key);
+  auto reader = stub.GetObject(ctx.get(), req);
+  std::ofstream out;
+  if (!path.empty()) out.open(path, std::ios::binary);
+  sv1::GetObjectResponse resp;
+  *bytes = 0;
+  while (reader->Read(&resp)) {
+    if (out.is_open()) out.write(resp.chunk().data(), resp.chunk().size());
+    *bytes += static_cast<int64_t>(resp.chunk().size());
+  }
+  return reader->Finish();
+}
+
+}  // namespace cloudflux::bench

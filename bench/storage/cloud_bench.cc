@@ -1,0 +1,194 @@
+// The storage adapter's S3 backend against `rclone` (Debian package) on the
+// same s3rver, and many small objects per second on the S3 and local
+// backends. Needs the test servers:
+//   scripts/dev bench build/release/bench/storage/storage_cloud_bench \
+//       [--mib=256] [--objects=10000] [--object_kib=64] [--threads=16]
+//
+// Large: one --mib object put (rclone copyto vs PutObject to backend s3) and
+// got back into a file (rclone copyto vs GetObject). Small: --objects
+// objects of --object_kib put and got by --threads clients (rclone copy of a
+// directory with --transfers=--threads vs that many gRPC clients). Local
+// small objects are compared with the POSIX floor: write + fsync + rename of
+// each file, as many threads, on the same disk.
+#include <fcntl.h>
+#include <signal.h>
+#include <unistd.h>
+
+#include <atomic>
+#include <cstdlib>
+#include <filesystem>
+#include <thread>
+#include <vector>
+
+#include "absl/flags/flag.h"
+#include "cloudflux/core/config.h"
+#include "bench_util.h"
+
+ABSL_FLAG(int32_t, mib, 256, "Size of the large object in MiB (0 = skip).");
+ABSL_FLAG(int32_t, objects, 10000, "Number of small objects (0 = skip).");
+ABSL_FLAG(int32_t, object_kib, 64, "Size of each small object in KiB.");
+ABSL_FLAG(int32_t, threads, 16, "Concurrent clients / rclone transfers for small objects.");
+
+using namespace cloudflux::bench;  // NOLINT
+namespace fs = std::filesystem;
+
+namespace {
+
+// Runs fn(i) for i in [0, n) on `threads` threads; wall seconds.
+template <class Fn>
+double Parallel(int n, int threads, Fn fn) {
+  std::atomic<int> next{0};
+  auto start = Clock::now();
+  std::vector<std::thread> pool;
+  for (int t = 0; t < threads; ++t) {
+    pool.emplace_back([&] {
+      for (int i = next++; i < n; i = next++) fn(i);
+    });
+  }
+  for (auto& th : pool) th.join();
+  return Seconds(start);
+}
+
+std::string SmallObject(const std::string& base, int i) {
+  std::string data = base;
+  std::memcpy(data.data(), &i, sizeof(i));  // distinct content per object
+  return data;
+}
+
+void Report(const char* what, double ours, double peer, const char* peer_name, double units,
+            const char* unit) {
+  std::printf("%-34s: %8.2f s %9.1f %s/s | %-22s %8.2f s %9.1f %s/s | ratio %.2f\n", what, ours,
+              units / ours, unit, peer_name, peer, units / peer, unit, peer / ours);
+}
+
+}  // namespace
+
+int main(int argc, char** argv) {
+  cloudflux::core::ParseFlags(argc, argv, "storage adapter S3 backend vs rclone; small objects");
+  auto endpoint = cloudflux::testing::TestS3Endpoint();
+  if (!endpoint.ok()) Die("run through scripts/dev bench (needs s3rver)");
+  const int64_t mib = absl::GetFlag(FLAGS_mib);
+  const int objects = absl::GetFlag(FLAGS_objects);
+  const int64_t object_bytes = int64_t{absl::GetFlag(FLAGS_object_kib)} << 10;
+  const int threads = absl::GetFlag(FLAGS_threads);
+  std::string base = std::getenv("TMPDIR") ? std::getenv("TMPDIR") : "/tmp";
+  std::string dir = base + "/cloudflux-cloud-bench";
+  fs::remove_all(dir);
+  fs::create_directories(dir);
+
+  // rclone's remote "bench" = the same s3rver bucket, from the environment.
+  // rclone's AWS SDK cannot combine AWS_CA_BUNDLE with its own transport;
+  // the endpoint is plain HTTP on loopback anyway.
+  unsetenv("AWS_CA_BUNDLE");
+  setenv("RCLONE_CONFIG_BENCH_TYPE", "s3", 1);
+  setenv("RCLONE_CONFIG_BENCH_PROVIDER", "Other", 1);
+  setenv("RCLONE_CONFIG_BENCH_ENDPOINT", endpoint->c_str(), 1);
+  setenv("RCLONE_CONFIG_BENCH_ACCESS_KEY_ID", "S3RVER", 1);
+  setenv("RCLONE_CONFIG_BENCH_SECRET_ACCESS_KEY", "S3RVER", 1);
+  setenv("RCLONE_CONFIG_BENCH_REGION", "us-east-1", 1);
+  setenv("RCLONE_CONFIG_BENCH_FORCE_PATH_STYLE", "true", 1);
+  const std::string remote = "bench:cloudflux-test/rclone-" + std::to_string(getpid());
+
+  std::string backends = dir + "/backends.json";
+  std::ofstream(backends) << R"({"backends": [{"name": "s3", "kind": "s3", "endpoint": ")" << *endpoint
+                          << R"(", "bucket": "cloudflux-test", "accessKeyId": "S3RVER",
+                                "secretAccessKey": "S3RVER"}]})";
+  Adapter adapter = StartAdapter({{"CLOUDFLUX_DATA_DIR", dir + "/store"},
+                                  {"CLOUDFLUX_BACKENDS_FILE", backends}});
+  auto& stub = *adapter.stub;
+  std::printf("s3rver at %s; peer: ", endpoint->c_str());
+  std::fflush(stdout);
+  std::system("rclone version | head -1");
+
+  if (mib > 0) {
+    std::string src = dir + "/big.bin";
+    WriteRandomFile(src, mib << 20, 7);
+    double rclone_put = TimeCommand(absl::StrCat("rclone copyto -q ", src, " ", remote, "/big.bin"));
+    auto start = Clock::now();
+    grpc::Status s = PutObject(stub, "bench", "big.bin", "s3", nullptr, src);
+    if (!s.ok()) Die("put: " + s.error_message());
+    double put = Seconds(start);
+    double rclone_get =
+        TimeCommand(absl::StrCat("rclone copyto -q ", remote, "/big.bin ", dir, "/rclone-got.bin"));
+    start = Clock::now();
+    int64_t n = 0;
+    s = GetObject(stub, "bench", "big.bin", &n, dir + "/got.bin");
+    if (!s.ok() || n != (mib << 20)) Die("get: " + s.error_message());
+    double get = Seconds(start);
+    std::printf("large object: %lld MiB\n", static_cast<long long>(mib));
+    Report("put to s3 backend", put, rclone_put, "rclone copyto", mib, "MiB");
+    Report("get from s3 backend", get, rclone_get, "rclone copyto", mib, "MiB");
+    fs::remove(src);
+  }
+
+  if (objects > 0) {
+    std::string base_object(object_bytes, '\0');
+    {
+      std::mt19937_64 gen(11);
+      for (size_t j = 0; j + 8 <= base_object.size(); j += 8) {
+        uint64_t r = gen();
+        std::memcpy(base_object.data() + j, &r, 8);
+      }
+    }
+    std::string small_dir = dir + "/small";
+    fs::create_directories(small_dir);
+    for (int i = 0; i < objects; ++i) {
+      std::ofstream(absl::StrCat(small_dir, "/", i), std::ios::binary) << SmallObject(base_object, i);
+    }
+    std::printf("small objects: %d x %lld KiB, %d clients / transfers\n", objects,
+                static_cast<long long>(object_bytes >> 10), threads);
+    std::atomic<int> failures{0};
+    for (const char* backend : {"s3", "local"}) {
+      double put = Parallel(objects, threads, [&](int i) {
+        std::string data = SmallObject(base_object, i);
+        if (!PutObject(stub, "small", absl::StrCat(backend, "/", i), backend, &data).ok()) ++failures;
+      });
+      double get = Parallel(objects, threads, [&](int i) {
+        int64_t n = 0;
+        if (!GetObject(stub, "small", absl::StrCat(backend, "/", i), &n).ok() || n != object_bytes) {
+          ++failures;
+        }
+      });
+      if (failures > 0) Die(absl::StrCat(failures.load(), " small-object calls failed"));
+      double peer_put, peer_get;
+      const char* peer;
+      if (std::string(backend) == "s3") {
+        peer = "rclone copy";
+        std::string flags = absl::StrCat(" --transfers=", threads, " --checkers=", threads, " -q");
+        peer_put = TimeCommand(absl::StrCat("rclone copy", flags, " ", small_dir, " ", remote, "/small"));
+        peer_get = TimeCommand(absl::StrCat("rclone copy", flags, " ", remote, "/small ", dir, "/small-back"));
+      } else {
+        peer = "write+fsync+rename";
+        std::string floor_dir = dir + "/floor";
+        fs::create_directories(floor_dir);
+        peer_put = Parallel(objects, threads, [&](int i) {
+          std::string data = SmallObject(base_object, i);
+          std::string tmp = absl::StrCat(floor_dir, "/", i, ".tmp");
+          int fd = open(tmp.c_str(), O_WRONLY | O_CREAT | O_TRUNC, 0640);
+          if (fd < 0 || write(fd, data.data(), data.size()) != static_cast<ssize_t>(data.size()) ||
+              fsync(fd) != 0) {
+            ++failures;
+          }
+          close(fd);
+          if (rename(tmp.c_str(), absl::StrCat(floor_dir, "/", i).c_str()) != 0) ++failures;
+        });
+        peer_get = Parallel(objects, threads, [&](int i) {
+          std::ifstream in(absl::StrCat(floor_dir, "/", i), std::ios::binary);
+          std::string data(object_bytes, '\0');
+          if (!in.read(data.data(), object_bytes)) ++failures;
+        });
+      }
+      Report(absl::StrCat("small put, ", backend, " backend").c_str(), put, peer_put, peer, objects,
+             "obj");
+      Report(absl::StrCat("small get, ", backend, " backend").c_str(), get, peer_get, peer, objects,
+             "obj");
+    }
+  }
+  std::printf("service peak RSS: %lld KiB\n",
+              static_cast<long long>(PeakRssKib(adapter.child.process->pid())));
+  std::system(absl::StrCat("rclone purge -q ", remote, " 2>/dev/null").c_str());
+  adapter.child.process->Signal(SIGTERM);
+  adapter.child.process->Wait(absl::Seconds(30));
+  fs::remove_all(dir);
+  return 0;
+}

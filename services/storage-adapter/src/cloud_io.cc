@@ -67,7 +67,14 @@ absl::Status RangedReader::Read(size_t max, std::string* out) {
     if (end_ >= 0 && pos_ >= end_) return absl::OkStatus();
     int64_t last = pos_ + window_size_ - 1;
     if (end_ >= 0) last = std::min(last, end_ - 1);
-    CF_ASSIGN_OR_RETURN(HttpResponse r, next_.valid() ? next_.get() : fetch_(pos_, last));
+    absl::StatusOr<HttpResponse> fetched;
+    if (!ahead_.empty()) {
+      fetched = ahead_.front().get();
+      ahead_.pop_front();
+    } else {
+      fetched = fetch_(pos_, last);
+    }
+    CF_ASSIGN_OR_RETURN(HttpResponse r, std::move(fetched));
     if (r.status == 416) {  // an empty object, or reading exactly at its end
       end_ = pos_;
       return absl::OkStatus();
@@ -84,8 +91,12 @@ absl::Status RangedReader::Read(size_t max, std::string* out) {
     window_ = std::move(r.body);
     pos_ += static_cast<int64_t>(window_.size());
     if (window_.empty()) end_ = pos_;
-    if (end_ >= 0 && pos_ < end_) {
-      next_ = std::async(std::launch::async, fetch_, pos_, std::min(pos_ + window_size_, end_) - 1);
+    // Once the end is known, keep the next windows in flight.
+    if (fetched_to_ < pos_) fetched_to_ = pos_;
+    while (end_ >= 0 && fetched_to_ < end_ && static_cast<int>(ahead_.size()) < kReadAhead) {
+      int64_t to = std::min(fetched_to_ + window_size_, end_);
+      ahead_.push_back(std::async(std::launch::async, fetch_, fetched_to_, to - 1));
+      fetched_to_ = to;
     }
   }
   size_t n = std::min(max, window_.size() - window_pos_);

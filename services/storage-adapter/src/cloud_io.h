@@ -48,11 +48,12 @@ class ParallelParts {
 
 // Reads [offset, offset+length) (length 0 = to the end) in windows of
 // `window` bytes, one ranged request each; while one window is consumed the
-// next is already being fetched (at most two windows in memory).
+// next kReadAhead are already being fetched.
 // `fetch(first, last)` sends the request for bytes first..last inclusive and
 // must be callable from another thread.
 class RangedReader final : public ObjectReader {
  public:
+  static constexpr int kReadAhead = 3;
   using Fetch = std::function<absl::StatusOr<HttpResponse>(int64_t first, int64_t last)>;
   using Error = std::function<absl::Status(const HttpResponse&)>;
   RangedReader(Fetch fetch, Error error, int64_t offset, int64_t length, int64_t window)
@@ -68,7 +69,8 @@ class RangedReader final : public ObjectReader {
   int64_t window_size_;
   std::string window_;
   size_t window_pos_ = 0;
-  std::future<absl::StatusOr<HttpResponse>> next_;  // the window after this one
+  std::deque<std::future<absl::StatusOr<HttpResponse>>> ahead_;  // the next windows, in order
+  int64_t fetched_to_ = -1;  // first byte not yet requested
 };
 
 }  // namespace cloudflux::storage

@@ -1,0 +1,226 @@
+#include <gtest/gtest.h>
+
+#include <fstream>
+
+#include "cloudflux/pricing/catalog.h"
+#include "cloudflux/pricing/cost_model.h"
+#include "cloudflux/pricing/decide.h"
+
+namespace cloudflux::pricing {
+namespace {
+
+constexpr auto AWS = cloudflux::common::v1::CLOUD_PROVIDER_AWS;
+constexpr auto GCP = cloudflux::common::v1::CLOUD_PROVIDER_GCP;
+constexpr int64_t GiB = int64_t{1} << 30;
+
+const PriceCatalog& Catalog() {
+  static const PriceCatalog catalog = [] {
+    auto c = PriceCatalog::Load(std::string(CLOUDFLUX_SOURCE_DIR) + "/config/price_catalog.json");
+    EXPECT_TRUE(c.ok()) << c.status();
+    return std::move(*c);
+  }();
+  return catalog;
+}
+
+const CostBreakdown& For(const std::vector<CostBreakdown>& all, const ClassPrice* cls) {
+  for (const auto& c : all) {
+    if (c.cls == cls) return c;
+  }
+  static CostBreakdown none;
+  ADD_FAILURE() << "candidate missing";
+  return none;
+}
+
+TEST(PriceCatalog, TheShippedFileLoadsWithEveryCloudAndFee) {
+  const auto& c = Catalog();
+  EXPECT_EQ(c.classes().size(), 13u);
+  ASSERT_NE(c.Find(AWS, "STANDARD_IA"), nullptr);
+  EXPECT_DOUBLE_EQ(c.Find(AWS, "STANDARD_IA")->storage_per_gb_month(), 0.0125);
+  EXPECT_EQ(c.ForTier(GCP, cloudflux::common::v1::STORAGE_TIER_COLD)->storage_class(), "COLDLINE");
+  EXPECT_DOUBLE_EQ(c.EgressPerGb(AWS, GCP), 0.09);
+  EXPECT_DOUBLE_EQ(c.EgressPerGb(AWS, AWS), 0);
+  ASSERT_NE(c.Managed("s3-intelligent-tiering"), nullptr);
+  EXPECT_EQ(c.Managed("s3-intelligent-tiering")->min_monitored_bytes(), 131072);
+}
+
+TEST(PriceCatalog, BadFilesGetClearErrors) {
+  auto load = [](const std::string& json) {
+    std::string path = ::testing::TempDir() + "/catalog.json";
+    std::ofstream(path) << json;
+    return PriceCatalog::Load(path).status();
+  };
+  const std::string good_class =
+      R"({"cloud": "CLOUD_PROVIDER_AWS", "storageClass": "STANDARD", "tier": "STORAGE_TIER_HOT",
+          "storagePerGbMonth": 0.023, "firstByteLatencyMs": 100, "source": "s", "asOf": "2026-06-01"})";
+  EXPECT_TRUE(load(R"({"currency": "USD", "classes": [)" + good_class + "]}").ok());
+  auto expect_error = [&](const std::string& json, const std::string& text) {
+    absl::Status s = load(json);
+    EXPECT_EQ(s.code(), absl::StatusCode::kInvalidArgument) << json;
+    EXPECT_NE(s.message().find(text), std::string::npos) << s;
+  };
+  expect_error(R"({"currency": "USD", "classes": [)" + good_class + "," + good_class + "]}", "listed twice");
+  std::string negative = good_class;
+  negative.replace(negative.find("0.023"), 5, "-1");
+  expect_error(R"({"currency": "USD", "classes": [)" + negative + "]}", "storage_per_gb_month");
+  std::string undated = good_class;
+  undated.replace(undated.find("2026-06-01"), 10, "mid-2026");
+  expect_error(R"({"currency": "USD", "classes": [)" + undated + "]}", "as_of");
+  std::string no_source = good_class;
+  no_source.replace(no_source.find(R"("source": "s")"), 13, R"("source": "")");
+  expect_error(R"({"currency": "USD", "classes": [)" + no_source + "]}", "source is required");
+  std::string no_tier = good_class;
+  no_tier.replace(no_tier.find("STORAGE_TIER_HOT"), 16, "STORAGE_TIER_UNSPECIFIED");
+  expect_error(R"({"currency": "USD", "classes": [)" + no_tier + "]}", "tier must be");
+  expect_error(R"({"classes": [)" + good_class + "]}", "currency");
+  expect_error(R"({"currency": "USD", "classes": [{"cloud": "NOPE"}]})", "catalog");
+  EXPECT_EQ(PriceCatalog::Load("/no/such/file").status().code(), absl::StatusCode::kNotFound);
+}
+
+// Bills worked out by hand from the catalog's list prices.
+TEST(CostModel, MatchesHandComputedBills) {
+  const auto& c = Catalog();
+  const ClassPrice* standard = c.Find(AWS, "STANDARD");
+  const ClassPrice* ia = c.Find(AWS, "STANDARD_IA");
+  const ClassPrice* deep = c.Find(AWS, "DEEP_ARCHIVE");
+  const ClassPrice* nearline = c.Find(GCP, "NEARLINE");
+  // 1 GiB, 10 reads of the whole object over 30 days, sitting in STANDARD for a year.
+  Usage use{.reads = 10, .bytes_read = 10.0 * GiB};
+  auto all = PriceCandidates(c, GiB, {standard, 365}, use, 30, {});
+  const auto& stay = For(all, standard);
+  EXPECT_TRUE(stay.is_current);
+  EXPECT_NEAR(stay.storage, 0.023, 1e-12);
+  EXPECT_NEAR(stay.requests, 10 * 0.0004 / 1000, 1e-12);
+  EXPECT_NEAR(stay.retrieval, 0, 1e-12);
+  EXPECT_NEAR(stay.move(), 0, 1e-12);
+  EXPECT_NEAR(stay.monthly, 0.023004, 1e-9);
+  // STANDARD_IA: cheaper storage, but 10 GiB retrieved at $0.01.
+  const auto& to_ia = For(all, ia);
+  EXPECT_NEAR(to_ia.storage, 0.0125, 1e-12);
+  EXPECT_NEAR(to_ia.retrieval, 0.1, 1e-12);
+  EXPECT_NEAR(to_ia.move_requests, 0.0004 / 1000 + 0.01 / 1000, 1e-12);
+  EXPECT_NEAR(to_ia.move_egress, 0, 1e-12);
+  EXPECT_NEAR(to_ia.early_deletion, 0, 1e-12);
+  EXPECT_NEAR(to_ia.total, 0.0125 + 10 * 0.001 / 1000 + 0.1 + 0.0104 / 1000, 1e-12);
+  // Cross-cloud: egress out of AWS at $0.09/GB.
+  EXPECT_NEAR(For(all, nearline).move_egress, 0.09, 1e-12);
+  // Into DEEP_ARCHIVE for a 30-day horizon: 180 days are committed, plus
+  // 40 KiB of overhead per object.
+  const auto& to_deep = For(all, deep);
+  double deep_gb = (GiB + 40960.0) / GiB;
+  EXPECT_NEAR(to_deep.storage, deep_gb * 0.00099, 1e-12);
+  EXPECT_NEAR(to_deep.min_duration_commit, deep_gb * 0.00099 * 150 / 30, 1e-12);
+  // Cheapest first.
+  for (size_t i = 1; i < all.size(); ++i) EXPECT_LE(all[i - 1].total, all[i].total);
+}
+
+TEST(CostModel, EarlyDeletionAndThe128KbRule) {
+  const auto& c = Catalog();
+  const ClassPrice* standard = c.Find(AWS, "STANDARD");
+  const ClassPrice* ia = c.Find(AWS, "STANDARD_IA");
+  // 10 days into STANDARD_IA (30-day minimum): leaving bills 20 more days.
+  auto all = PriceCandidates(c, GiB, {ia, 10}, {}, 30, {});
+  EXPECT_NEAR(For(all, standard).early_deletion, 0.0125 * 20 / 30, 1e-12);
+  EXPECT_NEAR(For(all, standard).move_retrieval, 0.01, 1e-12);
+  // A 10 KB object is billed as 128 KiB in STANDARD_IA, as itself in STANDARD.
+  EXPECT_NEAR(BillableGb(*ia, 10000), 131072.0 / GiB, 1e-15);
+  EXPECT_NEAR(BillableGb(*standard, 10000), 10000.0 / GiB, 1e-15);
+  auto small = PriceCandidates(c, 10000, {standard, 100}, {}, 30, {});
+  EXPECT_GT(For(small, ia).storage, For(small, standard).storage) << "IA costs more for tiny objects";
+}
+
+TEST(CostModel, ConstraintsFilterCandidatesButKeepTheCurrentOne) {
+  const auto& c = Catalog();
+  const ClassPrice* deep = c.Find(AWS, "DEEP_ARCHIVE");
+  Constraints fast{.max_first_byte_latency_ms = 1000, .allowed_clouds = {AWS}};
+  auto all = PriceCandidates(c, GiB, {deep, 400}, {}, 30, fast);
+  bool has_current = false;
+  for (const auto& x : all) {
+    EXPECT_EQ(x.cls->cloud(), AWS);
+    if (x.is_current) has_current = true;
+    if (!x.is_current) EXPECT_LE(x.cls->first_byte_latency_ms(), 1000);
+  }
+  EXPECT_TRUE(has_current);
+  EXPECT_EQ(all.size(), 4u);  // STANDARD, STANDARD_IA, GLACIER_IR + the current DEEP_ARCHIVE
+}
+
+TierPolicy AwsPolicy(int64_t latency_ms) {
+  TierPolicy p;
+  p.constraints.allowed_clouds = {AWS};
+  p.constraints.max_first_byte_latency_ms = latency_ms;
+  return p;
+}
+
+TEST(Decide, HotStaysColdMovesWithinTheLatencyNeed) {
+  const auto& c = Catalog();
+  const ClassPrice* standard = c.Find(AWS, "STANDARD");
+  AccessStats hot{.size = 64 << 20, .age_days = 200, .days_in_class = 200,
+                  .reads_1d = 40, .reads_7d = 300, .reads_30d = 1200, .reads_90d = 3600};
+  auto d = Decide(c, hot, {standard, 200}, AwsPolicy(1000));
+  EXPECT_FALSE(d.move) << d.reason;
+  EXPECT_EQ(d.target, standard);
+
+  AccessStats cold{.size = 64 << 20, .age_days = 200, .days_in_class = 200};
+  d = Decide(c, cold, {standard, 200}, AwsPolicy(1000));
+  ASSERT_TRUE(d.move) << d.reason;
+  EXPECT_EQ(d.target->storage_class(), "GLACIER_IR") << "the coldest class with millisecond reads";
+  EXPECT_GT(d.saving, 0);
+  EXPECT_LT(d.target_monthly, d.current_monthly);
+  EXPECT_NE(d.reason.find("GLACIER_IR"), std::string::npos);
+
+  // Hours are fine for this object: the deepest archive.
+  d = Decide(c, cold, {standard, 200}, AwsPolicy(48 * 3600 * 1000));
+  ASSERT_TRUE(d.move);
+  EXPECT_EQ(d.target->storage_class(), "DEEP_ARCHIVE");
+}
+
+TEST(Decide, HysteresisPolicyAndLatencyOverrides) {
+  const auto& c = Catalog();
+  const ClassPrice* standard = c.Find(AWS, "STANDARD");
+  const ClassPrice* ia = c.Find(AWS, "STANDARD_IA");
+  const ClassPrice* deep = c.Find(AWS, "DEEP_ARCHIVE");
+  AccessStats cold{.size = 64 << 20, .age_days = 200, .days_in_class = 200};
+  // A margin larger than any saving keeps the object where it is.
+  TierPolicy sticky = AwsPolicy(1000);
+  sticky.hysteresis = 0.99;
+  EXPECT_FALSE(Decide(c, cold, {standard, 200}, sticky).move);
+  // A just-moved object is not moved back for one read: 10 days into IA the
+  // early-deletion charge and the copy outweigh going back...
+  AccessStats one_read{.size = 64 << 20, .age_days = 60, .days_in_class = 10, .reads_1d = 1,
+                       .reads_7d = 1, .reads_30d = 1, .reads_90d = 1};
+  auto d = Decide(c, one_read, {ia, 10}, AwsPolicy(1000));
+  EXPECT_FALSE(d.move) << d.reason;
+  // ...but it is when it is read every few days (retrieval fees dominate).
+  AccessStats warm{.size = 64 << 20, .age_days = 60, .days_in_class = 10, .reads_7d = 2, .reads_30d = 6,
+                   .reads_90d = 10};
+  d = Decide(c, warm, {ia, 10}, AwsPolicy(1000));
+  EXPECT_TRUE(d.move && d.target == standard) << d.reason;
+
+  TierPolicy off = AwsPolicy(1000);
+  off.auto_tiering = false;
+  EXPECT_FALSE(Decide(c, cold, {standard, 200}, off).move);
+  TierPolicy tiny = AwsPolicy(1000);
+  tiny.min_object_size = 1 << 30;
+  EXPECT_FALSE(Decide(c, cold, {standard, 200}, tiny).move);
+  TierPolicy pinned = AwsPolicy(1000);
+  pinned.pinned_tier = cloudflux::common::v1::STORAGE_TIER_WARM;
+  d = Decide(c, cold, {standard, 200}, pinned);
+  EXPECT_TRUE(d.move);
+  EXPECT_EQ(d.target, ia);
+  // An object in DEEP_ARCHIVE whose need became 1 s must come out, even at a cost.
+  d = Decide(c, cold, {deep, 30}, AwsPolicy(1000));
+  EXPECT_TRUE(d.move);
+  EXPECT_LE(d.target->first_byte_latency_ms(), 1000);
+  EXPECT_NE(d.reason.find("latency"), std::string::npos);
+}
+
+TEST(Decide, ForecastOutweighsCountsByItsConfidence) {
+  AccessStats quiet{.size = 1 << 20, .age_days = 100};
+  EXPECT_NEAR(EstimateUsage(quiet, 30, std::nullopt).reads, 0, 1e-12);
+  EXPECT_NEAR(EstimateUsage(quiet, 30, Forecast{.reads_next_7d = 70, .confidence = 1}).reads, 300, 1e-9);
+  EXPECT_NEAR(EstimateUsage(quiet, 30, Forecast{.reads_next_7d = 70, .confidence = 0.5}).reads, 150, 1e-9);
+  AccessStats busy{.size = 1 << 20, .age_days = 100, .reads_7d = 70, .reads_30d = 300, .reads_90d = 900};
+  EXPECT_NEAR(EstimateUsage(busy, 30, std::nullopt).reads, 30 * (0.5 * 10 + 0.3 * 10 + 0.2 * 10), 1e-9);
+}
+
+}  // namespace
+}  // namespace cloudflux::pricing

@@ -81,6 +81,10 @@ Decision Decide(const PriceCatalog& catalog, const AccessStats& stats, const Pla
     describe("auto-tiering is off");
     return d;
   }
+  if (stats.age_days < policy.min_observed_days) {
+    describe("the object is too young to judge");
+    return d;
+  }
   if (stats.size < policy.min_object_size) {
     describe("the object is below the policy's minimum size to move");
     return d;

@@ -35,6 +35,9 @@ struct TierPolicy {
   // A move must save this fraction of the current placement's cost over the
   // horizon on top of paying for itself.
   double hysteresis = 0.1;
+  // Objects younger than this are left where they were written: a few quiet
+  // days say little about the reads to come.
+  double min_observed_days = 14;
 };
 
 struct Decision {

@@ -1,0 +1,435 @@
+#include "sim.h"
+
+#include <algorithm>
+#include <cmath>
+#include <fstream>
+#include <limits>
+#include <map>
+#include <sstream>
+
+#include "absl/strings/numbers.h"
+#include "absl/strings/str_cat.h"
+#include "absl/strings/str_split.h"
+#include "absl/strings/strip.h"
+
+namespace cloudflux::sim {
+
+using pricing::ClassPrice;
+constexpr double kInf = std::numeric_limits<double>::infinity();
+constexpr auto AWS = cloudflux::common::v1::CLOUD_PROVIDER_AWS;
+
+Bill& Bill::operator+=(const Bill& o) {
+  total += o.total;
+  storage += o.storage;
+  requests += o.requests;
+  retrieval += o.retrieval;
+  transitions += o.transitions;
+  early_deletion += o.early_deletion;
+  monitoring += o.monitoring;
+  sla_violations += o.sla_violations;
+  moves += o.moves;
+  return *this;
+}
+
+int Classes::Index(const std::string& storage_class) const {
+  for (size_t i = 0; i < list.size(); ++i) {
+    if (list[i]->storage_class() == storage_class) return static_cast<int>(i);
+  }
+  return -1;
+}
+
+Classes AwsClasses(const pricing::PriceCatalog& catalog) {
+  Classes c;
+  for (const ClassPrice* p : catalog.classes()) {
+    if (p->cloud() == AWS) c.list.push_back(p);
+  }
+  return c;
+}
+
+// ------------------------------------------------------------ traces
+
+absl::StatusOr<Trace> ReadCsvTrace(const std::string& path) {
+  std::ifstream in(path);
+  if (!in) return absl::NotFoundError("cannot read trace " + path);
+  struct Building {
+    ObjectTrace o;
+    std::map<int, uint32_t> reads;
+  };
+  std::map<std::string, size_t> index;
+  std::vector<Building> objects;
+  std::string line;
+  int line_no = 0;
+  bool have_t0 = false;
+  double t0 = 0;
+  int last_day = 0;
+  while (std::getline(in, line)) {
+    ++line_no;
+    absl::string_view text = absl::StripAsciiWhitespace(line);
+    if (text.empty() || text.front() == '#' || absl::StartsWith(text, "timestamp")) continue;
+    std::vector<std::string> f = absl::StrSplit(text, ',');
+    auto bad = [&](const std::string& what) {
+      return absl::InvalidArgumentError(absl::StrCat(path, ":", line_no, ": ", what));
+    };
+    if (f.size() < 4 || f.size() > 5) return bad("expected timestamp_seconds,object_id,size_bytes,op[,max_latency_ms]");
+    double t;
+    int64_t size, latency = 1000;
+    if (!absl::SimpleAtod(f[0], &t)) return bad("bad timestamp");
+    if (f[1].empty()) return bad("empty object id");
+    if (!absl::SimpleAtoi(f[2], &size) || size < 0) return bad("bad size");
+    if (f.size() == 5 && (!absl::SimpleAtoi(f[4], &latency) || latency <= 0)) return bad("bad max_latency_ms");
+    if (!have_t0) {
+      t0 = t;
+      have_t0 = true;
+    }
+    if (t < t0) return bad("timestamps must not go back before the first one");
+    int day = static_cast<int>((t - t0) / 86400);
+    last_day = std::max(last_day, day);
+    const std::string& op = f[3];
+    if (op != "PUT" && op != "GET" && op != "DELETE") return bad("op must be PUT, GET or DELETE");
+    auto [it, inserted] = index.try_emplace(f[1], objects.size());
+    if (inserted) {
+      Building b;
+      b.o.id = f[1];
+      b.o.size = size;
+      b.o.create_day = day;
+      b.o.max_latency_ms = latency;
+      objects.push_back(std::move(b));
+    }
+    Building& b = objects[it->second];
+    if (b.o.deleted()) continue;  // a later life of the same id is not modelled
+    if (op == "GET") ++b.reads[day];
+    if (op == "DELETE") b.o.delete_day = day;
+  }
+  Trace trace;
+  trace.name = path;
+  trace.days = last_day + 1;
+  for (auto& b : objects) {
+    int end = b.o.deleted() ? b.o.delete_day : trace.days;
+    b.o.reads.assign(std::max(1, end - b.o.create_day), 0);
+    for (const auto& [day, n] : b.reads) {
+      if (day - b.o.create_day < b.o.life()) b.o.reads[day - b.o.create_day] += n;
+    }
+    trace.objects.push_back(std::move(b.o));
+  }
+  return trace;
+}
+
+absl::StatusOr<Trace> GenerateTrace(const std::string& kind, int objects, int days, uint64_t seed) {
+  // Pattern weights: decaying interest, steady hot, bursts, write-once archive.
+  struct Mix {
+    double decaying, hot, bursty, archive;
+    double median_mib;
+    double relaxed_sla;  // share of objects that accept hours to first byte
+  };
+  static const std::map<std::string, Mix> kMixes = {
+      {"mixed", {0.40, 0.15, 0.15, 0.30, 4, 0.25}},
+      {"media", {0.70, 0.10, 0.10, 0.10, 64, 0.05}},
+      {"backup", {0.10, 0.00, 0.10, 0.80, 256, 0.90}},
+      {"analytics", {0.30, 0.20, 0.50, 0.00, 16, 0.10}},
+  };
+  auto mix = kMixes.find(kind);
+  if (mix == kMixes.end()) return absl::InvalidArgumentError("unknown workload " + kind);
+  const Mix& m = mix->second;
+  std::mt19937_64 rng(seed);
+  std::uniform_real_distribution<double> u(0, 1);
+  std::lognormal_distribution<double> size_dist(std::log(m.median_mib * 1048576.0), 2.0);
+  Trace t;
+  t.name = kind;
+  t.days = days;
+  for (int i = 0; i < objects; ++i) {
+    ObjectTrace o;
+    o.id = absl::StrCat(kind, "-", i);
+    o.size = static_cast<int64_t>(std::clamp(size_dist(rng), 1024.0, 4.0 * (1 << 30)));
+    o.create_day = static_cast<int>(u(rng) * days / 2);
+    o.max_latency_ms = u(rng) < m.relaxed_sla ? 48LL * 3600 * 1000 : 1000;
+    int end = days;
+    if (u(rng) < 0.2) {
+      int del = o.create_day + 10 + static_cast<int>(u(rng) * 190);
+      if (del < days) {
+        o.delete_day = del;
+        end = del;
+      }
+    }
+    // Heavy-tailed popularity: Pareto(1.1) base read rate.
+    double base = std::min(500.0, 0.05 * std::pow(1 - u(rng), -1 / 1.1));
+    double p = u(rng);
+    enum { kDecaying, kHot, kBursty, kArchive } pattern =
+        p < m.decaying ? kDecaying
+        : p < m.decaying + m.hot ? kHot
+        : p < m.decaying + m.hot + m.bursty ? kBursty
+                                            : kArchive;
+    double tau = 2 + u(rng) * 43;
+    int burst_left = 0;
+    int audit_day = u(rng) < 0.3 ? static_cast<int>(u(rng) * (end - o.create_day)) : -1;
+    o.reads.assign(std::max(1, end - o.create_day), 0);
+    for (int a = 0; a < o.life(); ++a) {
+      int weekday = (o.create_day + a) % 7;
+      double weekly = weekday >= 5 ? 0.4 : 1.15;
+      double lambda = 0;
+      switch (pattern) {
+        case kDecaying: lambda = 4 * base * std::exp(-a / tau) * weekly; break;
+        case kHot: lambda = base * weekly; break;
+        case kBursty:
+          if (burst_left == 0 && u(rng) < 1.0 / 60) burst_left = 1 + static_cast<int>(u(rng) * 5);
+          lambda = burst_left > 0 ? 5 * base + 2 : 0.02 * base;
+          if (burst_left > 0) --burst_left;
+          break;
+        case kArchive: lambda = 0; break;
+      }
+      uint32_t n = lambda > 0 ? std::poisson_distribution<uint32_t>(lambda)(rng) : 0;
+      if (a == audit_day) ++n;  // an occasional restore or audit
+      o.reads[a] = n;
+    }
+    t.objects.push_back(std::move(o));
+  }
+  return t;
+}
+
+// ------------------------------------------------------------ billing
+
+namespace {
+
+struct Prices {
+  double put, get, retrieval_per_read, storage_day, min_days;
+  int64_t latency;
+};
+
+Prices PricesOf(const ClassPrice& c, const ObjectTrace& o) {
+  double gb = static_cast<double>(o.size) / pricing::kBytesPerGb;
+  return {c.write_per_1000() / 1000,
+          c.read_per_1000() / 1000,
+          gb * c.retrieval_per_gb(),
+          pricing::BillableGb(c, o.size) * c.storage_per_gb_month() / pricing::kDaysPerMonth,
+          static_cast<double>(c.min_storage_days()),
+          c.first_byte_latency_ms()};
+}
+
+}  // namespace
+
+Bill BillSchedule(const Classes& classes, const ObjectTrace& o, const Schedule& s) {
+  std::vector<Prices> p;
+  for (const ClassPrice* c : classes.list) p.push_back(PricesOf(*c, o));
+  Bill b;
+  b.requests += p[s[0]].put;
+  int seg_start = 0;
+  auto leave = [&](int cls, int day) {
+    double len = day - seg_start;
+    if (len < p[cls].min_days) b.early_deletion += (p[cls].min_days - len) * p[cls].storage_day;
+  };
+  for (int d = 0; d < o.life(); ++d) {
+    int c = s[d];
+    if (d > 0 && c != s[d - 1]) {
+      int prev = s[d - 1];
+      b.transitions += p[prev].get + p[prev].retrieval_per_read + p[c].put;
+      leave(prev, d);
+      seg_start = d;
+      ++b.moves;
+    }
+    b.storage += p[c].storage_day;
+    b.requests += o.reads[d] * p[c].get;
+    b.retrieval += o.reads[d] * p[c].retrieval_per_read;
+    if (p[c].latency > o.max_latency_ms) b.sla_violations += o.reads[d];
+  }
+  if (o.deleted()) leave(s.back(), o.life());
+  b.total = b.storage + b.requests + b.retrieval + b.transitions + b.early_deletion;
+  return b;
+}
+
+Schedule AllStandard(const Classes& classes, const ObjectTrace& o) {
+  return Schedule(o.life(), classes.Index("STANDARD"));
+}
+
+Schedule Lifecycle(const Classes& classes, const ObjectTrace& o) {
+  Schedule s(o.life());
+  for (int d = 0; d < o.life(); ++d) {
+    s[d] = classes.Index(d >= 90 ? "GLACIER" : d >= 30 ? "STANDARD_IA" : "STANDARD");
+  }
+  return s;
+}
+
+Schedule CloudFlux(const pricing::PriceCatalog& catalog, const Classes& classes, const ObjectTrace& o,
+                   const pricing::TierPolicy& base) {
+  pricing::TierPolicy policy = base;
+  policy.constraints.allowed_clouds = {AWS};
+  policy.constraints.max_first_byte_latency_ms = o.max_latency_ms;
+  std::vector<int64_t> prefix(o.life() + 1, 0);
+  for (int d = 0; d < o.life(); ++d) prefix[d + 1] = prefix[d] + o.reads[d];
+  auto reads_in = [&](int d, int window) { return prefix[d] - prefix[std::max(0, d - window)]; };
+  Schedule s(o.life());
+  int current = classes.Index("STANDARD");
+  int entered = 0;
+  for (int d = 0; d < o.life(); ++d) {
+    if (d > 0) {
+      pricing::AccessStats stats{.size = o.size,
+                                 .age_days = static_cast<double>(d),
+                                 .days_in_class = static_cast<double>(d - entered),
+                                 .reads_1d = reads_in(d, 1),
+                                 .reads_7d = reads_in(d, 7),
+                                 .reads_30d = reads_in(d, 30),
+                                 .reads_90d = reads_in(d, 90)};
+      auto decision =
+          pricing::Decide(catalog, stats, {classes.list[current], static_cast<double>(d - entered)}, policy);
+      if (decision.move) {
+        for (size_t i = 0; i < classes.list.size(); ++i) {
+          if (classes.list[i] == decision.target) current = static_cast<int>(i);
+        }
+        entered = d;
+      }
+    }
+    s[d] = current;
+  }
+  return s;
+}
+
+Schedule Optimum(const Classes& classes, const ObjectTrace& o, double* cost) {
+  const int L = o.life();
+  std::vector<int> eligible;
+  std::vector<Prices> p;
+  for (size_t i = 0; i < classes.list.size(); ++i) {
+    p.push_back(PricesOf(*classes.list[i], o));
+    if (p.back().latency <= o.max_latency_ms) eligible.push_back(static_cast<int>(i));
+  }
+  const int C = static_cast<int>(classes.list.size());
+  // P[c][d]: the day costs of days [0, d) in class c.
+  std::vector<std::vector<double>> P(C, std::vector<double>(L + 1, 0));
+  for (int c : eligible) {
+    for (int d = 0; d < L; ++d) {
+      P[c][d + 1] = P[c][d] + p[c].storage_day + o.reads[d] * (p[c].get + p[c].retrieval_per_read);
+    }
+  }
+  // G[s][c]: days [0, s) paid and class c entered at s. F[e][c]: days [0, e)
+  // paid with the last segment in c ending at e (early charge included).
+  std::vector<std::vector<double>> G(L + 1, std::vector<double>(C, kInf)), F = G;
+  std::vector<std::vector<int>> g_from(L + 1, std::vector<int>(C, -1)), f_start = g_from;
+  for (int c : eligible) G[0][c] = p[c].put;
+  std::vector<double> long_min(C, kInf), open_min(C, kInf);
+  std::vector<int> long_arg(C, -1), open_arg(C, -1);
+  for (int e = 1; e <= L; ++e) {
+    for (int c : eligible) {
+      int m = std::max(1, static_cast<int>(p[c].min_days));
+      // Segments of at least the minimum duration: no early charge.
+      if (int s = e - m; s >= 0 && G[s][c] - P[c][s] < long_min[c]) {
+        long_min[c] = G[s][c] - P[c][s];
+        long_arg[c] = s;
+      }
+      if (G[e - 1][c] - P[c][e - 1] < open_min[c]) {
+        open_min[c] = G[e - 1][c] - P[c][e - 1];
+        open_arg[c] = e - 1;
+      }
+      double best = long_min[c] + P[c][e];
+      int arg = long_arg[c];
+      for (int s = std::max(0, e - static_cast<int>(p[c].min_days) + 1); s < e; ++s) {
+        double v = G[s][c] + P[c][e] - P[c][s] + (p[c].min_days - (e - s)) * p[c].storage_day;
+        if (v < best) {
+          best = v;
+          arg = s;
+        }
+      }
+      F[e][c] = best;
+      f_start[e][c] = arg;
+    }
+    if (e == L) break;
+    for (int c : eligible) {
+      for (int prev : eligible) {
+        if (prev == c || F[e][prev] == kInf) continue;
+        double v = F[e][prev] + p[prev].get + p[prev].retrieval_per_read + p[c].put;
+        if (v < G[e][c]) {
+          G[e][c] = v;
+          g_from[e][c] = prev;
+        }
+      }
+    }
+  }
+  // The end: a deleted object pays its last early charge, one still there
+  // does not.
+  double best = kInf;
+  int cls = -1, start = -1;
+  for (int c : eligible) {
+    double v = o.deleted() ? F[L][c] : open_min[c] + P[c][L];
+    if (v < best) {
+      best = v;
+      cls = c;
+      start = o.deleted() ? f_start[L][c] : open_arg[c];
+    }
+  }
+  Schedule s(L, cls);
+  int e = L;
+  while (start > 0) {
+    for (int d = start; d < e; ++d) s[d] = cls;
+    int prev = g_from[start][cls];
+    e = start;
+    cls = prev;
+    start = f_start[e][cls];
+  }
+  for (int d = 0; d < e; ++d) s[d] = cls;
+  if (cost != nullptr) *cost = best;
+  return s;
+}
+
+Bill ManagedTiering(const pricing::PriceCatalog& catalog, const std::string& name, const ObjectTrace& o) {
+  const auto* fee = catalog.Managed(name);
+  std::vector<std::pair<int, const ClassPrice*>> tiers;
+  if (name == "gcs-autoclass") {
+    auto gcp = cloudflux::common::v1::CLOUD_PROVIDER_GCP;
+    tiers = {{0, catalog.Find(gcp, "STANDARD")}, {30, catalog.Find(gcp, "NEARLINE")},
+             {90, catalog.Find(gcp, "COLDLINE")}, {365, catalog.Find(gcp, "ARCHIVE")}};
+  } else {
+    tiers = {{0, catalog.Find(AWS, "STANDARD")}, {30, catalog.Find(AWS, "STANDARD_IA")},
+             {90, catalog.Find(AWS, "GLACIER_IR")}};
+  }
+  const ClassPrice& first = *tiers[0].second;
+  double gb = static_cast<double>(o.size) / pricing::kBytesPerGb;
+  bool monitored = fee != nullptr && o.size >= fee->min_monitored_bytes();
+  Bill b;
+  b.requests += first.write_per_1000() / 1000;
+  int idle = 0;  // days since the last access (the write counts)
+  int tier = 0;
+  for (int d = 0; d < o.life(); ++d) {
+    if (o.reads[d] > 0) idle = 0;  // an access moves it back to the first tier
+    int t = 0;
+    if (monitored) {
+      for (size_t i = 0; i < tiers.size(); ++i) {
+        if (idle >= tiers[i].first) t = static_cast<int>(i);
+      }
+    }
+    if (t != tier) ++b.moves;
+    tier = t;
+    b.storage += gb * tiers[t].second->storage_per_gb_month() / pricing::kDaysPerMonth;
+    b.requests += o.reads[d] * first.read_per_1000() / 1000;
+    if (tiers[t].second->first_byte_latency_ms() > o.max_latency_ms) b.sla_violations += o.reads[d];
+    if (monitored) b.monitoring += fee->per_1000_objects_month() / 1000 / pricing::kDaysPerMonth;
+    ++idle;
+  }
+  b.total = b.storage + b.requests + b.monitoring;
+  return b;
+}
+
+const Bill& Report::Of(const std::string& policy) const {
+  for (const auto& [name, bill] : bills) {
+    if (name == policy) return bill;
+  }
+  static const Bill kNone;
+  return kNone;
+}
+
+Report Simulate(const pricing::PriceCatalog& catalog, const Trace& trace, const pricing::TierPolicy& policy) {
+  Classes classes = AwsClasses(catalog);
+  Report r;
+  r.trace = trace.name;
+  r.objects = static_cast<int>(trace.objects.size());
+  Bill standard, it, autoclass, lifecycle, cloudflux, optimum;
+  for (const ObjectTrace& o : trace.objects) {
+    standard += BillSchedule(classes, o, AllStandard(classes, o));
+    it += ManagedTiering(catalog, "s3-intelligent-tiering", o);
+    autoclass += ManagedTiering(catalog, "gcs-autoclass", o);
+    lifecycle += BillSchedule(classes, o, Lifecycle(classes, o));
+    cloudflux += BillSchedule(classes, o, CloudFlux(catalog, classes, o, policy));
+    optimum += BillSchedule(classes, o, Optimum(classes, o, nullptr));
+  }
+  r.bills = {{"all-standard", standard},   {"s3-intelligent-tiering", it},
+             {"gcs-autoclass", autoclass}, {"lifecycle-30-90", lifecycle},
+             {"cloudflux", cloudflux},     {"optimum", optimum}};
+  return r;
+}
+
+}  // namespace cloudflux::sim

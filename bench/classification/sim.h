@@ -1,0 +1,111 @@
+#pragma once
+// The tiering simulator: replays per-object access traces day by day and
+// bills them with the price catalog under several placement policies —
+// everything in STANDARD, S3 Intelligent-Tiering's rules, GCS Autoclass's
+// rules, a fixed lifecycle (STANDARD_IA after 30 days, GLACIER after 90),
+// CloudFlux (pricing::Decide, fed each day with what it would have known
+// then) and the per-object offline optimum (dynamic programming over days
+// and classes with transition and minimum-duration costs).
+//
+// Billing rules (one Biller for every unmanaged policy and the optimum):
+// a PUT in the first class when the object is written; each day, storage of
+// the billable size (minimum billable size and per-object overhead) at the
+// class's monthly price / 30; each read, the class's GET price and its
+// retrieval fee on the object's size; a change of class, a GET and
+// retrieval in the old class and a PUT in the new one; leaving a class (by a
+// change or by deletion) before its minimum duration, the remaining days of
+// storage. Managed tiering (Intelligent-Tiering, Autoclass) follows the
+// cloud's published rules instead: tiers by days since the last access,
+// requests at the first tier's prices, no retrieval or early-deletion fees,
+// a monitoring fee per object and month for objects of at least 128 KiB
+// (smaller ones stay in the first tier). A read is an SLA violation when
+// the class serving it has a longer first-byte latency than the object
+// allows.
+
+#include <cstdint>
+#include <random>
+#include <string>
+#include <vector>
+
+#include "absl/status/statusor.h"
+#include "cloudflux/pricing/catalog.h"
+#include "cloudflux/pricing/decide.h"
+
+namespace cloudflux::sim {
+
+// One object's life in the trace.
+struct ObjectTrace {
+  std::string id;
+  int64_t size = 0;
+  int create_day = 0;
+  int delete_day = -1;  // -1: still there at the end of the trace
+  int64_t max_latency_ms = 1000;
+  std::vector<uint32_t> reads;  // reads per day, from create_day to the end of its life
+  int life() const { return static_cast<int>(reads.size()); }
+  bool deleted() const { return delete_day >= 0; }
+};
+
+struct Trace {
+  std::string name;
+  int days = 0;
+  std::vector<ObjectTrace> objects;
+};
+
+// CSV, one operation per line: timestamp_seconds,object_id,size_bytes,op
+// [,max_latency_ms] with op PUT, GET or DELETE; '#' lines and a header line
+// starting with "timestamp" are skipped; day 0 starts at the first
+// timestamp. The first PUT creates an object (later PUTs of the same id are
+// reads of nothing and ignored), a GET before its PUT creates it at that
+// day. max_latency_ms defaults to 1000.
+absl::StatusOr<Trace> ReadCsvTrace(const std::string& path);
+
+// Synthetic workloads: "mixed", "media", "backup", "analytics" (see
+// GenerateTrace in sim.cc for their mix of heavy-tailed popularity, interest
+// decaying with age, weekly seasonality, bursts and write-once archives).
+absl::StatusOr<Trace> GenerateTrace(const std::string& kind, int objects, int days, uint64_t seed);
+
+// A placement schedule: the class index (into Classes) for each day of an
+// object's life.
+using Schedule = std::vector<int>;
+
+struct Bill {
+  double total = 0;
+  double storage = 0, requests = 0, retrieval = 0, transitions = 0, early_deletion = 0, monitoring = 0;
+  int64_t sla_violations = 0;  // reads served too slowly
+  int64_t moves = 0;
+  Bill& operator+=(const Bill& o);
+};
+
+// The classes of one cloud the simulator places objects in, in catalog order.
+struct Classes {
+  std::vector<const pricing::ClassPrice*> list;
+  int Index(const std::string& storage_class) const;
+};
+Classes AwsClasses(const pricing::PriceCatalog& catalog);
+
+// Bills an unmanaged schedule.
+Bill BillSchedule(const Classes& classes, const ObjectTrace& o, const Schedule& s);
+
+// Per-object schedules / bills of each policy.
+Schedule AllStandard(const Classes& classes, const ObjectTrace& o);
+Schedule Lifecycle(const Classes& classes, const ObjectTrace& o);  // IA at 30 d, GLACIER at 90 d
+Schedule CloudFlux(const pricing::PriceCatalog& catalog, const Classes& classes, const ObjectTrace& o,
+                   const pricing::TierPolicy& base);
+// The offline optimum among classes meeting the object's latency need; its
+// cost in *cost.
+Schedule Optimum(const Classes& classes, const ObjectTrace& o, double* cost);
+// Managed tiering: thresholds in days since the last access, first tier
+// first. name: "s3-intelligent-tiering" (AWS STANDARD / STANDARD_IA /
+// GLACIER_IR prices at 0/30/90 days) or "gcs-autoclass" (GCS STANDARD /
+// NEARLINE / COLDLINE / ARCHIVE at 0/30/90/365 days).
+Bill ManagedTiering(const pricing::PriceCatalog& catalog, const std::string& name, const ObjectTrace& o);
+
+struct Report {
+  std::string trace;
+  int objects = 0;
+  std::vector<std::pair<std::string, Bill>> bills;  // policy -> total bill
+  const Bill& Of(const std::string& policy) const;
+};
+Report Simulate(const pricing::PriceCatalog& catalog, const Trace& trace, const pricing::TierPolicy& policy);
+
+}  // namespace cloudflux::sim

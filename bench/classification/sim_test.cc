@@ -1,0 +1,160 @@
+#include <gtest/gtest.h>
+
+#include <fstream>
+#include <functional>
+#include <random>
+
+#include "sim.h"
+
+namespace cloudflux::sim {
+namespace {
+
+const pricing::PriceCatalog& Catalog() {
+  static const pricing::PriceCatalog c =
+      *pricing::PriceCatalog::Load(std::string(CLOUDFLUX_SOURCE_DIR) + "/config/price_catalog.json");
+  return c;
+}
+
+// A toy cloud with short minimum durations, so that brute force can try
+// every schedule.
+pricing::PriceCatalog ToyCatalog() {
+  cloudflux::pricing::v1::PriceCatalog p;
+  p.set_currency("USD");
+  struct Row {
+    const char* name;
+    double storage, retrieval, put, get;
+    int min_days;
+    int64_t latency;
+  };
+  for (const Row& r : {Row{"HOT", 30, 0, 5, 1, 0, 100}, Row{"WARM", 12, 4, 10, 2, 2, 100},
+                       Row{"COLD", 3, 20, 20, 5, 3, 100}, Row{"SLOW", 1, 1, 1, 1, 1, 5000}}) {
+    auto* c = p.add_classes();
+    c->set_cloud(cloudflux::common::v1::CLOUD_PROVIDER_AWS);
+    c->set_storage_class(r.name);
+    c->set_tier(cloudflux::common::v1::STORAGE_TIER_HOT);
+    c->set_storage_per_gb_month(r.storage);
+    c->set_retrieval_per_gb(r.retrieval);
+    c->set_write_per_1000(r.put * 40);
+    c->set_read_per_1000(r.get * 40);
+    c->set_min_storage_days(r.min_days);
+    c->set_first_byte_latency_ms(r.latency);
+    c->set_source("test");
+    c->set_as_of("2026-01-01");
+  }
+  return *pricing::PriceCatalog::FromProto(p);
+}
+
+TEST(Optimum, EqualsBruteForceOnSmallObjects) {
+  auto toy = ToyCatalog();
+  Classes classes = AwsClasses(toy);
+  std::mt19937 rng(5);
+  for (int trial = 0; trial < 60; ++trial) {
+    ObjectTrace o;
+    o.size = int64_t{1} << 30;
+    o.max_latency_ms = 1000;  // SLOW is not allowed
+    o.reads.resize(2 + rng() % 6);
+    for (auto& r : o.reads) r = rng() % 3 == 0 ? rng() % 4 : 0;
+    if (trial % 2 == 0) o.delete_day = o.life();
+    double dp_cost = 0;
+    Schedule dp = Optimum(classes, o, &dp_cost);
+    EXPECT_NEAR(BillSchedule(classes, o, dp).total, dp_cost, 1e-9) << "the DP's cost is its bill";
+    EXPECT_EQ(BillSchedule(classes, o, dp).sla_violations, 0);
+    // Every schedule over the three allowed classes.
+    double best = 1e300;
+    Schedule s(o.life(), 0);
+    std::function<void(int)> all = [&](int d) {
+      if (d == o.life()) {
+        best = std::min(best, BillSchedule(classes, o, s).total);
+        return;
+      }
+      for (int c = 0; c < 3; ++c) {
+        s[d] = c;
+        all(d + 1);
+      }
+    };
+    all(0);
+    EXPECT_NEAR(dp_cost, best, 1e-9) << "trial " << trial;
+  }
+}
+
+TEST(Billing, HandComputedScheduleWithEarlyDeletion) {
+  const auto& c = Catalog();
+  Classes classes = AwsClasses(c);
+  ObjectTrace o;
+  o.size = int64_t{1} << 30;
+  o.reads = {2, 0, 0, 0, 0};
+  o.delete_day = 5;
+  int standard = classes.Index("STANDARD"), ia = classes.Index("STANDARD_IA");
+  Bill b = BillSchedule(classes, o, {standard, standard, ia, ia, ia});
+  EXPECT_NEAR(b.storage, 2 * 0.023 / 30 + 3 * 0.0125 / 30, 1e-12);
+  EXPECT_NEAR(b.requests, 0.005 / 1000 + 2 * 0.0004 / 1000, 1e-12);
+  EXPECT_NEAR(b.transitions, 0.0004 / 1000 + 0 + 0.01 / 1000, 1e-12);
+  EXPECT_NEAR(b.early_deletion, 27 * 0.0125 / 30, 1e-12) << "deleted 3 days into a 30-day minimum";
+  EXPECT_EQ(b.moves, 1);
+}
+
+TEST(ManagedTiering, IntelligentTieringRulesAndThe128KbRule) {
+  const auto& c = Catalog();
+  ObjectTrace o;
+  o.size = int64_t{1} << 30;
+  o.reads.assign(100, 0);
+  Bill b = ManagedTiering(c, "s3-intelligent-tiering", o);
+  EXPECT_NEAR(b.storage, (30 * 0.023 + 60 * 0.0125 + 10 * 0.004) / 30, 1e-12);
+  EXPECT_NEAR(b.monitoring, 100 * 0.0025 / 1000 / 30, 1e-12);
+  EXPECT_NEAR(b.requests, 0.005 / 1000, 1e-12);
+  // A read on day 40 brings it back to the frequent tier for 30 more days.
+  o.reads[40] = 1;
+  b = ManagedTiering(c, "s3-intelligent-tiering", o);
+  EXPECT_NEAR(b.storage, (30 * 0.023 + 10 * 0.0125 + 30 * 0.023 + 30 * 0.0125) / 30, 1e-12);
+  // Under 128 KiB: always frequent, never monitored.
+  o.size = 100000;
+  b = ManagedTiering(c, "s3-intelligent-tiering", o);
+  EXPECT_NEAR(b.storage, 100 * 100000.0 / (1 << 30) * 0.023 / 30, 1e-15);
+  EXPECT_EQ(b.monitoring, 0);
+}
+
+TEST(Trace, CsvReaderAndErrors) {
+  std::string path = ::testing::TempDir() + "/trace.csv";
+  std::ofstream(path) << "timestamp_seconds,object_id,size_bytes,op,max_latency_ms\n"
+                         "# comment\n"
+                         "0,a,1000,PUT,1000\n"
+                         "100,b,2000,PUT,172800000\n"
+                         "86500,a,1000,GET\n"
+                         "86600,a,1000,GET\n"
+                         "172900,b,2000,GET\n"
+                         "259300,a,1000,DELETE\n"
+                         "400000,b,2000,GET\n";
+  auto t = ReadCsvTrace(path);
+  ASSERT_TRUE(t.ok()) << t.status();
+  EXPECT_EQ(t->days, 5);
+  ASSERT_EQ(t->objects.size(), 2u);
+  const ObjectTrace& a = t->objects[0];
+  EXPECT_EQ(a.delete_day, 3);
+  EXPECT_EQ(a.reads, (std::vector<uint32_t>{0, 2, 0}));
+  const ObjectTrace& b = t->objects[1];
+  EXPECT_EQ(b.max_latency_ms, 172800000);
+  EXPECT_EQ(b.reads, (std::vector<uint32_t>{0, 0, 1, 0, 1}));
+  std::ofstream(path) << "0,a,1000,COPY\n";
+  EXPECT_EQ(ReadCsvTrace(path).status().code(), absl::StatusCode::kInvalidArgument);
+  std::ofstream(path) << "0,a,-5,PUT\n";
+  EXPECT_EQ(ReadCsvTrace(path).status().code(), absl::StatusCode::kInvalidArgument);
+}
+
+TEST(Simulate, TheOptimumIsTheFloorAndLatencyNeedsAreKept) {
+  auto t = GenerateTrace("mixed", 300, 200, 3);
+  ASSERT_TRUE(t.ok());
+  Report r = Simulate(Catalog(), *t, pricing::TierPolicy{});
+  const Bill& cf = r.Of("cloudflux");
+  const Bill& opt = r.Of("optimum");
+  EXPECT_GT(cf.total, 0);
+  EXPECT_LE(opt.total, cf.total + 1e-9) << "nothing beats the optimum";
+  EXPECT_LE(opt.total, r.Of("s3-intelligent-tiering").total + 1e-9);
+  EXPECT_LE(opt.total, r.Of("all-standard").total + 1e-9);
+  EXPECT_EQ(opt.sla_violations, 0);
+  EXPECT_EQ(cf.sla_violations, 0) << "CloudFlux only picks classes fast enough for each object";
+  EXPECT_LT(cf.total, r.Of("all-standard").total);
+  EXPECT_GT(r.Of("lifecycle-30-90").sla_violations, 0) << "GLACIER reads take hours";
+}
+
+}  // namespace
+}  // namespace cloudflux::sim

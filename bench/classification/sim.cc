@@ -38,13 +38,17 @@ int Classes::Index(const std::string& storage_class) const {
   return -1;
 }
 
-Classes AwsClasses(const pricing::PriceCatalog& catalog) {
+Classes CloudClasses(const pricing::PriceCatalog& catalog, pricing::CloudProvider cloud) {
   Classes c;
   for (const ClassPrice* p : catalog.classes()) {
-    if (p->cloud() == AWS) c.list.push_back(p);
+    if (p->cloud() != cloud) continue;
+    c.list.push_back(p);
+    c.managed.push_back(catalog.TiersOf(*p));
   }
   return c;
 }
+
+Classes AwsClasses(const pricing::PriceCatalog& catalog) { return CloudClasses(catalog, AWS); }
 
 // ------------------------------------------------------------ traces
 
@@ -206,12 +210,26 @@ Prices PricesOf(const ClassPrice& c, const ObjectTrace& o) {
 
 }  // namespace
 
+namespace {
+
+// The storage of a managed class for one day, `idle` days after the last
+// read (or the day it entered), its monitoring fee included.
+double ManagedDay(const pricing::ManagedTiers& m, const ObjectTrace& o, int idle) {
+  double gb = static_cast<double>(o.size) / pricing::kBytesPerGb;
+  double day = gb * m.PriceAfterIdle(o.size, idle) / pricing::kDaysPerMonth;
+  if (m.Monitored(o.size)) day += m.fee_per_object_month / pricing::kDaysPerMonth;
+  return day;
+}
+
+}  // namespace
+
 Bill BillSchedule(const Classes& classes, const ObjectTrace& o, const Schedule& s) {
   std::vector<Prices> p;
   for (const ClassPrice* c : classes.list) p.push_back(PricesOf(*c, o));
   Bill b;
   b.requests += p[s[0]].put;
   int seg_start = 0;
+  int idle = 0;  // for managed classes: days since the last read or entry
   auto leave = [&](int cls, int day) {
     double len = day - seg_start;
     if (len < p[cls].min_days) b.early_deletion += (p[cls].min_days - len) * p[cls].storage_day;
@@ -223,16 +241,30 @@ Bill BillSchedule(const Classes& classes, const ObjectTrace& o, const Schedule& 
       b.transitions += p[prev].get + p[prev].retrieval_per_read + p[c].put;
       leave(prev, d);
       seg_start = d;
+      idle = 0;
       ++b.moves;
     }
-    b.storage += p[c].storage_day;
+    if (const auto* m = classes.managed[c]; m != nullptr) {
+      if (o.reads[d] > 0) idle = 0;  // a read returns it to the first tier
+      double day = ManagedDay(*m, o, idle);
+      double fee = m->Monitored(o.size) ? m->fee_per_object_month / pricing::kDaysPerMonth : 0;
+      b.storage += day - fee;
+      b.monitoring += fee;
+      ++idle;
+    } else {
+      b.storage += p[c].storage_day;
+    }
     b.requests += o.reads[d] * p[c].get;
     b.retrieval += o.reads[d] * p[c].retrieval_per_read;
     if (p[c].latency > o.max_latency_ms) b.sla_violations += o.reads[d];
   }
   if (o.deleted()) leave(s.back(), o.life());
-  b.total = b.storage + b.requests + b.retrieval + b.transitions + b.early_deletion;
+  b.total = b.storage + b.requests + b.retrieval + b.transitions + b.early_deletion + b.monitoring;
   return b;
+}
+
+Schedule AllIn(const Classes& classes, const std::string& storage_class, const ObjectTrace& o) {
+  return Schedule(o.life(), classes.Index(storage_class));
 }
 
 Schedule AllStandard(const Classes& classes, const ObjectTrace& o) {
@@ -256,19 +288,28 @@ Schedule CloudFlux(const pricing::PriceCatalog& catalog, const Classes& classes,
   for (int d = 0; d < o.life(); ++d) prefix[d + 1] = prefix[d] + o.reads[d];
   auto reads_in = [&](int d, int window) { return prefix[d] - prefix[std::max(0, d - window)]; };
   Schedule s(o.life());
+  // Where to write it, from the prior alone.
   int current = classes.Index("STANDARD");
+  auto first = pricing::Decide(catalog, pricing::AccessStats{.size = o.size}, {}, policy);
+  for (size_t i = 0; i < classes.list.size(); ++i) {
+    if (classes.list[i] == first.target) current = static_cast<int>(i);
+  }
   int entered = 0;
+  int last_read = 0;  // the write counts
   for (int d = 0; d < o.life(); ++d) {
     if (d > 0) {
+      if (o.reads[d - 1] > 0) last_read = d - 1;
       pricing::AccessStats stats{.size = o.size,
                                  .age_days = static_cast<double>(d),
                                  .days_in_class = static_cast<double>(d - entered),
                                  .reads_1d = reads_in(d, 1),
                                  .reads_7d = reads_in(d, 7),
                                  .reads_30d = reads_in(d, 30),
-                                 .reads_90d = reads_in(d, 90)};
-      auto decision =
-          pricing::Decide(catalog, stats, {classes.list[current], static_cast<double>(d - entered)}, policy);
+                                 .reads_90d = reads_in(d, 90),
+                                 .days_since_last_read = static_cast<double>(d - last_read)};
+      pricing::Placement here{classes.list[current], static_cast<double>(d - entered),
+                              static_cast<double>(d - std::max(entered, last_read))};
+      auto decision = pricing::Decide(catalog, stats, here, policy);
       if (decision.move) {
         for (size_t i = 0; i < classes.list.size(); ++i) {
           if (classes.list[i] == decision.target) current = static_cast<int>(i);
@@ -304,8 +345,32 @@ Schedule Optimum(const Classes& classes, const ObjectTrace& o, double* cost) {
   for (int c : eligible) G[0][c] = p[c].put;
   std::vector<double> long_min(C, kInf), open_min(C, kInf);
   std::vector<int> long_arg(C, -1), open_arg(C, -1);
+  // Managed classes: the day's price depends on the days since the segment
+  // started or the object was last read, so their segments are summed
+  // directly (acc[c][s] = the cost of days [s, e) in c).
+  std::vector<int> last_read(L, -1);
+  for (int d = 0; d < L; ++d) last_read[d] = o.reads[d] > 0 ? d : (d > 0 ? last_read[d - 1] : -1);
+  std::vector<std::vector<double>> acc(C);
+  for (int c : eligible) {
+    if (classes.managed[c] != nullptr) acc[c].assign(L + 1, 0);
+  }
   for (int e = 1; e <= L; ++e) {
     for (int c : eligible) {
+      if (const auto* managed = classes.managed[c]; managed != nullptr) {
+        const int d = e - 1;
+        double best = kInf;
+        int arg = -1;
+        for (int s = 0; s < e; ++s) {
+          acc[c][s] += ManagedDay(*managed, o, d - std::max(s, last_read[d])) + o.reads[d] * p[c].get;
+          if (G[s][c] + acc[c][s] < best) {
+            best = G[s][c] + acc[c][s];
+            arg = s;
+          }
+        }
+        F[e][c] = best;
+        f_start[e][c] = arg;
+        continue;
+      }
       int m = std::max(1, static_cast<int>(p[c].min_days));
       // Segments of at least the minimum duration: no early charge.
       if (int s = e - m; s >= 0 && G[s][c] - P[c][s] < long_min[c]) {
@@ -345,11 +410,12 @@ Schedule Optimum(const Classes& classes, const ObjectTrace& o, double* cost) {
   double best = kInf;
   int cls = -1, start = -1;
   for (int c : eligible) {
-    double v = o.deleted() ? F[L][c] : open_min[c] + P[c][L];
+    bool open = !o.deleted() && classes.managed[c] == nullptr;
+    double v = open ? open_min[c] + P[c][L] : F[L][c];
     if (v < best) {
       best = v;
       cls = c;
-      start = o.deleted() ? f_start[L][c] : open_arg[c];
+      start = open ? open_arg[c] : f_start[L][c];
     }
   }
   Schedule s(L, cls);
@@ -366,44 +432,6 @@ Schedule Optimum(const Classes& classes, const ObjectTrace& o, double* cost) {
   return s;
 }
 
-Bill ManagedTiering(const pricing::PriceCatalog& catalog, const std::string& name, const ObjectTrace& o) {
-  const auto* fee = catalog.Managed(name);
-  std::vector<std::pair<int, const ClassPrice*>> tiers;
-  if (name == "gcs-autoclass") {
-    auto gcp = cloudflux::common::v1::CLOUD_PROVIDER_GCP;
-    tiers = {{0, catalog.Find(gcp, "STANDARD")}, {30, catalog.Find(gcp, "NEARLINE")},
-             {90, catalog.Find(gcp, "COLDLINE")}, {365, catalog.Find(gcp, "ARCHIVE")}};
-  } else {
-    tiers = {{0, catalog.Find(AWS, "STANDARD")}, {30, catalog.Find(AWS, "STANDARD_IA")},
-             {90, catalog.Find(AWS, "GLACIER_IR")}};
-  }
-  const ClassPrice& first = *tiers[0].second;
-  double gb = static_cast<double>(o.size) / pricing::kBytesPerGb;
-  bool monitored = fee != nullptr && o.size >= fee->min_monitored_bytes();
-  Bill b;
-  b.requests += first.write_per_1000() / 1000;
-  int idle = 0;  // days since the last access (the write counts)
-  int tier = 0;
-  for (int d = 0; d < o.life(); ++d) {
-    if (o.reads[d] > 0) idle = 0;  // an access moves it back to the first tier
-    int t = 0;
-    if (monitored) {
-      for (size_t i = 0; i < tiers.size(); ++i) {
-        if (idle >= tiers[i].first) t = static_cast<int>(i);
-      }
-    }
-    if (t != tier) ++b.moves;
-    tier = t;
-    b.storage += gb * tiers[t].second->storage_per_gb_month() / pricing::kDaysPerMonth;
-    b.requests += o.reads[d] * first.read_per_1000() / 1000;
-    if (tiers[t].second->first_byte_latency_ms() > o.max_latency_ms) b.sla_violations += o.reads[d];
-    if (monitored) b.monitoring += fee->per_1000_objects_month() / 1000 / pricing::kDaysPerMonth;
-    ++idle;
-  }
-  b.total = b.storage + b.requests + b.monitoring;
-  return b;
-}
-
 const Bill& Report::Of(const std::string& policy) const {
   for (const auto& [name, bill] : bills) {
     if (name == policy) return bill;
@@ -414,14 +442,15 @@ const Bill& Report::Of(const std::string& policy) const {
 
 Report Simulate(const pricing::PriceCatalog& catalog, const Trace& trace, const pricing::TierPolicy& policy) {
   Classes classes = AwsClasses(catalog);
+  Classes gcs = CloudClasses(catalog, cloudflux::common::v1::CLOUD_PROVIDER_GCP);
   Report r;
   r.trace = trace.name;
   r.objects = static_cast<int>(trace.objects.size());
   Bill standard, it, autoclass, lifecycle, cloudflux, optimum;
   for (const ObjectTrace& o : trace.objects) {
     standard += BillSchedule(classes, o, AllStandard(classes, o));
-    it += ManagedTiering(catalog, "s3-intelligent-tiering", o);
-    autoclass += ManagedTiering(catalog, "gcs-autoclass", o);
+    it += BillSchedule(classes, o, AllIn(classes, "INTELLIGENT_TIERING", o));
+    autoclass += BillSchedule(gcs, o, AllIn(gcs, "AUTOCLASS", o));
     lifecycle += BillSchedule(classes, o, Lifecycle(classes, o));
     cloudflux += BillSchedule(classes, o, CloudFlux(catalog, classes, o, policy));
     optimum += BillSchedule(classes, o, Optimum(classes, o, nullptr));

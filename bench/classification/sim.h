@@ -7,18 +7,19 @@
 // then) and the per-object offline optimum (dynamic programming over days
 // and classes with transition and minimum-duration costs).
 //
-// Billing rules (one Biller for every unmanaged policy and the optimum):
+// Billing rules (one biller for every policy and the optimum):
 // a PUT in the first class when the object is written; each day, storage of
 // the billable size (minimum billable size and per-object overhead) at the
 // class's monthly price / 30; each read, the class's GET price and its
 // retrieval fee on the object's size; a change of class, a GET and
 // retrieval in the old class and a PUT in the new one; leaving a class (by a
 // change or by deletion) before its minimum duration, the remaining days of
-// storage. Managed tiering (Intelligent-Tiering, Autoclass) follows the
-// cloud's published rules instead: tiers by days since the last access,
-// requests at the first tier's prices, no retrieval or early-deletion fees,
-// a monitoring fee per object and month for objects of at least 128 KiB
-// (smaller ones stay in the first tier). A read is an SLA violation when
+// storage. A managed class (S3 INTELLIGENT_TIERING, GCS AUTOCLASS) follows
+// the cloud's published rules: its storage price goes by days since the last
+// read (entering the class counts as one), no retrieval or early-deletion
+// fees, a monitoring fee per object and month for objects of at least
+// 128 KiB (smaller ones stay in the first tier). CloudFlux and the optimum
+// may use INTELLIGENT_TIERING like any class. A read is an SLA violation when
 // the class serving it has a longer first-byte latency than the object
 // allows.
 
@@ -76,11 +77,14 @@ struct Bill {
   Bill& operator+=(const Bill& o);
 };
 
-// The classes of one cloud the simulator places objects in, in catalog order.
+// The classes of one cloud the simulator places objects in, in catalog
+// order, with the tiers of the managed ones (nullptr for the others).
 struct Classes {
   std::vector<const pricing::ClassPrice*> list;
+  std::vector<const pricing::ManagedTiers*> managed;
   int Index(const std::string& storage_class) const;
 };
+Classes CloudClasses(const pricing::PriceCatalog& catalog, pricing::CloudProvider cloud);
 Classes AwsClasses(const pricing::PriceCatalog& catalog);
 
 // Bills an unmanaged schedule.
@@ -94,11 +98,8 @@ Schedule CloudFlux(const pricing::PriceCatalog& catalog, const Classes& classes,
 // The offline optimum among classes meeting the object's latency need; its
 // cost in *cost.
 Schedule Optimum(const Classes& classes, const ObjectTrace& o, double* cost);
-// Managed tiering: thresholds in days since the last access, first tier
-// first. name: "s3-intelligent-tiering" (AWS STANDARD / STANDARD_IA /
-// GLACIER_IR prices at 0/30/90 days) or "gcs-autoclass" (GCS STANDARD /
-// NEARLINE / COLDLINE / ARCHIVE at 0/30/90/365 days).
-Bill ManagedTiering(const pricing::PriceCatalog& catalog, const std::string& name, const ObjectTrace& o);
+// Every day in one class (e.g. the managed INTELLIGENT_TIERING or AUTOCLASS).
+Schedule AllIn(const Classes& classes, const std::string& storage_class, const ObjectTrace& o);
 
 struct Report {
   std::string trace;

@@ -41,7 +41,25 @@ pricing::PriceCatalog ToyCatalog() {
     c->set_source("test");
     c->set_as_of("2026-01-01");
   }
-  return *pricing::PriceCatalog::FromProto(p);
+  // An auto-tiering class: HOT's price, WARM's after 2 idle days.
+  auto* managed = p.add_classes();
+  *managed = p.classes(0);
+  managed->set_storage_class("AUTO");
+  managed->set_managed_tiering("toy-auto");
+  auto* fee = p.add_managed_tiering();
+  fee->set_name("toy-auto");
+  fee->set_cloud(cloudflux::common::v1::CLOUD_PROVIDER_AWS);
+  fee->set_per_1000_objects_month(300);
+  fee->set_source("test");
+  fee->set_as_of("2026-01-01");
+  auto* t0 = fee->add_tiers();
+  t0->set_priced_as("HOT");
+  auto* t1 = fee->add_tiers();
+  t1->set_after_idle_days(2);
+  t1->set_priced_as("WARM");
+  auto catalog = pricing::PriceCatalog::FromProto(p);
+  EXPECT_TRUE(catalog.ok()) << catalog.status();
+  return std::move(*catalog);
 }
 
 TEST(Optimum, EqualsBruteForceOnSmallObjects) {
@@ -59,7 +77,7 @@ TEST(Optimum, EqualsBruteForceOnSmallObjects) {
     Schedule dp = Optimum(classes, o, &dp_cost);
     EXPECT_NEAR(BillSchedule(classes, o, dp).total, dp_cost, 1e-9) << "the DP's cost is its bill";
     EXPECT_EQ(BillSchedule(classes, o, dp).sla_violations, 0);
-    // Every schedule over the three allowed classes.
+    // Every schedule over the four allowed classes (SLOW is too slow).
     double best = 1e300;
     Schedule s(o.life(), 0);
     std::function<void(int)> all = [&](int d) {
@@ -67,7 +85,7 @@ TEST(Optimum, EqualsBruteForceOnSmallObjects) {
         best = std::min(best, BillSchedule(classes, o, s).total);
         return;
       }
-      for (int c = 0; c < 3; ++c) {
+      for (int c : {0, 1, 2, 4}) {
         s[d] = c;
         all(d + 1);
       }
@@ -98,17 +116,19 @@ TEST(ManagedTiering, IntelligentTieringRulesAndThe128KbRule) {
   ObjectTrace o;
   o.size = int64_t{1} << 30;
   o.reads.assign(100, 0);
-  Bill b = ManagedTiering(c, "s3-intelligent-tiering", o);
+  Classes aws = AwsClasses(c);
+  auto it = [&] { return BillSchedule(aws, o, AllIn(aws, "INTELLIGENT_TIERING", o)); };
+  Bill b = it();
   EXPECT_NEAR(b.storage, (30 * 0.023 + 60 * 0.0125 + 10 * 0.004) / 30, 1e-12);
   EXPECT_NEAR(b.monitoring, 100 * 0.0025 / 1000 / 30, 1e-12);
   EXPECT_NEAR(b.requests, 0.005 / 1000, 1e-12);
   // A read on day 40 brings it back to the frequent tier for 30 more days.
   o.reads[40] = 1;
-  b = ManagedTiering(c, "s3-intelligent-tiering", o);
+  b = it();
   EXPECT_NEAR(b.storage, (30 * 0.023 + 10 * 0.0125 + 30 * 0.023 + 30 * 0.0125) / 30, 1e-12);
   // Under 128 KiB: always frequent, never monitored.
   o.size = 100000;
-  b = ManagedTiering(c, "s3-intelligent-tiering", o);
+  b = it();
   EXPECT_NEAR(b.storage, 100 * 100000.0 / (1 << 30) * 0.023 / 30, 1e-15);
   EXPECT_EQ(b.monitoring, 0);
 }

@@ -18,7 +18,7 @@ ABSL_FLAG(int32_t, days, 365, "Days per synthetic trace.");
 ABSL_FLAG(int64_t, seed, 1, "Random seed of the synthetic traces.");
 ABSL_FLAG(std::string, trace_csv, "", "Also replay this CSV trace (format in sim.h).");
 ABSL_FLAG(std::string, catalog, CLOUDFLUX_SOURCE_DIR "/config/price_catalog.json", "Price catalog.");
-ABSL_FLAG(double, horizon_days, 30, "CloudFlux decision horizon.");
+ABSL_FLAG(double, horizon_days, 90, "CloudFlux decision horizon.");
 ABSL_FLAG(double, hysteresis, 0.1, "CloudFlux hysteresis margin.");
 ABSL_FLAG(int32_t, explain, 0,
           "Print the N objects of each trace where CloudFlux loses most against the optimum.");

@@ -3,6 +3,7 @@
 #include <google/protobuf/util/json_util.h>
 
 #include <algorithm>
+#include <cmath>
 #include <fstream>
 #include <regex>
 #include <set>
@@ -47,6 +48,39 @@ bool IsCloud(CloudProvider c) {
 }
 
 }  // namespace
+
+double ManagedTiers::PriceAfterIdle(int64_t size, double idle_days) const {
+  if (!Monitored(size)) return tiers.front().second;
+  double price = tiers.front().second;
+  for (const auto& [after, p] : tiers) {
+    if (idle_days >= after) price = p;
+  }
+  return price;
+}
+
+double ManagedTiers::ExpectedPrice(int64_t size, double reads_per_day) const {
+  if (!Monitored(size)) return tiers.front().second;
+  double price = 0;
+  for (size_t i = 0; i < tiers.size(); ++i) {
+    double from = std::exp(-reads_per_day * tiers[i].first);
+    double to = i + 1 < tiers.size() ? std::exp(-reads_per_day * tiers[i + 1].first) : 0;
+    price += tiers[i].second * (from - to);
+  }
+  return price;
+}
+
+double ManagedTiers::ExpectedPriceFrom(int64_t size, double reads_per_day, double idle_days,
+                                       double days) const {
+  if (!Monitored(size) || days <= 0) return tiers.front().second;
+  double settled = ExpectedPrice(size, reads_per_day);
+  double sum = 0;
+  int n = std::max(1, static_cast<int>(days));
+  for (int t = 0; t < n; ++t) {
+    double quiet = std::exp(-reads_per_day * t);  // no read yet
+    sum += quiet * PriceAfterIdle(size, idle_days + t) + (1 - quiet) * settled;
+  }
+  return sum / n;
+}
 
 absl::StatusOr<PriceCatalog> PriceCatalog::Load(const std::string& path) {
   std::ifstream in(path);
@@ -106,6 +140,27 @@ absl::StatusOr<PriceCatalog> PriceCatalog::FromProto(v1::PriceCatalog proto) {
   PriceCatalog out;
   out.proto_ = std::move(proto);
   for (const auto& c : out.proto_.classes()) out.classes_.push_back(&c);
+  for (const ClassPrice* c : out.classes_) {
+    if (c->managed_tiering().empty()) continue;
+    std::string where = "class " + ClassName(*c);
+    const v1::ManagedTieringFee* fee = out.Managed(c->managed_tiering());
+    if (fee == nullptr) return Bad(where, "managed_tiering '" + c->managed_tiering() + "' is not listed");
+    if (fee->tiers().empty() || fee->tiers(0).after_idle_days() != 0) {
+      return Bad(where, "its managed tiers must start at after_idle_days 0");
+    }
+    ManagedTiers m;
+    m.fee_per_object_month = fee->per_1000_objects_month() / 1000;
+    m.min_monitored_bytes = fee->min_monitored_bytes();
+    for (const auto& t : fee->tiers()) {
+      const ClassPrice* priced = out.Find(c->cloud(), t.priced_as());
+      if (priced == nullptr) return Bad(where, "managed tier priced as unknown class '" + t.priced_as() + "'");
+      if (!m.tiers.empty() && t.after_idle_days() <= m.tiers.back().first) {
+        return Bad(where, "managed tiers must have increasing after_idle_days");
+      }
+      m.tiers.emplace_back(t.after_idle_days(), priced->storage_per_gb_month());
+    }
+    out.managed_.emplace_back(c, std::move(m));
+  }
   return out;
 }
 
@@ -129,6 +184,13 @@ double PriceCatalog::EgressPerGb(CloudProvider from, CloudProvider to) const {
     if (e.from() == from) return e.per_gb();
   }
   return 0;
+}
+
+const ManagedTiers* PriceCatalog::TiersOf(const ClassPrice& cls) const {
+  for (const auto& [c, m] : managed_) {
+    if (c == &cls) return &m;
+  }
+  return nullptr;
 }
 
 const v1::ManagedTieringFee* PriceCatalog::Managed(const std::string& name) const {

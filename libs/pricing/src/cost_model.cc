@@ -4,13 +4,6 @@
 
 namespace cloudflux::pricing {
 
-double RunningCost(const ClassPrice& cls, int64_t size, const Usage& usage, double days) {
-  double storage = BillableGb(cls, size) * cls.storage_per_gb_month() * days / kDaysPerMonth;
-  double requests = usage.reads * cls.read_per_1000() / 1000 + usage.writes * cls.write_per_1000() / 1000;
-  double retrieval = usage.bytes_read / kBytesPerGb * cls.retrieval_per_gb();
-  return storage + requests + retrieval;
-}
-
 std::vector<CostBreakdown> PriceCandidates(const PriceCatalog& catalog, int64_t size,
                                            const Placement& current, const Usage& usage,
                                            double horizon_days, const Constraints& constraints) {
@@ -31,6 +24,17 @@ std::vector<CostBreakdown> PriceCandidates(const PriceCatalog& catalog, int64_t 
     b.cls = cls;
     b.is_current = is_current;
     b.storage = BillableGb(*cls, size) * cls->storage_per_gb_month() * horizon_days / kDaysPerMonth;
+    if (const ManagedTiers* managed = catalog.TiersOf(*cls); managed != nullptr) {
+      // Auto-tiering: the expected tier price at this read rate, plus the
+      // monitoring fee.
+      double per_day = horizon_days > 0 ? usage.reads / horizon_days : 0;
+      // Entering the class counts as an access; the current placement goes
+      // on from where its tiering has got to.
+      double idle = is_current ? std::max(0.0, current.idle_days) : 0;
+      b.storage = gb * managed->ExpectedPriceFrom(size, per_day, idle, horizon_days) * horizon_days /
+                  kDaysPerMonth;
+      if (managed->Monitored(size)) b.storage += managed->fee_per_object_month * horizon_days / kDaysPerMonth;
+    }
     b.requests = usage.reads * cls->read_per_1000() / 1000 + usage.writes * cls->write_per_1000() / 1000;
     b.retrieval = usage.bytes_read / kBytesPerGb * cls->retrieval_per_gb();
     if (!is_current && current.cls != nullptr) {

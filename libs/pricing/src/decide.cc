@@ -6,18 +6,30 @@
 
 namespace cloudflux::pricing {
 
+constexpr double kPriorReads = 1;
+constexpr double kPriorDays = 30;
+constexpr double kBurstDays = 14;
+
 Usage EstimateUsage(const AccessStats& stats, double horizon_days, const std::optional<Forecast>& forecast) {
-  auto rate = [&](int64_t reads, double window) {
-    return static_cast<double>(reads) / std::clamp(stats.age_days, 1.0, window);
-  };
-  double per_day = 0.5 * rate(stats.reads_7d, 7) + 0.3 * rate(stats.reads_30d, 30) +
-                   0.2 * rate(stats.reads_90d, 90);
+  // The long-run rate: the last 90 days with a prior of one read a month
+  // worth 30 days of evidence, so that a quiet spell lowers it gradually.
+  double long_run = (static_cast<double>(stats.reads_90d) + kPriorReads) /
+                    (std::clamp(stats.age_days, 0.0, 90.0) + kPriorDays);
+  // Quiet for longer than the window: all of the quiet spell is evidence.
+  if (stats.reads_90d == 0 && stats.days_since_last_read > 90) {
+    long_run = kPriorReads / (stats.days_since_last_read + kPriorDays);
+  }
+  // The recent rate catches bursts; one read in a week is not one.
+  double recent = static_cast<double>(stats.reads_7d) / (std::clamp(stats.age_days, 0.0, 7.0) + 7);
+  // A burst is expected to last about two weeks, then the long-run rate.
+  double near = std::min(horizon_days, kBurstDays);
+  double reads = std::max(long_run, recent) * near + long_run * (horizon_days - near);
   if (forecast.has_value()) {
     double c = std::clamp(forecast->confidence, 0.0, 1.0);
-    per_day = c * forecast->reads_next_7d / 7 + (1 - c) * per_day;
+    reads = c * forecast->reads_next_7d / 7 * horizon_days + (1 - c) * reads;
   }
   Usage u;
-  u.reads = per_day * horizon_days;
+  u.reads = reads;
   u.bytes_read = u.reads * static_cast<double>(stats.size);
   return u;
 }
@@ -67,6 +79,25 @@ Decision Decide(const PriceCatalog& catalog, const AccessStats& stats, const Pla
   }
   if (best == nullptr) {
     describe("no other class is allowed");
+    return d;
+  }
+  if (current.cls == nullptr) {
+    // A new object: nothing is known about its reads yet, so only classes
+    // where reads cost nothing extra and that commit to no minimum.
+    const CostBreakdown* safe = nullptr;
+    for (const auto& c : d.candidates) {
+      if (c.cls->retrieval_per_gb() == 0 && c.cls->min_storage_days() == 0) {
+        safe = &c;
+        break;
+      }
+    }
+    if (safe == nullptr) safe = best;
+    d.target = safe->cls;
+    d.move = true;
+    d.target_monthly = safe->monthly;
+    best = safe;
+    d.reason = absl::StrFormat("%s is the cheapest place to write it (%.1f reads expected in %.0f days)",
+                               ClassName(*best->cls), d.expected.reads, policy.horizon_days);
     return d;
   }
   if (!current_allowed) {

@@ -1,5 +1,6 @@
 #include <gtest/gtest.h>
 
+#include <cmath>
 #include <fstream>
 
 #include "cloudflux/pricing/catalog.h"
@@ -33,7 +34,7 @@ const CostBreakdown& For(const std::vector<CostBreakdown>& all, const ClassPrice
 
 TEST(PriceCatalog, TheShippedFileLoadsWithEveryCloudAndFee) {
   const auto& c = Catalog();
-  EXPECT_EQ(c.classes().size(), 13u);
+  EXPECT_EQ(c.classes().size(), 15u);
   ASSERT_NE(c.Find(AWS, "STANDARD_IA"), nullptr);
   EXPECT_DOUBLE_EQ(c.Find(AWS, "STANDARD_IA")->storage_per_gb_month(), 0.0125);
   EXPECT_EQ(c.ForTier(GCP, cloudflux::common::v1::STORAGE_TIER_COLD)->storage_class(), "COLDLINE");
@@ -128,6 +129,37 @@ TEST(CostModel, EarlyDeletionAndThe128KbRule) {
   EXPECT_GT(For(small, ia).storage, For(small, standard).storage) << "IA costs more for tiny objects";
 }
 
+// S3 Intelligent-Tiering as a class: its tier by days idle, and the
+// expected price for Poisson reads.
+TEST(CostModel, ManagedTieringPricesByIdleDays) {
+  const auto& c = Catalog();
+  const ClassPrice* it = c.Find(AWS, "INTELLIGENT_TIERING");
+  ASSERT_NE(it, nullptr);
+  const ManagedTiers* tiers = c.TiersOf(*it);
+  ASSERT_NE(tiers, nullptr);
+  EXPECT_EQ(c.TiersOf(*c.Find(AWS, "STANDARD")), nullptr);
+  EXPECT_DOUBLE_EQ(tiers->PriceAfterIdle(GiB, 0), 0.023);
+  EXPECT_DOUBLE_EQ(tiers->PriceAfterIdle(GiB, 30), 0.0125);
+  EXPECT_DOUBLE_EQ(tiers->PriceAfterIdle(GiB, 400), 0.004);
+  EXPECT_DOUBLE_EQ(tiers->PriceAfterIdle(100000, 400), 0.023) << "under 128 KiB: never tiered";
+  EXPECT_NEAR(tiers->fee_per_object_month, 0.0025 / 1000, 1e-15);
+  double rate = 1.0 / 30;
+  EXPECT_NEAR(tiers->ExpectedPrice(GiB, rate),
+              0.023 * (1 - std::exp(-1.0)) + 0.0125 * (std::exp(-1.0) - std::exp(-3.0)) + 0.004 * std::exp(-3.0),
+              1e-12);
+  EXPECT_NEAR(tiers->ExpectedPrice(GiB, 0), 0.004, 1e-12);
+  // As a candidate: 1 read a month on 1 GiB, no retrieval fee, the monitoring fee.
+  auto all = PriceCandidates(c, GiB, {c.Find(AWS, "STANDARD"), 100}, {.reads = 1, .bytes_read = 1.0 * GiB}, 30, {});
+  const auto& b = For(all, it);
+  EXPECT_NEAR(b.storage, tiers->ExpectedPriceFrom(GiB, rate, 0, 30) + 0.0025 / 1000, 1e-12);
+  // Entering counts as an access: 30 days ahead all in the first tier when
+  // never read; an object idle for 200 days stays at the last tier.
+  EXPECT_NEAR(tiers->ExpectedPriceFrom(GiB, 0, 0, 30), 0.023, 1e-12);
+  EXPECT_NEAR(tiers->ExpectedPriceFrom(GiB, 0, 200, 30), 0.004, 1e-12);
+  EXPECT_NEAR(tiers->ExpectedPriceFrom(GiB, 0, 20, 20), (10 * 0.023 + 10 * 0.0125) / 20, 1e-12);
+  EXPECT_EQ(b.retrieval, 0);
+}
+
 TEST(CostModel, ConstraintsFilterCandidatesButKeepTheCurrentOne) {
   const auto& c = Catalog();
   const ClassPrice* deep = c.Find(AWS, "DEEP_ARCHIVE");
@@ -140,7 +172,8 @@ TEST(CostModel, ConstraintsFilterCandidatesButKeepTheCurrentOne) {
     if (!x.is_current) EXPECT_LE(x.cls->first_byte_latency_ms(), 1000);
   }
   EXPECT_TRUE(has_current);
-  EXPECT_EQ(all.size(), 4u);  // STANDARD, STANDARD_IA, GLACIER_IR + the current DEEP_ARCHIVE
+  // STANDARD, STANDARD_IA, GLACIER_IR, INTELLIGENT_TIERING + the current DEEP_ARCHIVE
+  EXPECT_EQ(all.size(), 5u);
 }
 
 TierPolicy AwsPolicy(int64_t latency_ms) {
@@ -159,18 +192,25 @@ TEST(Decide, HotStaysColdMovesWithinTheLatencyNeed) {
   EXPECT_FALSE(d.move) << d.reason;
   EXPECT_EQ(d.target, standard);
 
+  // Quiet for 200 days: out of STANDARD, into the cheapest class with
+  // millisecond reads for its expected rate (the prior of a read a month
+  // over 30 days of evidence keeps a few reads expected).
   AccessStats cold{.size = 64 << 20, .age_days = 200, .days_in_class = 200};
   d = Decide(c, cold, {standard, 200}, AwsPolicy(1000));
   ASSERT_TRUE(d.move) << d.reason;
-  EXPECT_EQ(d.target->storage_class(), "GLACIER_IR") << "the coldest class with millisecond reads";
+  EXPECT_NE(d.target, standard);
+  EXPECT_LE(d.target->first_byte_latency_ms(), 1000);
+  EXPECT_EQ(d.target, d.candidates.front().cls) << "the cheapest candidate";
   EXPECT_GT(d.saving, 0);
   EXPECT_LT(d.target_monthly, d.current_monthly);
-  EXPECT_NE(d.reason.find("GLACIER_IR"), std::string::npos);
+  EXPECT_NE(d.reason.find(d.target->storage_class()), std::string::npos);
 
-  // Hours are fine for this object: the deepest archive.
-  d = Decide(c, cold, {standard, 200}, AwsPolicy(48 * 3600 * 1000));
-  ASSERT_TRUE(d.move);
-  EXPECT_EQ(d.target->storage_class(), "DEEP_ARCHIVE");
+  // A large object quiet for years whose reads may take hours: the deepest archive.
+  AccessStats frozen{.size = int64_t{50} << 30, .age_days = 1000, .days_in_class = 1000,
+                     .days_since_last_read = 1000};
+  d = Decide(c, frozen, {standard, 1000}, AwsPolicy(48 * 3600 * 1000));
+  ASSERT_TRUE(d.move) << d.reason;
+  EXPECT_EQ(d.target->storage_class(), "DEEP_ARCHIVE") << d.reason;
 }
 
 TEST(Decide, HysteresisPolicyAndLatencyOverrides) {
@@ -189,11 +229,13 @@ TEST(Decide, HysteresisPolicyAndLatencyOverrides) {
                        .reads_7d = 1, .reads_30d = 1, .reads_90d = 1};
   auto d = Decide(c, one_read, {ia, 10}, AwsPolicy(1000));
   EXPECT_FALSE(d.move) << d.reason;
-  // ...but it is when it is read every few days (retrieval fees dominate).
+  // ...but it is when it is read every few days (retrieval fees dominate):
+  // into a class without them.
   AccessStats warm{.size = 64 << 20, .age_days = 60, .days_in_class = 10, .reads_7d = 2, .reads_30d = 6,
                    .reads_90d = 10};
   d = Decide(c, warm, {ia, 10}, AwsPolicy(1000));
-  EXPECT_TRUE(d.move && d.target == standard) << d.reason;
+  ASSERT_TRUE(d.move) << d.reason;
+  EXPECT_EQ(d.target->retrieval_per_gb(), 0) << d.reason;
 
   TierPolicy off = AwsPolicy(1000);
   off.auto_tiering = false;
@@ -214,12 +256,21 @@ TEST(Decide, HysteresisPolicyAndLatencyOverrides) {
 }
 
 TEST(Decide, ForecastOutweighsCountsByItsConfidence) {
+  // Quiet for 100 days (unknown before the window): the prior's read a
+  // month over 90 + 30 days; known to be quiet for 570 days: over 600.
+  AccessStats long_quiet{.size = 1 << 20, .age_days = 600, .days_since_last_read = 570};
+  EXPECT_NEAR(EstimateUsage(long_quiet, 30, std::nullopt).reads, 30.0 / 600, 1e-12);
   AccessStats quiet{.size = 1 << 20, .age_days = 100};
-  EXPECT_NEAR(EstimateUsage(quiet, 30, std::nullopt).reads, 0, 1e-12);
+  EXPECT_NEAR(EstimateUsage(quiet, 30, std::nullopt).reads, 30.0 / 120, 1e-12);
   EXPECT_NEAR(EstimateUsage(quiet, 30, Forecast{.reads_next_7d = 70, .confidence = 1}).reads, 300, 1e-9);
-  EXPECT_NEAR(EstimateUsage(quiet, 30, Forecast{.reads_next_7d = 70, .confidence = 0.5}).reads, 150, 1e-9);
+  EXPECT_NEAR(EstimateUsage(quiet, 30, Forecast{.reads_next_7d = 70, .confidence = 0.5}).reads,
+              150 + 0.5 * 30.0 / 120, 1e-9);
+  // Steady: the 90-day rate; a burst: the last week's.
   AccessStats busy{.size = 1 << 20, .age_days = 100, .reads_7d = 70, .reads_30d = 300, .reads_90d = 900};
-  EXPECT_NEAR(EstimateUsage(busy, 30, std::nullopt).reads, 30 * (0.5 * 10 + 0.3 * 10 + 0.2 * 10), 1e-9);
+  EXPECT_NEAR(EstimateUsage(busy, 30, std::nullopt).reads, 30 * 901.0 / 120, 1e-9);
+  // A burst: the last week's rate for two weeks, then the long-run rate.
+  AccessStats burst{.size = 1 << 20, .age_days = 100, .reads_7d = 140, .reads_30d = 140, .reads_90d = 140};
+  EXPECT_NEAR(EstimateUsage(burst, 30, std::nullopt).reads, 14 * 140.0 / 14 + 16 * 141.0 / 120, 1e-9);
 }
 
 }  // namespace

@@ -18,6 +18,25 @@ using ClassPrice = cloudflux::pricing::v1::StorageClassPrice;
 inline constexpr double kBytesPerGb = 1024.0 * 1024.0 * 1024.0;
 inline constexpr double kDaysPerMonth = 30.0;
 
+// A managed auto-tiering class resolved: storage price per GB-month by days
+// idle, the monitoring fee per object and month, the size below which
+// objects are neither monitored nor tiered.
+struct ManagedTiers {
+  std::vector<std::pair<int, double>> tiers;  // (after_idle_days, $/GB-month), ascending
+  double fee_per_object_month = 0;
+  int64_t min_monitored_bytes = 0;
+  // The storage price after `idle_days` without a read, for `size` bytes.
+  double PriceAfterIdle(int64_t size, double idle_days) const;
+  // The expected price when reads arrive at `reads_per_day` (Poisson: the
+  // share of time idle for at least k days is exp(-rate * k)).
+  double ExpectedPrice(int64_t size, double reads_per_day) const;
+  // The average expected price over the next `days` for an object idle for
+  // `idle_days` now: it keeps ageing until its next read, after which the
+  // long-run price above applies.
+  double ExpectedPriceFrom(int64_t size, double reads_per_day, double idle_days, double days) const;
+  bool Monitored(int64_t size) const { return size >= min_monitored_bytes; }
+};
+
 class PriceCatalog {
  public:
   // Reads and validates the file; INVALID_ARGUMENT naming the entry and
@@ -35,13 +54,17 @@ class PriceCatalog {
   double EgressPerGb(CloudProvider from, CloudProvider to) const;
   // The managed auto-tiering fee entry by name, or nullptr.
   const cloudflux::pricing::v1::ManagedTieringFee* Managed(const std::string& name) const;
+  // The tiers of a managed class (managed_tiering set), else nullptr.
+  const ManagedTiers* TiersOf(const ClassPrice& cls) const;
 
  private:
   cloudflux::pricing::v1::PriceCatalog proto_;
   std::vector<const ClassPrice*> classes_;
+  std::vector<std::pair<const ClassPrice*, ManagedTiers>> managed_;
 };
 
-// The size a class bills for an object of `size` bytes, in GB.
+// The size a class bills for an object of `size` bytes, in GB (managed
+// classes bill the object's own size).
 double BillableGb(const ClassPrice& c, int64_t size);
 // "AWS/STANDARD_IA"
 std::string ClassName(const ClassPrice& c);

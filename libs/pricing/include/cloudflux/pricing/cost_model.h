@@ -4,8 +4,10 @@
 // reads and writes expected — storage, requests, retrieval, and for a move
 // the egress, the requests and retrieval of the copy, the early-deletion
 // charge for leaving the current class before its minimum duration, and
-// the minimum duration the new class commits to. Candidates come back
-// cheapest first, each with its breakdown.
+// the minimum duration the new class commits to. A managed auto-tiering
+// class (S3 Intelligent-Tiering) is priced at its expected tier for the
+// expected read rate plus its monitoring fee. Candidates come back cheapest
+// first, each with its breakdown.
 
 #include <optional>
 #include <set>
@@ -26,6 +28,8 @@ struct Usage {
 struct Placement {
   const ClassPrice* cls = nullptr;
   double days_in_class = 0;  // how long the object has been there
+  // Days without a read in a managed class (where its tiering has got to).
+  double idle_days = 0;
 };
 
 // What may be chosen.
@@ -61,9 +65,5 @@ struct CostBreakdown {
 std::vector<CostBreakdown> PriceCandidates(const PriceCatalog& catalog, int64_t size,
                                            const Placement& current, const Usage& usage,
                                            double horizon_days, const Constraints& constraints);
-
-// The cost of keeping `size` bytes in `cls` for `days` with `usage`
-// (storage, requests, retrieval), the building block of the above.
-double RunningCost(const ClassPrice& cls, int64_t size, const Usage& usage, double days);
 
 }  // namespace cloudflux::pricing

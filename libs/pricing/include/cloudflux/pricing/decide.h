@@ -18,6 +18,8 @@ struct AccessStats {
   double age_days = 0;       // since the object was written
   double days_in_class = 0;  // since it entered its current class
   int64_t reads_1d = 0, reads_7d = 0, reads_30d = 0, reads_90d = 0;
+  // Since the last read (or the write when never read); negative = unknown.
+  double days_since_last_read = -1;
 };
 
 // A forecast from the prediction service, when it has one.
@@ -31,7 +33,7 @@ struct TierPolicy {
   Constraints constraints;
   std::optional<StorageTier> pinned_tier;  // always this tier (in the current cloud)
   int64_t min_object_size = 0;  // smaller objects are never moved
-  double horizon_days = 30;
+  double horizon_days = 90;
   // A move must save this fraction of the current placement's cost over the
   // horizon on top of paying for itself.
   double hysteresis = 0.1;
@@ -55,6 +57,7 @@ struct Decision {
 // (recent weighted most), or the forecast weighted by its confidence.
 Usage EstimateUsage(const AccessStats& stats, double horizon_days, const std::optional<Forecast>& forecast);
 
+// A placement without a class (cls nullptr) asks where to write a new object.
 Decision Decide(const PriceCatalog& catalog, const AccessStats& stats, const Placement& current,
                 const TierPolicy& policy, const std::optional<Forecast>& forecast = std::nullopt);
 

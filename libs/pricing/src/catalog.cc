@@ -72,14 +72,25 @@ double ManagedTiers::ExpectedPrice(int64_t size, double reads_per_day) const {
 double ManagedTiers::ExpectedPriceFrom(int64_t size, double reads_per_day, double idle_days,
                                        double days) const {
   if (!Monitored(size) || days <= 0) return tiers.front().second;
-  double settled = ExpectedPrice(size, reads_per_day);
-  double sum = 0;
-  int n = std::max(1, static_cast<int>(days));
-  for (int t = 0; t < n; ++t) {
-    double quiet = std::exp(-reads_per_day * t);  // no read yet
-    sum += quiet * PriceAfterIdle(size, idle_days + t) + (1 - quiet) * settled;
+  const double settled = ExpectedPrice(size, reads_per_day);
+  const int n = std::max(1, static_cast<int>(days));
+  // Day t (0..n-1) is still quiet with probability q^t, q = exp(-rate), and
+  // then priced by its tier at idle_days + t; otherwise at the settled price.
+  // The tiers cut [0, n) into runs of one price: sum q^t over each in
+  // closed form.
+  const double q = std::exp(-reads_per_day);
+  auto geometric = [&](double a, double b) {  // sum of q^t for integer t in [a, b)
+    if (b <= a) return 0.0;
+    if (q >= 1) return b - a;
+    return (std::pow(q, a) - std::pow(q, b)) / (1 - q);
+  };
+  double quiet_total = geometric(0, n), quiet_priced = 0;
+  for (size_t i = 0; i < tiers.size(); ++i) {
+    double from = std::max(0.0, std::ceil(tiers[i].first - idle_days));
+    double to = i + 1 < tiers.size() ? std::max(0.0, std::ceil(tiers[i + 1].first - idle_days)) : n;
+    quiet_priced += tiers[i].second * geometric(std::min<double>(from, n), std::min<double>(to, n));
   }
-  return sum / n;
+  return (quiet_priced + settled * (n - quiet_total)) / n;
 }
 
 absl::StatusOr<PriceCatalog> PriceCatalog::Load(const std::string& path) {

@@ -73,6 +73,21 @@ std::string WithConnectTimeout(const std::string& url, absl::Duration timeout) {
 
 std::string Bytea(std::string_view bytes) { return "\\x" + core::HexEncode(bytes); }
 
+std::string ArrayLiteral(const std::vector<std::string>& items) {
+  std::string out = "{";
+  for (size_t i = 0; i < items.size(); ++i) {
+    if (i > 0) out += ',';
+    out += '"';
+    for (char c : items[i]) {
+      if (c == '"' || c == '\\') out += '\\';
+      out += c;
+    }
+    out += '"';
+  }
+  out += '}';
+  return out;
+}
+
 int64_t Row::Int(size_t column) const {
   int64_t v = 0;
   (void)absl::SimpleAtoi(Text(column), &v);

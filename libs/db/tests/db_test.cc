@@ -68,6 +68,23 @@ TEST_F(DbTest, ParamsNullsBytesAndErrorCodes) {
   EXPECT_EQ(pool_->Exec("SELECT count(*) FROM t")->operator[](0).Int(0), 2);
 }
 
+TEST_F(DbTest, ArrayLiteralsRoundTripAnyText) {
+  std::vector<std::string> items = {"plain", "with \"quotes\"", "back\\slash", "{braces},comma", "", "NULL",
+                                    "ünïcode"};
+  auto r = pool_->Exec("SELECT x, ord FROM unnest($1::text[]) WITH ORDINALITY AS u(x, ord) ORDER BY ord",
+                       {ArrayLiteral(items)});
+  ASSERT_TRUE(r.ok()) << r.status();
+  ASSERT_EQ(r->size(), items.size());
+  for (size_t i = 0; i < items.size(); ++i) {
+    EXPECT_FALSE((*r)[i].IsNull(0)) << "\"NULL\" quoted is the text NULL";
+    EXPECT_EQ((*r)[i].Text(0), items[i]);
+  }
+  auto sum = pool_->Exec("SELECT sum(x) FROM unnest($1::bigint[]) AS u(x)", {ArrayLiteral({"1", "-2", "40"})});
+  ASSERT_TRUE(sum.ok()) << sum.status();
+  EXPECT_EQ((*sum)[0].Int(0), 39);
+  EXPECT_EQ(pool_->Exec("SELECT cardinality($1::text[])", {ArrayLiteral({})})->operator[](0).Int(0), 0);
+}
+
 TEST_F(DbTest, FailedCallbackRollsBackEverything) {
   ASSERT_TRUE(pool_->Exec("CREATE TABLE t (id int PRIMARY KEY)").ok());
   absl::Status s = pool_->InTransaction([](Transaction& tx) -> absl::Status {

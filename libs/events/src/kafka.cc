@@ -4,7 +4,9 @@
 
 #include <atomic>
 #include <condition_variable>
+#include <map>
 #include <mutex>
+#include <optional>
 #include <thread>
 
 #include "absl/strings/str_cat.h"
@@ -277,15 +279,20 @@ absl::StatusOr<std::unique_ptr<Consumer>> Consumer::Create(ConsumerOptions optio
   return std::unique_ptr<Consumer>(new Consumer(std::move(impl)));
 }
 
-absl::StatusOr<bool> Consumer::PollOnce(absl::Duration timeout) {
+namespace {
+
+// One message from librdkafka, or nullopt when there was none in time.
+absl::StatusOr<std::optional<ConsumedMessage>> ConsumeOne(RdKafka::KafkaConsumer& consumer,
+                                                          absl::Duration timeout,
+                                                          std::unique_ptr<RdKafka::Message>* raw) {
   std::unique_ptr<RdKafka::Message> msg(
-      impl_->consumer->consume(static_cast<int>(absl::ToInt64Milliseconds(timeout))));
+      consumer.consume(static_cast<int>(absl::ToInt64Milliseconds(timeout))));
   switch (msg->err()) {
     case RdKafka::ERR_NO_ERROR: break;
     case RdKafka::ERR__TIMED_OUT:
     case RdKafka::ERR__PARTITION_EOF:
     case RdKafka::ERR_UNKNOWN_TOPIC_OR_PART:  // not created yet; it will be
-      return false;
+      return std::nullopt;
     default:
       return KafkaError(msg->err(), "consume");
   }
@@ -300,6 +307,65 @@ absl::StatusOr<bool> Consumer::PollOnce(absl::Duration timeout) {
       m.headers.emplace_back(h.key(), std::string(static_cast<const char*>(h.value()), h.value_size()));
     }
   }
+  *raw = std::move(msg);
+  return std::optional<ConsumedMessage>(std::move(m));
+}
+
+}  // namespace
+
+absl::StatusOr<size_t> Consumer::PollBatch(size_t max, absl::Duration timeout,
+                                           const BatchHandler& handler) {
+  std::vector<ConsumedMessage> batch;
+  std::vector<std::unique_ptr<RdKafka::Message>> raw;
+  while (batch.size() < max) {
+    std::unique_ptr<RdKafka::Message> msg;
+    CF_ASSIGN_OR_RETURN(auto m, ConsumeOne(*impl_->consumer, batch.empty() ? timeout : absl::ZeroDuration(), &msg));
+    if (!m.has_value()) break;
+    batch.push_back(std::move(*m));
+    raw.push_back(std::move(msg));
+  }
+  if (batch.empty()) return 0;
+  absl::Status status;
+  for (int attempt = 1;; ++attempt) {
+    try {
+      status = handler(batch);
+    } catch (const std::exception& e) {
+      status = absl::InternalError(absl::StrCat("handler threw: ", e.what()));
+    }
+    if (status.ok() || !core::IsRetryable(status) || attempt >= impl_->options.max_attempts || impl_->stop) {
+      break;
+    }
+    {
+      std::lock_guard lock(impl_->stats_mu);
+      ++impl_->stats.retries;
+    }
+    absl::SleepFor(impl_->options.retry_backoff * (1 << std::min(attempt - 1, 6)));
+  }
+  if (!status.ok()) {
+    // Rewind every partition to its first message of this batch.
+    std::map<std::pair<std::string, int32_t>, int64_t> first;
+    for (const auto& m : batch) first.try_emplace({m.topic, m.partition}, m.offset);
+    for (const auto& [tp, offset] : first) {
+      RdKafka::TopicPartition* p = RdKafka::TopicPartition::create(tp.first, tp.second, offset);
+      impl_->consumer->seek(*p, 5000);
+      delete p;
+    }
+    return core::Annotate(status, "batch not handled; it will be consumed again");
+  }
+  // The last message of each partition carries the offset to store.
+  std::map<std::pair<std::string, int32_t>, const RdKafka::Message*> last;
+  for (const auto& msg : raw) last[{msg->topic_name(), msg->partition()}] = msg.get();
+  for (const auto& [tp, msg] : last) CF_RETURN_IF_ERROR(impl_->StoreOffset(*msg));
+  std::lock_guard lock(impl_->stats_mu);
+  impl_->stats.handled += static_cast<int64_t>(batch.size());
+  return batch.size();
+}
+
+absl::StatusOr<bool> Consumer::PollOnce(absl::Duration timeout) {
+  std::unique_ptr<RdKafka::Message> msg;
+  CF_ASSIGN_OR_RETURN(auto consumed, ConsumeOne(*impl_->consumer, timeout, &msg));
+  if (!consumed.has_value()) return false;
+  ConsumedMessage m = std::move(*consumed);
 
   absl::Status status;
   int attempt = 1;

@@ -120,6 +120,46 @@ TEST(Kafka, OffsetsAreCommittedOnlyAfterTheHandlerSucceeded) {
   EXPECT_EQ(seen_b.front(), "second") << "the failed message must be redelivered, not the first";
 }
 
+TEST(Kafka, BatchesAreRetriedRewoundAndCommittedWhole) {
+  auto producer = std::move(*Producer::Create({.brokers = Brokers()}));
+  std::string topic = UniqueTopic("batch");
+  std::string group = "batch-" + core::NewId();
+  std::vector<Message> messages;
+  for (int i = 0; i < 50; ++i) messages.push_back({topic, "k", std::to_string(i), {}});
+  ASSERT_TRUE(producer->SendAll(messages, absl::Seconds(10)).ok());
+  auto consumer = MakeConsumer(group, topic, nullptr, /*max_attempts=*/2);
+  // A batch that fails for good is rewound: the next poll sees it again.
+  std::vector<std::string> first_try;
+  absl::Time until = absl::Now() + absl::Seconds(20);
+  absl::StatusOr<size_t> r = 0;
+  while (absl::Now() < until) {
+    r = consumer->PollBatch(1000, absl::Milliseconds(200), [&](const std::vector<ConsumedMessage>& b) {
+      for (const auto& m : b) first_try.push_back(m.value);
+      return absl::InvalidArgumentError("cannot store");
+    });
+    if (!r.ok() || *r > 0) break;
+  }
+  ASSERT_FALSE(r.ok());
+  ASSERT_FALSE(first_try.empty());
+  EXPECT_EQ(first_try.front(), "0");
+  // A retryable failure is retried; then every message arrives once, in order.
+  std::vector<std::string> seen;
+  int calls = 0;
+  until = absl::Now() + absl::Seconds(20);
+  while (seen.size() < 50 && absl::Now() < until) {
+    auto n = consumer->PollBatch(1000, absl::Milliseconds(200), [&](const std::vector<ConsumedMessage>& b) {
+      if (++calls == 1) return absl::UnavailableError("database restarting");
+      for (const auto& m : b) seen.push_back(m.value);
+      return absl::OkStatus();
+    });
+    ASSERT_TRUE(n.ok()) << n.status();
+  }
+  ASSERT_EQ(seen.size(), 50u);
+  for (int i = 0; i < 50; ++i) EXPECT_EQ(seen[i], std::to_string(i));
+  EXPECT_GE(consumer->stats().retries, 1);
+  EXPECT_EQ(consumer->stats().handled, 50);
+}
+
 TEST(Kafka, PoisonAndRepeatedlyFailingMessagesGoToTheDeadLetterTopic) {
   auto producer = std::move(*Producer::Create({.brokers = Brokers()}));
   std::string topic = UniqueTopic("poison");

@@ -24,6 +24,11 @@ using Param = std::optional<std::string>;
 // Encodes bytes as PostgreSQL's bytea hex input ("\x0a1b...").
 std::string Bytea(std::string_view bytes);
 
+// A PostgreSQL array literal of text elements ({"a","b\"c"}): every element
+// quoted, '"' and '\' escaped. Cast it in SQL ($1::text[], $2::bigint[]) to
+// pass many rows in one statement (with unnest).
+std::string ArrayLiteral(const std::vector<std::string>& items);
+
 class Row {
  public:
   bool IsNull(size_t column) const { return !values_.at(column).has_value(); }

@@ -111,6 +111,16 @@ class Consumer {
   // Handles at most one message, waiting up to `timeout` for it. Returns
   // true if a message was handled (or dead-lettered).
   absl::StatusOr<bool> PollOnce(absl::Duration timeout);
+
+  // Batch mode (the handler passed to Create is not used): waits up to
+  // `timeout` for a first message, takes whatever else is already there up
+  // to `max`, and hands them to `handler` in order. Offsets are stored only
+  // when it succeeds; retryable failures are retried (max_attempts, with
+  // backoff), and a batch that still fails is rewound so that nothing is
+  // lost. The handler must skip (and count) messages it cannot use itself:
+  // there is no dead-lettering here. Returns how many were handled.
+  using BatchHandler = std::function<absl::Status(const std::vector<ConsumedMessage>&)>;
+  absl::StatusOr<size_t> PollBatch(size_t max, absl::Duration timeout, const BatchHandler& handler);
   // Polls until Stop() is called.
   void Run();
   void Stop();

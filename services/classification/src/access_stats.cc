@@ -1,0 +1,317 @@
+#include "access_stats.h"
+
+#include <google/protobuf/util/time_util.h>
+
+#include <map>
+#include <set>
+
+#include "absl/strings/str_cat.h"
+#include "absl/strings/numbers.h"
+#include "cloudflux/core/status.h"
+#include "cloudflux/events/outbox.h"
+#include "cloudflux/storage/v1/events.pb.h"
+
+namespace cloudflux::classification {
+
+namespace sv1 = cloudflux::storage::v1;
+using google::protobuf::util::TimeUtil;
+
+namespace {
+
+absl::Time ToTime(const google::protobuf::Timestamp& t) {
+  return absl::FromUnixMicros(TimeUtil::TimestampToMicroseconds(t));
+}
+
+std::string Iso(absl::Time t) { return absl::FormatTime("%Y-%m-%dT%H:%M:%E6SZ", t, absl::UTCTimeZone()); }
+std::string Day(absl::Time t) { return absl::FormatTime("%Y-%m-%d", t, absl::UTCTimeZone()); }
+
+// What one batch does to one object.
+struct Delta {
+  bool delete_first = false;  // drop what is stored before applying the rest
+  // Placement facts, authoritative (created/tier changed/relocated) or only
+  // a fallback for a row no creation event has filled (from reads).
+  std::optional<int64_t> version, size;
+  std::optional<std::string> backend;
+  std::optional<int> tier;
+  std::optional<absl::Time> created, placed;
+  bool authoritative = false;
+  std::map<std::string, std::pair<int64_t, int64_t>> reads_by_day;  // day -> reads, bytes
+  int64_t reads = 0, bytes = 0;
+  std::optional<absl::Time> last_read;
+  void Reset() { *this = Delta{.delete_first = true}; }
+};
+
+std::optional<absl::Time> Max(std::optional<absl::Time> a, absl::Time b) {
+  return a.has_value() ? std::max(*a, b) : b;
+}
+
+template <class T>
+db::Param Opt(const std::optional<T>& v) {
+  if (!v.has_value()) return std::nullopt;
+  if constexpr (std::is_same_v<T, std::string>) {
+    return *v;
+  } else if constexpr (std::is_same_v<T, absl::Time>) {
+    return Iso(*v);
+  } else {
+    return std::to_string(*v);
+  }
+}
+
+// Arrays of nullable values as PostgreSQL array literals (NULL unquoted).
+std::string NullableArray(const std::vector<db::Param>& items) {
+  std::string out = "{";
+  for (size_t i = 0; i < items.size(); ++i) {
+    if (i > 0) out += ',';
+    if (!items[i].has_value()) {
+      out += "NULL";
+    } else {
+      std::string one = db::ArrayLiteral({*items[i]});
+      out += one.substr(1, one.size() - 2);
+    }
+  }
+  return out + "}";
+}
+
+}  // namespace
+
+absl::StatusOr<AccessStatsStore::Applied> AccessStatsStore::ApplyMessages(
+    const std::vector<events::ConsumedMessage>& messages) {
+  std::vector<cloudflux::events::v1::EventEnvelope> envelopes;
+  int undecodable = 0;
+  for (const auto& m : messages) {
+    auto e = events::ParseEnvelope(m);
+    if (!e.ok()) {
+      ++undecodable;
+      continue;
+    }
+    envelopes.push_back(std::move(*e));
+  }
+  CF_ASSIGN_OR_RETURN(Applied out, Apply(envelopes));
+  out.skipped += undecodable;
+  return out;
+}
+
+absl::StatusOr<AccessStatsStore::Applied> AccessStatsStore::Apply(
+    const std::vector<cloudflux::events::v1::EventEnvelope>& events) {
+  Applied out;
+  // Only object events, each id once.
+  std::vector<const cloudflux::events::v1::EventEnvelope*> candidates;
+  std::set<std::string> ids;
+  for (const auto& e : events) {
+    if (!e.payload().Is<sv1::ObjectCreated>() && !e.payload().Is<sv1::ObjectDeleted>() &&
+        !e.payload().Is<sv1::ObjectTierChanged>() && !e.payload().Is<sv1::ObjectRelocated>() &&
+        !e.payload().Is<sv1::ObjectRead>()) {
+      ++out.skipped;
+      continue;
+    }
+    if (!ids.insert(e.id()).second) {
+      ++out.duplicates;
+      continue;
+    }
+    candidates.push_back(&e);
+  }
+  if (candidates.empty()) return out;
+  std::vector<std::string> id_list(ids.begin(), ids.end());
+
+  absl::Status written = pool_.InTransaction([&](db::Transaction& tx) -> absl::Status {
+    CF_ASSIGN_OR_RETURN(
+        db::Result fresh,
+        tx.Exec("INSERT INTO classification.processed_events (consumer, event_id) SELECT $1, "
+                "unnest($2::text[]) ON CONFLICT DO NOTHING RETURNING event_id",
+                {kStatsConsumer, db::ArrayLiteral(id_list)}));
+    std::set<std::string> is_new;
+    for (const auto& row : fresh) is_new.insert(row.Text(0));
+    Applied batch;
+    batch.skipped = out.skipped;
+    batch.duplicates = out.duplicates + static_cast<int>(candidates.size() - is_new.size());
+    std::map<std::pair<std::string, std::string>, Delta> deltas;
+    for (const auto* e : candidates) {
+      if (is_new.count(e->id()) == 0) continue;
+      absl::Time when = ToTime(e->time());
+      sv1::ObjectCreated created;
+      sv1::ObjectDeleted deleted;
+      sv1::ObjectTierChanged tier;
+      sv1::ObjectRelocated moved;
+      sv1::ObjectRead read;
+      if (e->payload().UnpackTo(&created)) {
+        const auto& o = created.object();
+        Delta& d = deltas[{o.namespace_(), o.key()}];
+        if (created.overwrite()) {
+          d.Reset();  // a new version: its own history
+        }
+        d.version = o.version();
+        d.size = o.size();
+        d.backend = o.backend();
+        d.tier = o.tier();
+        d.created = o.has_created() ? ToTime(o.created()) : when;
+        d.placed = when;
+        d.authoritative = true;
+      } else if (e->payload().UnpackTo(&deleted)) {
+        deltas[{deleted.namespace_(), deleted.key()}].Reset();
+        deltas[{deleted.namespace_(), deleted.key()}].authoritative = false;
+      } else if (e->payload().UnpackTo(&tier)) {
+        Delta& d = deltas[{tier.namespace_(), tier.key()}];
+        d.tier = tier.to_tier();
+        d.placed = when;
+        d.version = tier.version();
+        d.size = tier.size();
+        d.backend = tier.backend();
+        d.authoritative = true;
+      } else if (e->payload().UnpackTo(&moved)) {
+        Delta& d = deltas[{moved.namespace_(), moved.key()}];
+        d.backend = moved.to_backend();
+        d.tier = moved.to_tier();
+        d.placed = when;
+        d.version = moved.version();
+        d.size = moved.size();
+        d.authoritative = true;
+      } else if (e->payload().UnpackTo(&read)) {
+        Delta& d = deltas[{read.namespace_(), read.key()}];
+        absl::Time last = read.has_last_read() ? ToTime(read.last_read()) : when;
+        auto& [n, b] = d.reads_by_day[Day(last)];
+        n += read.reads();
+        b += read.bytes_read();
+        d.reads += read.reads();
+        d.bytes += read.bytes_read();
+        d.last_read = Max(d.last_read, last);
+        if (!d.authoritative) {  // fill a row nothing else has described
+          d.version = read.version();
+          d.size = read.size();
+          d.backend = read.backend();
+          d.tier = read.tier();
+        }
+      } else {
+        continue;
+      }
+      ++batch.applied;
+    }
+    // Statement 1: objects whose stored statistics start over.
+    std::vector<std::string> del_ns, del_key;
+    for (const auto& [k, d] : deltas) {
+      if (d.delete_first) {
+        del_ns.push_back(k.first);
+        del_key.push_back(k.second);
+      }
+    }
+    if (!del_ns.empty()) {
+      CF_RETURN_IF_ERROR(
+          tx.Exec("WITH k AS (SELECT * FROM unnest($1::text[], $2::text[]) AS k(ns, key)), "
+                  "d AS (DELETE FROM classification.object_reads_daily r USING k WHERE r.namespace = "
+                  "k.ns AND r.key = k.key) DELETE FROM classification.object_stats s USING k WHERE "
+                  "s.namespace = k.ns AND s.key = k.key",
+                  {db::ArrayLiteral(del_ns), db::ArrayLiteral(del_key)})
+              .status());
+    }
+    // Statement 2: upserts. Authoritative facts (creation, tier change,
+    // relocation) replace what is stored; facts carried by reads only fill
+    // what is missing.
+    struct Rows {
+      std::vector<db::Param> ns, key, version, size, backend, tier, created, placed, last_read, reads, bytes;
+    } auth_rows, fill_rows;
+    std::vector<std::string> day_ns, day_key, day, day_reads, day_bytes;
+    for (const auto& [k, d] : deltas) {
+      bool described = d.version.has_value() || d.reads > 0;
+      if (!described) continue;  // deleted and nothing after
+      Rows& r = d.authoritative ? auth_rows : fill_rows;
+      r.ns.push_back(k.first);
+      r.key.push_back(k.second);
+      r.version.push_back(Opt(d.version));
+      r.size.push_back(Opt(d.size));
+      r.backend.push_back(Opt(d.backend));
+      r.tier.push_back(Opt(d.tier));
+      r.created.push_back(Opt(d.created));
+      r.placed.push_back(Opt(d.placed));
+      r.last_read.push_back(Opt(d.last_read));
+      r.reads.push_back(std::to_string(d.reads));
+      r.bytes.push_back(std::to_string(d.bytes));
+      for (const auto& [dd, rb] : d.reads_by_day) {
+        day_ns.push_back(k.first);
+        day_key.push_back(k.second);
+        day.push_back(dd);
+        day_reads.push_back(std::to_string(rb.first));
+        day_bytes.push_back(std::to_string(rb.second));
+      }
+    }
+    for (bool authoritative : {true, false}) {
+      const Rows& r = authoritative ? auth_rows : fill_rows;
+      if (r.ns.empty()) continue;
+      auto set = [&](const char* col) {
+        return authoritative ? absl::StrCat(col, " = coalesce(EXCLUDED.", col, ", s.", col, "), ")
+                             : absl::StrCat(col, " = coalesce(s.", col, ", EXCLUDED.", col, "), ");
+      };
+      CF_RETURN_IF_ERROR(
+          tx.Exec(absl::StrCat(
+                      "INSERT INTO classification.object_stats AS s (namespace, key, version, size, "
+                      "backend, tier, created_at, placed_at, last_read_at, reads_total, bytes_read) "
+                      "SELECT * FROM unnest($1::text[], $2::text[], $3::bigint[], $4::bigint[], "
+                      "$5::text[], $6::smallint[], $7::timestamptz[], $8::timestamptz[], "
+                      "$9::timestamptz[], $10::bigint[], $11::bigint[]) "
+                      "ON CONFLICT (namespace, key) DO UPDATE SET ",
+                      set("version"), set("size"), set("backend"), set("tier"), set("placed_at"),
+                      "created_at = coalesce(s.created_at, EXCLUDED.created_at), ",
+                      "last_read_at = greatest(s.last_read_at, EXCLUDED.last_read_at), ",
+                      "reads_total = s.reads_total + EXCLUDED.reads_total, ",
+                      "bytes_read = s.bytes_read + EXCLUDED.bytes_read, updated_at = now()"),
+                  {NullableArray(r.ns), NullableArray(r.key), NullableArray(r.version),
+                   NullableArray(r.size), NullableArray(r.backend), NullableArray(r.tier),
+                   NullableArray(r.created), NullableArray(r.placed), NullableArray(r.last_read),
+                   NullableArray(r.reads), NullableArray(r.bytes)})
+              .status());
+    }
+    if (!day_ns.empty()) {
+      CF_RETURN_IF_ERROR(
+          tx.Exec("INSERT INTO classification.object_reads_daily AS d (namespace, key, day, reads, "
+                  "bytes) SELECT * FROM unnest($1::text[], $2::text[], $3::date[], $4::bigint[], "
+                  "$5::bigint[]) ON CONFLICT (namespace, key, day) DO UPDATE SET reads = d.reads + "
+                  "EXCLUDED.reads, bytes = d.bytes + EXCLUDED.bytes",
+                  {db::ArrayLiteral(day_ns), db::ArrayLiteral(day_key), db::ArrayLiteral(day),
+                   db::ArrayLiteral(day_reads), db::ArrayLiteral(day_bytes)})
+              .status());
+    }
+    out = batch;
+    return absl::OkStatus();
+  });
+  CF_RETURN_IF_ERROR(written);
+  return out;
+}
+
+absl::StatusOr<ObjectStats> AccessStatsStore::Get(const std::string& ns, const std::string& key,
+                                                  absl::Time now) {
+  CF_ASSIGN_OR_RETURN(
+      db::Result rows,
+      pool_.Exec("SELECT coalesce(version, 0), coalesce(size, 0), coalesce(backend, ''), coalesce(tier, 0), "
+                 "(extract(epoch from created_at) * 1000000)::bigint, "
+                 "(extract(epoch from placed_at) * 1000000)::bigint, "
+                 "(extract(epoch from last_read_at) * 1000000)::bigint, reads_total, bytes_read, "
+                 "(SELECT coalesce(sum(reads) FILTER (WHERE day > $3::date - 1), 0) FROM "
+                 "classification.object_reads_daily r WHERE r.namespace = s.namespace AND r.key = s.key), "
+                 "(SELECT coalesce(sum(reads) FILTER (WHERE day > $3::date - 7), 0) FROM "
+                 "classification.object_reads_daily r WHERE r.namespace = s.namespace AND r.key = s.key), "
+                 "(SELECT coalesce(sum(reads) FILTER (WHERE day > $3::date - 30), 0) FROM "
+                 "classification.object_reads_daily r WHERE r.namespace = s.namespace AND r.key = s.key), "
+                 "(SELECT coalesce(sum(reads) FILTER (WHERE day > $3::date - 90), 0) FROM "
+                 "classification.object_reads_daily r WHERE r.namespace = s.namespace AND r.key = s.key) "
+                 "FROM classification.object_stats s WHERE namespace = $1 AND key = $2",
+                 {ns, key, Day(now)}));
+  if (rows.empty()) return absl::NotFoundError(absl::StrCat("no statistics for ", ns, "/", key));
+  const db::Row& r = rows[0];
+  ObjectStats s;
+  s.ns = ns;
+  s.key = key;
+  s.version = r.Int(0);
+  s.size = r.Int(1);
+  s.backend = r.Text(2);
+  s.tier = static_cast<cloudflux::common::v1::StorageTier>(r.Int(3));
+  if (!r.IsNull(4)) s.created = absl::FromUnixMicros(r.Int(4));
+  if (!r.IsNull(5)) s.placed = absl::FromUnixMicros(r.Int(5));
+  if (!r.IsNull(6)) s.last_read = absl::FromUnixMicros(r.Int(6));
+  s.reads_total = r.Int(7);
+  s.bytes_read = r.Int(8);
+  s.reads_1d = r.Int(9);
+  s.reads_7d = r.Int(10);
+  s.reads_30d = r.Int(11);
+  s.reads_90d = r.Int(12);
+  return s;
+}
+
+}  // namespace cloudflux::classification

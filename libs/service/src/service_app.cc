@@ -166,10 +166,9 @@ absl::Status ServiceApp::Init() {
                                 {instance_id_, kVersion})
                          .status());
 
-  events::KafkaOptions kafka;
-  kafka.brokers = absl::GetFlag(FLAGS_kafka_brokers);
-  kafka.client_id = absl::StrCat("cloudflux-", spec_.name);
-  CF_ASSIGN_OR_RETURN(producer_, events::Producer::Create(kafka));
+  kafka_.brokers = absl::GetFlag(FLAGS_kafka_brokers);
+  kafka_.client_id = absl::StrCat("cloudflux-", spec_.name);
+  CF_ASSIGN_OR_RETURN(producer_, events::Producer::Create(kafka_));
   relay_ = std::make_unique<events::OutboxRelay>(*pool_, spec_.schema, *producer_);
 
   bool authenticate = !spec_.authenticates_itself && !absl::GetFlag(FLAGS_insecure_no_auth);

@@ -64,6 +64,8 @@ class ServiceApp {
 
   db::Pool& pool() { return *pool_; }
   events::Producer& producer() { return *producer_; }
+  // The Kafka settings the producer uses, for the service's consumers.
+  const events::KafkaOptions& kafka_options() const { return kafka_; }
   // Null unless the service uses Redis or verifies tokens (revocation list).
   cache::RedisClient* redis() { return redis_.get(); }
   metrics::MetricsServer& metrics() { return *metrics_; }
@@ -88,6 +90,7 @@ class ServiceApp {
   std::string instance_id_;
   std::unique_ptr<metrics::MetricsServer> metrics_;
   std::unique_ptr<db::Pool> pool_;
+  events::KafkaOptions kafka_;
   std::unique_ptr<events::Producer> producer_;
   std::unique_ptr<cache::RedisClient> redis_;
   std::unique_ptr<events::OutboxRelay> relay_;

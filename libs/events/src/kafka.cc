@@ -263,7 +263,7 @@ absl::StatusOr<std::unique_ptr<Consumer>> Consumer::Create(ConsumerOptions optio
                                                {"enable.auto.offset.store", "false"},
                                                {"auto.commit.interval.ms", "500"},
                                                {"auto.offset.reset", options.auto_offset_reset},
-                                               {"partition.assignment.strategy", "cooperative-sticky"},
+                                               {"partition.assignment.strategy", options.assignment_strategy},
                                                {"allow.auto.create.topics", "true"},
                                                {"topic.metadata.refresh.interval.ms", "1000"},
                                                {"session.timeout.ms", "10000"},

@@ -151,7 +151,9 @@ TEST_F(AccessStatsTest, TierChangesRelocationsOverwritesAndDeletes) {
 
   // Created, read and deleted within one batch: nothing stays; deleted then
   // created again: only the new one.
-  ASSERT_TRUE(store_->Apply({Created("c", 1), Read("c", 5, 5, clock_.Now()), Event("c", d)}).ok());
+  sv1::ObjectDeleted dc = d;
+  dc.set_key("c");
+  ASSERT_TRUE(store_->Apply({Created("c", 1), Read("c", 5, 5, clock_.Now()), Event("c", dc)}).ok());
   EXPECT_EQ(store_->Get("photos", "c", clock_.Now()).status().code(), absl::StatusCode::kNotFound);
   ASSERT_TRUE(store_->Apply({Created("e", 1), Read("e", 5, 5, clock_.Now()), Event("e", [&] {
                                sv1::ObjectDeleted de = d;

@@ -88,6 +88,11 @@ struct ConsumerOptions {
   std::string dead_letter_suffix = ".dlq";
   // Where a group without committed offsets starts: "earliest" or "latest".
   std::string auto_offset_reset = "earliest";
+  // partition.assignment.strategy. librdkafka 2.0.2 (Debian 12) aborts when
+  // a cooperative-sticky consumer is closed before its first assignment
+  // (librdkafka #4312, fixed in 2.3): processes that may stop that early
+  // (a service shut down right after start) use "roundrobin".
+  std::string assignment_strategy = "cooperative-sticky";
 };
 
 // Header names on dead-lettered messages.

@@ -28,6 +28,7 @@ std::string Day(absl::Time t) { return absl::FormatTime("%Y-%m-%d", t, absl::UTC
 // What one batch does to one object.
 struct Delta {
   bool delete_first = false;  // drop what is stored before applying the rest
+  std::optional<int64_t> deleted_version;  // deleted up to this version
   // Placement facts, authoritative (created/tier changed/relocated) or only
   // a fallback for a row no creation event has filled (from reads).
   std::optional<int64_t> version, size;
@@ -38,7 +39,11 @@ struct Delta {
   std::map<std::string, std::pair<int64_t, int64_t>> reads_by_day;  // day -> reads, bytes
   int64_t reads = 0, bytes = 0;
   std::optional<absl::Time> last_read;
-  void Reset() { *this = Delta{.delete_first = true}; }
+  void Reset() {
+    auto tombstone = deleted_version;
+    *this = Delta{.delete_first = true};
+    deleted_version = tombstone;
+  }
 };
 
 std::optional<absl::Time> Max(std::optional<absl::Time> a, absl::Time b) {
@@ -147,8 +152,9 @@ absl::StatusOr<AccessStatsStore::Applied> AccessStatsStore::Apply(
         d.placed = when;
         d.authoritative = true;
       } else if (e->payload().UnpackTo(&deleted)) {
-        deltas[{deleted.namespace_(), deleted.key()}].Reset();
-        deltas[{deleted.namespace_(), deleted.key()}].authoritative = false;
+        Delta& d = deltas[{deleted.namespace_(), deleted.key()}];
+        d.Reset();
+        d.deleted_version = std::max(d.deleted_version.value_or(0), deleted.version());
       } else if (e->payload().UnpackTo(&tier)) {
         Delta& d = deltas[{tier.namespace_(), tier.key()}];
         d.tier = tier.to_tier();
@@ -167,6 +173,10 @@ absl::StatusOr<AccessStatsStore::Applied> AccessStatsStore::Apply(
         d.authoritative = true;
       } else if (e->payload().UnpackTo(&read)) {
         Delta& d = deltas[{read.namespace_(), read.key()}];
+        if (d.deleted_version.has_value() && read.version() <= *d.deleted_version && !d.authoritative) {
+          ++batch.applied;  // reads of a version deleted in this batch: nothing to count
+          continue;
+        }
         absl::Time last = read.has_last_read() ? ToTime(read.last_read()) : when;
         auto& [n, b] = d.reads_by_day[Day(last)];
         n += read.reads();
@@ -185,12 +195,18 @@ absl::StatusOr<AccessStatsStore::Applied> AccessStatsStore::Apply(
       }
       ++batch.applied;
     }
-    // Statement 1: objects whose stored statistics start over.
-    std::vector<std::string> del_ns, del_key;
+    // Statement 1: objects whose stored statistics start over: their daily
+    // rows go; overwritten ones lose their row, deleted ones keep a
+    // tombstone.
+    std::vector<std::string> del_ns, del_key, tomb_ns, tomb_key, tomb_version;
     for (const auto& [k, d] : deltas) {
-      if (d.delete_first) {
-        del_ns.push_back(k.first);
-        del_key.push_back(k.second);
+      if (!d.delete_first) continue;
+      del_ns.push_back(k.first);
+      del_key.push_back(k.second);
+      if (d.deleted_version.has_value()) {
+        tomb_ns.push_back(k.first);
+        tomb_key.push_back(k.second);
+        tomb_version.push_back(std::to_string(*d.deleted_version));
       }
     }
     if (!del_ns.empty()) {
@@ -202,13 +218,20 @@ absl::StatusOr<AccessStatsStore::Applied> AccessStatsStore::Apply(
                   {db::ArrayLiteral(del_ns), db::ArrayLiteral(del_key)})
               .status());
     }
+    if (!tomb_ns.empty()) {
+      CF_RETURN_IF_ERROR(tx.Exec("INSERT INTO classification.object_stats (namespace, key, deleted_version) "
+                                 "SELECT * FROM unnest($1::text[], $2::text[], $3::bigint[])",
+                                 {db::ArrayLiteral(tomb_ns), db::ArrayLiteral(tomb_key),
+                                  db::ArrayLiteral(tomb_version)})
+                             .status());
+    }
     // Statement 2: upserts. Authoritative facts (creation, tier change,
     // relocation) replace what is stored; facts carried by reads only fill
     // what is missing.
     struct Rows {
       std::vector<db::Param> ns, key, version, size, backend, tier, created, placed, last_read, reads, bytes;
     } auth_rows, fill_rows;
-    std::vector<std::string> day_ns, day_key, day, day_reads, day_bytes;
+    std::vector<std::string> day_ns, day_key, day, day_reads, day_bytes, day_version;
     for (const auto& [k, d] : deltas) {
       bool described = d.version.has_value() || d.reads > 0;
       if (!described) continue;  // deleted and nothing after
@@ -230,6 +253,7 @@ absl::StatusOr<AccessStatsStore::Applied> AccessStatsStore::Apply(
         day.push_back(dd);
         day_reads.push_back(std::to_string(rb.first));
         day_bytes.push_back(std::to_string(rb.second));
+        day_version.push_back(std::to_string(d.version.value_or(0)));
       }
     }
     for (bool authoritative : {true, false}) {
@@ -251,7 +275,10 @@ absl::StatusOr<AccessStatsStore::Applied> AccessStatsStore::Apply(
                       "created_at = coalesce(s.created_at, EXCLUDED.created_at), ",
                       "last_read_at = greatest(s.last_read_at, EXCLUDED.last_read_at), ",
                       "reads_total = s.reads_total + EXCLUDED.reads_total, ",
-                      "bytes_read = s.bytes_read + EXCLUDED.bytes_read, updated_at = now()"),
+                      "bytes_read = s.bytes_read + EXCLUDED.bytes_read, deleted_version = NULL, "
+                      "updated_at = now()",
+                      // Reads of a deleted version change nothing.
+                      authoritative ? "" : " WHERE s.deleted_version IS NULL OR EXCLUDED.version > s.deleted_version"),
                   {NullableArray(r.ns), NullableArray(r.key), NullableArray(r.version),
                    NullableArray(r.size), NullableArray(r.backend), NullableArray(r.tier),
                    NullableArray(r.created), NullableArray(r.placed), NullableArray(r.last_read),
@@ -261,11 +288,14 @@ absl::StatusOr<AccessStatsStore::Applied> AccessStatsStore::Apply(
     if (!day_ns.empty()) {
       CF_RETURN_IF_ERROR(
           tx.Exec("INSERT INTO classification.object_reads_daily AS d (namespace, key, day, reads, "
-                  "bytes) SELECT * FROM unnest($1::text[], $2::text[], $3::date[], $4::bigint[], "
-                  "$5::bigint[]) ON CONFLICT (namespace, key, day) DO UPDATE SET reads = d.reads + "
+                  "bytes) SELECT u.ns, u.key, u.day, u.reads, u.bytes FROM unnest($1::text[], $2::text[], "
+                  "$3::date[], $4::bigint[], $5::bigint[], $6::bigint[]) AS u(ns, key, day, reads, bytes, "
+                  "version) WHERE NOT EXISTS (SELECT 1 FROM classification.object_stats s WHERE "
+                  "s.namespace = u.ns AND s.key = u.key AND s.deleted_version IS NOT NULL) "
+                  "ON CONFLICT (namespace, key, day) DO UPDATE SET reads = d.reads + "
                   "EXCLUDED.reads, bytes = d.bytes + EXCLUDED.bytes",
                   {db::ArrayLiteral(day_ns), db::ArrayLiteral(day_key), db::ArrayLiteral(day),
-                   db::ArrayLiteral(day_reads), db::ArrayLiteral(day_bytes)})
+                   db::ArrayLiteral(day_reads), db::ArrayLiteral(day_bytes), db::ArrayLiteral(day_version)})
               .status());
     }
     out = batch;
@@ -291,7 +321,8 @@ absl::StatusOr<ObjectStats> AccessStatsStore::Get(const std::string& ns, const s
                  "classification.object_reads_daily r WHERE r.namespace = s.namespace AND r.key = s.key), "
                  "(SELECT coalesce(sum(reads) FILTER (WHERE day > $3::date - 90), 0) FROM "
                  "classification.object_reads_daily r WHERE r.namespace = s.namespace AND r.key = s.key) "
-                 "FROM classification.object_stats s WHERE namespace = $1 AND key = $2",
+                 "FROM classification.object_stats s WHERE namespace = $1 AND key = $2 AND "
+                 "deleted_version IS NULL",
                  {ns, key, Day(now)}));
   if (rows.empty()) return absl::NotFoundError(absl::StrCat("no statistics for ", ns, "/", key));
   const db::Row& r = rows[0];

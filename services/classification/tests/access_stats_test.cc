@@ -52,11 +52,12 @@ class AccessStatsTest : public ::testing::Test {
     c.set_overwrite(version > 1);
     return Event(key, c);
   }
-  events::v1::EventEnvelope Read(const std::string& key, int64_t reads, int64_t bytes, absl::Time at) {
+  events::v1::EventEnvelope Read(const std::string& key, int64_t reads, int64_t bytes, absl::Time at,
+                                 int64_t version = 1) {
     sv1::ObjectRead r;
     r.set_namespace_("photos");
     r.set_key(key);
-    r.set_version(1);
+    r.set_version(version);
     r.set_reads(reads);
     r.set_bytes_read(bytes);
     r.set_size(1000);
@@ -166,6 +167,39 @@ TEST_F(AccessStatsTest, TierChangesRelocationsOverwritesAndDeletes) {
   ASSERT_TRUE(e.ok());
   EXPECT_EQ(e->size, 42);
   EXPECT_EQ(e->reads_total, 0);
+}
+
+TEST_F(AccessStatsTest, LateReadsOfADeletedVersionDoNotBringItBack) {
+  ASSERT_TRUE(store_->Apply({Created("t", 10), Read("t", 2, 20, clock_.Now())}).ok());
+  sv1::ObjectDeleted d;
+  d.set_namespace_("photos");
+  d.set_key("t");
+  d.set_version(1);
+  ASSERT_TRUE(store_->Apply({Event("t", d)}).ok());
+  // The storage adapter flushes read counts after the deletion was published.
+  ASSERT_TRUE(store_->Apply({Read("t", 3, 30, clock_.Now())}).ok());
+  EXPECT_EQ(store_->Get("photos", "t", clock_.Now()).status().code(), absl::StatusCode::kNotFound);
+  auto daily = pool_->Exec("SELECT count(*) FROM classification.object_reads_daily WHERE key = 't'");
+  EXPECT_EQ((*daily)[0].Int(0), 0);
+  // Within one batch too.
+  ASSERT_TRUE(store_->Apply({Created("u", 10), Event("u", [&] {
+                               sv1::ObjectDeleted du = d;
+                               du.set_key("u");
+                               return du;
+                             }()),
+                             Read("u", 1, 10, clock_.Now())})
+                  .ok());
+  EXPECT_EQ(store_->Get("photos", "u", clock_.Now()).status().code(), absl::StatusCode::kNotFound);
+  // A new version under the same key: reads of it count (even before its
+  // creation event), and its creation clears the tombstone.
+  ASSERT_TRUE(store_->Apply({Read("t", 4, 40, clock_.Now(), /*version=*/2)}).ok());
+  auto s = store_->Get("photos", "t", clock_.Now());
+  ASSERT_TRUE(s.ok()) << s.status();
+  EXPECT_EQ(s->reads_total, 4);
+  ASSERT_TRUE(store_->Apply({Created("t", 99, 2)}).ok());
+  s = store_->Get("photos", "t", clock_.Now());
+  ASSERT_TRUE(s.ok());
+  EXPECT_EQ(s->size, 99);
 }
 
 TEST_F(AccessStatsTest, ReadsOfAnObjectNeverSeenCreatedDescribeIt) {

@@ -1,30 +1,65 @@
 // cloudflux-classification: composition root of the classification service.
 #include "absl/flags/flag.h"
 #include "cloudflux/core/log.h"
+#include "cloudflux/server/executor.h"
 #include "cloudflux/server/shutdown.h"
 #include "cloudflux/service/service_app.h"
 #include "access_stats.h"
+#include "classifier.h"
+#include "grpc_service.h"
 #include "stats_ingest.h"
 
 ABSL_FLAG(int32_t, stats_batch, 5000, "Most object events applied to the access statistics at once.");
 ABSL_FLAG(std::string, stats_group, "cloudflux-classification-access-stats",
           "Kafka consumer group of the access statistics (one per deployment).");
+ABSL_FLAG(std::string, price_catalog, "",
+          "Price catalog JSON (proto/cloudflux/pricing/v1/pricing.proto); empty = the one built in "
+          "(config/price_catalog.json).");
+ABSL_FLAG(std::string, backend_clouds, "",
+          "Which cloud's prices apply to each storage backend: \"s3=aws,gcs=gcp,azure=azure\".");
+ABSL_FLAG(int64_t, default_max_latency_ms, 1000, "Time to first byte objects need unless a request says.");
+ABSL_FLAG(double, horizon_days, 90, "Decision horizon: a move must pay for itself within it.");
+ABSL_FLAG(double, hysteresis, 0.1, "Share of the current cost a move must save beyond its own cost.");
+ABSL_FLAG(double, min_observed_days, 14, "Objects younger than this are not moved.");
+ABSL_FLAG(int32_t, handler_threads, 8, "Threads that run request handlers (they wait on the database).");
 
 int main(int argc, char** argv) {
   cloudflux::server::BlockShutdownSignals();
   auto app = cloudflux::service::ServiceApp::CreateOrExit(
       {.name = "classification", .schema = "classification", .default_port = 50053, .uses_redis = false},
       argc, argv);
-  cloudflux::classification::AccessStatsStore stats(app->pool());
-  auto ingest = cloudflux::classification::StatsIngest::Start(
+  namespace cls = cloudflux::classification;
+  auto fail = [](const std::string& what, const absl::Status& s) {
+    cloudflux::core::LogError(what, {{"error", std::string(s.message())}});
+    return 1;
+  };
+  const std::string catalog_path = absl::GetFlag(FLAGS_price_catalog);
+  auto catalog = catalog_path.empty()
+                     ? cloudflux::pricing::PriceCatalog::Parse(cls::DefaultPriceCatalogJson(), "(built in)")
+                     : cloudflux::pricing::PriceCatalog::Load(catalog_path);
+  if (!catalog.ok()) return fail("bad price catalog", catalog.status());
+  auto clouds = cls::ParseBackendClouds(absl::GetFlag(FLAGS_backend_clouds));
+  if (!clouds.ok()) return fail("bad --backend_clouds", clouds.status());
+
+  cls::AccessStatsStore stats(app->pool());
+  auto ingest = cls::StatsIngest::Start(
       stats, {.kafka = app->kafka_options(),
               .group_id = absl::GetFlag(FLAGS_stats_group),
               .max_batch = static_cast<size_t>(absl::GetFlag(FLAGS_stats_batch))});
-  if (!ingest.ok()) {
-    cloudflux::core::LogError("cannot consume object events", {{"error", std::string(ingest.status().message())}});
-    return 1;
-  }
+  if (!ingest.ok()) return fail("cannot consume object events", ingest.status());
   app->runner().AddDependency("access-stats", [&](absl::Duration) { return (*ingest)->Health(); });
   app->OnStop([&] { (*ingest)->Stop(); });
+
+  cls::ClassifierOptions options;
+  options.backend_clouds = std::move(*clouds);
+  options.default_max_latency_ms = absl::GetFlag(FLAGS_default_max_latency_ms);
+  options.policy.horizon_days = absl::GetFlag(FLAGS_horizon_days);
+  options.policy.hysteresis = absl::GetFlag(FLAGS_hysteresis);
+  options.policy.min_observed_days = absl::GetFlag(FLAGS_min_observed_days);
+  cls::Classifier classifier(app->pool(), stats, *catalog, std::move(options));
+  cloudflux::server::BlockingExecutor executor(absl::GetFlag(FLAGS_handler_threads));
+  cls::ClassificationGrpcService service(classifier, executor);
+  app->runner().RegisterService(&service,
+                                cloudflux::classification::v1::ClassificationService::service_full_name());
   return app->Run();
 }

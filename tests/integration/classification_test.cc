@@ -7,6 +7,10 @@
 #include "cloudflux/core/uuid.h"
 #include "cloudflux/db/db.h"
 #include "cloudflux/server/grpc_status.h"
+#include "cloudflux/classification/v1/classification.grpc.pb.h"
+#include "cloudflux/classification/v1/events.pb.h"
+#include "cloudflux/events/kafka.h"
+#include "cloudflux/events/outbox.h"
 #include "cloudflux/storage/v1/storage.grpc.pb.h"
 #include "service_process.h"
 
@@ -14,6 +18,38 @@ namespace cloudflux {
 namespace {
 
 namespace v1 = cloudflux::storage::v1;
+namespace cv1 = cloudflux::classification::v1;
+
+// Puts and reads objects of namespace `ns` through a storage adapter.
+struct StorageClient {
+  std::unique_ptr<v1::StorageService::Stub> stub;
+  std::string ns;
+  bool Put(const std::string& key, const std::string& bytes) {
+    auto ctx = server::MakeClientContext(absl::Seconds(30));
+    v1::ObjectInfo info;
+    auto w = stub->PutObject(ctx.get(), &info);
+    v1::PutObjectRequest h;
+    h.mutable_header()->set_namespace_(ns);
+    h.mutable_header()->set_key(key);
+    w->Write(h);
+    v1::PutObjectRequest c;
+    c.set_chunk(bytes);
+    w->Write(c);
+    w->WritesDone();
+    return w->Finish().ok();
+  }
+  bool Get(const std::string& key) {
+    auto ctx = server::MakeClientContext(absl::Seconds(30));
+    v1::GetObjectRequest r;
+    r.set_namespace_(ns);
+    r.set_key(key);
+    auto reader = stub->GetObject(ctx.get(), r);
+    v1::GetObjectResponse resp;
+    while (reader->Read(&resp)) {
+    }
+    return reader->Finish().ok();
+  }
+};
 
 TEST(ClassificationStats, ReadsThroughStorageAreCountedOnceEach) {
   auto db = testing::ScratchDatabase::Create();
@@ -71,6 +107,17 @@ TEST(ClassificationStats, ReadsThroughStorageAreCountedOnceEach) {
       << classification.process->Output();
   EXPECT_EQ(stats("hot").second, 1000);
   EXPECT_EQ(stats("cold").first, 0);
+  {
+    // Without --backend_clouds the local backend's prices are unknown.
+    auto classify = cloudflux::classification::v1::ClassificationService::NewStub(
+        server::MakeChannel(classification.target()));
+    cloudflux::classification::v1::ClassifyRequest req;
+    req.set_namespace_(ns);
+    req.set_key("hot");
+    cloudflux::classification::v1::Classification out;
+    EXPECT_EQ(classify->Classify(server::MakeClientContext(absl::Seconds(10)).get(), req, &out).error_code(),
+              grpc::StatusCode::FAILED_PRECONDITION);
+  }
 
   // A restarted classification service re-reads from its committed offsets
   // (at least once); the counts must not move.
@@ -92,6 +139,102 @@ TEST(ClassificationStats, ReadsThroughStorageAreCountedOnceEach) {
   EXPECT_GT(processed(), before);
   again.process->Signal(SIGTERM);
   EXPECT_EQ(again.process->Wait(absl::Seconds(20)), 0);
+  storage.process->Signal(SIGTERM);
+  EXPECT_EQ(storage.process->Wait(absl::Seconds(20)), 0);
+}
+
+TEST(Classification, ColdObjectsGetATierDecisionAndHotOnesDoNot) {
+  auto db = testing::ScratchDatabase::Create();
+  ASSERT_TRUE(db.ok()) << db.status();
+  std::string data_dir = ::testing::TempDir() + "/classify-" + core::NewId();
+  Service storage = StartService("storage-adapter", (*db)->url(),
+                                 {{"CLOUDFLUX_DATA_DIR", data_dir}, {"CLOUDFLUX_READ_EVENT_INTERVAL", "100ms"}});
+  // The local backend priced as AWS; objects may move from their first day.
+  Service classification = StartService("classification", (*db)->url(),
+                                        {{"CLOUDFLUX_STATS_GROUP", "test-" + core::NewId()},
+                                         {"CLOUDFLUX_BACKEND_CLOUDS", "local=aws"},
+                                         {"CLOUDFLUX_MIN_OBSERVED_DAYS", "0"}});
+  ASSERT_TRUE(WaitForHealth(storage, HealthCheckResponse::SERVING)) << storage.process->Output();
+  ASSERT_TRUE(WaitForHealth(classification, HealthCheckResponse::SERVING)) << classification.process->Output();
+  StorageClient client{v1::StorageService::NewStub(server::MakeChannel(storage.target())),
+                       "cls-" + core::NewId().substr(24)};
+  const std::string object(8 << 20, 'x');
+  ASSERT_TRUE(client.Put("cold", object));
+  ASSERT_TRUE(client.Put("hot", object));
+  for (int i = 0; i < 40; ++i) ASSERT_TRUE(client.Get("hot"));
+
+  auto classify = cv1::ClassificationService::NewStub(server::MakeChannel(classification.target()));
+  auto call = [&](const std::string& key, bool publish, int64_t latency = 0) -> absl::StatusOr<cv1::Classification> {
+    cv1::ClassifyRequest req;
+    req.set_namespace_(client.ns);
+    req.set_key(key);
+    req.set_publish(publish);
+    req.set_max_first_byte_latency_ms(latency);
+    cv1::Classification out;
+    grpc::Status s = classify->Classify(server::MakeClientContext(absl::Seconds(10)).get(), req, &out);
+    if (!s.ok()) return server::FromGrpcStatus(s);
+    return out;
+  };
+  // Wait until the reads have been counted.
+  absl::StatusOr<cv1::Classification> hot;
+  ASSERT_TRUE(WaitFor([&] {
+    hot = call("hot", true);
+    return hot.ok() && hot->expected_reads() > 10;
+  }, absl::Seconds(30))) << (hot.ok() ? hot->DebugString() : hot.status().ToString());
+  EXPECT_FALSE(hot->move()) << hot->reason();
+  EXPECT_EQ(hot->storage_class(), "STANDARD");
+  EXPECT_FALSE(hot->published());
+
+  auto cold = call("cold", true);
+  ASSERT_TRUE(cold.ok()) << cold.status();
+  EXPECT_TRUE(cold->move()) << cold->reason();
+  EXPECT_NE(cold->storage_class(), "STANDARD");
+  EXPECT_LT(cold->target_monthly_cost(), cold->current_monthly_cost());
+  EXPECT_GT(cold->saving(), 0);
+  EXPECT_TRUE(cold->published());
+  ASSERT_GE(cold->candidates_size(), 2);
+  EXPECT_FALSE(cold->reason().empty());
+  for (const auto& c : cold->candidates()) {
+    EXPECT_EQ(c.cloud(), cloudflux::common::v1::CLOUD_PROVIDER_AWS);
+    EXPECT_GE(c.total_cost(), cold->candidates(0).total_cost()) << "cheapest first";
+  }
+
+  // Bad input changes nothing.
+  EXPECT_EQ(call("missing", true).status().code(), absl::StatusCode::kNotFound);
+  EXPECT_EQ(call("", true).status().code(), absl::StatusCode::kInvalidArgument);
+  EXPECT_EQ(call("cold", true, -5).status().code(), absl::StatusCode::kInvalidArgument);
+
+  // TierDecided on Kafka for the cold object, none for the hot one.
+  events::ConsumerOptions co;
+  co.kafka.brokers = *testing::TestKafkaBootstrap();
+  co.group_id = "classify-test-" + core::NewId();
+  co.topics = {"cloudflux.classification.decisions"};
+  int cold_decisions = 0, hot_decisions = 0;
+  auto consumer = events::Consumer::Create(co, [&](const events::ConsumedMessage& m) {
+    auto e = events::ParseEnvelope(m);
+    if (!e.ok()) return absl::OkStatus();
+    cv1::TierDecided d;
+    if (!e->payload().UnpackTo(&d) || d.namespace_() != client.ns) return absl::OkStatus();
+    if (d.key() == "cold") {
+      ++cold_decisions;
+      EXPECT_EQ(d.from_storage_class(), "STANDARD");
+      EXPECT_EQ(d.to_storage_class(), cold->storage_class());
+      EXPECT_GT(d.expected_saving(), 0);
+    }
+    if (d.key() == "hot") ++hot_decisions;
+    return absl::OkStatus();
+  });
+  ASSERT_TRUE(consumer.ok());
+  EXPECT_TRUE(WaitFor([&] {
+    (void)(*consumer)->PollOnce(absl::Milliseconds(100));
+    return cold_decisions == 1;
+  }, absl::Seconds(30), absl::ZeroDuration()));
+  for (int i = 0; i < 10; ++i) (void)(*consumer)->PollOnce(absl::Milliseconds(100));
+  EXPECT_EQ(hot_decisions, 0);
+  EXPECT_EQ(cold_decisions, 1);
+
+  classification.process->Signal(SIGTERM);
+  EXPECT_EQ(classification.process->Wait(absl::Seconds(20)), 0);
   storage.process->Signal(SIGTERM);
   EXPECT_EQ(storage.process->Wait(absl::Seconds(20)), 0);
 }

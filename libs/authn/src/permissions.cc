@@ -83,6 +83,10 @@ PermissionTable BuildDefault() {
   t.Allow(storage + "HeadObject", read);
   t.Allow(storage + "ListObjects", read);
   t.Allow(storage + "ListBackends", read);
+
+  // --- cloudflux.classification.v1
+  const std::string classification = "/cloudflux.classification.v1.ClassificationService/";
+  t.Allow(classification + "Classify", operate);  // may publish decisions
   return t;
 }
 

@@ -98,10 +98,14 @@ absl::StatusOr<PriceCatalog> PriceCatalog::Load(const std::string& path) {
   if (!in) return absl::NotFoundError(absl::StrCat("cannot read price catalog ", path));
   std::stringstream text;
   text << in.rdbuf();
+  return Parse(text.str(), path);
+}
+
+absl::StatusOr<PriceCatalog> PriceCatalog::Parse(const std::string& json, const std::string& origin) {
   v1::PriceCatalog proto;
-  auto parsed = google::protobuf::util::JsonStringToMessage(text.str(), &proto);
+  auto parsed = google::protobuf::util::JsonStringToMessage(json, &proto);
   if (!parsed.ok()) {
-    return absl::InvalidArgumentError(absl::StrCat("price catalog ", path, ": ", std::string(parsed.message())));
+    return absl::InvalidArgumentError(absl::StrCat("price catalog ", origin, ": ", std::string(parsed.message())));
   }
   return FromProto(std::move(proto));
 }

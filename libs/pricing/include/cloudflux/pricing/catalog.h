@@ -42,6 +42,8 @@ class PriceCatalog {
   // Reads and validates the file; INVALID_ARGUMENT naming the entry and
   // field that is wrong, NOT_FOUND when the file cannot be read.
   static absl::StatusOr<PriceCatalog> Load(const std::string& path);
+  // The same from JSON text; `origin` names it in errors.
+  static absl::StatusOr<PriceCatalog> Parse(const std::string& json, const std::string& origin);
   static absl::StatusOr<PriceCatalog> FromProto(cloudflux::pricing::v1::PriceCatalog proto);
 
   const cloudflux::pricing::v1::PriceCatalog& proto() const { return proto_; }

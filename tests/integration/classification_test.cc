@@ -61,35 +61,12 @@ TEST(ClassificationStats, ReadsThroughStorageAreCountedOnceEach) {
       StartService("classification", (*db)->url(), {{"CLOUDFLUX_STATS_GROUP", "test-" + core::NewId()}});
   ASSERT_TRUE(WaitForHealth(storage, HealthCheckResponse::SERVING)) << storage.process->Output();
   ASSERT_TRUE(WaitForHealth(classification, HealthCheckResponse::SERVING)) << classification.process->Output();
-  auto stub = v1::StorageService::NewStub(server::MakeChannel(storage.target()));
-  const std::string ns = "cls-" + core::NewId().substr(24);
-  auto put = [&](const std::string& key, const std::string& bytes) {
-    auto ctx = server::MakeClientContext(absl::Seconds(30));
-    v1::ObjectInfo info;
-    auto w = stub->PutObject(ctx.get(), &info);
-    v1::PutObjectRequest h;
-    h.mutable_header()->set_namespace_(ns);
-    h.mutable_header()->set_key(key);
-    w->Write(h);
-    v1::PutObjectRequest c;
-    c.set_chunk(bytes);
-    w->Write(c);
-    w->WritesDone();
-    return w->Finish().ok();
-  };
-  auto get = [&](const std::string& key) {
-    auto ctx = server::MakeClientContext(absl::Seconds(30));
-    v1::GetObjectRequest r;
-    r.set_namespace_(ns);
-    r.set_key(key);
-    auto reader = stub->GetObject(ctx.get(), r);
-    v1::GetObjectResponse resp;
-    while (reader->Read(&resp)) {
-    }
-    return reader->Finish().ok();
-  };
-  ASSERT_TRUE(put("hot", std::string(1000, 'h')));
-  ASSERT_TRUE(put("cold", std::string(5000, 'c')));
+  StorageClient client{v1::StorageService::NewStub(server::MakeChannel(storage.target())),
+                       "cls-" + core::NewId().substr(24)};
+  const std::string& ns = client.ns;
+  auto get = [&](const std::string& key) { return client.Get(key); };
+  ASSERT_TRUE(client.Put("hot", std::string(1000, 'h')));
+  ASSERT_TRUE(client.Put("cold", std::string(5000, 'c')));
   for (int i = 0; i < 12; ++i) ASSERT_TRUE(get("hot"));
 
   auto pool = db::Pool::Create({.url = (*db)->url(), .max_connections = 1});

@@ -201,43 +201,9 @@ absl::Status Producer::Ping(absl::Duration timeout) {
   return absl::OkStatus();
 }
 
-namespace {
-
-// Commits the offsets stored so far before partitions are taken away, so
-// that their next owner does not re-read what was already handled (librdkafka
-// would otherwise rely on the periodic auto-commit).
-class CommitOnRevoke final : public RdKafka::RebalanceCb {
- public:
-  void rebalance_cb(RdKafka::KafkaConsumer* consumer, RdKafka::ErrorCode err,
-                    std::vector<RdKafka::TopicPartition*>& partitions) override {
-    const bool incremental = consumer->rebalance_protocol() == "COOPERATIVE";
-    if (err == RdKafka::ERR__ASSIGN_PARTITIONS) {
-      if (incremental) {
-        RdKafka::Error* e = consumer->incremental_assign(partitions);
-        delete e;
-      } else {
-        consumer->assign(partitions);
-      }
-      return;
-    }
-    // Revoked or lost: commit what was handled (a lost partition's commit
-    // may fail; its next owner then re-reads, which at-least-once allows).
-    if (err == RdKafka::ERR__REVOKE_PARTITIONS) (void)consumer->commitSync();
-    if (incremental) {
-      RdKafka::Error* e = consumer->incremental_unassign(partitions);
-      delete e;
-    } else {
-      consumer->unassign();
-    }
-  }
-};
-
-}  // namespace
-
 class Consumer::Impl {
  public:
   ConsumerOptions options;
-  CommitOnRevoke rebalance;
   Handler handler;
   std::unique_ptr<RdKafka::KafkaConsumer> consumer;
   std::unique_ptr<Producer> dlq;  // created on first dead letter
@@ -306,9 +272,6 @@ absl::StatusOr<std::unique_ptr<Consumer>> Consumer::Create(ConsumerOptions optio
   impl->options = std::move(options);
   impl->handler = std::move(handler);
   std::string err;
-  if (conf->set("rebalance_cb", &impl->rebalance, err) != RdKafka::Conf::CONF_OK) {
-    return absl::InternalError("kafka consumer: " + err);
-  }
   impl->consumer.reset(RdKafka::KafkaConsumer::create(conf.get(), err));
   if (impl->consumer == nullptr) return absl::InvalidArgumentError("kafka consumer: " + err);
   RdKafka::ErrorCode rc = impl->consumer->subscribe(impl->options.topics);

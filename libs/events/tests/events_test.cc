@@ -232,8 +232,10 @@ TEST(Kafka, ConsumersInOneGroupSharePartitions) {
     ++by_b;
     return absl::OkStatus();
   });
-  // Poll both until every message was handled; a partition handed over in a
-  // rebalance is re-read only from its last stored offset.
+  // Poll both until every message was handled. Delivery is at least once: a
+  // partition handed over in a rebalance is re-read from its last committed
+  // offset, so a message may come twice (exactly-once effects come from
+  // MarkProcessed, tested below); none may be lost.
   ASSERT_TRUE(testing::WaitFor(
       [&] {
         (void)a->PollOnce(absl::Milliseconds(50));
@@ -243,7 +245,7 @@ TEST(Kafka, ConsumersInOneGroupSharePartitions) {
       absl::Seconds(60), absl::ZeroDuration()));
   EXPECT_GT(by_a, 0);
   EXPECT_GT(by_b, 0) << "the group must spread the 4 partitions over both members";
-  for (const auto& [value, n] : times_seen) EXPECT_EQ(n, 1) << value;
+  for (int i = 0; i < 40; ++i) EXPECT_GE(times_seen[std::to_string(i)], 1) << i;
 }
 
 class OutboxTest : public ::testing::Test {

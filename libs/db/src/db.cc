@@ -73,12 +73,16 @@ std::string WithConnectTimeout(const std::string& url, absl::Duration timeout) {
 
 std::string Bytea(std::string_view bytes) { return "\\x" + core::HexEncode(bytes); }
 
-std::string ArrayLiteral(const std::vector<std::string>& items) {
+std::string ArrayLiteral(const std::vector<Param>& items) {
   std::string out = "{";
   for (size_t i = 0; i < items.size(); ++i) {
     if (i > 0) out += ',';
+    if (!items[i].has_value()) {
+      out += "NULL";
+      continue;
+    }
     out += '"';
-    for (char c : items[i]) {
+    for (char c : *items[i]) {
       if (c == '"' || c == '\\') out += '\\';
       out += c;
     }
@@ -86,6 +90,10 @@ std::string ArrayLiteral(const std::vector<std::string>& items) {
   }
   out += '}';
   return out;
+}
+
+std::string ArrayLiteral(const std::vector<std::string>& items) {
+  return ArrayLiteral(std::vector<Param>(items.begin(), items.end()));
 }
 
 int64_t Row::Int(size_t column) const {

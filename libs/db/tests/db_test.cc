@@ -79,10 +79,19 @@ TEST_F(DbTest, ArrayLiteralsRoundTripAnyText) {
     EXPECT_FALSE((*r)[i].IsNull(0)) << "\"NULL\" quoted is the text NULL";
     EXPECT_EQ((*r)[i].Text(0), items[i]);
   }
-  auto sum = pool_->Exec("SELECT sum(x) FROM unnest($1::bigint[]) AS u(x)", {ArrayLiteral({"1", "-2", "40"})});
+  auto sum = pool_->Exec("SELECT sum(x) FROM unnest($1::bigint[]) AS u(x)", {ArrayLiteral(std::vector<std::string>{"1", "-2", "40"})});
   ASSERT_TRUE(sum.ok()) << sum.status();
   EXPECT_EQ((*sum)[0].Int(0), 39);
-  EXPECT_EQ(pool_->Exec("SELECT cardinality($1::text[])", {ArrayLiteral({})})->operator[](0).Int(0), 0);
+  EXPECT_EQ(pool_->Exec("SELECT cardinality($1::text[])", {ArrayLiteral(std::vector<std::string>{})})
+                ->operator[](0)
+                .Int(0),
+            0);
+  auto nulls = pool_->Exec("SELECT x IS NULL FROM unnest($1::bigint[]) WITH ORDINALITY AS u(x, ord) ORDER BY ord",
+                           {ArrayLiteral(std::vector<Param>{"7", std::nullopt, "9"})});
+  ASSERT_TRUE(nulls.ok()) << nulls.status();
+  ASSERT_EQ(nulls->size(), 3u);
+  EXPECT_EQ((*nulls)[0].Text(0), "f");
+  EXPECT_EQ((*nulls)[1].Text(0), "t");
 }
 
 TEST_F(DbTest, FailedCallbackRollsBackEverything) {

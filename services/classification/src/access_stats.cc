@@ -62,21 +62,6 @@ db::Param Opt(const std::optional<T>& v) {
   }
 }
 
-// Arrays of nullable values as PostgreSQL array literals (NULL unquoted).
-std::string NullableArray(const std::vector<db::Param>& items) {
-  std::string out = "{";
-  for (size_t i = 0; i < items.size(); ++i) {
-    if (i > 0) out += ',';
-    if (!items[i].has_value()) {
-      out += "NULL";
-    } else {
-      std::string one = db::ArrayLiteral({*items[i]});
-      out += one.substr(1, one.size() - 2);
-    }
-  }
-  return out + "}";
-}
-
 }  // namespace
 
 absl::StatusOr<AccessStatsStore::Applied> AccessStatsStore::ApplyMessages(
@@ -279,10 +264,10 @@ absl::StatusOr<AccessStatsStore::Applied> AccessStatsStore::Apply(
                       "updated_at = now()",
                       // Reads of a deleted version change nothing.
                       authoritative ? "" : " WHERE s.deleted_version IS NULL OR EXCLUDED.version > s.deleted_version"),
-                  {NullableArray(r.ns), NullableArray(r.key), NullableArray(r.version),
-                   NullableArray(r.size), NullableArray(r.backend), NullableArray(r.tier),
-                   NullableArray(r.created), NullableArray(r.placed), NullableArray(r.last_read),
-                   NullableArray(r.reads), NullableArray(r.bytes)})
+                  {db::ArrayLiteral(r.ns), db::ArrayLiteral(r.key), db::ArrayLiteral(r.version),
+                   db::ArrayLiteral(r.size), db::ArrayLiteral(r.backend), db::ArrayLiteral(r.tier),
+                   db::ArrayLiteral(r.created), db::ArrayLiteral(r.placed), db::ArrayLiteral(r.last_read),
+                   db::ArrayLiteral(r.reads), db::ArrayLiteral(r.bytes)})
               .status());
     }
     if (!day_ns.empty()) {

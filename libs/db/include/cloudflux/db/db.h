@@ -28,6 +28,8 @@ std::string Bytea(std::string_view bytes);
 // quoted, '"' and '\' escaped. Cast it in SQL ($1::text[], $2::bigint[]) to
 // pass many rows in one statement (with unnest).
 std::string ArrayLiteral(const std::vector<std::string>& items);
+// The same with NULL elements (nullopt), unquoted as PostgreSQL reads them.
+std::string ArrayLiteral(const std::vector<Param>& items);
 
 class Row {
  public:

@@ -298,16 +298,15 @@ absl::StatusOr<ObjectStats> AccessStatsStore::Get(const std::string& ns, const s
                  "(extract(epoch from created_at) * 1000000)::bigint, "
                  "(extract(epoch from placed_at) * 1000000)::bigint, "
                  "(extract(epoch from last_read_at) * 1000000)::bigint, reads_total, bytes_read, "
-                 "(SELECT coalesce(sum(reads) FILTER (WHERE day > $3::date - 1), 0) FROM "
-                 "classification.object_reads_daily r WHERE r.namespace = s.namespace AND r.key = s.key), "
-                 "(SELECT coalesce(sum(reads) FILTER (WHERE day > $3::date - 7), 0) FROM "
-                 "classification.object_reads_daily r WHERE r.namespace = s.namespace AND r.key = s.key), "
-                 "(SELECT coalesce(sum(reads) FILTER (WHERE day > $3::date - 30), 0) FROM "
-                 "classification.object_reads_daily r WHERE r.namespace = s.namespace AND r.key = s.key), "
-                 "(SELECT coalesce(sum(reads) FILTER (WHERE day > $3::date - 90), 0) FROM "
-                 "classification.object_reads_daily r WHERE r.namespace = s.namespace AND r.key = s.key) "
-                 "FROM classification.object_stats s WHERE namespace = $1 AND key = $2 AND "
-                 "deleted_version IS NULL",
+                 "w.r1, w.r7, w.r30, w.r90 "
+                 "FROM classification.object_stats s CROSS JOIN LATERAL (SELECT "
+                 "coalesce(sum(reads) FILTER (WHERE day > $3::date - 1), 0) AS r1, "
+                 "coalesce(sum(reads) FILTER (WHERE day > $3::date - 7), 0) AS r7, "
+                 "coalesce(sum(reads) FILTER (WHERE day > $3::date - 30), 0) AS r30, "
+                 "coalesce(sum(reads) FILTER (WHERE day > $3::date - 90), 0) AS r90 "
+                 "FROM classification.object_reads_daily r WHERE r.namespace = s.namespace AND "
+                 "r.key = s.key) w "
+                 "WHERE s.namespace = $1 AND s.key = $2 AND s.deleted_version IS NULL",
                  {ns, key, Day(now)}));
   if (rows.empty()) return absl::NotFoundError(absl::StrCat("no statistics for ", ns, "/", key));
   const db::Row& r = rows[0];

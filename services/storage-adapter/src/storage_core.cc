@@ -534,11 +534,7 @@ absl::StatusOr<v1::ObjectInfo> StorageCore::Copy(const v1::CopyObjectRequest& re
   bool relocation = ns == source.namespace_() && key == source.key();
   if (relocation && backend == source.backend()) {
     if (tier == source.tier()) return source;  // already there
-    v1::SetTierRequest set;
-    set.set_namespace_(ns);
-    set.set_key(key);
-    set.set_tier(tier);
-    return SetTier(set);
+    return ChangeTier(source, *to, tier);
   }
   if (relocation) return Relocate(source, *to, tier, progress);
   CF_ASSIGN_OR_RETURN(ObjectStore * from, Backend(source.backend()));
@@ -567,9 +563,13 @@ absl::StatusOr<v1::ObjectInfo> StorageCore::SetTier(const v1::SetTierRequest& re
     return absl::FailedPreconditionError(absl::StrCat("object is on backend '", source.backend(),
                                                       "', which is not configured here"));
   }
-  ObjectStore& store = *found->second;
-  absl::Status changed = store.SetTier(source.physical_key(), request.tier(), source.size());
-  if (absl::IsUnimplemented(changed)) return Relocate(source, store, request.tier(), nullptr);
+  return ChangeTier(source, *found->second, request.tier());
+}
+
+absl::StatusOr<v1::ObjectInfo> StorageCore::ChangeTier(const v1::ObjectInfo& source, ObjectStore& store,
+                                                       StorageTier tier) {
+  absl::Status changed = store.SetTier(source.physical_key(), tier, source.size());
+  if (absl::IsUnimplemented(changed)) return Relocate(source, store, tier, nullptr);
   CF_RETURN_IF_ERROR(changed);
   v1::ObjectInfo info;
   CF_RETURN_IF_ERROR(pool_.InTransaction([&](db::Transaction& tx) -> absl::Status {
@@ -579,7 +579,7 @@ absl::StatusOr<v1::ObjectInfo> StorageCore::SetTier(const v1::SetTierRequest& re
                              "namespace = $1 AND key = $2 AND physical_key = $3 RETURNING ",
                              kColumns),
                 {source.namespace_(), source.key(), source.physical_key(),
-                 std::to_string(static_cast<int>(request.tier()))}));
+                 std::to_string(static_cast<int>(tier))}));
     if (rows.empty()) {
       return absl::AbortedError(absl::StrCat("object ", Subject(source.namespace_(), source.key()),
                                              " was overwritten or deleted meanwhile"));

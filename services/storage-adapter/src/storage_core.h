@@ -121,6 +121,11 @@ class StorageCore {
   absl::StatusOr<cloudflux::storage::v1::ObjectInfo> Relocate(
       const cloudflux::storage::v1::ObjectInfo& source, ObjectStore& to,
       cloudflux::common::v1::StorageTier tier, const CopyProgress& progress);
+  // Gives `source` (on `store`) the storage class of `tier` in place, or by
+  // rewriting it when the store cannot; ObjectTierChanged / ObjectRelocated.
+  absl::StatusOr<cloudflux::storage::v1::ObjectInfo> ChangeTier(
+      const cloudflux::storage::v1::ObjectInfo& source, ObjectStore& store,
+      cloudflux::common::v1::StorageTier tier);
   absl::StatusOr<ObjectStore*> Backend(const std::string& name);
 
   db::Pool& pool_;

@@ -267,10 +267,6 @@ Schedule AllIn(const Classes& classes, const std::string& storage_class, const O
   return Schedule(o.life(), classes.Index(storage_class));
 }
 
-Schedule AllStandard(const Classes& classes, const ObjectTrace& o) {
-  return Schedule(o.life(), classes.Index("STANDARD"));
-}
-
 Schedule Lifecycle(const Classes& classes, const ObjectTrace& o) {
   Schedule s(o.life());
   for (int d = 0; d < o.life(); ++d) {
@@ -448,7 +444,7 @@ Report Simulate(const pricing::PriceCatalog& catalog, const Trace& trace, const 
   r.objects = static_cast<int>(trace.objects.size());
   Bill standard, it, autoclass, lifecycle, cloudflux, optimum;
   for (const ObjectTrace& o : trace.objects) {
-    standard += BillSchedule(classes, o, AllStandard(classes, o));
+    standard += BillSchedule(classes, o, AllIn(classes, "STANDARD", o));
     it += BillSchedule(classes, o, AllIn(classes, "INTELLIGENT_TIERING", o));
     autoclass += BillSchedule(gcs, o, AllIn(gcs, "AUTOCLASS", o));
     lifecycle += BillSchedule(classes, o, Lifecycle(classes, o));

@@ -91,7 +91,6 @@ Classes AwsClasses(const pricing::PriceCatalog& catalog);
 Bill BillSchedule(const Classes& classes, const ObjectTrace& o, const Schedule& s);
 
 // Per-object schedules / bills of each policy.
-Schedule AllStandard(const Classes& classes, const ObjectTrace& o);
 Schedule Lifecycle(const Classes& classes, const ObjectTrace& o);  // IA at 30 d, GLACIER at 90 d
 Schedule CloudFlux(const pricing::PriceCatalog& catalog, const Classes& classes, const ObjectTrace& o,
                    const pricing::TierPolicy& base);

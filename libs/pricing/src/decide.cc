@@ -46,6 +46,13 @@ Decision Decide(const PriceCatalog& catalog, const AccessStats& stats, const Pla
   }
   d.target = current.cls;
   if (now != nullptr) d.current_monthly = d.target_monthly = now->monthly;
+  // Recommends candidate `c` (its saving against the current placement).
+  auto choose = [&](const CostBreakdown& c) {
+    d.target = c.cls;
+    d.move = true;
+    d.target_monthly = c.monthly;
+    d.saving = now != nullptr ? now->total - c.total : 0;
+  };
   auto describe = [&](const char* why) {
     d.reason = absl::StrFormat("%s; %.1f reads expected in %.0f days", why, d.expected.reads,
                                policy.horizon_days);
@@ -54,12 +61,7 @@ Decision Decide(const PriceCatalog& catalog, const AccessStats& stats, const Pla
     const ClassPrice* pinned =
         current.cls == nullptr ? nullptr : catalog.ForTier(current.cls->cloud(), *policy.pinned_tier);
     for (const auto& c : d.candidates) {
-      if (c.cls == pinned && !c.is_current) {
-        d.target = pinned;
-        d.move = true;
-        d.target_monthly = c.monthly;
-        d.saving = (now != nullptr ? now->total : 0) - c.total;
-      }
+      if (c.cls == pinned && !c.is_current) choose(c);
     }
     describe("the policy pins the tier");
     return d;
@@ -92,19 +94,13 @@ Decision Decide(const PriceCatalog& catalog, const AccessStats& stats, const Pla
       }
     }
     if (safe == nullptr) safe = best;
-    d.target = safe->cls;
-    d.move = true;
-    d.target_monthly = safe->monthly;
-    best = safe;
+    choose(*safe);
     d.reason = absl::StrFormat("%s is the cheapest place to write it (%.1f reads expected in %.0f days)",
-                               ClassName(*best->cls), d.expected.reads, policy.horizon_days);
+                               ClassName(*safe->cls), d.expected.reads, policy.horizon_days);
     return d;
   }
   if (!current_allowed) {
-    d.target = best->cls;
-    d.move = true;
-    d.target_monthly = best->monthly;
-    d.saving = (now != nullptr ? now->total : 0) - best->total;
+    choose(*best);
     describe("the current class misses the latency requirement");
     return d;
   }
@@ -126,10 +122,7 @@ Decision Decide(const PriceCatalog& catalog, const AccessStats& stats, const Pla
                          : "the saving is within the hysteresis margin");
     return d;
   }
-  d.target = best->cls;
-  d.move = true;
-  d.target_monthly = best->monthly;
-  d.saving = saving;
+  choose(*best);
   d.reason = absl::StrFormat(
       "%s saves $%.6f over %.0f days after a $%.6f move (%.1f reads expected)", ClassName(*best->cls),
       saving, policy.horizon_days, best->move(), d.expected.reads);

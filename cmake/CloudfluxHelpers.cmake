@@ -50,5 +50,8 @@ function(cloudflux_service name)
   else()
     target_link_libraries(cloudflux-${name} PRIVATE cloudflux::service ${ARG_DEPS})
   endif()
+  if(NOT CLOUDFLUX_SANITIZE)  # sanitizers bring their own allocator
+    target_link_libraries(cloudflux-${name} PRIVATE PkgConfig::JEMALLOC)
+  endif()
   install(TARGETS cloudflux-${name} RUNTIME DESTINATION bin)
 endfunction()

@@ -1,9 +1,11 @@
 #include "cloudflux/cache/redis.h"
 
 #include <hiredis/hiredis.h>
+#include <poll.h>
 
 #include <condition_variable>
 #include <mutex>
+#include <unordered_map>
 
 #include "absl/strings/numbers.h"
 #include "absl/strings/str_cat.h"
@@ -230,6 +232,157 @@ absl::Status RedisClient::Ping(absl::Duration timeout) {
   CF_ASSIGN_OR_RETURN(RedisReply r, impl_->Command({"PING"}, timeout));
   if (r.str != "PONG") return absl::UnavailableError("redis: unexpected PING reply " + r.str);
   return absl::OkStatus();
+}
+
+// ---------------------------------------------------------- TrackedValues
+
+class TrackedValues::State {
+ public:
+  std::mutex mu;
+  std::unordered_map<std::string, std::optional<std::string>> values;
+  // Bumped by every invalidation: a value read from Redis is kept only if no
+  // invalidation arrived while it was being read.
+  uint64_t epoch = 0;
+
+  void DropAll() {
+    std::lock_guard lock(mu);
+    values.clear();
+    ++epoch;
+  }
+};
+
+TrackedValues::TrackedValues(RedisClient& client, Options options)
+    : client_(client), options_(std::move(options)), state_(std::make_unique<State>()) {}
+
+TrackedValues::~TrackedValues() {
+  stop_ = true;
+  if (listener_.joinable()) listener_.join();
+}
+
+absl::StatusOr<std::unique_ptr<TrackedValues>> TrackedValues::Create(RedisClient& client,
+                                                                     Options options) {
+  if (options.prefixes.empty()) return absl::InvalidArgumentError("tracked values need a prefix");
+  for (const std::string& p : options.prefixes) {
+    if (p.empty()) return absl::InvalidArgumentError("a tracked prefix is empty");
+  }
+  std::unique_ptr<TrackedValues> out(new TrackedValues(client, std::move(options)));
+  out->listener_ = std::thread([raw = out.get()] { raw->Listen(); });
+  return out;
+}
+
+absl::StatusOr<std::vector<std::optional<std::string>>> TrackedValues::Get(
+    const std::vector<std::string>& keys) {
+  std::vector<std::optional<std::string>> out(keys.size());
+  std::vector<size_t> missing;
+  uint64_t epoch = 0;
+  bool use_memory = tracking_.load();
+  {
+    std::lock_guard lock(state_->mu);
+    epoch = state_->epoch;
+    for (size_t i = 0; i < keys.size(); ++i) {
+      auto it = use_memory && Tracked(keys[i]) ? state_->values.find(keys[i]) : state_->values.end();
+      if (it == state_->values.end()) {
+        missing.push_back(i);
+      } else {
+        out[i] = it->second;
+      }
+    }
+  }
+  hits_ += static_cast<int64_t>(keys.size() - missing.size());
+  if (missing.empty()) return out;
+  std::vector<std::string> args = {"MGET"};
+  for (size_t i : missing) args.push_back(keys[i]);
+  CF_ASSIGN_OR_RETURN(RedisReply reply, client_.Command(args));
+  if (reply.type != RedisReply::Type::kArray || reply.elements.size() != missing.size()) {
+    return absl::InternalError("redis: MGET returned an unexpected reply");
+  }
+  for (size_t j = 0; j < missing.size(); ++j) {
+    if (reply.elements[j].type == RedisReply::Type::kString) out[missing[j]] = reply.elements[j].str;
+  }
+  if (!tracking_.load()) return out;
+  std::lock_guard lock(state_->mu);
+  if (state_->epoch != epoch) return out;  // something changed meanwhile
+  if (state_->values.size() + missing.size() > options_.max_entries) state_->values.clear();
+  for (size_t i : missing) {
+    if (Tracked(keys[i])) state_->values[keys[i]] = out[i];
+  }
+  return out;
+}
+
+void TrackedValues::Forget(const std::vector<std::string>& keys) {
+  std::lock_guard lock(state_->mu);
+  ++state_->epoch;
+  for (const std::string& key : keys) state_->values.erase(key);
+}
+
+bool TrackedValues::Tracked(const std::string& key) const {
+  for (const std::string& p : options_.prefixes) {
+    if (key.size() >= p.size() && key.compare(0, p.size(), p) == 0) return true;
+  }
+  return false;
+}
+
+void TrackedValues::Listen() {
+  RedisClient::Impl& impl = client_.impl();
+  while (!stop_) {
+    auto connected = impl.Connect(impl.options.connect_timeout);
+    absl::Status setup = connected.status();
+    redisContext* c = connected.ok() ? connected->get() : nullptr;
+    if (setup.ok()) {
+      // Invalidations go to this same connection once it has subscribed.
+      auto id = impl.Run(c, {"CLIENT", "ID"});
+      setup = id.status();
+      if (setup.ok()) {
+        std::vector<std::string> tracking = {"CLIENT", "TRACKING", "on", "REDIRECT",
+                                             std::to_string(id->integer), "BCAST"};
+        for (const std::string& p : options_.prefixes) {
+          tracking.push_back("PREFIX");
+          tracking.push_back(p);
+        }
+        setup = impl.Run(c, tracking).status();
+      }
+      if (setup.ok()) setup = impl.Run(c, {"SUBSCRIBE", "__redis__:invalidate"}).status();
+    }
+    if (!setup.ok()) {
+      for (int i = 0; i < 10 && !stop_; ++i) absl::SleepFor(absl::Milliseconds(50));
+      continue;
+    }
+    state_->DropAll();
+    tracking_ = true;
+    while (!stop_) {
+      pollfd p{.fd = c->fd, .events = POLLIN, .revents = 0};
+      int ready = poll(&p, 1, 100);
+      if (ready < 0 && errno != EINTR) break;
+      if (ready <= 0) continue;
+      if (redisBufferRead(c) != REDIS_OK) break;
+      bool broken = false;
+      void* raw = nullptr;
+      while (true) {
+        if (redisGetReplyFromReader(c, &raw) != REDIS_OK) {
+          broken = true;
+          break;
+        }
+        if (raw == nullptr) break;
+        std::unique_ptr<redisReply, decltype(&freeReplyObject)> reply(
+            static_cast<redisReply*>(raw), &freeReplyObject);
+        // ["message", "__redis__:invalidate", [keys...] or nil (everything)]
+        if (reply->type != REDIS_REPLY_ARRAY || reply->elements != 3) continue;
+        const redisReply* keys = reply->element[2];
+        std::lock_guard lock(state_->mu);
+        ++state_->epoch;
+        if (keys->type == REDIS_REPLY_ARRAY) {
+          for (size_t i = 0; i < keys->elements; ++i) {
+            state_->values.erase(std::string(keys->element[i]->str, keys->element[i]->len));
+          }
+        } else {
+          state_->values.clear();
+        }
+      }
+      if (broken) break;
+    }
+    tracking_ = false;
+    state_->DropAll();
+  }
 }
 
 }  // namespace cloudflux::cache

@@ -98,5 +98,114 @@ TEST(Redis, UnreachableServerIsUnavailable) {
   EXPECT_EQ(redis->Ping(absl::Milliseconds(500)).code(), absl::StatusCode::kUnavailable);
 }
 
+std::unique_ptr<TrackedValues> Track(RedisClient& redis, const std::string& prefix) {
+  auto tracked = TrackedValues::Create(redis, {.prefixes = {prefix}});
+  EXPECT_TRUE(tracked.ok()) << tracked.status();
+  EXPECT_TRUE(testing::WaitFor([&] { return (*tracked)->tracking(); }, absl::Seconds(5)));
+  return std::move(*tracked);
+}
+
+// Reads `key` through `tracked` until it shows `want` (the invalidation
+// travels asynchronously); a stale value served from memory never would.
+bool EventuallyReads(TrackedValues& tracked, const std::string& key,
+                     const std::optional<std::string>& want) {
+  return testing::WaitFor(
+      [&] {
+        auto got = tracked.Get({key});
+        return got.ok() && (*got)[0] == want;
+      },
+      absl::Seconds(2));
+}
+
+TEST(TrackedValues, ServesFromMemoryUntilAnotherClientChangesTheKey) {
+  auto redis = Client();
+  auto writer = Client(1);
+  std::string prefix = Key("tracked") + ":";
+  auto tracked = Track(*redis, prefix);
+  std::string a = prefix + "a", b = prefix + "b";
+  ASSERT_TRUE(writer->Set(a, "1").ok());
+
+  auto first = tracked->Get({a, b});
+  ASSERT_TRUE(first.ok()) << first.status();
+  EXPECT_EQ((*first)[0], std::optional<std::string>("1"));
+  EXPECT_EQ((*first)[1], std::nullopt);
+  int64_t hits = tracked->hits();
+  auto second = tracked->Get({a, b});
+  ASSERT_TRUE(second.ok());
+  EXPECT_EQ(*second, *first);
+  EXPECT_EQ(tracked->hits(), hits + 2) << "both values, the absent one too, came from memory";
+
+  // Written, created, counted, deleted and expired by someone else: each
+  // change reaches this process.
+  ASSERT_TRUE(writer->Set(a, "2").ok());
+  EXPECT_TRUE(EventuallyReads(*tracked, a, "2"));
+  ASSERT_TRUE(writer->IncrementWithExpiry(b, absl::Seconds(30)).ok());
+  EXPECT_TRUE(EventuallyReads(*tracked, b, "1"));
+  ASSERT_TRUE(writer->IncrementWithExpiry(b, absl::Seconds(30)).ok());
+  EXPECT_TRUE(EventuallyReads(*tracked, b, "2"));
+  ASSERT_TRUE(writer->Delete(a).ok());
+  EXPECT_TRUE(EventuallyReads(*tracked, a, std::nullopt));
+  ASSERT_TRUE(writer->Set(a, "short", absl::Milliseconds(100)).ok());
+  EXPECT_TRUE(EventuallyReads(*tracked, a, "short"));
+  EXPECT_TRUE(EventuallyReads(*tracked, a, std::nullopt)) << "expired in Redis, so here too";
+  hits = tracked->hits();
+  ASSERT_TRUE(tracked->Get({a}).ok());
+  EXPECT_EQ(tracked->hits(), hits + 1);
+  tracked->Forget({a});
+  ASSERT_TRUE(tracked->Get({a}).ok());
+  EXPECT_EQ(tracked->hits(), hits + 1) << "forgotten, so read from Redis";
+}
+
+TEST(TrackedValues, KeysOutsideThePrefixesAlwaysComeFromRedis) {
+  auto redis = Client();
+  std::string prefix = Key("tracked") + ":";
+  auto tracked = Track(*redis, prefix);
+  std::string other = Key("untracked");
+  ASSERT_TRUE(redis->Set(other, "x").ok());
+  ASSERT_TRUE(tracked->Get({other}).ok());
+  ASSERT_TRUE(tracked->Get({other}).ok());
+  EXPECT_EQ(tracked->hits(), 0);
+  ASSERT_TRUE(redis->Set(other, "y").ok());
+  auto got = tracked->Get({other});
+  ASSERT_TRUE(got.ok());
+  EXPECT_EQ((*got)[0], std::optional<std::string>("y"));
+}
+
+TEST(TrackedValues, ALostSubscriptionServesNothingStaleAndResubscribes) {
+  auto redis = Client();
+  auto writer = Client(1);
+  std::string prefix = Key("tracked") + ":";
+  auto tracked = Track(*redis, prefix);
+  std::string key = prefix + "k";
+  ASSERT_TRUE(writer->Set(key, "before").ok());
+  ASSERT_TRUE(tracked->Get({key}).ok());
+
+  // The tracking connection goes away and its invalidations with it: once
+  // the loss is noticed the kept value is dropped, so the change made while
+  // nobody listened is read (a kept value would be served forever).
+  ASSERT_TRUE(writer->Command({"CLIENT", "KILL", "TYPE", "pubsub"}).ok());
+  ASSERT_TRUE(writer->Set(key, "after").ok());
+  EXPECT_TRUE(EventuallyReads(*tracked, key, "after"));
+  EXPECT_TRUE(testing::WaitFor([&] { return tracked->tracking(); }, absl::Seconds(5)));
+  ASSERT_TRUE(writer->Set(key, "again").ok());
+  EXPECT_TRUE(EventuallyReads(*tracked, key, "again"));
+}
+
+TEST(TrackedValues, RejectsNoPrefixAndSurvivesAnUnreachableServer) {
+  auto redis = Client();
+  EXPECT_EQ(TrackedValues::Create(*redis, {}).status().code(), absl::StatusCode::kInvalidArgument);
+  EXPECT_EQ(TrackedValues::Create(*redis, {.prefixes = {""}}).status().code(),
+            absl::StatusCode::kInvalidArgument);
+  RedisOptions o;
+  o.address = "127.0.0.1:" + std::to_string(testing::PickFreePort());
+  o.connect_timeout = absl::Milliseconds(200);
+  o.command_timeout = absl::Milliseconds(200);
+  auto down = std::move(*RedisClient::Create(o));
+  auto tracked = TrackedValues::Create(*down, {.prefixes = {"p:"}});
+  ASSERT_TRUE(tracked.ok());
+  EXPECT_EQ((*tracked)->Get({"p:x"}).status().code(), absl::StatusCode::kUnavailable);
+  EXPECT_FALSE((*tracked)->tracking());
+}
+
 }  // namespace
 }  // namespace cloudflux::cache

@@ -35,10 +35,21 @@ CREATE TABLE processed_events (
 );
 )sql";
 
+// Published rows are deleted at once (Kafka keeps them): the table holds only
+// what is still to send, its primary key is the one index a write maintains.
+constexpr char kDeleteOnPublishSql[] = R"sql(
+DELETE FROM outbox WHERE published_at IS NOT NULL;
+DROP INDEX outbox_unpublished;
+DROP INDEX outbox_published_at;
+ALTER TABLE outbox DROP CONSTRAINT outbox_event_id_key;
+ALTER TABLE outbox DROP COLUMN published_at;
+)sql";
+
 }  // namespace
 
 absl::Status MigrateEventTables(db::Pool& pool, const std::string& schema) {
-  return db::ApplyMigrations(pool, schema, {{1, "001_event_tables.sql", kEventTablesSql}},
+  return db::ApplyMigrations(pool, schema, {{1, "001_event_tables.sql", kEventTablesSql},
+                                 {2, "002_delete_on_publish.sql", kDeleteOnPublishSql}},
                              "events_migrations");
 }
 
@@ -105,19 +116,27 @@ absl::Status Outbox::EnqueueAll(db::Transaction& tx, const std::string& topic,
 std::string Outbox::InsertStatement(const std::string& topic,
                                     std::span<const PreparedEvent> events,
                                     std::vector<db::Param>& params) const {
-  std::string sql = absl::StrCat("INSERT INTO ", schema_,
-                                 ".outbox (event_id, topic, partition_key, envelope) VALUES ");
-  params.push_back(topic);
-  size_t topic_param = params.size();
-  for (size_t i = 0; i < events.size(); ++i) {
-    size_t n = params.size();
-    absl::StrAppend(&sql, i == 0 ? "" : ", ", "($", n + 1, "::uuid, $", topic_param, ", $", n + 2,
-                    ", $", n + 3, "::bytea)");
-    params.push_back(events[i].id);
-    params.push_back(events[i].partition_key);
-    params.push_back(events[i].bytea);
+  // One statement text whatever the number of events (arrays, not a VALUES
+  // list): PostgreSQL parses a few hundred bytes, not thousands of
+  // parameters.
+  std::vector<std::string> ids, keys, envelopes;
+  ids.reserve(events.size());
+  keys.reserve(events.size());
+  envelopes.reserve(events.size());
+  for (const PreparedEvent& e : events) {
+    ids.push_back(e.id);
+    keys.push_back(e.partition_key);
+    envelopes.push_back(e.bytea);
   }
-  return sql;
+  size_t n = params.size();
+  params.push_back(topic);
+  params.push_back(db::ArrayLiteral(ids));
+  params.push_back(db::ArrayLiteral(keys));
+  params.push_back(db::ArrayLiteral(envelopes));
+  return absl::StrCat("INSERT INTO ", schema_,
+                      ".outbox (event_id, topic, partition_key, envelope) SELECT e, $", n + 1,
+                      ", k, v FROM unnest($", n + 2, "::uuid[], $", n + 3, "::text[], $", n + 4,
+                      "::bytea[]) WITH ORDINALITY AS x(e, k, v, i) ORDER BY i");
 }
 
 absl::Status Outbox::EnqueuePrepared(db::Transaction& tx, const std::string& topic,
@@ -125,7 +144,6 @@ absl::Status Outbox::EnqueuePrepared(db::Transaction& tx, const std::string& top
   if (topic.empty()) return absl::InvalidArgumentError("event topic is empty");
   if (events.empty()) return absl::OkStatus();
   std::vector<db::Param> params;
-  params.reserve(1 + 3 * events.size());
   std::string sql = InsertStatement(topic, events, params);
   return tx.Exec(sql, params).status();
 }
@@ -161,16 +179,9 @@ absl::StatusOr<int> OutboxRelay::PublishBatch() {
         CF_ASSIGN_OR_RETURN(
             db::Result rows,
             tx.Exec(absl::StrCat("SELECT seq, topic, partition_key, envelope FROM ", schema_,
-                                 ".outbox WHERE published_at IS NULL ORDER BY seq LIMIT $1"),
+                                 ".outbox ORDER BY seq LIMIT $1"),
                     {std::to_string(options_.batch_size)}));
-        if (rows.empty()) {
-          return tx
-              .Exec(absl::StrCat("DELETE FROM ", schema_, ".outbox WHERE seq IN (SELECT seq FROM ",
-                                 schema_,
-                                 ".outbox WHERE published_at < now() - $1::interval LIMIT 1000)"),
-                    {absl::StrCat(absl::ToInt64Seconds(options_.retention), " seconds")})
-              .status();
-        }
+        if (rows.empty()) return absl::OkStatus();
         std::vector<Message> messages;
         std::vector<std::string> seqs;
         for (const auto& row : rows) {
@@ -185,9 +196,10 @@ absl::StatusOr<int> OutboxRelay::PublishBatch() {
         }
         CF_RETURN_IF_ERROR(producer_.SendAll(messages, options_.send_timeout));
         if (options_.after_send) options_.after_send(static_cast<int>(messages.size()));
-        CF_RETURN_IF_ERROR(tx.Exec(absl::StrCat("UPDATE ", schema_,
-                                                ".outbox SET published_at = now() "
-                                                "WHERE seq = ANY($1::bigint[])"),
+        // By seq, not a range: a row of a transaction still in flight may
+        // have a smaller seq than the rows read here.
+        CF_RETURN_IF_ERROR(tx.Exec(absl::StrCat("DELETE FROM ", schema_,
+                                                ".outbox WHERE seq = ANY($1::bigint[])"),
                                    {absl::StrCat("{", absl::StrJoin(seqs, ","), "}")})
                                .status());
         published = static_cast<int>(messages.size());

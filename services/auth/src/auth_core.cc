@@ -24,6 +24,9 @@ using google::protobuf::util::TimeUtil;
 
 namespace {
 
+// Redis keys of the brute-force counters.
+constexpr char kFailurePrefix[] = "cloudflux:auth:failures:";
+
 constexpr char kPrincipalColumns[] =
     "id::text, name, kind, array_to_string(roles, ','), disabled, "
     "(extract(epoch from created_at) * 1000000)::bigint";
@@ -133,7 +136,8 @@ AuthCore::AuthCore(db::Pool& pool, cache::RedisClient& redis, AuthOptions option
       clock_(clock),
       revocations_(std::make_shared<authn::RedisRevocationList>(redis, clock)),
       audit_log_([this](std::span<const AuditBatch> batches) { return CommitAudit(batches); }),
-      principals_(absl::Seconds(60), 100000, clock) {
+      principals_(absl::Seconds(60), 100000, clock),
+      failure_counts_(*cache::TrackedValues::Create(redis, {.prefixes = {kFailurePrefix}})) {
   auto listener = db::Listener::Start(
       pool.options().url, kPrincipalChannel,
       {.on_notify = [this](const std::string& name) { principals_.Invalidate(name); },
@@ -188,23 +192,27 @@ absl::StatusOr<AuthCore::AuditBatch> AuthCore::PrepareAudit(const std::vector<Au
 }
 
 // One statement (a data-modifying WITH) writes the audit rows and their
-// outbox events: one round trip, atomic on its own.
+// outbox events: one round trip, atomic on its own. Columns travel as arrays,
+// so the statement text is the same for any number of rows.
 std::string AuthCore::AuditStatement(std::span<const AuditBatch> batches,
                                      std::vector<db::Param>& params) const {
   std::vector<events::PreparedEvent> prepared;
+  std::vector<std::vector<std::string>> columns(kAuditColumns);
   for (const AuditBatch& batch : batches) {
-    params.insert(params.end(), batch.rows.begin(), batch.rows.end());
+    for (size_t i = 0; i < batch.rows.size(); ++i) {
+      columns[i % kAuditColumns].push_back(batch.rows[i].value_or(""));
+    }
     prepared.insert(prepared.end(), batch.events.begin(), batch.events.end());
   }
-  std::string sql =
+  size_t n = params.size();
+  for (const auto& column : columns) params.push_back(db::ArrayLiteral(column));
+  std::string sql = absl::StrCat(
       "WITH audit AS (INSERT INTO auth.audit_events (id, time, action, principal_id, actor_id, "
-      "peer, success, detail) VALUES ";
-  for (size_t n = 0; n < params.size(); n += kAuditColumns) {
-    absl::StrAppend(&sql, n == 0 ? "" : ", ", "($", n + 1, "::uuid, to_timestamp($", n + 2,
-                    "::double precision / 1000000), $", n + 3, ", $", n + 4, ", $", n + 5, ", $",
-                    n + 6, ", $", n + 7, ", $", n + 8, ")");
-  }
-  absl::StrAppend(&sql, ") ", outbox_.InsertStatement(kAuditTopic, prepared, params));
+      "peer, success, detail) SELECT i, to_timestamp(t::double precision / 1000000), a, p, ac, "
+      "pe, s, d FROM unnest($", n + 1, "::uuid[], $", n + 2, "::bigint[], $", n + 3,
+      "::text[], $", n + 4, "::text[], $", n + 5, "::text[], $", n + 6, "::text[], $", n + 7,
+      "::bool[], $", n + 8, "::text[]) AS x(i, t, a, p, ac, pe, s, d)) ");
+  absl::StrAppend(&sql, outbox_.InsertStatement(kAuditTopic, prepared, params));
   return sql;
 }
 
@@ -237,29 +245,30 @@ absl::Status AuthCore::AuditAlone(const std::string& action, const std::string& 
 
 namespace {
 std::string FailureKeyForName(const std::string& name) {
-  return "cloudflux:auth:failures:name:" + Sha256Hex(name);
+  return absl::StrCat(kFailurePrefix, "name:", Sha256Hex(name));
 }
 std::string FailureKeyForPeer(const std::string& peer) {
   // "ipv4:10.0.0.1:5555" -> the address without the port.
   std::string host = peer;
   auto colon = host.rfind(':');
   if (colon != std::string::npos && absl::StartsWith(host, "ipv")) host = host.substr(0, colon);
-  return "cloudflux:auth:failures:peer:" + host;
+  return absl::StrCat(kFailurePrefix, "peer:", host);
 }
 }  // namespace
 
 absl::StatusOr<bool> AuthCore::CheckNotLockedOut(const std::string& name, const Caller& caller) {
   const std::string keys[2] = {FailureKeyForName(name), FailureKeyForPeer(caller.peer)};
   const int limits[2] = {options_.max_failures_per_principal, options_.max_failures_per_peer};
-  auto counts = redis_.Command({"MGET", keys[0], keys[1]});  // one round trip for both
+  // From memory while Redis's invalidations keep it current, else one MGET.
+  auto counts = failure_counts_->Get({keys[0], keys[1]});
   if (!counts.ok()) return core::Annotate(counts.status(), "brute-force check");
   bool any_for_name = false;
-  for (size_t i = 0; i < 2 && i < counts->elements.size(); ++i) {
-    const cache::RedisReply& count = counts->elements[i];
-    if (count.type != cache::RedisReply::Type::kString) continue;
+  for (size_t i = 0; i < 2; ++i) {
+    const std::optional<std::string>& count = (*counts)[i];
+    if (!count.has_value()) continue;
     if (i == 0) any_for_name = true;
     int64_t n = 0;
-    if (absl::SimpleAtoi(count.str, &n) && n >= limits[i]) {
+    if (absl::SimpleAtoi(*count, &n) && n >= limits[i]) {
       auto ttl = redis_.Ttl(keys[i]);
       int64_t retry = 60;
       if (ttl.ok() && ttl->has_value()) retry = std::max<int64_t>(1, absl::ToInt64Seconds(**ttl));
@@ -272,8 +281,11 @@ absl::StatusOr<bool> AuthCore::CheckNotLockedOut(const std::string& name, const 
 
 absl::Status AuthCore::RecordFailure(const std::string& name, const std::string& principal_id,
                                      const Caller& caller, const std::string& why) {
-  (void)redis_.IncrementWithExpiry(FailureKeyForName(name), options_.failure_window);
-  (void)redis_.IncrementWithExpiry(FailureKeyForPeer(caller.peer), options_.failure_window);
+  const std::string keys[2] = {FailureKeyForName(name), FailureKeyForPeer(caller.peer)};
+  for (const std::string& key : keys) {
+    (void)redis_.IncrementWithExpiry(key, options_.failure_window);
+  }
+  failure_counts_->Forget({keys[0], keys[1]});
   (void)AuditAlone("login.failed", principal_id, caller, false, why);
   return absl::UnauthenticatedError("invalid credentials");
 }
@@ -786,7 +798,10 @@ absl::StatusOr<v1::IssueTokenResponse> AuthCore::IssueToken(const v1::IssueToken
     if (found->principal.disabled()) {
       return RecordFailure(name, principal_id, caller, grant + ": principal disabled");
     }
-    if (earlier_failures) (void)redis_.Delete(FailureKeyForName(name));  // success resets
+    if (earlier_failures) {  // success resets
+      (void)redis_.Delete(FailureKeyForName(name));
+      failure_counts_->Forget({FailureKeyForName(name)});
+    }
     std::vector<AuditEntry> audit = {{"login.succeeded", principal_id, true, grant}};
     if (password) {
       // A refresh token row joins the audit rows in one transaction.

@@ -172,6 +172,8 @@ class AuthCore {
   db::GroupCommit<AuditBatch> audit_log_;
   PrincipalCache principals_;
   std::unique_ptr<db::Listener> principal_changes_;
+  // The brute-force counters every grant checks, kept current by Redis.
+  std::unique_ptr<cache::TrackedValues> failure_counts_;
 
   absl::Mutex signer_mu_;
   Signer signer_ ABSL_GUARDED_BY(signer_mu_);

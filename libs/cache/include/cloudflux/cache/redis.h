@@ -3,10 +3,12 @@
 // caches): a pool of hiredis connections with connect and command timeouts,
 // replaced transparently when they break. hiredis stays behind this header.
 
+#include <atomic>
 #include <cstdint>
 #include <memory>
 #include <optional>
 #include <string>
+#include <thread>
 #include <vector>
 
 #include "absl/status/status.h"
@@ -62,10 +64,59 @@ class RedisClient {
   absl::Status Ping(absl::Duration timeout);
 
   class Impl;
+  Impl& impl() { return *impl_; }
 
  private:
   explicit RedisClient(std::unique_ptr<Impl> impl);
   std::unique_ptr<Impl> impl_;
+};
+
+// The values of the keys under some prefixes, kept in this process and
+// current through Redis client-side caching in broadcasting mode (CLIENT
+// TRACKING ... BCAST PREFIX): Redis sends the name of every key under the
+// prefixes that is written, deleted, expires or is evicted to a connection of
+// this object, which drops the entry. A value read while a change is on its
+// way is not kept. Until that connection is subscribed, and whenever it
+// breaks, nothing is served from memory (every Get asks Redis) and what was
+// kept is dropped. A change made elsewhere is seen here once Redis's message
+// has arrived (well under a millisecond on a local network).
+class TrackedValues {
+ public:
+  struct Options {
+    std::vector<std::string> prefixes;
+    // Beyond this many keys the memory is emptied and filled again.
+    size_t max_entries = 100000;
+  };
+  // Starts the tracking connection; Get works at once (from Redis until the
+  // subscription is in place).
+  static absl::StatusOr<std::unique_ptr<TrackedValues>> Create(RedisClient& client,
+                                                               Options options);
+  ~TrackedValues();
+
+  // The values of `keys` (nullopt: no such key), those not in memory read with
+  // one MGET. Keys outside the prefixes are always read from Redis.
+  absl::StatusOr<std::vector<std::optional<std::string>>> Get(const std::vector<std::string>& keys);
+  // Drops what is kept for `keys` at once (after this process changed them,
+  // without waiting for Redis's message).
+  void Forget(const std::vector<std::string>& keys);
+  // Whether values are being served from memory (the subscription is live).
+  bool tracking() const { return tracking_.load(); }
+  int64_t hits() const { return hits_.load(); }
+
+  class State;
+
+ private:
+  TrackedValues(RedisClient& client, Options options);
+  void Listen();
+  bool Tracked(const std::string& key) const;
+
+  RedisClient& client_;
+  Options options_;
+  std::unique_ptr<State> state_;
+  std::atomic<bool> stop_{false};
+  std::atomic<bool> tracking_{false};
+  std::atomic<int64_t> hits_{0};
+  std::thread listener_;
 };
 
 }  // namespace cloudflux::cache

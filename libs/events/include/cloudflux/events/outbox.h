@@ -4,9 +4,9 @@
 //
 // A service writes its business change and the event describing it in one
 // database transaction (Outbox::Enqueue), so either both happen or neither.
-// OutboxRelay publishes unsent rows in order and marks them sent; if it dies
-// between publishing and marking, the rows are published again on restart:
-// delivery is at least once. Consumers make the effect exactly once by
+// OutboxRelay publishes the rows in order and deletes them once Kafka has
+// acknowledged them; if it dies between publishing and deleting, the rows are
+// published again on restart: delivery is at least once. Consumers make the effect exactly once by
 // recording each event id in the same transaction as their own change
 // (MarkProcessed) and skipping ids they have seen.
 
@@ -88,10 +88,7 @@ struct RelayOptions {
   int batch_size = 200;
   absl::Duration idle_poll_interval = absl::Milliseconds(100);
   absl::Duration send_timeout = absl::Seconds(10);
-  // Published rows older than this are deleted.
-  absl::Duration retention = absl::Hours(24);
-  // Called after a batch was acknowledged by Kafka and before it is marked
-  // sent (tests use it to kill the relay at the worst moment).
+  // Called after a batch was acknowledged by Kafka and before it is deleted (tests use it to kill the relay at the worst moment).
   std::function<void(int published)> after_send;
 };
 
@@ -103,7 +100,7 @@ class OutboxRelay {
   OutboxRelay(db::Pool& pool, std::string schema, Producer& producer, RelayOptions options = {});
   ~OutboxRelay();
 
-  // Publishes up to batch_size unsent events; returns how many.
+  // Publishes up to batch_size events; returns how many.
   absl::StatusOr<int> PublishBatch();
   // Runs PublishBatch in a background thread until Stop.
   void Start();

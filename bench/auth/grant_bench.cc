@@ -13,6 +13,7 @@
 #include "bench/common/closed_loop.h"
 #include "cloudflux/auth/v1/auth.grpc.pb.h"
 #include "cloudflux/core/config.h"
+#include "cloudflux/db/db.h"
 #include "cloudflux/server/channel.h"
 #include "cloudflux/testing/testing.h"
 
@@ -82,6 +83,7 @@ int main(int argc, char** argv) {
   grant.set_client_id("bench-client");
   grant.set_client_secret(account.client_secret());
   std::atomic<int> next{0};
+  std::atomic<int64_t> granted{0};
   auto grants = cloudflux::bench::RunClosedLoop(
       [&](std::function<void(const grpc::Status&)> done) {
         struct Call {
@@ -91,13 +93,26 @@ int main(int argc, char** argv) {
         auto* call = new Call{ctx(), {}};
         auto& stub = stubs[next.fetch_add(1) % stubs.size()];
         stub->async()->IssueToken(call->ctx.get(), &grant, &call->resp,
-                                  [call, done](grpc::Status st) {
+                                  [call, done, &granted](grpc::Status st) {
                                     delete call;
+                                    if (st.ok()) granted.fetch_add(1);
                                     done(st);
                                   });
       },
       absl::GetFlag(FLAGS_concurrency), absl::GetFlag(FLAGS_seconds));
   if (grants.errors > 0) Die("grant errors: " + grants.first_error.error_message());
+  // Every token handed out has its audit rows committed.
+  auto pool = cloudflux::db::Pool::Create({.url = (*db)->url(), .max_connections = 1});
+  if (!pool.ok()) Die(std::string(pool.status().message()));
+  auto audited = (*pool)->Exec(
+      "SELECT count(*) FILTER (WHERE action = 'token.issued'), count(*) FILTER (WHERE action = "
+      "'login.succeeded') FROM auth.audit_events WHERE principal_id = $1",
+      {account.principal().id()});
+  if (!audited.ok()) Die(std::string(audited.status().message()));
+  if ((*audited)[0].Int(0) != granted.load() || (*audited)[0].Int(1) != granted.load()) {
+    Die(absl::StrCat(granted.load(), " grants but ", (*audited)[0].Int(0), " token.issued and ",
+                     (*audited)[0].Int(1), " login.succeeded audit rows"));
+  }
 
   v1::IssueTokenResponse sample;
   s = stubs[0]->IssueToken(ctx().get(), grant, &sample);

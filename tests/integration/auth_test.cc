@@ -3,6 +3,8 @@
 #include <gtest/gtest.h>
 #include <signal.h>
 
+#include <map>
+
 #include "absl/strings/match.h"
 #include "cloudflux/auth/v1/auth.grpc.pb.h"
 #include "cloudflux/auth/v1/events.pb.h"
@@ -239,6 +241,39 @@ TEST_F(AuthTest, RepeatedFailedLoginsAreLockedOutAndTheRightPasswordDoesNotHelp)
   v1::ListAuditEventsResponse rows;
   ASSERT_TRUE(Auth()->ListAuditEvents(Ctx(admin).get(), audit, &rows).ok());
   EXPECT_GE(rows.events_size(), 5);
+}
+
+// Successful machine grants are answered from memory (credentials, failure
+// counters, signing key) and finish from the group commit of their audit
+// rows; failures and lockouts must still see every change at once.
+TEST_F(AuthTest, MachineGrantsFromMemoryAreAuditedAndStillLockOut) {
+  std::string admin = AdminToken();
+  auto account = Create(admin, "fast-client", v1::PRINCIPAL_KIND_SERVICE_ACCOUNT, {"viewer"});
+  ASSERT_TRUE(account.ok()) << account.status();
+  v1::IssueTokenRequest cc;
+  cc.set_grant_type("client_credentials");
+  cc.set_client_id("fast-client");
+  cc.set_client_secret(account->client_secret());
+  constexpr int kGrants = 20;
+  for (int i = 0; i < kGrants; ++i) ASSERT_TRUE(Issue(cc).ok()) << i;
+  v1::IssueTokenRequest wrong = cc;
+  wrong.set_client_secret(account->client_secret() + "x");
+  for (int i = 0; i < 5; ++i) {
+    EXPECT_EQ(Issue(wrong).status().code(), absl::StatusCode::kUnauthenticated) << i;
+  }
+  auto locked = Issue(cc);
+  EXPECT_EQ(locked.status().code(), absl::StatusCode::kResourceExhausted) << locked.status();
+
+  v1::ListAuditEventsRequest audit;
+  audit.set_principal_id(account->principal().id());
+  audit.mutable_page()->set_page_size(100);
+  v1::ListAuditEventsResponse rows;
+  ASSERT_TRUE(Auth()->ListAuditEvents(Ctx(admin).get(), audit, &rows).ok());
+  std::map<std::string, int> actions;
+  for (const auto& e : rows.events()) actions[e.action()]++;
+  EXPECT_EQ(actions["login.succeeded"], kGrants);
+  EXPECT_EQ(actions["token.issued"], kGrants);
+  EXPECT_EQ(actions["login.failed"], 5);
 }
 
 TEST_F(AuthTest, RefreshTokensRotateAndReuseRevokesTheFamily) {

@@ -309,6 +309,21 @@ absl::StatusOr<std::vector<std::optional<std::string>>> TrackedValues::Get(
   return out;
 }
 
+std::optional<std::vector<std::optional<std::string>>> TrackedValues::TryGet(
+    const std::vector<std::string>& keys) {
+  if (!tracking_.load()) return std::nullopt;
+  std::vector<std::optional<std::string>> out;
+  out.reserve(keys.size());
+  std::lock_guard lock(state_->mu);
+  for (const std::string& key : keys) {
+    auto it = state_->values.find(key);
+    if (it == state_->values.end()) return std::nullopt;
+    out.push_back(it->second);
+  }
+  hits_ += static_cast<int64_t>(keys.size());
+  return out;
+}
+
 void TrackedValues::Forget(const std::vector<std::string>& keys) {
   std::lock_guard lock(state_->mu);
   ++state_->epoch;

@@ -283,6 +283,37 @@ TEST_F(DbTest, GroupCommitBatchesConcurrentWritersAndIsolatesABadItem) {
   EXPECT_LT(commit.batches(), kThreads * kEach / 2);
 }
 
+TEST_F(DbTest, GroupCommitAsyncCallsBackOnceEachAndDrainsOnDestruction) {
+  ASSERT_TRUE(pool_->Exec("CREATE TABLE ga (id int PRIMARY KEY CHECK (id >= 0))").ok());
+  constexpr int kItems = 300;
+  std::atomic<int> ok{0}, failed{0}, calls{0};
+  int64_t batches = 0;
+  {
+    GroupCommit<int> commit(
+        [&](std::span<const int> ids) {
+          std::vector<std::string> values;
+          for (int id : ids) values.push_back(std::to_string(id));
+          return pool_->Exec("INSERT INTO ga SELECT unnest($1::int[])", {ArrayLiteral(values)})
+              .status();
+        },
+        /*max_batch=*/64);
+    // All queued from one thread without waiting: nothing blocks the caller.
+    for (int i = 0; i < kItems; ++i) {
+      commit.CommitAsync(i == 42 ? -1 : i, [&, i](absl::Status s) {
+        ++calls;
+        (s.ok() ? ok : failed)++;
+        if (i == 42) EXPECT_EQ(s.code(), absl::StatusCode::kFailedPrecondition) << s;
+      });
+    }
+    batches = commit.batches();
+  }  // the destructor flushes what is still queued
+  EXPECT_EQ(calls.load(), kItems);
+  EXPECT_EQ(ok.load(), kItems - 1);
+  EXPECT_EQ(failed.load(), 1);
+  EXPECT_LT(batches, kItems);
+  EXPECT_EQ(pool_->Exec("SELECT count(*) FROM ga")->operator[](0).Int(0), kItems - 1);
+}
+
 TEST_F(DbTest, GroupCommitAllowsSeveralFlushesAtOnce) {
   std::atomic<int> in_flight{0}, most{0};
   GroupCommit<int> commit(

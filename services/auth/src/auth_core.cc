@@ -258,25 +258,29 @@ std::string FailureKeyForPeer(const std::string& peer) {
 
 absl::StatusOr<bool> AuthCore::CheckNotLockedOut(const std::string& name, const Caller& caller) {
   const std::string keys[2] = {FailureKeyForName(name), FailureKeyForPeer(caller.peer)};
-  const int limits[2] = {options_.max_failures_per_principal, options_.max_failures_per_peer};
   // From memory while Redis's invalidations keep it current, else one MGET.
   auto counts = failure_counts_->Get({keys[0], keys[1]});
   if (!counts.ok()) return core::Annotate(counts.status(), "brute-force check");
-  bool any_for_name = false;
-  for (size_t i = 0; i < 2; ++i) {
-    const std::optional<std::string>& count = (*counts)[i];
-    if (!count.has_value()) continue;
-    if (i == 0) any_for_name = true;
+  int locked = LockedOutCounter(*counts);
+  if (locked >= 0) {
+    auto ttl = redis_.Ttl(keys[locked]);
+    int64_t retry = 60;
+    if (ttl.ok() && ttl->has_value()) retry = std::max<int64_t>(1, absl::ToInt64Seconds(**ttl));
+    return absl::ResourceExhaustedError(
+        absl::StrCat("too many failed attempts; retry in ", retry, " s"));
+  }
+  return (*counts)[0].has_value();
+}
+
+int AuthCore::LockedOutCounter(const std::vector<std::optional<std::string>>& counts) const {
+  const int limits[2] = {options_.max_failures_per_principal, options_.max_failures_per_peer};
+  for (size_t i = 0; i < 2 && i < counts.size(); ++i) {
     int64_t n = 0;
-    if (absl::SimpleAtoi(*count, &n) && n >= limits[i]) {
-      auto ttl = redis_.Ttl(keys[i]);
-      int64_t retry = 60;
-      if (ttl.ok() && ttl->has_value()) retry = std::max<int64_t>(1, absl::ToInt64Seconds(**ttl));
-      return absl::ResourceExhaustedError(
-          absl::StrCat("too many failed attempts; retry in ", retry, " s"));
+    if (counts[i].has_value() && absl::SimpleAtoi(*counts[i], &n) && n >= limits[i]) {
+      return static_cast<int>(i);
     }
   }
-  return any_for_name;
+  return -1;
 }
 
 absl::Status AuthCore::RecordFailure(const std::string& name, const std::string& principal_id,
@@ -312,11 +316,17 @@ absl::Status AuthCore::CreateSigningKey(db::Transaction& tx, const Caller& calle
   return Audit(tx, "signing_key.created", "", caller, true, kid);
 }
 
+std::optional<AuthCore::Signer> AuthCore::FreshSigner() {
+  absl::MutexLock lock(&signer_mu_);
+  if (signer_.key != nullptr && clock_.Now() - signer_checked_ < kSignerRecheck) return signer_;
+  return std::nullopt;
+}
+
 absl::StatusOr<AuthCore::Signer> AuthCore::CurrentSigner() {
   absl::MutexLock lock(&signer_mu_);
   absl::Time now = clock_.Now();
   // Another replica may have rotated: look again at most once a second.
-  if (signer_.key != nullptr && now - signer_checked_ < absl::Seconds(1)) return signer_;
+  if (signer_.key != nullptr && now - signer_checked_ < kSignerRecheck) return signer_;
   CF_ASSIGN_OR_RETURN(db::Result rows,
                       pool_.Exec("SELECT kid, private_sealed FROM auth.signing_keys WHERE "
                                  "retired_at IS NULL ORDER BY created_at DESC LIMIT 1"));
@@ -663,11 +673,9 @@ absl::StatusOr<v1::ApiKey> AuthCore::RevokeApiKey(const v1::RevokeApiKeyRequest&
 
 // ----------------------------------------------------------------- tokens
 
-absl::StatusOr<v1::IssueTokenResponse> AuthCore::MintAccess(const v1::Principal& principal,
-                                                            const std::string& scope,
-                                                            const std::string& audience,
-                                                            std::string* jti) {
-  CF_ASSIGN_OR_RETURN(Signer signer, CurrentSigner());
+v1::IssueTokenResponse AuthCore::MintAccess(const Signer& signer, const v1::Principal& principal,
+                                            const std::string& scope, const std::string& audience,
+                                            std::string* jti) {
   absl::Time now = clock_.Now();
   authn::Claims claims;
   claims.iss = options_.issuer;
@@ -703,7 +711,8 @@ absl::StatusOr<v1::IssueTokenResponse> AuthCore::Mint(db::Transaction& tx,
                                                       const Caller& caller,
                                                       std::vector<AuditEntry> audit_first) {
   std::string jti;
-  CF_ASSIGN_OR_RETURN(v1::IssueTokenResponse out, MintAccess(principal, scope, audience, &jti));
+  CF_ASSIGN_OR_RETURN(Signer signer, CurrentSigner());
+  v1::IssueTokenResponse out = MintAccess(signer, principal, scope, audience, &jti);
   if (with_refresh) {
     std::string refresh = kRefreshPrefix + RandomSecret(32);
     CF_RETURN_IF_ERROR(tx.Exec("INSERT INTO auth.refresh_tokens (id, family_id, principal_id, "
@@ -724,7 +733,8 @@ absl::StatusOr<v1::IssueTokenResponse> AuthCore::MintGroupCommitted(
     const v1::Principal& principal, const std::string& grant, const std::string& scope,
     const std::string& audience, const Caller& caller, std::vector<AuditEntry> audit_first) {
   std::string jti;
-  CF_ASSIGN_OR_RETURN(v1::IssueTokenResponse out, MintAccess(principal, scope, audience, &jti));
+  CF_ASSIGN_OR_RETURN(Signer signer, CurrentSigner());
+  v1::IssueTokenResponse out = MintAccess(signer, principal, scope, audience, &jti);
   audit_first.push_back(TokenIssued(principal.id(), grant, jti));
   CF_ASSIGN_OR_RETURN(AuditBatch rows, PrepareAudit(audit_first, caller));
   CF_RETURN_IF_ERROR(audit_log_.Commit(std::move(rows)));
@@ -744,8 +754,8 @@ absl::StatusOr<std::optional<Credentials>> AuthCore::LoadCredentials(const std::
   });
 }
 
-absl::StatusOr<v1::IssueTokenResponse> AuthCore::IssueToken(const v1::IssueTokenRequest& request,
-                                                            const Caller& caller) {
+namespace {
+absl::Status ValidateIssueRequest(const v1::IssueTokenRequest& request) {
   for (const std::string* field : {&request.username(), &request.password(), &request.client_id(),
                                    &request.client_secret(), &request.api_key(),
                                    &request.refresh_token(), &request.scope(), &request.audience()}) {
@@ -757,6 +767,55 @@ absl::StatusOr<v1::IssueTokenResponse> AuthCore::IssueToken(const v1::IssueToken
     return absl::InvalidArgumentError("password is too long");
   }
   if (request.audience().size() > kMaxNameLength) return absl::InvalidArgumentError("audience is too long");
+  return absl::OkStatus();
+}
+
+// The constant-time check of a service account's client secret.
+bool ClientSecretMatches(const Credentials& found, const std::string& secret) {
+  return found.principal.kind() == v1::PRINCIPAL_KIND_SERVICE_ACCOUNT &&
+         ConstantTimeEquals(Sha256Hex(secret), found.client_secret_sha256);
+}
+}  // namespace
+
+bool AuthCore::TryIssueTokenAsync(const v1::IssueTokenRequest& request, const Caller& caller,
+                                  std::function<void(absl::StatusOr<v1::IssueTokenResponse>)> done) {
+  // Only a client_credentials grant that will succeed with what is in memory:
+  // anything else (a failure to record, a counter to reset, a read) is left
+  // to IssueToken, before any effect here.
+  if (request.grant_type() != "client_credentials" || request.client_id().empty() ||
+      request.client_secret().empty() || !ValidateIssueRequest(request).ok()) {
+    return false;
+  }
+  const std::string& name = request.client_id();
+  auto counts = failure_counts_->TryGet({FailureKeyForName(name), FailureKeyForPeer(caller.peer)});
+  if (!counts.has_value() || (*counts)[0].has_value() || LockedOutCounter(*counts) >= 0) return false;
+  std::optional<Credentials> found = principals_.Peek(name);
+  std::optional<Signer> signer = FreshSigner();
+  if (!found.has_value() || !signer.has_value() || found->principal.disabled() ||
+      !ClientSecretMatches(*found, request.client_secret())) {
+    return false;
+  }
+  std::string jti;
+  v1::IssueTokenResponse out =
+      MintAccess(*signer, found->principal, request.scope(), request.audience(), &jti);
+  const std::string& id = found->principal.id();
+  auto rows = PrepareAudit(
+      {LoginSucceeded(id, request.grant_type()), TokenIssued(id, request.grant_type(), jti)}, caller);
+  if (!rows.ok()) return false;
+  audit_log_.CommitAsync(std::move(*rows),
+                         [out = std::move(out), done = std::move(done)](absl::Status s) mutable {
+                           if (s.ok()) {
+                             done(std::move(out));
+                           } else {
+                             done(s);
+                           }
+                         });
+  return true;
+}
+
+absl::StatusOr<v1::IssueTokenResponse> AuthCore::IssueToken(const v1::IssueTokenRequest& request,
+                                                            const Caller& caller) {
+  CF_RETURN_IF_ERROR(ValidateIssueRequest(request));
   const std::string& grant = request.grant_type();
   v1::IssueTokenResponse out;
 
@@ -784,11 +843,9 @@ absl::StatusOr<v1::IssueTokenResponse> AuthCore::IssueToken(const v1::IssueToken
     std::string principal_id;
     if (found.has_value()) {
       principal_id = found->principal.id();
-      bool right_kind = password ? found->principal.kind() == v1::PRINCIPAL_KIND_USER
-                                 : found->principal.kind() == v1::PRINCIPAL_KIND_SERVICE_ACCOUNT;
-      ok = right_kind && (password ? VerifyPassword(secret, found->password_hash)
-                                   : ConstantTimeEquals(Sha256Hex(secret),
-                                                        found->client_secret_sha256));
+      ok = password ? found->principal.kind() == v1::PRINCIPAL_KIND_USER &&
+                          VerifyPassword(secret, found->password_hash)
+                    : ClientSecretMatches(*found, secret);
     } else if (password) {
       // Same work for unknown users, so that timing does not reveal names.
       (void)VerifyPassword(secret, "$argon2id$v=19$m=19456,t=2,p=1$c2FsdHNhbHRzYWx0$"
@@ -802,7 +859,7 @@ absl::StatusOr<v1::IssueTokenResponse> AuthCore::IssueToken(const v1::IssueToken
       (void)redis_.Delete(FailureKeyForName(name));
       failure_counts_->Forget({FailureKeyForName(name)});
     }
-    std::vector<AuditEntry> audit = {{"login.succeeded", principal_id, true, grant}};
+    std::vector<AuditEntry> audit = {LoginSucceeded(principal_id, grant)};
     if (password) {
       // A refresh token row joins the audit rows in one transaction.
       CF_RETURN_IF_ERROR(pool_.InTransaction([&](db::Transaction& tx) -> absl::Status {

@@ -74,6 +74,14 @@ class AuthCore {
 
   absl::StatusOr<cloudflux::auth::v1::IssueTokenResponse> IssueToken(
       const cloudflux::auth::v1::IssueTokenRequest& request, const Caller& caller);
+  // A client_credentials grant that succeeds with what is in memory (the
+  // credentials, the brute-force counters and the signing key), without
+  // blocking: its audit rows are queued for the next group commit and `done`
+  // is called once they are committed. Returns false, having done nothing,
+  // for any other request: IssueToken handles it.
+  bool TryIssueTokenAsync(
+      const cloudflux::auth::v1::IssueTokenRequest& request, const Caller& caller,
+      std::function<void(absl::StatusOr<cloudflux::auth::v1::IssueTokenResponse>)> done);
   absl::Status RevokeToken(const cloudflux::auth::v1::RevokeTokenRequest& request,
                            const Caller& caller);
   absl::StatusOr<cloudflux::auth::v1::IntrospectTokenResponse> IntrospectToken(
@@ -99,7 +107,10 @@ class AuthCore {
     std::string kid;
     std::shared_ptr<const authn::SigningKey> key;
   };
+  static constexpr absl::Duration kSignerRecheck = absl::Seconds(1);
   absl::StatusOr<Signer> CurrentSigner();
+  // The signer if it was checked within kSignerRecheck (no database read).
+  std::optional<Signer> FreshSigner();
   absl::StatusOr<std::shared_ptr<const authn::PublicKeySet>> PublishedKeys();
   absl::Status CreateSigningKey(db::Transaction& tx, const Caller& caller, bool retire_current);
   struct AuditEntry {
@@ -134,18 +145,24 @@ class AuthCore {
   // Refuses while too many failures were counted for this name or peer;
   // otherwise tells whether any failure is on record for the name.
   absl::StatusOr<bool> CheckNotLockedOut(const std::string& name, const Caller& caller);
+  // Which of the (name, peer) failure counters reached its limit; -1: none.
+  int LockedOutCounter(const std::vector<std::optional<std::string>>& counts) const;
   absl::Status RecordFailure(const std::string& name, const std::string& principal_id,
                              const Caller& caller, const std::string& why);
   // A signed access token for `principal`; `jti` receives its id.
-  absl::StatusOr<cloudflux::auth::v1::IssueTokenResponse> MintAccess(
-      const cloudflux::auth::v1::Principal& principal, const std::string& scope,
-      const std::string& audience, std::string* jti);
+  cloudflux::auth::v1::IssueTokenResponse MintAccess(const Signer& signer,
+                                                     const cloudflux::auth::v1::Principal& principal,
+                                                     const std::string& scope,
+                                                     const std::string& audience, std::string* jti);
   // MintAccess for grants that write nothing but audit rows: `audit_first`
   // and "token.issued" are committed together with concurrent grants'.
   absl::StatusOr<cloudflux::auth::v1::IssueTokenResponse> MintGroupCommitted(
       const cloudflux::auth::v1::Principal& principal, const std::string& grant,
       const std::string& scope, const std::string& audience, const Caller& caller,
       std::vector<AuditEntry> audit_first = {});
+  static AuditEntry LoginSucceeded(const std::string& principal_id, const std::string& grant) {
+    return {"login.succeeded", principal_id, true, grant};
+  }
   static AuditEntry TokenIssued(const std::string& principal_id, const std::string& grant,
                                 const std::string& jti) {
     return {"token.issued", principal_id, true, "grant=" + grant + " jti=" + jti};

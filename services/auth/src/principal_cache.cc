@@ -25,6 +25,13 @@ absl::StatusOr<std::optional<Credentials>> PrincipalCache::Get(const std::string
   return loaded;
 }
 
+std::optional<Credentials> PrincipalCache::Peek(const std::string& name) const {
+  absl::MutexLock lock(&mu_);
+  auto it = entries_.find(name);
+  if (it == entries_.end() || clock_.Now() - it->second.loaded >= ttl_) return std::nullopt;
+  return it->second.credentials;
+}
+
 void PrincipalCache::Invalidate(const std::string& name) {
   absl::MutexLock lock(&mu_);
   ++generation_;

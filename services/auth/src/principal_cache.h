@@ -39,6 +39,9 @@ class PrincipalCache {
   // allowed, see above).
   absl::StatusOr<std::optional<Credentials>> Get(const std::string& name, const Loader& load);
 
+  // The cached credentials for `name`, if any (never reads).
+  std::optional<Credentials> Peek(const std::string& name) const;
+
   void Invalidate(const std::string& name);
   void Clear();
   void set_trusted(bool trusted);

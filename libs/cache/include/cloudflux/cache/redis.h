@@ -96,6 +96,8 @@ class TrackedValues {
   // The values of `keys` (nullopt: no such key), those not in memory read with
   // one MGET. Keys outside the prefixes are always read from Redis.
   absl::StatusOr<std::vector<std::optional<std::string>>> Get(const std::vector<std::string>& keys);
+  // The values of `keys` if every one is in memory (never reads Redis).
+  std::optional<std::vector<std::optional<std::string>>> TryGet(const std::vector<std::string>& keys);
   // Drops what is kept for `keys` at once (after this process changed them,
   // without waiting for Redis's message).
   void Forget(const std::vector<std::string>& keys);

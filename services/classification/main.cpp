@@ -56,9 +56,10 @@ int main(int argc, char** argv) {
   options.policy.horizon_days = absl::GetFlag(FLAGS_horizon_days);
   options.policy.hysteresis = absl::GetFlag(FLAGS_hysteresis);
   options.policy.min_observed_days = absl::GetFlag(FLAGS_min_observed_days);
-  cls::Classifier classifier(app->pool(), stats, *catalog, std::move(options));
+  cls::PolicyStore policies(app->pool(), *catalog);
+  cls::Classifier classifier(app->pool(), stats, policies, *catalog, std::move(options));
   cloudflux::server::BlockingExecutor executor(absl::GetFlag(FLAGS_handler_threads));
-  cls::ClassificationGrpcService service(classifier, executor);
+  cls::ClassificationGrpcService service(classifier, policies, executor);
   app->runner().RegisterService(&service,
                                 cloudflux::classification::v1::ClassificationService::service_full_name());
   return app->Run();

@@ -4,6 +4,7 @@
 #include <gtest/gtest.h>
 #include <signal.h>
 
+#include "absl/strings/match.h"
 #include "cloudflux/core/uuid.h"
 #include "cloudflux/db/db.h"
 #include "cloudflux/server/grpc_status.h"
@@ -209,6 +210,163 @@ TEST(Classification, ColdObjectsGetATierDecisionAndHotOnesDoNot) {
   for (int i = 0; i < 10; ++i) (void)(*consumer)->PollOnce(absl::Milliseconds(100));
   EXPECT_EQ(hot_decisions, 0);
   EXPECT_EQ(cold_decisions, 1);
+
+  classification.process->Signal(SIGTERM);
+  EXPECT_EQ(classification.process->Wait(absl::Seconds(20)), 0);
+  storage.process->Signal(SIGTERM);
+  EXPECT_EQ(storage.process->Wait(absl::Seconds(20)), 0);
+}
+
+TEST(Classification, PoliciesAreValidatedStoredAndSteerDecisions) {
+  auto db = testing::ScratchDatabase::Create();
+  ASSERT_TRUE(db.ok()) << db.status();
+  std::string data_dir = ::testing::TempDir() + "/policy-" + core::NewId();
+  Service storage = StartService("storage-adapter", (*db)->url(), {{"CLOUDFLUX_DATA_DIR", data_dir}});
+  Service classification = StartService("classification", (*db)->url(),
+                                        {{"CLOUDFLUX_STATS_GROUP", "test-" + core::NewId()},
+                                         {"CLOUDFLUX_BACKEND_CLOUDS", "local=aws"},
+                                         {"CLOUDFLUX_MIN_OBSERVED_DAYS", "0"}});
+  ASSERT_TRUE(WaitForHealth(storage, HealthCheckResponse::SERVING)) << storage.process->Output();
+  ASSERT_TRUE(WaitForHealth(classification, HealthCheckResponse::SERVING)) << classification.process->Output();
+  StorageClient client{v1::StorageService::NewStub(server::MakeChannel(storage.target())),
+                       "pol-" + core::NewId().substr(24)};
+  const std::string object(8 << 20, 'x');
+  ASSERT_TRUE(client.Put("keep/a", object));
+  ASSERT_TRUE(client.Put("archive/b", object));
+  auto stub = cv1::ClassificationService::NewStub(server::MakeChannel(classification.target()));
+  auto ctx = [] { return server::MakeClientContext(absl::Seconds(10)); };
+  auto create = [&](const cv1::Policy& p) -> absl::StatusOr<cv1::Policy> {
+    cv1::Policy out;
+    grpc::Status s = stub->CreatePolicy(ctx().get(), p, &out);
+    if (!s.ok()) return server::FromGrpcStatus(s);
+    return out;
+  };
+  auto classify = [&](const std::string& key) -> absl::StatusOr<cv1::Classification> {
+    cv1::ClassifyRequest req;
+    req.set_namespace_(client.ns);
+    req.set_key(key);
+    cv1::Classification out;
+    grpc::Status s = stub->Classify(ctx().get(), req, &out);
+    if (!s.ok()) return server::FromGrpcStatus(s);
+    return out;
+  };
+  auto list = [&](int page_size, const std::string& token) {
+    cv1::ListPoliciesRequest req;
+    req.set_namespace_(client.ns);
+    req.mutable_page()->set_page_size(page_size);
+    req.mutable_page()->set_page_token(token);
+    cv1::ListPoliciesResponse out;
+    EXPECT_TRUE(stub->ListPolicies(ctx().get(), req, &out).ok());
+    return out;
+  };
+  using cloudflux::common::v1::STORAGE_TIER_ARCHIVE;
+  using cloudflux::common::v1::STORAGE_TIER_COLD;
+  using cloudflux::common::v1::STORAGE_TIER_HOT;
+  auto policy = [&](const std::string& prefix) {
+    cv1::Policy p;
+    p.set_namespace_(client.ns);
+    p.set_prefix(prefix);
+    return p;
+  };
+
+  // Bad and contradictory policies are refused, each saying why, and
+  // nothing is stored.
+  cv1::Policy bad = policy("x/");
+  bad.set_namespace_("");
+  EXPECT_EQ(create(bad).status().code(), absl::StatusCode::kInvalidArgument);
+  bad = policy("x/");
+  bad.add_allowed_tiers(STORAGE_TIER_HOT);
+  bad.set_pinned_tier(STORAGE_TIER_COLD);
+  auto refused = create(bad);
+  EXPECT_EQ(refused.status().code(), absl::StatusCode::kInvalidArgument);
+  EXPECT_TRUE(absl::StrContains(refused.status().message(), "not among allowed_tiers")) << refused.status();
+  bad = policy("x/");
+  bad.set_pinned_tier(STORAGE_TIER_COLD);
+  bad.set_auto_tiering(false);
+  EXPECT_EQ(create(bad).status().code(), absl::StatusCode::kInvalidArgument);
+  bad = policy("x/");
+  bad.add_allowed_tiers(STORAGE_TIER_ARCHIVE);
+  bad.set_max_first_byte_latency_ms(1);
+  refused = create(bad);
+  EXPECT_EQ(refused.status().code(), absl::StatusCode::kInvalidArgument);
+  EXPECT_TRUE(absl::StrContains(refused.status().message(), "within 1 ms")) << refused.status();
+  bad = policy("x/");
+  bad.set_min_object_size(-1);
+  EXPECT_EQ(create(bad).status().code(), absl::StatusCode::kInvalidArgument);
+  bad = policy("x/");
+  bad.add_allowed_clouds(static_cast<cloudflux::common::v1::CloudProvider>(99));
+  EXPECT_EQ(create(bad).status().code(), absl::StatusCode::kInvalidArgument);
+  bad = policy("x/");
+  bad.set_monthly_cost_ceiling(-3);
+  EXPECT_EQ(create(bad).status().code(), absl::StatusCode::kInvalidArgument);
+  EXPECT_EQ(list(10, "").policies_size(), 0);
+
+  // Without a policy the never-read objects move to a colder class (once
+  // their ObjectCreated events are in).
+  absl::StatusOr<cv1::Classification> before;
+  ASSERT_TRUE(WaitFor([&] {
+    before = classify("keep/a");
+    return before.ok() && classify("archive/b").ok();
+  }, absl::Seconds(30))) << before.status();
+  EXPECT_TRUE(before->move()) << before->reason();
+  EXPECT_EQ(before->policy(), "");
+
+  // Auto-tiering off under keep/: no move, and the policy is named.
+  cv1::Policy keep = policy("keep/");
+  keep.set_auto_tiering(false);
+  ASSERT_TRUE(create(keep).ok());
+  EXPECT_EQ(create(keep).status().code(), absl::StatusCode::kAlreadyExists);
+  auto kept = classify("keep/a");
+  ASSERT_TRUE(kept.ok()) << kept.status();
+  EXPECT_FALSE(kept->move()) << kept->reason();
+  EXPECT_EQ(kept->policy(), client.ns + "/keep/");
+
+  // A longer prefix wins: archive/ pinned to ARCHIVE (its latency allowed).
+  cv1::Policy whole = policy("");
+  whole.set_auto_tiering(false);
+  ASSERT_TRUE(create(whole).ok());
+  cv1::Policy archive = policy("archive/");
+  archive.set_pinned_tier(STORAGE_TIER_ARCHIVE);
+  archive.set_max_first_byte_latency_ms(48LL * 3600 * 1000);
+  ASSERT_TRUE(create(archive).ok());
+  auto archived = classify("archive/b");
+  ASSERT_TRUE(archived.ok()) << archived.status();
+  EXPECT_EQ(archived->tier(), STORAGE_TIER_ARCHIVE) << archived->reason();
+  EXPECT_TRUE(archived->move());
+  EXPECT_EQ(archived->policy(), client.ns + "/archive/");
+
+  // Update, get, page through, delete.
+  keep.set_auto_tiering(true);
+  cv1::Policy updated;
+  ASSERT_TRUE(stub->UpdatePolicy(ctx().get(), keep, &updated).ok());
+  EXPECT_GT(updated.updated_at_micros(), 0);
+  auto moved = classify("keep/a");
+  ASSERT_TRUE(moved.ok());
+  EXPECT_TRUE(moved->move()) << moved->reason();
+  cv1::Policy missing = policy("nope/");
+  EXPECT_EQ(stub->UpdatePolicy(ctx().get(), missing, &updated).error_code(), grpc::StatusCode::NOT_FOUND);
+  cv1::PolicyRef ref;
+  ref.set_namespace_(client.ns);
+  ref.set_prefix("keep/");
+  cv1::Policy got;
+  ASSERT_TRUE(stub->GetPolicy(ctx().get(), ref, &got).ok());
+  EXPECT_TRUE(got.has_auto_tiering() && got.auto_tiering());
+  std::vector<std::string> prefixes;
+  std::string token;
+  do {
+    auto page = list(2, token);
+    for (const auto& p : page.policies()) prefixes.push_back(p.prefix());
+    token = page.page().next_page_token();
+  } while (!token.empty() && prefixes.size() < 10);
+  EXPECT_EQ(prefixes, (std::vector<std::string>{"", "archive/", "keep/"}));
+  cv1::DeletePolicyResponse deleted;
+  ASSERT_TRUE(stub->DeletePolicy(ctx().get(), ref, &deleted).ok());
+  EXPECT_EQ(stub->DeletePolicy(ctx().get(), ref, &deleted).error_code(), grpc::StatusCode::NOT_FOUND);
+  EXPECT_EQ(stub->GetPolicy(ctx().get(), ref, &got).error_code(), grpc::StatusCode::NOT_FOUND);
+  auto after = classify("keep/a");
+  ASSERT_TRUE(after.ok());
+  EXPECT_EQ(after->policy(), client.ns + "/") << "the namespace-wide policy applies now";
+  EXPECT_FALSE(after->move());
 
   classification.process->Signal(SIGTERM);
   EXPECT_EQ(classification.process->Wait(absl::Seconds(20)), 0);

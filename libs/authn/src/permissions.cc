@@ -87,6 +87,11 @@ PermissionTable BuildDefault() {
   // --- cloudflux.classification.v1
   const std::string classification = "/cloudflux.classification.v1.ClassificationService/";
   t.Allow(classification + "Classify", operate);  // may publish decisions
+  t.Allow(classification + "CreatePolicy", operate);
+  t.Allow(classification + "UpdatePolicy", operate);
+  t.Allow(classification + "DeletePolicy", operate);
+  t.Allow(classification + "GetPolicy", read);
+  t.Allow(classification + "ListPolicies", read);
   return t;
 }
 

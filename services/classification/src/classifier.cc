@@ -76,10 +76,17 @@ absl::StatusOr<v1::Classification> Classifier::Classify(const v1::ClassifyReques
                              .days_since_last_read = days(s.last_read.value_or(written))};
   absl::Time idle_since = std::max(s.placed.value_or(written), s.last_read.value_or(written));
   pricing::Placement placement{current, stats.days_in_class, days(idle_since)};
-  pricing::TierPolicy policy = options_.policy;
+  CF_ASSIGN_OR_RETURN(std::optional<v1::Policy> rule, policies_.ForObject(s.ns, s.key));
+  pricing::TierPolicy policy =
+      rule.has_value() ? PolicyStore::Apply(*rule, options_.policy) : options_.policy;
+  // Decisions stay within the object's cloud (its backend's).
   policy.constraints.allowed_clouds = {cloud->second};
-  policy.constraints.max_first_byte_latency_ms =
-      request.max_first_byte_latency_ms() > 0 ? request.max_first_byte_latency_ms() : options_.default_max_latency_ms;
+  // The caller's latency need, else the policy's, else the default.
+  if (request.max_first_byte_latency_ms() > 0) {
+    policy.constraints.max_first_byte_latency_ms = request.max_first_byte_latency_ms();
+  } else if (policy.constraints.max_first_byte_latency_ms == 0) {
+    policy.constraints.max_first_byte_latency_ms = options_.default_max_latency_ms;
+  }
   pricing::Decision d = pricing::Decide(catalog_, stats, placement, policy);
 
   v1::Classification out;
@@ -97,6 +104,7 @@ absl::StatusOr<v1::Classification> Classifier::Classify(const v1::ClassifyReques
   out.set_horizon_days(policy.horizon_days);
   out.set_expected_reads(d.expected.reads);
   out.set_reason(d.reason);
+  if (rule.has_value()) out.set_policy(absl::StrCat(rule->namespace_(), "/", rule->prefix()));
   for (const auto& c : d.candidates) {
     v1::Candidate* x = out.add_candidates();
     x->set_cloud(c.cls->cloud());

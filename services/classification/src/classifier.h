@@ -1,6 +1,7 @@
 #pragma once
 // Classifier: one object's placement decision — its access statistics, the
-// price catalog and its latency need through pricing::Decide — and, when
+// price catalog, the policy of its namespace/prefix and its latency need
+// through pricing::Decide — and, when
 // asked, the TierDecided event for a recommended move (outbox, topic
 // cloudflux.classification.decisions). Thread-safe.
 
@@ -9,6 +10,7 @@
 
 #include "absl/status/statusor.h"
 #include "access_stats.h"
+#include "policies.h"
 #include "cloudflux/classification/v1/classification.pb.h"
 #include "cloudflux/core/clock.h"
 #include "cloudflux/db/db.h"
@@ -34,9 +36,15 @@ struct ClassifierOptions {
 
 class Classifier {
  public:
-  Classifier(db::Pool& pool, AccessStatsStore& stats, const pricing::PriceCatalog& catalog,
-             ClassifierOptions options, const core::Clock& clock = core::SystemClock::Get())
-      : pool_(pool), stats_(stats), catalog_(catalog), options_(std::move(options)), clock_(clock) {}
+  Classifier(db::Pool& pool, AccessStatsStore& stats, PolicyStore& policies,
+             const pricing::PriceCatalog& catalog, ClassifierOptions options,
+             const core::Clock& clock = core::SystemClock::Get())
+      : pool_(pool),
+        stats_(stats),
+        policies_(policies),
+        catalog_(catalog),
+        options_(std::move(options)),
+        clock_(clock) {}
 
   absl::StatusOr<cloudflux::classification::v1::Classification> Classify(
       const cloudflux::classification::v1::ClassifyRequest& request);
@@ -44,6 +52,7 @@ class Classifier {
  private:
   db::Pool& pool_;
   AccessStatsStore& stats_;
+  PolicyStore& policies_;
   const pricing::PriceCatalog& catalog_;
   ClassifierOptions options_;
   const core::Clock& clock_;

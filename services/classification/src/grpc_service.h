@@ -3,6 +3,7 @@
 
 #include "classifier.h"
 #include "cloudflux/classification/v1/classification.grpc.pb.h"
+#include "cloudflux/core/status.h"
 #include "cloudflux/server/executor.h"
 
 namespace cloudflux::classification {
@@ -10,8 +11,9 @@ namespace cloudflux::classification {
 class ClassificationGrpcService final
     : public cloudflux::classification::v1::ClassificationService::CallbackService {
  public:
-  ClassificationGrpcService(Classifier& classifier, server::BlockingExecutor& executor)
-      : classifier_(classifier), executor_(executor) {}
+  ClassificationGrpcService(Classifier& classifier, PolicyStore& policies,
+                            server::BlockingExecutor& executor)
+      : classifier_(classifier), policies_(policies), executor_(executor) {}
 
   grpc::ServerUnaryReactor* Classify(grpc::CallbackServerContext* context,
                                      const cloudflux::classification::v1::ClassifyRequest* request,
@@ -19,9 +21,45 @@ class ClassificationGrpcService final
     return server::FinishUnaryOn(executor_, context, response,
                                  [this, request] { return classifier_.Classify(*request); });
   }
+  grpc::ServerUnaryReactor* CreatePolicy(grpc::CallbackServerContext* context,
+                                         const cloudflux::classification::v1::Policy* request,
+                                         cloudflux::classification::v1::Policy* response) override {
+    return server::FinishUnaryOn(executor_, context, response,
+                                 [this, request] { return policies_.Create(*request); });
+  }
+  grpc::ServerUnaryReactor* UpdatePolicy(grpc::CallbackServerContext* context,
+                                         const cloudflux::classification::v1::Policy* request,
+                                         cloudflux::classification::v1::Policy* response) override {
+    return server::FinishUnaryOn(executor_, context, response,
+                                 [this, request] { return policies_.Update(*request); });
+  }
+  grpc::ServerUnaryReactor* GetPolicy(grpc::CallbackServerContext* context,
+                                      const cloudflux::classification::v1::PolicyRef* request,
+                                      cloudflux::classification::v1::Policy* response) override {
+    return server::FinishUnaryOn(executor_, context, response,
+                                 [this, request] { return policies_.Get(*request); });
+  }
+  grpc::ServerUnaryReactor* DeletePolicy(
+      grpc::CallbackServerContext* context, const cloudflux::classification::v1::PolicyRef* request,
+      cloudflux::classification::v1::DeletePolicyResponse* response) override {
+    return server::FinishUnaryOn(
+        executor_, context, response,
+        [this, request]() -> absl::StatusOr<cloudflux::classification::v1::DeletePolicyResponse> {
+          CF_RETURN_IF_ERROR(policies_.Delete(*request));
+          return cloudflux::classification::v1::DeletePolicyResponse();
+        });
+  }
+  grpc::ServerUnaryReactor* ListPolicies(
+      grpc::CallbackServerContext* context,
+      const cloudflux::classification::v1::ListPoliciesRequest* request,
+      cloudflux::classification::v1::ListPoliciesResponse* response) override {
+    return server::FinishUnaryOn(executor_, context, response,
+                                 [this, request] { return policies_.List(*request); });
+  }
 
  private:
   Classifier& classifier_;
+  PolicyStore& policies_;
   server::BlockingExecutor& executor_;
 };
 

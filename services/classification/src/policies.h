@@ -1,0 +1,56 @@
+#pragma once
+// PolicyStore: placement policies per namespace and key prefix
+// (classification.policies). Every write is validated against the price
+// catalog first: unknown clouds or tiers, negative limits, and contradictory
+// combinations (a pinned tier outside the allowed ones or slower than the
+// latency limit, no allowed class meeting the limit, a pin with
+// auto-tiering off) are INVALID_ARGUMENT and change nothing. Thread-safe.
+
+#include <optional>
+#include <string>
+
+#include "absl/status/statusor.h"
+#include "cloudflux/classification/v1/classification.pb.h"
+#include "cloudflux/core/clock.h"
+#include "cloudflux/db/db.h"
+#include "cloudflux/pricing/decide.h"
+
+namespace cloudflux::classification {
+
+class PolicyStore {
+ public:
+  PolicyStore(db::Pool& pool, const pricing::PriceCatalog& catalog,
+              const core::Clock& clock = core::SystemClock::Get())
+      : pool_(pool), catalog_(catalog), clock_(clock) {}
+
+  // OK or INVALID_ARGUMENT saying what is wrong.
+  absl::Status Validate(const cloudflux::classification::v1::Policy& policy) const;
+
+  absl::StatusOr<cloudflux::classification::v1::Policy> Create(
+      cloudflux::classification::v1::Policy policy);
+  absl::StatusOr<cloudflux::classification::v1::Policy> Update(
+      cloudflux::classification::v1::Policy policy);
+  absl::StatusOr<cloudflux::classification::v1::Policy> Get(
+      const cloudflux::classification::v1::PolicyRef& ref);
+  absl::Status Delete(const cloudflux::classification::v1::PolicyRef& ref);
+  absl::StatusOr<cloudflux::classification::v1::ListPoliciesResponse> List(
+      const cloudflux::classification::v1::ListPoliciesRequest& request);
+
+  // The policy with the longest prefix of `key` in `ns`, if any.
+  absl::StatusOr<std::optional<cloudflux::classification::v1::Policy>> ForObject(
+      const std::string& ns, const std::string& key);
+
+  // `policy` applied on top of `base` (constraints, pin, size, auto-tiering).
+  static pricing::TierPolicy Apply(const cloudflux::classification::v1::Policy& policy,
+                                   pricing::TierPolicy base);
+
+ private:
+  absl::StatusOr<cloudflux::classification::v1::Policy> Write(
+      cloudflux::classification::v1::Policy policy, bool create);
+
+  db::Pool& pool_;
+  const pricing::PriceCatalog& catalog_;
+  const core::Clock& clock_;
+};
+
+}  // namespace cloudflux::classification

@@ -254,12 +254,16 @@ std::string FailureKeyForPeer(const std::string& peer) {
   if (colon != std::string::npos && absl::StartsWith(host, "ipv")) host = host.substr(0, colon);
   return absl::StrCat(kFailurePrefix, "peer:", host);
 }
+// The counters a login checks and a failure increments: name, then peer.
+std::vector<std::string> FailureKeys(const std::string& name, const Caller& caller) {
+  return {FailureKeyForName(name), FailureKeyForPeer(caller.peer)};
+}
 }  // namespace
 
 absl::StatusOr<bool> AuthCore::CheckNotLockedOut(const std::string& name, const Caller& caller) {
-  const std::string keys[2] = {FailureKeyForName(name), FailureKeyForPeer(caller.peer)};
+  const std::vector<std::string> keys = FailureKeys(name, caller);
   // From memory while Redis's invalidations keep it current, else one MGET.
-  auto counts = failure_counts_->Get({keys[0], keys[1]});
+  auto counts = failure_counts_->Get(keys);
   if (!counts.ok()) return core::Annotate(counts.status(), "brute-force check");
   int locked = LockedOutCounter(*counts);
   if (locked >= 0) {
@@ -285,11 +289,11 @@ int AuthCore::LockedOutCounter(const std::vector<std::optional<std::string>>& co
 
 absl::Status AuthCore::RecordFailure(const std::string& name, const std::string& principal_id,
                                      const Caller& caller, const std::string& why) {
-  const std::string keys[2] = {FailureKeyForName(name), FailureKeyForPeer(caller.peer)};
+  const std::vector<std::string> keys = FailureKeys(name, caller);
   for (const std::string& key : keys) {
     (void)redis_.IncrementWithExpiry(key, options_.failure_window);
   }
-  failure_counts_->Forget({keys[0], keys[1]});
+  failure_counts_->Forget(keys);
   (void)AuditAlone("login.failed", principal_id, caller, false, why);
   return absl::UnauthenticatedError("invalid credentials");
 }
@@ -316,17 +320,21 @@ absl::Status AuthCore::CreateSigningKey(db::Transaction& tx, const Caller& calle
   return Audit(tx, "signing_key.created", "", caller, true, kid);
 }
 
+bool AuthCore::SignerFresh(absl::Time now) const {
+  // Another replica may have rotated: look again at most once a second.
+  return signer_.key != nullptr && now - signer_checked_ < kSignerRecheck;
+}
+
 std::optional<AuthCore::Signer> AuthCore::FreshSigner() {
   absl::MutexLock lock(&signer_mu_);
-  if (signer_.key != nullptr && clock_.Now() - signer_checked_ < kSignerRecheck) return signer_;
+  if (SignerFresh(clock_.Now())) return signer_;
   return std::nullopt;
 }
 
 absl::StatusOr<AuthCore::Signer> AuthCore::CurrentSigner() {
   absl::MutexLock lock(&signer_mu_);
   absl::Time now = clock_.Now();
-  // Another replica may have rotated: look again at most once a second.
-  if (signer_.key != nullptr && now - signer_checked_ < kSignerRecheck) return signer_;
+  if (SignerFresh(now)) return signer_;
   CF_ASSIGN_OR_RETURN(db::Result rows,
                       pool_.Exec("SELECT kid, private_sealed FROM auth.signing_keys WHERE "
                                  "retired_at IS NULL ORDER BY created_at DESC LIMIT 1"));
@@ -729,16 +737,26 @@ absl::StatusOr<v1::IssueTokenResponse> AuthCore::Mint(db::Transaction& tx,
   return out;
 }
 
+absl::StatusOr<AuthCore::MintedWithAudit> AuthCore::MintWithAudit(
+    const Signer& signer, const v1::Principal& principal, const std::string& grant,
+    const std::string& scope, const std::string& audience, const Caller& caller,
+    std::vector<AuditEntry> audit_first) {
+  MintedWithAudit out;
+  std::string jti;
+  out.response = MintAccess(signer, principal, scope, audience, &jti);
+  audit_first.push_back(TokenIssued(principal.id(), grant, jti));
+  CF_ASSIGN_OR_RETURN(out.audit, PrepareAudit(audit_first, caller));
+  return out;
+}
+
 absl::StatusOr<v1::IssueTokenResponse> AuthCore::MintGroupCommitted(
     const v1::Principal& principal, const std::string& grant, const std::string& scope,
     const std::string& audience, const Caller& caller, std::vector<AuditEntry> audit_first) {
-  std::string jti;
   CF_ASSIGN_OR_RETURN(Signer signer, CurrentSigner());
-  v1::IssueTokenResponse out = MintAccess(signer, principal, scope, audience, &jti);
-  audit_first.push_back(TokenIssued(principal.id(), grant, jti));
-  CF_ASSIGN_OR_RETURN(AuditBatch rows, PrepareAudit(audit_first, caller));
-  CF_RETURN_IF_ERROR(audit_log_.Commit(std::move(rows)));
-  return out;
+  CF_ASSIGN_OR_RETURN(MintedWithAudit minted, MintWithAudit(signer, principal, grant, scope, audience,
+                                                            caller, std::move(audit_first)));
+  CF_RETURN_IF_ERROR(audit_log_.Commit(std::move(minted.audit)));
+  return std::move(minted.response);
 }
 
 absl::StatusOr<std::optional<Credentials>> AuthCore::LoadCredentials(const std::string& name) {
@@ -787,7 +805,7 @@ bool AuthCore::TryIssueTokenAsync(const v1::IssueTokenRequest& request, const Ca
     return false;
   }
   const std::string& name = request.client_id();
-  auto counts = failure_counts_->TryGet({FailureKeyForName(name), FailureKeyForPeer(caller.peer)});
+  auto counts = failure_counts_->TryGet(FailureKeys(name, caller));
   if (!counts.has_value() || (*counts)[0].has_value() || LockedOutCounter(*counts) >= 0) return false;
   std::optional<Credentials> found = principals_.Peek(name);
   std::optional<Signer> signer = FreshSigner();
@@ -795,15 +813,12 @@ bool AuthCore::TryIssueTokenAsync(const v1::IssueTokenRequest& request, const Ca
       !ClientSecretMatches(*found, request.client_secret())) {
     return false;
   }
-  std::string jti;
-  v1::IssueTokenResponse out =
-      MintAccess(*signer, found->principal, request.scope(), request.audience(), &jti);
-  const std::string& id = found->principal.id();
-  auto rows = PrepareAudit(
-      {LoginSucceeded(id, request.grant_type()), TokenIssued(id, request.grant_type(), jti)}, caller);
-  if (!rows.ok()) return false;
-  audit_log_.CommitAsync(std::move(*rows),
-                         [out = std::move(out), done = std::move(done)](absl::Status s) mutable {
+  const std::string& grant = request.grant_type();
+  auto minted = MintWithAudit(*signer, found->principal, grant, request.scope(), request.audience(),
+                              caller, {LoginSucceeded(found->principal.id(), grant)});
+  if (!minted.ok()) return false;
+  audit_log_.CommitAsync(std::move(minted->audit),
+                         [out = std::move(minted->response), done = std::move(done)](absl::Status s) mutable {
                            if (s.ok()) {
                              done(std::move(out));
                            } else {

@@ -111,6 +111,7 @@ class AuthCore {
   absl::StatusOr<Signer> CurrentSigner();
   // The signer if it was checked within kSignerRecheck (no database read).
   std::optional<Signer> FreshSigner();
+  bool SignerFresh(absl::Time now) const ABSL_EXCLUSIVE_LOCKS_REQUIRED(signer_mu_);
   absl::StatusOr<std::shared_ptr<const authn::PublicKeySet>> PublishedKeys();
   absl::Status CreateSigningKey(db::Transaction& tx, const Caller& caller, bool retire_current);
   struct AuditEntry {
@@ -154,6 +155,17 @@ class AuthCore {
                                                      const cloudflux::auth::v1::Principal& principal,
                                                      const std::string& scope,
                                                      const std::string& audience, std::string* jti);
+  // A token for a grant that writes nothing but audit rows, and those rows
+  // (`audit_first`, then "token.issued"), not yet committed.
+  struct MintedWithAudit {
+    cloudflux::auth::v1::IssueTokenResponse response;
+    AuditBatch audit;
+  };
+  absl::StatusOr<MintedWithAudit> MintWithAudit(const Signer& signer,
+                                                const cloudflux::auth::v1::Principal& principal,
+                                                const std::string& grant, const std::string& scope,
+                                                const std::string& audience, const Caller& caller,
+                                                std::vector<AuditEntry> audit_first);
   // MintAccess for grants that write nothing but audit rows: `audit_first`
   // and "token.issued" are committed together with concurrent grants'.
   absl::StatusOr<cloudflux::auth::v1::IssueTokenResponse> MintGroupCommitted(

@@ -52,6 +52,57 @@ struct StorageClient {
   }
 };
 
+// A storage adapter on local disk and a classification service that prices
+// the local backend as AWS and lets objects move from their first day, on a
+// scratch database; `client` writes under a fresh namespace.
+struct PricedStack {
+  std::unique_ptr<testing::ScratchDatabase> db;
+  Service storage;
+  Service classification;
+  std::unique_ptr<StorageClient> client;
+  std::unique_ptr<cv1::ClassificationService::Stub> stub;
+
+  void Start(const std::string& ns_prefix) {
+    auto scratch = testing::ScratchDatabase::Create();
+    ASSERT_TRUE(scratch.ok()) << scratch.status();
+    db = std::move(*scratch);
+    std::string data_dir = ::testing::TempDir() + "/" + ns_prefix + core::NewId();
+    storage = StartService("storage-adapter", db->url(),
+                           {{"CLOUDFLUX_DATA_DIR", data_dir}, {"CLOUDFLUX_READ_EVENT_INTERVAL", "100ms"}});
+    classification = StartService("classification", db->url(),
+                                  {{"CLOUDFLUX_STATS_GROUP", "test-" + core::NewId()},
+                                   {"CLOUDFLUX_BACKEND_CLOUDS", "local=aws"},
+                                   {"CLOUDFLUX_MIN_OBSERVED_DAYS", "0"}});
+    ASSERT_TRUE(WaitForHealth(storage, HealthCheckResponse::SERVING)) << storage.process->Output();
+    ASSERT_TRUE(WaitForHealth(classification, HealthCheckResponse::SERVING))
+        << classification.process->Output();
+    client = std::make_unique<StorageClient>(StorageClient{
+        v1::StorageService::NewStub(server::MakeChannel(storage.target())), ns_prefix + core::NewId().substr(24)});
+    stub = cv1::ClassificationService::NewStub(server::MakeChannel(classification.target()));
+  }
+
+  absl::StatusOr<cv1::Classification> Classify(const std::string& key, bool publish = false,
+                                               int64_t latency = 0) {
+    cv1::ClassifyRequest req;
+    req.set_namespace_(client->ns);
+    req.set_key(key);
+    req.set_publish(publish);
+    req.set_max_first_byte_latency_ms(latency);
+    cv1::Classification out;
+    grpc::Status s = stub->Classify(server::MakeClientContext(absl::Seconds(10)).get(), req, &out);
+    if (!s.ok()) return server::FromGrpcStatus(s);
+    return out;
+  }
+
+  // Both services stop cleanly on SIGTERM.
+  void Stop() {
+    classification.process->Signal(SIGTERM);
+    EXPECT_EQ(classification.process->Wait(absl::Seconds(20)), 0);
+    storage.process->Signal(SIGTERM);
+    EXPECT_EQ(storage.process->Wait(absl::Seconds(20)), 0);
+  }
+};
+
 TEST(ClassificationStats, ReadsThroughStorageAreCountedOnceEach) {
   auto db = testing::ScratchDatabase::Create();
   ASSERT_TRUE(db.ok()) << db.status();
@@ -122,36 +173,15 @@ TEST(ClassificationStats, ReadsThroughStorageAreCountedOnceEach) {
 }
 
 TEST(Classification, ColdObjectsGetATierDecisionAndHotOnesDoNot) {
-  auto db = testing::ScratchDatabase::Create();
-  ASSERT_TRUE(db.ok()) << db.status();
-  std::string data_dir = ::testing::TempDir() + "/classify-" + core::NewId();
-  Service storage = StartService("storage-adapter", (*db)->url(),
-                                 {{"CLOUDFLUX_DATA_DIR", data_dir}, {"CLOUDFLUX_READ_EVENT_INTERVAL", "100ms"}});
-  // The local backend priced as AWS; objects may move from their first day.
-  Service classification = StartService("classification", (*db)->url(),
-                                        {{"CLOUDFLUX_STATS_GROUP", "test-" + core::NewId()},
-                                         {"CLOUDFLUX_BACKEND_CLOUDS", "local=aws"},
-                                         {"CLOUDFLUX_MIN_OBSERVED_DAYS", "0"}});
-  ASSERT_TRUE(WaitForHealth(storage, HealthCheckResponse::SERVING)) << storage.process->Output();
-  ASSERT_TRUE(WaitForHealth(classification, HealthCheckResponse::SERVING)) << classification.process->Output();
-  StorageClient client{v1::StorageService::NewStub(server::MakeChannel(storage.target())),
-                       "cls-" + core::NewId().substr(24)};
+  PricedStack stack;
+  ASSERT_NO_FATAL_FAILURE(stack.Start("cls-"));
+  StorageClient& client = *stack.client;
   const std::string object(8 << 20, 'x');
   ASSERT_TRUE(client.Put("cold", object));
   ASSERT_TRUE(client.Put("hot", object));
   for (int i = 0; i < 40; ++i) ASSERT_TRUE(client.Get("hot"));
-
-  auto classify = cv1::ClassificationService::NewStub(server::MakeChannel(classification.target()));
-  auto call = [&](const std::string& key, bool publish, int64_t latency = 0) -> absl::StatusOr<cv1::Classification> {
-    cv1::ClassifyRequest req;
-    req.set_namespace_(client.ns);
-    req.set_key(key);
-    req.set_publish(publish);
-    req.set_max_first_byte_latency_ms(latency);
-    cv1::Classification out;
-    grpc::Status s = classify->Classify(server::MakeClientContext(absl::Seconds(10)).get(), req, &out);
-    if (!s.ok()) return server::FromGrpcStatus(s);
-    return out;
+  auto call = [&](const std::string& key, bool publish, int64_t latency = 0) {
+    return stack.Classify(key, publish, latency);
   };
   // Wait until the reads have been counted.
   absl::StatusOr<cv1::Classification> hot;
@@ -210,30 +240,17 @@ TEST(Classification, ColdObjectsGetATierDecisionAndHotOnesDoNot) {
   for (int i = 0; i < 10; ++i) (void)(*consumer)->PollOnce(absl::Milliseconds(100));
   EXPECT_EQ(hot_decisions, 0);
   EXPECT_EQ(cold_decisions, 1);
-
-  classification.process->Signal(SIGTERM);
-  EXPECT_EQ(classification.process->Wait(absl::Seconds(20)), 0);
-  storage.process->Signal(SIGTERM);
-  EXPECT_EQ(storage.process->Wait(absl::Seconds(20)), 0);
+  stack.Stop();
 }
 
 TEST(Classification, PoliciesAreValidatedStoredAndSteerDecisions) {
-  auto db = testing::ScratchDatabase::Create();
-  ASSERT_TRUE(db.ok()) << db.status();
-  std::string data_dir = ::testing::TempDir() + "/policy-" + core::NewId();
-  Service storage = StartService("storage-adapter", (*db)->url(), {{"CLOUDFLUX_DATA_DIR", data_dir}});
-  Service classification = StartService("classification", (*db)->url(),
-                                        {{"CLOUDFLUX_STATS_GROUP", "test-" + core::NewId()},
-                                         {"CLOUDFLUX_BACKEND_CLOUDS", "local=aws"},
-                                         {"CLOUDFLUX_MIN_OBSERVED_DAYS", "0"}});
-  ASSERT_TRUE(WaitForHealth(storage, HealthCheckResponse::SERVING)) << storage.process->Output();
-  ASSERT_TRUE(WaitForHealth(classification, HealthCheckResponse::SERVING)) << classification.process->Output();
-  StorageClient client{v1::StorageService::NewStub(server::MakeChannel(storage.target())),
-                       "pol-" + core::NewId().substr(24)};
+  PricedStack stack;
+  ASSERT_NO_FATAL_FAILURE(stack.Start("pol-"));
+  StorageClient& client = *stack.client;
   const std::string object(8 << 20, 'x');
   ASSERT_TRUE(client.Put("keep/a", object));
   ASSERT_TRUE(client.Put("archive/b", object));
-  auto stub = cv1::ClassificationService::NewStub(server::MakeChannel(classification.target()));
+  auto& stub = stack.stub;
   auto ctx = [] { return server::MakeClientContext(absl::Seconds(10)); };
   auto create = [&](const cv1::Policy& p) -> absl::StatusOr<cv1::Policy> {
     cv1::Policy out;
@@ -241,15 +258,7 @@ TEST(Classification, PoliciesAreValidatedStoredAndSteerDecisions) {
     if (!s.ok()) return server::FromGrpcStatus(s);
     return out;
   };
-  auto classify = [&](const std::string& key) -> absl::StatusOr<cv1::Classification> {
-    cv1::ClassifyRequest req;
-    req.set_namespace_(client.ns);
-    req.set_key(key);
-    cv1::Classification out;
-    grpc::Status s = stub->Classify(ctx().get(), req, &out);
-    if (!s.ok()) return server::FromGrpcStatus(s);
-    return out;
-  };
+  auto classify = [&](const std::string& key) { return stack.Classify(key); };
   auto list = [&](int page_size, const std::string& token) {
     cv1::ListPoliciesRequest req;
     req.set_namespace_(client.ns);
@@ -367,11 +376,7 @@ TEST(Classification, PoliciesAreValidatedStoredAndSteerDecisions) {
   ASSERT_TRUE(after.ok());
   EXPECT_EQ(after->policy(), client.ns + "/") << "the namespace-wide policy applies now";
   EXPECT_FALSE(after->move());
-
-  classification.process->Signal(SIGTERM);
-  EXPECT_EQ(classification.process->Wait(absl::Seconds(20)), 0);
-  storage.process->Signal(SIGTERM);
-  EXPECT_EQ(storage.process->Wait(absl::Seconds(20)), 0);
+  stack.Stop();
 }
 
 }  // namespace

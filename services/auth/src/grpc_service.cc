@@ -81,10 +81,8 @@ grpc::ServerUnaryReactor* AuthGrpcService::IssueToken(grpc::CallbackServerContex
                                })) {
     return reactor;
   }
-  executor_.Run([=, this] {
-    server::FinishWith(reactor, response, core_.IssueToken(*request, CallerOf(*context)));
-  });
-  return reactor;
+  return server::FinishOn(executor_, reactor, response,
+                          [=, this] { return core_.IssueToken(*request, CallerOf(*context)); });
 }
 
 grpc::ServerUnaryReactor* AuthGrpcService::RevokeToken(grpc::CallbackServerContext* context,

@@ -33,16 +33,23 @@ class BlockingExecutor {
   std::vector<std::thread> threads_;
 };
 
+// Runs `fn` on `executor` and finishes `reactor` there with its result (for
+// handlers that took the reactor already, to try a non-blocking path first).
+template <class Response, class Fn>
+grpc::ServerUnaryReactor* FinishOn(BlockingExecutor& executor, grpc::ServerUnaryReactor* reactor,
+                                   Response* response, Fn&& fn) {
+  executor.Run([reactor, response, fn = std::forward<Fn>(fn)]() mutable {
+    FinishWith(reactor, response, fn());
+  });
+  return reactor;
+}
+
 // Like FinishUnary, but `fn` runs on `executor` and the call finishes there.
 template <class Response, class Fn>
 grpc::ServerUnaryReactor* FinishUnaryOn(BlockingExecutor& executor,
                                         grpc::CallbackServerContext* context, Response* response,
                                         Fn&& fn) {
-  auto* reactor = context->DefaultReactor();
-  executor.Run([reactor, response, fn = std::forward<Fn>(fn)]() mutable {
-    FinishWith(reactor, response, fn());
-  });
-  return reactor;
+  return FinishOn(executor, context->DefaultReactor(), response, std::forward<Fn>(fn));
 }
 
 }  // namespace cloudflux::server

@@ -257,6 +257,8 @@ absl::StatusOr<std::unique_ptr<Consumer>> Consumer::Create(ConsumerOptions optio
   if (options.group_id.empty()) return absl::InvalidArgumentError("consumer group id is empty");
   if (options.topics.empty()) return absl::InvalidArgumentError("no topics to consume");
   if (options.max_attempts < 1) return absl::InvalidArgumentError("max_attempts must be >= 1");
+  const int64_t session_ms = absl::ToInt64Milliseconds(options.session_timeout);
+  if (session_ms < 1000) return absl::InvalidArgumentError("session_timeout must be >= 1s");
   CF_ASSIGN_OR_RETURN(auto conf,
                       MakeConf(options.kafka, {{"group.id", options.group_id},
                                                {"enable.auto.commit", "true"},
@@ -266,8 +268,8 @@ absl::StatusOr<std::unique_ptr<Consumer>> Consumer::Create(ConsumerOptions optio
                                                {"partition.assignment.strategy", options.assignment_strategy},
                                                {"allow.auto.create.topics", "true"},
                                                {"topic.metadata.refresh.interval.ms", "1000"},
-                                               {"session.timeout.ms", "10000"},
-                                               {"heartbeat.interval.ms", "1000"}}));
+                                               {"session.timeout.ms", std::to_string(session_ms)},
+                                               {"heartbeat.interval.ms", std::to_string(std::max<int64_t>(100, session_ms / 10))}}));
   auto impl = std::make_unique<Impl>();
   impl->options = std::move(options);
   impl->handler = std::move(handler);

@@ -31,6 +31,7 @@ std::unique_ptr<Consumer> MakeConsumer(const std::string& group, const std::stri
   o.topics = {topic};
   o.max_attempts = max_attempts;
   o.retry_backoff = absl::Milliseconds(10);
+  o.session_timeout = absl::Seconds(3);  // the dev broker's rebalances wait ~this long
   auto c = Consumer::Create(o, std::move(handler));
   EXPECT_TRUE(c.ok()) << c.status();
   return std::move(*c);

@@ -10,7 +10,6 @@ absl::StatusOr<std::unique_ptr<StatsIngest>> StatsIngest::Start(AccessStatsStore
   co.kafka = options.kafka;
   co.group_id = options.group_id;
   co.topics = {options.topic};
-  co.assignment_strategy = "roundrobin";  // may be stopped before its first assignment (see kafka.h)
   auto consumer = events::Consumer::Create(co, nullptr);
   if (!consumer.ok()) return consumer.status();
   return std::unique_ptr<StatsIngest>(new StatsIngest(store, std::move(options), std::move(*consumer)));

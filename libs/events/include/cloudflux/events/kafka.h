@@ -3,7 +3,7 @@
 //
 // Producer: idempotent (enable.idempotence=true, hence acks=all), reports
 // each delivery back to the caller.
-// Consumer: a consumer-group member (cooperative-sticky rebalancing) that
+// Consumer: a consumer-group member (roundrobin rebalancing) that
 // hands messages one at a time to a handler and stores a message's offset
 // for commit only after the handler succeeded. A message whose handler keeps
 // failing goes to a dead-letter topic with the error and its origin in
@@ -88,11 +88,14 @@ struct ConsumerOptions {
   std::string dead_letter_suffix = ".dlq";
   // Where a group without committed offsets starts: "earliest" or "latest".
   std::string auto_offset_reset = "earliest";
-  // partition.assignment.strategy. librdkafka 2.0.2 (Debian 12) aborts when
-  // a cooperative-sticky consumer is closed before its first assignment
-  // (librdkafka #4312, fixed in 2.3): processes that may stop that early
-  // (a service shut down right after start) use "roundrobin".
-  std::string assignment_strategy = "cooperative-sticky";
+  // partition.assignment.strategy. Not "cooperative-sticky" with librdkafka
+  // 2.0.2 (Debian 12): it aborts when such a consumer is closed before its
+  // first assignment or during a rebalance (librdkafka #4312, fixed in 2.3).
+  std::string assignment_strategy = "roundrobin";
+  // A member silent for this long is dropped from the group and its
+  // partitions handed to the others. Heartbeats go out every tenth of it.
+  // Rebalances in the dev broker take about this long, so tests shorten it.
+  absl::Duration session_timeout = absl::Seconds(10);
 };
 
 // Header names on dead-lettered messages.

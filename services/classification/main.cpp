@@ -1,5 +1,9 @@
 // cloudflux-classification: composition root of the classification service.
+#include <cstdlib>
+
 #include "absl/flags/flag.h"
+#include "absl/strings/str_cat.h"
+#include "cloudflux/core/uuid.h"
 #include "cloudflux/core/log.h"
 #include "cloudflux/server/executor.h"
 #include "cloudflux/server/shutdown.h"
@@ -8,6 +12,7 @@
 #include "classifier.h"
 #include "grpc_service.h"
 #include "stats_ingest.h"
+#include "sweeper.h"
 
 ABSL_FLAG(int32_t, stats_batch, 5000, "Most object events applied to the access statistics at once.");
 ABSL_FLAG(std::string, stats_group, "cloudflux-classification-access-stats",
@@ -21,6 +26,9 @@ ABSL_FLAG(int64_t, default_max_latency_ms, 1000, "Time to first byte objects nee
 ABSL_FLAG(double, horizon_days, 90, "Decision horizon: a move must pay for itself within it.");
 ABSL_FLAG(double, hysteresis, 0.1, "Share of the current cost a move must save beyond its own cost.");
 ABSL_FLAG(double, min_observed_days, 14, "Objects younger than this are not moved.");
+ABSL_FLAG(absl::Duration, sweep_interval, absl::Hours(1),
+          "How often every object is classified and new move decisions published (one replica per "
+          "interval); 0 = never.");
 ABSL_FLAG(int32_t, handler_threads, 8, "Threads that run request handlers (they wait on the database).");
 
 int main(int argc, char** argv) {
@@ -58,6 +66,13 @@ int main(int argc, char** argv) {
   options.policy.min_observed_days = absl::GetFlag(FLAGS_min_observed_days);
   cls::PolicyStore policies(app->pool(), *catalog);
   cls::Classifier classifier(app->pool(), stats, policies, *catalog, std::move(options));
+  const char* host = std::getenv("HOSTNAME");
+  cls::Sweeper sweeper(app->pool(), classifier,
+                       {.interval = absl::GetFlag(FLAGS_sweep_interval),
+                        .holder = absl::StrCat(host != nullptr ? host : "classification", "-",
+                                               cloudflux::core::NewId())},
+                       app->metrics().registry());
+  app->OnStop([&] { sweeper.Stop(); });
   cloudflux::server::BlockingExecutor executor(absl::GetFlag(FLAGS_handler_threads));
   cls::ClassificationGrpcService service(classifier, policies, executor);
   app->runner().RegisterService(&service,

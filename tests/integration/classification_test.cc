@@ -62,17 +62,17 @@ struct PricedStack {
   std::unique_ptr<StorageClient> client;
   std::unique_ptr<cv1::ClassificationService::Stub> stub;
 
-  void Start(const std::string& ns_prefix) {
+  void Start(const std::string& ns_prefix, std::map<std::string, std::string> env = {}) {
     auto scratch = testing::ScratchDatabase::Create();
     ASSERT_TRUE(scratch.ok()) << scratch.status();
     db = std::move(*scratch);
     std::string data_dir = ::testing::TempDir() + "/" + ns_prefix + core::NewId();
     storage = StartService("storage-adapter", db->url(),
                            {{"CLOUDFLUX_DATA_DIR", data_dir}, {"CLOUDFLUX_READ_EVENT_INTERVAL", "100ms"}});
-    classification = StartService("classification", db->url(),
-                                  {{"CLOUDFLUX_STATS_GROUP", "test-" + core::NewId()},
-                                   {"CLOUDFLUX_BACKEND_CLOUDS", "local=aws"},
-                                   {"CLOUDFLUX_MIN_OBSERVED_DAYS", "0"}});
+    env.insert({{"CLOUDFLUX_STATS_GROUP", "test-" + core::NewId()},
+                {"CLOUDFLUX_BACKEND_CLOUDS", "local=aws"},
+                {"CLOUDFLUX_MIN_OBSERVED_DAYS", "0"}});
+    classification = StartService("classification", db->url(), env);
     ASSERT_TRUE(WaitForHealth(storage, HealthCheckResponse::SERVING)) << storage.process->Output();
     ASSERT_TRUE(WaitForHealth(classification, HealthCheckResponse::SERVING))
         << classification.process->Output();
@@ -92,6 +92,23 @@ struct PricedStack {
     grpc::Status s = stub->Classify(server::MakeClientContext(absl::Seconds(10)).get(), req, &out);
     if (!s.ok()) return server::FromGrpcStatus(s);
     return out;
+  }
+
+  // TierDecided events of this stack's namespace, counted per key.
+  std::unique_ptr<events::Consumer> DecisionCounter(std::map<std::string, int>* per_key) {
+    events::ConsumerOptions co;
+    co.kafka.brokers = *testing::TestKafkaBootstrap();
+    co.group_id = "decisions-" + core::NewId();
+    co.topics = {"cloudflux.classification.decisions"};
+    co.session_timeout = absl::Seconds(3);
+    auto consumer = events::Consumer::Create(co, [this, per_key](const events::ConsumedMessage& m) {
+      auto e = events::ParseEnvelope(m);
+      cv1::TierDecided d;
+      if (e.ok() && e->payload().UnpackTo(&d) && d.namespace_() == client->ns) ++(*per_key)[d.key()];
+      return absl::OkStatus();
+    });
+    EXPECT_TRUE(consumer.ok()) << consumer.status();
+    return consumer.ok() ? std::move(*consumer) : nullptr;
   }
 
   // Both services stop cleanly on SIGTERM.
@@ -376,6 +393,182 @@ TEST(Classification, PoliciesAreValidatedStoredAndSteerDecisions) {
   ASSERT_TRUE(after.ok());
   EXPECT_EQ(after->policy(), client.ns + "/") << "the namespace-wide policy applies now";
   EXPECT_FALSE(after->move());
+  stack.Stop();
+}
+
+TEST(Classification, BatchesAnalyticsAndSweepsCoverWholeNamespaces) {
+  PricedStack stack;
+  ASSERT_NO_FATAL_FAILURE(stack.Start("batch-", {{"CLOUDFLUX_SWEEP_INTERVAL", "1s"}}));
+  StorageClient& client = *stack.client;
+  const std::string object(8 << 20, 'x');
+  ASSERT_TRUE(client.Put("logs/a", object));
+  ASSERT_TRUE(client.Put("logs/b", object));
+  ASSERT_TRUE(client.Put("hot", object));
+  ASSERT_TRUE(client.Put("tiny", std::string(1024, 't')));
+  for (int i = 0; i < 40; ++i) ASSERT_TRUE(client.Get("hot"));
+  absl::StatusOr<cv1::Classification> hot;
+  ASSERT_TRUE(WaitFor([&] {
+    hot = stack.Classify("hot");
+    return hot.ok() && hot->expected_reads() > 10 && stack.Classify("tiny").ok();
+  }, absl::Seconds(30)));
+  std::map<std::string, cv1::Classification> single;
+  for (const std::string key : {"logs/a", "logs/b", "hot", "tiny"}) {
+    auto c = stack.Classify(key);
+    ASSERT_TRUE(c.ok()) << key << ": " << c.status();
+    single[key] = *c;
+  }
+  ASSERT_TRUE(single["logs/a"].move());
+  ASSERT_FALSE(single["hot"].move());
+  auto rpc = [&](auto method, const auto& request, auto* response) {
+    return server::FromGrpcStatus(
+        ((*stack.stub).*method)(server::MakeClientContext(absl::Seconds(10)).get(), request, response));
+  };
+
+  // Listed objects: the same decisions as one by one; unknown ones reported.
+  cv1::ClassifyBatchRequest listed;
+  for (const std::string key : {"logs/a", "hot", "missing"}) {
+    cv1::ObjectKey* o = listed.add_objects();
+    o->set_namespace_(client.ns);
+    o->set_key(key);
+  }
+  cv1::ClassifyBatchResponse batch;
+  ASSERT_TRUE(rpc(&cv1::ClassificationService::Stub::ClassifyBatch, listed, &batch).ok());
+  ASSERT_EQ(batch.classifications_size(), 2);
+  EXPECT_EQ(batch.classifications(0).key(), "logs/a");
+  EXPECT_EQ(batch.classifications(0).storage_class(), single["logs/a"].storage_class());
+  EXPECT_NEAR(batch.classifications(0).saving(), single["logs/a"].saving(), 1e-9);
+  EXPECT_EQ(batch.classifications(0).candidates_size(), 0) << "candidates only when asked";
+  EXPECT_EQ(batch.classifications(1).key(), "hot");
+  EXPECT_FALSE(batch.classifications(1).move());
+  ASSERT_EQ(batch.errors_size(), 1);
+  EXPECT_EQ(batch.errors(0).key(), "missing");
+  EXPECT_EQ(batch.errors(0).code(), "NOT_FOUND");
+  EXPECT_EQ(batch.moves(), 1);
+  EXPECT_NEAR(batch.total_saving(), single["logs/a"].saving(), 1e-9);
+  EXPECT_EQ(batch.published(), 0);
+
+  // A whole namespace, two a page, in key order; a prefix narrows it.
+  std::vector<std::string> keys;
+  cv1::ClassifyBatchRequest paged;
+  paged.set_namespace_(client.ns);
+  paged.set_include_candidates(true);
+  paged.mutable_page()->set_page_size(2);
+  int pages = 0;
+  do {
+    ASSERT_TRUE(rpc(&cv1::ClassificationService::Stub::ClassifyBatch, paged, &batch).ok());
+    for (const auto& c : batch.classifications()) {
+      keys.push_back(c.key());
+      EXPECT_GT(c.candidates_size(), 1);
+      EXPECT_EQ(c.move(), single[c.key()].move()) << c.key();
+    }
+    paged.mutable_page()->set_page_token(batch.page().next_page_token());
+    ++pages;
+  } while (!batch.page().next_page_token().empty() && pages < 10);
+  EXPECT_EQ(keys, (std::vector<std::string>{"hot", "logs/a", "logs/b", "tiny"}));
+  EXPECT_EQ(pages, 2);
+  cv1::ClassifyBatchRequest logs;
+  logs.set_namespace_(client.ns);
+  logs.set_prefix("logs/");
+  ASSERT_TRUE(rpc(&cv1::ClassificationService::Stub::ClassifyBatch, logs, &batch).ok());
+  EXPECT_EQ(batch.classifications_size(), 2);
+  EXPECT_EQ(batch.moves(), 2);
+
+  // Bad batches change nothing.
+  cv1::ClassifyBatchRequest both = listed;
+  both.set_namespace_(client.ns);
+  cv1::ClassifyBatchRequest too_many;
+  for (int i = 0; i < 1001; ++i) *too_many.add_objects() = listed.objects(0);
+  cv1::ClassifyBatchRequest negative = logs;
+  negative.set_max_first_byte_latency_ms(-1);
+  negative.set_publish(true);
+  cv1::ClassifyBatchRequest bad_token = logs;
+  bad_token.mutable_page()->set_page_token("%%%");
+  const cv1::ClassifyBatchRequest empty;
+  for (const cv1::ClassifyBatchRequest* bad :
+       std::vector<const cv1::ClassifyBatchRequest*>{&both, &too_many, &negative, &bad_token, &empty}) {
+    EXPECT_EQ(rpc(&cv1::ClassificationService::Stub::ClassifyBatch, *bad, &batch).code(),
+              absl::StatusCode::kInvalidArgument);
+  }
+
+  // Analytics: one cloud x tier cell, costs that add up to the single decisions'.
+  cv1::AnalyticsRequest scope;
+  scope.set_namespace_(client.ns);
+  cv1::Distribution dist;
+  ASSERT_TRUE(rpc(&cv1::ClassificationService::Stub::GetDistribution, scope, &dist).ok());
+  ASSERT_EQ(dist.cells_size(), 1) << dist.DebugString();
+  EXPECT_EQ(dist.cells(0).cloud(), cloudflux::common::v1::CLOUD_PROVIDER_AWS);
+  EXPECT_EQ(dist.cells(0).storage_class(), "STANDARD");
+  EXPECT_EQ(dist.cells(0).backend(), "local");
+  EXPECT_EQ(dist.cells(0).objects(), 4);
+  EXPECT_EQ(dist.bytes(), 3 * int64_t{8 << 20} + 1024);
+  scope.set_prefix("logs/");
+  ASSERT_TRUE(rpc(&cv1::ClassificationService::Stub::GetDistribution, scope, &dist).ok());
+  EXPECT_EQ(dist.objects(), 2);
+  scope.clear_prefix();
+
+  double current_total = 0, saving_total = 0, best_saving = 0;
+  for (auto& [key, c] : single) {
+    current_total += c.current_monthly_cost();
+    if (c.move()) saving_total += c.saving();
+    best_saving = std::max(best_saving, c.move() ? c.saving() : 0.0);
+  }
+  cv1::CostBreakdown costs;
+  ASSERT_TRUE(rpc(&cv1::ClassificationService::Stub::GetCostBreakdown, scope, &costs).ok());
+  ASSERT_EQ(costs.lines_size(), 1) << costs.DebugString();
+  EXPECT_EQ(costs.lines(0).storage_class(), "STANDARD");
+  EXPECT_EQ(costs.lines(0).objects(), 4);
+  EXPECT_NEAR(costs.total().monthly_cost(), current_total, current_total * 1e-6);
+  EXPECT_NEAR(costs.total().monthly_cost(), costs.total().storage_cost() + costs.total().request_cost() +
+                                                costs.total().retrieval_cost(), 1e-12);
+  EXPECT_GT(costs.total().storage_cost(), 0);
+  EXPECT_EQ(costs.unpriced_objects(), 0);
+
+  cv1::PotentialSavingsRequest savings_request;
+  savings_request.set_namespace_(client.ns);
+  savings_request.set_top_n(1);
+  cv1::PotentialSavings savings;
+  ASSERT_TRUE(rpc(&cv1::ClassificationService::Stub::GetPotentialSavings, savings_request, &savings).ok());
+  EXPECT_EQ(savings.objects(), 4);
+  EXPECT_EQ(savings.objects_to_move(), 2 + (single["tiny"].move() ? 1 : 0));
+  EXPECT_NEAR(savings.current_monthly_cost(), current_total, current_total * 1e-6);
+  EXPECT_LT(savings.target_monthly_cost(), savings.current_monthly_cost());
+  EXPECT_NEAR(savings.saving(), saving_total, saving_total * 1e-6);
+  EXPECT_GT(savings.move_cost(), 0);
+  ASSERT_EQ(savings.top_size(), 1);
+  EXPECT_NEAR(savings.top(0).saving(), best_saving, 1e-9);
+  savings_request.set_top_n(5000);
+  EXPECT_EQ(rpc(&cv1::ClassificationService::Stub::GetPotentialSavings, savings_request, &savings).code(),
+            absl::StatusCode::kInvalidArgument);
+  cv1::AnalyticsRequest prefix_only;
+  prefix_only.set_prefix("logs/");
+  EXPECT_EQ(rpc(&cv1::ClassificationService::Stub::GetCostBreakdown, prefix_only, &costs).code(),
+            absl::StatusCode::kInvalidArgument);
+
+  // The periodic sweep publishes each move once, however often it runs...
+  std::map<std::string, int> decisions;
+  auto consumer = stack.DecisionCounter(&decisions);
+  ASSERT_NE(consumer, nullptr);
+  auto poll_for = [&](absl::Duration d) {
+    absl::Time until = absl::Now() + d;
+    while (absl::Now() < until) (void)consumer->PollOnce(absl::Milliseconds(100));
+  };
+  ASSERT_TRUE(WaitFor([&] {
+    (void)consumer->PollOnce(absl::Milliseconds(100));
+    return decisions["logs/a"] == 1 && decisions["logs/b"] == 1;
+  }, absl::Seconds(30), absl::ZeroDuration()));
+  poll_for(absl::Seconds(3));  // three more sweeps
+  EXPECT_EQ(decisions["logs/a"], 1);
+  EXPECT_EQ(decisions["logs/b"], 1);
+  EXPECT_EQ(decisions["tiny"], single["tiny"].move() ? 1 : 0);
+  // ...while an explicit batch publishes what it is asked to, in one go.
+  logs.set_publish(true);
+  ASSERT_TRUE(rpc(&cv1::ClassificationService::Stub::ClassifyBatch, logs, &batch).ok());
+  EXPECT_EQ(batch.published(), 2);
+  EXPECT_TRUE(batch.classifications(0).published());
+  ASSERT_TRUE(WaitFor([&] {
+    (void)consumer->PollOnce(absl::Milliseconds(100));
+    return decisions["logs/a"] == 2 && decisions["logs/b"] == 2;
+  }, absl::Seconds(30), absl::ZeroDuration()));
   stack.Stop();
 }
 

@@ -87,6 +87,10 @@ PermissionTable BuildDefault() {
   // --- cloudflux.classification.v1
   const std::string classification = "/cloudflux.classification.v1.ClassificationService/";
   t.Allow(classification + "Classify", operate);  // may publish decisions
+  t.Allow(classification + "ClassifyBatch", operate);
+  t.Allow(classification + "GetDistribution", read);
+  t.Allow(classification + "GetCostBreakdown", read);
+  t.Allow(classification + "GetPotentialSavings", read);
   t.Allow(classification + "CreatePolicy", operate);
   t.Allow(classification + "UpdatePolicy", operate);
   t.Allow(classification + "DeletePolicy", operate);

@@ -290,43 +290,97 @@ absl::StatusOr<AccessStatsStore::Applied> AccessStatsStore::Apply(
   return out;
 }
 
+namespace {
+
+// Statistics columns and 1/7/30/90-day windows ending on day $1 of the
+// object_stats rows `s` that `where` selects (placeholders from $2).
+std::string StatsQuery(const std::string& where) {
+  return absl::StrCat(
+      "SELECT s.namespace, s.key, coalesce(version, 0), coalesce(size, 0), coalesce(backend, ''), "
+      "coalesce(tier, 0), (extract(epoch from created_at) * 1000000)::bigint, "
+      "(extract(epoch from placed_at) * 1000000)::bigint, "
+      "(extract(epoch from last_read_at) * 1000000)::bigint, reads_total, bytes_read, "
+      "w.r1, w.r7, w.r30, w.r90, coalesce(decided_version, 0), coalesce(decided_target, '') "
+      "FROM classification.object_stats s CROSS JOIN LATERAL (SELECT "
+      "coalesce(sum(reads) FILTER (WHERE day > $1::date - 1), 0) AS r1, "
+      "coalesce(sum(reads) FILTER (WHERE day > $1::date - 7), 0) AS r7, "
+      "coalesce(sum(reads) FILTER (WHERE day > $1::date - 30), 0) AS r30, "
+      "coalesce(sum(reads) FILTER (WHERE day > $1::date - 90), 0) AS r90 "
+      "FROM classification.object_reads_daily r WHERE r.namespace = s.namespace AND "
+      "r.key = s.key) w WHERE s.deleted_version IS NULL AND ",
+      where);
+}
+
+ObjectStats StatsFromRow(const db::Row& r) {
+  ObjectStats s;
+  s.ns = r.Text(0);
+  s.key = r.Text(1);
+  s.version = r.Int(2);
+  s.size = r.Int(3);
+  s.backend = r.Text(4);
+  s.tier = static_cast<cloudflux::common::v1::StorageTier>(r.Int(5));
+  if (!r.IsNull(6)) s.created = absl::FromUnixMicros(r.Int(6));
+  if (!r.IsNull(7)) s.placed = absl::FromUnixMicros(r.Int(7));
+  if (!r.IsNull(8)) s.last_read = absl::FromUnixMicros(r.Int(8));
+  s.reads_total = r.Int(9);
+  s.bytes_read = r.Int(10);
+  s.reads_1d = r.Int(11);
+  s.reads_7d = r.Int(12);
+  s.reads_30d = r.Int(13);
+  s.reads_90d = r.Int(14);
+  s.decided_version = r.Int(15);
+  s.decided_target = r.Text(16);
+  return s;
+}
+
+}  // namespace
+
 absl::StatusOr<ObjectStats> AccessStatsStore::Get(const std::string& ns, const std::string& key,
                                                   absl::Time now) {
+  CF_ASSIGN_OR_RETURN(db::Result rows,
+                      pool_.Exec(StatsQuery("s.namespace = $2 AND s.key = $3"), {Day(now), ns, key}));
+  if (rows.empty()) return absl::NotFoundError(absl::StrCat("no statistics for ", ns, "/", key));
+  return StatsFromRow(rows[0]);
+}
+
+absl::StatusOr<std::vector<ObjectStats>> AccessStatsStore::List(const std::string& ns,
+                                                                const std::string& prefix,
+                                                                const Cursor& after, int limit,
+                                                                absl::Time now) {
+  db::Result rows;
+  if (ns.empty()) {
+    CF_ASSIGN_OR_RETURN(rows, pool_.Exec(StatsQuery("(s.namespace, s.key) > ($2, $3) "
+                                                    "ORDER BY s.namespace, s.key LIMIT $4"),
+                                         {Day(now), after.ns, after.key, std::to_string(limit)}));
+  } else {
+    CF_ASSIGN_OR_RETURN(
+        rows, pool_.Exec(StatsQuery("s.namespace = $2 AND starts_with(s.key, $3) AND s.key > $4 "
+                                    "ORDER BY s.key LIMIT $5"),
+                         {Day(now), ns, prefix, after.ns == ns ? after.key : std::string(),
+                          std::to_string(limit)}));
+  }
+  std::vector<ObjectStats> out;
+  out.reserve(rows.size());
+  for (const db::Row& r : rows) out.push_back(StatsFromRow(r));
+  return out;
+}
+
+absl::StatusOr<std::vector<AccessStatsStore::Cell>> AccessStatsStore::Distribution(
+    const std::string& ns, const std::string& prefix) {
   CF_ASSIGN_OR_RETURN(
       db::Result rows,
-      pool_.Exec("SELECT coalesce(version, 0), coalesce(size, 0), coalesce(backend, ''), coalesce(tier, 0), "
-                 "(extract(epoch from created_at) * 1000000)::bigint, "
-                 "(extract(epoch from placed_at) * 1000000)::bigint, "
-                 "(extract(epoch from last_read_at) * 1000000)::bigint, reads_total, bytes_read, "
-                 "w.r1, w.r7, w.r30, w.r90 "
-                 "FROM classification.object_stats s CROSS JOIN LATERAL (SELECT "
-                 "coalesce(sum(reads) FILTER (WHERE day > $3::date - 1), 0) AS r1, "
-                 "coalesce(sum(reads) FILTER (WHERE day > $3::date - 7), 0) AS r7, "
-                 "coalesce(sum(reads) FILTER (WHERE day > $3::date - 30), 0) AS r30, "
-                 "coalesce(sum(reads) FILTER (WHERE day > $3::date - 90), 0) AS r90 "
-                 "FROM classification.object_reads_daily r WHERE r.namespace = s.namespace AND "
-                 "r.key = s.key) w "
-                 "WHERE s.namespace = $1 AND s.key = $2 AND s.deleted_version IS NULL",
-                 {ns, key, Day(now)}));
-  if (rows.empty()) return absl::NotFoundError(absl::StrCat("no statistics for ", ns, "/", key));
-  const db::Row& r = rows[0];
-  ObjectStats s;
-  s.ns = ns;
-  s.key = key;
-  s.version = r.Int(0);
-  s.size = r.Int(1);
-  s.backend = r.Text(2);
-  s.tier = static_cast<cloudflux::common::v1::StorageTier>(r.Int(3));
-  if (!r.IsNull(4)) s.created = absl::FromUnixMicros(r.Int(4));
-  if (!r.IsNull(5)) s.placed = absl::FromUnixMicros(r.Int(5));
-  if (!r.IsNull(6)) s.last_read = absl::FromUnixMicros(r.Int(6));
-  s.reads_total = r.Int(7);
-  s.bytes_read = r.Int(8);
-  s.reads_1d = r.Int(9);
-  s.reads_7d = r.Int(10);
-  s.reads_30d = r.Int(11);
-  s.reads_90d = r.Int(12);
-  return s;
+      pool_.Exec("SELECT coalesce(backend, ''), coalesce(tier, 0), count(*), coalesce(sum(size), 0)::bigint "
+                 "FROM classification.object_stats WHERE deleted_version IS NULL AND "
+                 "($1 = '' OR (namespace = $1 AND starts_with(key, $2))) GROUP BY 1, 2 ORDER BY 4 DESC, 1, 2",
+                 {ns, prefix}));
+  std::vector<Cell> out;
+  for (const db::Row& r : rows) {
+    out.push_back({.backend = r.Text(0),
+                   .tier = static_cast<cloudflux::common::v1::StorageTier>(r.Int(1)),
+                   .objects = r.Int(2),
+                   .bytes = r.Int(3)});
+  }
+  return out;
 }
 
 }  // namespace cloudflux::classification

@@ -32,6 +32,9 @@ struct ObjectStats {
   std::optional<absl::Time> created, placed, last_read;
   int64_t reads_total = 0, bytes_read = 0;
   int64_t reads_1d = 0, reads_7d = 0, reads_30d = 0, reads_90d = 0;  // windows ending today (UTC)
+  // The last move published for it ("AWS/GLACIER_IR") and of which version.
+  int64_t decided_version = 0;
+  std::string decided_target;
 };
 
 class AccessStatsStore {
@@ -50,6 +53,24 @@ class AccessStatsStore {
 
   // NOT_FOUND for an object no event has mentioned (or deleted).
   absl::StatusOr<ObjectStats> Get(const std::string& ns, const std::string& key, absl::Time now);
+
+  // Where a listing resumes: after this object (empty ns = from the start).
+  struct Cursor {
+    std::string ns, key;
+  };
+  // Up to `limit` live objects in (namespace, key) order after `after`: those
+  // of `ns` whose key starts with `prefix`, or of every namespace when `ns`
+  // is empty.
+  absl::StatusOr<std::vector<ObjectStats>> List(const std::string& ns, const std::string& prefix,
+                                                const Cursor& after, int limit, absl::Time now);
+
+  struct Cell {
+    std::string backend;
+    cloudflux::common::v1::StorageTier tier = cloudflux::common::v1::STORAGE_TIER_UNSPECIFIED;
+    int64_t objects = 0, bytes = 0;
+  };
+  // Live objects and bytes per backend and tier under ns/prefix (ns "" = all).
+  absl::StatusOr<std::vector<Cell>> Distribution(const std::string& ns, const std::string& prefix);
 
  private:
   db::Pool& pool_;

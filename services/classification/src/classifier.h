@@ -5,6 +5,7 @@
 // asked, the TierDecided event for a recommended move (outbox, topic
 // cloudflux.classification.decisions). Thread-safe.
 
+#include <functional>
 #include <map>
 #include <string>
 
@@ -48,8 +49,51 @@ class Classifier {
 
   absl::StatusOr<cloudflux::classification::v1::Classification> Classify(
       const cloudflux::classification::v1::ClassifyRequest& request);
+  // Long scans stop with DEADLINE_EXCEEDED once `deadline` has passed.
+  absl::StatusOr<cloudflux::classification::v1::ClassifyBatchResponse> ClassifyBatch(
+      const cloudflux::classification::v1::ClassifyBatchRequest& request,
+      absl::Time deadline = absl::InfiniteFuture());
+  absl::StatusOr<cloudflux::classification::v1::Distribution> GetDistribution(
+      const cloudflux::classification::v1::AnalyticsRequest& request);
+  absl::StatusOr<cloudflux::classification::v1::CostBreakdown> GetCostBreakdown(
+      const cloudflux::classification::v1::AnalyticsRequest& request,
+      absl::Time deadline = absl::InfiniteFuture());
+  absl::StatusOr<cloudflux::classification::v1::PotentialSavings> GetPotentialSavings(
+      const cloudflux::classification::v1::PotentialSavingsRequest& request,
+      absl::Time deadline = absl::InfiniteFuture());
+
+  struct SweepResult {
+    int64_t objects = 0;    // classified
+    int64_t moves = 0;      // recommending a move
+    int64_t published = 0;  // TierDecided written (moves not published before)
+    int64_t errors = 0;     // objects that could not be priced
+  };
+  // Classifies every object and publishes TierDecided for each recommended
+  // move that was not already published for the same version and target
+  // (classification.object_stats.decided_*), a page per transaction.
+  // Stops with CANCELLED between pages once `cancelled` returns true.
+  absl::StatusOr<SweepResult> Sweep(const std::function<bool()>& cancelled = [] { return false; });
+
+  // One object's decision, and what the analytics need of it.
+  struct Decided {
+    cloudflux::classification::v1::Classification classification;
+    pricing::CostBreakdown current;  // the current placement over the horizon
+    double move_cost = 0;            // of the recommended move (0 if none)
+  };
 
  private:
+  // `rule`: the object's policy, if any. `latency_ms` 0 = policy/default.
+  absl::StatusOr<Decided> Decide(const ObjectStats& s, const cloudflux::classification::v1::Policy* rule,
+                                 int64_t latency_ms, absl::Time now, bool with_candidates) const;
+  // Every object under ns/prefix (ns "" = all), a page at a time, with its
+  // decision; objects that cannot be priced go to `on_error`.
+  using Visit = std::function<absl::Status(const std::vector<std::pair<ObjectStats, Decided>>& page)>;
+  absl::Status Scan(const std::string& ns, const std::string& prefix, int64_t latency_ms,
+                    absl::Time deadline, const Visit& visit, int64_t* unpriced);
+  // TierDecided for `decided` (moves only) and their decided_* marks, in one
+  // transaction. Returns how many were written.
+  absl::StatusOr<int64_t> Publish(const std::vector<const Decided*>& decided);
+
   db::Pool& pool_;
   AccessStatsStore& stats_;
   PolicyStore& policies_;

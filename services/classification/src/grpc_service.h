@@ -21,6 +21,33 @@ class ClassificationGrpcService final
     return server::FinishUnaryOn(executor_, context, response,
                                  [this, request] { return classifier_.Classify(*request); });
   }
+  grpc::ServerUnaryReactor* ClassifyBatch(grpc::CallbackServerContext* context,
+                                          const cloudflux::classification::v1::ClassifyBatchRequest* request,
+                                          cloudflux::classification::v1::ClassifyBatchResponse* response) override {
+    return server::FinishUnaryOn(executor_, context, response, [this, request, deadline = Deadline(context)] {
+      return classifier_.ClassifyBatch(*request, deadline);
+    });
+  }
+  grpc::ServerUnaryReactor* GetDistribution(grpc::CallbackServerContext* context,
+                                            const cloudflux::classification::v1::AnalyticsRequest* request,
+                                            cloudflux::classification::v1::Distribution* response) override {
+    return server::FinishUnaryOn(executor_, context, response,
+                                 [this, request] { return classifier_.GetDistribution(*request); });
+  }
+  grpc::ServerUnaryReactor* GetCostBreakdown(grpc::CallbackServerContext* context,
+                                             const cloudflux::classification::v1::AnalyticsRequest* request,
+                                             cloudflux::classification::v1::CostBreakdown* response) override {
+    return server::FinishUnaryOn(executor_, context, response, [this, request, deadline = Deadline(context)] {
+      return classifier_.GetCostBreakdown(*request, deadline);
+    });
+  }
+  grpc::ServerUnaryReactor* GetPotentialSavings(
+      grpc::CallbackServerContext* context, const cloudflux::classification::v1::PotentialSavingsRequest* request,
+      cloudflux::classification::v1::PotentialSavings* response) override {
+    return server::FinishUnaryOn(executor_, context, response, [this, request, deadline = Deadline(context)] {
+      return classifier_.GetPotentialSavings(*request, deadline);
+    });
+  }
   grpc::ServerUnaryReactor* CreatePolicy(grpc::CallbackServerContext* context,
                                          const cloudflux::classification::v1::Policy* request,
                                          cloudflux::classification::v1::Policy* response) override {
@@ -58,6 +85,10 @@ class ClassificationGrpcService final
   }
 
  private:
+  static absl::Time Deadline(grpc::CallbackServerContext* context) {
+    return absl::FromChrono(context->deadline());
+  }
+
   Classifier& classifier_;
   PolicyStore& policies_;
   server::BlockingExecutor& executor_;

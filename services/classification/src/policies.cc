@@ -3,6 +3,7 @@
 #include <cmath>
 #include <set>
 
+#include "absl/strings/match.h"
 #include "absl/strings/str_cat.h"
 #include "absl/time/time.h"
 #include "cloudflux/core/status.h"
@@ -197,6 +198,27 @@ absl::StatusOr<std::optional<v1::Policy>> PolicyStore::ForObject(const std::stri
   if (rows.empty()) return std::optional<v1::Policy>();
   CF_ASSIGN_OR_RETURN(v1::Policy p, Parse(rows[0], 0));
   return std::optional<v1::Policy>(std::move(p));
+}
+
+absl::StatusOr<std::vector<v1::Policy>> PolicyStore::ForNamespace(const std::string& ns) {
+  CF_ASSIGN_OR_RETURN(db::Result rows,
+                      pool_.Exec("SELECT body FROM classification.policies WHERE namespace = $1", {ns}));
+  std::vector<v1::Policy> out;
+  for (const db::Row& r : rows) {
+    CF_ASSIGN_OR_RETURN(v1::Policy p, Parse(r, 0));
+    out.push_back(std::move(p));
+  }
+  return out;
+}
+
+const v1::Policy* PolicyStore::ForKey(const std::vector<v1::Policy>& policies, const std::string& key) {
+  const v1::Policy* best = nullptr;
+  for (const auto& p : policies) {
+    if (absl::StartsWith(key, p.prefix()) && (best == nullptr || p.prefix().size() > best->prefix().size())) {
+      best = &p;
+    }
+  }
+  return best;
 }
 
 pricing::TierPolicy PolicyStore::Apply(const v1::Policy& policy, pricing::TierPolicy base) {

@@ -8,6 +8,7 @@
 
 #include <optional>
 #include <string>
+#include <vector>
 
 #include "absl/status/statusor.h"
 #include "cloudflux/classification/v1/classification.pb.h"
@@ -39,6 +40,11 @@ class PolicyStore {
   // The policy with the longest prefix of `key` in `ns`, if any.
   absl::StatusOr<std::optional<cloudflux::classification::v1::Policy>> ForObject(
       const std::string& ns, const std::string& key);
+  // Every policy of `ns`, for many ForKey lookups without a query each.
+  absl::StatusOr<std::vector<cloudflux::classification::v1::Policy>> ForNamespace(const std::string& ns);
+  // The one of `policies` (one namespace's) with the longest prefix of `key`.
+  static const cloudflux::classification::v1::Policy* ForKey(
+      const std::vector<cloudflux::classification::v1::Policy>& policies, const std::string& key);
 
   // `policy` applied on top of `base` (constraints, pin, size, auto-tiering).
   static pricing::TierPolicy Apply(const cloudflux::classification::v1::Policy& policy,

@@ -21,6 +21,7 @@
 ABSL_FLAG(int32_t, events, 300000, "Events to ingest.");
 ABSL_FLAG(int32_t, objects, 20000, "Distinct objects they are about.");
 ABSL_FLAG(int32_t, batch, 5000, "Most events per batch.");
+ABSL_FLAG(int32_t, consumers, 2, "Ingest consumers (parallel batches).");
 ABSL_FLAG(int32_t, round, 20000, "Events produced per round (the dev broker keeps 5 MB per partition).");
 
 using namespace cloudflux;  // NOLINT
@@ -63,7 +64,8 @@ int main(int argc, char** argv) {
   classification::AccessStatsStore store(**pool);
   auto ingest = classification::StatsIngest::Start(
       store, {.kafka = {.brokers = *brokers}, .group_id = "bench-" + core::NewId(), .topic = topic,
-              .max_batch = static_cast<size_t>(absl::GetFlag(FLAGS_batch))});
+              .max_batch = static_cast<size_t>(absl::GetFlag(FLAGS_batch)),
+              .consumers = absl::GetFlag(FLAGS_consumers)});
   if (!ingest.ok()) Die("ingest");
 
   std::mt19937 rng(3);

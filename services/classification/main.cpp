@@ -15,6 +15,8 @@
 #include "sweeper.h"
 
 ABSL_FLAG(int32_t, stats_batch, 5000, "Most object events applied to the access statistics at once.");
+ABSL_FLAG(int32_t, stats_consumers, 2,
+          "Consumer-group members writing access statistics in parallel in this process.");
 ABSL_FLAG(std::string, stats_group, "cloudflux-classification-access-stats",
           "Kafka consumer group of the access statistics (one per deployment).");
 ABSL_FLAG(std::string, price_catalog, "",
@@ -53,7 +55,8 @@ int main(int argc, char** argv) {
   auto ingest = cls::StatsIngest::Start(
       stats, {.kafka = app->kafka_options(),
               .group_id = absl::GetFlag(FLAGS_stats_group),
-              .max_batch = static_cast<size_t>(absl::GetFlag(FLAGS_stats_batch))});
+              .max_batch = static_cast<size_t>(absl::GetFlag(FLAGS_stats_batch)),
+              .consumers = absl::GetFlag(FLAGS_stats_consumers)});
   if (!ingest.ok()) return fail("cannot consume object events", ingest.status());
   app->runner().AddDependency("access-stats", [&](absl::Duration) { return (*ingest)->Health(); });
   app->OnStop([&] { (*ingest)->Stop(); });

@@ -1,10 +1,15 @@
 #pragma once
-// StatsIngest: a consumer-group member on the storage adapter's object topic
-// that feeds AccessStatsStore in batches, on its own thread, until stopped.
+// StatsIngest: consumer-group members on the storage adapter's object topic
+// that feed AccessStatsStore in batches, each on its own thread with its own
+// database transactions, until stopped. Events of one object share a
+// partition (keyed by namespace/key), so members never write the same rows.
 
 #include <atomic>
+#include <map>
 #include <memory>
+#include <mutex>
 #include <thread>
+#include <vector>
 
 #include "access_stats.h"
 #include "cloudflux/events/kafka.h"
@@ -18,6 +23,7 @@ struct IngestOptions {
   std::string group_id = "cloudflux-classification-access-stats";
   std::string topic = kObjectTopic;
   size_t max_batch = 5000;
+  int consumers = 2;  // members in this process (parallel batches)
   absl::Duration poll_timeout = absl::Milliseconds(200);
 };
 
@@ -32,17 +38,18 @@ class StatsIngest {
   absl::Status Health() const;
 
  private:
-  StatsIngest(AccessStatsStore& store, IngestOptions options, std::unique_ptr<events::Consumer> consumer);
-  void Loop();
+  StatsIngest(AccessStatsStore& store, IngestOptions options,
+              std::vector<std::unique_ptr<events::Consumer>> consumers);
+  void Loop(events::Consumer& consumer);
 
   AccessStatsStore& store_;
   IngestOptions options_;
-  std::unique_ptr<events::Consumer> consumer_;
+  std::vector<std::unique_ptr<events::Consumer>> consumers_;
   std::atomic<bool> stop_{false};
   std::atomic<int64_t> applied_{0}, consumed_{0};
   mutable std::mutex mu_;
-  absl::Status last_error_;
-  std::thread thread_;
+  std::map<const events::Consumer*, absl::Status> last_error_;  // of each one's last batch
+  std::vector<std::thread> threads_;
 };
 
 }  // namespace cloudflux::classification

@@ -45,11 +45,17 @@ ALTER TABLE outbox DROP CONSTRAINT outbox_event_id_key;
 ALTER TABLE outbox DROP COLUMN published_at;
 )sql";
 
+// Pruning processed-event ids by age scans this small index, not the table.
+constexpr char kProcessedAtIndexSql[] = R"sql(
+CREATE INDEX processed_events_at ON processed_events USING brin (processed_at);
+)sql";
+
 }  // namespace
 
 absl::Status MigrateEventTables(db::Pool& pool, const std::string& schema) {
   return db::ApplyMigrations(pool, schema, {{1, "001_event_tables.sql", kEventTablesSql},
-                                 {2, "002_delete_on_publish.sql", kDeleteOnPublishSql}},
+                                 {2, "002_delete_on_publish.sql", kDeleteOnPublishSql},
+                                 {3, "003_processed_at_index.sql", kProcessedAtIndexSql}},
                              "events_migrations");
 }
 
@@ -158,6 +164,17 @@ absl::StatusOr<bool> MarkProcessed(db::Transaction& tx, const std::string& schem
   return r.affected_rows() == 1;
 }
 
+absl::StatusOr<int64_t> PruneProcessedEvents(db::Pool& pool, const std::string& schema, absl::Time before,
+                                             int limit) {
+  if (limit < 1) return absl::InvalidArgumentError("prune limit must be positive");
+  CF_ASSIGN_OR_RETURN(
+      db::Result r,
+      pool.Exec(absl::StrCat("DELETE FROM ", schema, ".processed_events WHERE ctid = ANY(ARRAY(SELECT ctid FROM ",
+                             schema, ".processed_events WHERE processed_at < $1 LIMIT $2))"),
+                {absl::FormatTime("%Y-%m-%dT%H:%M:%E6SZ", before, absl::UTCTimeZone()), std::to_string(limit)}));
+  return r.affected_rows();
+}
+
 OutboxRelay::OutboxRelay(db::Pool& pool, std::string schema, Producer& producer,
                          RelayOptions options)
     : pool_(pool), schema_(std::move(schema)), producer_(producer), options_(std::move(options)) {}
@@ -214,7 +231,20 @@ absl::StatusOr<int> OutboxRelay::PublishBatch() {
 void OutboxRelay::Start() {
   stop_ = false;
   thread_ = std::thread([this] {
+    absl::Time next_prune = absl::Now();
     while (!stop_) {
+      if (options_.processed_retention > absl::ZeroDuration() && absl::Now() >= next_prune) {
+        // Forget processed-event ids older than the retention, a chunk at a time.
+        absl::StatusOr<int64_t> pruned;
+        do {
+          pruned = PruneProcessedEvents(pool_, schema_, absl::Now() - options_.processed_retention, 10000);
+        } while (pruned.ok() && *pruned == 10000 && !stop_);
+        if (!pruned.ok()) {
+          core::LogWarn("pruning processed events failed",
+                        {{"schema", schema_}, {"error", std::string(pruned.status().message())}});
+        }
+        next_prune = absl::Now() + options_.prune_interval;
+      }
       auto n = PublishBatch();
       if (!n.ok()) {
         core::LogWarn("outbox relay batch failed",

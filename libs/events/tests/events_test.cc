@@ -359,6 +359,47 @@ TEST_F(OutboxTest, ExactlyOnceEffectDespiteRelayKilledMidBatchAndDuplicates) {
   EXPECT_EQ(Count("SELECT count(DISTINCT order_key) FROM ledger.effects"), kOrders);
 }
 
+TEST_F(OutboxTest, ProcessedEventIdsArePrunedAfterTheRetention) {
+  for (int i = 0; i < 30; ++i) {
+    ASSERT_TRUE(pool_->InTransaction([&](db::Transaction& tx) -> absl::Status {
+      auto fresh = MarkProcessed(tx, "ledger", "c", "event-" + std::to_string(i));
+      if (!fresh.ok()) return fresh.status();
+      return *fresh ? absl::OkStatus() : absl::InternalError("not fresh");
+    }).ok());
+  }
+  // 20 of them were processed 8 days ago.
+  ASSERT_TRUE(pool_->Exec("UPDATE ledger.processed_events SET processed_at = now() - interval '8 days' "
+                          "WHERE substr(event_id, 7)::int < 20")
+                  .ok());
+  auto count = [&] { return (*pool_->Exec("SELECT count(*) FROM ledger.processed_events"))[0].Int(0); };
+  ASSERT_EQ(count(), 30);
+  const absl::Time week_ago = absl::Now() - absl::Hours(24 * 7);
+  auto pruned = PruneProcessedEvents(*pool_, "ledger", week_ago, 15);
+  ASSERT_TRUE(pruned.ok()) << pruned.status();
+  EXPECT_EQ(*pruned, 15) << "at most the limit";
+  pruned = PruneProcessedEvents(*pool_, "ledger", week_ago, 15);
+  ASSERT_TRUE(pruned.ok());
+  EXPECT_EQ(*pruned, 5);
+  EXPECT_EQ(count(), 10) << "recent ids stay";
+  EXPECT_EQ(PruneProcessedEvents(*pool_, "ledger", week_ago, 0).status().code(),
+            absl::StatusCode::kInvalidArgument);
+  // A recent id is still recognised as processed.
+  ASSERT_TRUE(pool_->InTransaction([&](db::Transaction& tx) -> absl::Status {
+    auto fresh = MarkProcessed(tx, "ledger", "c", "event-29");
+    EXPECT_TRUE(fresh.ok() && !*fresh);
+    return absl::OkStatus();
+  }).ok());
+
+  // The relay prunes on its own.
+  ASSERT_TRUE(pool_->Exec("UPDATE ledger.processed_events SET processed_at = now() - interval '2 hours'").ok());
+  auto producer = std::move(*Producer::Create({.brokers = Brokers()}));
+  OutboxRelay relay(*pool_, "ledger", *producer,
+                    {.processed_retention = absl::Hours(1), .prune_interval = absl::Milliseconds(50)});
+  relay.Start();
+  EXPECT_TRUE(testing::WaitFor([&] { return count() == 0; }, absl::Seconds(10)));
+  relay.Stop();
+}
+
 TEST_F(OutboxTest, OnlyOneRelayPublishesAtATime) {
   std::string topic = UniqueTopic("orders");
   for (int i = 0; i < 10; ++i) ASSERT_TRUE(PlaceOrder(i, topic).ok());

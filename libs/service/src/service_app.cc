@@ -23,6 +23,8 @@ ABSL_FLAG(int32_t, pg_pool_size, 8, "Maximum PostgreSQL connections of this proc
 ABSL_FLAG(std::string, kafka_brokers, "127.0.0.1:9092", "Kafka bootstrap servers.");
 ABSL_FLAG(std::string, redis_address, "127.0.0.1:56379", "Redis host:port (services that use it).");
 ABSL_FLAG(std::string, redis_password_file, "", "File holding the Redis password.");
+ABSL_FLAG(absl::Duration, processed_events_retention, absl::Hours(24 * 7),
+          "How long ids of consumed events are kept to drop redeliveries (0 = forever).");
 ABSL_FLAG(std::string, log_level, "info", "trace, debug, info, warn, error.");
 ABSL_FLAG(std::string, access_log, "all", "Which calls get an access-log line: all, errors, none.");
 ABSL_FLAG(absl::Duration, default_deadline, absl::Seconds(30),
@@ -169,7 +171,9 @@ absl::Status ServiceApp::Init() {
   kafka_.brokers = absl::GetFlag(FLAGS_kafka_brokers);
   kafka_.client_id = absl::StrCat("cloudflux-", spec_.name);
   CF_ASSIGN_OR_RETURN(producer_, events::Producer::Create(kafka_));
-  relay_ = std::make_unique<events::OutboxRelay>(*pool_, spec_.schema, *producer_);
+  events::RelayOptions relay_options;
+  relay_options.processed_retention = absl::GetFlag(FLAGS_processed_events_retention);
+  relay_ = std::make_unique<events::OutboxRelay>(*pool_, spec_.schema, *producer_, relay_options);
 
   bool authenticate = !spec_.authenticates_itself && !absl::GetFlag(FLAGS_insecure_no_auth);
   if (spec_.uses_redis || authenticate) {

@@ -84,12 +84,23 @@ class Outbox {
 absl::StatusOr<bool> MarkProcessed(db::Transaction& tx, const std::string& schema,
                                    const std::string& consumer, const std::string& event_id);
 
+// Deletes up to `limit` ids of <schema>.processed_events recorded before
+// `before`; returns how many. An event redelivered after its id was pruned
+// would take effect again, so the retention must exceed any redelivery
+// (relay re-sends come within seconds, consumer rewinds within a batch).
+absl::StatusOr<int64_t> PruneProcessedEvents(db::Pool& pool, const std::string& schema, absl::Time before,
+                                             int limit);
+
 struct RelayOptions {
   int batch_size = 200;
   absl::Duration idle_poll_interval = absl::Milliseconds(100);
   absl::Duration send_timeout = absl::Seconds(10);
   // Called after a batch was acknowledged by Kafka and before it is deleted (tests use it to kill the relay at the worst moment).
   std::function<void(int published)> after_send;
+  // The relay also prunes the schema's processed-event ids older than this
+  // (<= 0: never), every prune_interval.
+  absl::Duration processed_retention = absl::Hours(24 * 7);
+  absl::Duration prune_interval = absl::Minutes(10);
 };
 
 // Publishes the outbox of one schema. Several replicas may run one each: a

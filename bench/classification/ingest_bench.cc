@@ -103,6 +103,7 @@ int main(int argc, char** argv) {
         sv1::ObjectRead r;
         r.set_namespace_("bench");
         r.set_key(key);
+        r.set_version(1);
         r.set_reads(1 + rng() % 5);
         r.set_bytes_read(r.reads() << 20);
         r.set_size(1 << 20);

@@ -36,9 +36,23 @@ struct Delta {
   std::optional<int> tier;
   std::optional<absl::Time> created, placed;
   bool authoritative = false;
+  // Reads of one version, the newest seen (reads of older versions belong to
+  // a deleted or overwritten history and count for nothing).
+  int64_t reads_version = 0;
   std::map<std::string, std::pair<int64_t, int64_t>> reads_by_day;  // day -> reads, bytes
   int64_t reads = 0, bytes = 0;
   std::optional<absl::Time> last_read;
+  // Makes `version` the one reads count for; false if it is older.
+  bool AdvanceTo(int64_t version) {
+    if (version < reads_version) return false;
+    if (version > reads_version) {
+      reads_by_day.clear();
+      reads = bytes = 0;
+      last_read.reset();
+      reads_version = version;
+    }
+    return true;
+  }
   void Reset() {
     auto tombstone = deleted_version;
     *this = Delta{.delete_first = true};
@@ -129,6 +143,7 @@ absl::StatusOr<AccessStatsStore::Applied> AccessStatsStore::Apply(
         if (created.overwrite()) {
           d.Reset();  // a new version: its own history
         }
+        d.AdvanceTo(o.version());
         d.version = o.version();
         d.size = o.size();
         d.backend = o.backend();
@@ -142,6 +157,7 @@ absl::StatusOr<AccessStatsStore::Applied> AccessStatsStore::Apply(
         d.deleted_version = std::max(d.deleted_version.value_or(0), deleted.version());
       } else if (e->payload().UnpackTo(&tier)) {
         Delta& d = deltas[{tier.namespace_(), tier.key()}];
+        d.AdvanceTo(tier.version());
         d.tier = tier.to_tier();
         d.placed = when;
         d.version = tier.version();
@@ -150,6 +166,7 @@ absl::StatusOr<AccessStatsStore::Applied> AccessStatsStore::Apply(
         d.authoritative = true;
       } else if (e->payload().UnpackTo(&moved)) {
         Delta& d = deltas[{moved.namespace_(), moved.key()}];
+        d.AdvanceTo(moved.version());
         d.backend = moved.to_backend();
         d.tier = moved.to_tier();
         d.placed = when;
@@ -160,6 +177,10 @@ absl::StatusOr<AccessStatsStore::Applied> AccessStatsStore::Apply(
         Delta& d = deltas[{read.namespace_(), read.key()}];
         if (d.deleted_version.has_value() && read.version() <= *d.deleted_version && !d.authoritative) {
           ++batch.applied;  // reads of a version deleted in this batch: nothing to count
+          continue;
+        }
+        if (!d.AdvanceTo(read.version())) {
+          ++batch.applied;  // reads of a version older than one seen: nothing to count
           continue;
         }
         absl::Time last = read.has_last_read() ? ToTime(read.last_read()) : when;
@@ -238,7 +259,7 @@ absl::StatusOr<AccessStatsStore::Applied> AccessStatsStore::Apply(
         day.push_back(dd);
         day_reads.push_back(std::to_string(rb.first));
         day_bytes.push_back(std::to_string(rb.second));
-        day_version.push_back(std::to_string(d.version.value_or(0)));
+        day_version.push_back(std::to_string(d.reads_version));
       }
     }
     for (bool authoritative : {true, false}) {
@@ -263,7 +284,8 @@ absl::StatusOr<AccessStatsStore::Applied> AccessStatsStore::Apply(
                       "bytes_read = s.bytes_read + EXCLUDED.bytes_read, deleted_version = NULL, "
                       "updated_at = now()",
                       // Reads of a deleted version change nothing.
-                      authoritative ? "" : " WHERE s.deleted_version IS NULL OR EXCLUDED.version > s.deleted_version"),
+                      authoritative ? "" : " WHERE (s.deleted_version IS NULL OR EXCLUDED.version > s.deleted_version) "
+                                          "AND (s.version IS NULL OR EXCLUDED.version >= s.version)"),
                   {db::ArrayLiteral(r.ns), db::ArrayLiteral(r.key), db::ArrayLiteral(r.version),
                    db::ArrayLiteral(r.size), db::ArrayLiteral(r.backend), db::ArrayLiteral(r.tier),
                    db::ArrayLiteral(r.created), db::ArrayLiteral(r.placed), db::ArrayLiteral(r.last_read),
@@ -276,7 +298,7 @@ absl::StatusOr<AccessStatsStore::Applied> AccessStatsStore::Apply(
                   "bytes) SELECT u.ns, u.key, u.day, u.reads, u.bytes FROM unnest($1::text[], $2::text[], "
                   "$3::date[], $4::bigint[], $5::bigint[], $6::bigint[]) AS u(ns, key, day, reads, bytes, "
                   "version) WHERE NOT EXISTS (SELECT 1 FROM classification.object_stats s WHERE "
-                  "s.namespace = u.ns AND s.key = u.key AND s.deleted_version IS NOT NULL) "
+                  "s.namespace = u.ns AND s.key = u.key AND (u.version <= s.deleted_version OR s.version > u.version)) "
                   "ON CONFLICT (namespace, key, day) DO UPDATE SET reads = d.reads + "
                   "EXCLUDED.reads, bytes = d.bytes + EXCLUDED.bytes",
                   {db::ArrayLiteral(day_ns), db::ArrayLiteral(day_key), db::ArrayLiteral(day),

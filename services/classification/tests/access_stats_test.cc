@@ -5,6 +5,10 @@
 
 #include <google/protobuf/util/time_util.h>
 
+#include <functional>
+#include <random>
+
+#include "absl/strings/str_cat.h"
 #include "access_stats.h"
 #include "cloudflux/core/clock.h"
 #include "cloudflux/events/outbox.h"
@@ -223,6 +227,154 @@ TEST_F(AccessStatsTest, OtherEventsAndGarbageAreSkipped) {
   ASSERT_TRUE(applied.ok()) << applied.status();
   EXPECT_EQ(applied->skipped, 2);
   EXPECT_EQ(applied->applied, 0);
+}
+
+// The statistics do not depend on how the stream was cut into batches: the
+// same realistic event sequence (versions that grow, overwrites, tier
+// changes, relocations, deletions followed by late reads, recreations)
+// applied in one batch, one event at a time and in random batches ends in
+// the same rows.
+TEST_F(AccessStatsTest, BatchBoundariesDoNotChangeTheStatistics) {
+  std::mt19937 rng(7);
+  const absl::Time t0 = clock_.Now();
+  struct Obj {
+    int64_t version = 0;  // 0: not created yet
+    bool live = false;
+    int tier = cloudflux::common::v1::STORAGE_TIER_HOT;
+  };
+  std::vector<Obj> objects(40);
+  // Events as (object index, payload builder for a namespace).
+  std::vector<std::pair<int, std::function<events::v1::EventEnvelope(const std::string&)>>> stream;
+  for (int step = 0; step < 1500; ++step) {
+    int i = static_cast<int>(rng() % objects.size());
+    Obj& o = objects[i];
+    const std::string key = "k" + std::to_string(i);
+    const int kind = static_cast<int>(rng() % 100);
+    const absl::Time at = t0 - absl::Hours(static_cast<int>(rng() % (24 * 40)));
+    const int64_t version = o.version;
+    auto envelope = [key](const std::string& ns, const google::protobuf::Message& m) {
+      return events::MakeEnvelope("cloudflux/storage-adapter", "objects/" + ns + "/" + key, ns + "/" + key, m);
+    };
+    if (!o.live && (kind < 70 || o.version == 0)) {
+      const bool overwrite = false;
+      const int64_t v = ++o.version;
+      const int64_t size = 1000 + static_cast<int64_t>(rng() % 100000);
+      o.live = true;
+      o.tier = cloudflux::common::v1::STORAGE_TIER_HOT;
+      stream.emplace_back(i, [=](const std::string& ns) {
+        sv1::ObjectCreated c;
+        auto* x = c.mutable_object();
+        x->set_namespace_(ns);
+        x->set_key(key);
+        x->set_size(size);
+        x->set_version(v);
+        x->set_backend("s3");
+        x->set_tier(cloudflux::common::v1::STORAGE_TIER_HOT);
+        *x->mutable_created() = TimeUtil::MicrosecondsToTimestamp(absl::ToUnixMicros(at));
+        c.set_overwrite(overwrite);
+        return envelope(ns, c);
+      });
+    } else if (o.live && kind < 8) {  // overwrite
+      const int64_t v = ++o.version;
+      const int64_t size = 1000 + static_cast<int64_t>(rng() % 100000);
+      o.tier = cloudflux::common::v1::STORAGE_TIER_HOT;
+      stream.emplace_back(i, [=](const std::string& ns) {
+        sv1::ObjectCreated c;
+        auto* x = c.mutable_object();
+        x->set_namespace_(ns);
+        x->set_key(key);
+        x->set_size(size);
+        x->set_version(v);
+        x->set_backend("s3");
+        x->set_tier(cloudflux::common::v1::STORAGE_TIER_HOT);
+        *x->mutable_created() = TimeUtil::MicrosecondsToTimestamp(absl::ToUnixMicros(at));
+        c.set_overwrite(true);
+        return envelope(ns, c);
+      });
+    } else if (o.live && kind < 14) {  // tier change
+      const int to = 1 + static_cast<int>(rng() % 4);
+      o.tier = to;
+      stream.emplace_back(i, [=](const std::string& ns) {
+        sv1::ObjectTierChanged t;
+        t.set_namespace_(ns);
+        t.set_key(key);
+        t.set_version(version);
+        t.set_backend("s3");
+        t.set_to_tier(static_cast<cloudflux::common::v1::StorageTier>(to));
+        t.set_size(5);
+        return envelope(ns, t);
+      });
+    } else if (o.live && kind < 17) {  // relocation
+      stream.emplace_back(i, [=](const std::string& ns) {
+        sv1::ObjectRelocated r;
+        r.set_namespace_(ns);
+        r.set_key(key);
+        r.set_version(version);
+        r.set_to_backend("gcs");
+        r.set_to_tier(cloudflux::common::v1::STORAGE_TIER_COLD);
+        r.set_size(7);
+        return envelope(ns, r);
+      });
+    } else if (o.live && kind < 22) {  // deletion
+      o.live = false;
+      stream.emplace_back(i, [=](const std::string& ns) {
+        sv1::ObjectDeleted d;
+        d.set_namespace_(ns);
+        d.set_key(key);
+        d.set_version(version);
+        return envelope(ns, d);
+      });
+    } else if (version > 0) {  // reads of the current (or, after a deletion, the deleted) version
+      const int64_t reads = 1 + static_cast<int64_t>(rng() % 5);
+      stream.emplace_back(i, [=](const std::string& ns) {
+        sv1::ObjectRead r;
+        r.set_namespace_(ns);
+        r.set_key(key);
+        r.set_version(version);
+        r.set_reads(reads);
+        r.set_bytes_read(reads * 100);
+        r.set_size(1000);
+        r.set_backend("s3");
+        r.set_tier(cloudflux::common::v1::STORAGE_TIER_HOT);
+        *r.mutable_first_read() = TimeUtil::MicrosecondsToTimestamp(absl::ToUnixMicros(at));
+        *r.mutable_last_read() = TimeUtil::MicrosecondsToTimestamp(absl::ToUnixMicros(at));
+        return envelope(ns, r);
+      });
+    }
+  }
+  // Namespace "whole": one batch; "single": one event a batch; "cut": random batches.
+  auto events_of = [&](const std::string& ns) {
+    std::vector<events::v1::EventEnvelope> out;
+    for (auto& [i, make] : stream) out.push_back(make(ns));
+    return out;
+  };
+  ASSERT_TRUE(store_->Apply(events_of("whole")).ok());
+  for (const auto& e : events_of("single")) ASSERT_TRUE(store_->Apply({e}).ok());
+  std::vector<events::v1::EventEnvelope> cut = events_of("cut");
+  for (size_t at = 0; at < cut.size();) {
+    size_t n = std::min(cut.size() - at, size_t{1} + rng() % 60);
+    ASSERT_TRUE(store_->Apply({cut.begin() + at, cut.begin() + at + n}).ok());
+    at += n;
+  }
+  auto describe = [&](const std::string& ns, const std::string& key) -> std::string {
+    auto s = store_->Get(ns, key, t0);
+    if (!s.ok()) return std::string(absl::StatusCodeToString(s.status().code()));
+    return absl::StrCat("v", s->version, " size ", s->size, " ", s->backend, " tier ", s->tier, " reads ",
+                        s->reads_total, "/", s->bytes_read, " windows ", s->reads_1d, ",", s->reads_7d, ",",
+                        s->reads_30d, ",", s->reads_90d, " created ",
+                        s->created ? absl::FormatTime(*s->created) : "-", " last read ",
+                        s->last_read ? absl::FormatTime(*s->last_read) : "-");
+  };
+  int live = 0;
+  for (size_t i = 0; i < objects.size(); ++i) {
+    const std::string key = "k" + std::to_string(i);
+    const std::string whole = describe("whole", key);
+    EXPECT_EQ(describe("single", key), whole) << key;
+    EXPECT_EQ(describe("cut", key), whole) << key;
+    live += objects[i].live ? 1 : 0;
+    EXPECT_EQ(whole != "NOT_FOUND", objects[i].live) << key << ": " << whole;
+  }
+  EXPECT_GT(live, 5);
 }
 
 }  // namespace

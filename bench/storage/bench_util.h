@@ -47,6 +47,12 @@ inline int64_t PeakRssKib(int pid) {
   return -1;
 }
 
+// Starts a new peak: VmHWM becomes the current resident size.
+inline void ResetPeakRss(int pid) {
+  std::ofstream out(absl::StrCat("/proc/", pid, "/clear_refs"));
+  out << "5";
+}
+
 // `bytes` of incompressible content in `path`.
 inline void WriteRandomFile(const std::string& path, int64_t bytes, uint64_t seed) {
   std::ofstream out(path, std::ios::binary);

@@ -4,6 +4,8 @@
 #include <gtest/gtest.h>
 #include <signal.h>
 
+#include <set>
+
 #include "absl/strings/match.h"
 #include "cloudflux/core/uuid.h"
 #include "cloudflux/db/db.h"
@@ -399,7 +401,10 @@ TEST(Classification, PoliciesAreValidatedStoredAndSteerDecisions) {
 
 TEST(Classification, BatchesAnalyticsAndSweepsCoverWholeNamespaces) {
   PricedStack stack;
-  ASSERT_NO_FATAL_FAILURE(stack.Start("batch-", {{"CLOUDFLUX_SWEEP_INTERVAL", "1s"}}));
+  // "archive" is a second backend, priced as GCP (the storage adapter need
+  // not have it to be a target).
+  ASSERT_NO_FATAL_FAILURE(stack.Start(
+      "batch-", {{"CLOUDFLUX_SWEEP_INTERVAL", "1s"}, {"CLOUDFLUX_BACKEND_CLOUDS", "local=aws,archive=gcp"}}));
   StorageClient& client = *stack.client;
   const std::string object(8 << 20, 'x');
   ASSERT_TRUE(client.Put("logs/a", object));
@@ -571,6 +576,35 @@ TEST(Classification, BatchesAnalyticsAndSweepsCoverWholeNamespaces) {
     (void)consumer->PollOnce(absl::Milliseconds(100));
     return decisions["logs/a"] == 2 && decisions["logs/b"] == 2;
   }, absl::Seconds(30), absl::ZeroDuration()));
+
+  // Other clouds are candidates only where a policy allows them.
+  auto clouds_of = [](const cv1::Classification& c) {
+    std::set<int> clouds;
+    for (const auto& x : c.candidates()) clouds.insert(x.cloud());
+    return clouds;
+  };
+  EXPECT_EQ(clouds_of(single["logs/a"]), std::set<int>{cloudflux::common::v1::CLOUD_PROVIDER_AWS});
+  EXPECT_EQ(single["logs/a"].target_backend(), "local");
+  cv1::Policy cross;
+  cross.set_namespace_(client.ns);
+  cross.set_prefix("logs/");
+  cross.add_allowed_clouds(cloudflux::common::v1::CLOUD_PROVIDER_GCP);
+  cv1::Policy stored;
+  ASSERT_TRUE(rpc(&cv1::ClassificationService::Stub::CreatePolicy, cross, &stored).ok());
+  auto across = stack.Classify("logs/a");
+  ASSERT_TRUE(across.ok()) << across.status();
+  EXPECT_EQ(clouds_of(*across), (std::set<int>{cloudflux::common::v1::CLOUD_PROVIDER_AWS,
+                                               cloudflux::common::v1::CLOUD_PROVIDER_GCP}));
+  for (const auto& x : across->candidates()) {
+    if (x.cloud() == cloudflux::common::v1::CLOUD_PROVIDER_GCP) EXPECT_GT(x.move_cost(), 0) << "egress";
+  }
+  EXPECT_LE(across->candidates(0).total_cost(), single["logs/a"].candidates(0).total_cost() + 1e-12);
+  EXPECT_EQ(across->target_backend(),
+            across->cloud() == cloudflux::common::v1::CLOUD_PROVIDER_GCP ? "archive" : "local");
+  auto hot_after = stack.Classify("hot");
+  ASSERT_TRUE(hot_after.ok());
+  EXPECT_EQ(clouds_of(*hot_after), std::set<int>{cloudflux::common::v1::CLOUD_PROVIDER_AWS})
+      << "outside the policy's prefix";
   stack.Stop();
 }
 

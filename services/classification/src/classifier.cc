@@ -63,6 +63,13 @@ std::string TargetName(const v1::Classification& c) {
 
 }  // namespace
 
+std::string Classifier::BackendOf(pricing::CloudProvider cloud) const {
+  for (const auto& [backend, c] : options_.backend_clouds) {  // by name: the first
+    if (c == cloud) return backend;
+  }
+  return "";
+}
+
 absl::StatusOr<Classifier::Decided> Classifier::Decide(const ObjectStats& s, const v1::Policy* rule,
                                                        int64_t latency_ms, absl::Time now,
                                                        bool with_candidates) const {
@@ -92,8 +99,15 @@ absl::StatusOr<Classifier::Decided> Classifier::Decide(const ObjectStats& s, con
   absl::Time idle_since = std::max(s.placed.value_or(written), s.last_read.value_or(written));
   pricing::Placement placement{current, stats.days_in_class, days(idle_since)};
   pricing::TierPolicy policy = rule != nullptr ? PolicyStore::Apply(*rule, options_.policy) : options_.policy;
-  // Decisions stay within the object's cloud (its backend's).
+  // Other clouds only where the policy allows them and a backend reaches them.
   policy.constraints.allowed_clouds = {cloud->second};
+  if (rule != nullptr) {
+    for (int c : rule->allowed_clouds()) {
+      if (!BackendOf(static_cast<pricing::CloudProvider>(c)).empty()) {
+        policy.constraints.allowed_clouds.insert(static_cast<pricing::CloudProvider>(c));
+      }
+    }
+  }
   // The caller's latency need, else the policy's, else the default.
   if (latency_ms > 0) {
     policy.constraints.max_first_byte_latency_ms = latency_ms;
@@ -111,6 +125,7 @@ absl::StatusOr<Classifier::Decided> Classifier::Decide(const ObjectStats& s, con
   c.set_cloud(d.target->cloud());
   c.set_storage_class(d.target->storage_class());
   c.set_tier(d.target->tier());
+  c.set_target_backend(d.target->cloud() == cloud->second ? s.backend : BackendOf(d.target->cloud()));
   c.set_move(d.move);
   c.set_current_monthly_cost(d.current_monthly);
   c.set_target_monthly_cost(d.target_monthly);
@@ -157,6 +172,7 @@ absl::StatusOr<int64_t> Classifier::Publish(const std::vector<const Decided*>& d
     event.set_to_cloud(c.cloud());
     event.set_to_storage_class(c.storage_class());
     event.set_to_tier(c.tier());
+    event.set_to_backend(c.target_backend());
     event.set_expected_saving(c.saving());
     event.set_horizon_days(c.horizon_days());
     event.set_reason(c.reason());

@@ -82,6 +82,8 @@ class Classifier {
   };
 
  private:
+  // The first backend (by name) priced as `cloud`, "" if none.
+  std::string BackendOf(pricing::CloudProvider cloud) const;
   // `rule`: the object's policy, if any. `latency_ms` 0 = policy/default.
   absl::StatusOr<Decided> Decide(const ObjectStats& s, const cloudflux::classification::v1::Policy* rule,
                                  int64_t latency_ms, absl::Time now, bool with_candidates) const;

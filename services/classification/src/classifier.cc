@@ -6,6 +6,7 @@
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_split.h"
 #include "cloudflux/classification/v1/events.pb.h"
+#include "cloudflux/core/log.h"
 #include "cloudflux/core/status.h"
 #include "cloudflux/server/paging.h"
 
@@ -70,9 +71,22 @@ std::string Classifier::BackendOf(pricing::CloudProvider cloud) const {
   return "";
 }
 
+std::vector<std::optional<pricing::Forecast>> Classifier::Forecasts(
+    const std::vector<const ObjectStats*>& objects) const {
+  std::vector<std::optional<pricing::Forecast>> none(objects.size());
+  if (options_.forecasts == nullptr || objects.empty()) return none;
+  auto got = options_.forecasts->Get(objects);
+  if (!got.ok() || got->size() != objects.size()) {
+    core::LogWarn("forecasts unavailable; deciding from access counts",
+                  {{"error", got.ok() ? "wrong number of forecasts" : std::string(got.status().message())}});
+    return none;
+  }
+  return std::move(*got);
+}
+
 absl::StatusOr<Classifier::Decided> Classifier::Decide(const ObjectStats& s, const v1::Policy* rule,
-                                                       int64_t latency_ms, absl::Time now,
-                                                       bool with_candidates) const {
+                                                       int64_t latency_ms, absl::Time now, bool with_candidates,
+                                                       const std::optional<pricing::Forecast>& forecast) const {
   auto cloud = options_.backend_clouds.find(s.backend);
   if (cloud == options_.backend_clouds.end()) {
     return absl::FailedPreconditionError(absl::StrCat(
@@ -114,7 +128,7 @@ absl::StatusOr<Classifier::Decided> Classifier::Decide(const ObjectStats& s, con
   } else if (policy.constraints.max_first_byte_latency_ms == 0) {
     policy.constraints.max_first_byte_latency_ms = options_.default_max_latency_ms;
   }
-  pricing::Decision d = pricing::Decide(catalog_, stats, placement, policy);
+  pricing::Decision d = pricing::Decide(catalog_, stats, placement, policy, forecast);
 
   Decided out;
   v1::Classification& c = out.classification;
@@ -133,6 +147,10 @@ absl::StatusOr<Classifier::Decided> Classifier::Decide(const ObjectStats& s, con
   c.set_horizon_days(policy.horizon_days);
   c.set_expected_reads(d.expected.reads);
   c.set_reason(d.reason);
+  if (forecast.has_value()) {
+    c.set_forecast_reads_7d(forecast->reads_next_7d);
+    c.set_forecast_confidence(forecast->confidence);
+  }
   if (rule != nullptr) c.set_policy(absl::StrCat(rule->namespace_(), "/", rule->prefix()));
   for (const auto& cand : d.candidates) {
     if (cand.is_current) out.current = cand;
@@ -210,7 +228,8 @@ absl::StatusOr<v1::Classification> Classifier::Classify(const v1::ClassifyReques
   CF_ASSIGN_OR_RETURN(ObjectStats s, stats_.Get(request.namespace_(), request.key(), now));
   CF_ASSIGN_OR_RETURN(std::optional<v1::Policy> rule, policies_.ForObject(s.ns, s.key));
   CF_ASSIGN_OR_RETURN(Decided d, Decide(s, rule.has_value() ? &*rule : nullptr,
-                                        request.max_first_byte_latency_ms(), now, /*with_candidates=*/true));
+                                        request.max_first_byte_latency_ms(), now, /*with_candidates=*/true,
+                                        Forecasts({&s})[0]));
   if (request.publish() && d.classification.move()) {
     CF_ASSIGN_OR_RETURN(int64_t n, Publish({&d}));
     d.classification.set_published(n > 0);
@@ -229,13 +248,17 @@ absl::Status Classifier::Scan(const std::string& ns, const std::string& prefix, 
     CF_ASSIGN_OR_RETURN(std::vector<ObjectStats> objects, stats_.List(ns, prefix, after, kPage, now));
     std::vector<std::pair<ObjectStats, Decided>> page;
     page.reserve(objects.size());
-    for (ObjectStats& s : objects) {
+    std::vector<const ObjectStats*> asked;
+    for (const ObjectStats& s : objects) asked.push_back(&s);
+    std::vector<std::optional<pricing::Forecast>> forecasts = Forecasts(asked);
+    for (size_t i = 0; i < objects.size(); ++i) {
+      ObjectStats& s = objects[i];
       auto p = policies.find(s.ns);
       if (p == policies.end()) {
         CF_ASSIGN_OR_RETURN(std::vector<v1::Policy> of_ns, policies_.ForNamespace(s.ns));
         p = policies.emplace(s.ns, std::move(of_ns)).first;
       }
-      auto d = Decide(s, PolicyStore::ForKey(p->second, s.key), latency_ms, now, false);
+      auto d = Decide(s, PolicyStore::ForKey(p->second, s.key), latency_ms, now, false, forecasts[i]);
       if (!d.ok()) {
         ++*unpriced;
         continue;
@@ -272,31 +295,27 @@ absl::StatusOr<v1::ClassifyBatchResponse> Classifier::ClassifyBatch(const v1::Cl
                                                        o.key().substr(0, 64)));
       }
     }
-    std::map<std::string, std::vector<v1::Policy>> policies;
+  }
+  // Objects found, then decided together (one forecast request).
+  std::vector<ObjectStats> found;
+  auto report = [&](const std::string& ns, const std::string& key, const absl::Status& error) {
+    v1::ObjectError* e = out.add_errors();
+    e->set_namespace_(ns);
+    e->set_key(key);
+    e->set_code(absl::StatusCodeToString(error.code()));
+    e->set_message(std::string(error.message()));
+  };
+  if (request.objects_size() > 0) {
     for (const auto& o : request.objects()) {
       if (clock_.Now() > deadline) return absl::DeadlineExceededError("the batch ran past the deadline");
-      auto p = policies.find(o.namespace_());
-      if (p == policies.end()) {
-        CF_ASSIGN_OR_RETURN(std::vector<v1::Policy> of_ns, policies_.ForNamespace(o.namespace_()));
-        p = policies.emplace(o.namespace_(), std::move(of_ns)).first;
-      }
       absl::StatusOr<ObjectStats> s = stats_.Get(o.namespace_(), o.key(), now);
-      absl::StatusOr<Decided> d =
-          s.ok() ? Decide(*s, PolicyStore::ForKey(p->second, o.key()), latency, now, request.include_candidates())
-                 : absl::StatusOr<Decided>(s.status());
-      if (!d.ok()) {
-        if (d.status().code() != absl::StatusCode::kNotFound &&
-            d.status().code() != absl::StatusCode::kFailedPrecondition) {
-          return d.status();  // the database, not the object
-        }
-        v1::ObjectError* e = out.add_errors();
-        e->set_namespace_(o.namespace_());
-        e->set_key(o.key());
-        e->set_code(absl::StatusCodeToString(d.status().code()));
-        e->set_message(std::string(d.status().message()));
-        continue;
+      if (s.ok()) {
+        found.push_back(std::move(*s));
+      } else if (s.status().code() == absl::StatusCode::kNotFound) {
+        report(o.namespace_(), o.key(), s.status());
+      } else {
+        return s.status();  // the database, not the object
       }
-      decided.push_back(std::move(*d));
     }
   } else {
     if (request.namespace_().empty()) {
@@ -304,27 +323,32 @@ absl::StatusOr<v1::ClassifyBatchResponse> Classifier::ClassifyBatch(const v1::Cl
     }
     CF_RETURN_IF_ERROR(CheckScope(request.namespace_(), request.prefix()));
     CF_ASSIGN_OR_RETURN(server::PageCursor page, server::ParsePage(request.page(), 100, kMaxObjects));
-    CF_ASSIGN_OR_RETURN(std::vector<ObjectStats> objects,
-                        stats_.List(request.namespace_(), request.prefix(), {request.namespace_(), page.after},
-                                    page.size + 1, now));
-    CF_ASSIGN_OR_RETURN(std::vector<v1::Policy> policies, policies_.ForNamespace(request.namespace_()));
-    for (size_t i = 0; i < objects.size() && static_cast<int>(i) < page.size; ++i) {
-      auto d = Decide(objects[i], PolicyStore::ForKey(policies, objects[i].key), latency, now,
-                      request.include_candidates());
-      if (!d.ok()) {
-        v1::ObjectError* e = out.add_errors();
-        e->set_namespace_(objects[i].ns);
-        e->set_key(objects[i].key);
-        e->set_code(absl::StatusCodeToString(d.status().code()));
-        e->set_message(std::string(d.status().message()));
-        continue;
-      }
-      decided.push_back(std::move(*d));
-    }
-    if (static_cast<int>(objects.size()) > page.size) {
-      out.mutable_page()->set_next_page_token(server::PageToken(objects[page.size - 1].key));
+    CF_ASSIGN_OR_RETURN(found, stats_.List(request.namespace_(), request.prefix(),
+                                           {request.namespace_(), page.after}, page.size + 1, now));
+    if (static_cast<int>(found.size()) > page.size) {
+      found.resize(page.size);
+      out.mutable_page()->set_next_page_token(server::PageToken(found.back().key));
     }
     out.mutable_page()->set_total_size(-1);
+  }
+  std::map<std::string, std::vector<v1::Policy>> policies;  // per namespace
+  std::vector<const ObjectStats*> asked;
+  for (const ObjectStats& s : found) asked.push_back(&s);
+  std::vector<std::optional<pricing::Forecast>> forecasts = Forecasts(asked);
+  for (size_t i = 0; i < found.size(); ++i) {
+    const ObjectStats& s = found[i];
+    auto p = policies.find(s.ns);
+    if (p == policies.end()) {
+      CF_ASSIGN_OR_RETURN(std::vector<v1::Policy> of_ns, policies_.ForNamespace(s.ns));
+      p = policies.emplace(s.ns, std::move(of_ns)).first;
+    }
+    auto d = Decide(s, PolicyStore::ForKey(p->second, s.key), latency, now, request.include_candidates(),
+                    forecasts[i]);
+    if (!d.ok()) {
+      report(s.ns, s.key, d.status());
+      continue;
+    }
+    decided.push_back(std::move(*d));
   }
   std::vector<const Decided*> moves;
   for (const Decided& d : decided) {

@@ -11,6 +11,7 @@
 
 #include "absl/status/statusor.h"
 #include "access_stats.h"
+#include "forecasts.h"
 #include "policies.h"
 #include "cloudflux/classification/v1/classification.pb.h"
 #include "cloudflux/core/clock.h"
@@ -33,6 +34,7 @@ struct ClassifierOptions {
   std::map<std::string, pricing::CloudProvider> backend_clouds;
   int64_t default_max_latency_ms = 1000;
   pricing::TierPolicy policy;  // horizon, hysteresis, minimum age; constraints set per object
+  ForecastSource* forecasts = nullptr;  // not owned; nullptr: heuristic only
 };
 
 class Classifier {
@@ -86,7 +88,10 @@ class Classifier {
   std::string BackendOf(pricing::CloudProvider cloud) const;
   // `rule`: the object's policy, if any. `latency_ms` 0 = policy/default.
   absl::StatusOr<Decided> Decide(const ObjectStats& s, const cloudflux::classification::v1::Policy* rule,
-                                 int64_t latency_ms, absl::Time now, bool with_candidates) const;
+                                 int64_t latency_ms, absl::Time now, bool with_candidates,
+                                 const std::optional<pricing::Forecast>& forecast) const;
+  // Forecasts for `objects` (all nullopt without a source or when it fails).
+  std::vector<std::optional<pricing::Forecast>> Forecasts(const std::vector<const ObjectStats*>& objects) const;
   // Every object under ns/prefix (ns "" = all), a page at a time, with its
   // decision; objects that cannot be priced go to `on_error`.
   using Visit = std::function<absl::Status(const std::vector<std::pair<ObjectStats, Decided>>& page)>;

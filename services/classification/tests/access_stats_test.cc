@@ -6,10 +6,12 @@
 #include <google/protobuf/util/time_util.h>
 
 #include <functional>
+#include <map>
 #include <random>
 
 #include "absl/strings/str_cat.h"
 #include "access_stats.h"
+#include "classifier.h"
 #include "cloudflux/core/clock.h"
 #include "cloudflux/events/outbox.h"
 #include "cloudflux/storage/v1/events.pb.h"
@@ -375,6 +377,77 @@ TEST_F(AccessStatsTest, BatchBoundariesDoNotChangeTheStatistics) {
     EXPECT_EQ(whole != "NOT_FOUND", objects[i].live) << key << ": " << whole;
   }
   EXPECT_GT(live, 5);
+}
+
+// A forecast source (the prediction service's seam) that knows some objects
+// and may be down.
+class FixedForecasts final : public ForecastSource {
+ public:
+  std::map<std::string, pricing::Forecast> by_key;
+  bool down = false;
+  int calls = 0;
+  absl::StatusOr<std::vector<std::optional<pricing::Forecast>>> Get(
+      const std::vector<const ObjectStats*>& objects) override {
+    ++calls;
+    if (down) return absl::UnavailableError("prediction service unreachable");
+    std::vector<std::optional<pricing::Forecast>> out;
+    for (const ObjectStats* o : objects) {
+      auto it = by_key.find(o->key);
+      out.push_back(it == by_key.end() ? std::nullopt : std::optional<pricing::Forecast>(it->second));
+    }
+    return out;
+  }
+};
+
+TEST_F(AccessStatsTest, ForecastsSteerDecisionsWhenAvailable) {
+  ASSERT_TRUE(store_->Apply({Created("quiet", 64 << 20), Created("other", 64 << 20)}).ok());
+  clock_.Advance(absl::Hours(24 * 60));  // 60 days without a read
+  auto catalog = pricing::PriceCatalog::Parse(DefaultPriceCatalogJson(), "(built in)");
+  ASSERT_TRUE(catalog.ok()) << catalog.status();
+  PolicyStore policies(*pool_, *catalog, clock_);
+  FixedForecasts forecasts;
+  ClassifierOptions options;
+  options.backend_clouds = {{"s3", cloudflux::common::v1::CLOUD_PROVIDER_AWS}};
+  options.forecasts = &forecasts;
+  Classifier classifier(*pool_, *store_, policies, *catalog, options, clock_);
+  v1::ClassifyRequest request;
+  request.set_namespace_("photos");
+  request.set_key("quiet");
+
+  // No forecast for it: its counts say cold.
+  auto counted = classifier.Classify(request);
+  ASSERT_TRUE(counted.ok()) << counted.status();
+  EXPECT_TRUE(counted->move()) << counted->reason();
+  EXPECT_EQ(counted->forecast_confidence(), 0);
+  // A confident forecast of many reads keeps it where it is.
+  forecasts.by_key["quiet"] = {.reads_next_7d = 500, .confidence = 1};
+  auto forecast = classifier.Classify(request);
+  ASSERT_TRUE(forecast.ok());
+  EXPECT_FALSE(forecast->move()) << forecast->reason();
+  EXPECT_EQ(forecast->storage_class(), "STANDARD");
+  EXPECT_EQ(forecast->forecast_reads_7d(), 500);
+  EXPECT_EQ(forecast->forecast_confidence(), 1);
+  EXPECT_GT(forecast->expected_reads(), counted->expected_reads() + 1000);
+
+  // A batch asks once for all its objects.
+  forecasts.calls = 0;
+  v1::ClassifyBatchRequest batch;
+  batch.set_namespace_("photos");
+  auto decided = classifier.ClassifyBatch(batch);
+  ASSERT_TRUE(decided.ok()) << decided.status();
+  EXPECT_EQ(forecasts.calls, 1);
+  ASSERT_EQ(decided->classifications_size(), 2);
+  EXPECT_EQ(decided->classifications(0).key(), "other");
+  EXPECT_TRUE(decided->classifications(0).move());
+  EXPECT_EQ(decided->classifications(1).forecast_reads_7d(), 500);
+  EXPECT_FALSE(decided->classifications(1).move());
+
+  // The source down: decisions from the counts, not an error.
+  forecasts.down = true;
+  auto fallback = classifier.Classify(request);
+  ASSERT_TRUE(fallback.ok()) << fallback.status();
+  EXPECT_TRUE(fallback->move());
+  EXPECT_EQ(fallback->forecast_confidence(), 0);
 }
 
 }  // namespace

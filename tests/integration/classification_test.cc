@@ -589,6 +589,8 @@ TEST(Classification, BatchesAnalyticsAndSweepsCoverWholeNamespaces) {
   cross.set_namespace_(client.ns);
   cross.set_prefix("logs/");
   cross.add_allowed_clouds(cloudflux::common::v1::CLOUD_PROVIDER_GCP);
+  cross.set_monthly_cost_ceiling(1e-9);
+  cross.set_measured_objects(99);  // the service's to set, ignored
   cv1::Policy stored;
   ASSERT_TRUE(rpc(&cv1::ClassificationService::Stub::CreatePolicy, cross, &stored).ok());
   auto across = stack.Classify("logs/a");
@@ -601,6 +603,23 @@ TEST(Classification, BatchesAnalyticsAndSweepsCoverWholeNamespaces) {
   EXPECT_LE(across->candidates(0).total_cost(), single["logs/a"].candidates(0).total_cost() + 1e-12);
   EXPECT_EQ(across->target_backend(),
             across->cloud() == cloudflux::common::v1::CLOUD_PROVIDER_GCP ? "archive" : "local");
+  EXPECT_EQ(stored.measured_objects(), 0);
+  EXPECT_EQ(across->reason().find("cost ceiling"), std::string::npos) << "not measured yet";
+
+  // The sweep measures what the policy's objects cost; over the ceiling,
+  // decisions under it drop the hysteresis margin and say so.
+  cv1::PolicyRef ref;
+  ref.set_namespace_(client.ns);
+  ref.set_prefix("logs/");
+  ASSERT_TRUE(WaitFor([&] {
+    return rpc(&cv1::ClassificationService::Stub::GetPolicy, ref, &stored).ok() && stored.measured_objects() == 2;
+  }, absl::Seconds(20))) << stored.DebugString();
+  const double logs_cost = single["logs/a"].current_monthly_cost() + single["logs/b"].current_monthly_cost();
+  EXPECT_NEAR(stored.measured_monthly_cost(), logs_cost, logs_cost * 1e-6);
+  EXPECT_GT(stored.measured_at_micros(), 0);
+  across = stack.Classify("logs/a");
+  ASSERT_TRUE(across.ok());
+  EXPECT_NE(across->reason().find("over its cost ceiling"), std::string::npos) << across->reason();
   auto hot_after = stack.Classify("hot");
   ASSERT_TRUE(hot_after.ok());
   EXPECT_EQ(clouds_of(*hot_after), std::set<int>{cloudflux::common::v1::CLOUD_PROVIDER_AWS})

@@ -151,7 +151,15 @@ absl::StatusOr<Classifier::Decided> Classifier::Decide(const ObjectStats& s, con
     c.set_forecast_reads_7d(forecast->reads_next_7d);
     c.set_forecast_confidence(forecast->confidence);
   }
-  if (rule != nullptr) c.set_policy(absl::StrCat(rule->namespace_(), "/", rule->prefix()));
+  if (rule != nullptr) {
+    c.set_policy(absl::StrCat(rule->namespace_(), "/", rule->prefix()));
+    out.policy = PolicyStore::PolicyCost{.ns = rule->namespace_(), .prefix = rule->prefix()};
+    if (PolicyStore::OverCeiling(*rule)) {
+      c.set_reason(absl::StrCat(d.reason, " (the policy's objects cost $", rule->measured_monthly_cost(),
+                                " a month, over its cost ceiling of $", rule->monthly_cost_ceiling(),
+                                ": no hysteresis margin)"));
+    }
+  }
   for (const auto& cand : d.candidates) {
     if (cand.is_current) out.current = cand;
     if (d.move && cand.cls == d.target) out.move_cost = cand.move();
@@ -481,12 +489,19 @@ absl::StatusOr<v1::PotentialSavings> Classifier::GetPotentialSavings(const v1::P
 
 absl::StatusOr<Classifier::SweepResult> Classifier::Sweep(const std::function<bool()>& cancelled) {
   SweepResult result;
+  std::map<std::pair<std::string, std::string>, PolicyStore::PolicyCost> costs;
   CF_RETURN_IF_ERROR(Scan("", "", 0, absl::InfiniteFuture(),
                           [&](const std::vector<std::pair<ObjectStats, Decided>>& page) -> absl::Status {
                             if (cancelled()) return absl::CancelledError("sweep stopped");
                             std::vector<const Decided*> fresh;
                             for (const auto& [s, d] : page) {
                               ++result.objects;
+                              if (d.policy.has_value()) {
+                                auto& c = costs.try_emplace({d.policy->ns, d.policy->prefix}, *d.policy)
+                                              .first->second;
+                                ++c.objects;
+                                c.monthly_cost += d.classification.current_monthly_cost();
+                              }
                               if (!d.classification.move()) continue;
                               ++result.moves;
                               if (s.decided_version == s.version &&
@@ -500,6 +515,9 @@ absl::StatusOr<Classifier::SweepResult> Classifier::Sweep(const std::function<bo
                             return absl::OkStatus();
                           },
                           &result.errors));
+  std::vector<PolicyStore::PolicyCost> measured;
+  for (auto& [k, c] : costs) measured.push_back(std::move(c));
+  CF_RETURN_IF_ERROR(policies_.RecordCosts(measured));
   return result;
 }
 

@@ -81,6 +81,7 @@ class Classifier {
     cloudflux::classification::v1::Classification classification;
     pricing::CostBreakdown current;  // the current placement over the horizon
     double move_cost = 0;            // of the recommended move (0 if none)
+    std::optional<PolicyStore::PolicyCost> policy;  // the policy that applied (no costs filled)
   };
 
  private:

@@ -101,6 +101,10 @@ absl::Status PolicyStore::Validate(const v1::Policy& p) const {
 absl::StatusOr<v1::Policy> PolicyStore::Write(v1::Policy policy, bool create) {
   CF_RETURN_IF_ERROR(Validate(policy));
   policy.set_updated_at_micros(absl::ToUnixMicros(clock_.Now()));
+  // Measurements are the sweep's, never the caller's.
+  policy.clear_measured_objects();
+  policy.clear_measured_monthly_cost();
+  policy.clear_measured_at_micros();
   std::vector<db::Param> params = {policy.namespace_(), policy.prefix(),
                                    db::Bytea(policy.SerializeAsString()),
                                    std::to_string(policy.updated_at_micros())};
@@ -124,9 +128,18 @@ absl::StatusOr<v1::Policy> PolicyStore::Create(v1::Policy policy) { return Write
 absl::StatusOr<v1::Policy> PolicyStore::Update(v1::Policy policy) { return Write(std::move(policy), false); }
 
 namespace {
+// A policy row: its body and what the last sweep measured (Parse's columns).
+const std::string kColumns =
+    "body, measured_objects, measured_monthly_cost, (extract(epoch from measured_at) * 1000000)::bigint";
+
 absl::StatusOr<v1::Policy> Parse(const db::Row& row, int column) {
   v1::Policy p;
   if (!p.ParseFromString(row.Bytes(column))) return absl::DataLossError("a stored policy does not parse");
+  if (!row.IsNull(column + 1)) {
+    p.set_measured_objects(row.Int(column + 1));
+    p.set_measured_monthly_cost(std::stod(row.Text(column + 2)));
+    p.set_measured_at_micros(row.Int(column + 3));
+  }
   return p;
 }
 }  // namespace
@@ -134,7 +147,7 @@ absl::StatusOr<v1::Policy> Parse(const db::Row& row, int column) {
 absl::StatusOr<v1::Policy> PolicyStore::Get(const v1::PolicyRef& ref) {
   CF_RETURN_IF_ERROR(ValidateRef(ref.namespace_(), ref.prefix()));
   CF_ASSIGN_OR_RETURN(db::Result rows,
-                      pool_.Exec("SELECT body FROM classification.policies WHERE namespace = $1 AND "
+                      pool_.Exec("SELECT " + kColumns + " FROM classification.policies WHERE namespace = $1 AND "
                                  "prefix = $2",
                                  {ref.namespace_(), ref.prefix()}));
   if (rows.empty()) {
@@ -169,7 +182,7 @@ absl::StatusOr<v1::ListPoliciesResponse> PolicyStore::List(const v1::ListPolicie
   }
   CF_ASSIGN_OR_RETURN(
       db::Result rows,
-      pool_.Exec("SELECT body, namespace, prefix FROM classification.policies WHERE ($1 = '' OR "
+      pool_.Exec("SELECT " + kColumns + ", namespace, prefix FROM classification.policies WHERE ($1 = '' OR "
                  "namespace = $1) AND (NOT $2::bool OR (namespace, prefix) > ($3, $4)) ORDER BY "
                  "namespace, prefix LIMIT $5",
                  {request.namespace_(), resume ? "t" : "f", after_ns, after_prefix,
@@ -180,9 +193,9 @@ absl::StatusOr<v1::ListPoliciesResponse> PolicyStore::List(const v1::ListPolicie
   }
   if (static_cast<int>(rows.size()) > page.size) {
     const db::Row& last = rows[page.size - 1];
-    std::string cursor = last.Text(1);
+    std::string cursor = last.Text(4);
     cursor.push_back('\0');
-    cursor += last.Text(2);
+    cursor += last.Text(5);
     out.mutable_page()->set_next_page_token(server::PageToken(cursor));
   }
   out.mutable_page()->set_total_size(-1);
@@ -192,7 +205,7 @@ absl::StatusOr<v1::ListPoliciesResponse> PolicyStore::List(const v1::ListPolicie
 absl::StatusOr<std::optional<v1::Policy>> PolicyStore::ForObject(const std::string& ns,
                                                                  const std::string& key) {
   CF_ASSIGN_OR_RETURN(db::Result rows,
-                      pool_.Exec("SELECT body FROM classification.policies WHERE namespace = $1 AND "
+                      pool_.Exec("SELECT " + kColumns + " FROM classification.policies WHERE namespace = $1 AND "
                                  "starts_with($2, prefix) ORDER BY length(prefix) DESC LIMIT 1",
                                  {ns, key}));
   if (rows.empty()) return std::optional<v1::Policy>();
@@ -202,7 +215,7 @@ absl::StatusOr<std::optional<v1::Policy>> PolicyStore::ForObject(const std::stri
 
 absl::StatusOr<std::vector<v1::Policy>> PolicyStore::ForNamespace(const std::string& ns) {
   CF_ASSIGN_OR_RETURN(db::Result rows,
-                      pool_.Exec("SELECT body FROM classification.policies WHERE namespace = $1", {ns}));
+                      pool_.Exec("SELECT " + kColumns + " FROM classification.policies WHERE namespace = $1", {ns}));
   std::vector<v1::Policy> out;
   for (const db::Row& r : rows) {
     CF_ASSIGN_OR_RETURN(v1::Policy p, Parse(r, 0));
@@ -221,6 +234,29 @@ const v1::Policy* PolicyStore::ForKey(const std::vector<v1::Policy>& policies, c
   return best;
 }
 
+absl::Status PolicyStore::RecordCosts(const std::vector<PolicyCost>& costs) {
+  std::vector<std::string> ns, prefix, objects, cost;
+  for (const auto& c : costs) {
+    ns.push_back(c.ns);
+    prefix.push_back(c.prefix);
+    objects.push_back(std::to_string(c.objects));
+    cost.push_back(absl::StrCat(c.monthly_cost));
+  }
+  // Policies under which no object was found measured zero.
+  return pool_
+      .Exec("UPDATE classification.policies p SET measured_objects = coalesce(u.objects, 0), "
+            "measured_monthly_cost = coalesce(u.cost, 0), measured_at = now() FROM "
+            "classification.policies q LEFT JOIN unnest($1::text[], $2::text[], $3::bigint[], "
+            "$4::double precision[]) AS u(ns, prefix, objects, cost) ON u.ns = q.namespace AND "
+            "u.prefix = q.prefix WHERE p.namespace = q.namespace AND p.prefix = q.prefix",
+            {db::ArrayLiteral(ns), db::ArrayLiteral(prefix), db::ArrayLiteral(objects), db::ArrayLiteral(cost)})
+      .status();
+}
+
+bool PolicyStore::OverCeiling(const v1::Policy& policy) {
+  return policy.monthly_cost_ceiling() > 0 && policy.measured_monthly_cost() > policy.monthly_cost_ceiling();
+}
+
 pricing::TierPolicy PolicyStore::Apply(const v1::Policy& policy, pricing::TierPolicy base) {
   if (policy.has_auto_tiering()) base.auto_tiering = policy.auto_tiering();
   for (int t : policy.allowed_tiers()) base.constraints.allowed_tiers.insert(static_cast<StorageTier>(t));
@@ -231,6 +267,8 @@ pricing::TierPolicy PolicyStore::Apply(const v1::Policy& policy, pricing::TierPo
     base.pinned_tier = policy.pinned_tier();
   }
   base.min_object_size = std::max(base.min_object_size, policy.min_object_size());
+  // Over its cost ceiling: any move that pays for itself, no margin.
+  if (OverCeiling(policy)) base.hysteresis = 0;
   return base;
 }
 

@@ -46,7 +46,19 @@ class PolicyStore {
   static const cloudflux::classification::v1::Policy* ForKey(
       const std::vector<cloudflux::classification::v1::Policy>& policies, const std::string& key);
 
-  // `policy` applied on top of `base` (constraints, pin, size, auto-tiering).
+  // What the objects under each policy cost per month (a sweep's
+  // measurement); policies not listed measured nothing.
+  struct PolicyCost {
+    std::string ns, prefix;
+    int64_t objects = 0;
+    double monthly_cost = 0;
+  };
+  absl::Status RecordCosts(const std::vector<PolicyCost>& costs);
+  // Its measured monthly cost exceeds its ceiling.
+  static bool OverCeiling(const cloudflux::classification::v1::Policy& policy);
+
+  // `policy` applied on top of `base` (constraints, pin, size, auto-tiering;
+  // no hysteresis while over its cost ceiling).
   static pricing::TierPolicy Apply(const cloudflux::classification::v1::Policy& policy,
                                    pricing::TierPolicy base);
 

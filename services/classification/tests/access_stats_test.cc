@@ -450,5 +450,20 @@ TEST_F(AccessStatsTest, ForecastsSteerDecisionsWhenAvailable) {
   EXPECT_EQ(fallback->forecast_confidence(), 0);
 }
 
+TEST(PolicyCeiling, OverTheCeilingDecisionsDropTheHysteresisMargin) {
+  pricing::TierPolicy base;
+  base.hysteresis = 0.1;
+  v1::Policy p;
+  p.set_monthly_cost_ceiling(10);
+  p.set_measured_monthly_cost(9);
+  EXPECT_FALSE(PolicyStore::OverCeiling(p));
+  EXPECT_EQ(PolicyStore::Apply(p, base).hysteresis, 0.1);
+  p.set_measured_monthly_cost(11);
+  EXPECT_TRUE(PolicyStore::OverCeiling(p));
+  EXPECT_EQ(PolicyStore::Apply(p, base).hysteresis, 0);
+  p.set_monthly_cost_ceiling(0);  // no ceiling
+  EXPECT_FALSE(PolicyStore::OverCeiling(p));
+}
+
 }  // namespace
 }  // namespace cloudflux::classification

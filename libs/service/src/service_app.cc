@@ -46,6 +46,9 @@ ABSL_FLAG(bool, insecure_no_auth, false,
           "without --auth_address).");
 ABSL_FLAG(absl::Duration, keepalive_time, absl::Seconds(30),
           "Interval of server keepalive pings on idle connections.");
+ABSL_FLAG(int32_t, grpc_stream_window, 1 << 20,
+          "Fixed HTTP/2 receive window per stream in bytes (bounds memory of streaming calls); 0 = "
+          "gRPC's adaptive (bandwidth-delay probed) windows.");
 ABSL_FLAG(absl::Duration, keepalive_timeout, absl::Seconds(10),
           "How long a keepalive (or shutdown) ping may go unanswered before the connection "
           "is closed.");
@@ -194,6 +197,7 @@ absl::Status ServiceApp::Init() {
   options.diagnostics_max_delay = absl::GetFlag(FLAGS_diagnostics_max_delay);
   options.keepalive_time = absl::GetFlag(FLAGS_keepalive_time);
   options.keepalive_timeout = absl::GetFlag(FLAGS_keepalive_timeout);
+  options.http2_stream_window_bytes = absl::GetFlag(FLAGS_grpc_stream_window);
   std::string access_log = absl::GetFlag(FLAGS_access_log);
   options.access_log = access_log == "none"     ? server::AccessLog::kNone
                        : access_log == "errors" ? server::AccessLog::kErrors

@@ -52,6 +52,7 @@ function(cloudflux_service name)
   endif()
   if(NOT CLOUDFLUX_SANITIZE)  # sanitizers bring their own allocator
     target_link_libraries(cloudflux-${name} PRIVATE PkgConfig::JEMALLOC)
+    target_sources(cloudflux-${name} PRIVATE ${PROJECT_SOURCE_DIR}/cmake/jemalloc_options.cc)
   endif()
   install(TARGETS cloudflux-${name} RUNTIME DESTINATION bin)
 endfunction()

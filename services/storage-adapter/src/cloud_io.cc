@@ -13,6 +13,12 @@ absl::Status StoreError(const std::string& store, const HttpResponse& r, const s
   if (code.empty()) code = r.Header("x-ms-error-code");  // Azure answers HEAD without a body
   std::string text = absl::StrCat(store, ": ", what, ": HTTP ", r.status, code.empty() ? "" : " " + code,
                                   message.empty() ? "" : ": " + message);
+  // An archived object read before it was restored: S3 and GCS answer 403
+  // InvalidObjectState, Azure 409 BlobArchived. Not a permission problem.
+  if (code == "InvalidObjectState" || code == "BlobArchived") {
+    return absl::FailedPreconditionError(
+        absl::StrCat(text, " (the object is archived: restore it or change its tier to an online one first)"));
+  }
   if (r.status == 404) return absl::NotFoundError(text);
   if (r.status == 403 || r.status == 401) return absl::PermissionDeniedError(text);
   if (r.status == 409) return absl::FailedPreconditionError(text);

@@ -3,6 +3,7 @@
 #include <fstream>
 
 #include "backends_config.h"
+#include "cloud_io.h"
 #include "cloudflux/core/digest.h"
 #include "http.h"
 #include "sigv4.h"
@@ -152,6 +153,30 @@ TEST(BackendsConfig, ClearErrorsForBadConfigurations) {
   EXPECT_EQ(loaded->count("local"), 1u);
   EXPECT_EQ(LoadBackends(::testing::TempDir() + "/local-data", "/no/such/file").status().code(),
             absl::StatusCode::kNotFound);
+}
+
+TEST(StoreError, RestAnswersBecomeClearStatuses) {
+  auto answer = [](long status, const std::string& code, bool in_header = false) {
+    HttpResponse r;
+    r.status = status;
+    if (in_header) {
+      r.headers["x-ms-error-code"] = code;
+    } else if (!code.empty()) {
+      r.body = "<?xml version=\"1.0\"?><Error><Code>" + code + "</Code><Message>m</Message></Error>";
+    }
+    return StoreError("s3", r, "get k");
+  };
+  EXPECT_EQ(answer(404, "NoSuchKey").code(), absl::StatusCode::kNotFound);
+  EXPECT_EQ(answer(403, "AccessDenied").code(), absl::StatusCode::kPermissionDenied);
+  EXPECT_EQ(answer(416, "InvalidRange").code(), absl::StatusCode::kOutOfRange);
+  EXPECT_EQ(answer(503, "SlowDown").code(), absl::StatusCode::kUnavailable);
+  // Archived objects read before a restore: S3/GCS 403, Azure 409 (header only on HEAD).
+  for (const absl::Status& s :
+       {answer(403, "InvalidObjectState"), answer(409, "BlobArchived"), answer(409, "BlobArchived", true)}) {
+    EXPECT_EQ(s.code(), absl::StatusCode::kFailedPrecondition) << s;
+    EXPECT_NE(s.message().find("archived"), absl::string_view::npos) << s;
+  }
+  EXPECT_NE(answer(403, "AccessDenied").message().find("AccessDenied"), absl::string_view::npos);
 }
 
 }  // namespace

@@ -50,6 +50,15 @@ absl::Status CheckLatency(int64_t latency_ms) {
   return absl::OkStatus();
 }
 
+absl::Status CheckObjectKey(const std::string& ns, const std::string& key) {
+  if (ns.empty() || key.empty()) return absl::InvalidArgumentError("namespace and key are required");
+  if (ns.size() > 63 || key.size() > 1024) {
+    return absl::InvalidArgumentError(
+        absl::StrCat("namespace or key too long: ", ns.substr(0, 64), "/", key.substr(0, 64)));
+  }
+  return absl::OkStatus();
+}
+
 absl::Status CheckScope(const std::string& ns, const std::string& prefix) {
   if (ns.size() > 63) return absl::InvalidArgumentError("namespace is too long");
   if (prefix.size() > 1024) return absl::InvalidArgumentError("prefix is too long");
@@ -225,12 +234,7 @@ absl::StatusOr<int64_t> Classifier::Publish(const std::vector<const Decided*>& d
 }
 
 absl::StatusOr<v1::Classification> Classifier::Classify(const v1::ClassifyRequest& request) {
-  if (request.namespace_().empty() || request.key().empty()) {
-    return absl::InvalidArgumentError("namespace and key are required");
-  }
-  if (request.namespace_().size() > 63 || request.key().size() > 1024) {
-    return absl::InvalidArgumentError("namespace or key too long");
-  }
+  CF_RETURN_IF_ERROR(CheckObjectKey(request.namespace_(), request.key()));
   CF_RETURN_IF_ERROR(CheckLatency(request.max_first_byte_latency_ms()));
   const absl::Time now = clock_.Now();
   CF_ASSIGN_OR_RETURN(ObjectStats s, stats_.Get(request.namespace_(), request.key(), now));
@@ -245,37 +249,51 @@ absl::StatusOr<v1::Classification> Classifier::Classify(const v1::ClassifyReques
   return std::move(d.classification);
 }
 
+absl::StatusOr<std::vector<absl::StatusOr<Classifier::Decided>>> Classifier::DecideAll(
+    const std::vector<ObjectStats>& objects, int64_t latency_ms, absl::Time now, bool with_candidates,
+    PolicyCache& policies) {
+  std::vector<const ObjectStats*> asked;
+  asked.reserve(objects.size());
+  for (const ObjectStats& s : objects) asked.push_back(&s);
+  std::vector<std::optional<pricing::Forecast>> forecasts = Forecasts(asked);
+  std::vector<absl::StatusOr<Decided>> out;
+  out.reserve(objects.size());
+  for (size_t i = 0; i < objects.size(); ++i) {
+    const ObjectStats& s = objects[i];
+    auto p = policies.find(s.ns);
+    if (p == policies.end()) {
+      CF_ASSIGN_OR_RETURN(std::vector<v1::Policy> of_ns, policies_.ForNamespace(s.ns));
+      p = policies.emplace(s.ns, std::move(of_ns)).first;
+    }
+    out.push_back(Decide(s, PolicyStore::ForKey(p->second, s.key), latency_ms, now, with_candidates, forecasts[i]));
+  }
+  return out;
+}
+
 absl::Status Classifier::Scan(const std::string& ns, const std::string& prefix, int64_t latency_ms,
                               absl::Time deadline, const Visit& visit, int64_t* unpriced) {
   constexpr int kPage = 500;
-  std::map<std::string, std::vector<v1::Policy>> policies;  // per namespace met
+  PolicyCache policies;
   AccessStatsStore::Cursor after;
   for (;;) {
-    if (clock_.Now() > deadline) return absl::DeadlineExceededError("the scan ran past the deadline");
+    // The deadline is the caller's, on the wall clock.
+    if (absl::Now() > deadline) return absl::DeadlineExceededError("the scan ran past the deadline");
     const absl::Time now = clock_.Now();
     CF_ASSIGN_OR_RETURN(std::vector<ObjectStats> objects, stats_.List(ns, prefix, after, kPage, now));
+    CF_ASSIGN_OR_RETURN(std::vector<absl::StatusOr<Decided>> decided,
+                        DecideAll(objects, latency_ms, now, /*with_candidates=*/false, policies));
+    if (static_cast<int>(objects.size()) == kPage) after = {objects.back().ns, objects.back().key};
     std::vector<std::pair<ObjectStats, Decided>> page;
     page.reserve(objects.size());
-    std::vector<const ObjectStats*> asked;
-    for (const ObjectStats& s : objects) asked.push_back(&s);
-    std::vector<std::optional<pricing::Forecast>> forecasts = Forecasts(asked);
     for (size_t i = 0; i < objects.size(); ++i) {
-      ObjectStats& s = objects[i];
-      auto p = policies.find(s.ns);
-      if (p == policies.end()) {
-        CF_ASSIGN_OR_RETURN(std::vector<v1::Policy> of_ns, policies_.ForNamespace(s.ns));
-        p = policies.emplace(s.ns, std::move(of_ns)).first;
-      }
-      auto d = Decide(s, PolicyStore::ForKey(p->second, s.key), latency_ms, now, false, forecasts[i]);
-      if (!d.ok()) {
+      if (!decided[i].ok()) {
         ++*unpriced;
         continue;
       }
-      page.emplace_back(std::move(s), std::move(*d));
+      page.emplace_back(std::move(objects[i]), std::move(*decided[i]));
     }
     if (!page.empty()) CF_RETURN_IF_ERROR(visit(page));
     if (static_cast<int>(objects.size()) < kPage) return absl::OkStatus();
-    after = {objects.back().ns, objects.back().key};
   }
 }
 
@@ -294,15 +312,7 @@ absl::StatusOr<v1::ClassifyBatchResponse> Classifier::ClassifyBatch(const v1::Cl
     if (request.objects_size() > kMaxObjects) {
       return absl::InvalidArgumentError(absl::StrCat("at most ", kMaxObjects, " objects per batch"));
     }
-    for (const auto& o : request.objects()) {
-      if (o.namespace_().empty() || o.key().empty()) {
-        return absl::InvalidArgumentError("every object needs a namespace and a key");
-      }
-      if (o.namespace_().size() > 63 || o.key().size() > 1024) {
-        return absl::InvalidArgumentError(absl::StrCat("namespace or key too long: ", o.namespace_(), "/",
-                                                       o.key().substr(0, 64)));
-      }
-    }
+    for (const auto& o : request.objects()) CF_RETURN_IF_ERROR(CheckObjectKey(o.namespace_(), o.key()));
   }
   // Objects found, then decided together (one forecast request).
   std::vector<ObjectStats> found;
@@ -315,7 +325,7 @@ absl::StatusOr<v1::ClassifyBatchResponse> Classifier::ClassifyBatch(const v1::Cl
   };
   if (request.objects_size() > 0) {
     for (const auto& o : request.objects()) {
-      if (clock_.Now() > deadline) return absl::DeadlineExceededError("the batch ran past the deadline");
+      if (absl::Now() > deadline) return absl::DeadlineExceededError("the batch ran past the deadline");
       absl::StatusOr<ObjectStats> s = stats_.Get(o.namespace_(), o.key(), now);
       if (s.ok()) {
         found.push_back(std::move(*s));
@@ -339,24 +349,15 @@ absl::StatusOr<v1::ClassifyBatchResponse> Classifier::ClassifyBatch(const v1::Cl
     }
     out.mutable_page()->set_total_size(-1);
   }
-  std::map<std::string, std::vector<v1::Policy>> policies;  // per namespace
-  std::vector<const ObjectStats*> asked;
-  for (const ObjectStats& s : found) asked.push_back(&s);
-  std::vector<std::optional<pricing::Forecast>> forecasts = Forecasts(asked);
+  PolicyCache policies;
+  CF_ASSIGN_OR_RETURN(std::vector<absl::StatusOr<Decided>> all,
+                      DecideAll(found, latency, now, request.include_candidates(), policies));
   for (size_t i = 0; i < found.size(); ++i) {
-    const ObjectStats& s = found[i];
-    auto p = policies.find(s.ns);
-    if (p == policies.end()) {
-      CF_ASSIGN_OR_RETURN(std::vector<v1::Policy> of_ns, policies_.ForNamespace(s.ns));
-      p = policies.emplace(s.ns, std::move(of_ns)).first;
-    }
-    auto d = Decide(s, PolicyStore::ForKey(p->second, s.key), latency, now, request.include_candidates(),
-                    forecasts[i]);
-    if (!d.ok()) {
-      report(s.ns, s.key, d.status());
+    if (!all[i].ok()) {
+      report(found[i].ns, found[i].key, all[i].status());
       continue;
     }
-    decided.push_back(std::move(*d));
+    decided.push_back(std::move(*all[i]));
   }
   std::vector<const Decided*> moves;
   for (const Decided& d : decided) {

@@ -93,6 +93,14 @@ class Classifier {
                                  const std::optional<pricing::Forecast>& forecast) const;
   // Forecasts for `objects` (all nullopt without a source or when it fails).
   std::vector<std::optional<pricing::Forecast>> Forecasts(const std::vector<const ObjectStats*>& objects) const;
+  // Policies read so far, per namespace.
+  using PolicyCache = std::map<std::string, std::vector<cloudflux::classification::v1::Policy>>;
+  // Decisions for `objects`, in order: one forecast request, each
+  // namespace's policies read once into `policies`. Fails only when
+  // policies cannot be read; an object that cannot be priced gets its error.
+  absl::StatusOr<std::vector<absl::StatusOr<Decided>>> DecideAll(const std::vector<ObjectStats>& objects,
+                                                                int64_t latency_ms, absl::Time now,
+                                                                bool with_candidates, PolicyCache& policies);
   // Every object under ns/prefix (ns "" = all), a page at a time, with its
   // decision; objects that cannot be priced go to `on_error`.
   using Visit = std::function<absl::Status(const std::vector<std::pair<ObjectStats, Decided>>& page)>;

@@ -204,13 +204,9 @@ absl::StatusOr<v1::ListPoliciesResponse> PolicyStore::List(const v1::ListPolicie
 
 absl::StatusOr<std::optional<v1::Policy>> PolicyStore::ForObject(const std::string& ns,
                                                                  const std::string& key) {
-  CF_ASSIGN_OR_RETURN(db::Result rows,
-                      pool_.Exec("SELECT " + kColumns + " FROM classification.policies WHERE namespace = $1 AND "
-                                 "starts_with($2, prefix) ORDER BY length(prefix) DESC LIMIT 1",
-                                 {ns, key}));
-  if (rows.empty()) return std::optional<v1::Policy>();
-  CF_ASSIGN_OR_RETURN(v1::Policy p, Parse(rows[0], 0));
-  return std::optional<v1::Policy>(std::move(p));
+  CF_ASSIGN_OR_RETURN(std::vector<v1::Policy> of_ns, ForNamespace(ns));
+  const v1::Policy* p = ForKey(of_ns, key);
+  return p == nullptr ? std::optional<v1::Policy>() : std::optional<v1::Policy>(*p);
 }
 
 absl::StatusOr<std::vector<v1::Policy>> PolicyStore::ForNamespace(const std::string& ns) {

@@ -4,6 +4,7 @@
 #include <gtest/gtest.h>
 #include <signal.h>
 
+#include <functional>
 #include <set>
 
 #include "absl/strings/match.h"
@@ -96,17 +97,17 @@ struct PricedStack {
     return out;
   }
 
-  // TierDecided events of this stack's namespace, counted per key.
-  std::unique_ptr<events::Consumer> DecisionCounter(std::map<std::string, int>* per_key) {
+  // A consumer handing `seen` each TierDecided event of this stack's namespace.
+  std::unique_ptr<events::Consumer> Decisions(std::function<void(const cv1::TierDecided&)> seen) {
     events::ConsumerOptions co;
     co.kafka.brokers = *testing::TestKafkaBootstrap();
     co.group_id = "decisions-" + core::NewId();
     co.topics = {"cloudflux.classification.decisions"};
     co.session_timeout = absl::Seconds(3);
-    auto consumer = events::Consumer::Create(co, [this, per_key](const events::ConsumedMessage& m) {
+    auto consumer = events::Consumer::Create(co, [this, seen](const events::ConsumedMessage& m) {
       auto e = events::ParseEnvelope(m);
       cv1::TierDecided d;
-      if (e.ok() && e->payload().UnpackTo(&d) && d.namespace_() == client->ns) ++(*per_key)[d.key()];
+      if (e.ok() && e->payload().UnpackTo(&d) && d.namespace_() == client->ns) seen(d);
       return absl::OkStatus();
     });
     EXPECT_TRUE(consumer.ok()) << consumer.status();
@@ -233,16 +234,8 @@ TEST(Classification, ColdObjectsGetATierDecisionAndHotOnesDoNot) {
   EXPECT_EQ(call("cold", true, -5).status().code(), absl::StatusCode::kInvalidArgument);
 
   // TierDecided on Kafka for the cold object, none for the hot one.
-  events::ConsumerOptions co;
-  co.kafka.brokers = *testing::TestKafkaBootstrap();
-  co.group_id = "classify-test-" + core::NewId();
-  co.topics = {"cloudflux.classification.decisions"};
   int cold_decisions = 0, hot_decisions = 0;
-  auto consumer = events::Consumer::Create(co, [&](const events::ConsumedMessage& m) {
-    auto e = events::ParseEnvelope(m);
-    if (!e.ok()) return absl::OkStatus();
-    cv1::TierDecided d;
-    if (!e->payload().UnpackTo(&d) || d.namespace_() != client.ns) return absl::OkStatus();
+  auto consumer = stack.Decisions([&](const cv1::TierDecided& d) {
     if (d.key() == "cold") {
       ++cold_decisions;
       EXPECT_EQ(d.from_storage_class(), "STANDARD");
@@ -250,14 +243,13 @@ TEST(Classification, ColdObjectsGetATierDecisionAndHotOnesDoNot) {
       EXPECT_GT(d.expected_saving(), 0);
     }
     if (d.key() == "hot") ++hot_decisions;
-    return absl::OkStatus();
   });
-  ASSERT_TRUE(consumer.ok());
+  ASSERT_NE(consumer, nullptr);
   EXPECT_TRUE(WaitFor([&] {
-    (void)(*consumer)->PollOnce(absl::Milliseconds(100));
+    (void)consumer->PollOnce(absl::Milliseconds(100));
     return cold_decisions == 1;
   }, absl::Seconds(30), absl::ZeroDuration()));
-  for (int i = 0; i < 10; ++i) (void)(*consumer)->PollOnce(absl::Milliseconds(100));
+  for (int i = 0; i < 10; ++i) (void)consumer->PollOnce(absl::Milliseconds(100));
   EXPECT_EQ(hot_decisions, 0);
   EXPECT_EQ(cold_decisions, 1);
   stack.Stop();
@@ -553,7 +545,7 @@ TEST(Classification, BatchesAnalyticsAndSweepsCoverWholeNamespaces) {
 
   // The periodic sweep publishes each move once, however often it runs...
   std::map<std::string, int> decisions;
-  auto consumer = stack.DecisionCounter(&decisions);
+  auto consumer = stack.Decisions([&](const cv1::TierDecided& d) { ++decisions[d.key()]; });
   ASSERT_NE(consumer, nullptr);
   auto poll_for = [&](absl::Duration d) {
     absl::Time until = absl::Now() + d;

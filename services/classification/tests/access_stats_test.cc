@@ -257,8 +257,9 @@ TEST_F(AccessStatsTest, BatchBoundariesDoNotChangeTheStatistics) {
     auto envelope = [key](const std::string& ns, const google::protobuf::Message& m) {
       return events::MakeEnvelope("cloudflux/storage-adapter", "objects/" + ns + "/" + key, ns + "/" + key, m);
     };
-    if (!o.live && (kind < 70 || o.version == 0)) {
-      const bool overwrite = false;
+    const bool create = !o.live && (kind < 70 || o.version == 0);
+    if (create || (o.live && kind < 8)) {  // a creation, or an overwrite of a live object
+      const bool overwrite = o.live;
       const int64_t v = ++o.version;
       const int64_t size = 1000 + static_cast<int64_t>(rng() % 100000);
       o.live = true;
@@ -274,23 +275,6 @@ TEST_F(AccessStatsTest, BatchBoundariesDoNotChangeTheStatistics) {
         x->set_tier(cloudflux::common::v1::STORAGE_TIER_HOT);
         *x->mutable_created() = TimeUtil::MicrosecondsToTimestamp(absl::ToUnixMicros(at));
         c.set_overwrite(overwrite);
-        return envelope(ns, c);
-      });
-    } else if (o.live && kind < 8) {  // overwrite
-      const int64_t v = ++o.version;
-      const int64_t size = 1000 + static_cast<int64_t>(rng() % 100000);
-      o.tier = cloudflux::common::v1::STORAGE_TIER_HOT;
-      stream.emplace_back(i, [=](const std::string& ns) {
-        sv1::ObjectCreated c;
-        auto* x = c.mutable_object();
-        x->set_namespace_(ns);
-        x->set_key(key);
-        x->set_size(size);
-        x->set_version(v);
-        x->set_backend("s3");
-        x->set_tier(cloudflux::common::v1::STORAGE_TIER_HOT);
-        *x->mutable_created() = TimeUtil::MicrosecondsToTimestamp(absl::ToUnixMicros(at));
-        c.set_overwrite(true);
         return envelope(ns, c);
       });
     } else if (o.live && kind < 14) {  // tier change

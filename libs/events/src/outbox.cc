@@ -235,10 +235,11 @@ void OutboxRelay::Start() {
     while (!stop_) {
       if (options_.processed_retention > absl::ZeroDuration() && absl::Now() >= next_prune) {
         // Forget processed-event ids older than the retention, a chunk at a time.
+        constexpr int kChunk = 10000;
         absl::StatusOr<int64_t> pruned;
         do {
-          pruned = PruneProcessedEvents(pool_, schema_, absl::Now() - options_.processed_retention, 10000);
-        } while (pruned.ok() && *pruned == 10000 && !stop_);
+          pruned = PruneProcessedEvents(pool_, schema_, absl::Now() - options_.processed_retention, kChunk);
+        } while (pruned.ok() && *pruned == kChunk && !stop_);
         if (!pruned.ok()) {
           core::LogWarn("pruning processed events failed",
                         {{"schema", schema_}, {"error", std::string(pruned.status().message())}});

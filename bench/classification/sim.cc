@@ -5,6 +5,7 @@
 #include <fstream>
 #include <limits>
 #include <map>
+#include <optional>
 #include <sstream>
 
 #include "absl/strings/numbers.h"
@@ -275,41 +276,75 @@ Schedule Lifecycle(const Classes& classes, const ObjectTrace& o) {
   return s;
 }
 
+namespace {
+
+// What was known of an object at the start of day `d` of its life: the
+// statistics the classification service keeps, from the reads of days
+// [0, d).
+class History {
+ public:
+  explicit History(const ObjectTrace& o) : o_(o), prefix_(o.life() + 1, 0), last_read_(o.life() + 1, 0) {
+    for (int d = 0; d < o.life(); ++d) {
+      prefix_[d + 1] = prefix_[d] + o.reads[d];
+      last_read_[d + 1] = o.reads[d] > 0 ? d : last_read_[d];  // the write counts as day 0
+    }
+  }
+  int64_t ReadsIn(int from, int to) const { return prefix_[to] - prefix_[from]; }
+  int LastRead(int d) const { return last_read_[d]; }
+  pricing::AccessStats At(int d, int entered) const {
+    auto window = [&](int days) { return ReadsIn(std::max(0, d - days), d); };
+    return {.size = o_.size,
+            .age_days = static_cast<double>(d),
+            .days_in_class = static_cast<double>(d - entered),
+            .reads_1d = window(1),
+            .reads_7d = window(7),
+            .reads_30d = window(30),
+            .reads_90d = window(90),
+            .days_since_last_read = static_cast<double>(d - last_read_[d])};
+  }
+
+ private:
+  const ObjectTrace& o_;
+  std::vector<int64_t> prefix_;
+  std::vector<int> last_read_;
+};
+
+}  // namespace
+
 Schedule CloudFlux(const pricing::PriceCatalog& catalog, const Classes& classes, const ObjectTrace& o,
-                   const pricing::TierPolicy& base) {
+                   const pricing::TierPolicy& base, bool perfect_forecast) {
   pricing::TierPolicy policy = base;
   policy.constraints.allowed_clouds = {AWS};
   policy.constraints.max_first_byte_latency_ms = o.max_latency_ms;
-  std::vector<int64_t> prefix(o.life() + 1, 0);
-  for (int d = 0; d < o.life(); ++d) prefix[d + 1] = prefix[d] + o.reads[d];
-  auto reads_in = [&](int d, int window) { return prefix[d] - prefix[std::max(0, d - window)]; };
+  History history(o);
+  // The reads the object will actually get over the horizon (fewer days
+  // when its life ends first), as a forecast with full confidence.
+  const int horizon = static_cast<int>(policy.horizon_days);
+  auto forecast = [&](int d) -> std::optional<pricing::Forecast> {
+    if (!perfect_forecast) return std::nullopt;
+    int end = std::min(o.life(), d + horizon);
+    return pricing::Forecast{.reads_next_7d = 7.0 * static_cast<double>(history.ReadsIn(d, end)) / (end - d),
+                             .confidence = 1};
+  };
+  auto index_of = [&](const ClassPrice* cls) {
+    for (size_t i = 0; i < classes.list.size(); ++i) {
+      if (classes.list[i] == cls) return static_cast<int>(i);
+    }
+    return classes.Index("STANDARD");
+  };
   Schedule s(o.life());
-  // Where to write it, from the prior alone.
-  int current = classes.Index("STANDARD");
-  auto first = pricing::Decide(catalog, pricing::AccessStats{.size = o.size}, {}, policy);
-  for (size_t i = 0; i < classes.list.size(); ++i) {
-    if (classes.list[i] == first.target) current = static_cast<int>(i);
-  }
+  // Where to write it: nothing is known of the object but its size.
+  pricing::AccessStats fresh = history.At(0, 0);
+  int current = index_of(pricing::Decide(catalog, fresh, {}, policy, forecast(0)).target);
   int entered = 0;
-  int last_read = 0;  // the write counts
   for (int d = 0; d < o.life(); ++d) {
     if (d > 0) {
-      if (o.reads[d - 1] > 0) last_read = d - 1;
-      pricing::AccessStats stats{.size = o.size,
-                                 .age_days = static_cast<double>(d),
-                                 .days_in_class = static_cast<double>(d - entered),
-                                 .reads_1d = reads_in(d, 1),
-                                 .reads_7d = reads_in(d, 7),
-                                 .reads_30d = reads_in(d, 30),
-                                 .reads_90d = reads_in(d, 90),
-                                 .days_since_last_read = static_cast<double>(d - last_read)};
+      pricing::AccessStats stats = history.At(d, entered);
       pricing::Placement here{classes.list[current], static_cast<double>(d - entered),
-                              static_cast<double>(d - std::max(entered, last_read))};
-      auto decision = pricing::Decide(catalog, stats, here, policy);
+                              static_cast<double>(d - std::max(entered, history.LastRead(d)))};
+      auto decision = pricing::Decide(catalog, stats, here, policy, forecast(d));
       if (decision.move) {
-        for (size_t i = 0; i < classes.list.size(); ++i) {
-          if (classes.list[i] == decision.target) current = static_cast<int>(i);
-        }
+        current = index_of(decision.target);
         entered = d;
       }
     }
@@ -436,24 +471,28 @@ const Bill& Report::Of(const std::string& policy) const {
   return kNone;
 }
 
-Report Simulate(const pricing::PriceCatalog& catalog, const Trace& trace, const pricing::TierPolicy& policy) {
+Report Simulate(const pricing::PriceCatalog& catalog, const Trace& trace, const pricing::TierPolicy& policy,
+                bool perfect_forecast) {
   Classes classes = AwsClasses(catalog);
   Classes gcs = CloudClasses(catalog, cloudflux::common::v1::CLOUD_PROVIDER_GCP);
   Report r;
   r.trace = trace.name;
   r.objects = static_cast<int>(trace.objects.size());
-  Bill standard, it, autoclass, lifecycle, cloudflux, optimum;
+  Bill standard, it, autoclass, lifecycle, cloudflux, foreseen, optimum;
   for (const ObjectTrace& o : trace.objects) {
     standard += BillSchedule(classes, o, AllIn(classes, "STANDARD", o));
     it += BillSchedule(classes, o, AllIn(classes, "INTELLIGENT_TIERING", o));
     autoclass += BillSchedule(gcs, o, AllIn(gcs, "AUTOCLASS", o));
     lifecycle += BillSchedule(classes, o, Lifecycle(classes, o));
     cloudflux += BillSchedule(classes, o, CloudFlux(catalog, classes, o, policy));
+    if (perfect_forecast) foreseen += BillSchedule(classes, o, CloudFlux(catalog, classes, o, policy, true));
     optimum += BillSchedule(classes, o, Optimum(classes, o, nullptr));
   }
   r.bills = {{"all-standard", standard},   {"s3-intelligent-tiering", it},
              {"gcs-autoclass", autoclass}, {"lifecycle-30-90", lifecycle},
-             {"cloudflux", cloudflux},     {"optimum", optimum}};
+             {"cloudflux", cloudflux}};
+  if (perfect_forecast) r.bills.emplace_back("cloudflux+perfect-forecast", foreseen);
+  r.bills.emplace_back("optimum", optimum);
   return r;
 }
 

@@ -92,8 +92,13 @@ Bill BillSchedule(const Classes& classes, const ObjectTrace& o, const Schedule& 
 
 // Per-object schedules / bills of each policy.
 Schedule Lifecycle(const Classes& classes, const ObjectTrace& o);  // IA at 30 d, GLACIER at 90 d
+// CloudFlux's decisions, day by day, from what was known the day before.
+// With `perfect_forecast`, Decide also gets, as a forecast of full
+// confidence, the reads the object will really get over the horizon: not a
+// policy anyone can run, but the bound on what forecasts (the prediction
+// service) can add to the same decision rule.
 Schedule CloudFlux(const pricing::PriceCatalog& catalog, const Classes& classes, const ObjectTrace& o,
-                   const pricing::TierPolicy& base);
+                   const pricing::TierPolicy& base, bool perfect_forecast = false);
 // The offline optimum among classes meeting the object's latency need; its
 // cost in *cost.
 Schedule Optimum(const Classes& classes, const ObjectTrace& o, double* cost);
@@ -106,6 +111,9 @@ struct Report {
   std::vector<std::pair<std::string, Bill>> bills;  // policy -> total bill
   const Bill& Of(const std::string& policy) const;
 };
-Report Simulate(const pricing::PriceCatalog& catalog, const Trace& trace, const pricing::TierPolicy& policy);
+// Every policy on one trace; with `perfect_forecast` also
+// "cloudflux+perfect-forecast" (see CloudFlux).
+Report Simulate(const pricing::PriceCatalog& catalog, const Trace& trace, const pricing::TierPolicy& policy,
+                bool perfect_forecast = false);
 
 }  // namespace cloudflux::sim

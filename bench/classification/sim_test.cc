@@ -163,8 +163,9 @@ TEST(Trace, CsvReaderAndErrors) {
 TEST(Simulate, TheOptimumIsTheFloorAndLatencyNeedsAreKept) {
   auto t = GenerateTrace("mixed", 300, 200, 3);
   ASSERT_TRUE(t.ok());
-  Report r = Simulate(Catalog(), *t, pricing::TierPolicy{});
+  Report r = Simulate(Catalog(), *t, pricing::TierPolicy{}, /*perfect_forecast=*/true);
   const Bill& cf = r.Of("cloudflux");
+  const Bill& foreseen = r.Of("cloudflux+perfect-forecast");
   const Bill& opt = r.Of("optimum");
   EXPECT_GT(cf.total, 0);
   EXPECT_LE(opt.total, cf.total + 1e-9) << "nothing beats the optimum";
@@ -174,6 +175,13 @@ TEST(Simulate, TheOptimumIsTheFloorAndLatencyNeedsAreKept) {
   EXPECT_EQ(cf.sla_violations, 0) << "CloudFlux only picks classes fast enough for each object";
   EXPECT_LT(cf.total, r.Of("all-standard").total);
   EXPECT_GT(r.Of("lifecycle-30-90").sla_violations, 0) << "GLACIER reads take hours";
+  // Knowing each object's future reads, the same rule does better, and
+  // still not better than the optimum.
+  EXPECT_LT(foreseen.total, cf.total);
+  EXPECT_LE(opt.total, foreseen.total + 1e-9);
+  EXPECT_EQ(foreseen.sla_violations, 0);
+  EXPECT_EQ(Simulate(Catalog(), *t, pricing::TierPolicy{}).Of("cloudflux+perfect-forecast").total, 0)
+      << "only when asked for";
 }
 
 }  // namespace

@@ -2,6 +2,7 @@
 // sim.h), printing a Markdown table per trace:
 //   build/release/bench/classification/tiering_sim [--workloads=mixed,media,backup,analytics]
 //       [--objects=3000] [--days=365] [--seed=1] [--trace_csv=FILE] [--catalog=FILE]
+//       [--perfect_forecast] [--explain=N]
 #include <algorithm>
 #include <cstdio>
 
@@ -20,6 +21,8 @@ ABSL_FLAG(std::string, trace_csv, "", "Also replay this CSV trace (format in sim
 ABSL_FLAG(std::string, catalog, CLOUDFLUX_SOURCE_DIR "/config/price_catalog.json", "Price catalog.");
 ABSL_FLAG(double, horizon_days, 90, "CloudFlux decision horizon.");
 ABSL_FLAG(double, hysteresis, 0.1, "CloudFlux hysteresis margin.");
+ABSL_FLAG(bool, perfect_forecast, true,
+          "Also bill CloudFlux given each object's real future reads as its forecast (a bound, not a policy).");
 ABSL_FLAG(int32_t, explain, 0,
           "Print the N objects of each trace where CloudFlux loses most against the optimum.");
 
@@ -104,7 +107,7 @@ int main(int argc, char** argv) {
   }
   for (const auto& t : traces) {
     absl::Time start = absl::Now();
-    sim::Report r = sim::Simulate(*catalog, t, policy);
+    sim::Report r = sim::Simulate(*catalog, t, policy, absl::GetFlag(FLAGS_perfect_forecast));
     Print(r, absl::ToDoubleSeconds(absl::Now() - start));
     if (absl::GetFlag(FLAGS_explain) > 0) Explain(*catalog, t, policy, absl::GetFlag(FLAGS_explain));
   }

@@ -9,6 +9,7 @@ namespace cloudflux::pricing {
 constexpr double kPriorReads = 1;
 constexpr double kPriorDays = 30;
 constexpr double kBurstDays = 14;
+constexpr double kTrustedForecast = 0.5;
 
 Usage EstimateUsage(const AccessStats& stats, double horizon_days, const std::optional<Forecast>& forecast) {
   // The long-run rate: the last 90 days with a prior of one read a month
@@ -83,12 +84,15 @@ Decision Decide(const PriceCatalog& catalog, const AccessStats& stats, const Pla
     describe("no other class is allowed");
     return d;
   }
+  // A forecast the prediction service is confident in knows more than the
+  // caution below, which is for objects nothing is known about.
+  const bool foreseen = forecast.has_value() && forecast->confidence >= kTrustedForecast;
   if (current.cls == nullptr) {
     // A new object: nothing is known about its reads yet, so only classes
     // where reads cost nothing extra and that commit to no minimum.
     const CostBreakdown* safe = nullptr;
     for (const auto& c : d.candidates) {
-      if (c.cls->retrieval_per_gb() == 0 && c.cls->min_storage_days() == 0) {
+      if (foreseen || (c.cls->retrieval_per_gb() == 0 && c.cls->min_storage_days() == 0)) {
         safe = &c;
         break;
       }
@@ -108,7 +112,7 @@ Decision Decide(const PriceCatalog& catalog, const AccessStats& stats, const Pla
     describe("auto-tiering is off");
     return d;
   }
-  if (stats.age_days < policy.min_observed_days) {
+  if (stats.age_days < policy.min_observed_days && !foreseen) {
     describe("the object is too young to judge");
     return d;
   }

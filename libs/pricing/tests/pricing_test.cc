@@ -273,5 +273,36 @@ TEST(Decide, ForecastOutweighsCountsByItsConfidence) {
   EXPECT_NEAR(EstimateUsage(burst, 30, std::nullopt).reads, 14 * 140.0 / 14 + 16 * 141.0 / 120, 1e-9);
 }
 
+TEST(Decide, AConfidentForecastLiftsTheCautionForNewAndYoungObjects) {
+  const auto& c = Catalog();
+  const ClassPrice* standard = c.Find(AWS, "STANDARD");
+  const TierPolicy relaxed = AwsPolicy(48 * 3600 * 1000);
+  const AccessStats fresh{.size = 4 * GiB};
+  const Forecast never_read{.reads_next_7d = 0, .confidence = 0.9};
+  // Without a forecast a new object goes where reads cost nothing extra and
+  // nothing is committed; with a confident one that it will not be read,
+  // straight into the deepest archive its latency need allows.
+  auto d = Decide(c, fresh, {}, relaxed);
+  EXPECT_EQ(d.target->retrieval_per_gb(), 0) << d.reason;
+  EXPECT_EQ(d.target->min_storage_days(), 0) << d.reason;
+  d = Decide(c, fresh, {}, relaxed, never_read);
+  EXPECT_EQ(d.target->storage_class(), "DEEP_ARCHIVE") << d.reason;
+  // A forecast of little confidence changes neither rule.
+  EXPECT_EQ(Decide(c, fresh, {}, relaxed, Forecast{.reads_next_7d = 0, .confidence = 0.2}).target->min_storage_days(),
+            0);
+  // Three quiet days are too few to judge by counts, not with the forecast.
+  const AccessStats young{.size = 4 * GiB, .age_days = 3, .days_in_class = 3, .days_since_last_read = 3};
+  d = Decide(c, young, {standard, 3}, relaxed);
+  EXPECT_FALSE(d.move) << d.reason;
+  EXPECT_NE(d.reason.find("too young"), std::string::npos) << d.reason;
+  d = Decide(c, young, {standard, 3}, relaxed, never_read);
+  ASSERT_TRUE(d.move) << d.reason;
+  EXPECT_EQ(d.target->storage_class(), "DEEP_ARCHIVE") << d.reason;
+  // A confident forecast of many reads keeps the new object out of classes
+  // with retrieval fees.
+  d = Decide(c, fresh, {}, relaxed, Forecast{.reads_next_7d = 50, .confidence = 0.9});
+  EXPECT_EQ(d.target->retrieval_per_gb(), 0) << d.reason;
+}
+
 }  // namespace
 }  // namespace cloudflux::pricing

@@ -231,13 +231,16 @@ absl::StatusOr<AccessStatsStore::Applied> AccessStatsStore::Apply(
                                   db::ArrayLiteral(tomb_version)})
                              .status());
     }
-    // Statement 2: upserts. Authoritative facts (creation, tier change,
-    // relocation) replace what is stored; facts carried by reads only fill
-    // what is missing.
+    // Statement 2: upserts, each with its objects' reads per day.
+    // Authoritative facts (creation, tier change, relocation) replace what
+    // is stored; facts carried by reads only fill what is missing, and reads
+    // of a deleted version or of one older than stored change nothing: the
+    // upsert's WHERE says which rows count, and only the rows it returns get
+    // their daily reads.
     struct Rows {
       std::vector<db::Param> ns, key, version, size, backend, tier, created, placed, last_read, reads, bytes;
+      std::vector<std::string> day_ns, day_key, day, day_reads, day_bytes;
     } auth_rows, fill_rows;
-    std::vector<std::string> day_ns, day_key, day, day_reads, day_bytes, day_version;
     for (const auto& [k, d] : deltas) {
       bool described = d.version.has_value() || d.reads > 0;
       if (!described) continue;  // deleted and nothing after
@@ -254,12 +257,11 @@ absl::StatusOr<AccessStatsStore::Applied> AccessStatsStore::Apply(
       r.reads.push_back(std::to_string(d.reads));
       r.bytes.push_back(std::to_string(d.bytes));
       for (const auto& [dd, rb] : d.reads_by_day) {
-        day_ns.push_back(k.first);
-        day_key.push_back(k.second);
-        day.push_back(dd);
-        day_reads.push_back(std::to_string(rb.first));
-        day_bytes.push_back(std::to_string(rb.second));
-        day_version.push_back(std::to_string(d.reads_version));
+        r.day_ns.push_back(k.first);
+        r.day_key.push_back(k.second);
+        r.day.push_back(dd);
+        r.day_reads.push_back(std::to_string(rb.first));
+        r.day_bytes.push_back(std::to_string(rb.second));
       }
     }
     for (bool authoritative : {true, false}) {
@@ -271,7 +273,7 @@ absl::StatusOr<AccessStatsStore::Applied> AccessStatsStore::Apply(
       };
       CF_RETURN_IF_ERROR(
           tx.Exec(absl::StrCat(
-                      "INSERT INTO classification.object_stats AS s (namespace, key, version, size, "
+                      "WITH up AS (INSERT INTO classification.object_stats AS s (namespace, key, version, size, "
                       "backend, tier, created_at, placed_at, last_read_at, reads_total, bytes_read) "
                       "SELECT * FROM unnest($1::text[], $2::text[], $3::bigint[], $4::bigint[], "
                       "$5::text[], $6::smallint[], $7::timestamptz[], $8::timestamptz[], "
@@ -283,26 +285,21 @@ absl::StatusOr<AccessStatsStore::Applied> AccessStatsStore::Apply(
                       "reads_total = s.reads_total + EXCLUDED.reads_total, ",
                       "bytes_read = s.bytes_read + EXCLUDED.bytes_read, deleted_version = NULL, "
                       "updated_at = now()",
-                      // Reads of a deleted version change nothing.
                       authoritative ? "" : " WHERE (s.deleted_version IS NULL OR EXCLUDED.version > s.deleted_version) "
-                                          "AND (s.version IS NULL OR EXCLUDED.version >= s.version)"),
+                                          "AND (s.version IS NULL OR EXCLUDED.version >= s.version)",
+                      " RETURNING s.namespace, s.key) "
+                      "INSERT INTO classification.object_reads_daily AS d (namespace, key, day, reads, bytes) "
+                      "SELECT u.ns, u.key, u.day, u.reads, u.bytes FROM unnest($12::text[], $13::text[], "
+                      "$14::date[], $15::bigint[], $16::bigint[]) AS u(ns, key, day, reads, bytes) "
+                      "JOIN up ON up.namespace = u.ns AND up.key = u.key "
+                      "ON CONFLICT (namespace, key, day) DO UPDATE SET reads = d.reads + "
+                      "EXCLUDED.reads, bytes = d.bytes + EXCLUDED.bytes"),
                   {db::ArrayLiteral(r.ns), db::ArrayLiteral(r.key), db::ArrayLiteral(r.version),
                    db::ArrayLiteral(r.size), db::ArrayLiteral(r.backend), db::ArrayLiteral(r.tier),
                    db::ArrayLiteral(r.created), db::ArrayLiteral(r.placed), db::ArrayLiteral(r.last_read),
-                   db::ArrayLiteral(r.reads), db::ArrayLiteral(r.bytes)})
-              .status());
-    }
-    if (!day_ns.empty()) {
-      CF_RETURN_IF_ERROR(
-          tx.Exec("INSERT INTO classification.object_reads_daily AS d (namespace, key, day, reads, "
-                  "bytes) SELECT u.ns, u.key, u.day, u.reads, u.bytes FROM unnest($1::text[], $2::text[], "
-                  "$3::date[], $4::bigint[], $5::bigint[], $6::bigint[]) AS u(ns, key, day, reads, bytes, "
-                  "version) WHERE NOT EXISTS (SELECT 1 FROM classification.object_stats s WHERE "
-                  "s.namespace = u.ns AND s.key = u.key AND (u.version <= s.deleted_version OR s.version > u.version)) "
-                  "ON CONFLICT (namespace, key, day) DO UPDATE SET reads = d.reads + "
-                  "EXCLUDED.reads, bytes = d.bytes + EXCLUDED.bytes",
-                  {db::ArrayLiteral(day_ns), db::ArrayLiteral(day_key), db::ArrayLiteral(day),
-                   db::ArrayLiteral(day_reads), db::ArrayLiteral(day_bytes), db::ArrayLiteral(day_version)})
+                   db::ArrayLiteral(r.reads), db::ArrayLiteral(r.bytes), db::ArrayLiteral(r.day_ns),
+                   db::ArrayLiteral(r.day_key), db::ArrayLiteral(r.day), db::ArrayLiteral(r.day_reads),
+                   db::ArrayLiteral(r.day_bytes)})
               .status());
     }
     out = batch;

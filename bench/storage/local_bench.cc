@@ -1,7 +1,7 @@
 // 1 GiB put and get through the storage adapter (local backend) against
 // `dd ... conv=fsync` of the same file on the same disk, with the service's
 // peak RSS. Needs the test servers:
-//   scripts/dev bench build/release/bench/storage/storage_local_bench [--mib=1024]
+//   scripts/dev bench build/release/bench/storage/storage_local_bench [--mib=1024] [--cold_reads]
 #include <signal.h>
 
 #include <filesystem>
@@ -11,6 +11,17 @@
 #include "bench_util.h"
 
 ABSL_FLAG(int32_t, mib, 1024, "Object size in MiB.");
+ABSL_FLAG(bool, cold_reads, false,
+          "Drop the page cache before the get and before dd's read (needs root), so both read from disk.");
+
+// Writes dirty pages and drops the page cache; false if not allowed.
+bool DropPageCache() {
+  std::system("sync");
+  FILE* f = std::fopen("/proc/sys/vm/drop_caches", "w");
+  if (f == nullptr) return false;
+  bool ok = std::fputs("3\n", f) >= 0;
+  return std::fclose(f) == 0 && ok;
+}
 
 using namespace cloudflux::bench;  // NOLINT
 
@@ -42,17 +53,21 @@ int main(int argc, char** argv) {
   ResetPeakRss(child->process->pid());
 
   // Get: stream it back into a file on the same disk.
+  const bool cold = absl::GetFlag(FLAGS_cold_reads);
+  if (cold && !DropPageCache()) Die("--cold_reads: cannot drop the page cache (needs root)");
   start = Clock::now();
   int64_t n = 0;
   grpc::Status get_status = GetObject(*stub, "bench", "big.bin", &n, dir + "/got.bin");
   if (!get_status.ok() || n != bytes) Die("get failed: " + get_status.error_message());
   double get = Seconds(start);
+  if (cold) DropPageCache();
   double dd_read = TimeCommand(absl::StrCat("dd if=", dir, "/dd-copy.bin of=", dir,
                                             "/dd-read.bin bs=1M status=none"));
   int64_t get_rss = PeakRssKib(child->process->pid());
   int64_t rss = std::max(put_rss, get_rss);
 
-  std::printf("object                  : %lld MiB\n", static_cast<long long>(mib));
+  std::printf("object                  : %lld MiB%s\n", static_cast<long long>(mib),
+              cold ? " (reads from a dropped page cache)" : "");
   std::printf("put via storage adapter : %7.2f s  %7.1f MiB/s\n", put, mib / put);
   std::printf("dd conv=fsync (peer)    : %7.2f s  %7.1f MiB/s   ratio put/dd %.2f (target >= 0.8)\n",
               dd_write, mib / dd_write, dd_write / put);

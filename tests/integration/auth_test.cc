@@ -202,6 +202,7 @@ TEST_F(AuthTest, LifecycleFromBootstrapAdminToRevocationInAnotherService) {
   co.kafka.brokers = *testing::TestKafkaBootstrap();
   co.group_id = "auth-test-" + core::NewId();
   co.topics = {"cloudflux.auth.audit"};
+  co.session_timeout = absl::Seconds(3);  // the dev broker's rebalances wait ~this long
   std::set<std::string> published;
   auto consumer = events::Consumer::Create(co, [&](const events::ConsumedMessage& m) {
     auto envelope = events::ParseEnvelope(m);

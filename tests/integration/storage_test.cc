@@ -415,6 +415,7 @@ TEST_F(StorageTest, EventsReachKafka) {
   co.kafka.brokers = *testing::TestKafkaBootstrap();
   co.group_id = "storage-test-" + core::NewId();
   co.topics = {"cloudflux.storage.objects"};
+  co.session_timeout = absl::Seconds(3);  // the dev broker's rebalances wait ~this long
   bool created = false, removed = false;
   auto consumer = events::Consumer::Create(co, [&](const events::ConsumedMessage& m) {
     auto e = events::ParseEnvelope(m);
@@ -481,6 +482,7 @@ bool ConsumeObjectEvents(const std::string& key,
   co.kafka.brokers = *testing::TestKafkaBootstrap();
   co.group_id = "storage-test-" + core::NewId();
   co.topics = {"cloudflux.storage.objects"};
+  co.session_timeout = absl::Seconds(3);  // the dev broker's rebalances wait ~this long
   auto consumer = events::Consumer::Create(co, [&](const events::ConsumedMessage& m) {
     auto e = events::ParseEnvelope(m);
     if (!e.ok()) return e.status();

@@ -304,18 +304,6 @@ absl::StatusOr<v1::ClassifyBatchResponse> Classifier::ClassifyBatch(const v1::Cl
   const int64_t latency = request.max_first_byte_latency_ms();
   const absl::Time now = clock_.Now();
   v1::ClassifyBatchResponse out;
-  std::vector<Decided> decided;
-  if (request.objects_size() > 0) {
-    if (!request.namespace_().empty() || !request.prefix().empty() || !request.page().page_token().empty()) {
-      return absl::InvalidArgumentError("give either objects or a namespace/prefix, not both");
-    }
-    if (request.objects_size() > kMaxObjects) {
-      return absl::InvalidArgumentError(absl::StrCat("at most ", kMaxObjects, " objects per batch"));
-    }
-    for (const auto& o : request.objects()) CF_RETURN_IF_ERROR(CheckObjectKey(o.namespace_(), o.key()));
-  }
-  // Objects found, then decided together (one forecast request).
-  std::vector<ObjectStats> found;
   auto report = [&](const std::string& ns, const std::string& key, const absl::Status& error) {
     v1::ObjectError* e = out.add_errors();
     e->set_namespace_(ns);
@@ -323,7 +311,17 @@ absl::StatusOr<v1::ClassifyBatchResponse> Classifier::ClassifyBatch(const v1::Cl
     e->set_code(absl::StatusCodeToString(error.code()));
     e->set_message(std::string(error.message()));
   };
+  // Objects found, then decided together (one forecast request).
+  std::vector<ObjectStats> found;
   if (request.objects_size() > 0) {
+    if (!request.namespace_().empty() || !request.prefix().empty() || !request.page().page_token().empty()) {
+      return absl::InvalidArgumentError("give either objects or a namespace/prefix, not both");
+    }
+    if (request.objects_size() > kMaxObjects) {
+      return absl::InvalidArgumentError(absl::StrCat("at most ", kMaxObjects, " objects per batch"));
+    }
+    // Every object is checked before any is looked up.
+    for (const auto& o : request.objects()) CF_RETURN_IF_ERROR(CheckObjectKey(o.namespace_(), o.key()));
     for (const auto& o : request.objects()) {
       if (absl::Now() > deadline) return absl::DeadlineExceededError("the batch ran past the deadline");
       absl::StatusOr<ObjectStats> s = stats_.Get(o.namespace_(), o.key(), now);
@@ -352,6 +350,7 @@ absl::StatusOr<v1::ClassifyBatchResponse> Classifier::ClassifyBatch(const v1::Cl
   PolicyCache policies;
   CF_ASSIGN_OR_RETURN(std::vector<absl::StatusOr<Decided>> all,
                       DecideAll(found, latency, now, request.include_candidates(), policies));
+  std::vector<Decided> decided;
   for (size_t i = 0; i < found.size(); ++i) {
     if (!all[i].ok()) {
       report(found[i].ns, found[i].key, all[i].status());

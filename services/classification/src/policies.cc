@@ -28,7 +28,7 @@ absl::Status ValidateRef(const std::string& ns, const std::string& prefix) {
   return absl::OkStatus();
 }
 
-std::string Name(const v1::Policy& p) { return absl::StrCat(p.namespace_(), "/", p.prefix()); }
+std::string Name(const std::string& ns, const std::string& prefix) { return absl::StrCat(ns, "/", prefix); }
 
 }  // namespace
 
@@ -118,8 +118,8 @@ absl::StatusOr<v1::Policy> PolicyStore::Write(v1::Policy policy, bool create) {
                           "prefix = $2",
                  params));
   if (r.affected_rows() == 0) {
-    return create ? absl::AlreadyExistsError(absl::StrCat("policy ", Name(policy), " exists"))
-                  : absl::NotFoundError(absl::StrCat("no policy ", Name(policy)));
+    return create ? absl::AlreadyExistsError(absl::StrCat("policy ", Name(policy.namespace_(), policy.prefix()), " exists"))
+                  : absl::NotFoundError(absl::StrCat("no policy ", Name(policy.namespace_(), policy.prefix())));
   }
   return policy;
 }
@@ -151,7 +151,7 @@ absl::StatusOr<v1::Policy> PolicyStore::Get(const v1::PolicyRef& ref) {
                                  "prefix = $2",
                                  {ref.namespace_(), ref.prefix()}));
   if (rows.empty()) {
-    return absl::NotFoundError(absl::StrCat("no policy ", ref.namespace_(), "/", ref.prefix()));
+    return absl::NotFoundError(absl::StrCat("no policy ", Name(ref.namespace_(), ref.prefix())));
   }
   return Parse(rows[0], 0);
 }
@@ -163,7 +163,7 @@ absl::Status PolicyStore::Delete(const v1::PolicyRef& ref) {
                                  "prefix = $2",
                                  {ref.namespace_(), ref.prefix()}));
   if (r.affected_rows() == 0) {
-    return absl::NotFoundError(absl::StrCat("no policy ", ref.namespace_(), "/", ref.prefix()));
+    return absl::NotFoundError(absl::StrCat("no policy ", Name(ref.namespace_(), ref.prefix())));
   }
   return absl::OkStatus();
 }

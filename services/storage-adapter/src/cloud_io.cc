@@ -14,10 +14,13 @@ absl::Status StoreError(const std::string& store, const HttpResponse& r, const s
   std::string text = absl::StrCat(store, ": ", what, ": HTTP ", r.status, code.empty() ? "" : " " + code,
                                   message.empty() ? "" : ": " + message);
   // An archived object read before it was restored: S3 and GCS answer 403
-  // InvalidObjectState, Azure 409 BlobArchived. Not a permission problem.
+  // InvalidObjectState, Azure 409 BlobArchived (also while a tier change out
+  // of Archive, which Azure runs in the background, is still going on). Not
+  // a permission problem.
   if (code == "InvalidObjectState" || code == "BlobArchived") {
-    return absl::FailedPreconditionError(
-        absl::StrCat(text, " (the object is archived: restore it or change its tier to an online one first)"));
+    return absl::FailedPreconditionError(absl::StrCat(
+        text, " (the object is archived: restore it or change its tier to an online one first; "
+              "leaving an archive tier can take hours after the change is accepted)"));
   }
   if (r.status == 404) return absl::NotFoundError(text);
   if (r.status == 403 || r.status == 401) return absl::PermissionDeniedError(text);

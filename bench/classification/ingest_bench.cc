@@ -21,7 +21,7 @@
 ABSL_FLAG(int32_t, events, 300000, "Events to ingest.");
 ABSL_FLAG(int32_t, objects, 20000, "Distinct objects they are about.");
 ABSL_FLAG(int32_t, batch, 5000, "Most events per batch.");
-ABSL_FLAG(int32_t, consumers, 2, "Ingest consumers (parallel batches).");
+ABSL_FLAG(int32_t, consumers, 4, "Ingest consumers (parallel batches).");
 ABSL_FLAG(int32_t, round, 20000, "Events produced per round (the dev broker keeps 5 MB per partition).");
 
 using namespace cloudflux;  // NOLINT

@@ -15,7 +15,7 @@
 #include "sweeper.h"
 
 ABSL_FLAG(int32_t, stats_batch, 5000, "Most object events applied to the access statistics at once.");
-ABSL_FLAG(int32_t, stats_consumers, 2,
+ABSL_FLAG(int32_t, stats_consumers, 4,
           "Consumer-group members writing access statistics in parallel in this process.");
 ABSL_FLAG(std::string, stats_group, "cloudflux-classification-access-stats",
           "Kafka consumer group of the access statistics (one per deployment).");

@@ -23,7 +23,7 @@ struct IngestOptions {
   std::string group_id = "cloudflux-classification-access-stats";
   std::string topic = kObjectTopic;
   size_t max_batch = 5000;
-  int consumers = 2;  // members in this process (parallel batches)
+  int consumers = 4;  // members in this process (parallel batches)
   absl::Duration poll_timeout = absl::Milliseconds(200);
 };
 

@@ -79,6 +79,7 @@ PermissionTable BuildDefault() {
   t.Allow(storage + "DeleteObject", operate);
   t.Allow(storage + "CopyObject", operate);
   t.Allow(storage + "SetTier", operate);
+  t.Allow(storage + "RestoreObject", operate);
   t.Allow(storage + "GetObject", read);
   t.Allow(storage + "HeadObject", read);
   t.Allow(storage + "ListObjects", read);

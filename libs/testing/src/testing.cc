@@ -12,6 +12,7 @@
 
 #include <cstdlib>
 #include <filesystem>
+#include <random>
 #include <fstream>
 #include <pqxx/pqxx>
 #include <sstream>
@@ -194,18 +195,42 @@ std::string ChildProcess::Output() const {
   return ss.str();
 }
 
-int PickFreePort() {
+namespace {
+
+// Binds a listening-capable socket to 127.0.0.1:port (0 = the kernel's
+// choice); the port bound, or -1.
+int TryBind(int port) {
   int fd = socket(AF_INET, SOCK_STREAM, 0);
+  if (fd < 0) return -1;
   sockaddr_in addr{};
   addr.sin_family = AF_INET;
   addr.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
-  addr.sin_port = 0;
-  bind(fd, reinterpret_cast<sockaddr*>(&addr), sizeof(addr));
-  socklen_t len = sizeof(addr);
-  getsockname(fd, reinterpret_cast<sockaddr*>(&addr), &len);
-  int port = ntohs(addr.sin_port);
+  addr.sin_port = htons(static_cast<uint16_t>(port));
+  int got = -1;
+  if (bind(fd, reinterpret_cast<sockaddr*>(&addr), sizeof(addr)) == 0) {
+    socklen_t len = sizeof(addr);
+    if (getsockname(fd, reinterpret_cast<sockaddr*>(&addr), &len) == 0) got = ntohs(addr.sin_port);
+  }
   close(fd);
-  return port;
+  return got;
+}
+
+}  // namespace
+
+int PickFreePort() {
+  // Below the ephemeral range, so that no outgoing connection (of a client,
+  // a broker, a database) takes the port between now and the child's bind.
+  int low = 32768;
+  std::ifstream("/proc/sys/net/ipv4/ip_local_port_range") >> low;
+  thread_local std::mt19937 rng(static_cast<uint32_t>(getpid()) ^ std::random_device{}());
+  if (low > 10000) {
+    std::uniform_int_distribution<int> pick(10000, low - 1);
+    for (int attempt = 0; attempt < 64; ++attempt) {
+      int port = TryBind(pick(rng));
+      if (port > 0) return port;
+    }
+  }
+  return TryBind(0);
 }
 
 namespace {

@@ -124,6 +124,27 @@ class AzureStore final : public ObjectStore {
     return Error(r, "set tier of " + physical_key);
   }
 
+  // Rehydration: Set Blob Tier out of Archive with a rehydrate priority.
+  // Azure answers 202 and moves the blob in the background (hours); 200 if
+  // it was not archived; 409 BlobBeingRehydrated while an earlier one runs.
+  absl::StatusOr<RestoreResult> Restore(const std::string& physical_key,
+                                        const RestoreOptions& options) override {
+    using State = RestoreResult::State;
+    CF_ASSIGN_OR_RETURN(
+        HttpResponse r,
+        Call("PUT", physical_key, {{"comp", "tier"}},
+             {{"x-ms-access-tier", StorageClassFor(common::CLOUD_PROVIDER_AZURE, options.online_tier)},
+              {"x-ms-rehydrate-priority",
+               options.priority == RestoreOptions::Priority::kHigh ? "High" : "Standard"}},
+             ""));
+    if (r.status == 202) return RestoreResult{.state = State::kStarted, .tier_changed = true};
+    if (r.status == 200) return RestoreResult{.state = State::kReadable, .tier_changed = true};
+    std::string code = r.Header("x-ms-error-code");
+    if (code.empty()) code = XmlFirstText(r.body, "Code").value_or("");
+    if (r.status == 409 && code == "BlobBeingRehydrated") return RestoreResult{.state = State::kInProgress};
+    return Error(r, "rehydrate " + physical_key);
+  }
+
   // Copy Blob inside the account; a copy Azure runs asynchronously is
   // waited for.
   absl::Status CopyWithin(const std::string& from, const std::string& to, common::StorageTier tier,

@@ -26,6 +26,8 @@ absl::Status StoreError(const std::string& store, const HttpResponse& r, const s
   if (r.status == 403 || r.status == 401) return absl::PermissionDeniedError(text);
   if (r.status == 409) return absl::FailedPreconditionError(text);
   if (r.status == 416) return absl::OutOfRangeError(text);
+  // The server does not implement the request (s3rver has no restore).
+  if (r.status == 405 || r.status == 501) return absl::UnimplementedError(text);
   if (r.status == 400) return absl::InvalidArgumentError(text);
   if (r.status == 429 || r.status >= 500) return absl::UnavailableError(text);
   return absl::InternalError(text);

@@ -273,6 +273,12 @@ grpc::ServerUnaryReactor* StorageGrpcService::SetTier(grpc::CallbackServerContex
   return FinishUnaryOn(executor_, context, response, [=, this] { return core_.SetTier(*request); });
 }
 
+grpc::ServerUnaryReactor* StorageGrpcService::RestoreObject(grpc::CallbackServerContext* context,
+                                                            const v1::RestoreObjectRequest* request,
+                                                            v1::RestoreObjectResponse* response) {
+  return FinishUnaryOn(executor_, context, response, [=, this] { return core_.Restore(*request); });
+}
+
 grpc::ServerUnaryReactor* StorageGrpcService::HeadObject(grpc::CallbackServerContext* context,
                                                          const v1::HeadObjectRequest* request,
                                                          v1::ObjectInfo* response) {

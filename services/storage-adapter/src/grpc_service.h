@@ -39,6 +39,9 @@ class StorageGrpcService final : public cloudflux::storage::v1::StorageService::
   grpc::ServerUnaryReactor* SetTier(grpc::CallbackServerContext* context,
                                     const cloudflux::storage::v1::SetTierRequest* request,
                                     cloudflux::storage::v1::ObjectInfo* response) override;
+  grpc::ServerUnaryReactor* RestoreObject(grpc::CallbackServerContext* context,
+                                          const cloudflux::storage::v1::RestoreObjectRequest* request,
+                                          cloudflux::storage::v1::RestoreObjectResponse* response) override;
   grpc::ServerUnaryReactor* ListBackends(grpc::CallbackServerContext* context,
                                          const cloudflux::storage::v1::ListBackendsRequest* request,
                                          cloudflux::storage::v1::ListBackendsResponse* response) override;

@@ -33,6 +33,19 @@ class ObjectReader {
   virtual absl::Status Read(size_t max, std::string* out) = 0;
 };
 
+// How to make an archived object readable (ObjectStore::Restore).
+struct RestoreOptions {
+  int days = 7;  // S3: how long the restored copy stays readable
+  enum class Priority { kStandard, kHigh, kBulk } priority = Priority::kStandard;
+  // Azure: the online tier the blob is rehydrated into.
+  cloudflux::common::v1::StorageTier online_tier = cloudflux::common::v1::STORAGE_TIER_HOT;
+};
+
+struct RestoreResult {
+  enum class State { kReadable, kStarted, kInProgress } state = State::kReadable;
+  bool tier_changed = false;  // the object left its archive tier for options.online_tier
+};
+
 class ObjectStore {
  public:
   virtual ~ObjectStore() = default;
@@ -55,6 +68,12 @@ class ObjectStore {
   // store cannot (the caller streams the copy instead).
   virtual absl::Status CopyWithin(const std::string& from, const std::string& to,
                                   cloudflux::common::v1::StorageTier tier, int64_t size) = 0;
+  // Makes an archived object readable. The default, for stores whose
+  // archive is read directly (local disk, GCS), has nothing to do.
+  virtual absl::StatusOr<RestoreResult> Restore(const std::string& physical_key,
+                                                const RestoreOptions& options) {
+    return RestoreResult{};
+  }
   virtual absl::Status Ping() = 0;
 };
 
@@ -104,6 +123,15 @@ struct AzureOptions {
   absl::Duration timeout = absl::Seconds(120);
 };
 absl::StatusOr<std::unique_ptr<ObjectStore>> MakeAzureStore(AzureOptions options);
+
+// S3's restore request and what its answer means (exposed for tests): the
+// RestoreRequest XML, and 202 started, 200 readable (a restored copy exists;
+// its days were extended), 409 RestoreAlreadyInProgress in progress;
+// anything else an error.
+std::string S3RestoreBody(const RestoreOptions& options);
+struct HttpResponse;
+absl::StatusOr<RestoreResult> S3RestoreAnswer(const std::string& store, const HttpResponse& r,
+                                              const std::string& physical_key);
 
 // The Shared Key string-to-sign of a Blob service request (exposed for
 // tests): `headers` as sent (any case), `path` the URL path as sent (percent-

@@ -123,6 +123,15 @@ class S3Store final : public ObjectStore {
              storage_class}};
   }
 
+  // GCS reads its archive classes directly; S3 restores a temporary copy.
+  absl::StatusOr<RestoreResult> Restore(const std::string& physical_key,
+                                        const RestoreOptions& options) override {
+    if (options_.provider == common::CLOUD_PROVIDER_GCP) return RestoreResult{};
+    CF_ASSIGN_OR_RETURN(HttpResponse r, Call("POST", physical_key, {{"restore", ""}},
+                                             {{"content-type", "application/xml"}}, S3RestoreBody(options)));
+    return S3RestoreAnswer(options_.name, r, physical_key);
+  }
+
   absl::Status Ping() override {
     CF_ASSIGN_OR_RETURN(HttpResponse r, Call("HEAD", "", {}, {}, ""));
     if (r.status >= 200 && r.status < 300) return absl::OkStatus();
@@ -267,6 +276,26 @@ void S3Writer::Abort() {
 }
 
 }  // namespace
+
+std::string S3RestoreBody(const RestoreOptions& options) {
+  const char* tier = options.priority == RestoreOptions::Priority::kHigh   ? "Expedited"
+                     : options.priority == RestoreOptions::Priority::kBulk ? "Bulk"
+                                                                           : "Standard";
+  return absl::StrCat(
+      "<RestoreRequest xmlns=\"http://s3.amazonaws.com/doc/2006-03-01/\"><Days>", options.days,
+      "</Days><GlacierJobParameters><Tier>", tier, "</Tier></GlacierJobParameters></RestoreRequest>");
+}
+
+absl::StatusOr<RestoreResult> S3RestoreAnswer(const std::string& store, const HttpResponse& r,
+                                              const std::string& physical_key) {
+  using State = RestoreResult::State;
+  if (r.status == 202) return RestoreResult{.state = State::kStarted};
+  if (r.status == 200) return RestoreResult{.state = State::kReadable};
+  if (r.status == 409 && XmlFirstText(r.body, "Code").value_or("") == "RestoreAlreadyInProgress") {
+    return RestoreResult{.state = State::kInProgress};
+  }
+  return StoreError(store, r, "restore " + physical_key);
+}
 
 absl::StatusOr<std::unique_ptr<ObjectStore>> MakeS3Store(S3Options options) {
   if (options.bucket.empty()) return absl::InvalidArgumentError(options.name + ": bucket is required");

@@ -571,6 +571,10 @@ absl::StatusOr<v1::ObjectInfo> StorageCore::ChangeTier(const v1::ObjectInfo& sou
   absl::Status changed = store.SetTier(source.physical_key(), tier, source.size());
   if (absl::IsUnimplemented(changed)) return Relocate(source, store, tier, nullptr);
   CF_RETURN_IF_ERROR(changed);
+  return RecordTier(source, tier);
+}
+
+absl::StatusOr<v1::ObjectInfo> StorageCore::RecordTier(const v1::ObjectInfo& source, StorageTier tier) {
   v1::ObjectInfo info;
   CF_RETURN_IF_ERROR(pool_.InTransaction([&](db::Transaction& tx) -> absl::Status {
     CF_ASSIGN_OR_RETURN(
@@ -597,6 +601,58 @@ absl::StatusOr<v1::ObjectInfo> StorageCore::ChangeTier(const v1::ObjectInfo& sou
                            ObjectEventEnvelope(info.namespace_(), info.key(), event, clock_));
   }));
   return info;
+}
+
+absl::StatusOr<v1::RestoreObjectResponse> StorageCore::Restore(const v1::RestoreObjectRequest& request) {
+  CF_RETURN_IF_ERROR(ValidateNamespace(request.namespace_()));
+  CF_RETURN_IF_ERROR(ValidateKey(request.key()));
+  if (request.days() < 0 || request.days() > 365) {
+    return absl::InvalidArgumentError(absl::StrCat("days must be 1-365 (0 = 7), not ", request.days()));
+  }
+  RestoreOptions options;
+  if (request.days() > 0) options.days = request.days();
+  switch (request.priority()) {
+    case v1::RESTORE_PRIORITY_UNSPECIFIED:
+    case v1::RESTORE_PRIORITY_STANDARD: options.priority = RestoreOptions::Priority::kStandard; break;
+    case v1::RESTORE_PRIORITY_HIGH: options.priority = RestoreOptions::Priority::kHigh; break;
+    case v1::RESTORE_PRIORITY_BULK: options.priority = RestoreOptions::Priority::kBulk; break;
+    default: return absl::InvalidArgumentError("priority must be STANDARD, HIGH or BULK");
+  }
+  switch (request.online_tier()) {
+    case cloudflux::common::v1::STORAGE_TIER_UNSPECIFIED: break;
+    case cloudflux::common::v1::STORAGE_TIER_HOT:
+    case cloudflux::common::v1::STORAGE_TIER_WARM:
+    case cloudflux::common::v1::STORAGE_TIER_COLD: options.online_tier = request.online_tier(); break;
+    default: return absl::InvalidArgumentError("online_tier must be HOT, WARM or COLD");
+  }
+  CF_ASSIGN_OR_RETURN(v1::ObjectInfo source, Head(request.namespace_(), request.key()));
+  v1::RestoreObjectResponse out;
+  out.set_state(v1::RESTORE_STATE_READABLE);
+  // Only the ARCHIVE tier maps to classes that need a restore.
+  if (source.tier() != cloudflux::common::v1::STORAGE_TIER_ARCHIVE) {
+    *out.mutable_object() = std::move(source);
+    return out;
+  }
+  auto found = backends_.find(source.backend());
+  if (found == backends_.end()) {
+    return absl::FailedPreconditionError(absl::StrCat("object is on backend '", source.backend(),
+                                                      "', which is not configured here"));
+  }
+  CF_ASSIGN_OR_RETURN(RestoreResult restored, found->second->Restore(source.physical_key(), options));
+  switch (restored.state) {
+    case RestoreResult::State::kReadable: out.set_state(v1::RESTORE_STATE_READABLE); break;
+    case RestoreResult::State::kStarted: out.set_state(v1::RESTORE_STATE_STARTED); break;
+    case RestoreResult::State::kInProgress: out.set_state(v1::RESTORE_STATE_IN_PROGRESS); break;
+  }
+  if (restored.tier_changed) {
+    CF_ASSIGN_OR_RETURN(*out.mutable_object(), RecordTier(source, options.online_tier));
+  } else {
+    *out.mutable_object() = std::move(source);
+  }
+  core::LogInfo("restore requested", {{"namespace", out.object().namespace_()},
+                                      {"key", out.object().key()},
+                                      {"state", v1::RestoreState_Name(out.state())}});
+  return out;
 }
 
 absl::StatusOr<int> StorageCore::SweepOrphans(absl::Duration grace) {

@@ -80,6 +80,9 @@ class StorageCore {
       const cloudflux::storage::v1::CopyObjectRequest& request, const CopyProgress& progress);
   absl::StatusOr<cloudflux::storage::v1::ObjectInfo> SetTier(
       const cloudflux::storage::v1::SetTierRequest& request);
+  // Makes an archived object readable (see RestoreObject in storage.proto).
+  absl::StatusOr<cloudflux::storage::v1::RestoreObjectResponse> Restore(
+      const cloudflux::storage::v1::RestoreObjectRequest& request);
   cloudflux::storage::v1::ListBackendsResponse Backends();
   // OK while every backend answers.
   absl::Status PingBackends();
@@ -126,6 +129,10 @@ class StorageCore {
   absl::StatusOr<cloudflux::storage::v1::ObjectInfo> ChangeTier(
       const cloudflux::storage::v1::ObjectInfo& source, ObjectStore& store,
       cloudflux::common::v1::StorageTier tier);
+  // Records that `source`'s bytes are now in `tier`, if it still is
+  // `source`; ObjectTierChanged. ABORTED if it changed meanwhile.
+  absl::StatusOr<cloudflux::storage::v1::ObjectInfo> RecordTier(
+      const cloudflux::storage::v1::ObjectInfo& source, cloudflux::common::v1::StorageTier tier);
   absl::StatusOr<ObjectStore*> Backend(const std::string& name);
 
   db::Pool& pool_;

@@ -130,6 +130,29 @@ TEST_F(AzureStoreTest, SetTierCopyAndDelete) {
   EXPECT_TRUE(*GetBytes(*store, copy) == data) << "the copy is independent";
 }
 
+// Rehydration is Set Blob Tier out of Archive with a priority (azurite, like
+// Azure, answers 202; it moves the blob at once where Azure takes hours).
+TEST_F(AzureStoreTest, RestoreRehydratesAnArchivedBlobIntoTheOnlineTier) {
+  auto store = Store(Options());
+  ASSERT_NE(store, nullptr);
+  std::string data = RandomBytes(1 << 20, 5);
+  std::string key = Key();
+  ASSERT_TRUE(PutBytes(*store, key, data, common::STORAGE_TIER_ARCHIVE).ok());
+  ASSERT_EQ(GetBytes(*store, key).status().code(), absl::StatusCode::kFailedPrecondition);
+  auto restored = store->Restore(
+      key, {.priority = RestoreOptions::Priority::kHigh, .online_tier = common::STORAGE_TIER_WARM});
+  ASSERT_TRUE(restored.ok()) << restored.status();
+  EXPECT_EQ(restored->state, RestoreResult::State::kStarted);
+  EXPECT_TRUE(restored->tier_changed);
+  EXPECT_TRUE(absl::StrContains(SdkGet(key), "\"accessTier\":\"Cool\"")) << SdkGet(key);
+  EXPECT_TRUE(*GetBytes(*store, key) == data);
+  // Not archived (any more): Set Blob Tier answers 200, nothing to wait for.
+  auto again = store->Restore(key, {.online_tier = common::STORAGE_TIER_WARM});
+  ASSERT_TRUE(again.ok()) << again.status();
+  EXPECT_EQ(again->state, RestoreResult::State::kReadable);
+  EXPECT_EQ(store->Restore(Key(), {}).status().code(), absl::StatusCode::kNotFound);
+}
+
 TEST_F(AzureStoreTest, AbortedBlockUploadLeavesNothingVisible) {
   auto store = Store(Options());
   ASSERT_NE(store, nullptr);

@@ -5,7 +5,9 @@
 
 #include <fstream>
 
+#include "absl/strings/match.h"
 #include "absl/strings/str_cat.h"
+#include "absl/strings/str_replace.h"
 #include "cloudflux/core/digest.h"
 #include "cloudflux/core/uuid.h"
 #include "cloudflux/testing/testing.h"
@@ -75,6 +77,8 @@ TEST_F(S3StoreTest, SignaturesMatchTheAwsSdk) {
       {"PUT", "/bucket/big", {{"partNumber", "3"}, {"uploadId", "a/b+c=="}}, {}, "part bytes"},
       {"GET", "/bucket/big", {}, {{"range", "bytes=100-199"}}, ""},
       {"DELETE", "/big", {{"uploadId", "xyz"}}, {}, ""},
+      {"POST", "/bucket/archived", {{"restore", ""}}, {{"content-type", "application/xml"}},
+       S3RestoreBody({.days = 3, .priority = RestoreOptions::Priority::kBulk})},
   };
   SigV4Key key{"AKIDEXAMPLE", "wJalrXUtnFEMI/K7MDENG+bPxRfiCYEXAMPLEKEY", "eu-west-1", "s3"};
   absl::Time when = absl::FromUnixSeconds(1'790'000'000);
@@ -208,6 +212,38 @@ TEST_F(S3StoreTest, VirtualHostStyleAndTheGcsDialect) {
   ASSERT_TRUE(Put(*g, key, "gcs bytes", common::STORAGE_TIER_COLD).ok());
   EXPECT_EQ(*Get(*g, key), "gcs bytes");
   EXPECT_NE(SdkGet("cloudflux-gcs", key), "");
+}
+
+// The restore request is the one the AWS SDK builds; s3rver implements no
+// restore, so against it the answer is a clear UNIMPLEMENTED, and GCS
+// (archive classes read directly) has nothing to restore.
+TEST_F(S3StoreTest, RestoreRequestsMatchTheSdkAndUnsupportedRestoresAreClear) {
+  for (auto [priority, tier] : {std::pair{RestoreOptions::Priority::kStandard, "Standard"},
+                                {RestoreOptions::Priority::kHigh, "Expedited"},
+                                {RestoreOptions::Priority::kBulk, "Bulk"}}) {
+    auto sdk = testing::RunNodeScript("s3.mjs", {"restore-body", endpoint_, "cloudflux-test", "k", "5", tier});
+    ASSERT_TRUE(sdk.ok()) << sdk.status();
+    std::string ours = S3RestoreBody({.days = 5, .priority = priority});
+    // The SDK's body, as JSON-escaped text.
+    std::string escaped = absl::StrReplaceAll(ours, {{"\"", "\\\""}});
+    EXPECT_TRUE(absl::StrContains(*sdk, escaped)) << "ours: " << ours << "\nsdk: " << *sdk;
+    EXPECT_TRUE(absl::StrContains(*sdk, "\"restore\":\"\"")) << *sdk;
+  }
+
+  auto store = Store(Options());
+  std::string key = "restore/" + core::NewId();
+  ASSERT_TRUE(Put(*store, key, "archived bytes", common::STORAGE_TIER_ARCHIVE).ok());
+  auto restored = store->Restore(key, {});
+  EXPECT_EQ(restored.status().code(), absl::StatusCode::kUnimplemented) << restored.status();
+  EXPECT_TRUE(absl::StrContains(restored.status().message(), "restore " + key)) << restored.status();
+
+  S3Options gcs = Options("cloudflux-gcs");
+  gcs.provider = common::CLOUD_PROVIDER_GCP;
+  auto g = Store(gcs);
+  auto direct = g->Restore(key, {});
+  ASSERT_TRUE(direct.ok()) << direct.status();
+  EXPECT_EQ(direct->state, RestoreResult::State::kReadable);
+  EXPECT_FALSE(direct->tier_changed);
 }
 
 TEST_F(S3StoreTest, BadCredentialsAndMissingBucketsAreClearErrors) {

@@ -6,6 +6,7 @@
 #include "cloud_io.h"
 #include "cloudflux/core/digest.h"
 #include "http.h"
+#include "object_store.h"
 #include "sigv4.h"
 #include "tiers.h"
 #include "xml.h"
@@ -177,6 +178,30 @@ TEST(StoreError, RestAnswersBecomeClearStatuses) {
     EXPECT_NE(s.message().find("archived"), absl::string_view::npos) << s;
   }
   EXPECT_NE(answer(403, "AccessDenied").message().find("AccessDenied"), absl::string_view::npos);
+  // A server that does not implement the request.
+  EXPECT_EQ(answer(405, "MethodNotAllowed").code(), absl::StatusCode::kUnimplemented);
+  EXPECT_EQ(answer(501, "NotImplemented").code(), absl::StatusCode::kUnimplemented);
+}
+
+TEST(S3Restore, AnswersMeanStartedReadableInProgressOrAnError) {
+  auto answer = [](long status, const std::string& code) {
+    HttpResponse r;
+    r.status = status;
+    if (!code.empty()) r.body = "<Error><Code>" + code + "</Code><Message>m</Message></Error>";
+    return S3RestoreAnswer("s3", r, "objects/k");
+  };
+  using State = RestoreResult::State;
+  EXPECT_EQ(answer(202, "")->state, State::kStarted);
+  EXPECT_EQ(answer(200, "")->state, State::kReadable);
+  EXPECT_EQ(answer(409, "RestoreAlreadyInProgress")->state, State::kInProgress);
+  EXPECT_FALSE(answer(202, "")->tier_changed) << "S3 restores a copy; the class stays";
+  // Not an archived class (S3 answers 403 InvalidObjectState).
+  EXPECT_EQ(answer(403, "InvalidObjectState").status().code(), absl::StatusCode::kFailedPrecondition);
+  EXPECT_EQ(answer(404, "NoSuchKey").status().code(), absl::StatusCode::kNotFound);
+  EXPECT_EQ(answer(409, "OperationAborted").status().code(), absl::StatusCode::kFailedPrecondition);
+  EXPECT_EQ(S3RestoreBody({.days = 2, .priority = RestoreOptions::Priority::kHigh}),
+            "<RestoreRequest xmlns=\"http://s3.amazonaws.com/doc/2006-03-01/\"><Days>2</Days>"
+            "<GlacierJobParameters><Tier>Expedited</Tier></GlacierJobParameters></RestoreRequest>");
 }
 
 }  // namespace

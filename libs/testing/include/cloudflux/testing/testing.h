@@ -116,7 +116,8 @@ struct ServiceProcess {
 absl::StatusOr<ServiceProcess> StartServiceBinary(const std::string& name, const std::string& pg_url,
                                                   const std::map<std::string, std::string>& extra_env = {});
 
-// A TCP port that was free a moment ago on 127.0.0.1.
+// A TCP port that was free a moment ago on 127.0.0.1, below the ephemeral
+// range (outgoing connections cannot take it before the caller binds it).
 int PickFreePort();
 
 // Directory holding the built binaries (CLOUDFLUX_BINARY_DIR, set by CMake).

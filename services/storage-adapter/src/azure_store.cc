@@ -145,6 +145,12 @@ class AzureStore final : public ObjectStore {
     return Error(r, "rehydrate " + physical_key);
   }
 
+  absl::StatusOr<bool> RestorePending(const std::string& physical_key) override {
+    CF_ASSIGN_OR_RETURN(HttpResponse r, Call("HEAD", physical_key, {}, {}, ""));
+    if (r.status != 200) return Error(r, "properties of " + physical_key);
+    return AzureRehydrating(r);
+  }
+
   // Copy Blob inside the account; a copy Azure runs asynchronously is
   // waited for.
   absl::Status CopyWithin(const std::string& from, const std::string& to, common::StorageTier tier,
@@ -282,6 +288,10 @@ absl::Status AzureWriter::Commit() {
 }
 
 }  // namespace
+
+bool AzureRehydrating(const HttpResponse& head) {
+  return absl::StartsWith(head.Header("x-ms-archive-status"), "rehydrate-pending");
+}
 
 std::string SharedKeyStringToSign(const std::string& method, const std::string& account,
                                   const std::string& path, const Pairs& query, const Pairs& headers,

@@ -74,6 +74,9 @@ class ObjectStore {
                                                 const RestoreOptions& options) {
     return RestoreResult{};
   }
+  // Whether a restore the store runs in the background (Azure rehydration)
+  // is still going on for an object no longer in its archive tier.
+  virtual absl::StatusOr<bool> RestorePending(const std::string& physical_key) { return false; }
   virtual absl::Status Ping() = 0;
 };
 
@@ -132,6 +135,10 @@ std::string S3RestoreBody(const RestoreOptions& options);
 struct HttpResponse;
 absl::StatusOr<RestoreResult> S3RestoreAnswer(const std::string& store, const HttpResponse& r,
                                               const std::string& physical_key);
+
+// Whether an Azure Get Blob Properties answer says the blob is still being
+// rehydrated out of Archive (x-ms-archive-status rehydrate-pending-to-*).
+bool AzureRehydrating(const HttpResponse& head);
 
 // The Shared Key string-to-sign of a Blob service request (exposed for
 // tests): `headers` as sent (any case), `path` the URL path as sent (percent-

@@ -626,17 +626,20 @@ absl::StatusOr<v1::RestoreObjectResponse> StorageCore::Restore(const v1::Restore
     default: return absl::InvalidArgumentError("online_tier must be HOT, WARM or COLD");
   }
   CF_ASSIGN_OR_RETURN(v1::ObjectInfo source, Head(request.namespace_(), request.key()));
-  v1::RestoreObjectResponse out;
-  out.set_state(v1::RESTORE_STATE_READABLE);
-  // Only the ARCHIVE tier maps to classes that need a restore.
-  if (source.tier() != cloudflux::common::v1::STORAGE_TIER_ARCHIVE) {
-    *out.mutable_object() = std::move(source);
-    return out;
-  }
   auto found = backends_.find(source.backend());
   if (found == backends_.end()) {
     return absl::FailedPreconditionError(absl::StrCat("object is on backend '", source.backend(),
                                                       "', which is not configured here"));
+  }
+  v1::RestoreObjectResponse out;
+  out.set_state(v1::RESTORE_STATE_READABLE);
+  // Only the ARCHIVE tier maps to classes that need a restore; an object
+  // that left it may still be on its way out (Azure rehydrates for hours).
+  if (source.tier() != cloudflux::common::v1::STORAGE_TIER_ARCHIVE) {
+    CF_ASSIGN_OR_RETURN(bool pending, found->second->RestorePending(source.physical_key()));
+    if (pending) out.set_state(v1::RESTORE_STATE_IN_PROGRESS);
+    *out.mutable_object() = std::move(source);
+    return out;
   }
   CF_ASSIGN_OR_RETURN(RestoreResult restored, found->second->Restore(source.physical_key(), options));
   switch (restored.state) {

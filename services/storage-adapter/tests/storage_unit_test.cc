@@ -183,6 +183,16 @@ TEST(StoreError, RestAnswersBecomeClearStatuses) {
   EXPECT_EQ(answer(501, "NotImplemented").code(), absl::StatusCode::kUnimplemented);
 }
 
+TEST(AzureRestore, ArchiveStatusSaysWhetherARehydrationIsStillRunning) {
+  HttpResponse head;
+  head.status = 200;
+  EXPECT_FALSE(AzureRehydrating(head));
+  head.headers["x-ms-archive-status"] = "rehydrate-pending-to-hot";
+  EXPECT_TRUE(AzureRehydrating(head));
+  head.headers["x-ms-archive-status"] = "rehydrate-pending-to-cool";
+  EXPECT_TRUE(AzureRehydrating(head));
+}
+
 TEST(S3Restore, AnswersMeanStartedReadableInProgressOrAnError) {
   auto answer = [](long status, const std::string& code) {
     HttpResponse r;

@@ -95,7 +95,7 @@ class StorageTest : public ::testing::Test {
       fs::create_directories(data_dir_);
       std::string file = data_dir_ + "/backends.json";
       std::ofstream(file) << R"({"backends": [)" << absl::StrJoin(backends, ",") << "]}";
-      env["CLOUDFLUX_BACKENDS_FILE"] = file;
+      env.try_emplace("CLOUDFLUX_BACKENDS_FILE", file);  // a test may give its own
     }
     svc_ = StartService("storage-adapter", db_->url(), env);
     ASSERT_TRUE(WaitForHealth(svc_, HealthCheckResponse::SERVING)) << svc_.process->Output();
@@ -778,6 +778,38 @@ TEST_F(StorageTest, CopyAcrossBackendsWithTierChangesAndRelocation) {
       },
       [&] { return relocated; });
   EXPECT_TRUE(relocated);
+}
+
+// Objects catalogued on a backend this instance no longer has: every
+// operation on their bytes is a clear FAILED_PRECONDITION naming it.
+TEST_F(StorageTest, ObjectsOnABackendNoLongerConfiguredAreAFailedPrecondition) {
+  if (!testing::TestS3Endpoint().ok()) GTEST_SKIP() << "needs s3rver";
+  backend_ = "gcs";
+  tier_ = cloudflux::common::v1::STORAGE_TIER_ARCHIVE;
+  ASSERT_TRUE(Put("gone/a", "bytes on gcs").ok());
+  backend_ = "";
+  tier_ = cloudflux::common::v1::STORAGE_TIER_UNSPECIFIED;
+  svc_.process->Signal(SIGTERM);
+  ASSERT_EQ(svc_.process->Wait(absl::Seconds(20)), 0);
+  std::string file = data_dir_ + "/no-backends.json";
+  std::ofstream(file) << R"({"backends": []})";
+  Start({{"CLOUDFLUX_BACKENDS_FILE", file}});
+
+  auto named = [](const absl::Status& s) {
+    return s.code() == absl::StatusCode::kFailedPrecondition && absl::StrContains(s.message(), "'gcs'");
+  };
+  EXPECT_TRUE(named(Get("gone/a").status())) << Get("gone/a").status();
+  EXPECT_TRUE(named(SetTier("gone/a", cloudflux::common::v1::STORAGE_TIER_HOT).status()));
+  EXPECT_TRUE(named(Restore("gone/a").status())) << Restore("gone/a").status();
+  auto copy = Copy(CopyRequest("gone/a", "gone/b", "local", {}));
+  EXPECT_TRUE(named(copy.status)) << copy.status;
+  v1::ObjectInfo head;
+  ASSERT_EQ(Head("gone/a", &head), absl::StatusCode::kOk) << "the catalog keeps the object";
+  EXPECT_EQ(head.backend(), "gcs");
+  EXPECT_EQ(Head("gone/b"), absl::StatusCode::kNotFound);
+  svc_.process->Signal(SIGTERM);
+  ASSERT_EQ(svc_.process->Wait(absl::Seconds(20)), 0);
+  Start();
 }
 
 // RestoreObject on each backend: local disk and GCS read archives directly,

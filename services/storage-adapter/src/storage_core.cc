@@ -124,6 +124,16 @@ absl::StatusOr<ObjectStore*> StorageCore::Backend(const std::string& name) {
   return it->second.get();
 }
 
+absl::StatusOr<ObjectStore*> StorageCore::StoreOf(const v1::ObjectInfo& object) {
+  auto it = backends_.find(object.backend());
+  if (it == backends_.end()) {
+    return absl::FailedPreconditionError(absl::StrCat("object ", Subject(object.namespace_(), object.key()),
+                                                      " is on backend '", object.backend(),
+                                                      "', which is not configured here"));
+  }
+  return it->second.get();
+}
+
 absl::StatusOr<std::string> StorageCore::ReservePhysicalKey(const std::string& backend) {
   // Physical names are ours: a fresh one per write, so an overwrite never
   // touches the bytes readers may be streaming.
@@ -314,13 +324,8 @@ absl::StatusOr<std::pair<v1::ObjectInfo, std::unique_ptr<ObjectReader>>> Storage
     return absl::OutOfRangeError(absl::StrCat("range ", request.offset(), "+", request.length(),
                                               " is outside the object's ", info.size(), " bytes"));
   }
-  auto it = backends_.find(info.backend());
-  if (it == backends_.end()) {
-    return absl::FailedPreconditionError(absl::StrCat("object is on backend '", info.backend(),
-                                                      "', which is not configured here"));
-  }
-  CF_ASSIGN_OR_RETURN(auto reader,
-                      it->second->OpenRead(info.physical_key(), request.offset(), request.length()));
+  CF_ASSIGN_OR_RETURN(ObjectStore * store, StoreOf(info));
+  CF_ASSIGN_OR_RETURN(auto reader, store->OpenRead(info.physical_key(), request.offset(), request.length()));
   return std::pair{std::move(info), std::move(reader)};
 }
 
@@ -524,10 +529,7 @@ absl::StatusOr<v1::ObjectInfo> StorageCore::Copy(const v1::CopyObjectRequest& re
   }
   const std::string& backend = request.backend().empty() ? source.backend() : request.backend();
   CF_ASSIGN_OR_RETURN(ObjectStore * to, Backend(backend));
-  if (backends_.count(source.backend()) == 0) {
-    return absl::FailedPreconditionError(absl::StrCat("source is on backend '", source.backend(),
-                                                      "', which is not configured here"));
-  }
+  CF_RETURN_IF_ERROR(StoreOf(source).status());
   StorageTier tier = request.tier() == cloudflux::common::v1::STORAGE_TIER_UNSPECIFIED
                          ? source.tier()
                          : request.tier();
@@ -558,12 +560,8 @@ absl::StatusOr<v1::ObjectInfo> StorageCore::SetTier(const v1::SetTierRequest& re
   }
   CF_ASSIGN_OR_RETURN(v1::ObjectInfo source, Head(request.namespace_(), request.key()));
   if (source.tier() == request.tier()) return source;
-  auto found = backends_.find(source.backend());
-  if (found == backends_.end()) {
-    return absl::FailedPreconditionError(absl::StrCat("object is on backend '", source.backend(),
-                                                      "', which is not configured here"));
-  }
-  return ChangeTier(source, *found->second, request.tier());
+  CF_ASSIGN_OR_RETURN(ObjectStore * store, StoreOf(source));
+  return ChangeTier(source, *store, request.tier());
 }
 
 absl::StatusOr<v1::ObjectInfo> StorageCore::ChangeTier(const v1::ObjectInfo& source, ObjectStore& store,
@@ -626,22 +624,18 @@ absl::StatusOr<v1::RestoreObjectResponse> StorageCore::Restore(const v1::Restore
     default: return absl::InvalidArgumentError("online_tier must be HOT, WARM or COLD");
   }
   CF_ASSIGN_OR_RETURN(v1::ObjectInfo source, Head(request.namespace_(), request.key()));
-  auto found = backends_.find(source.backend());
-  if (found == backends_.end()) {
-    return absl::FailedPreconditionError(absl::StrCat("object is on backend '", source.backend(),
-                                                      "', which is not configured here"));
-  }
+  CF_ASSIGN_OR_RETURN(ObjectStore * store, StoreOf(source));
   v1::RestoreObjectResponse out;
   out.set_state(v1::RESTORE_STATE_READABLE);
   // Only the ARCHIVE tier maps to classes that need a restore; an object
   // that left it may still be on its way out (Azure rehydrates for hours).
   if (source.tier() != cloudflux::common::v1::STORAGE_TIER_ARCHIVE) {
-    CF_ASSIGN_OR_RETURN(bool pending, found->second->RestorePending(source.physical_key()));
+    CF_ASSIGN_OR_RETURN(bool pending, store->RestorePending(source.physical_key()));
     if (pending) out.set_state(v1::RESTORE_STATE_IN_PROGRESS);
     *out.mutable_object() = std::move(source);
     return out;
   }
-  CF_ASSIGN_OR_RETURN(RestoreResult restored, found->second->Restore(source.physical_key(), options));
+  CF_ASSIGN_OR_RETURN(RestoreResult restored, store->Restore(source.physical_key(), options));
   switch (restored.state) {
     case RestoreResult::State::kReadable: out.set_state(v1::RESTORE_STATE_READABLE); break;
     case RestoreResult::State::kStarted: out.set_state(v1::RESTORE_STATE_STARTED); break;

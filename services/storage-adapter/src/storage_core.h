@@ -134,6 +134,9 @@ class StorageCore {
   absl::StatusOr<cloudflux::storage::v1::ObjectInfo> RecordTier(
       const cloudflux::storage::v1::ObjectInfo& source, cloudflux::common::v1::StorageTier tier);
   absl::StatusOr<ObjectStore*> Backend(const std::string& name);
+  // The store holding `object`'s bytes; FAILED_PRECONDITION if its backend
+  // is not configured here (any more).
+  absl::StatusOr<ObjectStore*> StoreOf(const cloudflux::storage::v1::ObjectInfo& object);
 
   db::Pool& pool_;
   std::map<std::string, std::unique_ptr<ObjectStore>> backends_;

@@ -74,6 +74,12 @@ class ObjectStore {
                                                 const RestoreOptions& options) {
     return RestoreResult{};
   }
+  // Removes what a crashed writer left of an upload to `physical_key` that
+  // never completed (S3/GCS multipart uploads and their parts; Azure drops
+  // uncommitted blocks itself, local temp files are removed at start).
+  // UNIMPLEMENTED when the store cannot list them (the bucket's
+  // AbortIncompleteMultipartUpload lifecycle rule is then the only cleanup).
+  virtual absl::Status AbortIncompleteWrites(const std::string& physical_key) { return absl::OkStatus(); }
   // Whether a restore the store runs in the background (Azure rehydration)
   // is still going on for an object no longer in its archive tier.
   virtual absl::StatusOr<bool> RestorePending(const std::string& physical_key) { return false; }

@@ -123,6 +123,25 @@ class S3Store final : public ObjectStore {
              storage_class}};
   }
 
+  // ListMultipartUploads for exactly this key, then AbortMultipartUpload of
+  // each (a NoSuchUpload answer means it is gone already).
+  absl::Status AbortIncompleteWrites(const std::string& physical_key) override {
+    CF_ASSIGN_OR_RETURN(HttpResponse list,
+                        Call("GET", "", {{"prefix", physical_key}, {"uploads", ""}}, {}, ""));
+    if (list.status != 200) return Error(list, "list incomplete uploads of " + physical_key);
+    for (const auto& upload : XmlRecords(list.body, "Upload", {"Key", "UploadId"})) {
+      if (upload.at("Key") != physical_key || upload.at("UploadId").empty()) continue;
+      CF_ASSIGN_OR_RETURN(HttpResponse r,
+                          Call("DELETE", physical_key, {{"uploadId", upload.at("UploadId")}}, {}, ""));
+      if (r.status != 204 && r.status != 200 && r.status != 404) {
+        return Error(r, "abort upload " + upload.at("UploadId") + " of " + physical_key);
+      }
+      core::LogInfo("aborted an incomplete multipart upload",
+                    {{"store", options_.name}, {"physical_key", physical_key}});
+    }
+    return absl::OkStatus();
+  }
+
   // GCS reads its archive classes directly; S3 restores a temporary copy.
   absl::StatusOr<RestoreResult> Restore(const std::string& physical_key,
                                         const RestoreOptions& options) override {

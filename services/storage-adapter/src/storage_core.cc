@@ -673,6 +673,19 @@ absl::StatusOr<int> StorageCore::SweepOrphans(absl::Duration grace) {
                  {instance_id_, std::to_string(absl::ToDoubleSeconds(grace))}));
   int removed = 0;
   for (const auto& row : rows) {
+    // A writer that died mid-upload may have left parts no object owns.
+    if (auto it = backends_.find(row.Text(0)); it != backends_.end()) {
+      absl::Status aborted = it->second->AbortIncompleteWrites(row.Text(1));
+      if (absl::IsUnimplemented(aborted)) {
+        core::LogInfo("the store cannot list incomplete uploads; its lifecycle rule must remove them",
+                      {{"backend", row.Text(0)}, {"physical_key", row.Text(1)}});
+      } else if (!aborted.ok()) {
+        core::LogWarn("incomplete uploads not aborted; the sweeper retries",
+                      {{"backend", row.Text(0)}, {"physical_key", row.Text(1)},
+                       {"error", std::string(aborted.message())}});
+        continue;
+      }
+    }
     RemoveBytes(row.Text(0), row.Text(1));
     ++removed;
   }

@@ -183,6 +183,29 @@ TEST(StoreError, RestAnswersBecomeClearStatuses) {
   EXPECT_EQ(answer(501, "NotImplemented").code(), absl::StatusCode::kUnimplemented);
 }
 
+TEST(Xml, RecordsOfAListAnswer) {
+  // ListMultipartUploads as the S3 API reference shows it.
+  const std::string list = R"(<?xml version="1.0" encoding="UTF-8"?>
+<ListMultipartUploadsResult xmlns="http://s3.amazonaws.com/doc/2006-03-01/">
+  <Bucket>bucket</Bucket><KeyMarker></KeyMarker><UploadIdMarker></UploadIdMarker>
+  <NextKeyMarker>my-movie.m2ts</NextKeyMarker><MaxUploads>3</MaxUploads><IsTruncated>true</IsTruncated>
+  <Upload><Key>my-divisor</Key><UploadId>XMgbGlrZSBlbHZpbmcncyBub3QgaGF2aW5nIG11Y2ggbHVjaw</UploadId>
+    <Initiator><ID>arn:aws:iam::111122223333:user/user1</ID><DisplayName>u</DisplayName></Initiator>
+    <StorageClass>STANDARD</StorageClass><Initiated>2010-11-10T20:48:33.000Z</Initiated></Upload>
+  <Upload><Key>my-movie.m2ts</Key><UploadId>VXBsb2FkIElEIGZvciBlbHZpbmcncyBteS1tb3ZpZS5tMnRzIHVwbG9hZA</UploadId></Upload>
+  <Upload><Key>k&amp;1</Key></Upload>
+</ListMultipartUploadsResult>)";
+  auto uploads = XmlRecords(list, "Upload", {"Key", "UploadId"});
+  ASSERT_EQ(uploads.size(), 3u);
+  EXPECT_EQ(uploads[0].at("Key"), "my-divisor");
+  EXPECT_EQ(uploads[0].at("UploadId"), "XMgbGlrZSBlbHZpbmcncyBub3QgaGF2aW5nIG11Y2ggbHVjaw");
+  EXPECT_EQ(uploads[1].at("Key"), "my-movie.m2ts");
+  EXPECT_EQ(uploads[2].at("Key"), "k&1");
+  EXPECT_EQ(uploads[2].at("UploadId"), "") << "a field it lacks is empty";
+  EXPECT_TRUE(XmlRecords("not xml", "Upload", {"Key"}).empty());
+  EXPECT_TRUE(XmlRecords("<a><b/></a>", "Upload", {"Key"}).empty());
+}
+
 TEST(AzureRestore, ArchiveStatusSaysWhetherARehydrationIsStillRunning) {
   HttpResponse head;
   head.status = 200;

@@ -82,6 +82,11 @@ class StorageTest : public ::testing::Test {
                                         "partSize": 5242880, "multipartThreshold": 5242880,
                                         "parallelParts": 2})"));
       }
+      // The same bucket with copies over 1 MiB in UploadPartCopy parts.
+      backends.push_back(absl::StrCat(R"({"name": "s3parts", "kind": "s3", "endpoint": ")", *s3,
+                                      R"(", "bucket": "cloudflux-test", "accessKeyId": "S3RVER",
+                                      "secretAccessKey": "S3RVER", "partSize": 5242880,
+                                      "multipartThreshold": 5242880, "maxSingleCopy": 1048576})"));
     }
     if (auto azure = testing::TestAzureEndpoint(); azure.ok()) {
       backends.push_back(absl::StrCat(R"({"name": "azure", "kind": "azure", "endpoint": ")",
@@ -786,6 +791,29 @@ TEST_F(StorageTest, CopyAcrossBackendsWithTierChangesAndRelocation) {
       },
       [&] { return relocated; });
   EXPECT_TRUE(relocated);
+}
+
+// Copies and tier changes of objects over the single-copy limit try
+// UploadPartCopy; s3rver has none, so the service streams them instead and
+// the result is the same.
+TEST_F(StorageTest, LargeCopiesInsideOneBucketFallBackToStreamingWhenTheServerCannotCopyParts) {
+  if (!testing::TestS3Endpoint().ok()) GTEST_SKIP() << "needs s3rver";
+  backend_ = "s3parts";
+  std::string data = RandomBytes((3 << 20) + 7, 51);
+  std::string key = "parts-" + core::NewId();
+  auto src = Put(key, data);
+  ASSERT_TRUE(src.ok()) << src.status();
+  auto copy = Copy(CopyRequest(key, key + ".copy", "s3parts", cloudflux::common::v1::STORAGE_TIER_WARM));
+  ASSERT_TRUE(copy.status.ok()) << copy.status;
+  EXPECT_FALSE(copy.messages.back().server_side()) << "streamed after UploadPartCopy was refused";
+  EXPECT_EQ(copy.object().sha256(), src->sha256());
+  EXPECT_TRUE(*Get(key + ".copy") == data);
+  auto warm = SetTier(key, cloudflux::common::v1::STORAGE_TIER_WARM);
+  ASSERT_TRUE(warm.ok()) << warm.status();
+  EXPECT_EQ(warm->tier(), cloudflux::common::v1::STORAGE_TIER_WARM);
+  EXPECT_EQ(warm->version(), src->version());
+  EXPECT_TRUE(*Get(key) == data);
+  backend_ = "";
 }
 
 // Objects catalogued on a backend this instance no longer has: every

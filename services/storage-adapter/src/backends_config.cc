@@ -82,6 +82,7 @@ absl::StatusOr<std::map<std::string, std::unique_ptr<ObjectStore>>> MakeBackends
       if (b.part_size() > 0) o.part_size = b.part_size();
       if (b.parallel_parts() > 0) o.parallel_parts = b.parallel_parts();
       if (b.timeout_seconds() > 0) o.timeout = absl::Seconds(b.timeout_seconds());
+      if (b.max_single_copy() > 0) o.max_single_copy = b.max_single_copy();
       CF_ASSIGN_OR_RETURN(store, MakeS3Store(std::move(o)));
     } else if (b.kind() == "azure") {
       AzureOptions o;

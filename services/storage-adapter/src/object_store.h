@@ -108,6 +108,10 @@ struct S3Options {
   int64_t multipart_threshold = 16 << 20;
   int64_t part_size = 8 << 20;
   int parallel_parts = 4;
+  // Copies inside the bucket up to this size are one copy request (S3's
+  // limit); larger ones a multipart upload of UploadPartCopy ranges of at
+  // least part_size (and few enough for 10,000 parts).
+  int64_t max_single_copy = int64_t{5} << 30;
   absl::Duration timeout = absl::Seconds(120);
 };
 absl::StatusOr<std::unique_ptr<ObjectStore>> MakeS3Store(S3Options options);
@@ -133,12 +137,19 @@ struct AzureOptions {
 };
 absl::StatusOr<std::unique_ptr<ObjectStore>> MakeAzureStore(AzureOptions options);
 
+struct HttpResponse;
+
+// The ETag of an UploadPartCopy answer (<CopyPartResult><ETag>), or the
+// error it carries (S3 may answer 200 with an <Error> body). Exposed for
+// tests.
+absl::StatusOr<std::string> CopyPartEtag(const std::string& store, const HttpResponse& r,
+                                         const std::string& what);
+
 // S3's restore request and what its answer means (exposed for tests): the
 // RestoreRequest XML, and 202 started, 200 readable (a restored copy exists;
 // its days were extended), 409 RestoreAlreadyInProgress in progress;
 // anything else an error.
 std::string S3RestoreBody(const RestoreOptions& options);
-struct HttpResponse;
 absl::StatusOr<RestoreResult> S3RestoreAnswer(const std::string& store, const HttpResponse& r,
                                               const std::string& physical_key);
 

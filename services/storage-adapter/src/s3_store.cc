@@ -18,8 +18,18 @@ namespace {
 namespace common = cloudflux::common::v1;
 
 constexpr int64_t kReadWindow = 8 << 20;
-// The largest object one S3 copy request may copy.
-constexpr int64_t kMaxSingleCopy = int64_t{5} << 30;
+// A multipart upload has at most this many parts.
+constexpr int64_t kMaxParts = 10000;
+
+// The CompleteMultipartUpload body for parts 1..n with these ETags.
+std::string CompleteXml(const std::vector<std::string>& etags) {
+  std::string xml = "<CompleteMultipartUpload>";
+  for (size_t i = 0; i < etags.size(); ++i) {
+    absl::StrAppend(&xml, "<Part><PartNumber>", i + 1, "</PartNumber><ETag>", XmlEscape(etags[i]),
+                    "</ETag></Part>");
+  }
+  return xml + "</CompleteMultipartUpload>";
+}
 
 struct Target {
   std::string url;
@@ -95,12 +105,9 @@ class S3Store final : public ObjectStore {
 
   absl::Status CopyWithin(const std::string& from, const std::string& to, common::StorageTier tier,
                           int64_t size) override {
-    if (size > kMaxSingleCopy) {
-      return absl::UnimplementedError(options_.name + ": objects over 5 GiB are copied by streaming");
-    }
+    if (size > options_.max_single_copy) return CopyInParts(from, to, tier, size);
     auto headers = StorageClassHeaders(StorageClassFor(options_.provider, tier));
-    headers.emplace_back("x-amz-copy-source",
-                         absl::StrCat("/", options_.bucket, "/", UriEncode(from, /*keep_slash=*/true)));
+    headers.emplace_back("x-amz-copy-source", CopySource(from));
     // REPLACE: a copy onto itself must change something besides the class
     // for some servers; the catalog keeps content type and metadata anyway.
     headers.emplace_back("x-amz-metadata-directive", "REPLACE");
@@ -111,6 +118,56 @@ class S3Store final : public ObjectStore {
       return Error(r, absl::StrCat("copy ", from, " to ", to));
     }
     return absl::OkStatus();
+  }
+
+  // Objects over the single-copy limit: a multipart upload whose parts are
+  // UploadPartCopy ranges of the source (parallel_parts at a time), aborted
+  // on failure. UNIMPLEMENTED when the server has no UploadPartCopy (the
+  // caller then streams the copy).
+  absl::Status CopyInParts(const std::string& from, const std::string& to, common::StorageTier tier,
+                           int64_t size) {
+    const int64_t part = std::max(options_.part_size, (size + kMaxParts - 1) / kMaxParts);
+    CF_ASSIGN_OR_RETURN(HttpResponse started,
+                        Call("POST", to, {{"uploads", ""}},
+                             StorageClassHeaders(StorageClassFor(options_.provider, tier)), ""));
+    if (started.status != 200) return Error(started, "start multipart copy to " + to);
+    std::string upload_id = XmlFirstText(started.body, "UploadId").value_or("");
+    if (upload_id.empty()) return absl::InternalError(options_.name + ": multipart copy started without an id");
+    ParallelParts parts(options_.parallel_parts);
+    auto copied = [&]() -> absl::Status {
+      int number = 1;
+      for (int64_t first = 0; first < size; first += part, ++number) {
+        int64_t last = std::min(size, first + part) - 1;
+        CF_RETURN_IF_ERROR(parts.Submit([this, from, to, upload_id, number, first, last]() -> absl::StatusOr<std::string> {
+          CF_ASSIGN_OR_RETURN(
+              HttpResponse r,
+              Call("PUT", to, {{"partNumber", std::to_string(number)}, {"uploadId", upload_id}},
+                   {{"x-amz-copy-source", CopySource(from)},
+                    {"x-amz-copy-source-range", absl::StrCat("bytes=", first, "-", last)}},
+                   ""));
+          return CopyPartEtag(options_.name, r, absl::StrCat("copy part ", number, " of ", from, " to ", to));
+        }));
+      }
+      CF_ASSIGN_OR_RETURN(std::vector<std::string> etags, parts.Finish());
+      CF_ASSIGN_OR_RETURN(HttpResponse done, Call("POST", to, {{"uploadId", upload_id}},
+                                                  {{"Content-Type", "application/xml"}}, CompleteXml(etags)));
+      if (done.status != 200 || XmlFirstText(done.body, "Error").has_value()) {
+        return Error(done, "complete multipart copy to " + to);
+      }
+      return absl::OkStatus();
+    }();
+    if (!copied.ok()) {
+      parts.Drain();
+      auto r = Call("DELETE", to, {{"uploadId", upload_id}}, {}, "");
+      if (!r.ok() || (r->status != 204 && r->status != 200 && r->status != 404)) {
+        core::LogWarn("multipart copy not aborted", {{"backend", options_.name}, {"physical_key", to}});
+      }
+    }
+    return copied;
+  }
+
+  std::string CopySource(const std::string& key) const {
+    return absl::StrCat("/", options_.bucket, "/", UriEncode(key, /*keep_slash=*/true));
   }
 
   // The header carrying the tier's storage class on the request that
@@ -261,15 +318,9 @@ absl::Status S3Writer::Commit() {
   }
   auto etags = parts_.Finish();
   if (!etags.ok()) return failed_ = etags.status();
-  std::string xml = "<CompleteMultipartUpload>";
-  for (size_t i = 0; i < etags->size(); ++i) {
-    absl::StrAppend(&xml, "<Part><PartNumber>", i + 1, "</PartNumber><ETag>", XmlEscape((*etags)[i]),
-                    "</ETag></Part>");
-  }
-  xml += "</CompleteMultipartUpload>";
   CF_ASSIGN_OR_RETURN(HttpResponse r,
                       store_.Call("POST", key_, {{"uploadId", upload_id_}},
-                                  {{"Content-Type", "application/xml"}}, xml));
+                                  {{"Content-Type", "application/xml"}}, CompleteXml(*etags)));
   // S3 may answer 200 and put the error in the body.
   if (r.status != 200 || XmlFirstText(r.body, "Error").has_value()) {
     return failed_ = store_.Error(r, "complete multipart upload of " + key_);
@@ -295,6 +346,16 @@ void S3Writer::Abort() {
 }
 
 }  // namespace
+
+absl::StatusOr<std::string> CopyPartEtag(const std::string& store, const HttpResponse& r,
+                                         const std::string& what) {
+  // S3 may answer 200 and put the error in the body.
+  std::optional<std::string> etag = XmlFirstText(r.body, "ETag");
+  if (r.status != 200 || XmlFirstText(r.body, "Error").has_value() || !etag.has_value() || etag->empty()) {
+    return StoreError(store, r, what);
+  }
+  return *etag;
+}
 
 std::string S3RestoreBody(const RestoreOptions& options) {
   const char* tier = options.priority == RestoreOptions::Priority::kHigh   ? "Expedited"

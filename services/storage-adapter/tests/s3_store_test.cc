@@ -78,6 +78,8 @@ TEST_F(S3StoreTest, SignaturesMatchTheAwsSdk) {
       {"GET", "/bucket/big", {}, {{"range", "bytes=100-199"}}, ""},
       {"DELETE", "/big", {{"uploadId", "xyz"}}, {}, ""},
       {"GET", "/bucket", {{"prefix", "objects/ab/x"}, {"uploads", ""}}, {}, ""},
+      {"PUT", "/bucket/big", {{"partNumber", "2"}, {"uploadId", "u1"}},
+       {{"x-amz-copy-source", "/bucket/src%20key"}, {"x-amz-copy-source-range", "bytes=8388608-16777215"}}, ""},
       {"POST", "/bucket/archived", {{"restore", ""}}, {{"content-type", "application/xml"}},
        S3RestoreBody({.days = 3, .priority = RestoreOptions::Priority::kBulk})},
   };
@@ -250,6 +252,30 @@ TEST_F(S3StoreTest, RestoreRequestsMatchTheSdkAndUnsupportedRestoresAreClear) {
   ASSERT_TRUE(direct.ok()) << direct.status();
   EXPECT_EQ(direct->state, RestoreResult::State::kReadable);
   EXPECT_FALSE(direct->tier_changed);
+}
+
+// Copies over max_single_copy go as UploadPartCopy parts; s3rver has no
+// UploadPartCopy, so the attempt ends UNIMPLEMENTED (the service then
+// streams the copy) with the upload aborted and nothing at the destination.
+TEST_F(S3StoreTest, LargeCopiesGoInPartsOrSayTheServerCannot) {
+  S3Options o = Options();
+  o.max_single_copy = 1 << 20;
+  auto store = Store(o);
+  std::string data = RandomBytes(3 << 20, 8);
+  std::string key = "copy/" + core::NewId();
+  ASSERT_TRUE(Put(*store, key, data, common::STORAGE_TIER_HOT, 1 << 20).ok());
+  absl::Status copied = store->CopyWithin(key, key + ".copy", common::STORAGE_TIER_WARM,
+                                          static_cast<int64_t>(data.size()));
+  EXPECT_EQ(copied.code(), absl::StatusCode::kUnimplemented) << copied;
+  EXPECT_EQ(Get(*store, key + ".copy").status().code(), absl::StatusCode::kNotFound);
+  EXPECT_TRUE(*Get(*store, key) == data);
+  // Up to the limit: one copy request.
+  std::string small = RandomBytes(512 << 10, 9);
+  ASSERT_TRUE(Put(*store, key + ".s", small).ok());
+  ASSERT_TRUE(store->CopyWithin(key + ".s", key + ".s2", common::STORAGE_TIER_WARM,
+                                static_cast<int64_t>(small.size()))
+                  .ok());
+  EXPECT_TRUE(*Get(*store, key + ".s2") == small);
 }
 
 TEST_F(S3StoreTest, BadCredentialsAndMissingBucketsAreClearErrors) {

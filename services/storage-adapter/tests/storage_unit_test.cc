@@ -206,6 +206,25 @@ TEST(Xml, RecordsOfAListAnswer) {
   EXPECT_TRUE(XmlRecords("<a><b/></a>", "Upload", {"Key"}).empty());
 }
 
+TEST(S3CopyPart, EtagOrTheErrorTheAnswerCarries) {
+  auto answer = [](long status, const std::string& body) {
+    HttpResponse r;
+    r.status = status;
+    r.body = body;
+    return CopyPartEtag("s3", r, "copy part 1");
+  };
+  auto etag = answer(200, R"(<CopyPartResult><LastModified>2011-04-11T20:34:56.000Z</LastModified>)"
+                          R"(<ETag>"9b2cf535f27731c974343645a3985328"</ETag></CopyPartResult>)");
+  ASSERT_TRUE(etag.ok()) << etag.status();
+  EXPECT_EQ(*etag, "\"9b2cf535f27731c974343645a3985328\"");
+  // 200 with an error in the body (S3 does this for long copies).
+  EXPECT_EQ(answer(200, "<Error><Code>InternalError</Code><Message>m</Message></Error>").status().code(),
+            absl::StatusCode::kInternal);
+  EXPECT_EQ(answer(404, "<Error><Code>NoSuchUpload</Code></Error>").status().code(), absl::StatusCode::kNotFound);
+  EXPECT_EQ(answer(501, "<Error><Code>NotImplemented</Code></Error>").status().code(),
+            absl::StatusCode::kUnimplemented);
+}
+
 TEST(AzureRestore, ArchiveStatusSaysWhetherARehydrationIsStillRunning) {
   HttpResponse head;
   head.status = 200;

@@ -105,7 +105,13 @@ class S3Store final : public ObjectStore {
 
   absl::Status CopyWithin(const std::string& from, const std::string& to, common::StorageTier tier,
                           int64_t size) override {
-    if (size > options_.max_single_copy) return CopyInParts(from, to, tier, size);
+    if (size > options_.max_single_copy) {
+      // GCS's XML API has no UploadPartCopy: the caller streams.
+      if (options_.provider == common::CLOUD_PROVIDER_GCP) {
+        return absl::UnimplementedError(options_.name + ": objects over the single-copy limit are copied by streaming");
+      }
+      return CopyInParts(from, to, tier, size);
+    }
     auto headers = StorageClassHeaders(StorageClassFor(options_.provider, tier));
     headers.emplace_back("x-amz-copy-source", CopySource(from));
     // REPLACE: a copy onto itself must change something besides the class

@@ -269,6 +269,14 @@ TEST_F(S3StoreTest, LargeCopiesGoInPartsOrSayTheServerCannot) {
   EXPECT_EQ(copied.code(), absl::StatusCode::kUnimplemented) << copied;
   EXPECT_EQ(Get(*store, key + ".copy").status().code(), absl::StatusCode::kNotFound);
   EXPECT_TRUE(*Get(*store, key) == data);
+  // GCS's XML API has no UploadPartCopy: streamed without asking.
+  S3Options gcs = Options("cloudflux-gcs");
+  gcs.provider = common::CLOUD_PROVIDER_GCP;
+  gcs.max_single_copy = 1 << 20;
+  auto g = Store(gcs);
+  absl::Status gcs_copied = g->CopyWithin(key, key + ".copy", common::STORAGE_TIER_WARM, 3 << 20);
+  EXPECT_EQ(gcs_copied.code(), absl::StatusCode::kUnimplemented) << gcs_copied;
+  EXPECT_TRUE(absl::StrContains(gcs_copied.message(), "streaming")) << gcs_copied;
   // Up to the limit: one copy request.
   std::string small = RandomBytes(512 << 10, 9);
   ASSERT_TRUE(Put(*store, key + ".s", small).ok());

@@ -139,9 +139,9 @@ class AzureStore final : public ObjectStore {
              ""));
     if (r.status == 202) return RestoreResult{.state = State::kStarted, .tier_changed = true};
     if (r.status == 200) return RestoreResult{.state = State::kReadable, .tier_changed = true};
-    std::string code = r.Header("x-ms-error-code");
-    if (code.empty()) code = XmlFirstText(r.body, "Code").value_or("");
-    if (r.status == 409 && code == "BlobBeingRehydrated") return RestoreResult{.state = State::kInProgress};
+    if (r.status == 409 && StoreErrorCode(r) == "BlobBeingRehydrated") {
+      return RestoreResult{.state = State::kInProgress};
+    }
     return Error(r, "rehydrate " + physical_key);
   }
 

@@ -7,10 +7,14 @@
 
 namespace cloudflux::storage {
 
-absl::Status StoreError(const std::string& store, const HttpResponse& r, const std::string& what) {
+std::string StoreErrorCode(const HttpResponse& r) {
   std::string code = XmlFirstText(r.body, "Code").value_or("");
+  return code.empty() ? r.Header("x-ms-error-code") : code;
+}
+
+absl::Status StoreError(const std::string& store, const HttpResponse& r, const std::string& what) {
+  std::string code = StoreErrorCode(r);
   std::string message = XmlFirstText(r.body, "Message").value_or("");
-  if (code.empty()) code = r.Header("x-ms-error-code");  // Azure answers HEAD without a body
   std::string text = absl::StrCat(store, ": ", what, ": HTTP ", r.status, code.empty() ? "" : " " + code,
                                   message.empty() ? "" : ": " + message);
   // An archived object read before it was restored: S3 and GCS answer 403

@@ -21,6 +21,11 @@ namespace cloudflux::storage {
 // UNAVAILABLE.
 absl::Status StoreError(const std::string& store, const HttpResponse& r, const std::string& what);
 
+// The store's error code of a REST answer: <Code> of the XML body, else
+// Azure's x-ms-error-code header (Azure answers HEAD without a body); "" if
+// neither.
+std::string StoreErrorCode(const HttpResponse& r);
+
 // Uploads parts `limit` at a time on background threads; results (an ETag,
 // a block id) are kept in submission order. Not thread-safe.
 class ParallelParts {

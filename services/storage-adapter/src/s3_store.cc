@@ -133,12 +133,7 @@ class S3Store final : public ObjectStore {
   absl::Status CopyInParts(const std::string& from, const std::string& to, common::StorageTier tier,
                            int64_t size) {
     const int64_t part = std::max(options_.part_size, (size + kMaxParts - 1) / kMaxParts);
-    CF_ASSIGN_OR_RETURN(HttpResponse started,
-                        Call("POST", to, {{"uploads", ""}},
-                             StorageClassHeaders(StorageClassFor(options_.provider, tier)), ""));
-    if (started.status != 200) return Error(started, "start multipart copy to " + to);
-    std::string upload_id = XmlFirstText(started.body, "UploadId").value_or("");
-    if (upload_id.empty()) return absl::InternalError(options_.name + ": multipart copy started without an id");
+    CF_ASSIGN_OR_RETURN(std::string upload_id, StartMultipart(to, StorageClassFor(options_.provider, tier)));
     ParallelParts parts(options_.parallel_parts);
     auto copied = [&]() -> absl::Status {
       int number = 1;
@@ -155,21 +150,51 @@ class S3Store final : public ObjectStore {
         }));
       }
       CF_ASSIGN_OR_RETURN(std::vector<std::string> etags, parts.Finish());
-      CF_ASSIGN_OR_RETURN(HttpResponse done, Call("POST", to, {{"uploadId", upload_id}},
-                                                  {{"Content-Type", "application/xml"}}, CompleteXml(etags)));
-      if (done.status != 200 || XmlFirstText(done.body, "Error").has_value()) {
-        return Error(done, "complete multipart copy to " + to);
-      }
-      return absl::OkStatus();
+      return CompleteMultipart(to, upload_id, etags);
     }();
     if (!copied.ok()) {
       parts.Drain();
-      auto r = Call("DELETE", to, {{"uploadId", upload_id}}, {}, "");
-      if (!r.ok() || (r->status != 204 && r->status != 200 && r->status != 404)) {
-        core::LogWarn("multipart copy not aborted", {{"backend", options_.name}, {"physical_key", to}});
-      }
+      AbortMultipartOrWarn(to, upload_id);
     }
     return copied;
+  }
+
+  // Multipart uploads (of bytes or of copied ranges): started with a
+  // storage class, completed from their parts' ETags, aborted (an upload
+  // already gone is fine).
+  absl::StatusOr<std::string> StartMultipart(const std::string& key, const std::string& storage_class) {
+    CF_ASSIGN_OR_RETURN(HttpResponse r, Call("POST", key, {{"uploads", ""}}, StorageClassHeaders(storage_class), ""));
+    if (r.status != 200) return Error(r, "start multipart upload of " + key);
+    std::string id = XmlFirstText(r.body, "UploadId").value_or("");
+    if (id.empty()) return absl::InternalError(options_.name + ": multipart upload started without an id");
+    return id;
+  }
+
+  absl::Status CompleteMultipart(const std::string& key, const std::string& upload_id,
+                                 const std::vector<std::string>& etags) {
+    CF_ASSIGN_OR_RETURN(HttpResponse r, Call("POST", key, {{"uploadId", upload_id}},
+                                             {{"Content-Type", "application/xml"}}, CompleteXml(etags)));
+    // S3 may answer 200 and put the error in the body.
+    if (r.status != 200 || XmlFirstText(r.body, "Error").has_value()) {
+      return Error(r, "complete multipart upload of " + key);
+    }
+    return absl::OkStatus();
+  }
+
+  absl::Status AbortMultipart(const std::string& key, const std::string& upload_id) {
+    CF_ASSIGN_OR_RETURN(HttpResponse r, Call("DELETE", key, {{"uploadId", upload_id}}, {}, ""));
+    if (r.status != 204 && r.status != 200 && r.status != 404) {
+      return Error(r, "abort upload " + upload_id + " of " + key);
+    }
+    return absl::OkStatus();
+  }
+
+  // For a failed upload: its parts are not worth failing over, but say so.
+  void AbortMultipartOrWarn(const std::string& key, const std::string& upload_id) {
+    if (absl::Status s = AbortMultipart(key, upload_id); !s.ok()) {
+      core::LogWarn("multipart upload not aborted",
+                    {{"backend", options_.name}, {"physical_key", key}, {"error", std::string(s.message())}});
+    }
   }
 
   std::string CopySource(const std::string& key) const {
@@ -194,11 +219,7 @@ class S3Store final : public ObjectStore {
     if (list.status != 200) return Error(list, "list incomplete uploads of " + physical_key);
     for (const auto& upload : XmlRecords(list.body, "Upload", {"Key", "UploadId"})) {
       if (upload.at("Key") != physical_key || upload.at("UploadId").empty()) continue;
-      CF_ASSIGN_OR_RETURN(HttpResponse r,
-                          Call("DELETE", physical_key, {{"uploadId", upload.at("UploadId")}}, {}, ""));
-      if (r.status != 204 && r.status != 200 && r.status != 404) {
-        return Error(r, "abort upload " + upload.at("UploadId") + " of " + physical_key);
-      }
+      CF_RETURN_IF_ERROR(AbortMultipart(physical_key, upload.at("UploadId")));
       core::LogInfo("aborted an incomplete multipart upload",
                     {{"store", options_.name}, {"physical_key", physical_key}});
     }
@@ -279,13 +300,8 @@ absl::Status S3Writer::Write(std::string_view data) {
     return absl::OkStatus();
   }
   if (upload_id_.empty()) {
-    CF_ASSIGN_OR_RETURN(HttpResponse r, store_.Call("POST", key_, {{"uploads", ""}},
-                                                    store_.StorageClassHeaders(storage_class_), ""));
-    if (r.status != 200) return failed_ = store_.Error(r, "start multipart upload of " + key_);
-    auto id = XmlFirstText(r.body, "UploadId");
-    if (!id.has_value() || id->empty()) {
-      return failed_ = absl::InternalError(o.name + ": multipart upload started without an id");
-    }
+    auto id = store_.StartMultipart(key_, storage_class_);
+    if (!id.ok()) return failed_ = id.status();
     upload_id_ = *id;
   }
   while (static_cast<int64_t>(buffer_.size()) >= o.part_size) {
@@ -324,13 +340,7 @@ absl::Status S3Writer::Commit() {
   }
   auto etags = parts_.Finish();
   if (!etags.ok()) return failed_ = etags.status();
-  CF_ASSIGN_OR_RETURN(HttpResponse r,
-                      store_.Call("POST", key_, {{"uploadId", upload_id_}},
-                                  {{"Content-Type", "application/xml"}}, CompleteXml(*etags)));
-  // S3 may answer 200 and put the error in the body.
-  if (r.status != 200 || XmlFirstText(r.body, "Error").has_value()) {
-    return failed_ = store_.Error(r, "complete multipart upload of " + key_);
-  }
+  if (absl::Status done = store_.CompleteMultipart(key_, upload_id_, *etags); !done.ok()) return failed_ = done;
   committed_ = true;
   return absl::OkStatus();
 }
@@ -339,16 +349,7 @@ void S3Writer::Abort() {
   if (aborted_ || committed_) return;
   aborted_ = true;
   parts_.Drain();
-  if (!upload_id_.empty()) {
-    auto r = store_.Call("DELETE", key_, {{"uploadId", upload_id_}}, {}, "");
-    if (!r.ok() || (r->status != 204 && r->status != 200 && r->status != 404)) {
-      core::LogWarn("multipart upload not aborted",
-                    {{"backend", store_.name()},
-                     {"physical_key", key_},
-                     {"error", r.ok() ? absl::StrCat("HTTP ", r->status)
-                                      : std::string(r.status().message())}});
-    }
-  }
+  if (!upload_id_.empty()) store_.AbortMultipartOrWarn(key_, upload_id_);
 }
 
 }  // namespace
@@ -377,7 +378,7 @@ absl::StatusOr<RestoreResult> S3RestoreAnswer(const std::string& store, const Ht
   using State = RestoreResult::State;
   if (r.status == 202) return RestoreResult{.state = State::kStarted};
   if (r.status == 200) return RestoreResult{.state = State::kReadable};
-  if (r.status == 409 && XmlFirstText(r.body, "Code").value_or("") == "RestoreAlreadyInProgress") {
+  if (r.status == 409 && StoreErrorCode(r) == "RestoreAlreadyInProgress") {
     return RestoreResult{.state = State::kInProgress};
   }
   return StoreError(store, r, "restore " + physical_key);

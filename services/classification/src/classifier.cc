@@ -161,7 +161,7 @@ absl::StatusOr<Classifier::Decided> Classifier::Decide(const ObjectStats& s, con
     c.set_forecast_confidence(forecast->confidence);
   }
   if (rule != nullptr) {
-    c.set_policy(absl::StrCat(rule->namespace_(), "/", rule->prefix()));
+    c.set_policy(PolicyStore::Name(*rule));
     out.policy = PolicyStore::PolicyCost{.ns = rule->namespace_(), .prefix = rule->prefix()};
     if (PolicyStore::OverCeiling(*rule)) {
       c.set_reason(absl::StrCat(d.reason, " (the policy's objects cost $", rule->measured_monthly_cost(),

@@ -28,8 +28,6 @@ absl::Status ValidateRef(const std::string& ns, const std::string& prefix) {
   return absl::OkStatus();
 }
 
-std::string Name(const std::string& ns, const std::string& prefix) { return absl::StrCat(ns, "/", prefix); }
-
 }  // namespace
 
 absl::Status PolicyStore::Validate(const v1::Policy& p) const {
@@ -118,8 +116,8 @@ absl::StatusOr<v1::Policy> PolicyStore::Write(v1::Policy policy, bool create) {
                           "prefix = $2",
                  params));
   if (r.affected_rows() == 0) {
-    return create ? absl::AlreadyExistsError(absl::StrCat("policy ", Name(policy.namespace_(), policy.prefix()), " exists"))
-                  : absl::NotFoundError(absl::StrCat("no policy ", Name(policy.namespace_(), policy.prefix())));
+    return create ? absl::AlreadyExistsError(absl::StrCat("policy ", Name(policy), " exists"))
+                  : absl::NotFoundError(absl::StrCat("no policy ", Name(policy)));
   }
   return policy;
 }
@@ -247,6 +245,10 @@ absl::Status PolicyStore::RecordCosts(const std::vector<PolicyCost>& costs) {
             "u.prefix = q.prefix WHERE p.namespace = q.namespace AND p.prefix = q.prefix",
             {db::ArrayLiteral(ns), db::ArrayLiteral(prefix), db::ArrayLiteral(objects), db::ArrayLiteral(cost)})
       .status();
+}
+
+std::string PolicyStore::Name(const std::string& ns, const std::string& prefix) {
+  return absl::StrCat(ns, "/", prefix);
 }
 
 bool PolicyStore::OverCeiling(const v1::Policy& policy) {

@@ -56,6 +56,11 @@ class PolicyStore {
   absl::Status RecordCosts(const std::vector<PolicyCost>& costs);
   // Its measured monthly cost exceeds its ceiling.
   static bool OverCeiling(const cloudflux::classification::v1::Policy& policy);
+  // "namespace/prefix", how errors and classifications name a policy.
+  static std::string Name(const std::string& ns, const std::string& prefix);
+  static std::string Name(const cloudflux::classification::v1::Policy& policy) {
+    return Name(policy.namespace_(), policy.prefix());
+  }
 
   // `policy` applied on top of `base` (constraints, pin, size, auto-tiering;
   // no hysteresis while over its cost ceiling).

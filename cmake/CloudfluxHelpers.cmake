@@ -33,11 +33,15 @@ function(cloudflux_service name)
   set(schema_dir ${CMAKE_CURRENT_SOURCE_DIR}/schema)
   file(GLOB sql CONFIGURE_DEPENDS ${schema_dir}/*.sql)
   set(out ${CMAKE_CURRENT_BINARY_DIR}/embedded_migrations.cc)
+  # The list of migrations is a dependency too: removing one regenerates the file.
+  set(list_file ${CMAKE_CURRENT_BINARY_DIR}/embedded_migrations.list)
+  string(REPLACE ";" "\n" sql_lines "${sql}")
+  file(CONFIGURE OUTPUT ${list_file} CONTENT "${sql_lines}\n")
   add_custom_command(
     OUTPUT ${out}
     COMMAND ${CMAKE_COMMAND} -DDIR=${schema_dir} -DOUT=${out}
             -P ${PROJECT_SOURCE_DIR}/cmake/EmbedMigrations.cmake
-    DEPENDS ${sql} ${PROJECT_SOURCE_DIR}/cmake/EmbedMigrations.cmake
+    DEPENDS ${sql} ${list_file} ${PROJECT_SOURCE_DIR}/cmake/EmbedMigrations.cmake
     COMMENT "embedding ${name} migrations")
   add_executable(cloudflux-${name} main.cpp ${out})
   file(GLOB srcs CONFIGURE_DEPENDS ${CMAKE_CURRENT_SOURCE_DIR}/src/*.cc)

@@ -24,23 +24,24 @@ ABSL_FLAG(absl::Duration, refresh_token_ttl, absl::Hours(24 * 30), "Lifetime of 
 
 namespace {
 
-void Fail(const std::string& what, const absl::Status& status) {
+// Startup failures return from main: exiting with the service's threads (metrics, Redis,
+// PostgreSQL pool) still running would tear down static state under them.
+int Fail(const std::string& what, const absl::Status& status) {
   cloudflux::core::LogError(what, {{"error", std::string(status.message())}});
-  std::exit(1);
+  return 1;
 }
 
-std::string ReadMasterKey() {
+absl::StatusOr<std::string> ReadMasterKey() {
   std::string text;
   absl::Status s = cloudflux::core::ReadSecretFile(absl::GetFlag(FLAGS_master_key_file), &text);
-  if (!s.ok()) Fail("cannot read the master key", s);
+  if (!s.ok()) return s;
   if (text.size() == 64) {
     std::string raw = absl::HexStringToBytes(text);
     if (absl::BytesToHexString(raw) == absl::AsciiStrToLower(text)) return raw;
   }
-  Fail("invalid master key", absl::InvalidArgumentError(
-                                 "--master_key_file (CLOUDFLUX_MASTER_KEY_FILE) must hold 64 hex "
-                                 "characters (32 bytes), e.g. from `openssl rand -hex 32`"));
-  return {};
+  return absl::InvalidArgumentError(
+      "--master_key_file (CLOUDFLUX_MASTER_KEY_FILE) must hold 64 hex characters (32 bytes), "
+      "e.g. from `openssl rand -hex 32`");
 }
 
 }  // namespace
@@ -59,15 +60,17 @@ int main(int argc, char** argv) {
   options.audience = absl::GetFlag(FLAGS_token_audience);
   options.access_ttl = absl::GetFlag(FLAGS_access_token_ttl);
   options.refresh_ttl = absl::GetFlag(FLAGS_refresh_token_ttl);
-  options.master_key = ReadMasterKey();
+  absl::StatusOr<std::string> master_key = ReadMasterKey();
+  if (!master_key.ok()) return Fail("cannot use the master key", master_key.status());
+  options.master_key = std::move(*master_key);
   cloudflux::auth::AuthCore core(app->pool(), *app->redis(), options);
 
   std::string admin_password;
   absl::Status s = cloudflux::core::ReadSecretFile(
       absl::GetFlag(FLAGS_bootstrap_admin_password_file), &admin_password);
-  if (!s.ok()) Fail("cannot read the bootstrap admin password", s);
+  if (!s.ok()) return Fail("cannot read the bootstrap admin password", s);
   s = core.Bootstrap(absl::GetFlag(FLAGS_bootstrap_admin_name), admin_password);
-  if (!s.ok()) Fail("cannot start", s);
+  if (!s.ok()) return Fail("cannot start", s);
 
   cloudflux::authn::AuthenticatorOptions auth_options;
   auth_options.verify = core.verify_options();

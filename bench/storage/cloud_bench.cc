@@ -1,7 +1,7 @@
 // The storage adapter's S3 backend against `rclone` (Debian package) on the
 // same s3rver, and many small objects per second on the S3 and local
 // backends. Needs the test servers:
-//   scripts/dev bench build/release/bench/storage/storage_cloud_bench \
+//   scripts/dev bench build/release/bench/storage/storage_cloud_bench
 //       [--mib=256] [--objects=10000] [--object_kib=64] [--threads=16]
 //
 // Large: one --mib object put (rclone copyto vs PutObject to backend s3) and

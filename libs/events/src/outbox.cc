@@ -50,12 +50,21 @@ constexpr char kProcessedAtIndexSql[] = R"sql(
 CREATE INDEX processed_events_at ON processed_events USING brin (processed_at);
 )sql";
 
+// Event ids and consumer names are compared byte for byte ("C" collation:
+// memcmp, not the database locale's strcoll, in the processed-events index).
+constexpr char kProcessedCollationSql[] = R"sql(
+ALTER TABLE processed_events
+  ALTER COLUMN consumer TYPE text COLLATE "C",
+  ALTER COLUMN event_id TYPE text COLLATE "C";
+)sql";
+
 }  // namespace
 
 absl::Status MigrateEventTables(db::Pool& pool, const std::string& schema) {
   return db::ApplyMigrations(pool, schema, {{1, "001_event_tables.sql", kEventTablesSql},
                                  {2, "002_delete_on_publish.sql", kDeleteOnPublishSql},
-                                 {3, "003_processed_at_index.sql", kProcessedAtIndexSql}},
+                                 {3, "003_processed_at_index.sql", kProcessedAtIndexSql},
+                                 {4, "004_processed_collation.sql", kProcessedCollationSql}},
                              "events_migrations");
 }
 

@@ -231,6 +231,30 @@ TEST_F(AccessStatsTest, OtherEventsAndGarbageAreSkipped) {
   EXPECT_EQ(applied->applied, 0);
 }
 
+// Keys are compared byte for byte whatever the database's locale: the key
+// columns of the statistics, the policies and the processed-event ids use
+// the "C" collation (memcmp in every index comparison).
+TEST_F(AccessStatsTest, KeyColumnsCompareBytesNotLocaleText) {
+  auto cols = pool_->Exec(
+      "SELECT c.relname || '.' || a.attname, coalesce(co.collname, '') FROM pg_attribute a "
+      "JOIN pg_class c ON c.oid = a.attrelid JOIN pg_namespace n ON n.oid = c.relnamespace "
+      "LEFT JOIN pg_collation co ON co.oid = a.attcollation "
+      "WHERE n.nspname = 'classification' AND c.relkind = 'r' AND a.attnum > 0 AND "
+      "(c.relname || '.' || a.attname) = ANY('{object_stats.namespace,object_stats.key,"
+      "object_reads_daily.namespace,object_reads_daily.key,policies.namespace,policies.prefix,"
+      "processed_events.consumer,processed_events.event_id}'::text[])");
+  ASSERT_TRUE(cols.ok()) << cols.status();
+  ASSERT_EQ(cols->size(), 8u);
+  for (const auto& row : *cols) EXPECT_EQ(row.Text(1), "C") << row.Text(0);
+  // Byte order: upper case before lower case, 'Z' before 'a'.
+  ASSERT_TRUE(pool_->Exec("INSERT INTO classification.object_stats (namespace, key) VALUES "
+                          "('n', 'a'), ('n', 'Z'), ('n', 'B')").ok());
+  auto order = pool_->Exec("SELECT string_agg(key, '' ORDER BY key) FROM classification.object_stats "
+                           "WHERE namespace = 'n'");
+  ASSERT_TRUE(order.ok());
+  EXPECT_EQ((*order)[0].Text(0), "BZa");
+}
+
 // The statistics do not depend on how the stream was cut into batches: the
 // same realistic event sequence (versions that grow, overwrites, tier
 // changes, relocations, deletions followed by late reads, recreations)

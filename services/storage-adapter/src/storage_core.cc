@@ -366,11 +366,11 @@ absl::StatusOr<v1::ListObjectsResponse> StorageCore::List(const v1::ListObjectsR
   v1::ListObjectsResponse out;
   // `after` is where the listing resumes (and the next page token): the last
   // key returned, or a rolled-up prefix followed by the largest code point.
+  // Keys are in the "C" collation: byte order, the primary key's order.
   auto fetch = [&](int limit) {
     return pool_.Exec(absl::StrCat("SELECT ", kColumns,
                                    " FROM storage.objects WHERE namespace = $1 AND "
-                                   "starts_with(key, $2) AND key COLLATE \"C\" > $3 COLLATE \"C\" "
-                                   "ORDER BY key COLLATE \"C\" LIMIT $4"),
+                                   "starts_with(key, $2) AND key > $3 ORDER BY key LIMIT $4"),
                       {request.namespace_(), prefix, after, std::to_string(limit)});
   };
   int emitted = 0;

@@ -882,6 +882,23 @@ TEST_F(StorageTest, RestoreMakesArchivedObjectsReadableWhereTheStoreCan) {
   ASSERT_TRUE(Put(prefix + "azure-untouched", data).ok());
   tier_ = kHot;
   ASSERT_TRUE(Put(prefix + "azure-hot", data).ok());
+  backend_ = "local";
+  ASSERT_TRUE(Put(prefix + "local-hot", data).ok());
+
+  // HeadObject says whether the bytes can be read now: asked of the store
+  // for archived objects (s3rver reports the class it was given, azurite
+  // the Archive tier), and of Azure for blobs that may be rehydrating.
+  auto read_state = [&](const std::string& key) {
+    v1::ObjectInfo info;
+    EXPECT_EQ(Head(key, &info), absl::StatusCode::kOk) << key;
+    return info.has_restore() ? info.restore().state() : v1::RESTORE_STATE_UNSPECIFIED;
+  };
+  EXPECT_EQ(read_state(prefix + "local"), v1::RESTORE_STATE_READABLE);
+  EXPECT_EQ(read_state(prefix + "gcs"), v1::RESTORE_STATE_READABLE);
+  EXPECT_EQ(read_state(prefix + "s3"), v1::RESTORE_STATE_NEEDED);
+  EXPECT_EQ(read_state(prefix + "azure"), v1::RESTORE_STATE_NEEDED);
+  EXPECT_EQ(read_state(prefix + "azure-hot"), v1::RESTORE_STATE_READABLE);
+  EXPECT_EQ(read_state(prefix + "local-hot"), v1::RESTORE_STATE_UNSPECIFIED) << "nothing to ask";
 
   for (const std::string backend : {"local", "gcs"}) {
     auto r = Restore(prefix + backend);
@@ -905,6 +922,7 @@ TEST_F(StorageTest, RestoreMakesArchivedObjectsReadableWhereTheStoreCan) {
   EXPECT_EQ(head.tier(), kHot);
   EXPECT_EQ(head.version(), azure->object().version());
   EXPECT_TRUE(*Get(prefix + "azure") == data) << "azurite rehydrates at once";
+  EXPECT_EQ(read_state(prefix + "azure"), v1::RESTORE_STATE_READABLE);
   // Nothing archived: nothing asked of the store.
   auto hot = Restore(prefix + "azure-hot");
   ASSERT_TRUE(hot.ok()) << hot.status();

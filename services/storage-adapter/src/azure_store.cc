@@ -145,11 +145,13 @@ class AzureStore final : public ObjectStore {
     return Error(r, "rehydrate " + physical_key);
   }
 
-  absl::StatusOr<bool> RestorePending(const std::string& physical_key) override {
+  absl::StatusOr<ReadState> ReadStateOf(const std::string& physical_key) override {
     CF_ASSIGN_OR_RETURN(HttpResponse r, Call("HEAD", physical_key, {}, {}, ""));
     if (r.status != 200) return Error(r, "properties of " + physical_key);
-    return AzureRehydrating(r);
+    return AzureReadState(r);
   }
+
+  bool RestoresAfterTierChange() const override { return true; }
 
   // Copy Blob inside the account; a copy Azure runs asynchronously is
   // waited for.
@@ -289,8 +291,15 @@ absl::Status AzureWriter::Commit() {
 
 }  // namespace
 
-bool AzureRehydrating(const HttpResponse& head) {
-  return absl::StartsWith(head.Header("x-ms-archive-status"), "rehydrate-pending");
+ReadState AzureReadState(const HttpResponse& head) {
+  using State = ReadState::State;
+  if (absl::StartsWith(head.Header("x-ms-archive-status"), "rehydrate-pending")) {
+    return ReadState{.state = State::kRestoring};
+  }
+  if (absl::EqualsIgnoreCase(head.Header("x-ms-access-tier"), "Archive")) {
+    return ReadState{.state = State::kNeedsRestore};
+  }
+  return ReadState{};
 }
 
 std::string SharedKeyStringToSign(const std::string& method, const std::string& account,

@@ -283,7 +283,7 @@ grpc::ServerUnaryReactor* StorageGrpcService::HeadObject(grpc::CallbackServerCon
                                                          const v1::HeadObjectRequest* request,
                                                          v1::ObjectInfo* response) {
   return FinishUnaryOn(executor_, context, response,
-                       [=, this] { return core_.Head(request->namespace_(), request->key()); });
+                       [=, this] { return core_.HeadWithReadState(request->namespace_(), request->key()); });
 }
 
 grpc::ServerUnaryReactor* StorageGrpcService::DeleteObject(grpc::CallbackServerContext* context,

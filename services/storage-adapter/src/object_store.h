@@ -4,6 +4,7 @@
 
 #include <cstdint>
 #include <memory>
+#include <optional>
 #include <string>
 #include <utility>
 #include <vector>
@@ -39,6 +40,12 @@ struct RestoreOptions {
   enum class Priority { kStandard, kHigh, kBulk } priority = Priority::kStandard;
   // Azure: the online tier the blob is rehydrated into.
   cloudflux::common::v1::StorageTier online_tier = cloudflux::common::v1::STORAGE_TIER_HOT;
+};
+
+// Whether an object's bytes can be read now (ObjectStore::ReadStateOf).
+struct ReadState {
+  enum class State { kReadable, kNeedsRestore, kRestoring } state = State::kReadable;
+  std::optional<absl::Time> readable_until;  // S3: when a restored copy goes away
 };
 
 struct RestoreResult {
@@ -80,9 +87,15 @@ class ObjectStore {
   // UNIMPLEMENTED when the store cannot list them (the bucket's
   // AbortIncompleteMultipartUpload lifecycle rule is then the only cleanup).
   virtual absl::Status AbortIncompleteWrites(const std::string& physical_key) { return absl::OkStatus(); }
-  // Whether a restore the store runs in the background (Azure rehydration)
-  // is still going on for an object no longer in its archive tier.
-  virtual absl::StatusOr<bool> RestorePending(const std::string& physical_key) { return false; }
+  // Whether the object can be read now: one in an archive class needs a
+  // restore first, and one may be running (S3 restore, Azure rehydration).
+  // The default, for stores that read their archives directly (local disk,
+  // GCS), is readable.
+  virtual absl::StatusOr<ReadState> ReadStateOf(const std::string& physical_key) { return ReadState{}; }
+  // Whether restores run in the background after the object has left its
+  // archive class (Azure: the blob's tier changes at once, rehydration
+  // takes hours), so a non-archived object may not be readable yet.
+  virtual bool RestoresAfterTierChange() const { return false; }
   virtual absl::Status Ping() = 0;
 };
 
@@ -153,9 +166,17 @@ std::string S3RestoreBody(const RestoreOptions& options);
 absl::StatusOr<RestoreResult> S3RestoreAnswer(const std::string& store, const HttpResponse& r,
                                               const std::string& physical_key);
 
-// Whether an Azure Get Blob Properties answer says the blob is still being
-// rehydrated out of Archive (x-ms-archive-status rehydrate-pending-to-*).
-bool AzureRehydrating(const HttpResponse& head);
+// What an Azure Get Blob Properties answer says of reading the blob:
+// x-ms-archive-status rehydrate-pending-to-* is a rehydration still running,
+// x-ms-access-tier Archive otherwise needs one.
+ReadState AzureReadState(const HttpResponse& head);
+
+// What an S3 HEAD answer says of reading the object: GLACIER / DEEP_ARCHIVE
+// (x-amz-storage-class) or an Intelligent-Tiering archive access tier
+// (x-amz-archive-status) needs a restore unless x-amz-restore says one is
+// running (ongoing-request="true") or done (ongoing-request="false",
+// expiry-date=...: readable until then).
+ReadState S3ReadState(const HttpResponse& head);
 
 // The Shared Key string-to-sign of a Blob service request (exposed for
 // tests): `headers` as sent (any case), `path` the URL path as sent (percent-

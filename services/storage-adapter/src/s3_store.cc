@@ -1,5 +1,8 @@
 // The S3 REST API (and GCS's S3-compatible XML API) through libcurl with
 // AWS Signature V4.
+#include <cstring>
+
+#include "absl/strings/match.h"
 #include "absl/strings/numbers.h"
 #include "absl/strings/str_cat.h"
 #include "cloudflux/core/digest.h"
@@ -235,6 +238,13 @@ class S3Store final : public ObjectStore {
     return S3RestoreAnswer(options_.name, r, physical_key);
   }
 
+  absl::StatusOr<ReadState> ReadStateOf(const std::string& physical_key) override {
+    if (options_.provider == common::CLOUD_PROVIDER_GCP) return ReadState{};
+    CF_ASSIGN_OR_RETURN(HttpResponse r, Call("HEAD", physical_key, {}, {}, ""));
+    if (r.status != 200) return StoreError(options_.name, r, "head " + physical_key);
+    return S3ReadState(r);
+  }
+
   absl::Status Ping() override {
     CF_ASSIGN_OR_RETURN(HttpResponse r, Call("HEAD", "", {}, {}, ""));
     if (r.status >= 200 && r.status < 300) return absl::OkStatus();
@@ -382,6 +392,31 @@ absl::StatusOr<RestoreResult> S3RestoreAnswer(const std::string& store, const Ht
     return RestoreResult{.state = State::kInProgress};
   }
   return StoreError(store, r, "restore " + physical_key);
+}
+
+ReadState S3ReadState(const HttpResponse& head) {
+  using State = ReadState::State;
+  std::string storage_class = head.Header("x-amz-storage-class");
+  std::string archive_status = head.Header("x-amz-archive-status");  // Intelligent-Tiering
+  bool archived = storage_class == "GLACIER" || storage_class == "DEEP_ARCHIVE" ||
+                  archive_status == "ARCHIVE_ACCESS" || archive_status == "DEEP_ARCHIVE_ACCESS";
+  if (!archived) return ReadState{};
+  // x-amz-restore: ongoing-request="false", expiry-date="Fri, 21 Dec 2012 00:00:00 GMT"
+  std::string restore = head.Header("x-amz-restore");
+  if (absl::StrContains(restore, "ongoing-request=\"true\"")) return ReadState{.state = State::kRestoring};
+  if (!absl::StrContains(restore, "ongoing-request=\"false\"")) return ReadState{.state = State::kNeedsRestore};
+  ReadState out;
+  size_t at = restore.find("expiry-date=\"");
+  if (at != std::string::npos) {
+    at += std::strlen("expiry-date=\"");
+    std::string date = restore.substr(at, restore.find('"', at) - at);
+    absl::Time until;
+    std::string error;
+    if (absl::ParseTime("%a, %d %b %Y %H:%M:%S GMT", date, absl::UTCTimeZone(), &until, &error)) {
+      out.readable_until = until;
+    }
+  }
+  return out;
 }
 
 absl::StatusOr<std::unique_ptr<ObjectStore>> MakeS3Store(S3Options options) {

@@ -312,6 +312,32 @@ absl::StatusOr<v1::ObjectInfo> StorageCore::Head(const std::string& ns, const st
   return InfoFromRow(rows[0]);
 }
 
+absl::StatusOr<v1::ObjectInfo> StorageCore::HeadWithReadState(const std::string& ns,
+                                                              const std::string& key) {
+  // Azure rehydrates for up to 15 hours after a blob's tier has changed.
+  constexpr absl::Duration kRestoreWindow = absl::Hours(24);
+  CF_ASSIGN_OR_RETURN(v1::ObjectInfo info, Head(ns, key));
+  auto store = StoreOf(info);
+  if (!store.ok()) return info;  // a backend no longer configured: the catalog's answer
+  bool archived = info.tier() == cloudflux::common::v1::STORAGE_TIER_ARCHIVE;
+  bool leaving = (*store)->RestoresAfterTierChange() &&
+                 absl::Now() - absl::FromUnixMicros(TimeUtil::TimestampToMicroseconds(info.updated())) <
+                     kRestoreWindow;
+  if (!archived && !leaving) return info;
+  CF_ASSIGN_OR_RETURN(ReadState state, (*store)->ReadStateOf(info.physical_key()));
+  v1::RestoreStatus* restore = info.mutable_restore();
+  switch (state.state) {
+    case ReadState::State::kReadable: restore->set_state(v1::RESTORE_STATE_READABLE); break;
+    case ReadState::State::kNeedsRestore: restore->set_state(v1::RESTORE_STATE_NEEDED); break;
+    case ReadState::State::kRestoring: restore->set_state(v1::RESTORE_STATE_IN_PROGRESS); break;
+  }
+  if (state.readable_until.has_value()) {
+    *restore->mutable_readable_until() =
+        TimeUtil::MicrosecondsToTimestamp(absl::ToUnixMicros(*state.readable_until));
+  }
+  return info;
+}
+
 absl::StatusOr<std::pair<v1::ObjectInfo, std::unique_ptr<ObjectReader>>> StorageCore::OpenGet(
     const v1::GetObjectRequest& request) {
   if (request.offset() < 0 || request.length() < 0) {
@@ -630,8 +656,10 @@ absl::StatusOr<v1::RestoreObjectResponse> StorageCore::Restore(const v1::Restore
   // Only the ARCHIVE tier maps to classes that need a restore; an object
   // that left it may still be on its way out (Azure rehydrates for hours).
   if (source.tier() != cloudflux::common::v1::STORAGE_TIER_ARCHIVE) {
-    CF_ASSIGN_OR_RETURN(bool pending, store->RestorePending(source.physical_key()));
-    if (pending) out.set_state(v1::RESTORE_STATE_IN_PROGRESS);
+    if (store->RestoresAfterTierChange()) {
+      CF_ASSIGN_OR_RETURN(ReadState state, store->ReadStateOf(source.physical_key()));
+      if (state.state == ReadState::State::kRestoring) out.set_state(v1::RESTORE_STATE_IN_PROGRESS);
+    }
     *out.mutable_object() = std::move(source);
     return out;
   }

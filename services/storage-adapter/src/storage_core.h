@@ -69,6 +69,11 @@ class StorageCore {
       const cloudflux::storage::v1::PutObjectHeader& header);
   absl::StatusOr<cloudflux::storage::v1::ObjectInfo> Head(const std::string& ns,
                                                           const std::string& key);
+  // Head plus, for an object in an archive class or one that may still be
+  // leaving it (a store that restores after the tier change, the catalog row
+  // changed within a day), whether its bytes can be read now (`restore`).
+  absl::StatusOr<cloudflux::storage::v1::ObjectInfo> HeadWithReadState(const std::string& ns,
+                                                                       const std::string& key);
   // The object's info and a reader of the requested range.
   absl::StatusOr<std::pair<cloudflux::storage::v1::ObjectInfo, std::unique_ptr<ObjectReader>>>
   OpenGet(const cloudflux::storage::v1::GetObjectRequest& request);

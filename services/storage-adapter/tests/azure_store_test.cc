@@ -139,6 +139,10 @@ TEST_F(AzureStoreTest, RestoreRehydratesAnArchivedBlobIntoTheOnlineTier) {
   std::string key = Key();
   ASSERT_TRUE(PutBytes(*store, key, data, common::STORAGE_TIER_ARCHIVE).ok());
   ASSERT_EQ(GetBytes(*store, key).status().code(), absl::StatusCode::kFailedPrecondition);
+  auto before = store->ReadStateOf(key);
+  ASSERT_TRUE(before.ok()) << before.status();
+  EXPECT_EQ(before->state, ReadState::State::kNeedsRestore);
+  EXPECT_TRUE(store->RestoresAfterTierChange());
   auto restored = store->Restore(
       key, {.priority = RestoreOptions::Priority::kHigh, .online_tier = common::STORAGE_TIER_WARM});
   ASSERT_TRUE(restored.ok()) << restored.status();
@@ -146,6 +150,10 @@ TEST_F(AzureStoreTest, RestoreRehydratesAnArchivedBlobIntoTheOnlineTier) {
   EXPECT_TRUE(restored->tier_changed);
   EXPECT_TRUE(absl::StrContains(SdkGet(key), "\"accessTier\":\"Cool\"")) << SdkGet(key);
   EXPECT_TRUE(*GetBytes(*store, key) == data);
+  auto after = store->ReadStateOf(key);
+  ASSERT_TRUE(after.ok()) << after.status();
+  EXPECT_EQ(after->state, ReadState::State::kReadable);
+  EXPECT_EQ(store->ReadStateOf(Key()).status().code(), absl::StatusCode::kNotFound);
   // Not archived (any more): Set Blob Tier answers 200, nothing to wait for.
   auto again = store->Restore(key, {.online_tier = common::STORAGE_TIER_WARM});
   ASSERT_TRUE(again.ok()) << again.status();

@@ -236,6 +236,17 @@ TEST_F(S3StoreTest, RestoreRequestsMatchTheSdkAndUnsupportedRestoresAreClear) {
   auto store = Store(Options());
   std::string key = "restore/" + core::NewId();
   ASSERT_TRUE(Put(*store, key, "archived bytes", common::STORAGE_TIER_ARCHIVE).ok());
+  // HEAD reports the DEEP_ARCHIVE class it was written with and no restore.
+  auto state = store->ReadStateOf(key);
+  ASSERT_TRUE(state.ok()) << state.status();
+  EXPECT_EQ(state->state, ReadState::State::kNeedsRestore);
+  std::string hot_key = "restore/" + core::NewId();
+  ASSERT_TRUE(Put(*store, hot_key, "hot bytes", common::STORAGE_TIER_HOT).ok());
+  state = store->ReadStateOf(hot_key);
+  ASSERT_TRUE(state.ok()) << state.status();
+  EXPECT_EQ(state->state, ReadState::State::kReadable);
+  EXPECT_EQ(store->ReadStateOf("restore/missing").status().code(), absl::StatusCode::kNotFound);
+  EXPECT_FALSE(store->RestoresAfterTierChange());
   auto restored = store->Restore(key, {});
   EXPECT_EQ(restored.status().code(), absl::StatusCode::kUnimplemented) << restored.status();
   EXPECT_TRUE(absl::StrContains(restored.status().message(), "restore " + key)) << restored.status();
@@ -252,6 +263,9 @@ TEST_F(S3StoreTest, RestoreRequestsMatchTheSdkAndUnsupportedRestoresAreClear) {
   ASSERT_TRUE(direct.ok()) << direct.status();
   EXPECT_EQ(direct->state, RestoreResult::State::kReadable);
   EXPECT_FALSE(direct->tier_changed);
+  auto gcs_state = g->ReadStateOf(key);  // GCS reads its archive classes directly
+  ASSERT_TRUE(gcs_state.ok()) << gcs_state.status();
+  EXPECT_EQ(gcs_state->state, ReadState::State::kReadable);
 }
 
 // Copies over max_single_copy go as UploadPartCopy parts; s3rver has no

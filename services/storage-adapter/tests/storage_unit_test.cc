@@ -225,14 +225,51 @@ TEST(S3CopyPart, EtagOrTheErrorTheAnswerCarries) {
             absl::StatusCode::kUnimplemented);
 }
 
-TEST(AzureRestore, ArchiveStatusSaysWhetherARehydrationIsStillRunning) {
+TEST(AzureRestore, PropertiesSayWhetherABlobNeedsOrIsInARehydration) {
+  using State = ReadState::State;
   HttpResponse head;
   head.status = 200;
-  EXPECT_FALSE(AzureRehydrating(head));
+  head.headers["x-ms-access-tier"] = "Hot";
+  EXPECT_EQ(AzureReadState(head).state, State::kReadable);
+  head.headers["x-ms-access-tier"] = "Archive";
+  EXPECT_EQ(AzureReadState(head).state, State::kNeedsRestore);
+  head.headers["x-ms-access-tier"] = "Hot";
   head.headers["x-ms-archive-status"] = "rehydrate-pending-to-hot";
-  EXPECT_TRUE(AzureRehydrating(head));
+  EXPECT_EQ(AzureReadState(head).state, State::kRestoring);
+  head.headers["x-ms-access-tier"] = "Archive";  // Azure reports the old tier until done
   head.headers["x-ms-archive-status"] = "rehydrate-pending-to-cool";
-  EXPECT_TRUE(AzureRehydrating(head));
+  EXPECT_EQ(AzureReadState(head).state, State::kRestoring);
+}
+
+// The header forms of the S3 API reference (HeadObject: x-amz-restore,
+// x-amz-storage-class, x-amz-archive-status).
+TEST(S3Restore, HeadSaysWhetherAnArchivedObjectNeedsIsInOrHasARestore) {
+  using State = ReadState::State;
+  HttpResponse head;
+  head.status = 200;
+  EXPECT_EQ(S3ReadState(head).state, State::kReadable);  // STANDARD: no class header
+  head.headers["x-amz-storage-class"] = "GLACIER_IR";
+  EXPECT_EQ(S3ReadState(head).state, State::kReadable);
+  for (const char* cls : {"GLACIER", "DEEP_ARCHIVE"}) {
+    head.headers["x-amz-storage-class"] = cls;
+    head.headers.erase("x-amz-restore");
+    EXPECT_EQ(S3ReadState(head).state, State::kNeedsRestore) << cls;
+    head.headers["x-amz-restore"] = "ongoing-request=\"true\"";
+    EXPECT_EQ(S3ReadState(head).state, State::kRestoring) << cls;
+    head.headers["x-amz-restore"] = "ongoing-request=\"false\", expiry-date=\"Fri, 21 Dec 2012 00:00:00 GMT\"";
+    ReadState done = S3ReadState(head);
+    EXPECT_EQ(done.state, State::kReadable) << cls;
+    ASSERT_TRUE(done.readable_until.has_value()) << cls;
+    EXPECT_EQ(absl::FormatTime("%Y-%m-%d %H:%M:%S", *done.readable_until, absl::UTCTimeZone()),
+              "2012-12-21 00:00:00");
+  }
+  head.headers.clear();
+  head.headers["x-amz-storage-class"] = "INTELLIGENT_TIERING";
+  EXPECT_EQ(S3ReadState(head).state, State::kReadable);
+  head.headers["x-amz-archive-status"] = "DEEP_ARCHIVE_ACCESS";
+  EXPECT_EQ(S3ReadState(head).state, State::kNeedsRestore);
+  head.headers["x-amz-restore"] = "ongoing-request=\"true\"";
+  EXPECT_EQ(S3ReadState(head).state, State::kRestoring);
 }
 
 TEST(S3Restore, AnswersMeanStartedReadableInProgressOrAnError) {

@@ -385,43 +385,37 @@ TEST_F(StorageTest, ListingWithPrefixDelimiterAndPages) {
   ASSERT_EQ(in_a.common_prefixes_size(), 1);
   EXPECT_EQ(in_a.common_prefixes(0), "a/sub/");
 
-  // Pages of two, with rolled-up prefixes counting as entries.
-  std::vector<std::string> seen;
-  std::string token;
+  // Every entry of a listing, page by page (rolled-up prefixes count as
+  // entries and come first in each page); `pages` says how many it took.
+  auto list_all = [&](const std::string& prefix, const std::string& delimiter, int size,
+                      int* pages) {
+    std::vector<std::string> seen;
+    std::string token;
+    *pages = 0;
+    do {
+      auto page = list(prefix, delimiter, size, token);
+      for (const auto& p : page.common_prefixes()) seen.push_back(p);
+      for (const auto& o : page.objects()) seen.push_back(o.key());
+      token = page.page().next_page_token();
+      ++*pages;
+    } while (!token.empty() && *pages < 10);
+    return seen;
+  };
   int pages = 0;
-  do {
-    auto page = list("", "/", 2, token);
-    for (const auto& p : page.common_prefixes()) seen.push_back(p);
-    for (const auto& o : page.objects()) seen.push_back(o.key());
-    token = page.page().next_page_token();
-    ++pages;
-  } while (!token.empty() && pages < 10);
+  std::vector<std::string> seen = list_all("", "/", 2, &pages);
   std::sort(seen.begin(), seen.end());
   EXPECT_EQ(seen, (std::vector<std::string>{"a/", "b/", "c", "d"}));
   EXPECT_EQ(pages, 2);
-
-  seen.clear();
-  token.clear();
-  do {
-    auto page = list("", "", 4, token);
-    for (const auto& o : page.objects()) seen.push_back(o.key());
-    token = page.page().next_page_token();
-  } while (!token.empty());
-  EXPECT_EQ(seen.size(), 6u);
+  EXPECT_EQ(list_all("", "", 4, &pages).size(), 6u);
 
   // Listings are in byte order (like S3), whatever the database's locale,
   // and pages of one resume exactly after the last key.
   for (const char* key : {"order/a", "order/\xc3\xa9", "order/Zz", "order/B"}) {
     ASSERT_TRUE(Put(key, key).ok());
   }
-  seen.clear();
-  token.clear();
-  do {
-    auto page = list("order/", "", 1, token);
-    for (const auto& o : page.objects()) seen.push_back(o.key());
-    token = page.page().next_page_token();
-  } while (!token.empty() && seen.size() < 10);
-  EXPECT_EQ(seen, (std::vector<std::string>{"order/B", "order/Zz", "order/a", "order/\xc3\xa9"}));
+  EXPECT_EQ(list_all("order/", "", 1, &pages),
+            (std::vector<std::string>{"order/B", "order/Zz", "order/a", "order/\xc3\xa9"}));
+  EXPECT_EQ(pages, 4);
 
   v1::ListBackendsResponse backends;
   ASSERT_TRUE(stub_->ListBackends(server::MakeClientContext(absl::Seconds(10)).get(), {}, &backends).ok());

@@ -45,21 +45,27 @@ int main(int argc, char** argv) {
                                              "/dd-copy.bin bs=1M conv=fsync status=none"));
 
   // Put: stream the file in 1 MiB chunks.
+  const int pid = child->process->pid();
+  double service_cpu = CpuSeconds(pid), client_cpu = CpuSeconds(getpid());
   auto start = Clock::now();
   grpc::Status put_status = PutObject(*stub, "bench", "big.bin", "", nullptr, src);
   if (!put_status.ok()) Die("put: " + put_status.error_message());
   double put = Seconds(start);
+  double put_service_cpu = CpuSeconds(pid) - service_cpu, put_client_cpu = CpuSeconds(getpid()) - client_cpu;
   int64_t put_rss = PeakRssKib(child->process->pid());
   ResetPeakRss(child->process->pid());
 
   // Get: stream it back into a file on the same disk.
   const bool cold = absl::GetFlag(FLAGS_cold_reads);
   if (cold && !DropPageCache()) Die("--cold_reads: cannot drop the page cache (needs root)");
+  service_cpu = CpuSeconds(pid);
+  client_cpu = CpuSeconds(getpid());
   start = Clock::now();
   int64_t n = 0;
   grpc::Status get_status = GetObject(*stub, "bench", "big.bin", &n, dir + "/got.bin");
   if (!get_status.ok() || n != bytes) Die("get failed: " + get_status.error_message());
   double get = Seconds(start);
+  double get_service_cpu = CpuSeconds(pid) - service_cpu, get_client_cpu = CpuSeconds(getpid()) - client_cpu;
   if (cold) DropPageCache();
   double dd_read = TimeCommand(absl::StrCat("dd if=", dir, "/dd-copy.bin of=", dir,
                                             "/dd-read.bin bs=1M status=none"));
@@ -74,6 +80,9 @@ int main(int argc, char** argv) {
   std::printf("get via storage adapter : %7.2f s  %7.1f MiB/s\n", get, mib / get);
   std::printf("dd copy (peer)          : %7.2f s  %7.1f MiB/s   ratio get/dd %.2f (target >= 0.8)\n",
               dd_read, mib / dd_read, dd_read / get);
+  std::printf("CPU seconds per GiB     : put service %.2f client %.2f, get service %.2f client %.2f\n",
+              put_service_cpu * 1024 / mib, put_client_cpu * 1024 / mib, get_service_cpu * 1024 / mib,
+              get_client_cpu * 1024 / mib);
   std::printf("service peak RSS        : %lld KiB (target < 65536; put %lld, get %lld)\n",
               static_cast<long long>(rss), static_cast<long long>(put_rss), static_cast<long long>(get_rss));
   child->process->Signal(SIGTERM);

@@ -1,5 +1,6 @@
 #include "cloudflux/events/kafka.h"
 
+#include <librdkafka/rdkafka.h>
 #include <librdkafka/rdkafkacpp.h>
 
 #include <atomic>
@@ -125,35 +126,61 @@ class Producer::Impl {
   }
 };
 
-Producer::Producer(std::unique_ptr<Impl> impl) : impl_(std::move(impl)) {}
-Producer::~Producer() = default;
+namespace {
 
-absl::StatusOr<std::unique_ptr<Producer>> Producer::Create(const KafkaOptions& options) {
+absl::StatusOr<std::shared_ptr<Producer::Impl>> MakeProducerImpl(const KafkaOptions& options) {
   CF_ASSIGN_OR_RETURN(auto conf, MakeConf(options, {{"enable.idempotence", "true"},
+                                                    {"enable.gapless.guarantee", "true"},
                                                     {"acks", "all"},
                                                     {"linger.ms", "2"},
                                                     {"message.timeout.ms", "30000"},
                                                     {"socket.connection.setup.timeout.ms", "5000"}}));
-  auto impl = std::make_unique<Impl>();
+  auto impl = std::make_shared<Producer::Impl>();
   std::string err;
   conf->set("dr_cb", &impl->reports, err);
   impl->producer.reset(RdKafka::Producer::create(conf.get(), err));
   if (impl->producer == nullptr) return absl::InvalidArgumentError("kafka producer: " + err);
-  Impl* raw = impl.get();
+  Producer::Impl* raw = impl.get();
   impl->poller = std::thread([raw] {
     while (!raw->stop) raw->producer->poll(50);
   });
-  return std::unique_ptr<Producer>(new Producer(std::move(impl)));
+  return impl;
 }
 
-absl::Status Producer::Enqueue(const Message& m, const std::shared_ptr<void>& batch_ptr,
+}  // namespace
+
+Producer::Producer(KafkaOptions options, std::shared_ptr<Impl> impl)
+    : options_(std::move(options)), impl_(std::move(impl)) {}
+Producer::~Producer() = default;
+
+absl::StatusOr<std::unique_ptr<Producer>> Producer::Create(const KafkaOptions& options) {
+  CF_ASSIGN_OR_RETURN(auto impl, MakeProducerImpl(options));
+  return std::unique_ptr<Producer>(new Producer(options, std::move(impl)));
+}
+
+std::shared_ptr<Producer::Impl> Producer::Current() const {
+  std::lock_guard lock(mu_);
+  return impl_;
+}
+
+absl::Status Producer::Recreate(const std::shared_ptr<Impl>& failed, const std::string& reason) {
+  core::LogWarn("kafka producer hit a fatal error; recreating it", {{"error", reason}});
+  auto fresh = MakeProducerImpl(options_);
+  if (!fresh.ok()) return fresh.status();
+  std::lock_guard lock(mu_);
+  if (impl_ == failed) impl_ = std::move(*fresh);  // another caller may have replaced it already
+  return absl::UnavailableError(absl::StrCat("kafka producer failed fatally (", reason,
+                                             "); a new one replaces it"));
+}
+
+absl::Status Producer::Enqueue(Impl& impl, const Message& m, const std::shared_ptr<void>& batch_ptr,
                                absl::Time deadline) {
   auto batch = std::static_pointer_cast<Batch>(batch_ptr);
   while (true) {
     RdKafka::Headers* headers = RdKafka::Headers::create();
     for (const auto& [k, v] : m.headers) headers->add(k, v.data(), v.size());
     auto* opaque = new std::shared_ptr<Batch>(batch);
-    RdKafka::ErrorCode rc = impl_->producer->produce(
+    RdKafka::ErrorCode rc = impl.producer->produce(
         m.topic, RdKafka::Topic::PARTITION_UA, RdKafka::Producer::RK_MSG_COPY,
         const_cast<char*>(m.value.data()), m.value.size(), m.key.data(), m.key.size(), 0, headers,
         opaque);
@@ -168,11 +195,22 @@ absl::Status Producer::Enqueue(const Message& m, const std::shared_ptr<void>& ba
 }
 
 absl::Status Producer::SendAll(const std::vector<Message>& messages, absl::Duration timeout) {
+  std::shared_ptr<Impl> impl = Current();
+  absl::Status sent = SendAllWith(*impl, messages, timeout);
+  if (!sent.ok()) {
+    std::string reason;
+    if (impl->producer->fatal_error(reason) != RdKafka::ERR_NO_ERROR) return Recreate(impl, reason);
+  }
+  return sent;
+}
+
+absl::Status Producer::SendAllWith(Impl& impl, const std::vector<Message>& messages,
+                                   absl::Duration timeout) {
   auto batch = std::make_shared<Batch>();
   batch->remaining = messages.size();
   absl::Time deadline = absl::Now() + timeout;
   for (size_t i = 0; i < messages.size(); ++i) {
-    absl::Status handed_over = Enqueue(messages[i], batch, deadline);
+    absl::Status handed_over = Enqueue(impl, messages[i], batch, deadline);
     if (!handed_over.ok()) {
       // Messages not handed over will never be reported.
       std::lock_guard lock(batch->mu);
@@ -191,9 +229,14 @@ absl::Status Producer::SendAll(const std::vector<Message>& messages, absl::Durat
   return batch->first_error;
 }
 
+void Producer::InjectFatalErrorForTest(const std::string& reason) {
+  rd_kafka_test_fatal_error(Current()->producer->c_ptr(), RD_KAFKA_RESP_ERR__GAPLESS_GUARANTEE,
+                            reason.c_str());
+}
+
 absl::Status Producer::Ping(absl::Duration timeout) {
   RdKafka::Metadata* md = nullptr;
-  RdKafka::ErrorCode rc = impl_->producer->metadata(
+  RdKafka::ErrorCode rc = Current()->producer->metadata(
       false, nullptr, &md, static_cast<int>(absl::ToInt64Milliseconds(timeout)));
   std::unique_ptr<RdKafka::Metadata> owned(md);
   if (rc != RdKafka::ERR_NO_ERROR) return KafkaError(rc, "kafka metadata");

@@ -76,6 +76,22 @@ TEST(Kafka, ProducerAndConsumerRoundTripWithHeaders) {
   EXPECT_EQ(by_key["key-0"].back(), "value-18");
 }
 
+// A fatal producer error (librdkafka's gapless guarantee makes a possible
+// gap one) leaves the handle unusable: the send that meets it fails, the
+// next one goes through a new handle.
+TEST(Kafka, AProducerRecreatesItselfAfterAFatalError) {
+  auto producer = Producer::Create({.brokers = Brokers()});
+  ASSERT_TRUE(producer.ok()) << producer.status();
+  std::string topic = UniqueTopic("fatal");
+  ASSERT_TRUE((*producer)->Send({.topic = topic, .key = "k", .value = "before"}, absl::Seconds(10)).ok());
+  (*producer)->InjectFatalErrorForTest("injected by the test");
+  absl::Status failed = (*producer)->Send({.topic = topic, .key = "k", .value = "lost"}, absl::Seconds(10));
+  EXPECT_EQ(failed.code(), absl::StatusCode::kUnavailable) << failed;
+  EXPECT_TRUE(absl::StrContains(failed.message(), "injected by the test")) << failed;
+  absl::Status after = (*producer)->Send({.topic = topic, .key = "k", .value = "after"}, absl::Seconds(10));
+  EXPECT_TRUE(after.ok()) << after;
+}
+
 TEST(Kafka, UnreachableBrokerFailsClearly) {
   auto producer = Producer::Create(
       {.brokers = "127.0.0.1:" + std::to_string(testing::PickFreePort())});

@@ -1,7 +1,10 @@
 #pragma once
 // Kafka for CloudFlux services, with librdkafka kept behind this header.
 //
-// Producer: idempotent (enable.idempotence=true, hence acks=all), reports
+// Producer: idempotent (enable.idempotence=true, hence acks=all) and
+// gapless (enable.gapless.guarantee: a message of a partition is never
+// written after an earlier one of that partition failed — librdkafka makes
+// that a fatal error instead, and the producer is then recreated), reports
 // each delivery back to the caller.
 // Consumer: a consumer-group member (roundrobin rebalancing) that
 // hands messages one at a time to a handler and stores a message's offset
@@ -13,6 +16,7 @@
 #include <functional>
 #include <map>
 #include <memory>
+#include <mutex>
 #include <string>
 #include <utility>
 #include <vector>
@@ -67,13 +71,24 @@ class Producer {
   // Health check: a metadata round trip to the cluster within `timeout`.
   absl::Status Ping(absl::Duration timeout);
 
+  // Tests: makes librdkafka raise a fatal error on the current handle.
+  void InjectFatalErrorForTest(const std::string& reason);
+
   class Impl;
 
  private:
-  explicit Producer(std::unique_ptr<Impl> impl);
-  absl::Status Enqueue(const Message& message, const std::shared_ptr<void>& batch,
-                       absl::Time deadline);
-  std::unique_ptr<Impl> impl_;
+  Producer(KafkaOptions options, std::shared_ptr<Impl> impl);
+  std::shared_ptr<Impl> Current() const;
+  // After a fatal error of `failed` (librdkafka's handle is unusable then),
+  // a new handle replaces it; the status says what happened.
+  absl::Status Recreate(const std::shared_ptr<Impl>& failed, const std::string& reason);
+  static absl::Status SendAllWith(Impl& impl, const std::vector<Message>& messages,
+                                  absl::Duration timeout);
+  static absl::Status Enqueue(Impl& impl, const Message& message, const std::shared_ptr<void>& batch,
+                              absl::Time deadline);
+  KafkaOptions options_;
+  mutable std::mutex mu_;
+  std::shared_ptr<Impl> impl_;  // guarded by mu_
 };
 
 struct ConsumerOptions {

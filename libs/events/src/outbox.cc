@@ -2,6 +2,12 @@
 
 #include <google/protobuf/util/time_util.h>
 
+#include <algorithm>
+#include <map>
+#include <set>
+#include <tuple>
+
+#include "absl/strings/numbers.h"
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_join.h"
 #include "cloudflux/core/log.h"
@@ -58,13 +64,36 @@ ALTER TABLE processed_events
   ALTER COLUMN event_id TYPE text COLLATE "C";
 )sql";
 
+// Publishing under a lease, in numbered streams (see OutboxRelay), and the
+// positions consumers keep in those streams (ClaimMessages).
+constexpr char kStreamsSql[] = R"sql(
+ALTER TABLE outbox ADD COLUMN stream uuid, ADD COLUMN stream_seq bigint;
+CREATE SEQUENCE outbox_stream_seq;
+CREATE TABLE outbox_lease (
+  id         boolean PRIMARY KEY DEFAULT true CHECK (id),
+  holder     text NOT NULL,
+  stream     uuid NOT NULL,
+  expires_at timestamptz NOT NULL
+);
+CREATE TABLE stream_positions (
+  consumer   text COLLATE "C" NOT NULL,
+  topic      text COLLATE "C" NOT NULL,
+  partition  int NOT NULL,
+  stream     uuid NOT NULL,
+  last_seq   bigint NOT NULL,
+  updated_at timestamptz NOT NULL DEFAULT now(),
+  PRIMARY KEY (consumer, topic, partition, stream)
+);
+)sql";
+
 }  // namespace
 
 absl::Status MigrateEventTables(db::Pool& pool, const std::string& schema) {
   return db::ApplyMigrations(pool, schema, {{1, "001_event_tables.sql", kEventTablesSql},
                                  {2, "002_delete_on_publish.sql", kDeleteOnPublishSql},
                                  {3, "003_processed_at_index.sql", kProcessedAtIndexSql},
-                                 {4, "004_processed_collation.sql", kProcessedCollationSql}},
+                                 {4, "004_processed_collation.sql", kProcessedCollationSql},
+                                 {5, "005_streams.sql", kStreamsSql}},
                              "events_migrations");
 }
 
@@ -173,68 +202,229 @@ absl::StatusOr<bool> MarkProcessed(db::Transaction& tx, const std::string& schem
   return r.affected_rows() == 1;
 }
 
+namespace {
+
+// A message's place in a relay's stream, if it carries one.
+struct StreamPlace {
+  std::string stream;
+  int64_t seq = 0;
+};
+std::optional<StreamPlace> PlaceOf(const ConsumedMessage& m) {
+  StreamPlace p{m.Header(kStreamHeader), 0};
+  if (!core::ParseUuid(p.stream).has_value() || !absl::SimpleAtoi(m.Header(kStreamSeqHeader), &p.seq) ||
+      p.seq < 1) {
+    return std::nullopt;
+  }
+  return p;
+}
+
+}  // namespace
+
+absl::StatusOr<std::vector<bool>> ClaimMessages(db::Transaction& tx, const std::string& schema,
+                                                const std::string& consumer,
+                                                const std::vector<Claim>& claims) {
+  std::vector<bool> fresh(claims.size(), false);
+  // Stream positions: (topic, partition, stream) -> the last sequence applied.
+  using Key = std::tuple<std::string, int32_t, std::string>;
+  std::map<Key, int64_t> positions;
+  std::vector<std::optional<StreamPlace>> places(claims.size());
+  std::vector<std::string> ids;
+  for (size_t i = 0; i < claims.size(); ++i) {
+    if (claims[i].message != nullptr) places[i] = PlaceOf(*claims[i].message);
+    if (places[i].has_value()) {
+      positions[{claims[i].message->topic, claims[i].message->partition, places[i]->stream}] = 0;
+    } else {
+      ids.push_back(claims[i].event_id);
+    }
+  }
+  if (!positions.empty()) {
+    std::vector<std::string> topics, partitions, streams;
+    for (const auto& [key, last] : positions) {
+      topics.push_back(std::get<0>(key));
+      partitions.push_back(std::to_string(std::get<1>(key)));
+      streams.push_back(std::get<2>(key));
+    }
+    std::vector<db::Param> params = {consumer, db::ArrayLiteral(topics), db::ArrayLiteral(partitions),
+                                     db::ArrayLiteral(streams)};
+    const std::string keys = "unnest($2::text[], $3::int[], $4::uuid[]) AS k(topic, partition, stream)";
+    // The rows exist before they are locked, so that two members handling the
+    // same partition during a rebalance wait for each other.
+    CF_RETURN_IF_ERROR(tx.Exec(absl::StrCat("INSERT INTO ", schema,
+                                            ".stream_positions (consumer, topic, partition, stream, last_seq) "
+                                            "SELECT $1, topic, partition, stream, 0 FROM ", keys,
+                                            " ON CONFLICT DO NOTHING"),
+                               params)
+                           .status());
+    CF_ASSIGN_OR_RETURN(
+        db::Result rows,
+        tx.Exec(absl::StrCat("SELECT p.topic, p.partition, p.stream::text, p.last_seq FROM ", schema,
+                             ".stream_positions p JOIN ", keys,
+                             " USING (topic, partition, stream) WHERE p.consumer = $1 FOR UPDATE OF p"),
+                params));
+    for (const auto& row : rows) {
+      positions[{row.Text(0), static_cast<int32_t>(row.Int(1)), row.Text(2)}] = row.Int(3);
+    }
+    std::map<Key, int64_t> before = positions;
+    for (size_t i = 0; i < claims.size(); ++i) {
+      if (!places[i].has_value()) continue;
+      int64_t& last = positions[{claims[i].message->topic, claims[i].message->partition, places[i]->stream}];
+      if (places[i]->seq > last) {
+        fresh[i] = true;
+        last = places[i]->seq;
+      }
+    }
+    std::vector<std::string> up_topics, up_partitions, up_streams, up_seqs;
+    for (const auto& [key, last] : positions) {
+      if (before[key] == last) continue;
+      up_topics.push_back(std::get<0>(key));
+      up_partitions.push_back(std::to_string(std::get<1>(key)));
+      up_streams.push_back(std::get<2>(key));
+      up_seqs.push_back(std::to_string(last));
+    }
+    if (!up_topics.empty()) {
+      CF_RETURN_IF_ERROR(
+          tx.Exec(absl::StrCat("UPDATE ", schema,
+                               ".stream_positions p SET last_seq = k.last_seq, updated_at = now() FROM "
+                               "unnest($2::text[], $3::int[], $4::uuid[], $5::bigint[]) AS k(topic, "
+                               "partition, stream, last_seq) WHERE p.consumer = $1 AND p.topic = k.topic "
+                               "AND p.partition = k.partition AND p.stream = k.stream"),
+                  {consumer, db::ArrayLiteral(up_topics), db::ArrayLiteral(up_partitions),
+                   db::ArrayLiteral(up_streams), db::ArrayLiteral(up_seqs)})
+              .status());
+    }
+  }
+  if (!ids.empty()) {
+    CF_ASSIGN_OR_RETURN(db::Result rows,
+                        tx.Exec(absl::StrCat("INSERT INTO ", schema,
+                                             ".processed_events (consumer, event_id) SELECT $1, "
+                                             "unnest($2::text[]) ON CONFLICT DO NOTHING RETURNING event_id"),
+                                {consumer, db::ArrayLiteral(ids)}));
+    std::set<std::string> first_seen;
+    for (const auto& row : rows) first_seen.insert(row.Text(0));
+    for (size_t i = 0; i < claims.size(); ++i) {
+      // The first of several claims of one id in the batch is the new one.
+      if (!places[i].has_value()) fresh[i] = first_seen.erase(claims[i].event_id) > 0;
+    }
+  }
+  return fresh;
+}
+
 absl::StatusOr<int64_t> PruneProcessedEvents(db::Pool& pool, const std::string& schema, absl::Time before,
                                              int limit) {
   if (limit < 1) return absl::InvalidArgumentError("prune limit must be positive");
+  std::string cutoff = absl::FormatTime("%Y-%m-%dT%H:%M:%E6SZ", before, absl::UTCTimeZone());
   CF_ASSIGN_OR_RETURN(
       db::Result r,
       pool.Exec(absl::StrCat("DELETE FROM ", schema, ".processed_events WHERE ctid = ANY(ARRAY(SELECT ctid FROM ",
                              schema, ".processed_events WHERE processed_at < $1 LIMIT $2))"),
-                {absl::FormatTime("%Y-%m-%dT%H:%M:%E6SZ", before, absl::UTCTimeZone()), std::to_string(limit)}));
+                {cutoff, std::to_string(limit)}));
+  // Positions in streams nothing has been read from since (a relay that took
+  // over publishes under a new stream; old ones only see rare resends).
+  CF_RETURN_IF_ERROR(
+      pool.Exec(absl::StrCat("DELETE FROM ", schema, ".stream_positions WHERE updated_at < $1"), {cutoff})
+          .status());
   return r.affected_rows();
 }
 
 OutboxRelay::OutboxRelay(db::Pool& pool, std::string schema, Producer& producer,
                          RelayOptions options)
-    : pool_(pool), schema_(std::move(schema)), producer_(producer), options_(std::move(options)) {}
+    : pool_(pool),
+      schema_(std::move(schema)),
+      producer_(producer),
+      options_(std::move(options)),
+      holder_(core::NewId()) {}
 
 OutboxRelay::~OutboxRelay() { Stop(); }
 
 absl::StatusOr<int> OutboxRelay::PublishBatch() {
-  int published = 0;
   db::TxOptions once;
   once.max_attempts = 1;
-  absl::Status s = pool_.InTransaction(
+  struct Row {
+    std::string seq, stream, stream_seq;
+    Message message;
+  };
+  std::vector<Row> rows;
+  // 1. Under the lease, take the next rows in order and number the new ones
+  //    in this holder's stream; committed before anything is sent, so that a
+  //    resend (after a crash or a failed send) carries the same numbers.
+  absl::Status claimed = pool_.InTransaction(
       [&](db::Transaction& tx) -> absl::Status {
-        published = 0;
-        // One publisher per schema at a time keeps each key's events in order.
-        CF_ASSIGN_OR_RETURN(db::Result lock,
-                            tx.Exec("SELECT pg_try_advisory_xact_lock(hashtext($1))",
-                                    {"cloudflux.outbox." + schema_}));
-        if (!lock[0].Bool(0)) return absl::OkStatus();
+        rows.clear();
         CF_ASSIGN_OR_RETURN(
-            db::Result rows,
-            tx.Exec(absl::StrCat("SELECT seq, topic, partition_key, envelope FROM ", schema_,
-                                 ".outbox ORDER BY seq LIMIT $1"),
+            db::Result lease,
+            tx.Exec(absl::StrCat(
+                        "INSERT INTO ", schema_, ".outbox_lease (holder, stream, expires_at) VALUES ($1, "
+                        "gen_random_uuid(), now() + $2::interval) ON CONFLICT (id) DO UPDATE SET stream = "
+                        "CASE WHEN outbox_lease.holder = EXCLUDED.holder THEN outbox_lease.stream ELSE "
+                        "EXCLUDED.stream END, holder = EXCLUDED.holder, expires_at = EXCLUDED.expires_at "
+                        "WHERE outbox_lease.holder = EXCLUDED.holder OR outbox_lease.expires_at < now() "
+                        "RETURNING stream::text"),
+                    {holder_, absl::StrCat(absl::ToInt64Milliseconds(options_.lease), " milliseconds")}));
+        if (lease.empty()) return absl::OkStatus();  // another relay publishes
+        const std::string stream = lease[0].Text(0);
+        CF_ASSIGN_OR_RETURN(
+            db::Result selected,
+            tx.Exec(absl::StrCat("SELECT seq, topic, partition_key, envelope, stream::text, stream_seq FROM ",
+                                 schema_, ".outbox ORDER BY stream_seq NULLS LAST, seq LIMIT $1"),
                     {std::to_string(options_.batch_size)}));
-        if (rows.empty()) return absl::OkStatus();
-        std::vector<Message> messages;
-        std::vector<std::string> seqs;
-        for (const auto& row : rows) {
-          Message m;
-          m.topic = row.Text(1);
-          m.key = row.Text(2);
-          m.value = row.Bytes(3);
-          EventEnvelope envelope;
-          if (envelope.ParseFromString(m.value)) m.headers = EnvelopeHeaders(envelope);
-          messages.push_back(std::move(m));
-          seqs.push_back(row.Text(0));
+        std::vector<std::string> fresh;
+        for (const auto& r : selected) {
+          Row row{r.Text(0), r.IsNull(4) ? stream : r.Text(4), r.IsNull(5) ? "" : r.Text(5), {}};
+          row.message.topic = r.Text(1);
+          row.message.key = r.Text(2);
+          row.message.value = r.Bytes(3);
+          if (r.IsNull(5)) fresh.push_back(row.seq);
+          rows.push_back(std::move(row));
         }
-        CF_RETURN_IF_ERROR(producer_.SendAll(messages, options_.send_timeout));
-        if (options_.after_send) options_.after_send(static_cast<int>(messages.size()));
-        // By seq, not a range: a row of a transaction still in flight may
-        // have a smaller seq than the rows read here.
-        CF_RETURN_IF_ERROR(tx.Exec(absl::StrCat("DELETE FROM ", schema_,
-                                                ".outbox WHERE seq = ANY($1::bigint[])"),
-                                   {absl::StrCat("{", absl::StrJoin(seqs, ","), "}")})
-                               .status());
-        published = static_cast<int>(messages.size());
-        return absl::OkStatus();
+        if (fresh.empty()) return absl::OkStatus();
+        // Numbers from one sequence (they only grow, across streams too),
+        // handed out in seq order, the order the rows were selected in.
+        CF_ASSIGN_OR_RETURN(db::Result numbers,
+                            tx.Exec(absl::StrCat("SELECT nextval('", schema_,
+                                                 ".outbox_stream_seq') FROM generate_series(1, $1)"),
+                                    {std::to_string(fresh.size())}));
+        std::vector<int64_t> sorted;
+        for (const auto& r : numbers) sorted.push_back(r.Int(0));
+        std::sort(sorted.begin(), sorted.end());
+        std::vector<std::string> qs;
+        size_t next = 0;
+        for (auto& row : rows) {
+          if (!row.stream_seq.empty()) continue;
+          row.stream_seq = std::to_string(sorted[next++]);
+          qs.push_back(row.stream_seq);
+        }
+        return tx.Exec(absl::StrCat("UPDATE ", schema_,
+                                    ".outbox o SET stream = $3::uuid, stream_seq = x.q FROM "
+                                    "unnest($1::bigint[], $2::bigint[]) AS x(s, q) WHERE o.seq = x.s"),
+                       {absl::StrCat("{", absl::StrJoin(fresh, ","), "}"),
+                        absl::StrCat("{", absl::StrJoin(qs, ","), "}"), stream})
+            .status();
       },
       once);
-  if (!s.ok()) return s;
-  published_ += published;
-  return published;
+  if (!claimed.ok()) return claimed;
+  if (rows.empty()) return 0;
+
+  // 2. Send, each message with its stream and number.
+  std::vector<Message> messages;
+  std::vector<std::string> seqs;
+  messages.reserve(rows.size());
+  for (auto& row : rows) {
+    EventEnvelope envelope;
+    if (envelope.ParseFromString(row.message.value)) row.message.headers = EnvelopeHeaders(envelope);
+    row.message.headers.emplace_back(kStreamHeader, row.stream);
+    row.message.headers.emplace_back(kStreamSeqHeader, row.stream_seq);
+    messages.push_back(std::move(row.message));
+    seqs.push_back(row.seq);
+  }
+  CF_RETURN_IF_ERROR(producer_.SendAll(messages, options_.send_timeout));
+  if (options_.after_send) options_.after_send(static_cast<int>(messages.size()));
+
+  // 3. Delete what Kafka acknowledged.
+  CF_RETURN_IF_ERROR(pool_.Exec(absl::StrCat("DELETE FROM ", schema_, ".outbox WHERE seq = ANY($1::bigint[])"),
+                                {absl::StrCat("{", absl::StrJoin(seqs, ","), "}")})
+                         .status());
+  published_ += static_cast<int64_t>(messages.size());
+  return static_cast<int>(messages.size());
 }
 
 void OutboxRelay::Start() {
@@ -271,14 +461,23 @@ void OutboxRelay::Start() {
 
 void OutboxRelay::Stop() {
   stop_ = true;
-  if (!thread_.joinable()) return;
-  thread_.join();
-  // Drain what the last moments of the service wrote (bounded; anything
-  // left is published by another replica or after a restart).
-  absl::Time deadline = absl::Now() + options_.send_timeout;
-  while (absl::Now() < deadline) {
-    auto n = PublishBatch();
-    if (!n.ok() || *n < options_.batch_size) break;
+  if (thread_.joinable()) {
+    thread_.join();
+    // Drain what the last moments of the service wrote (bounded; anything
+    // left is published by another replica or after a restart).
+    absl::Time deadline = absl::Now() + options_.send_timeout;
+    while (absl::Now() < deadline) {
+      auto n = PublishBatch();
+      if (!n.ok() || *n < options_.batch_size) break;
+    }
+  }
+  // Hand the lease over at once instead of letting it run out.
+  auto released = pool_.Exec(absl::StrCat("UPDATE ", schema_, ".outbox_lease SET expires_at = now() "
+                                          "WHERE holder = $1 AND expires_at > now()"),
+                             {holder_});
+  if (!released.ok()) {
+    core::LogWarn("releasing the outbox lease failed",
+                  {{"schema", schema_}, {"error", std::string(released.status().message())}});
   }
 }
 

@@ -2,9 +2,13 @@
 #include <signal.h>
 
 #include <atomic>
+#include <map>
+#include <set>
+#include <thread>
 
 #include "absl/strings/match.h"
 #include "cloudflux/common/v1/common.pb.h"
+#include "cloudflux/core/status.h"
 #include "cloudflux/core/uuid.h"
 #include "cloudflux/events/kafka.h"
 #include "cloudflux/events/outbox.h"
@@ -335,7 +339,8 @@ TEST_F(OutboxTest, ExactlyOnceEffectDespiteRelayKilledMidBatchAndDuplicates) {
   EXPECT_EQ(Count("SELECT count(*) FROM orders.outbox"), kOrders)
       << "the killed batch was never deleted";
 
-  // A restarted relay publishes everything, the killed batch again.
+  // A restarted relay publishes everything (once the killed one's lease has
+  // run out), the killed batch again.
   auto producer = std::move(*Producer::Create({.brokers = Brokers()}));
   OutboxRelay relay(*pool_, "orders", *producer, {.batch_size = 100});
   relay.Start();
@@ -373,6 +378,117 @@ TEST_F(OutboxTest, ExactlyOnceEffectDespiteRelayKilledMidBatchAndDuplicates) {
   EXPECT_EQ(skipped.load(), 100);
   EXPECT_EQ(Count("SELECT count(*) FROM ledger.effects"), kOrders);
   EXPECT_EQ(Count("SELECT count(DISTINCT order_key) FROM ledger.effects"), kOrders);
+
+  // The resent batch kept its stream and numbers; the restarted relay
+  // numbered the rest in a stream of its own. A consumer that claims by
+  // stream position (no row per event) applies each order once.
+  ConsumerOptions o;
+  o.kafka.brokers = Brokers();
+  o.group_id = "ledger-streams";
+  o.topics = {topic};
+  o.session_timeout = absl::Seconds(3);
+  auto batches = std::move(*Consumer::Create(o, nullptr));
+  std::map<std::string, std::set<std::string>> places_of;  // event id -> "stream/seq"
+  std::set<std::string> streams;
+  int claimed_new = 0, claimed_old = 0;
+  ASSERT_TRUE(testing::WaitFor(
+      [&] {
+        auto n = batches->PollBatch(500, absl::Milliseconds(200),
+                                    [&](const std::vector<ConsumedMessage>& ms) -> absl::Status {
+          std::vector<Claim> claims;
+          for (const auto& m : ms) {
+            claims.push_back({&m, m.Header("ce_id")});
+            places_of[m.Header("ce_id")].insert(m.Header(kStreamHeader) + "/" + m.Header(kStreamSeqHeader));
+            streams.insert(m.Header(kStreamHeader));
+          }
+          return pool_->InTransaction([&](db::Transaction& tx) -> absl::Status {
+            CF_ASSIGN_OR_RETURN(std::vector<bool> fresh, ClaimMessages(tx, "ledger", "streams", claims));
+            for (bool f : fresh) ++(f ? claimed_new : claimed_old);
+            return absl::OkStatus();
+          });
+        });
+        EXPECT_TRUE(n.ok()) << n.status();
+        return claimed_new + claimed_old >= kOrders + 100;
+      },
+      absl::Seconds(60), absl::ZeroDuration()));
+  EXPECT_EQ(claimed_new, kOrders);
+  EXPECT_EQ(claimed_old, 100);
+  EXPECT_EQ(places_of.size(), static_cast<size_t>(kOrders));
+  for (const auto& [id, places] : places_of) EXPECT_EQ(places.size(), 1u) << id << " was renumbered";
+  EXPECT_EQ(streams.size(), 2u) << "the killed relay's stream and the restarted one's";
+  EXPECT_EQ(Count("SELECT count(*) FROM ledger.processed_events WHERE consumer = 'streams'"), 0)
+      << "no row per event";
+}
+
+// ClaimMessages on crafted messages: per (topic, partition, stream) only
+// numbers above the last applied are new; messages without stream headers
+// fall back to their ids; nothing counts twice across transactions; two
+// transactions on one partition wait for each other.
+TEST_F(OutboxTest, StreamPositionsTellNewMessagesFromResendsAndRedeliveries) {
+  const std::string s1 = core::NewId(), s2 = core::NewId();
+  auto msg = [](int32_t partition, const std::string& stream, int64_t seq) {
+    ConsumedMessage m;
+    m.topic = "t";
+    m.partition = partition;
+    if (!stream.empty()) {
+      m.headers = {{kStreamHeader, stream}, {kStreamSeqHeader, std::to_string(seq)}};
+    }
+    return m;
+  };
+  std::vector<ConsumedMessage> ms = {msg(0, s1, 1), msg(0, s1, 2), msg(0, s1, 2), msg(0, s1, 5),
+                                     msg(0, s1, 3), msg(1, s1, 1), msg(0, s2, 1), msg(0, "", 0),
+                                     msg(0, "", 0), msg(0, "not-a-uuid", 7)};
+  std::vector<Claim> claims;
+  for (size_t i = 0; i < ms.size(); ++i) claims.push_back({&ms[i], "id-" + std::to_string(i)});
+  claims[8].event_id = "id-7";     // the same id twice without headers
+  claims[9].event_id = "id-plain";  // bad headers: by id
+  auto claim = [&](const std::vector<Claim>& c) {
+    std::vector<bool> out;
+    EXPECT_TRUE(pool_->InTransaction([&](db::Transaction& tx) -> absl::Status {
+      CF_ASSIGN_OR_RETURN(out, ClaimMessages(tx, "ledger", "c", c));
+      return absl::OkStatus();
+    }).ok());
+    return out;
+  };
+  EXPECT_EQ(claim(claims),
+            (std::vector<bool>{true, true, false, true, false, true, true, true, false, true}));
+  EXPECT_EQ(claim(claims), std::vector<bool>(ms.size(), false)) << "a redelivered batch";
+  EXPECT_EQ(Count("SELECT count(*) FROM ledger.processed_events WHERE consumer = 'c'"), 2);
+  EXPECT_EQ(Count("SELECT last_seq FROM ledger.stream_positions WHERE consumer = 'c' AND partition = 0 "
+                  "AND stream = '" + s1 + "'"),
+            5);
+  // A rolled-back claim claims nothing.
+  std::vector<ConsumedMessage> next = {msg(0, s1, 6)};
+  EXPECT_FALSE(pool_->InTransaction([&](db::Transaction& tx) -> absl::Status {
+    CF_RETURN_IF_ERROR(ClaimMessages(tx, "ledger", "c", {{&next[0], "x"}}).status());
+    return absl::AbortedError("rolled back");
+  }).ok());
+  EXPECT_EQ(claim({{&next[0], "x"}}), std::vector<bool>{true});
+
+  // Two members on one partition: the second waits for the first's commit,
+  // then sees the message as applied.
+  std::vector<ConsumedMessage> same = {msg(3, s2, 9)};
+  std::atomic<bool> first_claimed{false};
+  std::vector<bool> second;
+  std::thread other;
+  ASSERT_TRUE(pool_->InTransaction([&](db::Transaction& tx) -> absl::Status {
+    CF_ASSIGN_OR_RETURN(std::vector<bool> first, ClaimMessages(tx, "ledger", "c", {{&same[0], "y"}}));
+    EXPECT_EQ(first, std::vector<bool>{true});
+    first_claimed = true;
+    other = std::thread([&] { second = claim({{&same[0], "y"}}); });
+    absl::SleepFor(absl::Milliseconds(300));
+    EXPECT_TRUE(second.empty()) << "the second claim waits";
+    return absl::OkStatus();
+  }).ok());
+  other.join();
+  EXPECT_EQ(second, std::vector<bool>{false});
+
+  // Pruning drops positions not advanced within the retention.
+  ASSERT_TRUE(pool_->Exec("UPDATE ledger.stream_positions SET updated_at = now() - interval '8 days' "
+                          "WHERE partition = 1").ok());
+  ASSERT_TRUE(PruneProcessedEvents(*pool_, "ledger", absl::Now() - absl::Hours(24 * 7), 100).ok());
+  EXPECT_EQ(Count("SELECT count(*) FROM ledger.stream_positions WHERE consumer = 'c' AND partition = 1"), 0);
+  EXPECT_GT(Count("SELECT count(*) FROM ledger.stream_positions WHERE consumer = 'c'"), 0);
 }
 
 TEST_F(OutboxTest, ProcessedEventIdsArePrunedAfterTheRetention) {
@@ -414,6 +530,25 @@ TEST_F(OutboxTest, ProcessedEventIdsArePrunedAfterTheRetention) {
   relay.Start();
   EXPECT_TRUE(testing::WaitFor([&] { return count() == 0; }, absl::Seconds(10)));
   relay.Stop();
+}
+
+// The lease: a second relay publishes nothing while the first holds it,
+// takes over when it is handed over (Stop) and publishes under a new stream.
+TEST_F(OutboxTest, TheLeaseMovesToAnotherRelayWhenTheHolderStops) {
+  std::string topic = UniqueTopic("orders");
+  auto producer = std::move(*Producer::Create({.brokers = Brokers()}));
+  ASSERT_TRUE(PlaceOrder(1, topic).ok());
+  auto first = std::make_unique<OutboxRelay>(*pool_, "orders", *producer);
+  OutboxRelay second(*pool_, "orders", *producer);
+  ASSERT_EQ(*first->PublishBatch(), 1);
+  ASSERT_TRUE(PlaceOrder(2, topic).ok());
+  EXPECT_EQ(*second.PublishBatch(), 0) << "the first holds the lease";
+  auto stream_of_first = (*pool_->Exec("SELECT stream::text FROM orders.outbox_lease"))[0].Text(0);
+  first->Stop();
+  EXPECT_EQ(*second.PublishBatch(), 1);
+  auto stream_of_second = (*pool_->Exec("SELECT stream::text FROM orders.outbox_lease"))[0].Text(0);
+  EXPECT_NE(stream_of_first, stream_of_second);
+  EXPECT_EQ(Count("SELECT count(*) FROM orders.outbox"), 0);
 }
 
 TEST_F(OutboxTest, OnlyOneRelayPublishesAtATime) {

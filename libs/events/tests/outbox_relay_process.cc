@@ -20,6 +20,7 @@ int main(int argc, char** argv) {
   if (!pool.ok() || !producer.ok()) return 1;
   cloudflux::events::RelayOptions options;
   options.batch_size = 100;
+  options.lease = absl::Seconds(2);  // a killed relay's lease soon runs out
   int pause_ms = std::stoi(argv[4]);
   options.after_send = [pause_ms](int n) {
     std::cout << "SENT " << n << std::endl;

@@ -23,6 +23,10 @@ ABSL_FLAG(int32_t, pg_pool_size, 8, "Maximum PostgreSQL connections of this proc
 ABSL_FLAG(std::string, kafka_brokers, "127.0.0.1:9092", "Kafka bootstrap servers.");
 ABSL_FLAG(std::string, redis_address, "127.0.0.1:56379", "Redis host:port (services that use it).");
 ABSL_FLAG(std::string, redis_password_file, "", "File holding the Redis password.");
+ABSL_FLAG(absl::Duration, outbox_lease, absl::Seconds(15),
+          "How long one replica's outbox relay holds the publishing lease without renewing it "
+          "(each batch renews it; a stopping replica hands it over): after a crash, another "
+          "replica, or the restarted one, publishes after this.");
 ABSL_FLAG(absl::Duration, processed_events_retention, absl::Hours(24 * 7),
           "How long ids of consumed events are kept to drop redeliveries (0 = forever).");
 ABSL_FLAG(std::string, log_level, "info", "trace, debug, info, warn, error.");
@@ -100,6 +104,8 @@ absl::StatusOr<std::unique_ptr<ServiceApp>> ServiceApp::Create(ServiceSpec spec,
       .Require(absl::GetFlag(FLAGS_pg_pool_size) >= 1 && absl::GetFlag(FLAGS_pg_pool_size) <= 256,
                "pg_pool_size", "must be between 1 and 256")
       .Require(!absl::GetFlag(FLAGS_kafka_brokers).empty(), "kafka_brokers", "must not be empty")
+      .Require(absl::GetFlag(FLAGS_outbox_lease) >= absl::Seconds(1), "outbox_lease",
+               "must be at least 1s")
       .Require(!spec.uses_redis || ValidHostPort(absl::GetFlag(FLAGS_redis_address)),
                "redis_address", "must be host:port")
       .Require(spec.authenticates_itself || absl::GetFlag(FLAGS_insecure_no_auth) ||
@@ -176,6 +182,7 @@ absl::Status ServiceApp::Init() {
   CF_ASSIGN_OR_RETURN(producer_, events::Producer::Create(kafka_));
   events::RelayOptions relay_options;
   relay_options.processed_retention = absl::GetFlag(FLAGS_processed_events_retention);
+  relay_options.lease = absl::GetFlag(FLAGS_outbox_lease);
   relay_ = std::make_unique<events::OutboxRelay>(*pool_, spec_.schema, *producer_, relay_options);
 
   bool authenticate = !spec_.authenticates_itself && !absl::GetFlag(FLAGS_insecure_no_auth);

@@ -262,6 +262,8 @@ absl::StatusOr<ServiceProcess> StartServiceBinary(const std::string& name, const
       {"CLOUDFLUX_REDIS_ADDRESS", TestRedisAddress().value_or("")},
       {"CLOUDFLUX_HEALTH_CHECK_INTERVAL", "100ms"},
       {"CLOUDFLUX_STARTUP_TIMEOUT", "20s"},
+      // A killed service's relay lease runs out quickly for its restart.
+      {"CLOUDFLUX_OUTBOX_LEASE", "3s"},
       {"CLOUDFLUX_DATA_DIR", absl::StrCat(TempBase(), "/cloudflux-data-", name, "-", s.port)},
   };
   if (name == "auth") {

@@ -6,13 +6,16 @@
 // database transaction (Outbox::Enqueue), so either both happen or neither.
 // OutboxRelay publishes the rows in order and deletes them once Kafka has
 // acknowledged them; if it dies between publishing and deleting, the rows are
-// published again on restart: delivery is at least once. Consumers make the effect exactly once by
-// recording each event id in the same transaction as their own change
-// (MarkProcessed) and skipping ids they have seen.
+// published again: delivery is at least once. Consumers make the effect
+// exactly once in the same transaction as their own change, either by
+// recording each event id and skipping ids they have seen (MarkProcessed),
+// or, without a row per event, by the position of each message in its
+// relay's stream (ClaimMessages).
 
 #include <google/protobuf/message.h>
 
 #include <atomic>
+#include <vector>
 #include <functional>
 #include <memory>
 #include <string>
@@ -79,13 +82,41 @@ class Outbox {
   std::string schema_;
 };
 
+// Headers the relay adds to every message: the stream it published it in (a
+// UUID, new whenever a relay takes the outbox over) and its number there,
+// which only grows within the stream and which a resent message keeps.
+inline constexpr char kStreamHeader[] = "cloudflux-stream";
+inline constexpr char kStreamSeqHeader[] = "cloudflux-stream-seq";
+
+// One message to claim: the consumed message (null for an event that did
+// not come from Kafka) and its event id.
+struct Claim {
+  const ConsumedMessage* message = nullptr;
+  std::string event_id;
+};
+
+// Exactly once without a row per event: in the caller's transaction, says
+// for each claim (in consumption order) whether it is new. A message with
+// stream headers is new if its number is above the last one `consumer`
+// applied from that stream in that topic partition (kept in
+// <schema>.stream_positions, one row per consumer, partition and stream; the
+// rows are locked, so two members briefly handling one partition during a
+// rebalance wait for each other): Kafka keeps a partition in order, the
+// relay's producer is gapless and numbers only grow, so anything at or
+// below the last number is a redelivery or a resend. Other messages (no
+// relay headers) fall back to their event ids (<schema>.processed_events).
+absl::StatusOr<std::vector<bool>> ClaimMessages(db::Transaction& tx, const std::string& schema,
+                                                const std::string& consumer,
+                                                const std::vector<Claim>& claims);
+
 // Records that `consumer` processed `event_id`, in the caller's transaction.
 // Returns false if it had already been processed: skip the effect then.
 absl::StatusOr<bool> MarkProcessed(db::Transaction& tx, const std::string& schema,
                                    const std::string& consumer, const std::string& event_id);
 
 // Deletes up to `limit` ids of <schema>.processed_events recorded before
-// `before`; returns how many. An event redelivered after its id was pruned
+// `before`, and the stream positions not advanced since then; returns how
+// many ids. An event redelivered after its id was pruned
 // would take effect again, so the retention must exceed any redelivery
 // (relay re-sends come within seconds, consumer rewinds within a batch).
 absl::StatusOr<int64_t> PruneProcessedEvents(db::Pool& pool, const std::string& schema, absl::Time before,
@@ -95,6 +126,9 @@ struct RelayOptions {
   int batch_size = 200;
   absl::Duration idle_poll_interval = absl::Milliseconds(100);
   absl::Duration send_timeout = absl::Seconds(10);
+  // How long the publishing lease lasts without renewal (every batch renews
+  // it): after a relay dies, another replica takes over after this.
+  absl::Duration lease = absl::Seconds(30);
   // Called after a batch was acknowledged by Kafka and before it is deleted (tests use it to kill the relay at the worst moment).
   std::function<void(int published)> after_send;
   // The relay also prunes the schema's processed-event ids older than this
@@ -103,9 +137,15 @@ struct RelayOptions {
   absl::Duration prune_interval = absl::Minutes(10);
 };
 
-// Publishes the outbox of one schema. Several replicas may run one each: a
-// transaction-scoped advisory lock lets one publish at a time, which keeps
-// per-key order. Start/Stop from one thread.
+// Publishes the outbox of one schema. Several replicas may run one each:
+// one at a time holds the lease (<schema>.outbox_lease, renewed by every
+// batch, handed over by Stop, taken over when it runs out), which keeps
+// per-key order. A holder publishes under a stream of its own: each batch
+// first numbers its new rows (one sequence, so numbers only grow) and
+// commits that, then sends, then deletes what Kafka acknowledged. Rows
+// numbered but not deleted (a failed send, a crash) go out again first, with
+// their stream and number, so consumers recognise them (ClaimMessages).
+// Start/Stop from one thread.
 class OutboxRelay {
  public:
   OutboxRelay(db::Pool& pool, std::string schema, Producer& producer, RelayOptions options = {});
@@ -125,6 +165,7 @@ class OutboxRelay {
   std::string schema_;
   Producer& producer_;
   RelayOptions options_;
+  std::string holder_;  // this relay's name in the lease
   std::atomic<bool> stop_{false};
   std::atomic<int64_t> published_{0};
   std::thread thread_;

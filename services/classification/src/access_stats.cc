@@ -2,6 +2,7 @@
 
 #include <google/protobuf/util/time_util.h>
 
+#include <algorithm>
 #include <map>
 #include <set>
 
@@ -81,6 +82,7 @@ db::Param Opt(const std::optional<T>& v) {
 absl::StatusOr<AccessStatsStore::Applied> AccessStatsStore::ApplyMessages(
     const std::vector<events::ConsumedMessage>& messages) {
   std::vector<cloudflux::events::v1::EventEnvelope> envelopes;
+  std::vector<const events::ConsumedMessage*> origins;
   int undecodable = 0;
   for (const auto& m : messages) {
     auto e = events::ParseEnvelope(m);
@@ -89,19 +91,28 @@ absl::StatusOr<AccessStatsStore::Applied> AccessStatsStore::ApplyMessages(
       continue;
     }
     envelopes.push_back(std::move(*e));
+    origins.push_back(&m);
   }
-  CF_ASSIGN_OR_RETURN(Applied out, Apply(envelopes));
+  CF_ASSIGN_OR_RETURN(Applied out, ApplyFrom(envelopes, origins));
   out.skipped += undecodable;
   return out;
 }
 
 absl::StatusOr<AccessStatsStore::Applied> AccessStatsStore::Apply(
     const std::vector<cloudflux::events::v1::EventEnvelope>& events) {
+  return ApplyFrom(events, std::vector<const events::ConsumedMessage*>(events.size(), nullptr));
+}
+
+absl::StatusOr<AccessStatsStore::Applied> AccessStatsStore::ApplyFrom(
+    const std::vector<cloudflux::events::v1::EventEnvelope>& events,
+    const std::vector<const events::ConsumedMessage*>& origins) {
   Applied out;
   // Only object events, each id once.
   std::vector<const cloudflux::events::v1::EventEnvelope*> candidates;
+  std::vector<events::Claim> claims;
   std::set<std::string> ids;
-  for (const auto& e : events) {
+  for (size_t i = 0; i < events.size(); ++i) {
+    const auto& e = events[i];
     if (!e.payload().Is<sv1::ObjectCreated>() && !e.payload().Is<sv1::ObjectDeleted>() &&
         !e.payload().Is<sv1::ObjectTierChanged>() && !e.payload().Is<sv1::ObjectRelocated>() &&
         !e.payload().Is<sv1::ObjectRead>()) {
@@ -113,24 +124,22 @@ absl::StatusOr<AccessStatsStore::Applied> AccessStatsStore::Apply(
       continue;
     }
     candidates.push_back(&e);
+    claims.push_back({origins[i], e.id()});
   }
   if (candidates.empty()) return out;
-  std::vector<std::string> id_list(ids.begin(), ids.end());
 
   absl::Status written = pool_.InTransaction([&](db::Transaction& tx) -> absl::Status {
-    CF_ASSIGN_OR_RETURN(
-        db::Result fresh,
-        tx.Exec("INSERT INTO classification.processed_events (consumer, event_id) SELECT $1, "
-                "unnest($2::text[]) ON CONFLICT DO NOTHING RETURNING event_id",
-                {kStatsConsumer, db::ArrayLiteral(id_list)}));
-    std::set<std::string> is_new;
-    for (const auto& row : fresh) is_new.insert(row.Text(0));
+    // Exactly once: by the relay's stream positions (no row per event), by
+    // event id for events that did not come from a relay.
+    CF_ASSIGN_OR_RETURN(std::vector<bool> fresh,
+                        events::ClaimMessages(tx, "classification", kStatsConsumer, claims));
     Applied batch;
     batch.skipped = out.skipped;
-    batch.duplicates = out.duplicates + static_cast<int>(candidates.size() - is_new.size());
+    batch.duplicates = out.duplicates + static_cast<int>(std::count(fresh.begin(), fresh.end(), false));
     std::map<std::pair<std::string, std::string>, Delta> deltas;
-    for (const auto* e : candidates) {
-      if (is_new.count(e->id()) == 0) continue;
+    for (size_t c = 0; c < candidates.size(); ++c) {
+      if (!fresh[c]) continue;
+      const auto* e = candidates[c];
       absl::Time when = ToTime(e->time());
       sv1::ObjectCreated created;
       sv1::ObjectDeleted deleted;

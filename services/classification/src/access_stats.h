@@ -4,9 +4,11 @@
 // adapter's object events — ObjectCreated, ObjectDeleted, ObjectTierChanged,
 // ObjectRelocated and ObjectRead. A batch of events is folded in memory per
 // object and written in one transaction of a few set-based statements, so
-// the cost per event is small. Effects are exactly once: event ids are
-// recorded in classification.processed_events in the same transaction and
-// events seen before are skipped. Thread-safe.
+// the cost per event is small. Effects are exactly once, claimed in the same
+// transaction: consumed messages by their position in the outbox relay's
+// stream (events::ClaimMessages: a row per partition and stream, not per
+// event), events without one (no relay headers, or applied directly) by
+// their ids in classification.processed_events. Thread-safe.
 
 #include <optional>
 #include <string>
@@ -46,7 +48,7 @@ class AccessStatsStore {
     int duplicates = 0;  // seen before (or twice in the batch)
     int skipped = 0;     // not storage object events, or undecodable
   };
-  // Applies envelopes in order.
+  // Applies envelopes in order (de-duplicated by event id).
   absl::StatusOr<Applied> Apply(const std::vector<cloudflux::events::v1::EventEnvelope>& events);
   // Decodes consumed messages (skipping what is not an envelope) and applies them.
   absl::StatusOr<Applied> ApplyMessages(const std::vector<events::ConsumedMessage>& messages);
@@ -73,6 +75,9 @@ class AccessStatsStore {
   absl::StatusOr<std::vector<Cell>> Distribution(const std::string& ns, const std::string& prefix);
 
  private:
+  // `origins[i]` is the message events[i] was decoded from, or null.
+  absl::StatusOr<Applied> ApplyFrom(const std::vector<cloudflux::events::v1::EventEnvelope>& events,
+                                    const std::vector<const events::ConsumedMessage*>& origins);
   db::Pool& pool_;
 };
 

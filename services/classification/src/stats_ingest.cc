@@ -51,6 +51,7 @@ void StatsIngest::Loop(events::Consumer& consumer) {
                                   auto applied = store_.ApplyMessages(batch);
                                   if (!applied.ok()) return applied.status();
                                   applied_ += applied->applied;
+                                  duplicates_ += applied->duplicates;
                                   return absl::OkStatus();
                                 });
     std::lock_guard lock(mu_);

@@ -13,6 +13,7 @@
 #include "access_stats.h"
 #include "classifier.h"
 #include "cloudflux/core/clock.h"
+#include "cloudflux/core/uuid.h"
 #include "cloudflux/events/outbox.h"
 #include "cloudflux/storage/v1/events.pb.h"
 #include "cloudflux/testing/testing.h"
@@ -108,6 +109,50 @@ TEST_F(AccessStatsTest, EventsBuildWindowsAndDuplicatesCountOnce) {
   EXPECT_EQ(s->reads_90d, 9);
   ASSERT_TRUE(s->last_read.has_value());
   EXPECT_EQ(absl::ToUnixSeconds(*s->last_read), absl::ToUnixSeconds(t0));
+}
+
+// Messages from the outbox relay carry their stream position: a redelivered
+// batch and a resend (same stream and number, in a later batch) count for
+// nothing, and no event id is stored for them; a new stream (a relay that
+// took over) starts its own positions.
+TEST_F(AccessStatsTest, RelayedMessagesCountOnceByTheirStreamPosition) {
+  absl::Time t0 = clock_.Now();
+  const std::string stream = core::NewId();
+  int64_t next_seq = 0;
+  auto relayed = [&](const events::v1::EventEnvelope& e, const std::string& in_stream, int64_t seq) {
+    events::ConsumedMessage m;
+    m.topic = "cloudflux.storage.objects";
+    m.partition = 2;
+    EXPECT_TRUE(e.SerializeToString(&m.value));
+    m.headers = {{events::kStreamHeader, in_stream}, {events::kStreamSeqHeader, std::to_string(seq)}};
+    return m;
+  };
+  std::vector<events::ConsumedMessage> batch = {relayed(Created("s.jpg", 100), stream, ++next_seq),
+                                                relayed(Read("s.jpg", 2, 200, t0), stream, ++next_seq),
+                                                relayed(Read("s.jpg", 3, 300, t0), stream, ++next_seq)};
+  auto applied = store_->ApplyMessages(batch);
+  ASSERT_TRUE(applied.ok()) << applied.status();
+  EXPECT_EQ(applied->applied, 3);
+  applied = store_->ApplyMessages(batch);  // redelivered
+  ASSERT_TRUE(applied.ok()) << applied.status();
+  EXPECT_EQ(applied->applied, 0);
+  EXPECT_EQ(applied->duplicates, 3);
+  // A later batch: the last read resent by a relay, then a new read.
+  std::vector<events::ConsumedMessage> later = {batch[2], relayed(Read("s.jpg", 5, 500, t0), stream, ++next_seq)};
+  applied = store_->ApplyMessages(later);
+  ASSERT_TRUE(applied.ok()) << applied.status();
+  EXPECT_EQ(applied->applied, 1);
+  EXPECT_EQ(applied->duplicates, 1);
+  // Another relay took over: its stream's numbers are its own.
+  applied = store_->ApplyMessages({relayed(Read("s.jpg", 7, 700, t0), core::NewId(), 1)});
+  ASSERT_TRUE(applied.ok()) << applied.status();
+  EXPECT_EQ(applied->applied, 1);
+  auto s = store_->Get("photos", "s.jpg", t0);
+  ASSERT_TRUE(s.ok()) << s.status();
+  EXPECT_EQ(s->reads_total, 2 + 3 + 5 + 7);
+  auto ids = pool_->Exec("SELECT count(*) FROM classification.processed_events");
+  ASSERT_TRUE(ids.ok());
+  EXPECT_EQ((*ids)[0].Int(0), 0) << "no row per event";
 }
 
 TEST_F(AccessStatsTest, TierChangesRelocationsOverwritesAndDeletes) {

@@ -86,6 +86,12 @@ CREATE TABLE stream_positions (
 );
 )sql";
 
+// Numbered rows are read by number, new ones by seq (the primary key):
+// neither sorts the whole outbox when a backlog has built up.
+constexpr char kAssignedIndexSql[] = R"sql(
+CREATE INDEX outbox_numbered ON outbox (stream_seq) WHERE stream_seq IS NOT NULL;
+)sql";
+
 }  // namespace
 
 absl::Status MigrateEventTables(db::Pool& pool, const std::string& schema) {
@@ -93,7 +99,8 @@ absl::Status MigrateEventTables(db::Pool& pool, const std::string& schema) {
                                  {2, "002_delete_on_publish.sql", kDeleteOnPublishSql},
                                  {3, "003_processed_at_index.sql", kProcessedAtIndexSql},
                                  {4, "004_processed_collation.sql", kProcessedCollationSql},
-                                 {5, "005_streams.sql", kStreamsSql}},
+                                 {5, "005_streams.sql", kStreamsSql},
+                                 {6, "006_numbered_index.sql", kAssignedIndexSql}},
                              "events_migrations");
 }
 
@@ -364,8 +371,12 @@ absl::StatusOr<int> OutboxRelay::PublishBatch() {
         const std::string stream = lease[0].Text(0);
         CF_ASSIGN_OR_RETURN(
             db::Result selected,
-            tx.Exec(absl::StrCat("SELECT seq, topic, partition_key, envelope, stream::text, stream_seq FROM ",
-                                 schema_, ".outbox ORDER BY stream_seq NULLS LAST, seq LIMIT $1"),
+            tx.Exec(absl::StrCat("SELECT seq, topic, partition_key, envelope, stream::text, stream_seq FROM (("
+                                 "SELECT *, 0 AS part, stream_seq AS pos FROM ", schema_,
+                                 ".outbox WHERE stream_seq IS NOT NULL ORDER BY stream_seq LIMIT $1) UNION ALL ("
+                                 "SELECT *, 1, seq FROM ", schema_,
+                                 ".outbox WHERE stream_seq IS NULL ORDER BY seq LIMIT $1)) o "
+                                 "ORDER BY part, pos LIMIT $1"),
                     {std::to_string(options_.batch_size)}));
         std::vector<std::string> fresh;
         for (const auto& r : selected) {

@@ -7,6 +7,7 @@
 #include <set>
 #include <tuple>
 
+#include "absl/strings/ascii.h"
 #include "absl/strings/numbers.h"
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_join.h"
@@ -217,7 +218,7 @@ struct StreamPlace {
   int64_t seq = 0;
 };
 std::optional<StreamPlace> PlaceOf(const ConsumedMessage& m) {
-  StreamPlace p{m.Header(kStreamHeader), 0};
+  StreamPlace p{absl::AsciiStrToLower(m.Header(kStreamHeader)), 0};  // as PostgreSQL prints a uuid
   if (!core::ParseUuid(p.stream).has_value() || !absl::SimpleAtoi(m.Header(kStreamSeqHeader), &p.seq) ||
       p.seq < 1) {
     return std::nullopt;
@@ -266,7 +267,9 @@ absl::StatusOr<std::vector<bool>> ClaimMessages(db::Transaction& tx, const std::
         db::Result rows,
         tx.Exec(absl::StrCat("SELECT p.topic, p.partition, p.stream::text, p.last_seq FROM ", schema,
                              ".stream_positions p JOIN ", keys,
-                             " USING (topic, partition, stream) WHERE p.consumer = $1 FOR UPDATE OF p"),
+                             " USING (topic, partition, stream) WHERE p.consumer = $1 "
+                             // Locked in one order by everyone: no deadlock between members.
+                             "ORDER BY p.topic, p.partition, p.stream FOR UPDATE OF p"),
                 params));
     for (const auto& row : rows) {
       positions[{row.Text(0), static_cast<int32_t>(row.Int(1)), row.Text(2)}] = row.Int(3);

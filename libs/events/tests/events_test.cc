@@ -6,6 +6,7 @@
 #include <set>
 #include <thread>
 
+#include "absl/strings/ascii.h"
 #include "absl/strings/match.h"
 #include "cloudflux/common/v1/common.pb.h"
 #include "cloudflux/core/status.h"
@@ -435,7 +436,7 @@ TEST_F(OutboxTest, StreamPositionsTellNewMessagesFromResendsAndRedeliveries) {
     }
     return m;
   };
-  std::vector<ConsumedMessage> ms = {msg(0, s1, 1), msg(0, s1, 2), msg(0, s1, 2), msg(0, s1, 5),
+  std::vector<ConsumedMessage> ms = {msg(0, s1, 1), msg(0, s1, 2), msg(0, absl::AsciiStrToUpper(s1), 2), msg(0, s1, 5),
                                      msg(0, s1, 3), msg(1, s1, 1), msg(0, s2, 1), msg(0, "", 0),
                                      msg(0, "", 0), msg(0, "not-a-uuid", 7)};
   std::vector<Claim> claims;

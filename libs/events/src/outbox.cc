@@ -354,12 +354,16 @@ absl::StatusOr<int> OutboxRelay::PublishBatch() {
     Message message;
   };
   std::vector<Row> rows;
+  std::string stream;
+  int resending = 0;
   // 1. Under the lease, take the next rows in order and number the new ones
   //    in this holder's stream; committed before anything is sent, so that a
   //    resend (after a crash or a failed send) carries the same numbers.
   absl::Status claimed = pool_.InTransaction(
       [&](db::Transaction& tx) -> absl::Status {
         rows.clear();
+        stream.clear();
+        resending = 0;
         CF_ASSIGN_OR_RETURN(
             db::Result lease,
             tx.Exec(absl::StrCat(
@@ -371,7 +375,7 @@ absl::StatusOr<int> OutboxRelay::PublishBatch() {
                         "RETURNING stream::text"),
                     {holder_, absl::StrCat(absl::ToInt64Milliseconds(options_.lease), " milliseconds")}));
         if (lease.empty()) return absl::OkStatus();  // another relay publishes
-        const std::string stream = lease[0].Text(0);
+        stream = lease[0].Text(0);
         CF_ASSIGN_OR_RETURN(
             db::Result selected,
             tx.Exec(absl::StrCat("SELECT seq, topic, partition_key, envelope, stream::text, stream_seq FROM (("
@@ -387,7 +391,11 @@ absl::StatusOr<int> OutboxRelay::PublishBatch() {
           row.message.topic = r.Text(1);
           row.message.key = r.Text(2);
           row.message.value = r.Bytes(3);
-          if (r.IsNull(5)) fresh.push_back(row.seq);
+          if (r.IsNull(5)) {
+            fresh.push_back(row.seq);
+          } else {
+            ++resending;
+          }
           rows.push_back(std::move(row));
         }
         if (fresh.empty()) return absl::OkStatus();
@@ -416,7 +424,16 @@ absl::StatusOr<int> OutboxRelay::PublishBatch() {
       },
       once);
   if (!claimed.ok()) return claimed;
+  if (!stream.empty() && stream != stream_) {
+    core::LogInfo("publishing the outbox", {{"schema", schema_}, {"stream", stream}});
+    stream_ = stream;
+  }
   if (rows.empty()) return 0;
+  if (resending > 0) {
+    core::LogWarn("resending outbox events whose delivery was not confirmed",
+                  {{"schema", schema_}, {"events", std::to_string(resending)}});
+    resent_ += resending;
+  }
 
   // 2. Send, each message with its stream and number.
   std::vector<Message> messages;

@@ -350,6 +350,7 @@ TEST_F(OutboxTest, ExactlyOnceEffectDespiteRelayKilledMidBatchAndDuplicates) {
       absl::Seconds(30)));
   relay.Stop();
   EXPECT_EQ(relay.published(), kOrders);
+  EXPECT_EQ(relay.resent(), 100) << "the killed batch, with its stream and numbers";
 
   // The consumer applies each event's effect in the same transaction that
   // records its id; duplicates are skipped.

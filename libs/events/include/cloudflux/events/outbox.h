@@ -159,6 +159,8 @@ class OutboxRelay {
   // send_timeout; the rest waits for another replica or a restart).
   void Stop();
   int64_t published() const { return published_.load(); }
+  // Of those, sent again with the stream and number of an earlier attempt.
+  int64_t resent() const { return resent_.load(); }
 
  private:
   db::Pool& pool_;
@@ -166,8 +168,9 @@ class OutboxRelay {
   Producer& producer_;
   RelayOptions options_;
   std::string holder_;  // this relay's name in the lease
+  std::string stream_;  // the stream it last published under (PublishBatch's thread)
   std::atomic<bool> stop_{false};
-  std::atomic<int64_t> published_{0};
+  std::atomic<int64_t> published_{0}, resent_{0};
   std::thread thread_;
 };
 

@@ -95,6 +95,10 @@ TEST(ServiceBinary, MetricsShowCallsWithGoGrpcPrometheusLabels) {
       << text;
   EXPECT_TRUE(absl::StrContains(text, "grpc_server_handling_seconds_bucket{grpc_method=\"GetServerInfo\""));
   EXPECT_TRUE(absl::StrContains(text, "process_resident_memory_bytes"));
+  // The outbox relay's lease: this only replica publishes.
+  EXPECT_TRUE(WaitFor([&] {
+    return absl::StrContains(Metrics(svc), "cloudflux_outbox_lease_held{schema=\"storage\"} 1");
+  }, absl::Seconds(10))) << Metrics(svc);
   svc.process->Signal(SIGTERM);
   EXPECT_EQ(svc.process->Wait(absl::Seconds(20)), 0);
 }

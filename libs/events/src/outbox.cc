@@ -342,11 +342,42 @@ OutboxRelay::OutboxRelay(db::Pool& pool, std::string schema, Producer& producer,
       schema_(std::move(schema)),
       producer_(producer),
       options_(std::move(options)),
-      holder_(core::NewId()) {}
+      holder_(core::NewId()) {
+  if (options_.registry != nullptr) {
+    auto& r = *options_.registry;
+    prometheus::Labels labels{{"schema", schema_}};
+    published_metric_ = &prometheus::BuildCounter()
+                             .Name("cloudflux_outbox_published_total")
+                             .Help("Outbox events Kafka acknowledged, sent by this replica")
+                             .Register(r)
+                             .Add(labels);
+    resent_metric_ = &prometheus::BuildCounter()
+                          .Name("cloudflux_outbox_resent_total")
+                          .Help("Of those, sent again with the stream and number of an unconfirmed attempt")
+                          .Register(r)
+                          .Add(labels);
+    failures_metric_ = &prometheus::BuildCounter()
+                            .Name("cloudflux_outbox_batch_failures_total")
+                            .Help("Relay batches that failed (database or Kafka); they are tried again")
+                            .Register(r)
+                            .Add(labels);
+    lease_metric_ = &prometheus::BuildGauge()
+                         .Name("cloudflux_outbox_lease_held")
+                         .Help("1 while this replica holds the outbox's publishing lease")
+                         .Register(r)
+                         .Add(labels);
+  }
+}
 
 OutboxRelay::~OutboxRelay() { Stop(); }
 
 absl::StatusOr<int> OutboxRelay::PublishBatch() {
+  absl::StatusOr<int> n = PublishBatchOnce();
+  if (!n.ok() && failures_metric_ != nullptr) failures_metric_->Increment();
+  return n;
+}
+
+absl::StatusOr<int> OutboxRelay::PublishBatchOnce() {
   db::TxOptions once;
   once.max_attempts = 1;
   struct Row {
@@ -424,6 +455,7 @@ absl::StatusOr<int> OutboxRelay::PublishBatch() {
       },
       once);
   if (!claimed.ok()) return claimed;
+  if (lease_metric_ != nullptr) lease_metric_->Set(stream.empty() ? 0 : 1);
   if (!stream.empty() && stream != stream_) {
     core::LogInfo("publishing the outbox", {{"schema", schema_}, {"stream", stream}});
     stream_ = stream;
@@ -433,6 +465,7 @@ absl::StatusOr<int> OutboxRelay::PublishBatch() {
     core::LogWarn("resending outbox events whose delivery was not confirmed",
                   {{"schema", schema_}, {"events", std::to_string(resending)}});
     resent_ += resending;
+    if (resent_metric_ != nullptr) resent_metric_->Increment(resending);
   }
 
   // 2. Send, each message with its stream and number.
@@ -455,6 +488,7 @@ absl::StatusOr<int> OutboxRelay::PublishBatch() {
                                 {absl::StrCat("{", absl::StrJoin(seqs, ","), "}")})
                          .status());
   published_ += static_cast<int64_t>(messages.size());
+  if (published_metric_ != nullptr) published_metric_->Increment(static_cast<double>(messages.size()));
   return static_cast<int>(messages.size());
 }
 
@@ -506,6 +540,7 @@ void OutboxRelay::Stop() {
   auto released = pool_.Exec(absl::StrCat("UPDATE ", schema_, ".outbox_lease SET expires_at = now() "
                                           "WHERE holder = $1 AND expires_at > now()"),
                              {holder_});
+  if (lease_metric_ != nullptr) lease_metric_->Set(0);
   if (!released.ok()) {
     core::LogWarn("releasing the outbox lease failed",
                   {{"schema", schema_}, {"error", std::string(released.status().message())}});

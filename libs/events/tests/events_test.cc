@@ -13,6 +13,7 @@
 #include "cloudflux/core/uuid.h"
 #include "cloudflux/events/kafka.h"
 #include "cloudflux/events/outbox.h"
+#include "cloudflux/metrics/metrics.h"
 #include "cloudflux/testing/testing.h"
 
 namespace cloudflux::events {
@@ -540,13 +541,19 @@ TEST_F(OutboxTest, TheLeaseMovesToAnotherRelayWhenTheHolderStops) {
   std::string topic = UniqueTopic("orders");
   auto producer = std::move(*Producer::Create({.brokers = Brokers()}));
   ASSERT_TRUE(PlaceOrder(1, topic).ok());
-  auto first = std::make_unique<OutboxRelay>(*pool_, "orders", *producer);
+  prometheus::Registry registry;
+  auto first = std::make_unique<OutboxRelay>(*pool_, "orders", *producer, RelayOptions{.registry = &registry});
   OutboxRelay second(*pool_, "orders", *producer);
   ASSERT_EQ(*first->PublishBatch(), 1);
+  std::string metrics = metrics::Serialize(registry);
+  EXPECT_TRUE(absl::StrContains(metrics, "cloudflux_outbox_lease_held{schema=\"orders\"} 1")) << metrics;
+  EXPECT_TRUE(absl::StrContains(metrics, "cloudflux_outbox_published_total{schema=\"orders\"} 1")) << metrics;
   ASSERT_TRUE(PlaceOrder(2, topic).ok());
   EXPECT_EQ(*second.PublishBatch(), 0) << "the first holds the lease";
   auto stream_of_first = (*pool_->Exec("SELECT stream::text FROM orders.outbox_lease"))[0].Text(0);
   first->Stop();
+  metrics = metrics::Serialize(registry);
+  EXPECT_TRUE(absl::StrContains(metrics, "cloudflux_outbox_lease_held{schema=\"orders\"} 0")) << metrics;
   EXPECT_EQ(*second.PublishBatch(), 1);
   auto stream_of_second = (*pool_->Exec("SELECT stream::text FROM orders.outbox_lease"))[0].Text(0);
   EXPECT_NE(stream_of_first, stream_of_second);

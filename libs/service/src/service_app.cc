@@ -183,6 +183,7 @@ absl::Status ServiceApp::Init() {
   events::RelayOptions relay_options;
   relay_options.processed_retention = absl::GetFlag(FLAGS_processed_events_retention);
   relay_options.lease = absl::GetFlag(FLAGS_outbox_lease);
+  relay_options.registry = &metrics_->registry();
   relay_ = std::make_unique<events::OutboxRelay>(*pool_, spec_.schema, *producer_, relay_options);
 
   bool authenticate = !spec_.authenticates_itself && !absl::GetFlag(FLAGS_insecure_no_auth);

@@ -13,6 +13,9 @@
 // relay's stream (ClaimMessages).
 
 #include <google/protobuf/message.h>
+#include <prometheus/counter.h>
+#include <prometheus/gauge.h>
+#include <prometheus/registry.h>
 
 #include <atomic>
 #include <vector>
@@ -126,6 +129,10 @@ struct RelayOptions {
   int batch_size = 200;
   absl::Duration idle_poll_interval = absl::Milliseconds(100);
   absl::Duration send_timeout = absl::Seconds(10);
+  // Where the relay's metrics go (none when null): cloudflux_outbox_
+  // published_total, _resent_total, _batch_failures_total and
+  // _lease_held (1 while this relay publishes), labelled by schema.
+  prometheus::Registry* registry = nullptr;
   // How long the publishing lease lasts without renewal (every batch renews
   // it): after a relay dies, another replica takes over after this.
   absl::Duration lease = absl::Seconds(30);
@@ -163,6 +170,7 @@ class OutboxRelay {
   int64_t resent() const { return resent_.load(); }
 
  private:
+  absl::StatusOr<int> PublishBatchOnce();
   db::Pool& pool_;
   std::string schema_;
   Producer& producer_;
@@ -171,6 +179,11 @@ class OutboxRelay {
   std::string stream_;  // the stream it last published under (PublishBatch's thread)
   std::atomic<bool> stop_{false};
   std::atomic<int64_t> published_{0}, resent_{0};
+  // Metrics, when options_.registry is set.
+  prometheus::Counter* published_metric_ = nullptr;
+  prometheus::Counter* resent_metric_ = nullptr;
+  prometheus::Counter* failures_metric_ = nullptr;
+  prometheus::Gauge* lease_metric_ = nullptr;
   std::thread thread_;
 };
 

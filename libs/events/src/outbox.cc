@@ -346,21 +346,15 @@ OutboxRelay::OutboxRelay(db::Pool& pool, std::string schema, Producer& producer,
   if (options_.registry != nullptr) {
     auto& r = *options_.registry;
     prometheus::Labels labels{{"schema", schema_}};
-    published_metric_ = &prometheus::BuildCounter()
-                             .Name("cloudflux_outbox_published_total")
-                             .Help("Outbox events Kafka acknowledged, sent by this replica")
-                             .Register(r)
-                             .Add(labels);
-    resent_metric_ = &prometheus::BuildCounter()
-                          .Name("cloudflux_outbox_resent_total")
-                          .Help("Of those, sent again with the stream and number of an unconfirmed attempt")
-                          .Register(r)
-                          .Add(labels);
-    failures_metric_ = &prometheus::BuildCounter()
-                            .Name("cloudflux_outbox_batch_failures_total")
-                            .Help("Relay batches that failed (database or Kafka); they are tried again")
-                            .Register(r)
-                            .Add(labels);
+    auto counter = [&](const char* name, const char* help) {
+      return &prometheus::BuildCounter().Name(name).Help(help).Register(r).Add(labels);
+    };
+    published_metric_ =
+        counter("cloudflux_outbox_published_total", "Outbox events Kafka acknowledged, sent by this replica");
+    resent_metric_ = counter("cloudflux_outbox_resent_total",
+                             "Of those, sent again with the stream and number of an unconfirmed attempt");
+    failures_metric_ = counter("cloudflux_outbox_batch_failures_total",
+                               "Relay batches that failed (database or Kafka); they are tried again");
     lease_metric_ = &prometheus::BuildGauge()
                          .Name("cloudflux_outbox_lease_held")
                          .Help("1 while this replica holds the outbox's publishing lease")

@@ -389,15 +389,22 @@ absl::StatusOr<int> OutboxRelay::PublishBatchOnce() {
         rows.clear();
         stream.clear();
         resending = 0;
+        // Take the lease if it is free or has run out; renew our own once a
+        // tenth of it has passed (the relay polls far more often than that,
+        // and an idle poll then writes nothing). The upsert locks the row
+        // either way, so this part of every batch runs one relay at a time.
         CF_ASSIGN_OR_RETURN(
             db::Result lease,
             tx.Exec(absl::StrCat(
-                        "INSERT INTO ", schema_, ".outbox_lease (holder, stream, expires_at) VALUES ($1, "
-                        "gen_random_uuid(), now() + $2::interval) ON CONFLICT (id) DO UPDATE SET stream = "
-                        "CASE WHEN outbox_lease.holder = EXCLUDED.holder THEN outbox_lease.stream ELSE "
-                        "EXCLUDED.stream END, holder = EXCLUDED.holder, expires_at = EXCLUDED.expires_at "
-                        "WHERE outbox_lease.holder = EXCLUDED.holder OR outbox_lease.expires_at < now() "
-                        "RETURNING stream::text"),
+                        "WITH up AS (INSERT INTO ", schema_, ".outbox_lease (holder, stream, expires_at) "
+                        "VALUES ($1, gen_random_uuid(), now() + $2::interval) ON CONFLICT (id) DO UPDATE SET "
+                        "stream = CASE WHEN outbox_lease.holder = EXCLUDED.holder THEN outbox_lease.stream "
+                        "ELSE EXCLUDED.stream END, holder = EXCLUDED.holder, expires_at = EXCLUDED.expires_at "
+                        "WHERE (outbox_lease.holder = EXCLUDED.holder AND outbox_lease.expires_at < "
+                        "EXCLUDED.expires_at - $2::interval / 10) OR outbox_lease.expires_at < now() "
+                        "RETURNING stream::text) "
+                        "SELECT stream FROM up UNION ALL SELECT stream::text FROM ", schema_,
+                        ".outbox_lease WHERE holder = $1 AND expires_at > now() AND NOT EXISTS (SELECT 1 FROM up)"),
                     {holder_, absl::StrCat(absl::ToInt64Milliseconds(options_.lease), " milliseconds")}));
         if (lease.empty()) return absl::OkStatus();  // another relay publishes
         stream = lease[0].Text(0);

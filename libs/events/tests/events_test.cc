@@ -548,6 +548,14 @@ TEST_F(OutboxTest, TheLeaseMovesToAnotherRelayWhenTheHolderStops) {
   std::string metrics = metrics::Serialize(registry);
   EXPECT_TRUE(absl::StrContains(metrics, "cloudflux_outbox_lease_held{schema=\"orders\"} 1")) << metrics;
   EXPECT_TRUE(absl::StrContains(metrics, "cloudflux_outbox_published_total{schema=\"orders\"} 1")) << metrics;
+  // An idle poll soon after keeps the lease without rewriting its row.
+  auto lease_version = [&] {
+    return (*pool_->Exec("SELECT xmin::text || expires_at::text FROM orders.outbox_lease"))[0].Text(0);
+  };
+  std::string version = lease_version();
+  EXPECT_EQ(*first->PublishBatch(), 0);
+  EXPECT_EQ(lease_version(), version);
+  EXPECT_TRUE(absl::StrContains(metrics::Serialize(registry), "cloudflux_outbox_lease_held{schema=\"orders\"} 1"));
   ASSERT_TRUE(PlaceOrder(2, topic).ok());
   EXPECT_EQ(*second.PublishBatch(), 0) << "the first holds the lease";
   auto stream_of_first = (*pool_->Exec("SELECT stream::text FROM orders.outbox_lease"))[0].Text(0);

@@ -25,7 +25,7 @@ ABSL_FLAG(std::string, redis_address, "127.0.0.1:56379", "Redis host:port (servi
 ABSL_FLAG(std::string, redis_password_file, "", "File holding the Redis password.");
 ABSL_FLAG(absl::Duration, outbox_lease, absl::Seconds(15),
           "How long one replica's outbox relay holds the publishing lease without renewing it "
-          "(each batch renews it; a stopping replica hands it over): after a crash, another "
+          "(renewed while it runs; a stopping replica hands it over): after a crash, another "
           "replica, or the restarted one, publishes after this.");
 ABSL_FLAG(absl::Duration, processed_events_retention, absl::Hours(24 * 7),
           "How long ids of consumed events are kept to drop redeliveries (0 = forever).");

@@ -133,8 +133,9 @@ struct RelayOptions {
   // published_total, _resent_total, _batch_failures_total and
   // _lease_held (1 while this relay publishes), labelled by schema.
   prometheus::Registry* registry = nullptr;
-  // How long the publishing lease lasts without renewal (every batch renews
-  // it): after a relay dies, another replica takes over after this.
+  // How long the publishing lease lasts without renewal (the holder's polls
+  // renew it once a tenth of it has passed): after a relay dies, another
+  // replica takes over after this.
   absl::Duration lease = absl::Seconds(30);
   // Called after a batch was acknowledged by Kafka and before it is deleted (tests use it to kill the relay at the worst moment).
   std::function<void(int published)> after_send;
@@ -145,8 +146,8 @@ struct RelayOptions {
 };
 
 // Publishes the outbox of one schema. Several replicas may run one each:
-// one at a time holds the lease (<schema>.outbox_lease, renewed by every
-// batch, handed over by Stop, taken over when it runs out), which keeps
+// one at a time holds the lease (<schema>.outbox_lease, renewed by the
+// holder's polls, handed over by Stop, taken over when it runs out), which keeps
 // per-key order. A holder publishes under a stream of its own: each batch
 // first numbers its new rows (one sequence, so numbers only grow) and
 // commits that, then sends, then deletes what Kafka acknowledged. Rows

@@ -241,7 +241,7 @@ class S3Store final : public ObjectStore {
   absl::StatusOr<ReadState> ReadStateOf(const std::string& physical_key) override {
     if (options_.provider == common::CLOUD_PROVIDER_GCP) return ReadState{};
     CF_ASSIGN_OR_RETURN(HttpResponse r, Call("HEAD", physical_key, {}, {}, ""));
-    if (r.status != 200) return StoreError(options_.name, r, "head " + physical_key);
+    if (r.status != 200) return Error(r, "head " + physical_key);
     return S3ReadState(r);
   }
 

@@ -302,6 +302,10 @@ absl::StatusOr<std::unique_ptr<Consumer>> Consumer::Create(ConsumerOptions optio
   if (options.max_attempts < 1) return absl::InvalidArgumentError("max_attempts must be >= 1");
   const int64_t session_ms = absl::ToInt64Milliseconds(options.session_timeout);
   if (session_ms < 1000) return absl::InvalidArgumentError("session_timeout must be >= 1s");
+  const int64_t fetch_wait_ms = absl::ToInt64Milliseconds(options.fetch_wait);
+  if (fetch_wait_ms < 0 || fetch_wait_ms > 300000) {
+    return absl::InvalidArgumentError("fetch_wait must be between 0 and 300s");
+  }
   CF_ASSIGN_OR_RETURN(auto conf,
                       MakeConf(options.kafka, {{"group.id", options.group_id},
                                                {"enable.auto.commit", "true"},
@@ -312,6 +316,7 @@ absl::StatusOr<std::unique_ptr<Consumer>> Consumer::Create(ConsumerOptions optio
                                                {"allow.auto.create.topics", "true"},
                                                {"topic.metadata.refresh.interval.ms", "1000"},
                                                {"session.timeout.ms", std::to_string(session_ms)},
+                                               {"fetch.wait.max.ms", std::to_string(fetch_wait_ms)},
                                                {"heartbeat.interval.ms", std::to_string(std::max<int64_t>(100, session_ms / 10))}}));
   auto impl = std::make_unique<Impl>();
   impl->options = std::move(options);

@@ -108,6 +108,13 @@ TEST(Kafka, UnreachableBrokerFailsClearly) {
   bad.kafka.brokers = Brokers();
   bad.topics = {"x"};
   EXPECT_EQ(Consumer::Create(bad, nullptr).status().code(), absl::StatusCode::kInvalidArgument);
+  bad.group_id = "g";
+  bad.fetch_wait = absl::Milliseconds(-1);
+  auto negative = Consumer::Create(bad, nullptr);
+  EXPECT_EQ(negative.status().code(), absl::StatusCode::kInvalidArgument);
+  EXPECT_NE(std::string(negative.status().message()).find("fetch_wait"), std::string::npos);
+  bad.fetch_wait = absl::Minutes(6);
+  EXPECT_EQ(Consumer::Create(bad, nullptr).status().code(), absl::StatusCode::kInvalidArgument);
 }
 
 TEST(Kafka, OffsetsAreCommittedOnlyAfterTheHandlerSucceeded) {

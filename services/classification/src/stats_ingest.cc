@@ -52,6 +52,7 @@ void StatsIngest::Loop(events::Consumer& consumer) {
                                   if (!applied.ok()) return applied.status();
                                   applied_ += applied->applied;
                                   duplicates_ += applied->duplicates;
+                                  ++batches_;
                                   return absl::OkStatus();
                                 });
     std::lock_guard lock(mu_);

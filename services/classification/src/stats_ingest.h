@@ -36,6 +36,8 @@ class StatsIngest {
   int64_t consumed() const { return consumed_.load(); }
   // Of those consumed, redeliveries and resends that changed nothing.
   int64_t duplicates() const { return duplicates_.load(); }
+  // Batches written (one transaction each).
+  int64_t batches() const { return batches_.load(); }
   // OK while batches are being written (or there is nothing to write).
   absl::Status Health() const;
 
@@ -48,7 +50,7 @@ class StatsIngest {
   IngestOptions options_;
   std::vector<std::unique_ptr<events::Consumer>> consumers_;
   std::atomic<bool> stop_{false};
-  std::atomic<int64_t> applied_{0}, consumed_{0}, duplicates_{0};
+  std::atomic<int64_t> applied_{0}, consumed_{0}, duplicates_{0}, batches_{0};
   mutable std::mutex mu_;
   std::map<const events::Consumer*, absl::Status> last_error_;  // of each one's last batch
   std::vector<std::thread> threads_;

@@ -111,6 +111,14 @@ struct ConsumerOptions {
   // partitions handed to the others. Heartbeats go out every tenth of it.
   // Rebalances in the dev broker take about this long, so tests shorten it.
   absl::Duration session_timeout = absl::Seconds(10);
+  // fetch.wait.max.ms: how long a fetch may wait at the broker for data.
+  // Kafka answers as soon as data arrives, so on a real cluster this only
+  // sets how often an idle consumer asks (about ten fetches a second per
+  // broker at 100 ms). The dev broker (librdkafka's mock cluster) always
+  // waits the whole time when it has nothing, so this is the latency a
+  // caught-up consumer adds to every new event there (librdkafka's default,
+  // 500 ms, halved the statistics ingest's rate on it).
+  absl::Duration fetch_wait = absl::Milliseconds(100);
 };
 
 // Header names on dead-lettered messages.

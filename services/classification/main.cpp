@@ -56,7 +56,8 @@ int main(int argc, char** argv) {
       stats, {.kafka = app->kafka_options(),
               .group_id = absl::GetFlag(FLAGS_stats_group),
               .max_batch = static_cast<size_t>(absl::GetFlag(FLAGS_stats_batch)),
-              .consumers = absl::GetFlag(FLAGS_stats_consumers)});
+              .consumers = absl::GetFlag(FLAGS_stats_consumers),
+              .registry = &app->metrics().registry()});
   if (!ingest.ok()) return fail("cannot consume object events", ingest.status());
   app->runner().AddDependency("access-stats", [&](absl::Duration) { return (*ingest)->Health(); });
   app->OnStop([&] { (*ingest)->Stop(); });

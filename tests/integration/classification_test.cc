@@ -195,6 +195,15 @@ TEST(ClassificationStats, ReadsThroughStorageAreCountedOnceEach) {
   EXPECT_EQ(stats("hot").first, 13);
   EXPECT_GT(position(), before);
   EXPECT_EQ(processed(), 0) << "relayed events need no event-id rows";
+  // What the ingest did, on the metrics endpoint: the replay as duplicates,
+  // the new read applied, nothing left behind.
+  auto metric = [&](const std::string& series) { return MetricValue(Metrics(again), series); };
+  EXPECT_TRUE(WaitFor([&] { return metric("cloudflux_classification_ingest_lag") == 0; }, absl::Seconds(10)))
+      << Metrics(again);
+  EXPECT_GE(metric("cloudflux_classification_ingest_events_total{outcome=\"duplicate\"}"), 2);
+  EXPECT_GE(metric("cloudflux_classification_ingest_events_total{outcome=\"applied\"}"), 1);
+  EXPECT_GE(metric("cloudflux_classification_ingest_batches_total"), 1);
+  EXPECT_EQ(metric("cloudflux_classification_ingest_batch_failures_total"), 0);
   again.process->Signal(SIGTERM);
   EXPECT_EQ(again.process->Wait(absl::Seconds(20)), 0);
   storage.process->Signal(SIGTERM);

@@ -6,7 +6,10 @@
 #include <map>
 #include <string>
 
+#include "absl/strings/match.h"
+#include "absl/strings/numbers.h"
 #include "absl/strings/str_cat.h"
+#include "absl/strings/str_split.h"
 #include "cloudflux/server/channel.h"
 #include "cloudflux/testing/testing.h"
 #include "grpc/health/v1/health.grpc.pb.h"
@@ -49,6 +52,18 @@ inline bool WaitForHealth(const Service& s, HealthCheckResponse::ServingStatus w
 inline std::string Metrics(const Service& s) {
   return testing::HttpGet(absl::StrCat("http://127.0.0.1:", s.metrics_port, "/metrics"))
       .value_or("");
+}
+
+// The value of one series (`name` or `name{labels}` exactly as exposed) in
+// a Prometheus text exposition; -1 when it is not there.
+inline double MetricValue(const std::string& text, const std::string& series) {
+  for (absl::string_view line : absl::StrSplit(text, '\n')) {
+    if (absl::StartsWith(line, series + " ")) {
+      double v = -1;
+      return absl::SimpleAtod(line.substr(series.size() + 1), &v) ? v : -1;
+    }
+  }
+  return -1;
 }
 
 }  // namespace cloudflux

@@ -411,6 +411,25 @@ absl::StatusOr<size_t> Consumer::PollBatch(size_t max, absl::Duration timeout,
   return batch.size();
 }
 
+absl::StatusOr<int64_t> Consumer::Lag() {
+  std::vector<RdKafka::TopicPartition*> parts;
+  RdKafka::ErrorCode rc = impl_->consumer->assignment(parts);
+  if (rc == RdKafka::ERR_NO_ERROR && !parts.empty()) rc = impl_->consumer->position(parts);
+  int64_t lag = 0;
+  for (RdKafka::TopicPartition* p : parts) {
+    int64_t low = 0, high = 0;
+    if (p->offset() < 0 ||  // nothing read from it yet
+        impl_->consumer->get_watermark_offsets(p->topic(), p->partition(), &low, &high) != RdKafka::ERR_NO_ERROR ||
+        high < 0) {
+      continue;
+    }
+    lag += std::max<int64_t>(0, high - p->offset());
+  }
+  RdKafka::TopicPartition::destroy(parts);
+  if (rc != RdKafka::ERR_NO_ERROR) return KafkaError(rc, "consumer position");
+  return lag;
+}
+
 absl::StatusOr<bool> Consumer::PollOnce(absl::Duration timeout) {
   std::unique_ptr<RdKafka::Message> msg;
   CF_ASSIGN_OR_RETURN(auto consumed, ConsumeOne(*impl_->consumer, timeout, &msg));

@@ -117,6 +117,57 @@ TEST(Kafka, UnreachableBrokerFailsClearly) {
   EXPECT_EQ(Consumer::Create(bad, nullptr).status().code(), absl::StatusCode::kInvalidArgument);
 }
 
+TEST(Kafka, LagCountsWhatTheMemberHasNotHandedOutYet) {
+  auto producer = std::move(*Producer::Create({.brokers = Brokers()}));
+  std::string topic = UniqueTopic("lag");
+  std::vector<Message> ten;
+  for (int i = 0; i < 10; ++i) ten.push_back({topic, "one-partition", std::to_string(i), {}});
+  ASSERT_TRUE(producer->SendAll(ten, absl::Seconds(10)).ok());
+  auto consumer = MakeConsumer("lag-" + core::NewId(), topic, nullptr);
+  auto lag = consumer->Lag();
+  ASSERT_TRUE(lag.ok()) << lag.status();
+  EXPECT_EQ(*lag, 0) << "nothing assigned or read yet";
+  size_t got = 0;
+  ASSERT_TRUE(testing::WaitFor(
+      [&] {
+        auto n = consumer->PollBatch(4 - got, absl::Milliseconds(100),
+                                     [](const std::vector<ConsumedMessage>&) { return absl::OkStatus(); });
+        if (n.ok()) got += *n;
+        return got == 4;
+      },
+      absl::Seconds(30), absl::ZeroDuration()));
+  lag = consumer->Lag();
+  ASSERT_TRUE(lag.ok()) << lag.status();
+  EXPECT_EQ(*lag, 6);
+  ASSERT_TRUE(testing::WaitFor(
+      [&] {
+        auto n = consumer->PollBatch(100, absl::Milliseconds(100),
+                                     [](const std::vector<ConsumedMessage>&) { return absl::OkStatus(); });
+        if (n.ok()) got += *n;
+        return got == 10;
+      },
+      absl::Seconds(30), absl::ZeroDuration()));
+  lag = consumer->Lag();
+  ASSERT_TRUE(lag.ok()) << lag.status();
+  EXPECT_EQ(*lag, 0);
+  // Five more while it is caught up: after it takes one of them, the
+  // other four (known from the fetch that brought them) are its lag.
+  std::vector<Message> five;
+  for (int i = 0; i < 5; ++i) five.push_back({topic, "one-partition", "late" + std::to_string(i), {}});
+  ASSERT_TRUE(producer->SendAll(five, absl::Seconds(10)).ok());
+  ASSERT_TRUE(testing::WaitFor(
+      [&] {
+        auto n = consumer->PollBatch(1, absl::Milliseconds(100),
+                                     [](const std::vector<ConsumedMessage>&) { return absl::OkStatus(); });
+        if (n.ok()) got += *n;
+        return got == 11;
+      },
+      absl::Seconds(30), absl::ZeroDuration()));
+  lag = consumer->Lag();
+  ASSERT_TRUE(lag.ok()) << lag.status();
+  EXPECT_EQ(*lag, 4);
+}
+
 TEST(Kafka, OffsetsAreCommittedOnlyAfterTheHandlerSucceeded) {
   auto producer = std::move(*Producer::Create({.brokers = Brokers()}));
   std::string topic = UniqueTopic("commit");

@@ -23,6 +23,29 @@ absl::StatusOr<std::unique_ptr<StatsIngest>> StatsIngest::Start(AccessStatsStore
 StatsIngest::StatsIngest(AccessStatsStore& store, IngestOptions options,
                          std::vector<std::unique_ptr<events::Consumer>> consumers)
     : store_(store), options_(std::move(options)), consumers_(std::move(consumers)) {
+  if (options_.registry != nullptr) {
+    auto& r = *options_.registry;
+    auto& events = prometheus::BuildCounter()
+                       .Name("cloudflux_classification_ingest_events_total")
+                       .Help("Object events consumed by the access-statistics ingest, by outcome")
+                       .Register(r);
+    auto counter = [&](const std::string& name, const std::string& help) {
+      return &prometheus::BuildCounter().Name(name).Help(help).Register(r).Add({});
+    };
+    metrics_ = Metrics{
+        .applied = &events.Add({{"outcome", "applied"}}),
+        .duplicates = &events.Add({{"outcome", "duplicate"}}),
+        .skipped = &events.Add({{"outcome", "skipped"}}),
+        .batches = counter("cloudflux_classification_ingest_batches_total",
+                           "Batches of object events written to the access statistics (one transaction each)"),
+        .failures = counter("cloudflux_classification_ingest_batch_failures_total",
+                            "Batches that failed and will be consumed again"),
+        .lag = &prometheus::BuildGauge()
+                    .Name("cloudflux_classification_ingest_lag")
+                    .Help("Object events in the topic not yet taken by this process's ingest members")
+                    .Register(r)
+                    .Add({})};
+  }
   for (auto& c : consumers_) threads_.emplace_back([this, consumer = c.get()] { Loop(*consumer); });
 }
 
@@ -34,6 +57,13 @@ void StatsIngest::Stop() {
   for (auto& t : threads_) {
     if (t.joinable()) t.join();
   }
+}
+
+int64_t StatsIngest::lag() const {
+  std::lock_guard lock(mu_);
+  int64_t total = 0;
+  for (const auto& [consumer, lag] : lag_) total += lag;
+  return total;
 }
 
 absl::Status StatsIngest::Health() const {
@@ -53,10 +83,26 @@ void StatsIngest::Loop(events::Consumer& consumer) {
                                   applied_ += applied->applied;
                                   duplicates_ += applied->duplicates;
                                   ++batches_;
+                                  if (metrics_.has_value()) {
+                                    metrics_->applied->Increment(applied->applied);
+                                    metrics_->duplicates->Increment(applied->duplicates);
+                                    metrics_->skipped->Increment(applied->skipped);
+                                    metrics_->batches->Increment();
+                                  }
                                   return absl::OkStatus();
                                 });
+    auto lag = consumer.Lag();
     std::lock_guard lock(mu_);
+    if (lag.ok()) {
+      lag_[&consumer] = *lag;
+      if (metrics_.has_value()) {
+        int64_t total = 0;
+        for (const auto& [c, l] : lag_) total += l;
+        metrics_->lag->Set(static_cast<double>(total));
+      }
+    }
     if (!n.ok()) {
+      if (metrics_.has_value()) metrics_->failures->Increment();
       last_error_[&consumer] = n.status();
       core::LogWarn("access statistics batch failed", {{"error", std::string(n.status().message())}});
       absl::SleepFor(absl::Milliseconds(200));

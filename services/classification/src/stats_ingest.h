@@ -8,8 +8,13 @@
 #include <map>
 #include <memory>
 #include <mutex>
+#include <optional>
 #include <thread>
 #include <vector>
+
+#include <prometheus/counter.h>
+#include <prometheus/gauge.h>
+#include <prometheus/registry.h>
 
 #include "access_stats.h"
 #include "cloudflux/events/kafka.h"
@@ -25,6 +30,9 @@ struct IngestOptions {
   size_t max_batch = 5000;
   int consumers = 4;  // members in this process (parallel batches)
   absl::Duration poll_timeout = absl::Milliseconds(200);
+  // Where the ingest's counters and lag go (the service's metrics); none
+  // when null.
+  prometheus::Registry* registry = nullptr;
 };
 
 class StatsIngest {
@@ -38,6 +46,9 @@ class StatsIngest {
   int64_t duplicates() const { return duplicates_.load(); }
   // Batches written (one transaction each).
   int64_t batches() const { return batches_.load(); }
+  // Events in the topic that this process's members have not handed to a
+  // batch yet (see events::Consumer::Lag), as of each member's last poll.
+  int64_t lag() const;
   // OK while batches are being written (or there is nothing to write).
   absl::Status Health() const;
 
@@ -53,6 +64,12 @@ class StatsIngest {
   std::atomic<int64_t> applied_{0}, consumed_{0}, duplicates_{0}, batches_{0};
   mutable std::mutex mu_;
   std::map<const events::Consumer*, absl::Status> last_error_;  // of each one's last batch
+  std::map<const events::Consumer*, int64_t> lag_;               // as of each one's last poll
+  struct Metrics {
+    prometheus::Counter *applied, *duplicates, *skipped, *batches, *failures;
+    prometheus::Gauge* lag;
+  };
+  std::optional<Metrics> metrics_;
   std::vector<std::thread> threads_;
 };
 

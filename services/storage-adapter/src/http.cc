@@ -4,6 +4,7 @@
 
 #include <memory>
 #include <mutex>
+#include <vector>
 
 #include "absl/strings/ascii.h"
 #include "absl/strings/match.h"
@@ -12,15 +13,84 @@
 namespace cloudflux::storage {
 namespace {
 
-struct CurlHandle {
-  CURL* curl = nullptr;
-  CurlHandle() {
-    static std::once_flag once;
-    std::call_once(once, [] { curl_global_init(CURL_GLOBAL_DEFAULT); });
-    curl = curl_easy_init();
+// DNS answers and TLS sessions, shared by every handle (with locks, as
+// libcurl requires for handles used on several threads).
+class CurlShare {
+ public:
+  static CURLSH* Get() {
+    static CurlShare* shared = new CurlShare();  // never destroyed: handles may outlive statics
+    return shared->share_;
   }
+
+ private:
+  CurlShare() : share_(curl_share_init()) {
+    if (share_ == nullptr) return;
+    curl_share_setopt(share_, CURLSHOPT_LOCKFUNC, &Lock);
+    curl_share_setopt(share_, CURLSHOPT_UNLOCKFUNC, &Unlock);
+    curl_share_setopt(share_, CURLSHOPT_USERDATA, this);
+    curl_share_setopt(share_, CURLSHOPT_SHARE, CURL_LOCK_DATA_DNS);
+    curl_share_setopt(share_, CURLSHOPT_SHARE, CURL_LOCK_DATA_SSL_SESSION);
+  }
+  static void Lock(CURL*, curl_lock_data data, curl_lock_access, void* self) {
+    static_cast<CurlShare*>(self)->locks_[data].lock();
+  }
+  static void Unlock(CURL*, curl_lock_data data, void* self) {
+    static_cast<CurlShare*>(self)->locks_[data].unlock();
+  }
+
+  CURLSH* share_;
+  std::mutex locks_[CURL_LOCK_DATA_LAST];
+};
+
+// Easy handles, each with the connections it keeps open, lent to one
+// request at a time whatever its thread. Read-ahead windows and multipart
+// parts run on short-lived threads: a handle per thread would open (and
+// for https handshake) a new connection for every window and part. libcurl
+// does not support one connection cache shared by concurrent threads, so
+// the handles themselves are pooled. The most recently returned one is
+// lent first (its connection is the likeliest to be alive).
+class CurlPool {
+ public:
+  static CurlPool& Get() {
+    static CurlPool* pool = new CurlPool();  // never destroyed
+    return *pool;
+  }
+  CURL* Take() {
+    {
+      std::lock_guard lock(mu_);
+      if (!idle_.empty()) {
+        CURL* curl = idle_.back();
+        idle_.pop_back();
+        return curl;
+      }
+    }
+    return curl_easy_init();
+  }
+  void Give(CURL* curl) {
+    {
+      std::lock_guard lock(mu_);
+      if (idle_.size() < kMaxIdle) {
+        idle_.push_back(curl);
+        return;
+      }
+    }
+    curl_easy_cleanup(curl);
+  }
+
+ private:
+  static constexpr size_t kMaxIdle = 64;
+  CurlPool() { curl_global_init(CURL_GLOBAL_DEFAULT); }
+  std::mutex mu_;
+  std::vector<CURL*> idle_;
+};
+
+struct CurlHandle {
+  CURL* curl = CurlPool::Get().Take();
+  CurlHandle() = default;
+  CurlHandle(const CurlHandle&) = delete;
+  CurlHandle& operator=(const CurlHandle&) = delete;
   ~CurlHandle() {
-    if (curl != nullptr) curl_easy_cleanup(curl);
+    if (curl != nullptr) CurlPool::Get().Give(curl);
   }
 };
 
@@ -62,11 +132,12 @@ size_t OnHeader(char* data, size_t size, size_t n, void* user) {
 }  // namespace
 
 absl::StatusOr<HttpResponse> SendHttp(const HttpRequest& request) {
-  thread_local CurlHandle handle;
+  CurlHandle handle;
   CURL* curl = handle.curl;
   if (curl == nullptr) return absl::InternalError("curl_easy_init failed");
-  curl_easy_reset(curl);  // keeps the connection cache
+  curl_easy_reset(curl);  // keeps the handle's open connections
   HttpResponse response;
+  if (CURLSH* share = CurlShare::Get(); share != nullptr) curl_easy_setopt(curl, CURLOPT_SHARE, share);
   curl_easy_setopt(curl, CURLOPT_URL, request.url.c_str());
   curl_easy_setopt(curl, CURLOPT_NOSIGNAL, 1L);
   curl_easy_setopt(curl, CURLOPT_TIMEOUT_MS,
@@ -108,6 +179,7 @@ absl::StatusOr<HttpResponse> SendHttp(const HttpRequest& request) {
         absl::StrCat(request.method, " failed: ", curl_easy_strerror(rc)));
   }
   curl_easy_getinfo(curl, CURLINFO_RESPONSE_CODE, &response.status);
+  curl_easy_getinfo(curl, CURLINFO_NUM_CONNECTS, &response.new_connections);
   return response;
 }
 

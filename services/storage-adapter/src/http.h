@@ -1,6 +1,9 @@
 #pragma once
-// A small blocking HTTP client over libcurl for the cloud backends. Each
-// thread keeps its own curl handle, so connections are reused per thread.
+// A small blocking HTTP client over libcurl for the cloud backends. Curl
+// handles (and the connections each keeps open) are pooled for the whole
+// process and lent to one request at a time, whatever its thread, so the
+// short-lived threads of read-ahead windows and multipart parts reuse
+// connections too; DNS answers and TLS sessions are shared.
 
 #include <map>
 #include <string>
@@ -26,6 +29,7 @@ struct HttpResponse {
   long status = 0;
   std::map<std::string, std::string> headers;  // lowercase names
   std::string body;
+  long new_connections = 0;  // connections opened for this request (0: reused one)
   std::string Header(const std::string& lowercase_name) const {
     auto it = headers.find(lowercase_name);
     return it == headers.end() ? std::string() : it->second;

@@ -4,6 +4,7 @@
 #include <gtest/gtest.h>
 
 #include <fstream>
+#include <thread>
 
 #include "absl/strings/match.h"
 #include "absl/strings/str_cat.h"
@@ -11,6 +12,7 @@
 #include "cloudflux/core/digest.h"
 #include "cloudflux/core/uuid.h"
 #include "cloudflux/testing/testing.h"
+#include "http.h"
 #include "object_store.h"
 #include "sigv4.h"
 #include "store_test_util.h"
@@ -298,6 +300,24 @@ TEST_F(S3StoreTest, LargeCopiesGoInPartsOrSayTheServerCannot) {
                                 static_cast<int64_t>(small.size()))
                   .ok());
   EXPECT_TRUE(*Get(*store, key + ".s2") == small);
+}
+
+// Requests on other threads (read-ahead windows, multipart parts) reuse
+// the connections earlier requests opened instead of opening their own.
+TEST_F(S3StoreTest, ConnectionsAreReusedAcrossThreads) {
+  auto get = [&] {
+    absl::StatusOr<HttpResponse> r;
+    std::thread([&] { r = SendHttp({.url = endpoint_ + "/cloudflux-test"}); }).join();
+    return r;
+  };
+  auto first = get();
+  ASSERT_TRUE(first.ok()) << first.status();
+  EXPECT_GT(first->status, 0);
+  for (int i = 0; i < 3; ++i) {
+    auto again = get();
+    ASSERT_TRUE(again.ok()) << again.status();
+    EXPECT_EQ(again->new_connections, 0) << "request " << i << " on a new thread opened a connection";
+  }
 }
 
 TEST_F(S3StoreTest, BadCredentialsAndMissingBucketsAreClearErrors) {

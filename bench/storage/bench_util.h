@@ -50,6 +50,16 @@ inline int64_t PeakRssKib(int pid) {
 }
 
 // CPU seconds (user + system) a process has used so far.
+// The oldest process whose command line contains `pattern`; 0 if none.
+inline int FindPid(const std::string& pattern) {
+  FILE* p = popen(absl::StrCat("pgrep -o -f '", pattern, "'").c_str(), "r");
+  if (p == nullptr) return 0;
+  int pid = 0;
+  if (std::fscanf(p, "%d", &pid) != 1) pid = 0;
+  pclose(p);
+  return pid;
+}
+
 inline double CpuSeconds(int pid) {
   std::ifstream in(absl::StrCat("/proc/", pid, "/stat"));
   std::string stat((std::istreambuf_iterator<char>(in)), std::istreambuf_iterator<char>());

@@ -100,24 +100,45 @@ int main(int argc, char** argv) {
   std::fflush(stdout);
   std::system("rclone version | head -1");
 
+  // s3rver's own CPU time per phase: how much of the server each client's
+  // requests cost (it is single-threaded and the bottleneck).
+  const int s3rver = FindPid("node_modules/.bin/s3rver");
+  auto server_cpu = [&] { return s3rver > 0 ? CpuSeconds(s3rver) : 0.0; };
   if (mib > 0) {
     std::string src = dir + "/big.bin";
     WriteRandomFile(src, mib << 20, 7);
+    double cpu = server_cpu();
     double rclone_put = TimeCommand(absl::StrCat("rclone copyto -q ", src, " ", remote, "/big.bin"));
+    double rclone_put_cpu = server_cpu() - cpu;
+    cpu = server_cpu();
     auto start = Clock::now();
     grpc::Status s = PutObject(stub, "bench", "big.bin", "s3", nullptr, src);
     if (!s.ok()) Die("put: " + s.error_message());
     double put = Seconds(start);
+    double put_cpu = server_cpu() - cpu;
+    cpu = server_cpu();
     double rclone_get =
         TimeCommand(absl::StrCat("rclone copyto -q ", remote, "/big.bin ", dir, "/rclone-got.bin"));
+    double rclone_get_cpu = server_cpu() - cpu;
+    cpu = server_cpu();
+    const int service = adapter.child.process->pid();
+    double service_cpu = CpuSeconds(service), client_cpu = CpuSeconds(getpid());
     start = Clock::now();
     int64_t n = 0;
     s = GetObject(stub, "bench", "big.bin", &n, dir + "/got.bin");
     if (!s.ok() || n != (mib << 20)) Die("get: " + s.error_message());
     double get = Seconds(start);
+    double get_cpu = server_cpu() - cpu;
+    service_cpu = CpuSeconds(service) - service_cpu;
+    client_cpu = CpuSeconds(getpid()) - client_cpu;
     std::printf("large object: %lld MiB\n", static_cast<long long>(mib));
     Report("put to s3 backend", put, rclone_put, "rclone copyto", mib, "MiB");
     Report("get from s3 backend", get, rclone_get, "rclone copyto", mib, "MiB");
+    if (s3rver > 0) {
+      std::printf("s3rver CPU seconds      : put %.2f (rclone %.2f), get %.2f (rclone %.2f)\n", put_cpu,
+                  rclone_put_cpu, get_cpu, rclone_get_cpu);
+      std::printf("get CPU seconds         : service %.2f, client %.2f\n", service_cpu, client_cpu);
+    }
     fs::remove(src);
   }
 

@@ -4,11 +4,13 @@
 #include <signal.h>
 
 #include <atomic>
+#include <fstream>
 #include <set>
 #include <thread>
 
 #include "absl/strings/match.h"
 #include "absl/strings/str_cat.h"
+#include "cloudflux/core/uuid.h"
 #include "cloudflux/diagnostics/v1/diagnostics.grpc.pb.h"
 #include "cloudflux/server/channel.h"
 #include "cloudflux/testing/testing.h"
@@ -166,6 +168,37 @@ TEST(ServiceBinary, BadConfigurationAndUnreachableDatabaseFailClearly) {
   EXPECT_EQ(svc.process->Wait(absl::Seconds(15)), 1);
   EXPECT_TRUE(absl::StrContains(svc.process->Output(), "PostgreSQL not reachable within 1s"))
       << svc.process->Output();
+}
+
+// Kafka client settings a real cluster needs (TLS, SASL) come from a file
+// of librdkafka properties; a bad one stops the start with its name, and
+// secrets never reach the log.
+TEST(ServiceBinary, KafkaPropertiesComeFromAFileAndSecretsStayOutOfTheLog) {
+  auto pg = testing::PostgresProcess::Create();
+  ASSERT_TRUE(pg.ok()) << pg.status();
+  const std::string dir = ::testing::TempDir();
+  const std::string good = dir + "/kafka-good-" + core::NewId() + ".properties";
+  std::ofstream(good) << "# extra client settings\n\nsocket.keepalive.enable = true\nsasl.password=hunter2-secret\n";
+  Service ok = StartService("prediction", (*pg)->url(), {{"CLOUDFLUX_KAFKA_PROPERTIES_FILE", good}});
+  EXPECT_TRUE(WaitForHealth(ok, HealthCheckResponse::SERVING)) << ok.process->Output();
+  ok.process->Signal(SIGTERM);
+  EXPECT_EQ(ok.process->Wait(absl::Seconds(20)), 0);
+  EXPECT_FALSE(absl::StrContains(ok.process->Output(), "hunter2")) << ok.process->Output();
+
+  const std::string bad = dir + "/kafka-bad-" + core::NewId() + ".properties";
+  std::ofstream(bad) << "security.protocol=carrier-pigeon\nssl.key.password=hunter2-secret\nsasl.oauthbearer.bogus.secret=hunter3\n";
+  Service refused = StartService("prediction", (*pg)->url(), {{"CLOUDFLUX_KAFKA_PROPERTIES_FILE", bad}});
+  EXPECT_EQ(refused.process->Wait(absl::Seconds(20)), 1);
+  EXPECT_TRUE(absl::StrContains(refused.process->Output(), "sasl.oauthbearer.bogus.secret"))
+      << refused.process->Output();
+  EXPECT_FALSE(absl::StrContains(refused.process->Output(), "hunter")) << refused.process->Output();
+
+  const std::string malformed = dir + "/kafka-malformed-" + core::NewId() + ".properties";
+  std::ofstream(malformed) << "socket.keepalive.enable=true\njust words\n";
+  Service broken = StartService("prediction", (*pg)->url(), {{"CLOUDFLUX_KAFKA_PROPERTIES_FILE", malformed}});
+  EXPECT_EQ(broken.process->Wait(absl::Seconds(20)), 1);
+  EXPECT_TRUE(absl::StrContains(broken.process->Output(), "line 2: expected key=value"))
+      << broken.process->Output();
 }
 
 }  // namespace

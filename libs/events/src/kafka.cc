@@ -5,12 +5,16 @@
 
 #include <atomic>
 #include <condition_variable>
+#include <fstream>
 #include <map>
 #include <mutex>
 #include <optional>
 #include <thread>
 
+#include "absl/strings/ascii.h"
+#include "absl/strings/match.h"
 #include "absl/strings/str_cat.h"
+#include "absl/strings/strip.h"
 #include "cloudflux/core/log.h"
 #include "cloudflux/core/status.h"
 
@@ -71,11 +75,50 @@ absl::StatusOr<std::unique_ptr<RdKafka::Conf>> MakeConf(
   conf->set("event_cb", log_events, err);
   for (const auto& [k, v] : all) {
     if (conf->set(k, v, err) != RdKafka::Conf::CONF_OK) {
+      // librdkafka's message may quote the value: not for secrets.
+      if (IsSecretKafkaProperty(k)) {
+        return absl::InvalidArgumentError(absl::StrCat(
+            "kafka property ", k, " rejected by librdkafka (a secret: its value and the reason are not shown)"));
+      }
       return absl::InvalidArgumentError(absl::StrCat("kafka property ", k, "=", v, ": ", err));
     }
   }
   return conf;
 }
+
+}  // namespace
+
+absl::Status CheckKafkaOptions(const KafkaOptions& options) {
+  return MakeConf(options, {}).status();
+}
+
+bool IsSecretKafkaProperty(const std::string& key) {
+  std::string k = absl::AsciiStrToLower(key);
+  return absl::StrContains(k, "password") || absl::StrContains(k, "secret") ||
+         absl::StrContains(k, "key") || absl::StrContains(k, "token") ||
+         absl::StrContains(k, "sasl.jaas") || absl::StrContains(k, "oauthbearer.config");
+}
+
+absl::StatusOr<std::map<std::string, std::string>> LoadKafkaProperties(const std::string& path) {
+  std::ifstream in(path);
+  if (!in) return absl::NotFoundError(absl::StrCat("cannot read kafka properties file ", path));
+  std::map<std::string, std::string> out;
+  std::string line;
+  for (int n = 1; std::getline(in, line); ++n) {
+    absl::string_view l = absl::StripAsciiWhitespace(line);
+    if (l.empty() || l.front() == '#') continue;
+    size_t eq = l.find('=');
+    absl::string_view key = eq == absl::string_view::npos ? l : absl::StripAsciiWhitespace(l.substr(0, eq));
+    if (eq == absl::string_view::npos || key.empty()) {
+      return absl::InvalidArgumentError(
+          absl::StrCat(path, " line ", n, ": expected key=value (librdkafka property)"));
+    }
+    out[std::string(key)] = std::string(absl::StripAsciiWhitespace(l.substr(eq + 1)));
+  }
+  return out;
+}
+
+namespace {
 
 // Tracks the delivery reports of one SendAll call. Shared with librdkafka's
 // callback so that a timed-out caller may leave early.

@@ -1,4 +1,6 @@
 #include <gtest/gtest.h>
+
+#include <fstream>
 #include <signal.h>
 
 #include <atomic>
@@ -96,6 +98,35 @@ TEST(Kafka, AProducerRecreatesItselfAfterAFatalError) {
   EXPECT_TRUE(absl::StrContains(failed.message(), "injected by the test")) << failed;
   absl::Status after = (*producer)->Send({.topic = topic, .key = "k", .value = "after"}, absl::Seconds(10));
   EXPECT_TRUE(after.ok()) << after;
+}
+
+TEST(KafkaProperties, LoadFromAFileAndKeepSecretsOutOfErrors) {
+  const std::string path = ::testing::TempDir() + "/kafka-" + core::NewId() + ".properties";
+  std::ofstream(path) << "# TLS and SASL for the cluster\n\n  security.protocol = sasl_ssl \n"
+                         "sasl.mechanisms=SCRAM-SHA-512\nsasl.password=pa=ss\n";
+  auto props = LoadKafkaProperties(path);
+  ASSERT_TRUE(props.ok()) << props.status();
+  EXPECT_EQ(*props, (std::map<std::string, std::string>{{"security.protocol", "sasl_ssl"},
+                                                        {"sasl.mechanisms", "SCRAM-SHA-512"},
+                                                        {"sasl.password", "pa=ss"}}));
+  std::ofstream(path) << "security.protocol=ssl\n=value\n";
+  auto bad = LoadKafkaProperties(path);
+  EXPECT_EQ(bad.status().code(), absl::StatusCode::kInvalidArgument);
+  EXPECT_NE(std::string(bad.status().message()).find("line 2"), std::string::npos) << bad.status();
+  EXPECT_EQ(LoadKafkaProperties(path + ".missing").status().code(), absl::StatusCode::kNotFound);
+
+  EXPECT_TRUE(IsSecretKafkaProperty("sasl.password"));
+  EXPECT_TRUE(IsSecretKafkaProperty("ssl.key.password"));
+  EXPECT_TRUE(IsSecretKafkaProperty("sasl.oauthbearer.client.secret"));
+  EXPECT_FALSE(IsSecretKafkaProperty("security.protocol"));
+  // A rejected secret names the property, never its value; others say what is wrong.
+  auto secret = Producer::Create({.brokers = Brokers(), .properties = {{"no.such.secret", "hunter2"}}});
+  EXPECT_EQ(secret.status().code(), absl::StatusCode::kInvalidArgument);
+  EXPECT_NE(std::string(secret.status().message()).find("no.such.secret"), std::string::npos);
+  EXPECT_EQ(std::string(secret.status().message()).find("hunter2"), std::string::npos) << secret.status();
+  auto plain = Producer::Create({.brokers = Brokers(), .properties = {{"security.protocol", "pigeon"}}});
+  EXPECT_EQ(plain.status().code(), absl::StatusCode::kInvalidArgument);
+  EXPECT_NE(std::string(plain.status().message()).find("pigeon"), std::string::npos) << plain.status();
 }
 
 TEST(Kafka, UnreachableBrokerFailsClearly) {

@@ -21,6 +21,9 @@ ABSL_FLAG(std::string, pg_password_file, "",
           "File holding the PostgreSQL password (appended to --pg_url).");
 ABSL_FLAG(int32_t, pg_pool_size, 8, "Maximum PostgreSQL connections of this process.");
 ABSL_FLAG(std::string, kafka_brokers, "127.0.0.1:9092", "Kafka bootstrap servers.");
+ABSL_FLAG(std::string, kafka_properties_file, "",
+          "File of librdkafka key=value properties for every producer and consumer of the "
+          "service (security.protocol, sasl.*, ssl.*, ...); secrets in it are never logged.");
 ABSL_FLAG(std::string, redis_address, "127.0.0.1:56379", "Redis host:port (services that use it).");
 ABSL_FLAG(std::string, redis_password_file, "", "File holding the Redis password.");
 ABSL_FLAG(absl::Duration, outbox_lease, absl::Seconds(15),
@@ -139,6 +142,12 @@ absl::Status ServiceApp::Init() {
   instance_id_ = core::NewId();
   core::LogInfo("starting", {{"version", kVersion}, {"instance_id", instance_id_}});
 
+  kafka_.brokers = absl::GetFlag(FLAGS_kafka_brokers);
+  kafka_.client_id = absl::StrCat("cloudflux-", spec_.name);
+  if (std::string path = absl::GetFlag(FLAGS_kafka_properties_file); !path.empty()) {
+    CF_ASSIGN_OR_RETURN(kafka_.properties, events::LoadKafkaProperties(path));
+  }
+  CF_RETURN_IF_ERROR(events::CheckKafkaOptions(kafka_));  // before waiting for anything else
   CF_ASSIGN_OR_RETURN(metrics_, metrics::MetricsServer::Start(absl::GetFlag(FLAGS_metrics_address)));
 
   db::PoolOptions pool_options;
@@ -177,8 +186,6 @@ absl::Status ServiceApp::Init() {
                                 {instance_id_, kVersion})
                          .status());
 
-  kafka_.brokers = absl::GetFlag(FLAGS_kafka_brokers);
-  kafka_.client_id = absl::StrCat("cloudflux-", spec_.name);
   CF_ASSIGN_OR_RETURN(producer_, events::Producer::Create(kafka_));
   events::RelayOptions relay_options;
   relay_options.processed_retention = absl::GetFlag(FLAGS_processed_events_retention);

@@ -54,6 +54,23 @@ struct KafkaOptions {
   std::map<std::string, std::string> properties;
 };
 
+// librdkafka properties from a file of `key=value` lines (blank lines and
+// lines starting with '#' ignored; spaces around key and value trimmed; the
+// value may contain '='), e.g. security.protocol, sasl.*, ssl.* for a
+// cluster that needs them. INVALID_ARGUMENT names the line that is not
+// `key=value`; NOT_FOUND when the file cannot be read. Values are never
+// put into a status.
+absl::StatusOr<std::map<std::string, std::string>> LoadKafkaProperties(const std::string& path);
+
+// Whether librdkafka accepts every property of `options` (INVALID_ARGUMENT
+// naming the first it rejects, as Producer/Consumer creation would); no
+// connection is made.
+absl::Status CheckKafkaOptions(const KafkaOptions& options);
+
+// Whether a librdkafka property holds a secret (passwords, keys, secrets):
+// its value never goes into a status or a log line.
+bool IsSecretKafkaProperty(const std::string& key);
+
 // Thread-safe. Destroying it flushes outstanding messages (up to 10 s).
 class Producer {
  public:

@@ -16,7 +16,8 @@
 //   }
 //
 // Common flags (each also read from CLOUDFLUX_<NAME>): listen_address,
-// metrics_address, pg_url, pg_pool_size, kafka_brokers, redis_address,
+// metrics_address, pg_url, pg_pool_size, kafka_brokers,
+// kafka_properties_file, redis_address,
 // log_level, default_deadline, shutdown_grace, shutdown_delay,
 // health_check_interval, startup_timeout, access_log, auth_address,
 // insecure_no_auth, token_issuer, token_audience.

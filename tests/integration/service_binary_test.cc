@@ -176,26 +176,26 @@ TEST(ServiceBinary, BadConfigurationAndUnreachableDatabaseFailClearly) {
 TEST(ServiceBinary, KafkaPropertiesComeFromAFileAndSecretsStayOutOfTheLog) {
   auto pg = testing::PostgresProcess::Create();
   ASSERT_TRUE(pg.ok()) << pg.status();
-  const std::string dir = ::testing::TempDir();
-  const std::string good = dir + "/kafka-good-" + core::NewId() + ".properties";
-  std::ofstream(good) << "# extra client settings\n\nsocket.keepalive.enable = true\nsasl.password=hunter2-secret\n";
-  Service ok = StartService("prediction", (*pg)->url(), {{"CLOUDFLUX_KAFKA_PROPERTIES_FILE", good}});
+  // The prediction service started with `properties` as its file.
+  auto start = [&](const std::string& properties) {
+    const std::string path = ::testing::TempDir() + "/kafka-" + core::NewId() + ".properties";
+    std::ofstream(path) << properties;
+    return StartService("prediction", (*pg)->url(), {{"CLOUDFLUX_KAFKA_PROPERTIES_FILE", path}});
+  };
+  Service ok = start("# extra client settings\n\nsocket.keepalive.enable = true\nsasl.password=hunter2-secret\n");
   EXPECT_TRUE(WaitForHealth(ok, HealthCheckResponse::SERVING)) << ok.process->Output();
   ok.process->Signal(SIGTERM);
   EXPECT_EQ(ok.process->Wait(absl::Seconds(20)), 0);
   EXPECT_FALSE(absl::StrContains(ok.process->Output(), "hunter2")) << ok.process->Output();
 
-  const std::string bad = dir + "/kafka-bad-" + core::NewId() + ".properties";
-  std::ofstream(bad) << "security.protocol=carrier-pigeon\nssl.key.password=hunter2-secret\nsasl.oauthbearer.bogus.secret=hunter3\n";
-  Service refused = StartService("prediction", (*pg)->url(), {{"CLOUDFLUX_KAFKA_PROPERTIES_FILE", bad}});
+  Service refused = start(
+      "security.protocol=carrier-pigeon\nssl.key.password=hunter2-secret\nsasl.oauthbearer.bogus.secret=hunter3\n");
   EXPECT_EQ(refused.process->Wait(absl::Seconds(20)), 1);
   EXPECT_TRUE(absl::StrContains(refused.process->Output(), "sasl.oauthbearer.bogus.secret"))
       << refused.process->Output();
   EXPECT_FALSE(absl::StrContains(refused.process->Output(), "hunter")) << refused.process->Output();
 
-  const std::string malformed = dir + "/kafka-malformed-" + core::NewId() + ".properties";
-  std::ofstream(malformed) << "socket.keepalive.enable=true\njust words\n";
-  Service broken = StartService("prediction", (*pg)->url(), {{"CLOUDFLUX_KAFKA_PROPERTIES_FILE", malformed}});
+  Service broken = start("socket.keepalive.enable=true\njust words\n");
   EXPECT_EQ(broken.process->Wait(absl::Seconds(20)), 1);
   EXPECT_TRUE(absl::StrContains(broken.process->Output(), "line 2: expected key=value"))
       << broken.process->Output();

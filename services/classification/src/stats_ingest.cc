@@ -59,8 +59,7 @@ void StatsIngest::Stop() {
   }
 }
 
-int64_t StatsIngest::lag() const {
-  std::lock_guard lock(mu_);
+int64_t StatsIngest::LagLocked() const {
   int64_t total = 0;
   for (const auto& [consumer, lag] : lag_) total += lag;
   return total;
@@ -95,11 +94,7 @@ void StatsIngest::Loop(events::Consumer& consumer) {
     std::lock_guard lock(mu_);
     if (lag.ok()) {
       lag_[&consumer] = *lag;
-      if (metrics_.has_value()) {
-        int64_t total = 0;
-        for (const auto& [c, l] : lag_) total += l;
-        metrics_->lag->Set(static_cast<double>(total));
-      }
+      if (metrics_.has_value()) metrics_->lag->Set(static_cast<double>(LagLocked()));
     }
     if (!n.ok()) {
       if (metrics_.has_value()) metrics_->failures->Increment();

@@ -46,9 +46,6 @@ class StatsIngest {
   int64_t duplicates() const { return duplicates_.load(); }
   // Batches written (one transaction each).
   int64_t batches() const { return batches_.load(); }
-  // Events in the topic that this process's members have not handed to a
-  // batch yet (see events::Consumer::Lag), as of each member's last poll.
-  int64_t lag() const;
   // OK while batches are being written (or there is nothing to write).
   absl::Status Health() const;
 
@@ -56,6 +53,9 @@ class StatsIngest {
   StatsIngest(AccessStatsStore& store, IngestOptions options,
               std::vector<std::unique_ptr<events::Consumer>> consumers);
   void Loop(events::Consumer& consumer);
+  // Events in the topic that this process's members have not handed to a
+  // batch yet (events::Consumer::Lag), as of each one's last poll. mu_ held.
+  int64_t LagLocked() const;
 
   AccessStatsStore& store_;
   IngestOptions options_;

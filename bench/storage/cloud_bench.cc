@@ -2,10 +2,11 @@
 // same s3rver, and many small objects per second on the S3 and local
 // backends. Needs the test servers:
 //   scripts/dev bench build/release/bench/storage/storage_cloud_bench
-//       [--mib=256] [--objects=10000] [--object_kib=64] [--threads=16]
+//       [--mib=256] [--repeat=3] [--objects=10000] [--object_kib=64] [--threads=16]
 //
-// Large: one --mib object put (rclone copyto vs PutObject to backend s3) and
-// got back into a file (rclone copyto vs GetObject). Small: --objects
+// Large: one --mib object put (rclone copyto -I vs PutObject to backend s3) and
+// got back into a file (rclone copyto -I vs GetObject), --repeat rounds with
+// the two alternating, medians reported. Small: --objects
 // objects of --object_kib put and got by --threads clients (rclone copy of a
 // directory with --transfers=--threads vs that many gRPC clients). Local
 // small objects are compared with the POSIX floor: write + fsync + rename of
@@ -14,7 +15,9 @@
 #include <signal.h>
 #include <unistd.h>
 
+#include <algorithm>
 #include <atomic>
+#include <functional>
 #include <cstdlib>
 #include <filesystem>
 #include <thread>
@@ -27,6 +30,7 @@
 ABSL_FLAG(int32_t, mib, 256, "Size of the large object in MiB (0 = skip).");
 ABSL_FLAG(int32_t, objects, 10000, "Number of small objects (0 = skip).");
 ABSL_FLAG(int32_t, object_kib, 64, "Size of each small object in KiB.");
+ABSL_FLAG(int32_t, repeat, 3, "Rounds of the large put/get (rclone and the service alternating); medians reported.");
 ABSL_FLAG(int32_t, threads, 16, "Concurrent clients / rclone transfers for small objects.");
 
 using namespace cloudflux::bench;  // NOLINT
@@ -47,6 +51,11 @@ double Parallel(int n, int threads, Fn fn) {
   }
   for (auto& th : pool) th.join();
   return Seconds(start);
+}
+
+double Median(std::vector<double> v) {
+  std::sort(v.begin(), v.end());
+  return v.empty() ? 0 : v.size() % 2 == 1 ? v[v.size() / 2] : (v[v.size() / 2 - 1] + v[v.size() / 2]) / 2;
 }
 
 std::string SmallObject(const std::string& base, int i) {
@@ -101,45 +110,56 @@ int main(int argc, char** argv) {
   std::system("rclone version | head -1");
 
   // s3rver's own CPU time per phase: how much of the server each client's
-  // requests cost (it is single-threaded and the bottleneck).
+  // requests cost (it is single-threaded).
   const int s3rver = FindPid("node_modules/.bin/s3rver");
   auto server_cpu = [&] { return s3rver > 0 ? CpuSeconds(s3rver) : 0.0; };
   if (mib > 0) {
     std::string src = dir + "/big.bin";
     WriteRandomFile(src, mib << 20, 7);
-    double cpu = server_cpu();
-    double rclone_put = TimeCommand(absl::StrCat("rclone copyto -q ", src, " ", remote, "/big.bin"));
-    double rclone_put_cpu = server_cpu() - cpu;
-    cpu = server_cpu();
-    auto start = Clock::now();
-    grpc::Status s = PutObject(stub, "bench", "big.bin", "s3", nullptr, src);
-    if (!s.ok()) Die("put: " + s.error_message());
-    double put = Seconds(start);
-    double put_cpu = server_cpu() - cpu;
-    cpu = server_cpu();
-    double rclone_get =
-        TimeCommand(absl::StrCat("rclone copyto -q ", remote, "/big.bin ", dir, "/rclone-got.bin"));
-    double rclone_get_cpu = server_cpu() - cpu;
-    cpu = server_cpu();
+    // --repeat rounds, rclone and the service alternating; medians reported
+    // (this VM's speed drifts between consecutive runs).
+    const int repeat = std::max(1, absl::GetFlag(FLAGS_repeat));
     const int service = adapter.child.process->pid();
-    double service_cpu = CpuSeconds(service), client_cpu = CpuSeconds(getpid());
-    start = Clock::now();
-    int64_t n = 0;
-    s = GetObject(stub, "bench", "big.bin", &n, dir + "/got.bin");
-    if (!s.ok() || n != (mib << 20)) Die("get: " + s.error_message());
-    double get = Seconds(start);
-    double get_cpu = server_cpu() - cpu;
-    service_cpu = CpuSeconds(service) - service_cpu;
-    client_cpu = CpuSeconds(getpid()) - client_cpu;
-    std::printf("large object: %lld MiB\n", static_cast<long long>(mib));
-    Report("put to s3 backend", put, rclone_put, "rclone copyto", mib, "MiB");
-    Report("get from s3 backend", get, rclone_get, "rclone copyto", mib, "MiB");
-    if (s3rver > 0) {
-      std::printf("s3rver CPU seconds      : put %.2f (rclone %.2f), get %.2f (rclone %.2f)\n", put_cpu,
-                  rclone_put_cpu, get_cpu, rclone_get_cpu);
-      std::printf("get CPU seconds         : service %.2f, client %.2f\n", service_cpu, client_cpu);
+    std::vector<double> put, rclone_put, get, rclone_get;
+    std::vector<double> put_cpu, rclone_put_cpu, get_cpu, rclone_get_cpu, service_cpu, client_cpu;
+    auto timed = [&](std::vector<double>& seconds, std::vector<double>& cpu, const std::function<void()>& run) {
+      double before = server_cpu();
+      auto start = Clock::now();
+      run();
+      seconds.push_back(Seconds(start));
+      cpu.push_back(server_cpu() - before);
+    };
+    for (int r = 0; r < repeat; ++r) {
+      timed(rclone_put, rclone_put_cpu, [&] {
+        TimeCommand(absl::StrCat("rclone copyto -q -I ", src, " ", remote, "/big.bin"));
+      });
+      timed(put, put_cpu, [&] {
+        grpc::Status s = PutObject(stub, "bench", "big.bin", "s3", nullptr, src);
+        if (!s.ok()) Die("put: " + s.error_message());
+      });
+      timed(rclone_get, rclone_get_cpu, [&] {
+        TimeCommand(absl::StrCat("rclone copyto -q -I ", remote, "/big.bin ", dir, "/rclone-got.bin"));
+      });
+      double service_before = CpuSeconds(service), client_before = CpuSeconds(getpid());
+      timed(get, get_cpu, [&] {
+        int64_t n = 0;
+        grpc::Status s = GetObject(stub, "bench", "big.bin", &n, dir + "/got.bin");
+        if (!s.ok() || n != (mib << 20)) Die("get: " + s.error_message());
+      });
+      service_cpu.push_back(CpuSeconds(service) - service_before);
+      client_cpu.push_back(CpuSeconds(getpid()) - client_before);
+      std::printf("round %d: put %.2f s (rclone %.2f, ratio %.2f), get %.2f s (rclone %.2f, ratio %.2f)\n", r + 1,
+                  put.back(), rclone_put.back(), rclone_put.back() / put.back(), get.back(), rclone_get.back(),
+                  rclone_get.back() / get.back());
     }
-    fs::remove(src);
+    std::printf("large object: %lld MiB, medians of %d rounds\n", static_cast<long long>(mib), repeat);
+    Report("put to s3 backend", Median(put), Median(rclone_put), "rclone copyto", mib, "MiB");
+    Report("get from s3 backend", Median(get), Median(rclone_get), "rclone copyto", mib, "MiB");
+    if (s3rver > 0) {
+      std::printf("s3rver CPU seconds      : put %.2f (rclone %.2f), get %.2f (rclone %.2f)\n", Median(put_cpu),
+                  Median(rclone_put_cpu), Median(get_cpu), Median(rclone_get_cpu));
+    }
+    std::printf("get CPU seconds         : service %.2f, client %.2f\n", Median(service_cpu), Median(client_cpu));
   }
 
   if (objects > 0) {

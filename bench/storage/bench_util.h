@@ -5,6 +5,7 @@
 #include <grpcpp/grpcpp.h>
 #include <unistd.h>
 
+#include <algorithm>
 #include <chrono>
 #include <cstdio>
 #include <cstring>
@@ -13,6 +14,7 @@
 #include <random>
 #include <sstream>
 #include <string>
+#include <vector>
 
 #include "absl/strings/str_cat.h"
 #include "cloudflux/server/channel.h"
@@ -50,6 +52,13 @@ inline int64_t PeakRssKib(int pid) {
 }
 
 // CPU seconds (user + system) a process has used so far.
+// The median of `v` (0 when empty).
+inline double Median(std::vector<double> v) {
+  std::sort(v.begin(), v.end());
+  if (v.empty()) return 0;
+  return v.size() % 2 == 1 ? v[v.size() / 2] : (v[v.size() / 2 - 1] + v[v.size() / 2]) / 2;
+}
+
 // The oldest process whose command line contains `pattern`; 0 if none.
 inline int FindPid(const std::string& pattern) {
   FILE* p = popen(absl::StrCat("pgrep -o -f '", pattern, "'").c_str(), "r");

@@ -53,11 +53,6 @@ double Parallel(int n, int threads, Fn fn) {
   return Seconds(start);
 }
 
-double Median(std::vector<double> v) {
-  std::sort(v.begin(), v.end());
-  return v.empty() ? 0 : v.size() % 2 == 1 ? v[v.size() / 2] : (v[v.size() / 2 - 1] + v[v.size() / 2]) / 2;
-}
-
 std::string SmallObject(const std::string& base, int i) {
   std::string data = base;
   std::memcpy(data.data(), &i, sizeof(i));  // distinct content per object

@@ -1,16 +1,20 @@
 // 1 GiB put and get through the storage adapter (local backend) against
 // `dd ... conv=fsync` of the same file on the same disk, with the service's
 // peak RSS. Needs the test servers:
-//   scripts/dev bench build/release/bench/storage/storage_local_bench [--mib=1024] [--cold_reads]
+//   scripts/dev bench build/release/bench/storage/storage_local_bench [--mib=1024] [--repeat=3] [--cold_reads]
 #include <signal.h>
 
+#include <algorithm>
 #include <filesystem>
+#include <functional>
+#include <vector>
 
 #include "absl/flags/flag.h"
 #include "cloudflux/core/config.h"
 #include "bench_util.h"
 
 ABSL_FLAG(int32_t, mib, 1024, "Object size in MiB.");
+ABSL_FLAG(int32_t, repeat, 3, "Rounds of put/get and their dd peers; medians reported.");
 ABSL_FLAG(bool, cold_reads, false,
           "Drop the page cache before the get and before dd's read (needs root), so both read from disk.");
 
@@ -40,49 +44,63 @@ int main(int argc, char** argv) {
   auto& stub = adapter.stub;
   auto* child = &adapter.child;
 
-  // Peer: dd copy of the same file with fsync, on the same disk.
-  double dd_write = TimeCommand(absl::StrCat("dd if=", src, " of=", dir,
-                                             "/dd-copy.bin bs=1M conv=fsync status=none"));
-
-  // Put: stream the file in 1 MiB chunks.
-  const int pid = child->process->pid();
-  double service_cpu = CpuSeconds(pid), client_cpu = CpuSeconds(getpid());
-  auto start = Clock::now();
-  grpc::Status put_status = PutObject(*stub, "bench", "big.bin", "", nullptr, src);
-  if (!put_status.ok()) Die("put: " + put_status.error_message());
-  double put = Seconds(start);
-  double put_service_cpu = CpuSeconds(pid) - service_cpu, put_client_cpu = CpuSeconds(getpid()) - client_cpu;
-  int64_t put_rss = PeakRssKib(child->process->pid());
-  ResetPeakRss(child->process->pid());
-
-  // Get: stream it back into a file on the same disk.
+  // --repeat rounds, each: dd copy of the same file with fsync (the put's
+  // peer), the put (the file streamed in 1 MiB chunks), the get (streamed
+  // back into a file on the same disk), dd copy of a file (the get's peer).
+  // Medians reported: this VM's speed drifts between consecutive runs.
+  const int repeat = std::max(1, absl::GetFlag(FLAGS_repeat));
   const bool cold = absl::GetFlag(FLAGS_cold_reads);
-  if (cold && !DropPageCache()) Die("--cold_reads: cannot drop the page cache (needs root)");
-  service_cpu = CpuSeconds(pid);
-  client_cpu = CpuSeconds(getpid());
-  start = Clock::now();
-  int64_t n = 0;
-  grpc::Status get_status = GetObject(*stub, "bench", "big.bin", &n, dir + "/got.bin");
-  if (!get_status.ok() || n != bytes) Die("get failed: " + get_status.error_message());
-  double get = Seconds(start);
-  double get_service_cpu = CpuSeconds(pid) - service_cpu, get_client_cpu = CpuSeconds(getpid()) - client_cpu;
-  if (cold) DropPageCache();
-  double dd_read = TimeCommand(absl::StrCat("dd if=", dir, "/dd-copy.bin of=", dir,
-                                            "/dd-read.bin bs=1M status=none"));
-  int64_t get_rss = PeakRssKib(child->process->pid());
-  int64_t rss = std::max(put_rss, get_rss);
-
-  std::printf("object                  : %lld MiB%s\n", static_cast<long long>(mib),
-              cold ? " (reads from a dropped page cache)" : "");
-  std::printf("put via storage adapter : %7.2f s  %7.1f MiB/s\n", put, mib / put);
-  std::printf("dd conv=fsync (peer)    : %7.2f s  %7.1f MiB/s   ratio put/dd %.2f (target >= 0.8)\n",
-              dd_write, mib / dd_write, dd_write / put);
-  std::printf("get via storage adapter : %7.2f s  %7.1f MiB/s\n", get, mib / get);
-  std::printf("dd copy (peer)          : %7.2f s  %7.1f MiB/s   ratio get/dd %.2f (target >= 0.8)\n",
-              dd_read, mib / dd_read, dd_read / get);
+  const int pid = child->process->pid();
+  std::vector<double> put, dd_write, get, dd_read;
+  std::vector<double> put_service_cpu, put_client_cpu, get_service_cpu, get_client_cpu;
+  int64_t put_rss = 0, get_rss = 0;
+  // Runs `fn`, adding its wall time and the service's and this process's CPU seconds.
+  auto timed = [&](std::vector<double>& seconds, std::vector<double>& service_cpu,
+                   std::vector<double>& client_cpu, const std::function<void()>& fn) {
+    double service = CpuSeconds(pid), client = CpuSeconds(getpid());
+    auto start = Clock::now();
+    fn();
+    seconds.push_back(Seconds(start));
+    service_cpu.push_back(CpuSeconds(pid) - service);
+    client_cpu.push_back(CpuSeconds(getpid()) - client);
+  };
+  for (int r = 0; r < repeat; ++r) {
+    dd_write.push_back(TimeCommand(absl::StrCat("dd if=", src, " of=", dir,
+                                                "/dd-copy.bin bs=1M conv=fsync status=none")));
+    ResetPeakRss(pid);
+    timed(put, put_service_cpu, put_client_cpu, [&] {
+      grpc::Status s = PutObject(*stub, "bench", "big.bin", "", nullptr, src);
+      if (!s.ok()) Die("put: " + s.error_message());
+    });
+    put_rss = std::max(put_rss, PeakRssKib(pid));
+    ResetPeakRss(pid);
+    if (cold && !DropPageCache()) Die("--cold_reads: cannot drop the page cache (needs root)");
+    timed(get, get_service_cpu, get_client_cpu, [&] {
+      int64_t n = 0;
+      grpc::Status s = GetObject(*stub, "bench", "big.bin", &n, dir + "/got.bin");
+      if (!s.ok() || n != bytes) Die("get failed: " + s.error_message());
+    });
+    get_rss = std::max(get_rss, PeakRssKib(pid));
+    if (cold) DropPageCache();
+    dd_read.push_back(TimeCommand(absl::StrCat("dd if=", dir, "/dd-copy.bin of=", dir,
+                                               "/dd-read.bin bs=1M status=none")));
+    std::printf("round %d: put %.2f s (dd %.2f, ratio %.2f), get %.2f s (dd %.2f, ratio %.2f)\n", r + 1, put.back(),
+                dd_write.back(), dd_write.back() / put.back(), get.back(), dd_read.back(),
+                dd_read.back() / get.back());
+  }
+  const double p = Median(put), dw = Median(dd_write), g = Median(get), dr = Median(dd_read);
+  const int64_t rss = std::max(put_rss, get_rss);
+  std::printf("object                  : %lld MiB%s, medians of %d rounds\n", static_cast<long long>(mib),
+              cold ? " (reads from a dropped page cache)" : "", repeat);
+  std::printf("put via storage adapter : %7.2f s  %7.1f MiB/s\n", p, mib / p);
+  std::printf("dd conv=fsync (peer)    : %7.2f s  %7.1f MiB/s   ratio put/dd %.2f (target >= 0.8)\n", dw,
+              mib / dw, dw / p);
+  std::printf("get via storage adapter : %7.2f s  %7.1f MiB/s\n", g, mib / g);
+  std::printf("dd copy (peer)          : %7.2f s  %7.1f MiB/s   ratio get/dd %.2f (target >= 0.8)\n", dr,
+              mib / dr, dr / g);
   std::printf("CPU seconds per GiB     : put service %.2f client %.2f, get service %.2f client %.2f\n",
-              put_service_cpu * 1024 / mib, put_client_cpu * 1024 / mib, get_service_cpu * 1024 / mib,
-              get_client_cpu * 1024 / mib);
+              Median(put_service_cpu) * 1024 / mib, Median(put_client_cpu) * 1024 / mib,
+              Median(get_service_cpu) * 1024 / mib, Median(get_client_cpu) * 1024 / mib);
   std::printf("service peak RSS        : %lld KiB (target < 65536; put %lld, get %lld)\n",
               static_cast<long long>(rss), static_cast<long long>(put_rss), static_cast<long long>(get_rss));
   child->process->Signal(SIGTERM);

@@ -77,6 +77,7 @@ void ParallelParts::Drain() {
 absl::Status RangedReader::Read(size_t max, std::string* out) {
   out->clear();
   if (window_pos_ == window_.size()) {
+    RecycleBody(std::move(window_));  // its memory serves a later window
     window_.clear();
     window_pos_ = 0;
     if (end_ >= 0 && pos_ >= end_) return absl::OkStatus();

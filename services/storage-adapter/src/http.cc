@@ -94,6 +94,45 @@ struct CurlHandle {
   }
 };
 
+// Buffers of large response bodies, reused (see RecycleBody).
+class BodyPool {
+ public:
+  static constexpr size_t kMinBytes = 1 << 20;
+  static BodyPool& Get() {
+    static BodyPool* pool = new BodyPool();  // never destroyed
+    return *pool;
+  }
+  // An empty string with room for `bytes`.
+  std::string Take(size_t bytes) {
+    {
+      std::lock_guard lock(mu_);
+      // The most recently given back first: its pages are the warmest.
+      for (size_t i = free_.size(); i-- > 0;) {
+        if (free_[i].capacity() >= bytes) {
+          std::string out = std::move(free_[i]);
+          free_.erase(free_.begin() + static_cast<std::ptrdiff_t>(i));
+          out.clear();
+          return out;
+        }
+      }
+    }
+    std::string out;
+    out.reserve(bytes);
+    return out;
+  }
+  void Give(std::string&& body) {
+    if (body.capacity() < kMinBytes || body.capacity() > kMaxBytes) return;
+    std::lock_guard lock(mu_);
+    if (free_.size() < kMaxBuffers) free_.push_back(std::move(body));
+  }
+
+ private:
+  static constexpr size_t kMaxBytes = 64 << 20;
+  static constexpr size_t kMaxBuffers = 16;  // a few concurrent reads' windows
+  std::mutex mu_;
+  std::vector<std::string> free_;
+};
+
 // The response body, sized once from Content-Length: growing an 8 MiB
 // window by doubling costs copies and, for large blocks, fresh pages each time.
 struct BodySink {
@@ -109,7 +148,11 @@ size_t OnBody(char* data, size_t size, size_t n, void* user) {
     curl_off_t length = -1;
     if (curl_easy_getinfo(sink->curl, CURLINFO_CONTENT_LENGTH_DOWNLOAD_T, &length) == CURLE_OK &&
         length > 0 && length <= (curl_off_t{1} << 30)) {
-      sink->body->reserve(static_cast<size_t>(length));
+      if (static_cast<size_t>(length) >= BodyPool::kMinBytes && sink->body->empty()) {
+        *sink->body = BodyPool::Get().Take(static_cast<size_t>(length));
+      } else {
+        sink->body->reserve(static_cast<size_t>(length));
+      }
     }
   }
   sink->body->append(data, size * n);
@@ -130,6 +173,8 @@ size_t OnHeader(char* data, size_t size, size_t n, void* user) {
 }
 
 }  // namespace
+
+void RecycleBody(std::string&& body) { BodyPool::Get().Give(std::move(body)); }
 
 absl::StatusOr<HttpResponse> SendHttp(const HttpRequest& request) {
   CurlHandle handle;

@@ -36,6 +36,13 @@ struct HttpResponse {
   }
 };
 
+// Response bodies of 1 MiB and more (read windows) are built in buffers
+// taken from a small process-wide pool; a caller done with such a body
+// gives it back here, so that the next window reuses its memory instead of
+// faulting fresh pages in (a large block freed to the allocator is soon
+// returned to the kernel). Any string may be given; small ones are dropped.
+void RecycleBody(std::string&& body);
+
 // UNAVAILABLE when the server cannot be reached or the transfer breaks,
 // DEADLINE_EXCEEDED on timeout; any HTTP status is a response.
 absl::StatusOr<HttpResponse> SendHttp(const HttpRequest& request);

@@ -320,6 +320,30 @@ TEST_F(S3StoreTest, ConnectionsAreReusedAcrossThreads) {
   }
 }
 
+// A large body given back is the memory the next large response fills
+// (read windows reuse their buffers instead of faulting fresh pages in).
+TEST_F(S3StoreTest, LargeResponseBodiesReuseRecycledBuffers) {
+  auto store = Store(Options());
+  const std::string key = "recycled-" + core::NewId();
+  const std::string data = RandomBytes(3'000'000, 11);
+  ASSERT_TRUE(Put(*store, key, data).ok());
+  const std::string url = endpoint_ + "/cloudflux-test/" + key;  // s3rver serves anonymous GETs
+  auto first = SendHttp({.url = url});
+  ASSERT_TRUE(first.ok()) << first.status();
+  ASSERT_EQ(first->status, 200);
+  ASSERT_EQ(first->body, data);
+  const char* memory = first->body.data();
+  const size_t capacity = first->body.capacity();
+  RecycleBody(std::move(first->body));
+  // Had the buffer been freed, this same-sized block would likely take it.
+  std::string blocker;
+  blocker.reserve(capacity);
+  auto second = SendHttp({.url = url});
+  ASSERT_TRUE(second.ok()) << second.status();
+  EXPECT_EQ(second->body, data);
+  EXPECT_EQ(second->body.data(), memory) << "the recycled buffer was not reused";
+}
+
 TEST_F(S3StoreTest, BadCredentialsAndMissingBucketsAreClearErrors) {
   // (s3rver checks the key id but not V4 signatures; the signature itself is
   // checked against AWS's SDK in SignaturesMatchTheAwsSdk.)

@@ -110,6 +110,36 @@ TEST_F(DbTest, SerializationFailuresAreRetried) {
   ASSERT_TRUE(pool_->Exec("INSERT INTO counter VALUES (0)").ok());
   // Concurrent read-modify-write under SERIALIZABLE: conflicts must be
   // retried so that no increment is lost.
+  // First two transactions that surely collide: each reads before either
+  // writes (on its first attempt), so one of them must be retried.
+  {
+    std::atomic<int> read{0}, tries{0};
+    auto increment = [&] {
+      TxOptions opts;
+      opts.isolation = Isolation::kSerializable;
+      opts.max_attempts = 5;
+      return pool_->InTransaction(
+          [&](Transaction& tx) -> absl::Status {
+            const bool first = tries.fetch_add(1) < 2;
+            auto r = tx.Exec("SELECT n FROM counter");
+            if (!r.ok()) return r.status();
+            if (first) {
+              read.fetch_add(1);
+              for (int i = 0; i < 500 && read.load() < 2; ++i) absl::SleepFor(absl::Milliseconds(10));
+            }
+            return tx.Exec("UPDATE counter SET n = $1", {std::to_string((*r)[0].Int(0) + 1)}).status();
+          },
+          opts);
+    };
+    absl::Status a, b;
+    std::thread other([&] { b = increment(); });
+    a = increment();
+    other.join();
+    EXPECT_TRUE(a.ok()) << a;
+    EXPECT_TRUE(b.ok()) << b;
+    EXPECT_EQ(pool_->Exec("SELECT n FROM counter")->operator[](0).Int(0), 2);
+    EXPECT_GT(tries.load(), 2) << "the colliding pair was not retried";
+  }
   constexpr int kThreads = 4, kPerThread = 15;
   std::atomic<int> attempts{0};
   std::vector<std::thread> threads;
@@ -133,8 +163,8 @@ TEST_F(DbTest, SerializationFailuresAreRetried) {
     });
   }
   for (auto& t : threads) t.join();
-  EXPECT_EQ(pool_->Exec("SELECT n FROM counter")->operator[](0).Int(0), kThreads * kPerThread);
-  EXPECT_GT(attempts.load(), kThreads * kPerThread) << "expected at least one retried conflict";
+  EXPECT_EQ(pool_->Exec("SELECT n FROM counter")->operator[](0).Int(0), 2 + kThreads * kPerThread);
+  EXPECT_GE(attempts.load(), kThreads * kPerThread);
 }
 
 TEST_F(DbTest, StatementTimeoutAndPoolExhaustion) {

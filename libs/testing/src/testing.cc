@@ -271,6 +271,11 @@ absl::StatusOr<ServiceProcess> StartServiceBinary(const std::string& name, const
   } else {
     env["CLOUDFLUX_INSECURE_NO_AUTH"] = "true";
   }
+  // Each classification instance in a consumer group of its own: tests run
+  // side by side on one dev broker, and a member another test killed would
+  // hold the shared group's rebalances (and every other member's shutdown,
+  // which waits for its pending join) until its session times out.
+  if (name == "classification") env["CLOUDFLUX_STATS_GROUP"] = "test-" + core::NewId();
   for (const auto& [k, v] : extra_env) env[k] = v;
   auto child = ChildProcess::Start({absl::StrCat(BinaryDir(), "/services/", name, "/cloudflux-", name)}, env);
   if (!child.ok()) return child.status();

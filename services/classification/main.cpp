@@ -19,6 +19,9 @@ ABSL_FLAG(int32_t, stats_consumers, 4,
           "Consumer-group members writing access statistics in parallel in this process.");
 ABSL_FLAG(std::string, stats_group, "cloudflux-classification-access-stats",
           "Kafka consumer group of the access statistics (one per deployment).");
+ABSL_FLAG(absl::Duration, stats_session_timeout, absl::Seconds(10),
+          "How long a silent ingest member keeps its partitions before the group hands them to the "
+          "others (heartbeats every tenth of it; at least 1s).");
 ABSL_FLAG(std::string, price_catalog, "",
           "Price catalog JSON (proto/cloudflux/pricing/v1/pricing.proto); empty = the one built in "
           "(config/price_catalog.json).");
@@ -57,6 +60,7 @@ int main(int argc, char** argv) {
               .group_id = absl::GetFlag(FLAGS_stats_group),
               .max_batch = static_cast<size_t>(absl::GetFlag(FLAGS_stats_batch)),
               .consumers = absl::GetFlag(FLAGS_stats_consumers),
+              .session_timeout = absl::GetFlag(FLAGS_stats_session_timeout),
               .registry = &app->metrics().registry()});
   if (!ingest.ok()) return fail("cannot consume object events", ingest.status());
   app->runner().AddDependency("access-stats", [&](absl::Duration) { return (*ingest)->Health(); });

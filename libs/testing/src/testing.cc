@@ -274,8 +274,13 @@ absl::StatusOr<ServiceProcess> StartServiceBinary(const std::string& name, const
   // Each classification instance in a consumer group of its own: tests run
   // side by side on one dev broker, and a member another test killed would
   // hold the shared group's rebalances (and every other member's shutdown,
-  // which waits for its pending join) until its session times out.
-  if (name == "classification") env["CLOUDFLUX_STATS_GROUP"] = "test-" + core::NewId();
+  // which waits for its pending join) until its session times out. Short
+  // sessions, as the tests' own consumers use: the dev broker makes every
+  // join wait about a session timeout.
+  if (name == "classification") {
+    env["CLOUDFLUX_STATS_GROUP"] = "test-" + core::NewId();
+    env["CLOUDFLUX_STATS_SESSION_TIMEOUT"] = "3s";
+  }
   for (const auto& [k, v] : extra_env) env[k] = v;
   auto child = ChildProcess::Start({absl::StrCat(BinaryDir(), "/services/", name, "/cloudflux-", name)}, env);
   if (!child.ok()) return child.status();

@@ -12,6 +12,7 @@ absl::StatusOr<std::unique_ptr<StatsIngest>> StatsIngest::Start(AccessStatsStore
     events::ConsumerOptions co;
     co.kafka = options.kafka;
     co.group_id = options.group_id;
+    co.session_timeout = options.session_timeout;
     co.topics = {options.topic};
     auto consumer = events::Consumer::Create(co, nullptr);
     if (!consumer.ok()) return consumer.status();

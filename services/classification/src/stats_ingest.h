@@ -30,6 +30,8 @@ struct IngestOptions {
   size_t max_batch = 5000;
   int consumers = 4;  // members in this process (parallel batches)
   absl::Duration poll_timeout = absl::Milliseconds(200);
+  // Consumer-group session timeout of each member (events::ConsumerOptions).
+  absl::Duration session_timeout = absl::Seconds(10);
   // Where the ingest's counters and lag go (the service's metrics); none
   // when null.
   prometheus::Registry* registry = nullptr;

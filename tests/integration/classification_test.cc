@@ -72,9 +72,7 @@ struct PricedStack {
     std::string data_dir = ::testing::TempDir() + "/" + ns_prefix + core::NewId();
     storage = StartService("storage-adapter", db->url(),
                            {{"CLOUDFLUX_DATA_DIR", data_dir}, {"CLOUDFLUX_READ_EVENT_INTERVAL", "100ms"}});
-    env.insert({{"CLOUDFLUX_STATS_GROUP", "test-" + core::NewId()},
-                {"CLOUDFLUX_BACKEND_CLOUDS", "local=aws"},
-                {"CLOUDFLUX_MIN_OBSERVED_DAYS", "0"}});
+    env.insert({{"CLOUDFLUX_BACKEND_CLOUDS", "local=aws"}, {"CLOUDFLUX_MIN_OBSERVED_DAYS", "0"}});
     classification = StartService("classification", db->url(), env);
     ASSERT_TRUE(WaitForHealth(storage, HealthCheckResponse::SERVING)) << storage.process->Output();
     ASSERT_TRUE(WaitForHealth(classification, HealthCheckResponse::SERVING))
@@ -130,7 +128,7 @@ TEST(ClassificationStats, ReadsThroughStorageAreCountedOnceEach) {
   Service storage = StartService("storage-adapter", (*db)->url(),
                                  {{"CLOUDFLUX_DATA_DIR", data_dir}, {"CLOUDFLUX_READ_EVENT_INTERVAL", "100ms"}});
   Service classification =
-      StartService("classification", (*db)->url(), {{"CLOUDFLUX_STATS_GROUP", "test-" + core::NewId()}});
+      StartService("classification", (*db)->url());  // a consumer group of its own (StartServiceBinary)
   ASSERT_TRUE(WaitForHealth(storage, HealthCheckResponse::SERVING)) << storage.process->Output();
   ASSERT_TRUE(WaitForHealth(classification, HealthCheckResponse::SERVING)) << classification.process->Output();
   StorageClient client{v1::StorageService::NewStub(server::MakeChannel(storage.target())),

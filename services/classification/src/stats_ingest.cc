@@ -91,11 +91,14 @@ void StatsIngest::Loop(events::Consumer& consumer) {
                                   }
                                   return absl::OkStatus();
                                 });
-    auto lag = consumer.Lag();
+    std::optional<int64_t> lag;  // only exported: without metrics nothing reads it
+    if (metrics_.has_value()) {
+      if (auto l = consumer.Lag(); l.ok()) lag = *l;
+    }
     std::lock_guard lock(mu_);
-    if (lag.ok()) {
+    if (lag.has_value()) {
       lag_[&consumer] = *lag;
-      if (metrics_.has_value()) metrics_->lag->Set(static_cast<double>(LagLocked()));
+      metrics_->lag->Set(static_cast<double>(LagLocked()));
     }
     if (!n.ok()) {
       if (metrics_.has_value()) metrics_->failures->Increment();

@@ -51,7 +51,6 @@ inline int64_t PeakRssKib(int pid) {
   return -1;
 }
 
-// CPU seconds (user + system) a process has used so far.
 // The median of `v` (0 when empty).
 inline double Median(std::vector<double> v) {
   std::sort(v.begin(), v.end());
@@ -69,6 +68,7 @@ inline int FindPid(const std::string& pattern) {
   return pid;
 }
 
+// CPU seconds (user + system) a process has used so far.
 inline double CpuSeconds(int pid) {
   std::ifstream in(absl::StrCat("/proc/", pid, "/stat"));
   std::string stat((std::istreambuf_iterator<char>(in)), std::istreambuf_iterator<char>());

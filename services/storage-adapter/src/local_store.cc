@@ -3,11 +3,16 @@
 #include <unistd.h>
 
 #include <cerrno>
+#include <condition_variable>
+#include <cstdlib>
 #include <cstring>
 #include <filesystem>
+#include <mutex>
+#include <thread>
 
 #include "absl/strings/str_cat.h"
 #include "cloudflux/core/log.h"
+#include "cloudflux/core/status.h"
 #include "cloudflux/core/uuid.h"
 #include "object_store.h"
 
@@ -43,36 +48,65 @@ bool SafePhysicalKey(const std::string& key) {
   return true;
 }
 
+// Writes one object into a temp file. The first kDirectFrom bytes go
+// through the page cache (small objects stay there for the reads that
+// usually follow); the rest of a large object is written with O_DIRECT from
+// two aligned staging buffers, one filling while an I/O thread writes the
+// other. A large upload thus neither copies every byte into the page cache
+// nor pushes other files' cached pages out, and the disk works while the next
+// bytes arrive. Where the file system refuses O_DIRECT the writer stays
+// buffered.
 class LocalWriter final : public ObjectWriter {
  public:
   static constexpr off_t kWritebackBytes = 8 << 20;
+  static constexpr off_t kDirectFrom = 8 << 20;
+  static constexpr size_t kStageBytes = 1 << 20;
+  static constexpr size_t kDirectAlign = 4096;
+
   LocalWriter(int fd, std::string tmp, std::string final_path)
       : fd_(fd), tmp_(std::move(tmp)), final_(std::move(final_path)) {}
   ~LocalWriter() override { Abort(); }
 
   absl::Status Write(std::string_view data) override {
-    while (!data.empty()) {
-      ssize_t n = ::write(fd_, data.data(), data.size());
-      if (n < 0) {
-        if (errno == EINTR) continue;
-        return Errno("write " + tmp_);
+    if (!io_status_.ok()) return io_status_;
+    if (!direct_) {
+      // Buffered up to a staging boundary past kDirectFrom, then direct.
+      size_t buffered = data.size();
+      if (written_ + static_cast<off_t>(data.size()) > kDirectFrom && direct_possible_) {
+        off_t boundary = (std::max(written_, kDirectFrom) + kStageBytes - 1) / kStageBytes * kStageBytes;
+        buffered = static_cast<size_t>(std::min<off_t>(boundary - written_, static_cast<off_t>(data.size())));
       }
-      data.remove_prefix(static_cast<size_t>(n));
-      written_ += n;
+      CF_RETURN_IF_ERROR(WriteBuffered(data.substr(0, buffered)));
+      data.remove_prefix(buffered);
+      if (data.empty()) return absl::OkStatus();
+      CF_RETURN_IF_ERROR(StartDirect());
+      if (!direct_) return WriteBuffered(data);
     }
-    // Start writing each full stretch to disk now, while the next bytes
-    // arrive, so that the fsync at commit has little left to wait for.
-    if (written_ - started_ >= kWritebackBytes) {
-      if (sync_file_range(fd_, started_, written_ - started_, SYNC_FILE_RANGE_WRITE) != 0 && errno != ENOSYS) {
-        return Errno("sync_file_range " + tmp_);
-      }
-      started_ = written_;
+    while (!data.empty()) {
+      size_t n = std::min(data.size(), kStageBytes - fill_);
+      std::memcpy(stage_[current_] + fill_, data.data(), n);
+      fill_ += n;
+      data.remove_prefix(n);
+      if (fill_ == kStageBytes) CF_RETURN_IF_ERROR(SubmitStage());
     }
     return absl::OkStatus();
   }
 
   absl::Status Commit() override {
     if (fd_ < 0) return absl::FailedPreconditionError("writer already closed");
+    if (direct_) {
+      // The staged tail: its aligned part directly, the rest buffered.
+      size_t aligned = fill_ / kDirectAlign * kDirectAlign, rest = fill_ - aligned;
+      const char* tail = stage_[current_] + aligned;
+      fill_ = aligned;
+      if (aligned > 0) CF_RETURN_IF_ERROR(SubmitStage());
+      CF_RETURN_IF_ERROR(StopIo());
+      if (rest > 0) {
+        if (fcntl(fd_, F_SETFL, fcntl(fd_, F_GETFL) & ~O_DIRECT) != 0) return Errno("fcntl " + tmp_);
+        CF_RETURN_IF_ERROR(WriteAt(tail, rest, written_));
+        written_ += static_cast<off_t>(rest);
+      }
+    }
     if (fsync(fd_) != 0) return Errno("fsync " + tmp_);
     close(fd_);
     fd_ = -1;
@@ -85,33 +119,178 @@ class LocalWriter final : public ObjectWriter {
   }
 
   void Abort() override {
+    StopIo().IgnoreError();
     if (fd_ >= 0) {
       close(fd_);
       fd_ = -1;
     }
     if (!committed_) unlink(tmp_.c_str());
+    for (char*& buffer : stage_) {
+      std::free(buffer);
+      buffer = nullptr;
+    }
   }
 
  private:
+  // 0 or the errno of the failed write.
+  int WriteAll(const char* data, size_t size, off_t offset) {
+    while (size > 0) {
+      ssize_t n = ::pwrite(fd_, data, size, offset);
+      if (n < 0) {
+        if (errno == EINTR) continue;
+        return errno;
+      }
+      data += n;
+      size -= static_cast<size_t>(n);
+      offset += n;
+    }
+    return 0;
+  }
+
+  absl::Status WriteAt(const char* data, size_t size, off_t offset) {
+    int error = WriteAll(data, size, offset);
+    if (error == 0) return absl::OkStatus();
+    errno = error;
+    return Errno("write " + tmp_);
+  }
+
+  absl::Status WriteBuffered(std::string_view data) {
+    CF_RETURN_IF_ERROR(WriteAt(data.data(), data.size(), written_));
+    written_ += static_cast<off_t>(data.size());
+    // Start writing each full stretch to disk now, while the next bytes
+    // arrive, so that the fsync at commit has little left to wait for.
+    if (written_ - started_ >= kWritebackBytes) {
+      if (sync_file_range(fd_, started_, written_ - started_, SYNC_FILE_RANGE_WRITE) != 0 && errno != ENOSYS) {
+        return Errno("sync_file_range " + tmp_);
+      }
+      started_ = written_;
+    }
+    return absl::OkStatus();
+  }
+
+  // Switches the file to O_DIRECT; stays buffered where that is refused.
+  absl::Status StartDirect() {
+    direct_possible_ = false;
+    if (fcntl(fd_, F_SETFL, fcntl(fd_, F_GETFL) | O_DIRECT) != 0) return absl::OkStatus();
+    for (char*& buffer : stage_) {
+      if (posix_memalign(reinterpret_cast<void**>(&buffer), kDirectAlign, kStageBytes) != 0) {
+        return absl::ResourceExhaustedError("no memory for the write buffers");
+      }
+    }
+    direct_ = true;
+    io_ = std::thread([this] { IoLoop(); });
+    return absl::OkStatus();
+  }
+
+  // Hands the filled stage to the I/O thread once it has finished the other.
+  absl::Status SubmitStage() {
+    std::unique_lock lock(mu_);
+    cv_.wait(lock, [&] { return pending_ == nullptr; });
+    if (!io_status_.ok()) return io_status_;
+    pending_ = stage_[current_];
+    pending_size_ = fill_;
+    pending_offset_ = written_;
+    written_ += static_cast<off_t>(fill_);
+    current_ ^= 1;
+    fill_ = 0;
+    cv_.notify_all();
+    return absl::OkStatus();
+  }
+
+  void IoLoop() {
+    std::unique_lock lock(mu_);
+    while (true) {
+      cv_.wait(lock, [&] { return pending_ != nullptr || stopping_; });
+      if (pending_ == nullptr) return;
+      const char* data = pending_;
+      size_t size = pending_size_;
+      off_t offset = pending_offset_;
+      lock.unlock();
+      int error = WriteAll(data, size, offset);
+      if (error == EINVAL && fcntl(fd_, F_SETFL, fcntl(fd_, F_GETFL) & ~O_DIRECT) == 0) {
+        error = WriteAll(data, size, offset);  // the file system took the flag, not the write
+      }
+      absl::Status written = absl::OkStatus();
+      if (error != 0) {
+        errno = error;
+        written = Errno("write " + tmp_);
+      }
+      lock.lock();
+      if (!written.ok() && io_status_.ok()) io_status_ = written;
+      pending_ = nullptr;
+      cv_.notify_all();
+    }
+  }
+
+  // Waits for the write in flight and ends the I/O thread.
+  absl::Status StopIo() {
+    if (!io_.joinable()) return io_status_;
+    {
+      std::unique_lock lock(mu_);
+      cv_.wait(lock, [&] { return pending_ == nullptr; });
+      stopping_ = true;
+      cv_.notify_all();
+    }
+    io_.join();
+    return io_status_;
+  }
+
   int fd_;
   std::string tmp_, final_;
   bool committed_ = false;
-  off_t written_ = 0, started_ = 0;  // bytes written; writeback started up to here
+  off_t written_ = 0, started_ = 0;  // bytes written or handed to the I/O thread; writeback started up to here
+  bool direct_possible_ = true, direct_ = false;
+  char* stage_[2] = {nullptr, nullptr};
+  int current_ = 0;  // the stage being filled
+  size_t fill_ = 0;
+  std::thread io_;
+  std::mutex mu_;
+  std::condition_variable cv_;
+  const char* pending_ = nullptr;  // handed to the I/O thread, not yet written
+  size_t pending_size_ = 0;
+  off_t pending_offset_ = 0;
+  bool stopping_ = false;
+  absl::Status io_status_;
 };
 
+// Reads a range of an object. Past the first kDirectFrom bytes of a file
+// (the part a large write puts on disk directly) the reads are direct too,
+// through an aligned buffer: a large read neither fills the page cache nor
+// pushes other files out of it. (Asking the cache first with RWF_NOWAIT is
+// no way out: on a miss the kernel still starts its read-ahead into it.)
 class LocalReader final : public ObjectReader {
  public:
-  LocalReader(int fd, int64_t remaining) : fd_(fd), remaining_(remaining) {}
-  ~LocalReader() override { close(fd_); }
+  static constexpr off_t kDirectFrom = LocalWriter::kDirectFrom;
+  static constexpr size_t kStageBytes = LocalWriter::kStageBytes;
+  static constexpr size_t kDirectAlign = LocalWriter::kDirectAlign;
+
+  LocalReader(int fd, int direct_fd, int64_t offset, int64_t length)
+      : fd_(fd), direct_fd_(direct_fd), pos_(offset), end_(offset + length) {}
+  ~LocalReader() override {
+    close(fd_);
+    if (direct_fd_ >= 0) close(direct_fd_);
+    std::free(stage_);
+  }
 
   absl::Status Read(size_t max, std::string* out) override {
     out->clear();
-    if (remaining_ <= 0) return absl::OkStatus();
-    size_t want = static_cast<size_t>(std::min<int64_t>(remaining_, static_cast<int64_t>(max)));
+    if (pos_ >= end_) return absl::OkStatus();
+    size_t want = static_cast<size_t>(std::min<int64_t>(end_ - pos_, static_cast<int64_t>(max)));
+    if (pos_ >= stage_start_ && pos_ < stage_end_) {  // left in the staging buffer
+      want = std::min(want, static_cast<size_t>(stage_end_ - pos_));
+      out->assign(stage_ + (pos_ - stage_start_), want);
+      pos_ += static_cast<off_t>(want);
+      return absl::OkStatus();
+    }
+    if (pos_ >= kDirectFrom && direct_fd_ >= 0) {
+      CF_RETURN_IF_ERROR(ReadStage());
+      return Read(max, out);
+    }
+    if (pos_ < kDirectFrom && direct_fd_ >= 0) want = std::min(want, static_cast<size_t>(kDirectFrom - pos_));
     out->resize(want);
     size_t got = 0;
     while (got < want) {
-      ssize_t n = ::read(fd_, out->data() + got, want - got);
+      ssize_t n = ::pread(fd_, out->data() + got, want - got, pos_ + static_cast<off_t>(got));
       if (n < 0) {
         if (errno == EINTR) continue;
         return Errno("read");
@@ -119,13 +298,33 @@ class LocalReader final : public ObjectReader {
       if (n == 0) return absl::DataLossError("object is shorter than its catalog size");
       got += static_cast<size_t>(n);
     }
-    remaining_ -= static_cast<int64_t>(got);
+    pos_ += static_cast<off_t>(got);
     return absl::OkStatus();
   }
 
  private:
-  int fd_;
-  int64_t remaining_;
+  // Reads the aligned stretch holding pos_ into the staging buffer.
+  absl::Status ReadStage() {
+    if (stage_ == nullptr &&
+        posix_memalign(reinterpret_cast<void**>(&stage_), kDirectAlign, kStageBytes) != 0) {
+      return absl::ResourceExhaustedError("no memory for the read buffer");
+    }
+    off_t start = pos_ / static_cast<off_t>(kDirectAlign) * static_cast<off_t>(kDirectAlign);
+    ssize_t n;
+    do {
+      n = ::pread(direct_fd_, stage_, kStageBytes, start);
+    } while (n < 0 && errno == EINTR);
+    if (n < 0) return Errno("read");
+    if (start + n <= pos_) return absl::DataLossError("object is shorter than its catalog size");
+    stage_start_ = start;
+    stage_end_ = start + n;
+    return absl::OkStatus();
+  }
+
+  int fd_, direct_fd_;
+  off_t pos_, end_;
+  char* stage_ = nullptr;
+  off_t stage_start_ = 0, stage_end_ = 0;  // the file's bytes in stage_
 };
 
 class LocalStore final : public ObjectStore {
@@ -157,14 +356,15 @@ class LocalStore final : public ObjectStore {
       return Errno("open " + path);
     }
     struct stat st;
-    fstat(fd, &st);
-    if (lseek(fd, offset, SEEK_SET) < 0) {
+    if (fstat(fd, &st) != 0) {
       close(fd);
-      return Errno("seek");
+      return Errno("stat " + path);
     }
     int64_t remaining = length > 0 ? length : st.st_size - offset;
     posix_fadvise(fd, offset, remaining, POSIX_FADV_SEQUENTIAL);
-    return std::unique_ptr<ObjectReader>(new LocalReader(fd, remaining));
+    int direct_fd = -1;
+    if (offset + remaining > LocalWriter::kDirectFrom) direct_fd = open(path.c_str(), O_RDONLY | O_CLOEXEC | O_DIRECT);
+    return std::unique_ptr<ObjectReader>(new LocalReader(fd, direct_fd, offset, remaining));
   }
 
   absl::Status Delete(const std::string& physical_key) override {

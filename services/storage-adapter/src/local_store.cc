@@ -284,7 +284,7 @@ class LocalReader final : public ObjectReader {
     }
     if (pos_ >= kDirectFrom && direct_fd_ >= 0) {
       CF_RETURN_IF_ERROR(ReadStage());
-      return Read(max, out);
+      return Read(max, out);  // from the stage, or buffered where direct reads were refused
     }
     if (pos_ < kDirectFrom && direct_fd_ >= 0) want = std::min(want, static_cast<size_t>(kDirectFrom - pos_));
     out->resize(want);
@@ -314,6 +314,11 @@ class LocalReader final : public ObjectReader {
     do {
       n = ::pread(direct_fd_, stage_, kStageBytes, start);
     } while (n < 0 && errno == EINTR);
+    if (n < 0 && errno == EINVAL) {  // the file system opened it O_DIRECT but refuses the read
+      close(direct_fd_);
+      direct_fd_ = -1;
+      return absl::OkStatus();
+    }
     if (n < 0) return Errno("read");
     if (start + n <= pos_) return absl::DataLossError("object is shorter than its catalog size");
     stage_start_ = start;

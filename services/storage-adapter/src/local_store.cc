@@ -253,10 +253,10 @@ class LocalWriter final : public ObjectWriter {
   absl::Status io_status_;
 };
 
-// Reads a range of an object. Past the first kDirectFrom bytes of a file
-// (the part a large write puts on disk directly) the reads are direct too,
-// through an aligned buffer: a large read neither fills the page cache nor
-// pushes other files out of it. (Asking the cache first with RWF_NOWAIT is
+// Reads a range of an object. In a read of kDirectFrom bytes or more, the
+// part past the file's first kDirectFrom bytes (what a large write puts on
+// disk directly) is read directly too, through an aligned buffer: a large
+// read neither fills the page cache nor pushes other files out of it. (Asking the cache first with RWF_NOWAIT is
 // no way out: on a miss the kernel still starts its read-ahead into it.)
 class LocalReader final : public ObjectReader {
  public:
@@ -310,9 +310,12 @@ class LocalReader final : public ObjectReader {
       return absl::ResourceExhaustedError("no memory for the read buffer");
     }
     off_t start = pos_ / static_cast<off_t>(kDirectAlign) * static_cast<off_t>(kDirectAlign);
+    // No further than the range needs, in whole blocks.
+    size_t size = static_cast<size_t>(std::min<off_t>(
+        static_cast<off_t>(kStageBytes), (end_ - start + kDirectAlign - 1) / kDirectAlign * kDirectAlign));
     ssize_t n;
     do {
-      n = ::pread(direct_fd_, stage_, kStageBytes, start);
+      n = ::pread(direct_fd_, stage_, size, start);
     } while (n < 0 && errno == EINTR);
     if (n < 0 && errno == EINVAL) {  // the file system opened it O_DIRECT but refuses the read
       close(direct_fd_);
@@ -367,8 +370,12 @@ class LocalStore final : public ObjectStore {
     }
     int64_t remaining = length > 0 ? length : st.st_size - offset;
     posix_fadvise(fd, offset, remaining, POSIX_FADV_SEQUENTIAL);
+    // Large reads past the head go direct; short ranges (a footer, an
+    // index) keep the page cache, where repeated reads find them.
     int direct_fd = -1;
-    if (offset + remaining > LocalWriter::kDirectFrom) direct_fd = open(path.c_str(), O_RDONLY | O_CLOEXEC | O_DIRECT);
+    if (remaining >= LocalWriter::kDirectFrom && offset + remaining > LocalWriter::kDirectFrom) {
+      direct_fd = open(path.c_str(), O_RDONLY | O_CLOEXEC | O_DIRECT);
+    }
     return std::unique_ptr<ObjectReader>(new LocalReader(fd, direct_fd, offset, remaining));
   }
 

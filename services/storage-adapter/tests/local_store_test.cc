@@ -86,6 +86,10 @@ TEST_F(LocalStoreTest, RoundTripsAtEverySizeAndRangeAroundTheDirectPart) {
         ranges.push_back({kDirectFrom - 100, 300});
         ranges.push_back({kDirectFrom + 4095, std::min<int64_t>(2 * kMiB + 3, size - kDirectFrom - 4095)});
       }
+      if (size > 2 * kDirectFrom) {  // large reads starting unaligned inside the direct part
+        ranges.push_back({kDirectFrom + 4095, kDirectFrom + 1});
+        ranges.push_back({kDirectFrom + 1, size - kDirectFrom - 1});
+      }
       for (auto [offset, length] : ranges) {
         auto part = GetBytes(*store_, key, offset, length);
         ASSERT_TRUE(part.ok()) << part.status();
@@ -120,6 +124,11 @@ TEST_F(LocalStoreTest, LargeObjectsLeaveThePageCacheAlone) {
   EXPECT_TRUE(*all == data);
   EXPECT_LE(CachedPages("objects/ef/large", kDirectFrom), 1);
   EXPECT_GT(CachedPages("objects/ef/large", 0), 0);  // the head is cached as usual
+  // A short range (a footer, an index) is read through the cache.
+  auto footer = GetBytes(*store_, "objects/ef/large", kDirectFrom + 8 * kMiB, 64 << 10);
+  ASSERT_TRUE(footer.ok()) << footer.status();
+  EXPECT_TRUE(*footer == data.substr(kDirectFrom + 8 * kMiB, 64 << 10));
+  EXPECT_GE(CachedPages("objects/ef/large", kDirectFrom + 8 * kMiB), 16);
 }
 
 TEST_F(LocalStoreTest, AnAbortedLargeWriteLeavesNothing) {

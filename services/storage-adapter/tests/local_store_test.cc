@@ -8,6 +8,7 @@
 #include <unistd.h>
 
 #include <filesystem>
+#include <thread>
 #include <vector>
 
 #include "gtest/gtest.h"
@@ -129,6 +130,31 @@ TEST_F(LocalStoreTest, LargeObjectsLeaveThePageCacheAlone) {
   ASSERT_TRUE(footer.ok()) << footer.status();
   EXPECT_TRUE(*footer == data.substr(kDirectFrom + 8 * kMiB, 64 << 10));
   EXPECT_GE(CachedPages("objects/ef/large", kDirectFrom + 8 * kMiB), 16);
+}
+
+TEST_F(LocalStoreTest, ConcurrentLargeWritesAndReadsKeepTheirBytes) {
+  constexpr int kWriters = 6;
+  std::vector<std::string> data(kWriters);
+  for (int i = 0; i < kWriters; ++i) data[i] = RandomBytes(static_cast<size_t>(kDirectFrom + 4 * kMiB + i * 4099), 100 + i);
+  std::vector<absl::Status> put(kWriters), got(kWriters);
+  std::vector<std::thread> threads;
+  for (int i = 0; i < kWriters; ++i) {
+    threads.emplace_back([&, i] {
+      std::string key = "objects/77/c" + std::to_string(i);
+      put[i] = PutBytes(*store_, key, data[i], cloudflux::common::v1::STORAGE_TIER_HOT, 300000 + i);
+      if (!put[i].ok()) return;
+      auto back = GetBytes(*store_, key);
+      got[i] = !back.ok() ? back.status()
+               : *back == data[i] ? absl::OkStatus()
+                                  : absl::DataLossError("bytes differ");
+    });
+  }
+  for (auto& t : threads) t.join();
+  for (int i = 0; i < kWriters; ++i) {
+    EXPECT_TRUE(put[i].ok()) << i << ": " << put[i];
+    EXPECT_TRUE(got[i].ok()) << i << ": " << got[i];
+  }
+  EXPECT_TRUE(fs::is_empty(root_ + "/.tmp"));
 }
 
 TEST_F(LocalStoreTest, AnAbortedLargeWriteLeavesNothing) {

@@ -21,8 +21,8 @@ namespace {
 
 namespace fs = std::filesystem;
 
-absl::Status Errno(const std::string& what) {
-  int e = errno;
+// The status for error `e` (errno of the failed call by default).
+absl::Status Errno(const std::string& what, int e = errno) {
   std::string msg = absl::StrCat(what, ": ", std::strerror(e));
   if (e == ENOSPC || e == EDQUOT) return absl::ResourceExhaustedError(msg);
   if (e == ENOENT) return absl::NotFoundError(msg);
@@ -149,9 +149,7 @@ class LocalWriter final : public ObjectWriter {
 
   absl::Status WriteAt(const char* data, size_t size, off_t offset) {
     int error = WriteAll(data, size, offset);
-    if (error == 0) return absl::OkStatus();
-    errno = error;
-    return Errno("write " + tmp_);
+    return error == 0 ? absl::OkStatus() : Errno("write " + tmp_, error);
   }
 
   absl::Status WriteBuffered(std::string_view data) {
@@ -210,11 +208,7 @@ class LocalWriter final : public ObjectWriter {
       if (error == EINVAL && fcntl(fd_, F_SETFL, fcntl(fd_, F_GETFL) & ~O_DIRECT) == 0) {
         error = WriteAll(data, size, offset);  // the file system took the flag, not the write
       }
-      absl::Status written = absl::OkStatus();
-      if (error != 0) {
-        errno = error;
-        written = Errno("write " + tmp_);
-      }
+      absl::Status written = error == 0 ? absl::OkStatus() : Errno("write " + tmp_, error);
       lock.lock();
       if (!written.ok() && io_status_.ok()) io_status_ = written;
       pending_ = nullptr;

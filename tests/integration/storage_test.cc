@@ -288,6 +288,57 @@ TEST_F(StorageTest, PutGetRangesOverwriteAndDelete) {
   EXPECT_EQ(CountFiles(data_dir_ + "/objects"), 1u) << "only the empty object remains";
 }
 
+// GetObject is served raw, its chunks sent from the reader's own buffers:
+// bytes that are no GetObjectRequest are refused. A client on
+// server::MakeChannel that stops reading lets the service send only its
+// stream window ahead: when it then goes away, the service has sent (and
+// its ObjectRead event counts) little more than the client took.
+TEST_F(StorageTest, GetObjectRefusesMalformedRequestsAndAPausedClientHoldsOnlyItsWindow) {
+  auto channel = server::MakeChannel(svc_.target());
+  {
+    auto ctx = server::MakeClientContext(absl::Seconds(10));
+    grpc::internal::RpcMethod method("/cloudflux.storage.v1.StorageService/GetObject",
+                                     grpc::internal::RpcMethod::SERVER_STREAMING);
+    grpc::Slice truncated("\x12\xff", 2);  // field 2 (key), 255 bytes announced, none sent
+    grpc::ByteBuffer request(&truncated, 1);
+    std::unique_ptr<grpc::ClientReader<grpc::ByteBuffer>> reader(
+        grpc::internal::ClientReaderFactory<grpc::ByteBuffer>::Create(channel.get(), method, ctx.get(), request));
+    grpc::ByteBuffer response;
+    EXPECT_FALSE(reader->Read(&response));
+    grpc::Status status = reader->Finish();
+    EXPECT_EQ(status.error_code(), grpc::StatusCode::INVALID_ARGUMENT) << status.error_message();
+  }
+
+  const std::string key = "paused-" + core::NewId();
+  const std::string data = RandomBytes(96 << 20, 21);
+  ASSERT_TRUE(Put(key, data, "", 1 << 20).ok());
+  auto ctx = server::MakeClientContext(absl::Seconds(60));
+  v1::GetObjectRequest req;
+  req.set_namespace_("photos");
+  req.set_key(key);
+  auto reader = v1::StorageService::NewStub(channel)->GetObject(ctx.get(), req);
+  v1::GetObjectResponse resp;
+  std::string got;
+  while (got.size() < (24u << 20) && reader->Read(&resp)) got += resp.chunk();  // at full speed first
+  ASSERT_TRUE(data.compare(0, got.size(), got) == 0) << "bytes differ";
+  absl::SleepFor(absl::Seconds(2));  // the service sends on as far as the window lets it
+  ctx->TryCancel();
+  EXPECT_EQ(reader->Finish().error_code(), grpc::StatusCode::CANCELLED);
+
+  int64_t sent = -1;
+  ConsumeObjectEvents(
+      key,
+      [&](const events::v1::EventEnvelope& e) {
+        v1::ObjectRead r;
+        if (e.payload().UnpackTo(&r)) sent = r.bytes_read();
+      },
+      [&] { return sent >= 0; });
+  // At most the 4 MiB window and the chunk being sent (1 MiB measured; with
+  // gRPC's adaptive windows 8 MiB after these 24 MiB, and growing).
+  EXPECT_GE(sent, static_cast<int64_t>(got.size()));
+  EXPECT_LE(sent, static_cast<int64_t>(got.size()) + (5 << 20)) << "sent to a client that did not read";
+}
+
 TEST_F(StorageTest, ChecksumMismatchStoresNothing) {
   std::string data = RandomBytes(500000, 3);
   auto bad = Put("x.bin", data, std::string(64, '0'));

@@ -75,12 +75,17 @@ void ParallelParts::Drain() {
 }
 
 absl::Status RangedReader::Read(size_t max, std::string* out) {
-  out->clear();
-  if (window_pos_ == window_.size()) {
-    RecycleBody(std::move(window_));  // its memory serves a later window
-    window_.clear();
+  auto chunk = ReadChunk(max);
+  if (!chunk.ok()) return chunk.status();
+  out->assign(chunk->data, chunk->size);
+  return absl::OkStatus();
+}
+
+absl::StatusOr<Chunk> RangedReader::ReadChunk(size_t max) {
+  if (window_ == nullptr || window_pos_ == window_->size()) {
+    window_.reset();  // back to the body pool once no chunk holds it: its memory serves a later window
     window_pos_ = 0;
-    if (end_ >= 0 && pos_ >= end_) return absl::OkStatus();
+    if (end_ >= 0 && pos_ >= end_) return Chunk{};
     int64_t last = pos_ + window_size_ - 1;
     if (end_ >= 0) last = std::min(last, end_ - 1);
     absl::StatusOr<HttpResponse> fetched;
@@ -93,7 +98,7 @@ absl::Status RangedReader::Read(size_t max, std::string* out) {
     CF_ASSIGN_OR_RETURN(HttpResponse r, std::move(fetched));
     if (r.status == 416) {  // an empty object, or reading exactly at its end
       end_ = pos_;
-      return absl::OkStatus();
+      return Chunk{};
     }
     if (r.status != 206 && r.status != 200) return error_(r);
     if (r.status == 200 && pos_ > 0) return absl::InternalError("the store ignored the byte range");
@@ -104,9 +109,12 @@ absl::Status RangedReader::Read(size_t max, std::string* out) {
       if (absl::SimpleAtoi(range.substr(slash + 1), &total)) end_ = total;
     }
     if (r.status == 200 && end_ < 0) end_ = static_cast<int64_t>(r.body.size());
-    window_ = std::move(r.body);
-    pos_ += static_cast<int64_t>(window_.size());
-    if (window_.empty()) end_ = pos_;
+    window_ = std::shared_ptr<std::string>(new std::string(std::move(r.body)), [](std::string* body) {
+      RecycleBody(std::move(*body));
+      delete body;
+    });
+    pos_ += static_cast<int64_t>(window_->size());
+    if (window_->empty()) end_ = pos_;
     // Once the end is known, keep the next windows in flight.
     if (fetched_to_ < pos_) fetched_to_ = pos_;
     while (end_ >= 0 && fetched_to_ < end_ && static_cast<int>(ahead_.size()) < kReadAhead) {
@@ -115,10 +123,10 @@ absl::Status RangedReader::Read(size_t max, std::string* out) {
       fetched_to_ = to;
     }
   }
-  size_t n = std::min(max, window_.size() - window_pos_);
-  out->assign(window_, window_pos_, n);
+  size_t n = std::min(max, window_->size() - window_pos_);
+  Chunk chunk{window_->data() + window_pos_, n, window_};
   window_pos_ += n;
-  return absl::OkStatus();
+  return chunk;
 }
 
 }  // namespace cloudflux::storage

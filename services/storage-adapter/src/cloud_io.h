@@ -65,6 +65,8 @@ class RangedReader final : public ObjectReader {
       : fetch_(std::move(fetch)), error_(std::move(error)), pos_(offset),
         end_(length > 0 ? offset + length : -1), window_size_(window) {}
   absl::Status Read(size_t max, std::string* out) override;
+  // Chunks are pieces of the fetched window itself.
+  absl::StatusOr<Chunk> ReadChunk(size_t max) override;
 
  private:
   Fetch fetch_;
@@ -72,7 +74,7 @@ class RangedReader final : public ObjectReader {
   int64_t pos_;
   int64_t end_;  // exclusive; -1 until known
   int64_t window_size_;
-  std::string window_;
+  std::shared_ptr<std::string> window_;  // the current window, shared with the chunks cut from it
   size_t window_pos_ = 0;
   std::deque<std::future<absl::StatusOr<HttpResponse>>> ahead_;  // the next windows, in order
   int64_t fetched_to_ = -1;  // first byte not yet requested

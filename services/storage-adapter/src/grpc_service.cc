@@ -3,6 +3,12 @@
 #include <atomic>
 #include <condition_variable>
 #include <mutex>
+#include <optional>
+
+#include <google/protobuf/io/coded_stream.h>
+#include <google/protobuf/wire_format_lite.h>
+#include <grpcpp/support/byte_buffer.h>
+#include <grpcpp/support/proto_buffer_reader.h>
 
 namespace cloudflux::storage {
 
@@ -148,30 +154,69 @@ class PutReactor final : public grpc::ServerReadReactor<v1::PutObjectRequest> {
   std::atomic<bool> cancelled_{false};
 };
 
-class GetReactor final : public grpc::ServerWriteReactor<v1::GetObjectResponse> {
+// The wire form of GetObjectResponse{chunk}: the field's tag and length in a
+// small slice, then the chunk's own buffer, which gRPC sends as it is and
+// lets go of (dropping its owner) once written.
+grpc::ByteBuffer FrameChunk(const Chunk& chunk) {
+  using google::protobuf::internal::WireFormatLite;
+  using google::protobuf::io::CodedOutputStream;
+  uint8_t header[16];
+  uint8_t* end = CodedOutputStream::WriteTagToArray(
+      WireFormatLite::MakeTag(v1::GetObjectResponse::kChunkFieldNumber, WireFormatLite::WIRETYPE_LENGTH_DELIMITED),
+      header);
+  end = CodedOutputStream::WriteVarint32ToArray(static_cast<uint32_t>(chunk.size), end);
+  auto* owner = new std::shared_ptr<const void>(chunk.owner);
+  grpc::Slice slices[2] = {
+      grpc::Slice(header, static_cast<size_t>(end - header)),
+      grpc::Slice(const_cast<char*>(chunk.data), chunk.size,
+                  [](void* held) { delete static_cast<std::shared_ptr<const void>*>(held); }, owner)};
+  return grpc::ByteBuffer(slices, 2);
+}
+
+// Streams an object with one chunk read ahead: while gRPC sends a chunk, the
+// executor reads the next. At most two chunks per call are in memory. The
+// method is registered raw so that chunks go out in the reader's own buffers
+// (FrameChunk): a local object's bytes are not copied in user space on the
+// way from the disk to the socket.
+class GetReactor final : public grpc::ServerWriteReactor<grpc::ByteBuffer> {
  public:
   GetReactor(StorageCore& core, server::BlockingExecutor& executor, ReadRecorder& reads,
-             const v1::GetObjectRequest* request)
+             const grpc::ByteBuffer* request_bytes)
       : executor_(executor), reads_(reads) {
-    executor_.Run([this, &core, request] {
-      auto opened = core.OpenGet(*request);
+    v1::GetObjectRequest request;
+    grpc::ByteBuffer bytes(*request_bytes);
+    if (!grpc::SerializationTraits<v1::GetObjectRequest>::Deserialize(&bytes, &request).ok()) {
+      Finish(grpc::Status(grpc::StatusCode::INVALID_ARGUMENT, "malformed GetObjectRequest"));
+      return;
+    }
+    executor_.Run([this, &core, request = std::move(request)] {
+      auto opened = core.OpenGet(request);
       if (!opened.ok()) return Finish(server::ToGrpcStatus(opened.status()));
       info_ = opened->first;
-      *response_.mutable_info() = std::move(opened->first);
       reader_ = std::move(opened->second);
-      StartWrite(&response_);
+      v1::GetObjectResponse first;
+      *first.mutable_info() = info_;
+      bool own_buffer;
+      grpc::SerializationTraits<v1::GetObjectResponse>::Serialize(first, &sending_, &own_buffer);
+      {
+        std::lock_guard lock(mu_);
+        writing_ = true;
+        reading_ = true;
+      }
+      StartWrite(&sending_);
+      ReadNext();
     });
   }
 
   void OnWriteDone(bool ok) override {
-    if (!ok) return Finish(grpc::Status(grpc::StatusCode::CANCELLED, "client went away"));
-    if (response_.has_chunk()) sent_ += static_cast<int64_t>(response_.chunk().size());
-    executor_.Run([this] {
-      absl::Status read = reader_->Read(kReadChunkBytes, response_.mutable_chunk());
-      if (!read.ok()) return Finish(server::ToGrpcStatus(read));
-      if (response_.chunk().empty()) return Finish(grpc::Status::OK);
-      StartWrite(&response_);
-    });
+    std::unique_lock lock(mu_);
+    writing_ = false;
+    if (!ok) abandoned_ = true;
+    sent_ += in_flight_;
+    in_flight_ = 0;
+    Step step = Advance();
+    lock.unlock();
+    Act(step);
   }
 
   void OnDone() override {
@@ -181,12 +226,72 @@ class GetReactor final : public grpc::ServerWriteReactor<v1::GetObjectResponse> 
   }
 
  private:
+  struct Step {
+    bool write = false, read = false, finish = false;
+    grpc::Status status;
+  };
+
+  // On the executor, never two at once for a call.
+  void ReadNext() {
+    absl::StatusOr<Chunk> chunk = reader_->ReadChunk(kReadChunkBytes);
+    std::unique_lock lock(mu_);
+    reading_ = false;
+    if (!chunk.ok()) {
+      ended_ = true;
+      end_status_ = chunk.status();
+    } else if (chunk->size == 0) {
+      ended_ = true;
+    } else {
+      ready_ = std::move(*chunk);
+    }
+    Step step = Advance();
+    lock.unlock();
+    Act(step);
+  }
+
+  // What to do next; mu_ held. The call finishes only once neither a write
+  // nor a read is in flight (OnDone deletes this reactor).
+  Step Advance() {
+    Step step;
+    if (finished_) return step;
+    if (abandoned_) {
+      if (!reading_ && !writing_) {
+        finished_ = step.finish = true;
+        step.status = grpc::Status(grpc::StatusCode::CANCELLED, "client went away");
+      }
+      return step;
+    }
+    if (!writing_ && ready_.has_value()) {
+      sending_ = FrameChunk(*ready_);
+      in_flight_ = static_cast<int64_t>(ready_->size);
+      ready_.reset();
+      writing_ = step.write = true;
+    }
+    if (!reading_ && !ready_.has_value() && !ended_) reading_ = step.read = true;
+    if (!writing_ && !reading_ && !ready_.has_value() && ended_) {
+      finished_ = step.finish = true;
+      step.status = server::ToGrpcStatus(end_status_);
+    }
+    return step;
+  }
+
+  // Runs a step without mu_; touches nothing of this reactor after Finish.
+  void Act(const Step& step) {
+    if (step.write) StartWrite(&sending_);
+    if (step.read) executor_.Run([this] { ReadNext(); });
+    if (step.finish) Finish(step.status);
+  }
+
   server::BlockingExecutor& executor_;
   ReadRecorder& reads_;
   v1::ObjectInfo info_;
-  v1::GetObjectResponse response_;
   std::unique_ptr<ObjectReader> reader_;
-  int64_t sent_ = 0;
+  grpc::ByteBuffer sending_;  // the message gRPC is writing
+  std::mutex mu_;             // guards everything below
+  std::optional<Chunk> ready_;  // read ahead, not yet handed to gRPC
+  bool writing_ = false, reading_ = false, ended_ = false, abandoned_ = false, finished_ = false;
+  absl::Status end_status_;
+  int64_t in_flight_ = 0, sent_ = 0;
 };
 
 // Runs the copy on the executor and streams progress: a progress message is
@@ -257,8 +362,8 @@ grpc::ServerReadReactor<v1::PutObjectRequest>* StorageGrpcService::PutObject(
   return new PutReactor(core_, executor_, response);
 }
 
-grpc::ServerWriteReactor<v1::GetObjectResponse>* StorageGrpcService::GetObject(
-    grpc::CallbackServerContext* context, const v1::GetObjectRequest* request) {
+grpc::ServerWriteReactor<grpc::ByteBuffer>* StorageGrpcService::GetObject(
+    grpc::CallbackServerContext* context, const grpc::ByteBuffer* request) {
   return new GetReactor(core_, executor_, reads_, request);
 }
 

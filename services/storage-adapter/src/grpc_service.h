@@ -1,8 +1,11 @@
 #pragma once
-// gRPC adapter of StorageCore. Streams move one message at a time (a read is
-// only requested after the previous chunk is written, and vice versa), so
-// memory per call stays at one chunk whatever the object size. Blocking
-// work (disk, database) runs on the executor, not on gRPC's threads.
+// gRPC adapter of StorageCore. Streams hold at most a few chunks per call
+// (an upload receives the next chunk while writing one; a download reads the
+// next chunk while sending one), so memory per call is bounded whatever the
+// object size. Blocking work (disk, database) runs on the executor, not on
+// gRPC's threads. GetObject is registered raw (grpc::ByteBuffer) so that its
+// chunks are sent from the readers' own buffers; its messages on the wire are
+// the GetObjectRequest/GetObjectResponse of the proto.
 
 #include "cloudflux/server/executor.h"
 #include "cloudflux/storage/v1/storage.grpc.pb.h"
@@ -13,7 +16,9 @@ namespace cloudflux::storage {
 
 inline constexpr size_t kReadChunkBytes = 1 << 20;
 
-class StorageGrpcService final : public cloudflux::storage::v1::StorageService::CallbackService {
+class StorageGrpcService final
+    : public cloudflux::storage::v1::StorageService::WithRawCallbackMethod_GetObject<
+          cloudflux::storage::v1::StorageService::CallbackService> {
  public:
   // Every GetObject that opened its object is counted in `reads`.
   StorageGrpcService(StorageCore& core, server::BlockingExecutor& executor, ReadRecorder& reads)
@@ -21,9 +26,8 @@ class StorageGrpcService final : public cloudflux::storage::v1::StorageService::
 
   grpc::ServerReadReactor<cloudflux::storage::v1::PutObjectRequest>* PutObject(
       grpc::CallbackServerContext* context, cloudflux::storage::v1::ObjectInfo* response) override;
-  grpc::ServerWriteReactor<cloudflux::storage::v1::GetObjectResponse>* GetObject(
-      grpc::CallbackServerContext* context,
-      const cloudflux::storage::v1::GetObjectRequest* request) override;
+  grpc::ServerWriteReactor<grpc::ByteBuffer>* GetObject(grpc::CallbackServerContext* context,
+                                                        const grpc::ByteBuffer* request) override;
   grpc::ServerUnaryReactor* HeadObject(grpc::CallbackServerContext* context,
                                        const cloudflux::storage::v1::HeadObjectRequest* request,
                                        cloudflux::storage::v1::ObjectInfo* response) override;

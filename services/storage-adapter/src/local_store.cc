@@ -48,6 +48,53 @@ bool SafePhysicalKey(const std::string& key) {
   return true;
 }
 
+// Aligned 1 MiB buffers for direct I/O and for the chunks a read hands to
+// gRPC, shared by all calls. A buffer goes back when the last holder of it
+// lets go (for a chunk, when gRPC has sent it), most recently returned first:
+// its pages are still mapped and warm, where a fresh allocation would fault
+// every page in again.
+class BufferPool {
+ public:
+  static constexpr size_t kBytes = 1 << 20;
+  static constexpr size_t kAlign = 4096;
+
+  static BufferPool& Get() {
+    static BufferPool* pool = new BufferPool();  // never destroyed: chunks may outlive everything else
+    return *pool;
+  }
+
+  // A buffer of kBytes aligned to kAlign; null if memory ran out.
+  std::shared_ptr<char> Take() {
+    char* buffer = nullptr;
+    {
+      std::lock_guard lock(mu_);
+      if (!free_.empty()) {
+        buffer = free_.back();
+        free_.pop_back();
+      }
+    }
+    if (buffer == nullptr && posix_memalign(reinterpret_cast<void**>(&buffer), kAlign, kBytes) != 0) return nullptr;
+    return std::shared_ptr<char>(buffer, [this](char* b) { Give(b); });
+  }
+
+ private:
+  static constexpr size_t kMaxFree = 16;  // a few calls' worth kept warm
+
+  void Give(char* buffer) {
+    {
+      std::lock_guard lock(mu_);
+      if (free_.size() < kMaxFree) {
+        free_.push_back(buffer);
+        return;
+      }
+    }
+    std::free(buffer);
+  }
+
+  std::mutex mu_;
+  std::vector<char*> free_;
+};
+
 // Writes one object into a temp file. The first kDirectFrom bytes go
 // through the page cache (small objects stay there for the reads that
 // usually follow); the rest of a large object is written with O_DIRECT from
@@ -60,8 +107,8 @@ class LocalWriter final : public ObjectWriter {
  public:
   static constexpr off_t kWritebackBytes = 8 << 20;
   static constexpr off_t kDirectFrom = 8 << 20;
-  static constexpr size_t kStageBytes = 1 << 20;
-  static constexpr size_t kDirectAlign = 4096;
+  static constexpr size_t kStageBytes = BufferPool::kBytes;
+  static constexpr size_t kDirectAlign = BufferPool::kAlign;
 
   LocalWriter(int fd, std::string tmp, std::string final_path)
       : fd_(fd), tmp_(std::move(tmp)), final_(std::move(final_path)) {}
@@ -84,7 +131,7 @@ class LocalWriter final : public ObjectWriter {
     }
     while (!data.empty()) {
       size_t n = std::min(data.size(), kStageBytes - fill_);
-      std::memcpy(stage_[current_] + fill_, data.data(), n);
+      std::memcpy(stage_[current_].get() + fill_, data.data(), n);
       fill_ += n;
       data.remove_prefix(n);
       if (fill_ == kStageBytes) CF_RETURN_IF_ERROR(SubmitStage());
@@ -97,7 +144,7 @@ class LocalWriter final : public ObjectWriter {
     if (direct_) {
       // The staged tail: its aligned part directly, the rest buffered.
       size_t aligned = fill_ / kDirectAlign * kDirectAlign, rest = fill_ - aligned;
-      const char* tail = stage_[current_] + aligned;
+      const char* tail = stage_[current_].get() + aligned;
       fill_ = aligned;
       if (aligned > 0) CF_RETURN_IF_ERROR(SubmitStage());
       CF_RETURN_IF_ERROR(StopIo());
@@ -125,10 +172,7 @@ class LocalWriter final : public ObjectWriter {
       fd_ = -1;
     }
     if (!committed_) unlink(tmp_.c_str());
-    for (char*& buffer : stage_) {
-      std::free(buffer);
-      buffer = nullptr;
-    }
+    for (auto& buffer : stage_) buffer.reset();
   }
 
  private:
@@ -170,10 +214,9 @@ class LocalWriter final : public ObjectWriter {
   absl::Status StartDirect() {
     direct_possible_ = false;
     if (fcntl(fd_, F_SETFL, fcntl(fd_, F_GETFL) | O_DIRECT) != 0) return absl::OkStatus();
-    for (char*& buffer : stage_) {
-      if (posix_memalign(reinterpret_cast<void**>(&buffer), kDirectAlign, kStageBytes) != 0) {
-        return absl::ResourceExhaustedError("no memory for the write buffers");
-      }
+    for (auto& buffer : stage_) {
+      buffer = BufferPool::Get().Take();
+      if (buffer == nullptr) return absl::ResourceExhaustedError("no memory for the write buffers");
     }
     direct_ = true;
     io_ = std::thread([this] { IoLoop(); });
@@ -185,7 +228,7 @@ class LocalWriter final : public ObjectWriter {
     std::unique_lock lock(mu_);
     cv_.wait(lock, [&] { return pending_ == nullptr; });
     if (!io_status_.ok()) return io_status_;
-    pending_ = stage_[current_];
+    pending_ = stage_[current_].get();
     pending_size_ = fill_;
     pending_offset_ = written_;
     written_ += static_cast<off_t>(fill_);
@@ -234,7 +277,7 @@ class LocalWriter final : public ObjectWriter {
   bool committed_ = false;
   off_t written_ = 0, started_ = 0;  // bytes written or handed to the I/O thread; writeback started up to here
   bool direct_possible_ = true, direct_ = false;
-  char* stage_[2] = {nullptr, nullptr};
+  std::shared_ptr<char> stage_[2];
   int current_ = 0;  // the stage being filled
   size_t fill_ = 0;
   std::thread io_;
@@ -247,44 +290,67 @@ class LocalWriter final : public ObjectWriter {
   absl::Status io_status_;
 };
 
-// Reads a range of an object. In a read of kDirectFrom bytes or more, the
-// part past the file's first kDirectFrom bytes (what a large write puts on
-// disk directly) is read directly too, through an aligned buffer: a large
-// read neither fills the page cache nor pushes other files out of it. (Asking the cache first with RWF_NOWAIT is
-// no way out: on a miss the kernel still starts its read-ahead into it.)
+// Reads a range of an object into pooled buffers that ReadChunk hands over
+// as they are, so a get sends the very bytes the disk wrote into memory. In
+// a read of kDirectFrom bytes or more, the part past the file's first
+// kDirectFrom bytes (what a large write puts on disk directly) is read
+// directly too: a large read neither fills the page cache nor pushes other
+// files out of it. (Asking the cache first with RWF_NOWAIT is no way out: on
+// a miss the kernel still starts its read-ahead into it.) Short ranges (a
+// footer, an index) go through the page cache, where repeated reads find them.
 class LocalReader final : public ObjectReader {
  public:
   static constexpr off_t kDirectFrom = LocalWriter::kDirectFrom;
-  static constexpr size_t kStageBytes = LocalWriter::kStageBytes;
-  static constexpr size_t kDirectAlign = LocalWriter::kDirectAlign;
+  static constexpr size_t kBufferBytes = BufferPool::kBytes;
+  static constexpr off_t kDirectAlign = static_cast<off_t>(BufferPool::kAlign);
 
   LocalReader(int fd, int direct_fd, int64_t offset, int64_t length)
       : fd_(fd), direct_fd_(direct_fd), pos_(offset), end_(offset + length) {}
   ~LocalReader() override {
     close(fd_);
     if (direct_fd_ >= 0) close(direct_fd_);
-    std::free(stage_);
   }
 
   absl::Status Read(size_t max, std::string* out) override {
-    out->clear();
-    if (pos_ >= end_) return absl::OkStatus();
-    size_t want = static_cast<size_t>(std::min<int64_t>(end_ - pos_, static_cast<int64_t>(max)));
-    if (pos_ >= stage_start_ && pos_ < stage_end_) {  // left in the staging buffer
-      want = std::min(want, static_cast<size_t>(stage_end_ - pos_));
-      out->assign(stage_ + (pos_ - stage_start_), want);
-      pos_ += static_cast<off_t>(want);
-      return absl::OkStatus();
+    auto chunk = ReadChunk(max);
+    if (!chunk.ok()) return chunk.status();
+    out->assign(chunk->data, chunk->size);
+    return absl::OkStatus();
+  }
+
+  absl::StatusOr<Chunk> ReadChunk(size_t max) override {
+    Chunk chunk;
+    if (pos_ >= end_ || max == 0) return chunk;
+    if (pos_ < last_end_ && pos_ >= last_start_) {  // what the last read brought in past its chunk
+      return Take(max);
     }
+    last_ = BufferPool::Get().Take();
+    if (last_ == nullptr) return absl::ResourceExhaustedError("no memory for the read buffer");
     if (pos_ >= kDirectFrom && direct_fd_ >= 0) {
-      CF_RETURN_IF_ERROR(ReadStage());
-      return Read(max, out);  // from the stage, or buffered where direct reads were refused
+      // Whole aligned blocks, no further than the range needs.
+      off_t start = pos_ / kDirectAlign * kDirectAlign;
+      size_t size = static_cast<size_t>(std::min<off_t>(static_cast<off_t>(kBufferBytes),
+                                                        (end_ - start + kDirectAlign - 1) / kDirectAlign * kDirectAlign));
+      ssize_t n;
+      do {
+        n = ::pread(direct_fd_, last_.get(), size, start);
+      } while (n < 0 && errno == EINTR);
+      if (n < 0 && errno == EINVAL) {  // the file system opened it O_DIRECT but refuses the read
+        close(direct_fd_);
+        direct_fd_ = -1;
+        return ReadChunk(max);
+      }
+      if (n < 0) return Errno("read");
+      if (start + n <= pos_) return absl::DataLossError("object is shorter than its catalog size");
+      last_start_ = start;
+      last_end_ = std::min<off_t>(start + n, end_);
+      return Take(max);
     }
-    if (pos_ < kDirectFrom && direct_fd_ >= 0) want = std::min(want, static_cast<size_t>(kDirectFrom - pos_));
-    out->resize(want);
+    size_t want = static_cast<size_t>(std::min<int64_t>(end_ - pos_, static_cast<int64_t>(kBufferBytes)));
+    if (direct_fd_ >= 0) want = std::min(want, static_cast<size_t>(kDirectFrom - pos_));  // then direct
     size_t got = 0;
     while (got < want) {
-      ssize_t n = ::pread(fd_, out->data() + got, want - got, pos_ + static_cast<off_t>(got));
+      ssize_t n = ::pread(fd_, last_.get() + got, want - got, pos_ + static_cast<off_t>(got));
       if (n < 0) {
         if (errno == EINTR) continue;
         return Errno("read");
@@ -292,41 +358,24 @@ class LocalReader final : public ObjectReader {
       if (n == 0) return absl::DataLossError("object is shorter than its catalog size");
       got += static_cast<size_t>(n);
     }
-    pos_ += static_cast<off_t>(got);
-    return absl::OkStatus();
+    last_start_ = pos_;
+    last_end_ = pos_ + static_cast<off_t>(got);
+    return Take(max);
   }
 
  private:
-  // Reads the aligned stretch holding pos_ into the staging buffer.
-  absl::Status ReadStage() {
-    if (stage_ == nullptr &&
-        posix_memalign(reinterpret_cast<void**>(&stage_), kDirectAlign, kStageBytes) != 0) {
-      return absl::ResourceExhaustedError("no memory for the read buffer");
-    }
-    off_t start = pos_ / static_cast<off_t>(kDirectAlign) * static_cast<off_t>(kDirectAlign);
-    // No further than the range needs, in whole blocks.
-    size_t size = static_cast<size_t>(std::min<off_t>(
-        static_cast<off_t>(kStageBytes), (end_ - start + kDirectAlign - 1) / kDirectAlign * kDirectAlign));
-    ssize_t n;
-    do {
-      n = ::pread(direct_fd_, stage_, size, start);
-    } while (n < 0 && errno == EINTR);
-    if (n < 0 && errno == EINVAL) {  // the file system opened it O_DIRECT but refuses the read
-      close(direct_fd_);
-      direct_fd_ = -1;
-      return absl::OkStatus();
-    }
-    if (n < 0) return Errno("read");
-    if (start + n <= pos_) return absl::DataLossError("object is shorter than its catalog size");
-    stage_start_ = start;
-    stage_end_ = start + n;
-    return absl::OkStatus();
+  // Up to `max` bytes from pos_ out of the last buffer read.
+  Chunk Take(size_t max) {
+    size_t size = static_cast<size_t>(std::min<off_t>(last_end_ - pos_, static_cast<off_t>(max)));
+    Chunk chunk{last_.get() + (pos_ - last_start_), size, last_};
+    pos_ += static_cast<off_t>(size);
+    return chunk;
   }
 
   int fd_, direct_fd_;
   off_t pos_, end_;
-  char* stage_ = nullptr;
-  off_t stage_start_ = 0, stage_end_ = 0;  // the file's bytes in stage_
+  std::shared_ptr<char> last_;  // the buffer of the last read
+  off_t last_start_ = 0, last_end_ = 0;  // the file's bytes in last_
 };
 
 class LocalStore final : public ObjectStore {

@@ -26,12 +26,32 @@ class ObjectWriter {
   virtual void Abort() = 0;
 };
 
+// Bytes of an object in memory that a reader hands over: `data` stays
+// valid as long as some copy of `owner` lives, whatever the reader does next.
+struct Chunk {
+  const char* data = nullptr;
+  size_t size = 0;
+  std::shared_ptr<const void> owner;
+};
+
 // Reads a byte range of an object sequentially.
 class ObjectReader {
  public:
   virtual ~ObjectReader() = default;
   // Up to `max` bytes into `out`; an empty `out` means the range is done.
   virtual absl::Status Read(size_t max, std::string* out) = 0;
+  // Up to `max` bytes as a Chunk, which the caller may keep (to send it)
+  // while it reads on; size 0 means the range is done. Backends that read
+  // into buffers of their own hand those over; the default copies through
+  // Read.
+  virtual absl::StatusOr<Chunk> ReadChunk(size_t max) {
+    auto bytes = std::make_shared<std::string>();
+    absl::Status read = Read(max, bytes.get());
+    if (!read.ok()) return read;
+    Chunk chunk{bytes->data(), bytes->size(), nullptr};
+    chunk.owner = std::move(bytes);
+    return chunk;
+  }
 };
 
 // How to make an archived object readable (ObjectStore::Restore).

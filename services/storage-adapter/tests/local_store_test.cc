@@ -114,6 +114,34 @@ TEST_F(LocalStoreTest, ReadsOfOddSizesReturnEveryByteOnce) {
   EXPECT_TRUE(all == data.substr(12345));
 }
 
+// A get keeps a chunk (gRPC is sending it) while the next is read: every
+// chunk must keep its bytes whatever the reader does afterwards, also after
+// the reader is gone, in the buffered head, the direct part and across both.
+TEST_F(LocalStoreTest, ChunksKeepTheirBytesWhileTheReaderReadsOn) {
+  std::string data = RandomBytes(static_cast<size_t>(kDirectFrom + 6 * kMiB + 333), 11);
+  ASSERT_TRUE(PutBytes(*store_, "objects/9a/chunks", data).ok());
+  for (auto [offset, max] : std::vector<std::pair<int64_t, size_t>>{
+           {0, 1 << 20}, {4097, 1 << 20}, {kDirectFrom - 5000, 300000}, {kDirectFrom + 1, 100000}}) {
+    SCOPED_TRACE(testing::Message() << "offset " << offset << " max " << max);
+    std::vector<Chunk> chunks;
+    {
+      auto reader = store_->OpenRead("objects/9a/chunks", offset, 0);
+      ASSERT_TRUE(reader.ok()) << reader.status();
+      while (true) {
+        auto chunk = (*reader)->ReadChunk(max);
+        ASSERT_TRUE(chunk.ok()) << chunk.status();
+        if (chunk->size == 0) break;
+        EXPECT_LE(chunk->size, max);
+        EXPECT_NE(chunk->owner, nullptr);
+        chunks.push_back(std::move(*chunk));
+      }
+    }  // the reader is gone; the chunks still hold their buffers
+    std::string all;
+    for (const Chunk& chunk : chunks) all.append(chunk.data, chunk.size);
+    EXPECT_TRUE(all == data.substr(static_cast<size_t>(offset))) << "bytes differ after reading on";
+  }
+}
+
 TEST_F(LocalStoreTest, LargeObjectsLeaveThePageCacheAlone) {
   if (!DirectIoWorksHere()) GTEST_SKIP() << "the file system under " << root_ << " refuses O_DIRECT";
   std::string data = RandomBytes(static_cast<size_t>(kDirectFrom + 16 * kMiB + 100), 3);

@@ -27,6 +27,14 @@ struct ChannelOptions {
   // 120 s, too slow to notice a restarted peer).
   absl::Duration initial_reconnect_backoff = absl::Milliseconds(200);
   absl::Duration max_reconnect_backoff = absl::Seconds(10);
+  // HTTP/2 receive window per stream, fixed, as on the server side
+  // (ServerOptions::http2_stream_window_bytes). gRPC's default grows the
+  // window with bandwidth-delay probing and reads whatever the peer sends
+  // into memory, so a client that consumes a large download more slowly than
+  // it arrives buffers hundreds of MiB. 4 MiB lets a few 1 MiB messages be
+  // in flight, so the sender does not wait for a window update per message.
+  // 0 = gRPC's adaptive windows.
+  int http2_stream_window_bytes = 4 << 20;
 };
 
 // The service config JSON that carries the retry policy.

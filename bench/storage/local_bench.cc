@@ -101,13 +101,13 @@ int main(int argc, char** argv) {
     if (service_first) {
       put_object();
       dd_copy();
-      dd_read_copy();
       get_object();
+      dd_read_copy();
     } else {
       dd_copy();
       put_object();
-      get_object();
       dd_read_copy();
+      get_object();
     }
     std::printf("round %d (%s first): put %.2f s (dd %.2f, ratio %.2f), get %.2f s (dd %.2f, ratio %.2f)\n",
                 r + 1, service_first ? "service" : "dd", put.back(), dd_write.back(),

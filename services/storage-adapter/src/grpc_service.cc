@@ -8,7 +8,6 @@
 #include <google/protobuf/io/coded_stream.h>
 #include <google/protobuf/wire_format_lite.h>
 #include <grpcpp/support/byte_buffer.h>
-#include <grpcpp/support/proto_buffer_reader.h>
 
 namespace cloudflux::storage {
 
@@ -211,8 +210,11 @@ class GetReactor final : public grpc::ServerWriteReactor<grpc::ByteBuffer> {
   void OnWriteDone(bool ok) override {
     std::unique_lock lock(mu_);
     writing_ = false;
-    if (!ok) abandoned_ = true;
-    sent_ += in_flight_;
+    if (ok) {
+      sent_ += in_flight_;
+    } else {
+      abandoned_ = true;
+    }
     in_flight_ = 0;
     Step step = Advance();
     lock.unlock();

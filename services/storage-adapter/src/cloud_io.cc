@@ -74,13 +74,6 @@ void ParallelParts::Drain() {
   }
 }
 
-absl::Status RangedReader::Read(size_t max, std::string* out) {
-  auto chunk = ReadChunk(max);
-  if (!chunk.ok()) return chunk.status();
-  out->assign(chunk->data, chunk->size);
-  return absl::OkStatus();
-}
-
 absl::StatusOr<Chunk> RangedReader::ReadChunk(size_t max) {
   if (window_ == nullptr || window_pos_ == window_->size()) {
     window_.reset();  // back to the body pool once no chunk holds it: its memory serves a later window

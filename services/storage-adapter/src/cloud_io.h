@@ -64,7 +64,6 @@ class RangedReader final : public ObjectReader {
   RangedReader(Fetch fetch, Error error, int64_t offset, int64_t length, int64_t window)
       : fetch_(std::move(fetch)), error_(std::move(error)), pos_(offset),
         end_(length > 0 ? offset + length : -1), window_size_(window) {}
-  absl::Status Read(size_t max, std::string* out) override;
   // Chunks are pieces of the fetched window itself.
   absl::StatusOr<Chunk> ReadChunk(size_t max) override;
 

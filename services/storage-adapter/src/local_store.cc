@@ -311,13 +311,6 @@ class LocalReader final : public ObjectReader {
     if (direct_fd_ >= 0) close(direct_fd_);
   }
 
-  absl::Status Read(size_t max, std::string* out) override {
-    auto chunk = ReadChunk(max);
-    if (!chunk.ok()) return chunk.status();
-    out->assign(chunk->data, chunk->size);
-    return absl::OkStatus();
-  }
-
   absl::StatusOr<Chunk> ReadChunk(size_t max) override {
     Chunk chunk;
     if (pos_ >= end_ || max == 0) return chunk;

@@ -38,19 +38,16 @@ struct Chunk {
 class ObjectReader {
  public:
   virtual ~ObjectReader() = default;
-  // Up to `max` bytes into `out`; an empty `out` means the range is done.
-  virtual absl::Status Read(size_t max, std::string* out) = 0;
   // Up to `max` bytes as a Chunk, which the caller may keep (to send it)
-  // while it reads on; size 0 means the range is done. Backends that read
-  // into buffers of their own hand those over; the default copies through
-  // Read.
-  virtual absl::StatusOr<Chunk> ReadChunk(size_t max) {
-    auto bytes = std::make_shared<std::string>();
-    absl::Status read = Read(max, bytes.get());
-    if (!read.ok()) return read;
-    Chunk chunk{bytes->data(), bytes->size(), nullptr};
-    chunk.owner = std::move(bytes);
-    return chunk;
+  // while it reads on; size 0 means the range is done. Backends hand over
+  // the buffers they read into, without a copy.
+  virtual absl::StatusOr<Chunk> ReadChunk(size_t max) = 0;
+  // Up to `max` bytes copied into `out`; an empty `out` means the range is done.
+  absl::Status Read(size_t max, std::string* out) {
+    absl::StatusOr<Chunk> chunk = ReadChunk(max);
+    if (!chunk.ok()) return chunk.status();
+    out->assign(chunk->data, chunk->size);
+    return absl::OkStatus();
   }
 };
 

@@ -458,15 +458,15 @@ absl::StatusOr<StorageCore::StoredCopy> StorageCore::CopyBytes(const v1::ObjectI
   auto stream = [&]() -> absl::Status {
     CF_ASSIGN_OR_RETURN(auto reader, from.OpenRead(source.physical_key(), 0, 0));
     CF_ASSIGN_OR_RETURN(writer, to.StartWrite(physical, tier));
-    std::string chunk;
     int64_t reported = 0;
     if (!report(0, false)) return absl::CancelledError("copy cancelled");
     while (true) {
-      CF_RETURN_IF_ERROR(reader->Read(kCopyChunkBytes, &chunk));
-      if (chunk.empty()) break;
-      hash.Update(chunk);
-      copied += static_cast<int64_t>(chunk.size());
-      CF_RETURN_IF_ERROR(writer->Write(chunk));
+      CF_ASSIGN_OR_RETURN(Chunk chunk, reader->ReadChunk(kCopyChunkBytes));
+      if (chunk.size == 0) break;
+      std::string_view bytes(chunk.data, chunk.size);  // the reader's own buffer, not a copy
+      hash.Update(bytes);
+      copied += static_cast<int64_t>(bytes.size());
+      CF_RETURN_IF_ERROR(writer->Write(bytes));
       if (copied - reported >= kCopyProgressEvery) {
         reported = copied;
         if (!report(copied, false)) return absl::CancelledError("copy cancelled");

@@ -52,8 +52,9 @@ int main(int argc, char** argv) {
   const int repeat = std::max(1, absl::GetFlag(FLAGS_repeat));
   const bool cold = absl::GetFlag(FLAGS_cold_reads);
   const int pid = child->process->pid();
-  std::vector<double> put, dd_write, get, dd_read;
+  std::vector<double> put, dd_write, get, dd_read, stream;
   std::vector<double> put_service_cpu, put_client_cpu, get_service_cpu, get_client_cpu;
+  std::vector<double> stream_service_cpu, stream_client_cpu;
   int64_t put_rss = 0, get_rss = 0;
   // Runs `fn`, adding its wall time and the service's and this process's CPU seconds.
   auto timed = [&](std::vector<double>& seconds, std::vector<double>& service_cpu,
@@ -87,6 +88,15 @@ int main(int argc, char** argv) {
     });
     get_rss = std::max(get_rss, PeakRssKib(pid));
   };
+  // The get again into a client that keeps nothing: the stream alone,
+  // without the client's page-cache writes.
+  auto stream_object = [&] {
+    timed(stream, stream_service_cpu, stream_client_cpu, [&] {
+      int64_t n = 0;
+      grpc::Status s = GetObject(*stub, "bench", "big.bin", &n);
+      if (!s.ok() || n != bytes) Die("get failed: " + s.error_message());
+    });
+  };
   auto dd_read_copy = [&] {
     if (cold) DropPageCache();
     dd_read.push_back(TimeCommand(absl::StrCat("dd if=", dir, "/dd-copy.bin of=", dir,
@@ -109,9 +119,12 @@ int main(int argc, char** argv) {
       dd_read_copy();
       get_object();
     }
-    std::printf("round %d (%s first): put %.2f s (dd %.2f, ratio %.2f), get %.2f s (dd %.2f, ratio %.2f)\n",
+    stream_object();
+    std::printf("round %d (%s first): put %.2f s (dd %.2f, ratio %.2f), get %.2f s (dd %.2f, ratio %.2f), "
+                "get into a discarding client %.2f s\n",
                 r + 1, service_first ? "service" : "dd", put.back(), dd_write.back(),
-                dd_write.back() / put.back(), get.back(), dd_read.back(), dd_read.back() / get.back());
+                dd_write.back() / put.back(), get.back(), dd_read.back(), dd_read.back() / get.back(),
+                stream.back());
   }
   const double p = Median(put), dw = Median(dd_write), g = Median(get), dr = Median(dd_read);
   const int64_t rss = std::max(put_rss, get_rss);
@@ -123,6 +136,9 @@ int main(int argc, char** argv) {
   std::printf("get via storage adapter : %7.2f s  %7.1f MiB/s\n", g, mib / g);
   std::printf("dd copy (peer)          : %7.2f s  %7.1f MiB/s   ratio get/dd %.2f (target >= 0.8)\n", dr,
               mib / dr, dr / g);
+  std::printf("get, client discards    : %7.2f s  %7.1f MiB/s   CPU s/GiB service %.2f client %.2f\n",
+              Median(stream), mib / Median(stream), Median(stream_service_cpu) * 1024 / mib,
+              Median(stream_client_cpu) * 1024 / mib);
   std::printf("CPU seconds per GiB     : put service %.2f client %.2f, get service %.2f client %.2f\n",
               Median(put_service_cpu) * 1024 / mib, Median(put_client_cpu) * 1024 / mib,
               Median(get_service_cpu) * 1024 / mib, Median(get_client_cpu) * 1024 / mib);

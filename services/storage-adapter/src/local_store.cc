@@ -6,6 +6,8 @@
 #include <condition_variable>
 #include <cstdlib>
 #include <cstring>
+#include <deque>
+#include <future>
 #include <filesystem>
 #include <mutex>
 #include <thread>
@@ -14,6 +16,7 @@
 #include "cloudflux/core/log.h"
 #include "cloudflux/core/status.h"
 #include "cloudflux/core/uuid.h"
+#include "cloudflux/server/executor.h"
 #include "object_store.h"
 
 namespace cloudflux::storage {
@@ -24,7 +27,7 @@ namespace fs = std::filesystem;
 // The status for error `e` (errno of the failed call by default).
 absl::Status Errno(const std::string& what, int e = errno) {
   std::string msg = absl::StrCat(what, ": ", std::strerror(e));
-  if (e == ENOSPC || e == EDQUOT) return absl::ResourceExhaustedError(msg);
+  if (e == ENOSPC || e == EDQUOT || e == ENOMEM) return absl::ResourceExhaustedError(msg);
   if (e == ENOENT) return absl::NotFoundError(msg);
   return absl::InternalError(msg);
 }
@@ -94,6 +97,15 @@ class BufferPool {
   std::mutex mu_;
   std::vector<char*> free_;
 };
+
+// The threads that run every reader's direct reads: the disk gets a few
+// requests at a time, whatever the number of gets. (This VM's disk reads
+// 1 MiB blocks at 1.6 GB/s one at a time, 2.0-2.3 GB/s two to four at a
+// time.) Never destroyed: a reader may be closed during exit.
+server::BlockingExecutor& DirectReads() {
+  static auto* executor = new server::BlockingExecutor(4);
+  return *executor;
+}
 
 // Writes one object into a temp file. The first kDirectFrom bytes go
 // through the page cache (small objects stay there for the reads that
@@ -295,7 +307,8 @@ class LocalWriter final : public ObjectWriter {
 // a read of kDirectFrom bytes or more, the part past the file's first
 // kDirectFrom bytes (what a large write puts on disk directly) is read
 // directly too: a large read neither fills the page cache nor pushes other
-// files out of it. (Asking the cache first with RWF_NOWAIT is no way out: on
+// files out of it. Those reads run kReadAhead blocks ahead of the caller on
+// the shared DirectReads threads. (Asking the cache first with RWF_NOWAIT is no way out: on
 // a miss the kernel still starts its read-ahead into it.) Short ranges (a
 // footer, an index) go through the page cache, where repeated reads find them.
 class LocalReader final : public ObjectReader {
@@ -303,10 +316,12 @@ class LocalReader final : public ObjectReader {
   static constexpr off_t kDirectFrom = LocalWriter::kDirectFrom;
   static constexpr size_t kBufferBytes = BufferPool::kBytes;
   static constexpr off_t kDirectAlign = static_cast<off_t>(BufferPool::kAlign);
+  static constexpr int kReadAhead = 3;
 
   LocalReader(int fd, int direct_fd, int64_t offset, int64_t length)
       : fd_(fd), direct_fd_(direct_fd), pos_(offset), end_(offset + length) {}
   ~LocalReader() override {
+    StopReadAhead();  // before the descriptor goes
     close(fd_);
     if (direct_fd_ >= 0) close(direct_fd_);
   }
@@ -317,28 +332,31 @@ class LocalReader final : public ObjectReader {
     if (pos_ < last_end_ && pos_ >= last_start_) {  // what the last read brought in past its chunk
       return Take(max);
     }
-    last_ = BufferPool::Get().Take();
-    if (last_ == nullptr) return absl::ResourceExhaustedError("no memory for the read buffer");
     if (pos_ >= kDirectFrom && direct_fd_ >= 0) {
-      // Whole aligned blocks, no further than the range needs.
-      off_t start = pos_ / kDirectAlign * kDirectAlign;
-      size_t size = static_cast<size_t>(std::min<off_t>(static_cast<off_t>(kBufferBytes),
-                                                        (end_ - start + kDirectAlign - 1) / kDirectAlign * kDirectAlign));
-      ssize_t n;
-      do {
-        n = ::pread(direct_fd_, last_.get(), size, start);
-      } while (n < 0 && errno == EINTR);
-      if (n < 0 && errno == EINVAL) {  // the file system opened it O_DIRECT but refuses the read
+      last_.reset();
+      if (ahead_.empty()) next_ = pos_ / kDirectAlign * kDirectAlign;
+      ReadAhead();
+      Block block = ahead_.front().get();
+      ahead_.pop_front();
+      if (block.error == EINVAL) {  // the file system opened it O_DIRECT but refuses the read
+        StopReadAhead();
         close(direct_fd_);
         direct_fd_ = -1;
         return ReadChunk(max);
       }
-      if (n < 0) return Errno("read");
-      if (start + n <= pos_) return absl::DataLossError("object is shorter than its catalog size");
-      last_start_ = start;
-      last_end_ = std::min<off_t>(start + n, end_);
+      if (block.error != 0) return Errno("read", block.error);
+      // A block that starts past pos_ follows one the end of the file cut short.
+      if (block.start > pos_ || block.start + block.n <= pos_) {
+        return absl::DataLossError("object is shorter than its catalog size");
+      }
+      last_ = std::move(block.buffer);
+      last_start_ = block.start;
+      last_end_ = std::min<off_t>(block.start + block.n, end_);
+      ReadAhead();
       return Take(max);
     }
+    last_ = BufferPool::Get().Take();
+    if (last_ == nullptr) return absl::ResourceExhaustedError("no memory for the read buffer");
     size_t want = static_cast<size_t>(std::min<int64_t>(end_ - pos_, static_cast<int64_t>(kBufferBytes)));
     if (direct_fd_ >= 0) want = std::min(want, static_cast<size_t>(kDirectFrom - pos_));  // then direct
     size_t got = 0;
@@ -357,6 +375,45 @@ class LocalReader final : public ObjectReader {
   }
 
  private:
+  struct Block {
+    std::shared_ptr<char> buffer;
+    off_t start = 0;
+    ssize_t n = 0;
+    int error = 0;
+  };
+
+  // Keeps kReadAhead direct reads of whole aligned blocks in flight, no
+  // further than the range needs.
+  void ReadAhead() {
+    while (static_cast<int>(ahead_.size()) < kReadAhead && next_ < end_) {
+      off_t start = next_;
+      size_t size = static_cast<size_t>(std::min<off_t>(
+          static_cast<off_t>(kBufferBytes), (end_ - start + kDirectAlign - 1) / kDirectAlign * kDirectAlign));
+      next_ += static_cast<off_t>(size);
+      std::shared_ptr<char> buffer = BufferPool::Get().Take();
+      if (buffer == nullptr) {
+        std::promise<Block> failed;
+        failed.set_value(Block{nullptr, start, -1, ENOMEM});
+        ahead_.push_back(failed.get_future());
+        return;
+      }
+      auto read = std::make_shared<std::promise<Block>>();
+      ahead_.push_back(read->get_future());
+      DirectReads().Run([fd = direct_fd_, buffer = std::move(buffer), start, size, read] {
+        ssize_t n;
+        do {
+          n = ::pread(fd, buffer.get(), size, start);
+        } while (n < 0 && errno == EINTR);
+        read->set_value(Block{buffer, start, n, n < 0 ? errno : 0});
+      });
+    }
+  }
+
+  void StopReadAhead() {
+    for (auto& read : ahead_) read.wait();
+    ahead_.clear();
+  }
+
   // Up to `max` bytes from pos_ out of the last buffer read.
   Chunk Take(size_t max) {
     size_t size = static_cast<size_t>(std::min<off_t>(last_end_ - pos_, static_cast<off_t>(max)));
@@ -368,6 +425,8 @@ class LocalReader final : public ObjectReader {
   int fd_, direct_fd_;
   off_t pos_, end_;
   std::shared_ptr<char> last_;  // the buffer of the last read
+  std::deque<std::future<Block>> ahead_;  // direct reads in flight, in order
+  off_t next_ = 0;  // the first byte no direct read has asked for
   off_t last_start_ = 0, last_end_ = 0;  // the file's bytes in last_
 };
 
@@ -405,12 +464,20 @@ class LocalStore final : public ObjectStore {
       return Errno("stat " + path);
     }
     int64_t remaining = length > 0 ? length : st.st_size - offset;
-    posix_fadvise(fd, offset, remaining, POSIX_FADV_SEQUENTIAL);
     // Large reads past the head go direct; short ranges (a footer, an
     // index) keep the page cache, where repeated reads find them.
     int direct_fd = -1;
     if (remaining >= LocalWriter::kDirectFrom && offset + remaining > LocalWriter::kDirectFrom) {
       direct_fd = open(path.c_str(), O_RDONLY | O_CLOEXEC | O_DIRECT);
+    }
+    int64_t buffered_end = direct_fd >= 0 ? LocalWriter::kDirectFrom : offset + remaining;
+    if (buffered_end - offset <= LocalWriter::kDirectFrom) {
+      // At most 8 MiB through the cache: fetch exactly that, where the
+      // kernel's read-ahead would read megabytes past a short range.
+      posix_fadvise(fd, 0, 0, POSIX_FADV_RANDOM);
+      if (buffered_end > offset) posix_fadvise(fd, offset, buffered_end - offset, POSIX_FADV_WILLNEED);
+    } else {  // a large read where direct I/O is refused
+      posix_fadvise(fd, offset, remaining, POSIX_FADV_SEQUENTIAL);
     }
     return std::unique_ptr<ObjectReader>(new LocalReader(fd, direct_fd, offset, remaining));
   }

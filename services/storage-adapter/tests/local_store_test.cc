@@ -8,6 +8,7 @@
 #include <unistd.h>
 
 #include <filesystem>
+#include <fstream>
 #include <thread>
 #include <vector>
 
@@ -158,6 +159,59 @@ TEST_F(LocalStoreTest, LargeObjectsLeaveThePageCacheAlone) {
   ASSERT_TRUE(footer.ok()) << footer.status();
   EXPECT_TRUE(*footer == data.substr(kDirectFrom + 8 * kMiB, 64 << 10));
   EXPECT_GE(CachedPages("objects/ef/large", kDirectFrom + 8 * kMiB), 16);
+}
+
+// Bytes this process has had read from the disk so far.
+int64_t DiskReadBytes() {
+  std::ifstream in("/proc/self/io");
+  std::string name;
+  int64_t value = -1;
+  while (in >> name >> value) {
+    if (name == "read_bytes:") return value;
+  }
+  return -1;
+}
+
+// The direct part is read a few blocks ahead: never past the range asked for.
+TEST_F(LocalStoreTest, ReadAheadStopsAtTheEndOfTheRange) {
+  if (!DirectIoWorksHere()) GTEST_SKIP() << "the file system under " << root_ << " refuses O_DIRECT";
+  if (DiskReadBytes() < 0) GTEST_SKIP() << "no /proc/self/io here";
+  std::string data = RandomBytes(static_cast<size_t>(kDirectFrom + 24 * kMiB), 13);
+  ASSERT_TRUE(PutBytes(*store_, "objects/aa/ahead", data).ok());
+  for (auto [offset, length] : std::vector<std::pair<int64_t, int64_t>>{
+           {kDirectFrom + 4095, 2 * kMiB + 3}, {kDirectFrom + 3 * kMiB, 100}, {kDirectFrom + 4095, 8 * kMiB + 3}}) {
+    SCOPED_TRACE(testing::Message() << "range " << offset << "+" << length);
+    int64_t before = DiskReadBytes();
+    auto part = GetBytes(*store_, "objects/aa/ahead", offset, length);
+    ASSERT_TRUE(part.ok()) << part.status();
+    EXPECT_TRUE(*part == data.substr(offset, length));
+    int64_t first = offset / 4096 * 4096, last = (offset + length + 4095) / 4096 * 4096;
+    EXPECT_LE(DiskReadBytes() - before, last - first);
+  }
+}
+
+// A file that lost its end on disk: the read says so, after the bytes that
+// are there, and never hands out what lies past the end.
+TEST_F(LocalStoreTest, AFileShorterThanItsRangeIsDataLoss) {
+  std::string data = RandomBytes(static_cast<size_t>(kDirectFrom + 12 * kMiB), 17);
+  ASSERT_TRUE(PutBytes(*store_, "objects/bb/short", data).ok());
+  const int64_t kept = kDirectFrom + 4 * kMiB + 5;
+  ASSERT_EQ(truncate((root_ + "/objects/bb/short").c_str(), kept), 0);
+  auto reader = store_->OpenRead("objects/bb/short", 0, static_cast<int64_t>(data.size()));
+  ASSERT_TRUE(reader.ok()) << reader.status();
+  std::string all;
+  absl::Status end;
+  while (true) {
+    auto chunk = (*reader)->ReadChunk(1 << 20);
+    if (!chunk.ok()) {
+      end = chunk.status();
+      break;
+    }
+    ASSERT_NE(chunk->size, 0u) << "the read ended quietly at " << all.size();
+    all.append(chunk->data, chunk->size);
+  }
+  EXPECT_EQ(end.code(), absl::StatusCode::kDataLoss) << end;
+  EXPECT_TRUE(all == data.substr(0, kept)) << all.size() << " bytes read";
 }
 
 TEST_F(LocalStoreTest, ConcurrentLargeWritesAndReadsKeepTheirBytes) {

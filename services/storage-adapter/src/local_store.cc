@@ -1,5 +1,6 @@
 #include <fcntl.h>
 #include <sys/stat.h>
+#include <sys/uio.h>
 #include <unistd.h>
 
 #include <cerrno>
@@ -110,8 +111,8 @@ server::BlockingExecutor& DirectReads() {
 // Writes one object into a temp file. The first kDirectFrom bytes go
 // through the page cache (small objects stay there for the reads that
 // usually follow); the rest of a large object is written with O_DIRECT from
-// two aligned staging buffers, one filling while an I/O thread writes the
-// other. A large upload thus neither copies every byte into the page cache
+// a ring of kStages aligned 1 MiB staging buffers: while the caller fills
+// one, an I/O thread writes all the others that are full in one request. A large upload thus neither copies every byte into the page cache
 // nor pushes other files' cached pages out, and the disk works while the next
 // bytes arrive. Where the file system refuses O_DIRECT the writer stays
 // buffered.
@@ -121,6 +122,7 @@ class LocalWriter final : public ObjectWriter {
   static constexpr off_t kDirectFrom = 8 << 20;
   static constexpr size_t kStageBytes = BufferPool::kBytes;
   static constexpr size_t kDirectAlign = BufferPool::kAlign;
+  static constexpr int kStages = 4;
 
   LocalWriter(int fd, std::string tmp, std::string final_path)
       : fd_(fd), tmp_(std::move(tmp)), final_(std::move(final_path)) {}
@@ -231,44 +233,77 @@ class LocalWriter final : public ObjectWriter {
       if (buffer == nullptr) return absl::ResourceExhaustedError("no memory for the write buffers");
     }
     direct_ = true;
+    io_offset_ = written_;
     io_ = std::thread([this] { IoLoop(); });
     return absl::OkStatus();
   }
 
-  // Hands the filled stage to the I/O thread once it has finished the other.
+  // Hands the filled stage to the I/O thread and waits until the next stage
+  // is free.
   absl::Status SubmitStage() {
     std::unique_lock lock(mu_);
-    cv_.wait(lock, [&] { return pending_ == nullptr; });
     if (!io_status_.ok()) return io_status_;
-    pending_ = stage_[current_].get();
-    pending_size_ = fill_;
-    pending_offset_ = written_;
+    size_[current_] = fill_;
     written_ += static_cast<off_t>(fill_);
-    current_ ^= 1;
+    ++queued_;
+    current_ = (current_ + 1) % kStages;
     fill_ = 0;
     cv_.notify_all();
-    return absl::OkStatus();
+    cv_.wait(lock, [&] { return queued_ < kStages || !io_status_.ok(); });
+    return io_status_;
   }
 
+  // Writes every queued stage in one pwritev, while the caller fills the
+  // next: the disk gets requests of up to kStages - 1 MiB.
   void IoLoop() {
     std::unique_lock lock(mu_);
     while (true) {
-      cv_.wait(lock, [&] { return pending_ != nullptr || stopping_; });
-      if (pending_ == nullptr) return;
-      const char* data = pending_;
-      size_t size = pending_size_;
-      off_t offset = pending_offset_;
+      cv_.wait(lock, [&] { return queued_ > 0 || stopping_; });
+      if (queued_ == 0) return;
+      int n = queued_;
+      iovec iov[kStages];
+      for (int i = 0; i < n; ++i) {
+        int stage = (first_queued_ + i) % kStages;
+        iov[i] = {stage_[stage].get(), size_[stage]};
+      }
+      iovec again[kStages];
+      std::copy(iov, iov + n, again);
+      off_t offset = io_offset_;
       lock.unlock();
-      int error = WriteAll(data, size, offset);
+      int error = WritevAll(iov, n, offset);
       if (error == EINVAL && fcntl(fd_, F_SETFL, fcntl(fd_, F_GETFL) & ~O_DIRECT) == 0) {
-        error = WriteAll(data, size, offset);  // the file system took the flag, not the write
+        error = WritevAll(again, n, offset);  // the file system took the flag, not the write
       }
       absl::Status written = error == 0 ? absl::OkStatus() : Errno("write " + tmp_, error);
       lock.lock();
       if (!written.ok() && io_status_.ok()) io_status_ = written;
-      pending_ = nullptr;
+      for (int i = 0; i < n; ++i) io_offset_ += static_cast<off_t>(size_[(first_queued_ + i) % kStages]);
+      first_queued_ = (first_queued_ + n) % kStages;
+      queued_ -= n;
       cv_.notify_all();
     }
+  }
+
+  // 0 or the errno of the failed write; `iov` is used up.
+  int WritevAll(iovec* iov, int n, off_t offset) {
+    while (n > 0) {
+      ssize_t done = ::pwritev(fd_, iov, n, offset);
+      if (done < 0) {
+        if (errno == EINTR) continue;
+        return errno;
+      }
+      offset += done;
+      while (n > 0 && static_cast<size_t>(done) >= iov->iov_len) {
+        done -= static_cast<ssize_t>(iov->iov_len);
+        ++iov;
+        --n;
+      }
+      if (n > 0) {
+        iov->iov_base = static_cast<char*>(iov->iov_base) + done;
+        iov->iov_len -= static_cast<size_t>(done);
+      }
+    }
+    return 0;
   }
 
   // Waits for the write in flight and ends the I/O thread.
@@ -276,7 +311,7 @@ class LocalWriter final : public ObjectWriter {
     if (!io_.joinable()) return io_status_;
     {
       std::unique_lock lock(mu_);
-      cv_.wait(lock, [&] { return pending_ == nullptr; });
+      cv_.wait(lock, [&] { return queued_ == 0; });
       stopping_ = true;
       cv_.notify_all();
     }
@@ -289,15 +324,15 @@ class LocalWriter final : public ObjectWriter {
   bool committed_ = false;
   off_t written_ = 0, started_ = 0;  // bytes written or handed to the I/O thread; writeback started up to here
   bool direct_possible_ = true, direct_ = false;
-  std::shared_ptr<char> stage_[2];
+  std::shared_ptr<char> stage_[kStages];
+  size_t size_[kStages] = {};  // the bytes of each queued stage
   int current_ = 0;  // the stage being filled
   size_t fill_ = 0;
   std::thread io_;
   std::mutex mu_;
   std::condition_variable cv_;
-  const char* pending_ = nullptr;  // handed to the I/O thread, not yet written
-  size_t pending_size_ = 0;
-  off_t pending_offset_ = 0;
+  int first_queued_ = 0, queued_ = 0;  // the stages handed to the I/O thread, not yet written
+  off_t io_offset_ = 0;  // where the first queued stage goes
   bool stopping_ = false;
   absl::Status io_status_;
 };

@@ -14,9 +14,11 @@
 #include <random>
 #include <sstream>
 #include <string>
+#include <thread>
 #include <vector>
 
 #include "absl/strings/str_cat.h"
+#include "cloudflux/db/db.h"
 #include "cloudflux/server/channel.h"
 #include "cloudflux/storage/v1/storage.grpc.pb.h"
 #include "cloudflux/testing/testing.h"
@@ -128,6 +130,29 @@ inline Adapter StartAdapter(const std::map<std::string, std::string>& env) {
   }
   a.stub = sv1::StorageService::NewStub(channel);
   return a;
+}
+
+// Waits until the adapter has removed the bytes of every replaced or deleted
+// version (it does so after answering the call; each removal's row in
+// storage.pending_bytes goes with it), so that the next timed step does not
+// share the machine with them.
+inline void WaitForRemovals(const Adapter& a) {
+  static std::unique_ptr<db::Pool> pool;
+  if (pool == nullptr) {
+    db::PoolOptions options;
+    options.url = a.db->url();
+    options.max_connections = 1;
+    auto created = db::Pool::Create(options);
+    if (!created.ok()) Die(std::string(created.status().message()));
+    pool = std::move(*created);
+  }
+  for (auto start = Clock::now(); Seconds(start) < 120;) {
+    auto rows = pool->Exec("SELECT count(*) FROM storage.pending_bytes");
+    if (!rows.ok()) Die(std::string(rows.status().message()));
+    if ((*rows)[0].Int(0) == 0) return;
+    std::this_thread::sleep_for(std::chrono::milliseconds(20));
+  }
+  Die("the adapter did not remove replaced bytes within 120 s");
 }
 
 // Streams `data` (or the file at `path` when data is null) into ns/key.

@@ -132,6 +132,7 @@ int main(int argc, char** argv) {
         grpc::Status s = PutObject(stub, "bench", "big.bin", "s3", nullptr, src);
         if (!s.ok()) Die("put: " + s.error_message());
       });
+      WaitForRemovals(adapter);  // the replaced version's, after the answer
       timed(rclone_get, rclone_get_cpu, [&] {
         TimeCommand(absl::StrCat("rclone copyto -q -I ", remote, "/big.bin ", dir, "/rclone-got.bin"));
       });

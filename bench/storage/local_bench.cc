@@ -76,6 +76,7 @@ int main(int argc, char** argv) {
       grpc::Status s = PutObject(*stub, "bench", "big.bin", "", nullptr, src);
       if (!s.ok()) Die("put: " + s.error_message());
     });
+    WaitForRemovals(adapter);  // the replaced version's, after the answer
     put_rss = std::max(put_rss, PeakRssKib(pid));
   };
   auto get_object = [&] {

@@ -270,7 +270,9 @@ TEST_F(StorageTest, PutGetRangesOverwriteAndDelete) {
   EXPECT_EQ(second->version(), 2);
   EXPECT_NE(second->physical_key(), info->physical_key());
   EXPECT_EQ(*Get("2026/cat.jpg"), v2);
-  EXPECT_EQ(CountFiles(data_dir_ + "/objects"), 1u);
+  // The replaced version's bytes go once the call has answered.
+  EXPECT_TRUE(WaitFor([&] { return CountFiles(data_dir_ + "/objects") == 1u; }, absl::Seconds(10)))
+      << CountFiles(data_dir_ + "/objects") << " files";
 
   // Empty objects are objects too.
   ASSERT_TRUE(Put("empty", "").ok());
@@ -285,7 +287,8 @@ TEST_F(StorageTest, PutGetRangesOverwriteAndDelete) {
   EXPECT_EQ(stub_->DeleteObject(server::MakeClientContext(absl::Seconds(10)).get(), del, &deleted)
                 .error_code(),
             grpc::StatusCode::NOT_FOUND);
-  EXPECT_EQ(CountFiles(data_dir_ + "/objects"), 1u) << "only the empty object remains";
+  EXPECT_TRUE(WaitFor([&] { return CountFiles(data_dir_ + "/objects") == 1u; }, absl::Seconds(10)))
+      << "only the empty object remains: " << CountFiles(data_dir_ + "/objects") << " files";
 }
 
 // GetObject is served raw, its chunks sent from the reader's own buffers:
@@ -648,6 +651,8 @@ TEST_F(StorageTest, CopyLocallyIsServerSideAndSetTierIsAnEvent) {
   del.set_key(key);
   v1::DeleteObjectResponse deleted;
   ASSERT_TRUE(stub_->DeleteObject(server::MakeClientContext(absl::Seconds(10)).get(), del, &deleted).ok());
+  EXPECT_TRUE(WaitFor([&] { return !fs::exists(data_dir_ + "/" + src->physical_key()); }, absl::Seconds(10)))
+      << "the deleted source's bytes are removed once the call has answered";
   EXPECT_TRUE(*Get(key + ".copy") == data);
 
   auto cold = SetTier(key + ".copy", cloudflux::common::v1::STORAGE_TIER_COLD);
@@ -786,7 +791,8 @@ TEST_F(StorageTest, S3BackendKeepsTheTierAndOverwritesAcrossBackendsLeaveNoOrpha
   ASSERT_TRUE(local.ok()) << local.status();
   EXPECT_EQ(local->backend(), "local");
   EXPECT_EQ(local->version(), info->version() + 1);
-  EXPECT_FALSE(S3HasObject(info->physical_key())) << "no orphan left on S3";
+  EXPECT_TRUE(WaitFor([&] { return !S3HasObject(info->physical_key()); }, absl::Seconds(10)))
+      << "no orphan left on S3";
   EXPECT_EQ(*Get("cloud/six-mib.bin"), "now local");
 
   backend_ = "no-such-backend";
@@ -848,7 +854,7 @@ TEST_F(StorageTest, CopyAcrossBackendsWithTierChangesAndRelocation) {
   EXPECT_EQ(moved.object().key(), key);
   EXPECT_EQ(moved.object().backend(), "s3");
   EXPECT_EQ(moved.object().version(), src->version());
-  EXPECT_FALSE(fs::exists(data_dir_ + "/" + src->physical_key()));
+  EXPECT_TRUE(WaitFor([&] { return !fs::exists(data_dir_ + "/" + src->physical_key()); }, absl::Seconds(10)));
   EXPECT_TRUE(S3HasObject(moved.object().physical_key()));
   EXPECT_TRUE(*Get(key) == data);
 

@@ -166,6 +166,10 @@ void StorageCore::RemoveBytes(const std::string& backend, const std::string& phy
   }
 }
 
+void StorageCore::RetireBytes(const std::string& backend, const std::string& physical_key) {
+  retired_.Run([this, backend, physical_key] { RemoveBytes(backend, physical_key); });
+}
+
 absl::StatusOr<std::unique_ptr<StorageCore::Upload>> StorageCore::BeginPut(
     const v1::PutObjectHeader& header) {
   CF_RETURN_IF_ERROR(ValidateNamespace(header.namespace_()));
@@ -297,7 +301,7 @@ absl::StatusOr<v1::ObjectInfo> StorageCore::CatalogNew(const v1::PutObjectHeader
     return catalogued;
   }
   // The old version may live on another backend.
-  if (!replaced_physical.empty()) RemoveBytes(replaced_backend, replaced_physical);
+  if (!replaced_physical.empty()) RetireBytes(replaced_backend, replaced_physical);
   return info;
 }
 
@@ -375,7 +379,7 @@ absl::Status StorageCore::Delete(const std::string& ns, const std::string& key) 
     event.set_version(rows[0].Int(2));
     return outbox_.Enqueue(tx, kObjectTopic, ObjectEventEnvelope(ns, key, event, clock_));
   }));
-  RemoveBytes(backend, physical);
+  RetireBytes(backend, physical);
   return absl::OkStatus();
 }
 
@@ -532,7 +536,7 @@ absl::StatusOr<v1::ObjectInfo> StorageCore::Relocate(const v1::ObjectInfo& sourc
     RemoveBytes(to.name(), bytes.physical_key);
     return switched;
   }
-  RemoveBytes(source.backend(), source.physical_key());
+  RetireBytes(source.backend(), source.physical_key());
   return info;
 }
 

@@ -14,6 +14,7 @@
 #include "cloudflux/core/digest.h"
 #include "cloudflux/db/db.h"
 #include "cloudflux/events/outbox.h"
+#include "cloudflux/server/executor.h"
 #include "cloudflux/storage/v1/storage.pb.h"
 #include "object_store.h"
 
@@ -110,7 +111,7 @@ class StorageCore {
     bool server_side = false;
   };
   // The catalog row for new bytes: inserts or overwrites (namespace, key),
-  // releases the pending write, emits ObjectCreated, then removes the
+  // releases the pending write, emits ObjectCreated, then retires the
   // replaced version's bytes. On failure removes the new bytes.
   absl::StatusOr<cloudflux::storage::v1::ObjectInfo> CatalogNew(
       const cloudflux::storage::v1::PutObjectHeader& header, ObjectStore& store,
@@ -119,6 +120,12 @@ class StorageCore {
   absl::StatusOr<std::string> ReservePhysicalKey(const std::string& backend);
   // Removes bytes and their pending row (best effort; the sweeper retries).
   void RemoveBytes(const std::string& backend, const std::string& physical_key);
+  // RemoveBytes after the call has answered, for bytes no catalog row points
+  // at any more (a replaced, deleted or relocated version): freeing a large
+  // file's blocks or deleting a cloud object is no client's wait. Their
+  // pending row is committed already, so the sweeper removes them should
+  // this process stop first.
+  void RetireBytes(const std::string& backend, const std::string& physical_key);
   // Copies the source's bytes to a new physical key on `to`.
   absl::StatusOr<StoredCopy> CopyBytes(const cloudflux::storage::v1::ObjectInfo& source,
                                        ObjectStore& from, ObjectStore& to,
@@ -149,6 +156,9 @@ class StorageCore {
   std::string instance_id_;
   const core::Clock& clock_;
   events::Outbox outbox_{"storage"};
+  // Last, so destroyed first: finishes queued removals while the backends
+  // and the pool are still there.
+  server::BlockingExecutor retired_{1};
 };
 
 }  // namespace cloudflux::storage

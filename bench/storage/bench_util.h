@@ -113,12 +113,19 @@ struct Adapter {
   std::unique_ptr<testing::ScratchDatabase> db;
   testing::ServiceProcess child;
   std::unique_ptr<sv1::StorageService::Stub> stub;
+  std::unique_ptr<db::Pool> catalog;  // the adapter's database, for WaitForRemovals
 };
 inline Adapter StartAdapter(const std::map<std::string, std::string>& env) {
   Adapter a;
   auto db = testing::ScratchDatabase::Create();
   if (!db.ok()) Die(std::string(db.status().message()));
   a.db = std::move(*db);
+  db::PoolOptions catalog;
+  catalog.url = a.db->url();
+  catalog.max_connections = 1;
+  auto pool = db::Pool::Create(catalog);
+  if (!pool.ok()) Die(std::string(pool.status().message()));
+  a.catalog = std::move(*pool);
   auto child = testing::StartServiceBinary("storage-adapter", a.db->url(), env);
   if (!child.ok()) Die("cannot start the storage adapter: " + std::string(child.status().message()));
   a.child = std::move(*child);
@@ -137,17 +144,8 @@ inline Adapter StartAdapter(const std::map<std::string, std::string>& env) {
 // storage.pending_bytes goes with it), so that the next timed step does not
 // share the machine with them.
 inline void WaitForRemovals(const Adapter& a) {
-  static std::unique_ptr<db::Pool> pool;
-  if (pool == nullptr) {
-    db::PoolOptions options;
-    options.url = a.db->url();
-    options.max_connections = 1;
-    auto created = db::Pool::Create(options);
-    if (!created.ok()) Die(std::string(created.status().message()));
-    pool = std::move(*created);
-  }
   for (auto start = Clock::now(); Seconds(start) < 120;) {
-    auto rows = pool->Exec("SELECT count(*) FROM storage.pending_bytes");
+    auto rows = a.catalog->Exec("SELECT count(*) FROM storage.pending_bytes");
     if (!rows.ok()) Die(std::string(rows.status().message()));
     if ((*rows)[0].Int(0) == 0) return;
     std::this_thread::sleep_for(std::chrono::milliseconds(20));

@@ -112,9 +112,10 @@ server::BlockingExecutor& DirectReads() {
 // through the page cache (small objects stay there for the reads that
 // usually follow); the rest of a large object is written with O_DIRECT from
 // a ring of kStages aligned 1 MiB staging buffers: while the caller fills
-// one, an I/O thread writes all the others that are full in one request. A large upload thus neither copies every byte into the page cache
-// nor pushes other files' cached pages out, and the disk works while the next
-// bytes arrive. Where the file system refuses O_DIRECT the writer stays
+// one, an I/O thread writes all the others that are full in one request. A
+// large upload thus neither copies every byte into the page cache nor pushes
+// other files' cached pages out, and the disk works while the next bytes
+// arrive. Where the file system refuses O_DIRECT the writer stays
 // buffered.
 class LocalWriter final : public ObjectWriter {
  public:
@@ -192,17 +193,8 @@ class LocalWriter final : public ObjectWriter {
  private:
   // 0 or the errno of the failed write.
   int WriteAll(const char* data, size_t size, off_t offset) {
-    while (size > 0) {
-      ssize_t n = ::pwrite(fd_, data, size, offset);
-      if (n < 0) {
-        if (errno == EINTR) continue;
-        return errno;
-      }
-      data += n;
-      size -= static_cast<size_t>(n);
-      offset += n;
-    }
-    return 0;
+    iovec one{const_cast<char*>(data), size};
+    return WritevAll(&one, 1, offset);
   }
 
   absl::Status WriteAt(const char* data, size_t size, off_t offset) {
@@ -343,9 +335,10 @@ class LocalWriter final : public ObjectWriter {
 // kDirectFrom bytes (what a large write puts on disk directly) is read
 // directly too: a large read neither fills the page cache nor pushes other
 // files out of it. Those reads run kReadAhead blocks ahead of the caller on
-// the shared DirectReads threads. (Asking the cache first with RWF_NOWAIT is no way out: on
-// a miss the kernel still starts its read-ahead into it.) Short ranges (a
-// footer, an index) go through the page cache, where repeated reads find them.
+// the shared DirectReads threads. (Asking the cache first with RWF_NOWAIT is
+// no way out: on a miss the kernel still starts its read-ahead into it.)
+// Short ranges (a footer, an index) go through the page cache, where
+// repeated reads find them.
 class LocalReader final : public ObjectReader {
  public:
   static constexpr off_t kDirectFrom = LocalWriter::kDirectFrom;

@@ -254,9 +254,11 @@ class LocalWriter final : public ObjectWriter {
       if (queued_ == 0) return;
       int n = queued_;
       iovec iov[kStages];
+      off_t total = 0;
       for (int i = 0; i < n; ++i) {
         int stage = (first_queued_ + i) % kStages;
         iov[i] = {stage_[stage].get(), size_[stage]};
+        total += static_cast<off_t>(size_[stage]);
       }
       iovec again[kStages];
       std::copy(iov, iov + n, again);
@@ -269,7 +271,7 @@ class LocalWriter final : public ObjectWriter {
       absl::Status written = error == 0 ? absl::OkStatus() : Errno("write " + tmp_, error);
       lock.lock();
       if (!written.ok() && io_status_.ok()) io_status_ = written;
-      for (int i = 0; i < n; ++i) io_offset_ += static_cast<off_t>(size_[(first_queued_ + i) % kStages]);
+      io_offset_ += total;
       first_queued_ = (first_queued_ + n) % kStages;
       queued_ -= n;
       cv_.notify_all();
@@ -362,8 +364,10 @@ class LocalReader final : public ObjectReader {
     }
     if (pos_ >= kDirectFrom && direct_fd_ >= 0) {
       last_.reset();
-      if (ahead_.empty()) next_ = pos_ / kDirectAlign * kDirectAlign;
-      ReadAhead();
+      if (ahead_.empty()) {  // the first direct read; later ones were started by the last
+        next_ = pos_ / kDirectAlign * kDirectAlign;
+        ReadAhead();
+      }
       Block block = ahead_.front().get();
       ahead_.pop_front();
       if (block.error == EINVAL) {  // the file system opened it O_DIRECT but refuses the read

@@ -1,17 +1,14 @@
 #include <fcntl.h>
 #include <sys/stat.h>
-#include <sys/uio.h>
 #include <unistd.h>
 
 #include <cerrno>
-#include <condition_variable>
 #include <cstdlib>
 #include <cstring>
 #include <deque>
 #include <future>
 #include <filesystem>
 #include <mutex>
-#include <thread>
 
 #include "absl/strings/str_cat.h"
 #include "cloudflux/core/log.h"
@@ -108,68 +105,48 @@ server::BlockingExecutor& DirectReads() {
   return *executor;
 }
 
-// Writes one object into a temp file. The first kDirectFrom bytes go
-// through the page cache (small objects stay there for the reads that
-// usually follow); the rest of a large object is written with O_DIRECT from
-// a ring of kStages aligned 1 MiB staging buffers: while the caller fills
-// one, an I/O thread writes all the others that are full in one request. A
-// large upload thus neither copies every byte into the page cache nor pushes
-// other files' cached pages out, and the disk works while the next bytes
-// arrive. Where the file system refuses O_DIRECT the writer stays
-// buffered.
+// Writes one object into a temp file through the page cache, handing each
+// full kWindowBytes stretch to writeback at once (sync_file_range) so that
+// the disk writes while the next bytes arrive. Past the file's first
+// kCachedHead bytes, a stretch is dropped from the page cache as soon as it
+// is on disk, kWindowsInFlight stretches behind the writer: a large upload
+// holds a few windows of page cache, writes into the pages it freed moments
+// before, and pushes no other file's pages out. Small objects stay cached
+// for the reads that usually follow. (On this VM's disk a 1 GiB file written
+// this way is on disk, fsync included, in 0.6-0.7 s, where 1 MiB O_DIRECT
+// writes to a new file take 1.3-1.6 s: the file system allocates each
+// window's extent at once instead of converting one per direct write.)
 class LocalWriter final : public ObjectWriter {
  public:
-  static constexpr off_t kWritebackBytes = 8 << 20;
-  static constexpr off_t kDirectFrom = 8 << 20;
-  static constexpr size_t kStageBytes = BufferPool::kBytes;
-  static constexpr size_t kDirectAlign = BufferPool::kAlign;
-  static constexpr int kStages = 4;
+  static constexpr off_t kCachedHead = 8 << 20;
+  static constexpr off_t kWindowBytes = 8 << 20;
+  static constexpr size_t kWindowsInFlight = 2;
 
   LocalWriter(int fd, std::string tmp, std::string final_path)
       : fd_(fd), tmp_(std::move(tmp)), final_(std::move(final_path)) {}
   ~LocalWriter() override { Abort(); }
 
   absl::Status Write(std::string_view data) override {
-    if (!io_status_.ok()) return io_status_;
-    if (!direct_) {
-      // Buffered up to a staging boundary past kDirectFrom, then direct.
-      size_t buffered = data.size();
-      if (written_ + static_cast<off_t>(data.size()) > kDirectFrom && direct_possible_) {
-        off_t boundary = (std::max(written_, kDirectFrom) + kStageBytes - 1) / kStageBytes * kStageBytes;
-        buffered = static_cast<size_t>(std::min<off_t>(boundary - written_, static_cast<off_t>(data.size())));
-      }
-      CF_RETURN_IF_ERROR(WriteBuffered(data.substr(0, buffered)));
-      data.remove_prefix(buffered);
-      if (data.empty()) return absl::OkStatus();
-      CF_RETURN_IF_ERROR(StartDirect());
-      if (!direct_) return WriteBuffered(data);
+    if (fd_ < 0) return absl::FailedPreconditionError("writer already closed");
+    CF_RETURN_IF_ERROR(WriteAt(data.data(), data.size(), written_));
+    written_ += static_cast<off_t>(data.size());
+    if (written_ - started_ < kWindowBytes) return absl::OkStatus();
+    if (sync_file_range(fd_, started_, written_ - started_, SYNC_FILE_RANGE_WRITE) != 0 && errno != ENOSYS) {
+      return Errno("sync_file_range " + tmp_);
     }
-    while (!data.empty()) {
-      size_t n = std::min(data.size(), kStageBytes - fill_);
-      std::memcpy(stage_[current_].get() + fill_, data.data(), n);
-      fill_ += n;
-      data.remove_prefix(n);
-      if (fill_ == kStageBytes) CF_RETURN_IF_ERROR(SubmitStage());
+    in_flight_.push_back({started_, written_});
+    started_ = written_;
+    while (in_flight_.size() > kWindowsInFlight) {
+      CF_RETURN_IF_ERROR(Drop(in_flight_.front()));
+      in_flight_.pop_front();
     }
     return absl::OkStatus();
   }
 
   absl::Status Commit() override {
     if (fd_ < 0) return absl::FailedPreconditionError("writer already closed");
-    if (direct_) {
-      // The staged tail: its aligned part directly, the rest buffered.
-      size_t aligned = fill_ / kDirectAlign * kDirectAlign, rest = fill_ - aligned;
-      const char* tail = stage_[current_].get() + aligned;
-      fill_ = aligned;
-      if (aligned > 0) CF_RETURN_IF_ERROR(SubmitStage());
-      CF_RETURN_IF_ERROR(StopIo());
-      if (rest > 0) {
-        if (fcntl(fd_, F_SETFL, fcntl(fd_, F_GETFL) & ~O_DIRECT) != 0) return Errno("fcntl " + tmp_);
-        CF_RETURN_IF_ERROR(WriteAt(tail, rest, written_));
-        written_ += static_cast<off_t>(rest);
-      }
-    }
     if (fsync(fd_) != 0) return Errno("fsync " + tmp_);
+    if (written_ > kCachedHead) posix_fadvise(fd_, kCachedHead, 0, POSIX_FADV_DONTNEED);  // advice only
     close(fd_);
     fd_ = -1;
     std::error_code ec;
@@ -181,169 +158,65 @@ class LocalWriter final : public ObjectWriter {
   }
 
   void Abort() override {
-    StopIo().IgnoreError();
     if (fd_ >= 0) {
       close(fd_);
       fd_ = -1;
     }
     if (!committed_) unlink(tmp_.c_str());
-    for (auto& buffer : stage_) buffer.reset();
   }
 
  private:
-  // 0 or the errno of the failed write.
-  int WriteAll(const char* data, size_t size, off_t offset) {
-    iovec one{const_cast<char*>(data), size};
-    return WritevAll(&one, 1, offset);
-  }
+  struct Window {
+    off_t start, end;
+  };
 
   absl::Status WriteAt(const char* data, size_t size, off_t offset) {
-    int error = WriteAll(data, size, offset);
-    return error == 0 ? absl::OkStatus() : Errno("write " + tmp_, error);
-  }
-
-  absl::Status WriteBuffered(std::string_view data) {
-    CF_RETURN_IF_ERROR(WriteAt(data.data(), data.size(), written_));
-    written_ += static_cast<off_t>(data.size());
-    // Start writing each full stretch to disk now, while the next bytes
-    // arrive, so that the fsync at commit has little left to wait for.
-    if (written_ - started_ >= kWritebackBytes) {
-      if (sync_file_range(fd_, started_, written_ - started_, SYNC_FILE_RANGE_WRITE) != 0 && errno != ENOSYS) {
-        return Errno("sync_file_range " + tmp_);
-      }
-      started_ = written_;
-    }
-    return absl::OkStatus();
-  }
-
-  // Switches the file to O_DIRECT; stays buffered where that is refused.
-  absl::Status StartDirect() {
-    direct_possible_ = false;
-    if (fcntl(fd_, F_SETFL, fcntl(fd_, F_GETFL) | O_DIRECT) != 0) return absl::OkStatus();
-    for (auto& buffer : stage_) {
-      buffer = BufferPool::Get().Take();
-      if (buffer == nullptr) return absl::ResourceExhaustedError("no memory for the write buffers");
-    }
-    direct_ = true;
-    io_offset_ = written_;
-    io_ = std::thread([this] { IoLoop(); });
-    return absl::OkStatus();
-  }
-
-  // Hands the filled stage to the I/O thread and waits until the next stage
-  // is free.
-  absl::Status SubmitStage() {
-    std::unique_lock lock(mu_);
-    if (!io_status_.ok()) return io_status_;
-    size_[current_] = fill_;
-    written_ += static_cast<off_t>(fill_);
-    ++queued_;
-    current_ = (current_ + 1) % kStages;
-    fill_ = 0;
-    cv_.notify_all();
-    cv_.wait(lock, [&] { return queued_ < kStages || !io_status_.ok(); });
-    return io_status_;
-  }
-
-  // Writes every queued stage in one pwritev, while the caller fills the
-  // next: the disk gets requests of up to kStages - 1 MiB.
-  void IoLoop() {
-    std::unique_lock lock(mu_);
-    while (true) {
-      cv_.wait(lock, [&] { return queued_ > 0 || stopping_; });
-      if (queued_ == 0) return;
-      int n = queued_;
-      iovec iov[kStages];
-      off_t total = 0;
-      for (int i = 0; i < n; ++i) {
-        int stage = (first_queued_ + i) % kStages;
-        iov[i] = {stage_[stage].get(), size_[stage]};
-        total += static_cast<off_t>(size_[stage]);
-      }
-      iovec again[kStages];
-      std::copy(iov, iov + n, again);
-      off_t offset = io_offset_;
-      lock.unlock();
-      int error = WritevAll(iov, n, offset);
-      if (error == EINVAL && fcntl(fd_, F_SETFL, fcntl(fd_, F_GETFL) & ~O_DIRECT) == 0) {
-        error = WritevAll(again, n, offset);  // the file system took the flag, not the write
-      }
-      absl::Status written = error == 0 ? absl::OkStatus() : Errno("write " + tmp_, error);
-      lock.lock();
-      if (!written.ok() && io_status_.ok()) io_status_ = written;
-      io_offset_ += total;
-      first_queued_ = (first_queued_ + n) % kStages;
-      queued_ -= n;
-      cv_.notify_all();
-    }
-  }
-
-  // 0 or the errno of the failed write; `iov` is used up.
-  int WritevAll(iovec* iov, int n, off_t offset) {
-    while (n > 0) {
-      ssize_t done = ::pwritev(fd_, iov, n, offset);
-      if (done < 0) {
+    while (size > 0) {
+      ssize_t n = ::pwrite(fd_, data, size, offset);
+      if (n < 0) {
         if (errno == EINTR) continue;
-        return errno;
+        return Errno("write " + tmp_);
       }
-      offset += done;
-      while (n > 0 && static_cast<size_t>(done) >= iov->iov_len) {
-        done -= static_cast<ssize_t>(iov->iov_len);
-        ++iov;
-        --n;
-      }
-      if (n > 0) {
-        iov->iov_base = static_cast<char*>(iov->iov_base) + done;
-        iov->iov_len -= static_cast<size_t>(done);
-      }
+      data += n;
+      size -= static_cast<size_t>(n);
+      offset += n;
     }
-    return 0;
+    return absl::OkStatus();
   }
 
-  // Waits for the write in flight and ends the I/O thread.
-  absl::Status StopIo() {
-    if (!io_.joinable()) return io_status_;
-    {
-      std::unique_lock lock(mu_);
-      cv_.wait(lock, [&] { return queued_ == 0; });
-      stopping_ = true;
-      cv_.notify_all();
+  // Waits until the window's part past the cached head is on disk, then
+  // drops it from the page cache.
+  absl::Status Drop(const Window& window) {
+    off_t from = std::max(window.start, kCachedHead);
+    if (from >= window.end) return absl::OkStatus();
+    if (sync_file_range(fd_, from, window.end - from,
+                        SYNC_FILE_RANGE_WAIT_BEFORE | SYNC_FILE_RANGE_WRITE | SYNC_FILE_RANGE_WAIT_AFTER) != 0) {
+      return errno == ENOSYS ? absl::OkStatus() : Errno("sync_file_range " + tmp_);
     }
-    io_.join();
-    return io_status_;
+    posix_fadvise(fd_, from, window.end - from, POSIX_FADV_DONTNEED);  // advice only
+    return absl::OkStatus();
   }
 
   int fd_;
   std::string tmp_, final_;
   bool committed_ = false;
-  off_t written_ = 0, started_ = 0;  // bytes written or handed to the I/O thread; writeback started up to here
-  bool direct_possible_ = true, direct_ = false;
-  std::shared_ptr<char> stage_[kStages];
-  size_t size_[kStages] = {};  // the bytes of each queued stage
-  int current_ = 0;  // the stage being filled
-  size_t fill_ = 0;
-  std::thread io_;
-  std::mutex mu_;
-  std::condition_variable cv_;
-  int first_queued_ = 0, queued_ = 0;  // the stages handed to the I/O thread, not yet written
-  off_t io_offset_ = 0;  // where the first queued stage goes
-  bool stopping_ = false;
-  absl::Status io_status_;
+  off_t written_ = 0, started_ = 0;  // bytes written; writeback started up to here
+  std::deque<Window> in_flight_;  // handed to writeback, not yet waited for
 };
 
 // Reads a range of an object into pooled buffers that ReadChunk hands over
 // as they are, so a get sends the very bytes the disk wrote into memory. In
 // a read of kDirectFrom bytes or more, the part past the file's first
-// kDirectFrom bytes (what a large write puts on disk directly) is read
-// directly too: a large read neither fills the page cache nor pushes other
-// files out of it. Those reads run kReadAhead blocks ahead of the caller on
+// kDirectFrom bytes (what a large write drops from the page cache once it is
+// on disk) is read with O_DIRECT: a large read neither fills the page cache
+// nor pushes other files out of it. Those reads run kReadAhead blocks ahead of the caller on
 // the shared DirectReads threads. (Asking the cache first with RWF_NOWAIT is
 // no way out: on a miss the kernel still starts its read-ahead into it.)
 // Short ranges (a footer, an index) go through the page cache, where
 // repeated reads find them.
 class LocalReader final : public ObjectReader {
  public:
-  static constexpr off_t kDirectFrom = LocalWriter::kDirectFrom;
+  static constexpr off_t kDirectFrom = LocalWriter::kCachedHead;
   static constexpr size_t kBufferBytes = BufferPool::kBytes;
   static constexpr off_t kDirectAlign = static_cast<off_t>(BufferPool::kAlign);
   static constexpr int kReadAhead = 3;
@@ -499,11 +372,11 @@ class LocalStore final : public ObjectStore {
     // Large reads past the head go direct; short ranges (a footer, an
     // index) keep the page cache, where repeated reads find them.
     int direct_fd = -1;
-    if (remaining >= LocalWriter::kDirectFrom && offset + remaining > LocalWriter::kDirectFrom) {
+    if (remaining >= LocalWriter::kCachedHead && offset + remaining > LocalWriter::kCachedHead) {
       direct_fd = open(path.c_str(), O_RDONLY | O_CLOEXEC | O_DIRECT);
     }
-    int64_t buffered_end = direct_fd >= 0 ? LocalWriter::kDirectFrom : offset + remaining;
-    if (buffered_end - offset <= LocalWriter::kDirectFrom) {
+    int64_t buffered_end = direct_fd >= 0 ? LocalWriter::kCachedHead : offset + remaining;
+    if (buffered_end - offset <= LocalWriter::kCachedHead) {
       // At most 8 MiB through the cache: fetch exactly that, where the
       // kernel's read-ahead would read megabytes past a short range.
       posix_fadvise(fd, 0, 0, POSIX_FADV_RANDOM);

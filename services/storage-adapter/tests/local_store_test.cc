@@ -1,6 +1,7 @@
 // The local backend on the test machine's disk: byte-exact round trips at
-// every size and range around the point where writes and reads turn direct,
-// the page cache left alone by large objects, and aborts leaving nothing.
+// every size and range around the point where large objects leave the page
+// cache (writes drop what is on disk, reads turn direct), the page cache
+// left alone by large objects, and aborts leaving nothing.
 
 #include <fcntl.h>
 #include <sys/mman.h>
@@ -21,7 +22,7 @@ namespace {
 
 namespace fs = std::filesystem;
 constexpr int64_t kMiB = 1 << 20;
-constexpr int64_t kDirectFrom = 8 * kMiB;  // LocalWriter::kDirectFrom
+constexpr int64_t kDirectFrom = 8 * kMiB;  // LocalWriter::kCachedHead, LocalReader::kDirectFrom
 
 class LocalStoreTest : public ::testing::Test {
  protected:
@@ -159,6 +160,27 @@ TEST_F(LocalStoreTest, LargeObjectsLeaveThePageCacheAlone) {
   ASSERT_TRUE(footer.ok()) << footer.status();
   EXPECT_TRUE(*footer == data.substr(kDirectFrom + 8 * kMiB, 64 << 10));
   EXPECT_GE(CachedPages("objects/ef/large", kDirectFrom + 8 * kMiB), 16);
+}
+
+// While a large object is being written, the page cache holds its head and
+// the few windows on their way to disk, not everything written so far.
+TEST_F(LocalStoreTest, ALargeWriteHoldsAFewWindowsOfPageCache) {
+  constexpr int64_t kWindows = 3 * 8 * kMiB;  // in flight, waited for, being filled
+  std::string chunk = RandomBytes(static_cast<size_t>(kMiB), 19);
+  auto writer = store_->StartWrite("objects/ee/growing", cloudflux::common::v1::STORAGE_TIER_HOT);
+  ASSERT_TRUE(writer.ok()) << writer.status();
+  std::vector<fs::path> temp(fs::directory_iterator(root_ + "/.tmp"), fs::directory_iterator());
+  ASSERT_EQ(temp.size(), 1u);
+  const std::string temp_key = ".tmp/" + temp[0].filename().string();
+  int64_t most = 0;
+  for (int i = 0; i < 64; ++i) {
+    ASSERT_TRUE((*writer)->Write(chunk).ok());
+    most = std::max(most, CachedPages(temp_key, kDirectFrom) * sysconf(_SC_PAGESIZE));
+  }
+  EXPECT_LE(most, kWindows + kMiB) << "cached past the head while writing 64 MiB";
+  EXPECT_GE(most, kMiB) << "the windows on their way to disk should still be cached";
+  ASSERT_TRUE((*writer)->Commit().ok());
+  EXPECT_EQ(CachedPages("objects/ee/growing", kDirectFrom), 0);
 }
 
 // Bytes this process has had read from the disk so far.

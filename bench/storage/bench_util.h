@@ -153,13 +153,15 @@ inline void WaitForRemovals(const Adapter& a) {
   Die("the adapter did not remove replaced bytes within 120 s");
 }
 
-// Streams `data` (or the file at `path` when data is null) into ns/key.
+// Streams `data` (or the file at `path` when data is null) into ns/key; the
+// stored object's description in `*stored` when given.
 inline grpc::Status PutObject(sv1::StorageService::Stub& stub, const std::string& ns,
                               const std::string& key, const std::string& backend,
-                              const std::string* data, const std::string& path = "") {
+                              const std::string* data, const std::string& path = "",
+                              sv1::ObjectInfo* stored = nullptr) {
   auto ctx = server::MakeClientContext(absl::Minutes(10));
   sv1::ObjectInfo info;
-  auto writer = stub.PutObject(ctx.get(), &info);
+  auto writer = stub.PutObject(ctx.get(), stored != nullptr ? stored : &info);
   sv1::PutObjectRequest header;
   header.mutable_header()->set_namespace_(ns);
   header.mutable_header()->set_key(key);

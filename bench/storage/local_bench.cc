@@ -1,8 +1,12 @@
-// 1 GiB put and get through the storage adapter (local backend) against
-// `dd ... conv=fsync` of the same file on the same disk, with the service's
-// peak RSS. Needs the test servers:
+// 1 GiB put and get through the storage adapter (local backend) against dd
+// on the same disk, with the service's peak RSS: the put against
+// `dd ... conv=fsync` of the same source file, the get against dd of the
+// object's own file as the service stored it (out of the page cache, as the
+// get finds it). Needs the test servers:
 //   scripts/dev bench build/release/bench/storage/storage_local_bench [--mib=1024] [--repeat=4] [--cold_reads]
+#include <fcntl.h>
 #include <signal.h>
+#include <unistd.h>
 
 #include <algorithm>
 #include <filesystem>
@@ -28,6 +32,13 @@ bool DropPageCache() {
   return std::fclose(f) == 0 && ok;
 }
 
+// Drops the (clean) page-cache pages of the file at `path`.
+void EvictFile(const std::string& path) {
+  int fd = open(path.c_str(), O_RDONLY);
+  if (fd < 0 || posix_fadvise(fd, 0, 0, POSIX_FADV_DONTNEED) != 0) cloudflux::bench::Die("cannot evict " + path);
+  close(fd);
+}
+
 using namespace cloudflux::bench;  // NOLINT
 
 int main(int argc, char** argv) {
@@ -47,12 +58,18 @@ int main(int argc, char** argv) {
 
   // --repeat rounds, each: dd copy of the same file with fsync (the put's
   // peer), the put (the file streamed in 1 MiB chunks), the get (streamed
-  // back into a file on the same disk), dd copy of a file (the get's peer).
-  // Medians reported: this VM's speed drifts between consecutive runs.
+  // back into a file on the same disk) and dd copy of the object's file (the
+  // get's peer), both with that file out of the page cache: the service
+  // wrote it past its first 8 MiB with O_DIRECT, so a get after a put finds
+  // it there, and reads it past its head with O_DIRECT. Also timed: dd copy
+  // of dd's own copy, which its write left in the page cache (a copy from
+  // memory, not from disk; the get's peer before 2026-11-23). Medians
+  // reported: this VM's speed drifts between consecutive runs.
   const int repeat = std::max(1, absl::GetFlag(FLAGS_repeat));
   const bool cold = absl::GetFlag(FLAGS_cold_reads);
   const int pid = child->process->pid();
-  std::vector<double> put, dd_write, get, dd_read, stream;
+  std::vector<double> put, dd_write, get, dd_read, dd_cached, stream;
+  std::string object_file;  // the stored object's file, from the put's answer
   std::vector<double> put_service_cpu, put_client_cpu, get_service_cpu, get_client_cpu;
   std::vector<double> stream_service_cpu, stream_client_cpu;
   int64_t put_rss = 0, get_rss = 0;
@@ -66,22 +83,32 @@ int main(int argc, char** argv) {
     service_cpu.push_back(CpuSeconds(pid) - service);
     client_cpu.push_back(CpuSeconds(getpid()) - client);
   };
+  // Before every timed step, untimed: write back what earlier steps left
+  // dirty (the gets' and dd's copies are not fsynced), so that no step shares
+  // the disk with another's writeback.
+  auto settle = [] { sync(); };
   auto dd_copy = [&] {
+    settle();
     dd_write.push_back(TimeCommand(absl::StrCat("dd if=", src, " of=", dir,
                                                 "/dd-copy.bin bs=1M conv=fsync status=none")));
   };
   auto put_object = [&] {
+    settle();
     ResetPeakRss(pid);
     timed(put, put_service_cpu, put_client_cpu, [&] {
-      grpc::Status s = PutObject(*stub, "bench", "big.bin", "", nullptr, src);
+      sv1::ObjectInfo stored;
+      grpc::Status s = PutObject(*stub, "bench", "big.bin", "", nullptr, src, &stored);
       if (!s.ok()) Die("put: " + s.error_message());
+      object_file = dir + "/store/" + stored.physical_key();
     });
     WaitForRemovals(adapter);  // the replaced version's, after the answer
     put_rss = std::max(put_rss, PeakRssKib(pid));
   };
   auto get_object = [&] {
+    settle();
     ResetPeakRss(pid);
     if (cold && !DropPageCache()) Die("--cold_reads: cannot drop the page cache (needs root)");
+    EvictFile(object_file);
     timed(get, get_service_cpu, get_client_cpu, [&] {
       int64_t n = 0;
       grpc::Status s = GetObject(*stub, "bench", "big.bin", &n, dir + "/got.bin");
@@ -92,6 +119,7 @@ int main(int argc, char** argv) {
   // The get again into a client that keeps nothing: the stream alone,
   // without the client's page-cache writes.
   auto stream_object = [&] {
+    settle();
     timed(stream, stream_service_cpu, stream_client_cpu, [&] {
       int64_t n = 0;
       grpc::Status s = GetObject(*stub, "bench", "big.bin", &n);
@@ -99,9 +127,14 @@ int main(int argc, char** argv) {
     });
   };
   auto dd_read_copy = [&] {
+    settle();
     if (cold) DropPageCache();
-    dd_read.push_back(TimeCommand(absl::StrCat("dd if=", dir, "/dd-copy.bin of=", dir,
+    EvictFile(object_file);
+    dd_read.push_back(TimeCommand(absl::StrCat("dd if=", object_file, " of=", dir,
                                                "/dd-read.bin bs=1M status=none")));
+    settle();
+    dd_cached.push_back(TimeCommand(absl::StrCat("dd if=", dir, "/dd-copy.bin of=", dir,
+                                                 "/dd-cached.bin bs=1M status=none")));
   };
   for (int r = 0; r < repeat; ++r) {
     // Which of a pair goes first alternates: on this VM a write into the
@@ -122,10 +155,10 @@ int main(int argc, char** argv) {
     }
     stream_object();
     std::printf("round %d (%s first): put %.2f s (dd %.2f, ratio %.2f), get %.2f s (dd %.2f, ratio %.2f), "
-                "get into a discarding client %.2f s\n",
+                "get into a discarding client %.2f s, dd of a cached copy %.2f s\n",
                 r + 1, service_first ? "service" : "dd", put.back(), dd_write.back(),
                 dd_write.back() / put.back(), get.back(), dd_read.back(), dd_read.back() / get.back(),
-                stream.back());
+                stream.back(), dd_cached.back());
   }
   const double p = Median(put), dw = Median(dd_write), g = Median(get), dr = Median(dd_read);
   const int64_t rss = std::max(put_rss, get_rss);
@@ -135,8 +168,10 @@ int main(int argc, char** argv) {
   std::printf("dd conv=fsync (peer)    : %7.2f s  %7.1f MiB/s   ratio put/dd %.2f (target >= 0.8)\n", dw,
               mib / dw, dw / p);
   std::printf("get via storage adapter : %7.2f s  %7.1f MiB/s\n", g, mib / g);
-  std::printf("dd copy (peer)          : %7.2f s  %7.1f MiB/s   ratio get/dd %.2f (target >= 0.8)\n", dr,
-              mib / dr, dr / g);
+  std::printf("dd copy of the object's file (peer): %7.2f s  %7.1f MiB/s   ratio get/dd %.2f (target >= 0.8)\n",
+              dr, mib / dr, dr / g);
+  std::printf("dd copy of a cached copy: %7.2f s  %7.1f MiB/s   ratio get/dd %.2f (from memory, not disk)\n",
+              Median(dd_cached), mib / Median(dd_cached), Median(dd_cached) / g);
   std::printf("get, client discards    : %7.2f s  %7.1f MiB/s   CPU s/GiB service %.2f client %.2f\n",
               Median(stream), mib / Median(stream), Median(stream_service_cpu) * 1024 / mib,
               Median(stream_client_cpu) * 1024 / mib);

@@ -543,8 +543,8 @@ TEST_F(StorageTest, KillDuringUploadLeavesNoObjectAndNoPartialFile) {
   std::string chunk = RandomBytes(1 << 20, 4);
   v1::PutObjectRequest part;
   part.set_chunk(chunk);
-  // Past the first 8 MiB, with windows on their way to disk and the head's
-  // dropped from the page cache: killed there.
+  // Past the first 8 MiB, whose window is on its way to disk while the
+  // next fills: killed there.
   for (int i = 0; i < 12; ++i) ASSERT_TRUE(writer->Write(part));
   ASSERT_TRUE(WaitFor([&] { return LargestFile(data_dir_ + "/.tmp") >= (10u << 20); }, absl::Seconds(10)));
   ASSERT_EQ(CountFiles(data_dir_ + "/.tmp"), 1u);

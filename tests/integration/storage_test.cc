@@ -352,6 +352,75 @@ TEST_F(StorageTest, ChecksumMismatchStoresNothing) {
   EXPECT_EQ(CountFiles(data_dir_ + "/.tmp"), 0u);
 }
 
+// PutObject on the wire: chunks in encodings other than the usual one (an
+// unknown field after the chunk, the chunk field twice, an empty message,
+// one chunk sent as several slices) store exactly the bytes protobuf would
+// decode; bytes that are no PutObjectRequest are refused and store nothing.
+TEST_F(StorageTest, PutObjectTakesEveryEncodingOfAChunkAndRefusesMalformedOnes) {
+  auto channel = server::MakeChannel(svc_.target());
+  grpc::internal::RpcMethod method("/cloudflux.storage.v1.StorageService/PutObject",
+                                   grpc::internal::RpcMethod::CLIENT_STREAMING);
+  // Sends `messages` (each the slices of one message) and answers the status
+  // and, when it is OK, the ObjectInfo.
+  auto put = [&](const std::vector<std::vector<std::string>>& messages, v1::ObjectInfo* info) {
+    auto ctx = server::MakeClientContext(absl::Seconds(10));
+    grpc::ByteBuffer response;
+    std::unique_ptr<grpc::ClientWriter<grpc::ByteBuffer>> writer(
+        grpc::internal::ClientWriterFactory<grpc::ByteBuffer>::Create(channel.get(), method, ctx.get(), &response));
+    for (const auto& message : messages) {
+      std::vector<grpc::Slice> slices;
+      for (const std::string& piece : message) slices.emplace_back(piece);
+      if (!writer->Write(grpc::ByteBuffer(slices.data(), slices.size()))) break;
+    }
+    writer->WritesDone();
+    grpc::Status status = writer->Finish();
+    if (status.ok()) {
+      EXPECT_TRUE(grpc::SerializationTraits<v1::ObjectInfo>::Deserialize(&response, info).ok());
+    }
+    return status;
+  };
+  auto header = [](const std::string& key) {
+    v1::PutObjectRequest request;
+    request.mutable_header()->set_namespace_("photos");
+    request.mutable_header()->set_key(key);
+    return std::vector<std::string>{request.SerializeAsString()};
+  };
+  auto chunk = [](const std::string& bytes) {
+    v1::PutObjectRequest request;
+    request.set_chunk(bytes);
+    return request.SerializeAsString();
+  };
+  const std::string a = RandomBytes(300000, 31), b = RandomBytes(70000, 32), c = RandomBytes(5000, 33);
+  const std::string wire_b = chunk(b);
+  const std::string key = "encodings-" + core::NewId();
+  v1::ObjectInfo info;
+  grpc::Status status = put(
+      {header(key),
+       {chunk(a) + std::string("\x78\x01", 2)},                   // field 15 = 1 after the chunk
+       {chunk("dropped") + chunk(b.substr(0, 10))},               // the chunk field twice: the last wins
+       {std::string()},                                          // no field at all: no bytes
+       {wire_b.substr(0, 1), wire_b.substr(1, 2), wire_b.substr(3, 4000), wire_b.substr(4003)},  // in slices
+       {chunk(c)}},
+      &info);
+  ASSERT_TRUE(status.ok()) << status.error_message();
+  const std::string expected = a + b.substr(0, 10) + b + c;
+  EXPECT_EQ(info.size(), static_cast<int64_t>(expected.size()));
+  EXPECT_EQ(info.sha256(), core::Sha256Hex(expected));
+  auto got = Get(key);
+  ASSERT_TRUE(got.ok()) << got.status();
+  EXPECT_TRUE(*got == expected) << "stored bytes differ";
+
+  for (const std::string& bad : {std::string("\x12\xff", 2),         // 255 bytes announced, none sent
+                                 std::string("\x12\x05" "ab", 4),    // 5 announced, 2 sent
+                                 std::string("\x0a\x03" "\xff\xff\xff", 5)}) {  // a header that does not parse
+    const std::string refused = "malformed-" + core::NewId();
+    grpc::Status s = put({header(refused), {chunk(a)}, {bad}, {chunk(c)}}, &info);
+    EXPECT_EQ(s.error_code(), grpc::StatusCode::INVALID_ARGUMENT) << s.error_message();
+    EXPECT_EQ(Head(refused), absl::StatusCode::kNotFound);
+  }
+  EXPECT_TRUE(WaitFor([&] { return CountFiles(data_dir_ + "/.tmp") == 0; }, absl::Seconds(10)));
+}
+
 TEST_F(StorageTest, BadInputIsRefusedAndWritesNothing) {
   for (const std::string& key : std::vector<std::string>{"../etc/passwd", "/abs", "a/../b", "a/./b", std::string("nul\0x", 5),
                                 std::string(2000, 'k'), std::string("tab\tkey"), ""}) {

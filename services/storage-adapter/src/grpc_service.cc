@@ -1,9 +1,11 @@
 #include "grpc_service.h"
 
 #include <atomic>
+#include <cstring>
 #include <condition_variable>
 #include <mutex>
 #include <optional>
+#include <vector>
 
 #include <google/protobuf/io/coded_stream.h>
 #include <google/protobuf/wire_format_lite.h>
@@ -16,11 +18,68 @@ using server::FinishUnaryOn;
 
 namespace {
 
+// One received PutObjectRequest: its header, or its chunk in the pieces of
+// gRPC's own slices.
+struct PutPart {
+  std::optional<v1::PutObjectHeader> header;
+  std::vector<grpc::Slice> chunk;
+};
+
+// Decodes a PutObjectRequest. The usual message, a chunk and nothing else
+// (its tag, its length, its bytes), is split without copying the bytes; any
+// other goes through protobuf.
+absl::StatusOr<PutPart> DecodePutPart(grpc::ByteBuffer& message) {
+  using google::protobuf::internal::WireFormatLite;
+  std::vector<grpc::Slice> slices;
+  if (!message.Dump(&slices).ok()) return absl::InvalidArgumentError("malformed PutObjectRequest");
+  size_t total = 0;
+  for (const grpc::Slice& slice : slices) total += slice.size();
+  uint8_t head[16];  // a tag and a length are at most 15 bytes
+  size_t have = 0;
+  for (const grpc::Slice& slice : slices) {
+    size_t n = std::min(sizeof head - have, slice.size());
+    std::memcpy(head + have, slice.begin(), n);
+    have += n;
+    if (have == sizeof head) break;
+  }
+  google::protobuf::io::CodedInputStream in(head, static_cast<int>(have));
+  uint32_t length = 0;
+  if (in.ReadTag() == WireFormatLite::MakeTag(v1::PutObjectRequest::kChunkFieldNumber,
+                                              WireFormatLite::WIRETYPE_LENGTH_DELIMITED) &&
+      in.ReadVarint32(&length) && static_cast<size_t>(in.CurrentPosition()) + length == total) {
+    PutPart part;
+    size_t skip = static_cast<size_t>(in.CurrentPosition());
+    for (const grpc::Slice& slice : slices) {
+      if (skip >= slice.size()) {
+        skip -= slice.size();
+        continue;
+      }
+      part.chunk.push_back(skip == 0 ? slice : slice.sub(skip, slice.size()));
+      skip = 0;
+    }
+    return part;
+  }
+  grpc::ByteBuffer whole(slices.data(), slices.size());
+  v1::PutObjectRequest request;
+  if (!grpc::SerializationTraits<v1::PutObjectRequest>::Deserialize(&whole, &request).ok()) {
+    return absl::InvalidArgumentError("malformed PutObjectRequest");
+  }
+  PutPart part;
+  if (request.has_header()) {
+    part.header = std::move(*request.mutable_header());
+  } else if (!request.chunk().empty()) {
+    part.chunk.emplace_back(request.chunk());
+  }
+  return part;
+}
+
 // Receives the next chunk from the network while the previous one is being
 // written: at most three chunks per call (receiving, writing, waiting).
-class PutReactor final : public grpc::ServerReadReactor<v1::PutObjectRequest> {
+// Registered raw, so that a chunk is hashed and written from the slices
+// gRPC received it in, not from a copy.
+class PutReactor final : public grpc::ServerReadReactor<grpc::ByteBuffer> {
  public:
-  PutReactor(StorageCore& core, server::BlockingExecutor& executor, v1::ObjectInfo* response)
+  PutReactor(StorageCore& core, server::BlockingExecutor& executor, grpc::ByteBuffer* response)
       : core_(core), executor_(executor), response_(response) {
     StartRead(&request_);
   }
@@ -33,13 +92,16 @@ class PutReactor final : public grpc::ServerReadReactor<v1::PutObjectRequest> {
       if (!writing_) Dispatch([this] { Complete(); });
       return;
     }
-    if (upload_ == nullptr && !starting_) {
+    absl::StatusOr<PutPart> part = DecodePutPart(request_);
+    request_.Clear();
+    if (part.ok() && upload_ == nullptr && !starting_) {
       starting_ = true;
-      Dispatch([this] { Begin(); });
+      Dispatch([this, header = std::move(part->header)] { Begin(header); });
       return;
     }
-    if (request_.has_header()) {
-      absl::Status bad = absl::InvalidArgumentError("only the first message may be a header");
+    if (!part.ok() || part->header.has_value()) {
+      absl::Status bad = part.ok() ? absl::InvalidArgumentError("only the first message may be a header")
+                                   : part.status();
       if (writing_) {  // the writer owns the upload now; it fails the call
         failure_ = bad;
         return;
@@ -49,14 +111,13 @@ class PutReactor final : public grpc::ServerReadReactor<v1::PutObjectRequest> {
     }
     if (writing_) {
       // Keep it until the current write is done; no new read until then.
-      pending_ = std::move(*request_.mutable_chunk());
+      pending_ = std::move(part->chunk);
       has_pending_ = true;
       return;
     }
     writing_ = true;
-    std::string chunk = std::move(*request_.mutable_chunk());
     StartRead(&request_);
-    Dispatch([this, chunk = std::move(chunk)]() mutable { WriteLoop(std::move(chunk)); });
+    Dispatch([this, chunk = std::move(part->chunk)]() mutable { WriteLoop(std::move(chunk)); });
   }
 
   void OnCancel() override { cancelled_ = true; }
@@ -72,11 +133,11 @@ class PutReactor final : public grpc::ServerReadReactor<v1::PutObjectRequest> {
     executor_.Run(std::move(fn));
   }
 
-  void Begin() {
-    if (!request_.has_header()) {
+  void Begin(const std::optional<v1::PutObjectHeader>& header) {
+    if (!header.has_value()) {
       return Fail(absl::InvalidArgumentError("the first message must be the header"));
     }
-    auto upload = core_.BeginPut(request_.header());
+    auto upload = core_.BeginPut(*header);
     if (!upload.ok()) return Fail(upload.status());
     {
       std::lock_guard lock(mu_);
@@ -86,10 +147,15 @@ class PutReactor final : public grpc::ServerReadReactor<v1::PutObjectRequest> {
   }
 
   // Writes `chunk`, then any chunk that arrived meanwhile, on this thread.
-  void WriteLoop(std::string chunk) {
+  void WriteLoop(std::vector<grpc::Slice> chunk) {
+    std::vector<std::string_view> parts;
     while (true) {
       if (cancelled_) return Fail(absl::CancelledError("upload cancelled"));
-      absl::Status written = upload_->Write(chunk);
+      parts.clear();
+      for (const grpc::Slice& slice : chunk) {
+        parts.emplace_back(reinterpret_cast<const char*>(slice.begin()), slice.size());
+      }
+      absl::Status written = upload_->WriteParts(parts);
       if (!written.ok()) return Fail(written);
       std::unique_lock lock(mu_);
       if (!failure_.ok()) {
@@ -120,7 +186,8 @@ class PutReactor final : public grpc::ServerReadReactor<v1::PutObjectRequest> {
     if (upload == nullptr) return Fail(absl::InvalidArgumentError("the stream ended before its header"));
     auto info = upload->Finish();
     if (!info.ok()) return Fail(info.status());
-    *response_ = std::move(*info);
+    bool own_buffer;
+    grpc::SerializationTraits<v1::ObjectInfo>::Serialize(*info, response_, &own_buffer);
     FinishOnce(grpc::Status::OK);
   }
 
@@ -143,12 +210,12 @@ class PutReactor final : public grpc::ServerReadReactor<v1::PutObjectRequest> {
 
   StorageCore& core_;
   server::BlockingExecutor& executor_;
-  v1::ObjectInfo* response_;
+  grpc::ByteBuffer* response_;
   std::mutex mu_;  // guards everything below but request_'s contents
-  v1::PutObjectRequest request_;
+  grpc::ByteBuffer request_;
   std::unique_ptr<StorageCore::Upload> upload_;
   bool starting_ = false, writing_ = false, eof_ = false, has_pending_ = false, done_ = false;
-  std::string pending_;
+  std::vector<grpc::Slice> pending_;
   absl::Status failure_;  // set while a write is running, handled after it
   std::atomic<bool> cancelled_{false};
 };
@@ -359,8 +426,8 @@ class CopyReactor final : public grpc::ServerWriteReactor<v1::CopyObjectProgress
 
 }  // namespace
 
-grpc::ServerReadReactor<v1::PutObjectRequest>* StorageGrpcService::PutObject(
-    grpc::CallbackServerContext* context, v1::ObjectInfo* response) {
+grpc::ServerReadReactor<grpc::ByteBuffer>* StorageGrpcService::PutObject(
+    grpc::CallbackServerContext* context, grpc::ByteBuffer* response) {
   return new PutReactor(core_, executor_, response);
 }
 

@@ -3,9 +3,10 @@
 // (an upload receives the next chunk while writing one; a download reads the
 // next chunk while sending one), so memory per call is bounded whatever the
 // object size. Blocking work (disk, database) runs on the executor, not on
-// gRPC's threads. GetObject is registered raw (grpc::ByteBuffer) so that its
-// chunks are sent from the readers' own buffers; its messages on the wire are
-// the GetObjectRequest/GetObjectResponse of the proto.
+// gRPC's threads. GetObject and PutObject are registered raw
+// (grpc::ByteBuffer) so that chunks are sent from the readers' own buffers
+// and written from the slices gRPC received them in; their messages on the
+// wire are those of the proto.
 
 #include "cloudflux/server/executor.h"
 #include "cloudflux/storage/v1/storage.grpc.pb.h"
@@ -17,15 +18,16 @@ namespace cloudflux::storage {
 inline constexpr size_t kReadChunkBytes = 1 << 20;
 
 class StorageGrpcService final
-    : public cloudflux::storage::v1::StorageService::WithRawCallbackMethod_GetObject<
-          cloudflux::storage::v1::StorageService::CallbackService> {
+    : public cloudflux::storage::v1::StorageService::WithRawCallbackMethod_PutObject<
+          cloudflux::storage::v1::StorageService::WithRawCallbackMethod_GetObject<
+              cloudflux::storage::v1::StorageService::CallbackService>> {
  public:
   // Every GetObject that opened its object is counted in `reads`.
   StorageGrpcService(StorageCore& core, server::BlockingExecutor& executor, ReadRecorder& reads)
       : core_(core), executor_(executor), reads_(reads) {}
 
-  grpc::ServerReadReactor<cloudflux::storage::v1::PutObjectRequest>* PutObject(
-      grpc::CallbackServerContext* context, cloudflux::storage::v1::ObjectInfo* response) override;
+  grpc::ServerReadReactor<grpc::ByteBuffer>* PutObject(grpc::CallbackServerContext* context,
+                                                       grpc::ByteBuffer* response) override;
   grpc::ServerWriteReactor<grpc::ByteBuffer>* GetObject(grpc::CallbackServerContext* context,
                                                         const grpc::ByteBuffer* request) override;
   grpc::ServerUnaryReactor* HeadObject(grpc::CallbackServerContext* context,

@@ -1,8 +1,10 @@
 #include <fcntl.h>
 #include <sys/stat.h>
+#include <sys/uio.h>
 #include <unistd.h>
 
 #include <cerrno>
+#include <climits>
 #include <cstdlib>
 #include <cstring>
 #include <deque>
@@ -126,10 +128,11 @@ class LocalWriter final : public ObjectWriter {
       : fd_(fd), tmp_(std::move(tmp)), final_(std::move(final_path)) {}
   ~LocalWriter() override { Abort(); }
 
-  absl::Status Write(std::string_view data) override {
+  absl::Status Write(std::string_view data) override { return WriteParts({data}); }
+
+  absl::Status WriteParts(const std::vector<std::string_view>& parts) override {
     if (fd_ < 0) return absl::FailedPreconditionError("writer already closed");
-    CF_RETURN_IF_ERROR(WriteAt(data.data(), data.size(), written_));
-    written_ += static_cast<off_t>(data.size());
+    CF_RETURN_IF_ERROR(WriteAt(parts));
     if (written_ - started_ < kWindowBytes) return absl::OkStatus();
     if (sync_file_range(fd_, started_, written_ - started_, SYNC_FILE_RANGE_WRITE) != 0 && errno != ENOSYS) {
       return Errno("sync_file_range " + tmp_);
@@ -170,16 +173,28 @@ class LocalWriter final : public ObjectWriter {
     off_t start, end;
   };
 
-  absl::Status WriteAt(const char* data, size_t size, off_t offset) {
-    while (size > 0) {
-      ssize_t n = ::pwrite(fd_, data, size, offset);
+  // Appends `parts` at written_, up to IOV_MAX of them per pwritev.
+  absl::Status WriteAt(const std::vector<std::string_view>& parts) {
+    std::vector<iovec> iov;
+    iov.reserve(parts.size());
+    for (std::string_view part : parts) {
+      if (!part.empty()) iov.push_back({const_cast<char*>(part.data()), part.size()});
+    }
+    for (size_t first = 0; first < iov.size();) {
+      ssize_t n = ::pwritev(fd_, iov.data() + first, static_cast<int>(std::min<size_t>(iov.size() - first, IOV_MAX)),
+                            written_);
       if (n < 0) {
         if (errno == EINTR) continue;
         return Errno("write " + tmp_);
       }
-      data += n;
-      size -= static_cast<size_t>(n);
-      offset += n;
+      written_ += n;
+      for (size_t done = static_cast<size_t>(n); done > 0;) {  // past what was written
+        size_t step = std::min(done, iov[first].iov_len);
+        iov[first].iov_base = static_cast<char*>(iov[first].iov_base) + step;
+        iov[first].iov_len -= step;
+        done -= step;
+        if (iov[first].iov_len == 0) ++first;
+      }
     }
     return absl::OkStatus();
   }

@@ -6,6 +6,7 @@
 #include <memory>
 #include <optional>
 #include <string>
+#include <string_view>
 #include <utility>
 #include <vector>
 
@@ -21,6 +22,16 @@ class ObjectWriter {
  public:
   virtual ~ObjectWriter() = default;
   virtual absl::Status Write(std::string_view data) = 0;
+  // `parts` in order, as one Write of their concatenation (a received chunk
+  // in the pieces gRPC holds it in). Stores that can hand them to the
+  // kernel at once (local disk) override this.
+  virtual absl::Status WriteParts(const std::vector<std::string_view>& parts) {
+    for (std::string_view part : parts) {
+      absl::Status written = Write(part);
+      if (!written.ok()) return written;
+    }
+    return absl::OkStatus();
+  }
   // Makes the object durable and visible under its physical key.
   virtual absl::Status Commit() = 0;
   virtual void Abort() = 0;

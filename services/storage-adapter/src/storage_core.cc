@@ -218,11 +218,15 @@ StorageCore::Upload::~Upload() {
   }
 }
 
-absl::Status StorageCore::Upload::Write(std::string_view chunk) {
+absl::Status StorageCore::Upload::Write(std::string_view chunk) { return WriteParts({chunk}); }
+
+absl::Status StorageCore::Upload::WriteParts(const std::vector<std::string_view>& parts) {
   if (finished_) return absl::FailedPreconditionError("upload already finished");
-  hash_.Update(chunk);
-  size_ += static_cast<int64_t>(chunk.size());
-  return writer_->Write(chunk);
+  for (std::string_view part : parts) {
+    hash_.Update(part);
+    size_ += static_cast<int64_t>(part.size());
+  }
+  return writer_->WriteParts(parts);
 }
 
 absl::StatusOr<v1::ObjectInfo> StorageCore::Upload::Finish() {

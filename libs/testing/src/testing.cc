@@ -10,7 +10,9 @@
 #include <sys/wait.h>
 #include <unistd.h>
 
+#include <cerrno>
 #include <cstdlib>
+#include <ctime>
 #include <filesystem>
 #include <random>
 #include <fstream>
@@ -215,6 +217,29 @@ int TryBind(int port) {
   return got;
 }
 
+// Claims `port` for this process among all test processes on the machine
+// (tests run side by side): false if another PickFreePort handed it out in
+// the last 10 minutes. Between the pick and the child's bind the port is
+// free, so a bind check alone lets two processes pick the same one.
+bool ClaimPort(int port) {
+  const char* tmp = std::getenv("TMPDIR");
+  std::string dir = absl::StrCat(tmp != nullptr ? tmp : "/tmp", "/cloudflux-test-ports");
+  std::error_code ec;
+  std::filesystem::create_directories(dir, ec);
+  std::string path = absl::StrCat(dir, "/", port);
+  for (int attempt = 0; attempt < 2; ++attempt) {
+    int fd = open(path.c_str(), O_CREAT | O_EXCL | O_WRONLY | O_CLOEXEC, 0644);
+    if (fd >= 0) {
+      close(fd);
+      return true;
+    }
+    struct stat st;
+    if (errno != EEXIST || stat(path.c_str(), &st) != 0 || time(nullptr) - st.st_mtime < 600) return false;
+    unlink(path.c_str());  // a claim old enough that its service is listening or gone
+  }
+  return false;
+}
+
 }  // namespace
 
 int PickFreePort() {
@@ -227,7 +252,7 @@ int PickFreePort() {
     std::uniform_int_distribution<int> pick(10000, low - 1);
     for (int attempt = 0; attempt < 64; ++attempt) {
       int port = TryBind(pick(rng));
-      if (port > 0) return port;
+      if (port > 0 && ClaimPort(port)) return port;
     }
   }
   return TryBind(0);

@@ -117,7 +117,9 @@ absl::StatusOr<ServiceProcess> StartServiceBinary(const std::string& name, const
                                                   const std::map<std::string, std::string>& extra_env = {});
 
 // A TCP port that was free a moment ago on 127.0.0.1, below the ephemeral
-// range (outgoing connections cannot take it before the caller binds it).
+// range (outgoing connections cannot take it before the caller binds it),
+// and handed out to no other test process in the last 10 minutes (claims
+// are files in $TMPDIR/cloudflux-test-ports).
 int PickFreePort();
 
 // Directory holding the built binaries (CLOUDFLUX_BINARY_DIR, set by CMake).

@@ -2,6 +2,7 @@
 // What the storage benchmarks share: a storage adapter started on the test
 // servers, whole files streamed in and out through it, and timing helpers.
 
+#include <fcntl.h>
 #include <grpcpp/grpcpp.h>
 #include <unistd.h>
 
@@ -9,6 +10,7 @@
 #include <chrono>
 #include <cstdio>
 #include <cstring>
+#include <filesystem>
 #include <fstream>
 #include <map>
 #include <random>
@@ -91,6 +93,22 @@ inline double CpuSeconds(int pid) {
 inline void ResetPeakRss(int pid) {
   std::ofstream out(absl::StrCat("/proc/", pid, "/clear_refs"));
   out << "5";
+}
+
+// An empty scratch directory $TMPDIR/<name> (/tmp without TMPDIR).
+inline std::string FreshDir(const std::string& name) {
+  const char* tmp = std::getenv("TMPDIR");
+  std::string dir = std::string(tmp != nullptr ? tmp : "/tmp") + "/" + name;
+  std::filesystem::remove_all(dir);
+  std::filesystem::create_directories(dir);
+  return dir;
+}
+
+// Drops the (clean) page-cache pages of the file at `path`.
+inline void EvictFile(const std::string& path) {
+  int fd = open(path.c_str(), O_RDONLY);
+  if (fd < 0 || posix_fadvise(fd, 0, 0, POSIX_FADV_DONTNEED) != 0) Die("cannot evict " + path);
+  close(fd);
 }
 
 // `bytes` of incompressible content in `path`.

@@ -75,10 +75,7 @@ int main(int argc, char** argv) {
   const int objects = absl::GetFlag(FLAGS_objects);
   const int64_t object_bytes = int64_t{absl::GetFlag(FLAGS_object_kib)} << 10;
   const int threads = absl::GetFlag(FLAGS_threads);
-  std::string base = std::getenv("TMPDIR") ? std::getenv("TMPDIR") : "/tmp";
-  std::string dir = base + "/cloudflux-cloud-bench";
-  fs::remove_all(dir);
-  fs::create_directories(dir);
+  std::string dir = FreshDir("cloudflux-cloud-bench");
 
   // rclone's remote "bench" = the same s3rver bucket, from the environment.
   // rclone's AWS SDK cannot combine AWS_CA_BUNDLE with its own transport;

@@ -32,23 +32,13 @@ bool DropPageCache() {
   return std::fclose(f) == 0 && ok;
 }
 
-// Drops the (clean) page-cache pages of the file at `path`.
-void EvictFile(const std::string& path) {
-  int fd = open(path.c_str(), O_RDONLY);
-  if (fd < 0 || posix_fadvise(fd, 0, 0, POSIX_FADV_DONTNEED) != 0) cloudflux::bench::Die("cannot evict " + path);
-  close(fd);
-}
-
 using namespace cloudflux::bench;  // NOLINT
 
 int main(int argc, char** argv) {
   cloudflux::core::ParseFlags(argc, argv, "storage adapter local put/get vs dd");
   const int64_t mib = absl::GetFlag(FLAGS_mib);
   const int64_t bytes = mib << 20;
-  std::string base = std::getenv("TMPDIR") ? std::getenv("TMPDIR") : "/tmp";
-  std::string dir = base + "/cloudflux-storage-bench";
-  std::filesystem::remove_all(dir);
-  std::filesystem::create_directories(dir);
+  std::string dir = FreshDir("cloudflux-storage-bench");
   std::string src = dir + "/source.bin";
   WriteRandomFile(src, bytes, 42);
   std::system("sync");

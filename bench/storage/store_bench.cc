@@ -23,28 +23,11 @@ ABSL_FLAG(int32_t, repeat, 4, "Rounds; which of each pair goes first alternates;
 using namespace cloudflux::bench;  // NOLINT
 namespace storage = cloudflux::storage;
 
-namespace {
-
-// Drops the (clean) page-cache pages of the file at `path`.
-void EvictFile(const std::string& path) {
-  int fd = open(path.c_str(), O_RDONLY);
-  if (fd < 0 || posix_fadvise(fd, 0, 0, POSIX_FADV_DONTNEED) != 0) Die("cannot evict " + path);
-  close(fd);
-}
-
-// CPU seconds (user + system) this process has used so far.
-double OwnCpu() { return CpuSeconds(getpid()); }
-
-}  // namespace
-
 int main(int argc, char** argv) {
   cloudflux::core::ParseFlags(argc, argv, "local store write/read vs dd");
   const int64_t mib = absl::GetFlag(FLAGS_mib);
   const int64_t bytes = mib << 20;
-  std::string base = std::getenv("TMPDIR") ? std::getenv("TMPDIR") : "/tmp";
-  std::string dir = base + "/cloudflux-store-bench";
-  std::filesystem::remove_all(dir);
-  std::filesystem::create_directories(dir);
+  std::string dir = FreshDir("cloudflux-store-bench");
   std::string src = dir + "/source.bin";
   WriteRandomFile(src, bytes, 42);
   auto made = storage::MakeLocalStore("local", dir + "/store");
@@ -57,11 +40,11 @@ int main(int argc, char** argv) {
   // Each timed step starts with nothing left dirty by the one before.
   auto timed = [](std::vector<double>& seconds, std::vector<double>* cpu, const std::function<void()>& fn) {
     sync();
-    double c = OwnCpu();
+    double c = CpuSeconds(getpid());
     auto start = Clock::now();
     fn();
     seconds.push_back(Seconds(start));
-    if (cpu != nullptr) cpu->push_back(OwnCpu() - c);
+    if (cpu != nullptr) cpu->push_back(CpuSeconds(getpid()) - c);
   };
   auto store_write = [&] {
     std::string next = "objects/be/o" + std::to_string(written++);

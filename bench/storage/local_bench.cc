@@ -4,7 +4,6 @@
 // object's own file as the service stored it (out of the page cache, as the
 // get finds it). Needs the test servers:
 //   scripts/dev bench build/release/bench/storage/storage_local_bench [--mib=1024] [--repeat=4] [--cold_reads]
-#include <fcntl.h>
 #include <signal.h>
 #include <unistd.h>
 
@@ -50,8 +49,8 @@ int main(int argc, char** argv) {
   // peer), the put (the file streamed in 1 MiB chunks), the get (streamed
   // back into a file on the same disk) and dd copy of the object's file (the
   // get's peer), both with that file out of the page cache: the service
-  // wrote it past its first 8 MiB with O_DIRECT, so a get after a put finds
-  // it there, and reads it past its head with O_DIRECT. Also timed: dd copy
+  // dropped it past its first 8 MiB once it was on disk, so a get after a
+  // put finds it there, and reads it past its head with O_DIRECT. Also timed: dd copy
   // of dd's own copy, which its write left in the page cache (a copy from
   // memory, not from disk; the get's peer before 2026-11-23). Medians
   // reported: this VM's speed drifts between consecutive runs.

@@ -224,11 +224,11 @@ class LocalWriter final : public ObjectWriter {
 // a read of kDirectFrom bytes or more, the part past the file's first
 // kDirectFrom bytes (what a large write drops from the page cache once it is
 // on disk) is read with O_DIRECT: a large read neither fills the page cache
-// nor pushes other files out of it. Those reads run kReadAhead blocks ahead of the caller on
-// the shared DirectReads threads. (Asking the cache first with RWF_NOWAIT is
-// no way out: on a miss the kernel still starts its read-ahead into it.)
-// Short ranges (a footer, an index) go through the page cache, where
-// repeated reads find them.
+// nor pushes other files out of it. Those reads run kReadAhead blocks ahead
+// of the caller on the shared DirectReads threads. (Asking the cache first
+// with RWF_NOWAIT is no way out: on a miss the kernel still starts its
+// read-ahead into it.) Short ranges (a footer, an index) go through the page
+// cache, where repeated reads find them.
 class LocalReader final : public ObjectReader {
  public:
   static constexpr off_t kDirectFrom = LocalWriter::kCachedHead;

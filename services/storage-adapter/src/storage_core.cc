@@ -218,8 +218,6 @@ StorageCore::Upload::~Upload() {
   }
 }
 
-absl::Status StorageCore::Upload::Write(std::string_view chunk) { return WriteParts({chunk}); }
-
 absl::Status StorageCore::Upload::WriteParts(const std::vector<std::string_view>& parts) {
   if (finished_) return absl::FailedPreconditionError("upload already finished");
   for (std::string_view part : parts) {

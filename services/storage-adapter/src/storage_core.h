@@ -46,8 +46,7 @@ class StorageCore {
   class Upload {
    public:
     ~Upload();
-    absl::Status Write(std::string_view chunk);
-    // One chunk in pieces, hashed and written in order.
+    // One received chunk, in pieces, hashed and written in order.
     absl::Status WriteParts(const std::vector<std::string_view>& parts);
     // Checks the hash, makes the bytes durable, then writes the catalog row
     // and ObjectCreated together. On any failure nothing stays behind.

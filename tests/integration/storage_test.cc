@@ -99,6 +99,14 @@ class StorageTest : public ::testing::Test {
                                       "secretAccessKey": "S3RVER", "partSize": 5242880,
                                       "multipartThreshold": 5242880, "maxSingleCopy": 1048576})"));
     }
+    // Ceph's S3 gateway, which has UploadPartCopy: copies over 1 MiB in parts.
+    if (auto rgw = testing::TestRadosgwEndpoint(); rgw.ok()) {
+      backends.push_back(absl::StrCat(R"({"name": "rgw", "kind": "s3", "endpoint": ")", *rgw,
+                                      R"(", "bucket": "cloudflux-test", "accessKeyId": "S3RVER",
+                                      "secretAccessKey": "S3RVER", "partSize": 5242880,
+                                      "multipartThreshold": 5242880, "parallelParts": 2,
+                                      "maxSingleCopy": 1048576})"));
+    }
     if (auto azure = testing::TestAzureEndpoint(); azure.ok()) {
       backends.push_back(absl::StrCat(R"({"name": "azure", "kind": "azure", "endpoint": ")",
                                       azure->substr(0, azure->rfind('/')),
@@ -797,6 +805,22 @@ TEST_F(StorageTest, OrphanedBytesOfDeadWritersAreSwept) {
                            {"objects/zz/dead-" + core::NewId(), core::NewId()})
                     .ok());
   }
+  // One that died mid-upload to radosgw, which lists incomplete uploads:
+  // its upload (one 5 MiB part) is aborted before the row goes.
+  std::string rgw_dead = "objects/zz/dead-" + core::NewId();
+  auto rgw = testing::TestRadosgwEndpoint();
+  auto rgw_uploads = [&] {
+    auto out = testing::RunNodeScript("s3.mjs", {"uploads", *rgw, "cloudflux-test", rgw_dead});
+    return out.ok() && absl::StrContains(*out, "{\"uploads\":[]}") ? 0 : 1;
+  };
+  if (rgw.ok()) {
+    ASSERT_TRUE(testing::RunNodeScript("s3.mjs", {"start-upload", *rgw, "cloudflux-test", rgw_dead}).ok());
+    ASSERT_EQ(rgw_uploads(), 1);
+    ASSERT_TRUE(pool->Exec("INSERT INTO storage.pending_bytes (backend, physical_key, instance_id) "
+                           "VALUES ('rgw', $1, $2)",
+                           {rgw_dead, core::NewId()})
+                    .ok());
+  }
   Start({{"CLOUDFLUX_SWEEP_INTERVAL", "200ms"}, {"CLOUDFLUX_ORPHAN_GRACE", "1s"}});
   // A write in progress on the live instance is not touched.
   std::string live = "live-" + core::NewId();
@@ -813,6 +837,7 @@ TEST_F(StorageTest, OrphanedBytesOfDeadWritersAreSwept) {
       },
       absl::Seconds(10)));
   EXPECT_EQ(*Get(live), "still here");
+  if (rgw.ok()) EXPECT_EQ(rgw_uploads(), 0) << "the dead writer's upload to radosgw was not aborted";
 }
 
 // Whether the S3 SDK (tests/node/s3.mjs) finds `key` in the test bucket.
@@ -960,6 +985,41 @@ TEST_F(StorageTest, LargeCopiesInsideOneBucketFallBackToStreamingWhenTheServerCa
   ASSERT_TRUE(warm.ok()) << warm.status();
   EXPECT_EQ(warm->tier(), cloudflux::common::v1::STORAGE_TIER_WARM);
   EXPECT_EQ(warm->version(), src->version());
+  EXPECT_TRUE(*Get(key) == data);
+  backend_ = "";
+}
+
+// On a server with UploadPartCopy (radosgw) the same copy and tier change
+// stay on the server, in parts, and the SDK reads the new classes.
+TEST_F(StorageTest, LargeCopiesAndTierChangesGoInPartsOnAServerThatCopiesParts) {
+  auto rgw = testing::TestRadosgwEndpoint();
+  if (!rgw.ok()) GTEST_SKIP() << "needs radosgw";
+  backend_ = "rgw";
+  std::string data = RandomBytes((11 << 20) + 7, 52);  // 3 parts of at least 5 MiB
+  std::string key = "rgw-parts-" + core::NewId();
+  auto src = Put(key, data, "", 1 << 20);
+  ASSERT_TRUE(src.ok()) << src.status();
+  auto sdk_get = [&](const std::string& physical_key) {
+    return testing::RunNodeScript("s3.mjs", {"get", *rgw, "cloudflux-test", physical_key}).value_or("");
+  };
+  auto copy = Copy(CopyRequest(key, key + ".copy", "rgw", cloudflux::common::v1::STORAGE_TIER_WARM));
+  ASSERT_TRUE(copy.status.ok()) << copy.status;
+  EXPECT_TRUE(copy.messages.back().server_side());
+  EXPECT_EQ(copy.object().sha256(), src->sha256());
+  EXPECT_EQ(copy.object().tier(), cloudflux::common::v1::STORAGE_TIER_WARM);
+  std::string sdk = sdk_get(copy.object().physical_key());
+  EXPECT_TRUE(absl::StrContains(sdk, src->sha256())) << sdk;
+  EXPECT_TRUE(absl::StrContains(sdk, "\"storageClass\":\"STANDARD_IA\"")) << sdk;
+  EXPECT_TRUE(*Get(key + ".copy") == data);
+
+  auto cold = SetTier(key, cloudflux::common::v1::STORAGE_TIER_COLD);
+  ASSERT_TRUE(cold.ok()) << cold.status();
+  EXPECT_EQ(cold->tier(), cloudflux::common::v1::STORAGE_TIER_COLD);
+  EXPECT_EQ(cold->version(), src->version());
+  EXPECT_EQ(cold->physical_key(), src->physical_key()) << "changed in place";
+  sdk = sdk_get(src->physical_key());
+  EXPECT_TRUE(absl::StrContains(sdk, src->sha256())) << sdk;
+  EXPECT_TRUE(absl::StrContains(sdk, "\"storageClass\":\"GLACIER_IR\"")) << sdk;
   EXPECT_TRUE(*Get(key) == data);
   backend_ = "";
 }

@@ -5,8 +5,18 @@
 //                                                    -> the RestoreObject request the SDK
 //                                                       builds: JSON {method, query, body}
 //                                                       (it is not sent)
+//   node s3.mjs mkbucket <endpoint> <bucket>         (an existing bucket of ours is fine)
+//   node s3.mjs uploads <endpoint> <bucket> <key>    -> JSON {uploads}: the key's incomplete
+//                                                       multipart uploads
+//   node s3.mjs start-upload <endpoint> <bucket> <key>
+//                                                    -> a multipart upload with one 5 MiB part,
+//                                                       left incomplete: JSON {uploadId}
 // Credentials are s3rver's defaults.
-import { S3Client, GetObjectCommand, PutObjectCommand, RestoreObjectCommand } from "@aws-sdk/client-s3";
+import {
+  S3Client, GetObjectCommand, PutObjectCommand, RestoreObjectCommand, CreateBucketCommand,
+  ListMultipartUploadsCommand, CreateMultipartUploadCommand, UploadPartCommand,
+  BucketAlreadyOwnedByYou,
+} from "@aws-sdk/client-s3";
 import { createHash } from "node:crypto";
 import { readFileSync } from "node:fs";
 
@@ -45,7 +55,24 @@ if (cmd === "get") {
     throw new Error("captured");
   }, { step: "build", name: "capture" });
   try { await s3.send(command); } catch (e) { if (e.message !== "captured") throw e; }
+} else if (cmd === "mkbucket") {
+  try {
+    await s3.send(new CreateBucketCommand({ Bucket: bucket }));
+  } catch (e) {
+    if (!(e instanceof BucketAlreadyOwnedByYou)) throw e;
+  }
+  console.log("{}");
+} else if (cmd === "uploads") {
+  const out = await s3.send(new ListMultipartUploadsCommand({ Bucket: bucket, Prefix: key }));
+  const uploads = (out.Uploads ?? []).filter((u) => u.Key === key).map((u) => u.UploadId);
+  console.log(JSON.stringify({ uploads }));
+} else if (cmd === "start-upload") {
+  const { UploadId } = await s3.send(new CreateMultipartUploadCommand({ Bucket: bucket, Key: key }));
+  await s3.send(new UploadPartCommand({
+    Bucket: bucket, Key: key, UploadId, PartNumber: 1, Body: Buffer.alloc(5 << 20, 7),
+  }));
+  console.log(JSON.stringify({ uploadId: UploadId }));
 } else {
-  console.error("usage: s3.mjs get|put|restore-body ...");
+  console.error("usage: s3.mjs get|put|restore-body|mkbucket|uploads|start-upload ...");
   process.exit(2);
 }

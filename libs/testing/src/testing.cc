@@ -76,6 +76,7 @@ absl::StatusOr<std::string> TestKafkaBootstrap() { return RequiredEnv("CLOUDFLUX
 absl::StatusOr<std::string> TestRedisAddress() { return RequiredEnv("CLOUDFLUX_TEST_REDIS"); }
 absl::StatusOr<std::string> TestS3Endpoint() { return RequiredEnv("CLOUDFLUX_TEST_S3_ENDPOINT"); }
 absl::StatusOr<std::string> TestAzureEndpoint() { return RequiredEnv("CLOUDFLUX_TEST_AZURE_ENDPOINT"); }
+absl::StatusOr<std::string> TestRadosgwEndpoint() { return RequiredEnv("CLOUDFLUX_TEST_RADOSGW_ENDPOINT"); }
 
 absl::StatusOr<std::string> RunNodeScript(const std::string& script,
                                           const std::vector<std::string>& args,

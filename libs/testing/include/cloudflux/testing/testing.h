@@ -32,6 +32,9 @@ absl::StatusOr<std::string> TestS3Endpoint();  // s3rver, "http://127.0.0.1:port
 // azurite's blob endpoint of its development account,
 // "http://127.0.0.1:port/devstoreaccount1" (container cloudflux-test exists).
 absl::StatusOr<std::string> TestAzureEndpoint();
+// Ceph's S3 gateway (radosgw on a one-OSD memstore cluster), s3rver's
+// credentials, the same buckets: CLOUDFLUX_TEST_RADOSGW_ENDPOINT.
+absl::StatusOr<std::string> TestRadosgwEndpoint();
 inline constexpr char kAzuriteAccount[] = "devstoreaccount1";
 inline constexpr char kAzuriteKey[] =
     "Eby8vdM02xNOcqFlqUwJPLlmEtlCDXJ1OUzFT50uSRZ6IFsuFq2UVErCz4I6tq/K1SZFPTOtr/KBHBeksoGMGw==";

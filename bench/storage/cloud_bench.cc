@@ -1,8 +1,10 @@
 // The storage adapter's S3 backend against `rclone` (Debian package) on the
-// same s3rver, and many small objects per second on the S3 and local
-// backends. Needs the test servers:
+// same S3 server (--server: s3rver, or radosgw, Ceph's S3 gateway on a
+// one-OSD memstore cluster), and many small objects per second on the S3
+// and local backends. Needs the test servers:
 //   scripts/dev bench build/release/bench/storage/storage_cloud_bench
-//       [--mib=256] [--repeat=3] [--objects=10000] [--object_kib=64] [--threads=16]
+//       [--server=s3rver|radosgw] [--mib=256] [--repeat=3] [--objects=10000]
+//       [--object_kib=64] [--threads=16]
 //
 // Large: one --mib object put (rclone copyto -I vs PutObject to backend s3) and
 // got back into a file (rclone copyto -I vs GetObject), --repeat rounds with
@@ -27,6 +29,7 @@
 #include "cloudflux/core/config.h"
 #include "bench_util.h"
 
+ABSL_FLAG(std::string, server, "s3rver", "The S3 server: s3rver or radosgw.");
 ABSL_FLAG(int32_t, mib, 256, "Size of the large object in MiB (0 = skip).");
 ABSL_FLAG(int32_t, objects, 10000, "Number of small objects (0 = skip).");
 ABSL_FLAG(int32_t, object_kib, 64, "Size of each small object in KiB.");
@@ -69,15 +72,18 @@ void Report(const char* what, double ours, double peer, const char* peer_name, d
 
 int main(int argc, char** argv) {
   cloudflux::core::ParseFlags(argc, argv, "storage adapter S3 backend vs rclone; small objects");
-  auto endpoint = cloudflux::testing::TestS3Endpoint();
-  if (!endpoint.ok()) Die("run through scripts/dev bench (needs s3rver)");
+  const std::string server = absl::GetFlag(FLAGS_server);
+  if (server != "s3rver" && server != "radosgw") Die("--server is s3rver or radosgw");
+  auto endpoint = server == "radosgw" ? cloudflux::testing::TestRadosgwEndpoint()
+                                      : cloudflux::testing::TestS3Endpoint();
+  if (!endpoint.ok()) Die("run through scripts/dev bench (needs " + server + ")");
   const int64_t mib = absl::GetFlag(FLAGS_mib);
   const int objects = absl::GetFlag(FLAGS_objects);
   const int64_t object_bytes = int64_t{absl::GetFlag(FLAGS_object_kib)} << 10;
   const int threads = absl::GetFlag(FLAGS_threads);
   std::string dir = FreshDir("cloudflux-cloud-bench");
 
-  // rclone's remote "bench" = the same s3rver bucket, from the environment.
+  // rclone's remote "bench" = the same bucket, from the environment.
   // rclone's AWS SDK cannot combine AWS_CA_BUNDLE with its own transport;
   // the endpoint is plain HTTP on loopback anyway.
   unsetenv("AWS_CA_BUNDLE");
@@ -97,14 +103,23 @@ int main(int argc, char** argv) {
   Adapter adapter = StartAdapter({{"CLOUDFLUX_DATA_DIR", dir + "/store"},
                                   {"CLOUDFLUX_BACKENDS_FILE", backends}});
   auto& stub = *adapter.stub;
-  std::printf("s3rver at %s; peer: ", endpoint->c_str());
+  std::printf("%s at %s; peer: ", server.c_str(), endpoint->c_str());
   std::fflush(stdout);
   std::system("rclone version | head -1");
 
-  // s3rver's own CPU time per phase: how much of the server each client's
-  // requests cost (it is single-threaded).
-  const int s3rver = FindPid("node_modules/.bin/s3rver");
-  auto server_cpu = [&] { return s3rver > 0 ? CpuSeconds(s3rver) : 0.0; };
+  // The server's own CPU time per phase: how much of it each client's
+  // requests cost (s3rver is single-threaded; radosgw's is the gateway's
+  // and the OSD's).
+  std::vector<int> server_pids;
+  for (const char* pattern : server == "radosgw" ? std::vector<const char*>{"^radosgw ", "^ceph-osd "}
+                                                 : std::vector<const char*>{"node_modules/.bin/s3rver"}) {
+    if (int pid = FindPid(pattern); pid > 0) server_pids.push_back(pid);
+  }
+  auto server_cpu = [&] {
+    double total = 0;
+    for (int pid : server_pids) total += CpuSeconds(pid);
+    return total;
+  };
   if (mib > 0) {
     std::string src = dir + "/big.bin";
     WriteRandomFile(src, mib << 20, 7);
@@ -148,8 +163,9 @@ int main(int argc, char** argv) {
     std::printf("large object: %lld MiB, medians of %d rounds\n", static_cast<long long>(mib), repeat);
     Report("put to s3 backend", Median(put), Median(rclone_put), "rclone copyto", mib, "MiB");
     Report("get from s3 backend", Median(get), Median(rclone_get), "rclone copyto", mib, "MiB");
-    if (s3rver > 0) {
-      std::printf("s3rver CPU seconds      : put %.2f (rclone %.2f), get %.2f (rclone %.2f)\n", Median(put_cpu),
+    if (!server_pids.empty()) {
+      std::printf("%-24s: put %.2f (rclone %.2f), get %.2f (rclone %.2f)\n",
+                  (server + " CPU seconds").c_str(), Median(put_cpu),
                   Median(rclone_put_cpu), Median(get_cpu), Median(rclone_get_cpu));
     }
     std::printf("get CPU seconds         : service %.2f, client %.2f\n", Median(service_cpu), Median(client_cpu));

@@ -4,6 +4,7 @@
 // scripts/dev bench <this binary>).
 #include <gtest/gtest.h>
 
+#include <filesystem>
 #include <fstream>
 #include <thread>
 
@@ -62,6 +63,48 @@ class S3StoreTest : public ::testing::Test {
   }
   std::string SdkGet(const std::string& bucket, const std::string& key) {
     return Sdk({"get", endpoint_, bucket, key});
+  }
+  // A 9 MiB object the SDK wrote, read back whole and from the second read
+  // window on.
+  void ExpectToReadWhatTheSdkWrote(ObjectStore& store, const std::string& key, int seed) {
+    std::string data = RandomBytes(9 << 20, seed);
+    std::string file = ::testing::TempDir() + "/sdk-upload-" + core::NewId();
+    std::ofstream(file, std::ios::binary) << data;
+    ASSERT_NE(Sdk({"put", endpoint_, "cloudflux-test", key, file}), "");
+    std::filesystem::remove(file);
+    auto back = Get(store, key);
+    ASSERT_TRUE(back.ok()) << back.status();
+    EXPECT_TRUE(*back == data);
+    auto range = Get(store, key, 8 << 20, 0);
+    ASSERT_TRUE(range.ok()) << range.status();
+    EXPECT_EQ(*range, data.substr(8 << 20));
+  }
+  // A 17 MiB object put in 700 KiB chunks (4 parts of 5 MiB, three in
+  // flight) and read back whole, across a part boundary and past the second
+  // read window, and by the SDK. Returns the SDK's answer ({size, sha256,
+  // storageClass}).
+  std::string ExpectMultipartRoundTrip(ObjectStore& store, const std::string& key,
+                                       common::StorageTier tier, int seed) {
+    std::string data = RandomBytes((17 << 20) + 12345, seed);
+    EXPECT_TRUE(Put(store, key, data, tier, 700 * 1024).ok());
+    auto back = Get(store, key);
+    EXPECT_TRUE(back.ok()) << back.status();
+    if (!back.ok()) return "";
+    EXPECT_TRUE(*back == data) << "whole object differs";
+    int64_t boundary = 5 << 20;
+    auto across = Get(store, key, boundary - 100, 200);
+    EXPECT_TRUE(across.ok()) << across.status();
+    if (across.ok()) {
+      EXPECT_EQ(*across, data.substr(boundary - 100, 200));
+    }
+    auto tail = Get(store, key, 16 << 20, 0);
+    EXPECT_TRUE(tail.ok()) << tail.status();
+    if (tail.ok()) {
+      EXPECT_TRUE(*tail == data.substr(16 << 20));
+    }
+    std::string sdk = SdkGet("cloudflux-test", key);
+    EXPECT_NE(sdk.find(core::Sha256Hex(data)), std::string::npos) << sdk;
+    return sdk;
   }
   std::string endpoint_;
 };
@@ -150,18 +193,7 @@ TEST_F(S3StoreTest, SmallObjectRoundTripsAndTheSdkReadsTheSameBytes) {
 
 TEST_F(S3StoreTest, LargeObjectsGoUpInParallelPartsAndReadBackAcrossPartBoundaries) {
   auto store = Store(Options());
-  std::string key = "big/" + core::NewId();
-  std::string data = RandomBytes((17 << 20) + 12345, 2);  // 4 parts of 5 MiB
-  ASSERT_TRUE(Put(*store, key, data, common::STORAGE_TIER_HOT, 700 * 1024).ok());
-  auto back = Get(*store, key);
-  ASSERT_TRUE(back.ok()) << back.status();
-  EXPECT_TRUE(*back == data) << "whole object differs";
-  int64_t boundary = 5 << 20;
-  auto across = Get(*store, key, boundary - 100, 200);
-  ASSERT_TRUE(across.ok());
-  EXPECT_EQ(*across, data.substr(boundary - 100, 200));
-  std::string sdk = SdkGet("cloudflux-test", key);
-  EXPECT_NE(sdk.find(core::Sha256Hex(data)), std::string::npos) << sdk;
+  ExpectMultipartRoundTrip(*store, "big/" + core::NewId(), common::STORAGE_TIER_HOT, 2);
 }
 
 TEST_F(S3StoreTest, AnAbortedMultipartUploadLeavesNoObject) {
@@ -185,17 +217,7 @@ TEST_F(S3StoreTest, AnAbortedMultipartUploadLeavesNoObject) {
 
 TEST_F(S3StoreTest, ReadsWhatTheSdkWrote) {
   auto store = Store(Options());
-  std::string key = "from-sdk/" + core::NewId();
-  std::string data = RandomBytes(9 << 20, 4);
-  std::string file = ::testing::TempDir() + "/sdk-upload.bin";
-  std::ofstream(file, std::ios::binary) << data;
-  ASSERT_NE(Sdk({"put", endpoint_, "cloudflux-test", key, file}), "");
-  auto back = Get(*store, key);
-  ASSERT_TRUE(back.ok()) << back.status();
-  EXPECT_TRUE(*back == data);
-  auto range = Get(*store, key, 8 << 20, 0);  // the second read window
-  ASSERT_TRUE(range.ok());
-  EXPECT_EQ(*range, data.substr(8 << 20));
+  ExpectToReadWhatTheSdkWrote(*store, "from-sdk/" + core::NewId(), 4);
 }
 
 TEST_F(S3StoreTest, VirtualHostStyleAndTheGcsDialect) {
@@ -401,37 +423,12 @@ TEST_F(RadosgwStoreTest, EverySignedRequestIsAcceptedAndTheSdkReadsTheSameBytesA
   EXPECT_NE(sdk.find(core::Sha256Hex("one PUT")), std::string::npos) << sdk;
   EXPECT_NE(sdk.find("\"storageClass\":\"STANDARD_IA\""), std::string::npos) << sdk;
 
-  // 4 parts of 5 MiB, three in flight, chunks that do not divide a part.
   std::string big_key = "rgw/big/" + core::NewId();
-  std::string data = RandomBytes((17 << 20) + 12345, 21);
-  ASSERT_TRUE(Put(*store, big_key, data, common::STORAGE_TIER_COLD, 700 * 1024).ok());
-  auto back = Get(*store, big_key);
-  ASSERT_TRUE(back.ok()) << back.status();
-  EXPECT_TRUE(*back == data) << "whole object differs";
-  int64_t boundary = 5 << 20;
-  auto across = Get(*store, big_key, boundary - 100, 200);
-  ASSERT_TRUE(across.ok()) << across.status();
-  EXPECT_EQ(*across, data.substr(boundary - 100, 200));
-  auto tail = Get(*store, big_key, 16 << 20, 0);  // past the second read window
-  ASSERT_TRUE(tail.ok()) << tail.status();
-  EXPECT_TRUE(*tail == data.substr(16 << 20));
-  sdk = SdkGet("cloudflux-test", big_key);
-  EXPECT_NE(sdk.find(core::Sha256Hex(data)), std::string::npos) << sdk;
+  sdk = ExpectMultipartRoundTrip(*store, big_key, common::STORAGE_TIER_COLD, 21);
   EXPECT_NE(sdk.find("\"storageClass\":\"GLACIER_IR\""), std::string::npos) << sdk;
   EXPECT_EQ(Uploads(big_key), kNoUploads);
 
-  // What the SDK wrote, read back whole and from the second window on.
-  std::string sdk_key = "rgw/from-sdk/" + core::NewId();
-  std::string sdk_data = RandomBytes(9 << 20, 22);
-  std::string file = ::testing::TempDir() + "/rgw-sdk-upload.bin";
-  std::ofstream(file, std::ios::binary) << sdk_data;
-  ASSERT_NE(Sdk({"put", endpoint_, "cloudflux-test", sdk_key, file}), "");
-  auto from_sdk = Get(*store, sdk_key);
-  ASSERT_TRUE(from_sdk.ok()) << from_sdk.status();
-  EXPECT_TRUE(*from_sdk == sdk_data);
-  auto second_window = Get(*store, sdk_key, 8 << 20, 0);
-  ASSERT_TRUE(second_window.ok()) << second_window.status();
-  EXPECT_EQ(*second_window, sdk_data.substr(8 << 20));
+  ExpectToReadWhatTheSdkWrote(*store, "rgw/from-sdk/" + core::NewId(), 22);
 
   ASSERT_TRUE(store->Delete(key).ok());
   EXPECT_EQ(Get(*store, key).status().code(), absl::StatusCode::kNotFound);

@@ -89,6 +89,16 @@ inline double CpuSeconds(int pid) {
   return ticks / static_cast<double>(sysconf(_SC_CLK_TCK));
 }
 
+// CPU seconds every process on the machine has used so far (the busy
+// fields of /proc/stat's "cpu" line: user, nice, system, irq, softirq).
+inline double MachineCpuSeconds() {
+  std::ifstream in("/proc/stat");
+  std::string cpu;
+  double user = 0, nice = 0, system = 0, idle = 0, iowait = 0, irq = 0, softirq = 0;
+  in >> cpu >> user >> nice >> system >> idle >> iowait >> irq >> softirq;
+  return (user + nice + system + irq + softirq) / static_cast<double>(sysconf(_SC_CLK_TCK));
+}
+
 // Starts a new peak: VmHWM becomes the current resident size.
 inline void ResetPeakRss(int pid) {
   std::ofstream out(absl::StrCat("/proc/", pid, "/clear_refs"));

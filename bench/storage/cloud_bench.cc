@@ -120,13 +120,13 @@ int main(int argc, char** argv) {
     for (int pid : server_pids) total += CpuSeconds(pid);
     return total;
   };
+  const int service = adapter.child.process->pid();
   if (mib > 0) {
     std::string src = dir + "/big.bin";
     WriteRandomFile(src, mib << 20, 7);
     // --repeat rounds, rclone and the service alternating; medians reported
     // (this VM's speed drifts between consecutive runs).
     const int repeat = std::max(1, absl::GetFlag(FLAGS_repeat));
-    const int service = adapter.child.process->pid();
     std::vector<double> put, rclone_put, get, rclone_get;
     std::vector<double> put_cpu, rclone_put_cpu, get_cpu, rclone_get_cpu, service_cpu, client_cpu;
     auto timed = [&](std::vector<double>& seconds, std::vector<double>& cpu, const std::function<void()>& run) {
@@ -188,16 +188,37 @@ int main(int argc, char** argv) {
     std::printf("small objects: %d x %lld KiB, %d clients / transfers\n", objects,
                 static_cast<long long>(object_bytes >> 10), threads);
     std::atomic<int> failures{0};
+    // Where a phase's CPU went, in ms per object: the service, this client,
+    // the S3 server, and the rest of the machine (PostgreSQL, the kernel's
+    // own threads, rclone when it is the one running).
+    auto cpu_split = [&](const char* what, const std::function<double()>& run) {
+      double machine = MachineCpuSeconds(), ours = CpuSeconds(service), client = CpuSeconds(getpid()),
+             s3 = server_cpu();
+      double seconds = run();
+      machine = MachineCpuSeconds() - machine;
+      ours = CpuSeconds(service) - ours;
+      client = CpuSeconds(getpid()) - client;
+      s3 = server_cpu() - s3;
+      double ms = 1000.0 / objects;
+      std::printf("%-34s: CPU ms/object: service %.2f, client %.2f, %s %.2f, rest %.2f\n", what, ours * ms,
+                  client * ms, server.c_str(), s3 * ms, (machine - ours - client - s3) * ms);
+      std::fflush(stdout);
+      return seconds;
+    };
     for (const char* backend : {"s3", "local"}) {
-      double put = Parallel(objects, threads, [&](int i) {
-        std::string data = SmallObject(base_object, i);
-        if (!PutObject(stub, "small", absl::StrCat(backend, "/", i), backend, &data).ok()) ++failures;
+      double put = cpu_split(absl::StrCat("small put, ", backend).c_str(), [&] {
+        return Parallel(objects, threads, [&](int i) {
+          std::string data = SmallObject(base_object, i);
+          if (!PutObject(stub, "small", absl::StrCat(backend, "/", i), backend, &data).ok()) ++failures;
+        });
       });
-      double get = Parallel(objects, threads, [&](int i) {
-        int64_t n = 0;
-        if (!GetObject(stub, "small", absl::StrCat(backend, "/", i), &n).ok() || n != object_bytes) {
-          ++failures;
-        }
+      double get = cpu_split(absl::StrCat("small get, ", backend).c_str(), [&] {
+        return Parallel(objects, threads, [&](int i) {
+          int64_t n = 0;
+          if (!GetObject(stub, "small", absl::StrCat(backend, "/", i), &n).ok() || n != object_bytes) {
+            ++failures;
+          }
+        });
       });
       if (failures > 0) Die(absl::StrCat(failures.load(), " small-object calls failed"));
       double peer_put, peer_get;
@@ -205,8 +226,12 @@ int main(int argc, char** argv) {
       if (std::string(backend) == "s3") {
         peer = "rclone copy";
         std::string flags = absl::StrCat(" --transfers=", threads, " --checkers=", threads, " -q");
-        peer_put = TimeCommand(absl::StrCat("rclone copy", flags, " ", small_dir, " ", remote, "/small"));
-        peer_get = TimeCommand(absl::StrCat("rclone copy", flags, " ", remote, "/small ", dir, "/small-back"));
+        peer_put = cpu_split("small put, rclone", [&] {
+          return TimeCommand(absl::StrCat("rclone copy", flags, " ", small_dir, " ", remote, "/small"));
+        });
+        peer_get = cpu_split("small get, rclone", [&] {
+          return TimeCommand(absl::StrCat("rclone copy", flags, " ", remote, "/small ", dir, "/small-back"));
+        });
       } else {
         peer = "write+fsync+rename";
         std::string floor_dir = dir + "/floor";

@@ -12,6 +12,7 @@
 #include <atomic>
 #include <thread>
 
+#include "absl/container/flat_hash_map.h"
 #include "absl/strings/numbers.h"
 #include "absl/strings/str_cat.h"
 #include "cloudflux/core/digest.h"
@@ -120,15 +121,57 @@ std::string Row::Bytes(size_t column) const {
   return out;
 }
 
+// A pool connection and the statements prepared on it: SQL text -> name.
+struct PooledConnection {
+  explicit PooledConnection(const std::string& url) : pq(url) {}
+  pqxx::connection pq;
+  absl::flat_hash_map<std::string, std::string> prepared;
+  int limit = 0;  // PoolOptions::prepared_statements
+};
+
+namespace {
+
+// PostgreSQL refuses to run a prepared statement whose result columns a
+// schema change has altered ("cached plan must not change result type").
+bool IsStalePlan(const std::exception& e) {
+  const auto* sql = dynamic_cast<const pqxx::sql_error*>(&e);
+  return sql != nullptr && sql->sqlstate() == "0A000" &&
+         std::string_view(e.what()).find("cached plan") != std::string_view::npos;
+}
+
+}  // namespace
+
 absl::StatusOr<Result> Transaction::Exec(std::string_view sql, const std::vector<Param>& params) {
   auto& work = *static_cast<pqxx::transaction_base*>(work_);
+  auto& conn = *static_cast<PooledConnection*>(conn_);
   try {
     std::vector<const char*> raw;
     raw.reserve(params.size());
     for (const auto& p : params) raw.push_back(p.has_value() ? p->c_str() : nullptr);
-    pqxx::result r = params.empty()
-                         ? work.exec(std::string(sql))
-                         : work.exec_params(std::string(sql), pqxx::prepare::make_dynamic_params(raw));
+    pqxx::result r;
+    if (params.empty()) {
+      r = work.exec(std::string(sql));
+    } else if (auto it = conn.prepared.find(absl::string_view(sql.data(), sql.size()));
+               it != conn.prepared.end()) {
+      r = work.exec_prepared(it->second, pqxx::prepare::make_dynamic_params(raw));
+    } else if (static_cast<int>(conn.prepared.size()) < conn.limit) {
+      std::string name = absl::StrCat("cf", conn.prepared.size());
+      std::string text(sql);
+      conn.pq.prepare(name, text);
+      try {
+        r = work.exec_prepared(name, pqxx::prepare::make_dynamic_params(raw));
+      } catch (...) {
+        // Not kept: a statement that failed to prepare would fail again.
+        try {
+          conn.pq.unprepare(name);
+        } catch (...) {
+        }
+        throw;
+      }
+      conn.prepared.emplace(std::move(text), std::move(name));
+    } else {
+      r = work.exec_params(std::string(sql), pqxx::prepare::make_dynamic_params(raw));
+    }
     Result out;
     out.affected_rows_ = r.affected_rows();
     out.rows_.reserve(r.size());
@@ -146,6 +189,12 @@ absl::StatusOr<Result> Transaction::Exec(std::string_view sql, const std::vector
     }
     return out;
   } catch (const std::exception& e) {
+    if (IsStalePlan(e)) {
+      // The caller marks the connection broken on UNAVAILABLE: a new one
+      // prepares against the new schema, and the statement (or transaction)
+      // is retried there.
+      return absl::UnavailableError(absl::StrCat("prepared statement outdated by a schema change: ", e.what()));
+    }
     return FromException(e);
   }
 }
@@ -154,7 +203,7 @@ class Pool::Impl {
  public:
   std::mutex mu;
   std::condition_variable cv;
-  std::vector<std::unique_ptr<pqxx::connection>> idle;
+  std::vector<std::unique_ptr<PooledConnection>> idle;
   int open = 0;  // idle + in use
 };
 
@@ -179,23 +228,24 @@ namespace {
 // marked broken.
 class Lease {
  public:
-  Lease(Pool::Impl* impl, std::unique_ptr<pqxx::connection> conn)
+  Lease(Pool::Impl* impl, std::unique_ptr<PooledConnection> conn)
       : impl_(impl), conn_(std::move(conn)) {}
   ~Lease() {
     std::lock_guard lock(impl_->mu);
-    if (conn_ != nullptr && conn_->is_open() && !broken_) {
+    if (conn_ != nullptr && conn_->pq.is_open() && !broken_) {
       impl_->idle.push_back(std::move(conn_));
     } else {
       --impl_->open;
     }
     impl_->cv.notify_one();
   }
-  pqxx::connection& conn() { return *conn_; }
+  pqxx::connection& conn() { return conn_->pq; }
+  PooledConnection* pooled() { return conn_.get(); }
   void MarkBroken() { broken_ = true; }
 
  private:
   Pool::Impl* impl_;
-  std::unique_ptr<pqxx::connection> conn_;
+  std::unique_ptr<PooledConnection> conn_;
   bool broken_ = false;
 };
 
@@ -223,8 +273,9 @@ static absl::StatusOr<std::unique_ptr<Lease>> Acquire(Pool::Impl* impl, const Po
     ++impl->open;
   }
   try {
-    auto conn = std::make_unique<pqxx::connection>(options.url);
-    pqxx::nontransaction setup(*conn);
+    auto conn = std::make_unique<PooledConnection>(options.url);
+    conn->limit = options.prepared_statements;
+    pqxx::nontransaction setup(conn->pq);
     setup.exec(absl::StrCat("SET statement_timeout = ",
                             absl::ToInt64Milliseconds(options.statement_timeout)));
     if (!options.schema.empty()) {
@@ -261,7 +312,7 @@ absl::Status Pool::InTransaction(const std::function<absl::Status(Transaction&)>
           work.exec("SET TRANSACTION ISOLATION LEVEL SERIALIZABLE");
           break;
       }
-      Transaction tx(&work);
+      Transaction tx(&work, (*lease)->pooled());
       status = fn(tx);
       if (status.ok()) {
         work.commit();
@@ -291,7 +342,7 @@ absl::StatusOr<Result> Pool::Exec(std::string_view sql, const std::vector<Param>
     if (!lease.ok()) return lease.status();
     try {
       pqxx::nontransaction tx((*lease)->conn());
-      Transaction wrapped(&tx);
+      Transaction wrapped(&tx, (*lease)->pooled());
       auto result = wrapped.Exec(sql, params);
       if (result.ok() || result.status().code() != absl::StatusCode::kUnavailable) return result;
       (*lease)->MarkBroken();
@@ -322,7 +373,7 @@ absl::Status Pool::WithSession(const std::function<absl::Status(Transaction&)>& 
   if (!lease.ok()) return lease.status();
   try {
     pqxx::nontransaction session((*lease)->conn());
-    Transaction tx(&session);
+    Transaction tx(&session, (*lease)->pooled());
     absl::Status s = fn(tx);
     if (s.code() == absl::StatusCode::kUnavailable) (*lease)->MarkBroken();
     return s;

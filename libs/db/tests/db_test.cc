@@ -22,10 +22,11 @@ class DbTest : public ::testing::Test {
     scratch_ = std::move(*scratch);
     pool_ = NewPool();
   }
-  std::unique_ptr<Pool> NewPool(int max_connections = 4) {
+  std::unique_ptr<Pool> NewPool(int max_connections = 4, int prepared_statements = 256) {
     PoolOptions o;
     o.url = scratch_->url();
     o.max_connections = max_connections;
+    o.prepared_statements = prepared_statements;
     o.acquire_timeout = absl::Milliseconds(300);
     auto pool = Pool::Create(o);
     EXPECT_TRUE(pool.ok()) << pool.status();
@@ -66,6 +67,101 @@ TEST_F(DbTest, ParamsNullsBytesAndErrorCodes) {
   // An injection attempt stays a value.
   ASSERT_TRUE(pool_->Exec("INSERT INTO t VALUES (2, $1, NULL)", {"'); DROP TABLE t; --"}).ok());
   EXPECT_EQ(pool_->Exec("SELECT count(*) FROM t")->operator[](0).Int(0), 2);
+}
+
+// The statements prepared on the pool's connection (one connection, so the
+// query below runs where the earlier ones did).
+int64_t Prepared(Pool& pool) {
+  auto r = pool.Exec("SELECT count(*) FROM pg_prepared_statements");
+  EXPECT_TRUE(r.ok()) << r.status();
+  return r.ok() ? (*r)[0].Int(0) : -1;
+}
+
+TEST_F(DbTest, StatementsWithParametersArePreparedOncePerConnectionUpToTheLimit) {
+  auto pool = NewPool(1, 2);
+  ASSERT_TRUE(pool->Exec("CREATE TABLE t (id int PRIMARY KEY, name text)").ok());
+  EXPECT_EQ(Prepared(*pool), 0);  // no parameters: sent as text
+  for (int i = 0; i < 3; ++i) {
+    ASSERT_TRUE(pool->Exec("INSERT INTO t VALUES ($1, $2)", {std::to_string(i), std::nullopt}).ok());
+  }
+  EXPECT_EQ(Prepared(*pool), 1);
+  auto found = pool->Exec("SELECT name FROM t WHERE id = $1", {"2"});
+  ASSERT_TRUE(found.ok()) << found.status();
+  ASSERT_EQ(found->size(), 1u);
+  EXPECT_TRUE((*found)[0].IsNull(0));
+  EXPECT_EQ(Prepared(*pool), 2);
+  // Past the limit a statement still runs, unprepared.
+  auto counted = pool->Exec("SELECT count(*) FROM t WHERE id >= $1", {"1"});
+  ASSERT_TRUE(counted.ok()) << counted.status();
+  EXPECT_EQ((*counted)[0].Int(0), 2);
+  EXPECT_EQ(Prepared(*pool), 2);
+  // Inside transactions too, reusing what the connection has prepared.
+  ASSERT_TRUE(pool->InTransaction([](Transaction& tx) -> absl::Status {
+                    auto r = tx.Exec("INSERT INTO t VALUES ($1, $2)", {"7", "seven"});
+                    return r.status();
+                  })
+                  .ok());
+  EXPECT_EQ(Prepared(*pool), 2);
+  auto seven = pool->Exec("SELECT name FROM t WHERE id = $1", {"7"});
+  ASSERT_TRUE(seven.ok());
+  EXPECT_EQ((*seven)[0].Text(0), "seven");
+
+  auto unprepared = NewPool(1, 0);
+  ASSERT_TRUE(unprepared->Exec("SELECT name FROM t WHERE id = $1", {"7"}).ok());
+  EXPECT_EQ(Prepared(*unprepared), 0);
+}
+
+TEST_F(DbTest, AStatementThatFailsToPrepareIsNotKeptAndBreaksNothing) {
+  auto pool = NewPool(1);
+  auto bad = pool->Exec("SELECT nosuchcolumn FROM pg_class WHERE relname = $1", {"x"});
+  EXPECT_EQ(bad.status().code(), absl::StatusCode::kInternal) << bad.status();
+  EXPECT_EQ(Prepared(*pool), 0);
+  bad = pool->Exec("SELECT nosuchcolumn FROM pg_class WHERE relname = $1", {"x"});
+  EXPECT_EQ(bad.status().code(), absl::StatusCode::kInternal) << bad.status();
+  // A failure inside a transaction (the statement prepared, then the
+  // execution failing) leaves the connection usable.
+  ASSERT_TRUE(pool->Exec("CREATE TABLE t (id int PRIMARY KEY)").ok());
+  auto status = pool->InTransaction([](Transaction& tx) -> absl::Status {
+    auto r = tx.Exec("INSERT INTO t VALUES ($1::int)", {"not a number"});
+    return r.status();
+  });
+  EXPECT_EQ(status.code(), absl::StatusCode::kInvalidArgument) << status;
+  auto ok = pool->Exec("INSERT INTO t VALUES ($1::int)", {"5"});
+  EXPECT_TRUE(ok.ok()) << ok.status();
+  auto rows = pool->Exec("SELECT id FROM t WHERE id = $1", {"5"});
+  ASSERT_TRUE(rows.ok()) << rows.status();
+  EXPECT_EQ(rows->size(), 1u);
+}
+
+TEST_F(DbTest, PreparedStatementsFollowASchemaChangeMadeElsewhere) {
+  auto pool = NewPool(1);
+  ASSERT_TRUE(pool->Exec("CREATE TABLE t (id int PRIMARY KEY, name text)").ok());
+  ASSERT_TRUE(pool->Exec("INSERT INTO t VALUES (1, 'one')").ok());
+  const std::string select = "SELECT * FROM t WHERE id = $1";
+  auto before = pool->Exec(select, {"1"});
+  ASSERT_TRUE(before.ok()) << before.status();
+  EXPECT_EQ((*before)[0].size(), 2u);
+  // Another replica's migration adds a column: the prepared `SELECT *` now
+  // has a different result type, which PostgreSQL refuses to run.
+  ASSERT_TRUE(NewPool(1)->Exec("ALTER TABLE t ADD COLUMN size bigint NOT NULL DEFAULT 7").ok());
+  auto after = pool->Exec(select, {"1"});
+  ASSERT_TRUE(after.ok()) << after.status();
+  ASSERT_EQ((*after)[0].size(), 3u);
+  EXPECT_EQ((*after)[0].Int(2), 7);
+  // The same inside a transaction, which is retried as a whole.
+  ASSERT_TRUE(NewPool(1)->Exec("ALTER TABLE t ADD COLUMN kind text NOT NULL DEFAULT 'k'").ok());
+  int attempts = 0;
+  size_t columns = 0;
+  auto status = pool->InTransaction([&](Transaction& tx) -> absl::Status {
+    ++attempts;
+    auto r = tx.Exec(select, {"1"});
+    if (!r.ok()) return r.status();
+    columns = (*r)[0].size();
+    return absl::OkStatus();
+  });
+  ASSERT_TRUE(status.ok()) << status;
+  EXPECT_EQ(columns, 4u);
+  EXPECT_EQ(attempts, 2);
 }
 
 TEST_F(DbTest, ArrayLiteralsRoundTripAnyText) {

@@ -83,12 +83,17 @@ class Transaction {
   // other integrity violations -> FAILED_PRECONDITION, statement timeout ->
   // DEADLINE_EXCEEDED, serialization failure/deadlock -> ABORTED, lost
   // connection -> UNAVAILABLE, anything else -> INTERNAL.
+  // A statement with parameters is prepared on its connection the first time
+  // it runs there and executed by name after that (PoolOptions::
+  // prepared_statements); one without parameters is sent as text and may
+  // hold several statements.
   absl::StatusOr<Result> Exec(std::string_view sql, const std::vector<Param>& params = {});
 
  private:
   friend class Pool;
-  explicit Transaction(void* work) : work_(work) {}
-  void* work_;  // pqxx::work
+  Transaction(void* work, void* conn) : work_(work), conn_(conn) {}
+  void* work_;  // pqxx::transaction_base
+  void* conn_;  // the pool's connection, with its prepared statements
 };
 
 struct PoolOptions {
@@ -101,6 +106,11 @@ struct PoolOptions {
   absl::Duration statement_timeout = absl::Seconds(30);
   // If set, every connection uses this schema first in its search_path.
   std::string schema;
+  // Statements with parameters each connection keeps prepared (parsed and
+  // planned once, then executed by name); past this many a statement runs
+  // unprepared. 0 prepares nothing (e.g. behind a pooler in transaction
+  // mode, where a session's prepared statements are not the next one's).
+  int prepared_statements = 256;
 };
 
 // A fixed-size pool of connections, opened lazily and replaced when broken.

@@ -127,6 +127,9 @@ struct PooledConnection {
   pqxx::connection pq;
   absl::flat_hash_map<std::string, std::string> prepared;
   int limit = 0;  // PoolOptions::prepared_statements
+  // A schema change outdated a prepared statement: the connection is closed
+  // when it comes back to the pool, whatever the caller made of the error.
+  bool outdated = false;
 };
 
 namespace {
@@ -190,9 +193,9 @@ absl::StatusOr<Result> Transaction::Exec(std::string_view sql, const std::vector
     return out;
   } catch (const std::exception& e) {
     if (IsStalePlan(e)) {
-      // The caller marks the connection broken on UNAVAILABLE: a new one
-      // prepares against the new schema, and the statement (or transaction)
-      // is retried there.
+      // A new connection prepares against the new schema; Pool::Exec and
+      // InTransaction retry UNAVAILABLE there.
+      conn.outdated = true;
       return absl::UnavailableError(absl::StrCat("prepared statement outdated by a schema change: ", e.what()));
     }
     return FromException(e);
@@ -232,7 +235,7 @@ class Lease {
       : impl_(impl), conn_(std::move(conn)) {}
   ~Lease() {
     std::lock_guard lock(impl_->mu);
-    if (conn_ != nullptr && conn_->pq.is_open() && !broken_) {
+    if (conn_ != nullptr && conn_->pq.is_open() && !broken_ && !conn_->outdated) {
       impl_->idle.push_back(std::move(conn_));
     } else {
       --impl_->open;

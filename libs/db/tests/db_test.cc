@@ -6,6 +6,7 @@
 #include <thread>
 
 #include "absl/strings/match.h"
+#include "absl/strings/str_cat.h"
 #include "cloudflux/db/db.h"
 #include "cloudflux/db/group_commit.h"
 #include "absl/synchronization/mutex.h"
@@ -162,6 +163,20 @@ TEST_F(DbTest, PreparedStatementsFollowASchemaChangeMadeElsewhere) {
   ASSERT_TRUE(status.ok()) << status;
   EXPECT_EQ(columns, 4u);
   EXPECT_EQ(attempts, 2);
+  // A caller that turns the error into its own (not retried) still gets a
+  // fresh connection next time: the outdated one is not reused.
+  ASSERT_TRUE(NewPool(1)->Exec("ALTER TABLE t ADD COLUMN extra int NOT NULL DEFAULT 0").ok());
+  auto wrapped = [&]() {
+    return pool->InTransaction([&](Transaction& tx) -> absl::Status {
+      auto r = tx.Exec(select, {"1"});
+      if (!r.ok()) return absl::InternalError(absl::StrCat("lookup failed: ", r.status().message()));
+      columns = (*r)[0].size();
+      return absl::OkStatus();
+    });
+  };
+  EXPECT_EQ(wrapped().code(), absl::StatusCode::kInternal);
+  ASSERT_TRUE(wrapped().ok());
+  EXPECT_EQ(columns, 5u);
 }
 
 TEST_F(DbTest, ArrayLiteralsRoundTripAnyText) {

@@ -218,6 +218,9 @@ absl::StatusOr<std::unique_ptr<Pool>> Pool::Create(PoolOptions options) {
   if (options.max_connections < 1) {
     return absl::InvalidArgumentError("max_connections must be at least 1");
   }
+  if (options.prepared_statements < 0) {
+    return absl::InvalidArgumentError("prepared_statements must be 0 or more");
+  }
   if (!options.schema.empty() && !IsValidIdentifier(options.schema)) {
     return absl::InvalidArgumentError(absl::StrCat("invalid schema name '", options.schema, "'"));
   }

@@ -107,6 +107,11 @@ TEST_F(DbTest, StatementsWithParametersArePreparedOncePerConnectionUpToTheLimit)
   ASSERT_TRUE(seven.ok());
   EXPECT_EQ((*seven)[0].Text(0), "seven");
 
+  PoolOptions negative;
+  negative.url = scratch_->url();
+  negative.prepared_statements = -1;
+  EXPECT_EQ(Pool::Create(negative).status().code(), absl::StatusCode::kInvalidArgument);
+
   auto unprepared = NewPool(1, 0);
   ASSERT_TRUE(unprepared->Exec("SELECT name FROM t WHERE id = $1", {"7"}).ok());
   EXPECT_EQ(Prepared(*unprepared), 0);

@@ -20,6 +20,9 @@ ABSL_FLAG(std::string, pg_url, "host=127.0.0.1 port=55432 user=postgres dbname=c
 ABSL_FLAG(std::string, pg_password_file, "",
           "File holding the PostgreSQL password (appended to --pg_url).");
 ABSL_FLAG(int32_t, pg_pool_size, 8, "Maximum PostgreSQL connections of this process.");
+ABSL_FLAG(int32_t, pg_prepared_statements, 256,
+          "Statements with parameters each PostgreSQL connection keeps prepared; 0 prepares none "
+          "(behind a pooler in transaction mode).");
 ABSL_FLAG(std::string, kafka_brokers, "127.0.0.1:9092", "Kafka bootstrap servers.");
 ABSL_FLAG(std::string, kafka_properties_file, "",
           "File of librdkafka key=value properties for every producer and consumer of the "
@@ -162,6 +165,7 @@ absl::Status ServiceApp::Init() {
     pool_options.url += " password='" + pg_password + "'";
   }
   pool_options.max_connections = absl::GetFlag(FLAGS_pg_pool_size);
+  pool_options.prepared_statements = absl::GetFlag(FLAGS_pg_prepared_statements);
   pool_options.schema = spec_.schema;
   CF_ASSIGN_OR_RETURN(pool_, db::Pool::Create(pool_options));
 

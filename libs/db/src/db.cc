@@ -158,20 +158,13 @@ absl::StatusOr<Result> Transaction::Exec(std::string_view sql, const std::vector
                it != conn.prepared.end()) {
       r = work.exec_prepared(it->second, pqxx::prepare::make_dynamic_params(raw));
     } else if (static_cast<int>(conn.prepared.size()) < conn.limit) {
+      // Kept whatever this run gives: libpqxx holds the name from here on
+      // (one that failed to prepare is prepared again on its next run), so a
+      // name is never given to a second statement.
       std::string name = absl::StrCat("cf", conn.prepared.size());
-      std::string text(sql);
-      conn.pq.prepare(name, text);
-      try {
-        r = work.exec_prepared(name, pqxx::prepare::make_dynamic_params(raw));
-      } catch (...) {
-        // Not kept: a statement that failed to prepare would fail again.
-        try {
-          conn.pq.unprepare(name);
-        } catch (...) {
-        }
-        throw;
-      }
-      conn.prepared.emplace(std::move(text), std::move(name));
+      conn.pq.prepare(name, std::string(sql));
+      const std::string& kept = conn.prepared.emplace(std::string(sql), std::move(name)).first->second;
+      r = work.exec_prepared(kept, pqxx::prepare::make_dynamic_params(raw));
     } else {
       r = work.exec_params(std::string(sql), pqxx::prepare::make_dynamic_params(raw));
     }

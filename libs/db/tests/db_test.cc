@@ -117,7 +117,7 @@ TEST_F(DbTest, StatementsWithParametersArePreparedOncePerConnectionUpToTheLimit)
   EXPECT_EQ(Prepared(*unprepared), 0);
 }
 
-TEST_F(DbTest, AStatementThatFailsToPrepareIsNotKeptAndBreaksNothing) {
+TEST_F(DbTest, AStatementThatFailsToPrepareOrToRunBreaksNothing) {
   auto pool = NewPool(1);
   auto bad = pool->Exec("SELECT nosuchcolumn FROM pg_class WHERE relname = $1", {"x"});
   EXPECT_EQ(bad.status().code(), absl::StatusCode::kInternal) << bad.status();
@@ -132,6 +132,10 @@ TEST_F(DbTest, AStatementThatFailsToPrepareIsNotKeptAndBreaksNothing) {
     return r.status();
   });
   EXPECT_EQ(status.code(), absl::StatusCode::kInvalidArgument) << status;
+  // A different statement next, on the same connection.
+  auto none = pool->Exec("SELECT id FROM t WHERE id > $1", {"0"});
+  ASSERT_TRUE(none.ok()) << none.status();
+  EXPECT_TRUE(none->empty());
   auto ok = pool->Exec("INSERT INTO t VALUES ($1::int)", {"5"});
   EXPECT_TRUE(ok.ok()) << ok.status();
   auto rows = pool->Exec("SELECT id FROM t WHERE id = $1", {"5"});

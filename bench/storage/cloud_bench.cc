@@ -12,7 +12,8 @@
 // objects of --object_kib put and got by --threads clients (rclone copy of a
 // directory with --transfers=--threads vs that many gRPC clients). Local
 // small objects are compared with the POSIX floor: write + fsync + rename of
-// each file, as many threads, on the same disk.
+// each file for the put, a read of each file for the get, as many threads,
+// on the same disk.
 #include <fcntl.h>
 #include <signal.h>
 #include <unistd.h>
@@ -222,9 +223,9 @@ int main(int argc, char** argv) {
       });
       if (failures > 0) Die(absl::StrCat(failures.load(), " small-object calls failed"));
       double peer_put, peer_get;
-      const char* peer;
+      const char* peer_put_name = "rclone copy";
+      const char* peer_get_name = "rclone copy";
       if (std::string(backend) == "s3") {
-        peer = "rclone copy";
         std::string flags = absl::StrCat(" --transfers=", threads, " --checkers=", threads, " -q");
         peer_put = cpu_split("small put, rclone", [&] {
           return TimeCommand(absl::StrCat("rclone copy", flags, " ", small_dir, " ", remote, "/small"));
@@ -233,7 +234,8 @@ int main(int argc, char** argv) {
           return TimeCommand(absl::StrCat("rclone copy", flags, " ", remote, "/small ", dir, "/small-back"));
         });
       } else {
-        peer = "write+fsync+rename";
+        peer_put_name = "write+fsync+rename";
+        peer_get_name = "read of each file";
         std::string floor_dir = dir + "/floor";
         fs::create_directories(floor_dir);
         peer_put = Parallel(objects, threads, [&](int i) {
@@ -253,9 +255,9 @@ int main(int argc, char** argv) {
           if (!in.read(data.data(), object_bytes)) ++failures;
         });
       }
-      Report(absl::StrCat("small put, ", backend, " backend").c_str(), put, peer_put, peer, objects,
+      Report(absl::StrCat("small put, ", backend, " backend").c_str(), put, peer_put, peer_put_name, objects,
              "obj");
-      Report(absl::StrCat("small get, ", backend, " backend").c_str(), get, peer_get, peer, objects,
+      Report(absl::StrCat("small get, ", backend, " backend").c_str(), get, peer_get, peer_get_name, objects,
              "obj");
     }
   }

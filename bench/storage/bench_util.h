@@ -12,6 +12,7 @@
 #include <cstring>
 #include <filesystem>
 #include <fstream>
+#include <functional>
 #include <map>
 #include <random>
 #include <sstream>
@@ -19,7 +20,9 @@
 #include <thread>
 #include <vector>
 
+#include "absl/strings/numbers.h"
 #include "absl/strings/str_cat.h"
+#include "absl/strings/str_split.h"
 #include "cloudflux/db/db.h"
 #include "cloudflux/server/channel.h"
 #include "cloudflux/storage/v1/storage.grpc.pb.h"
@@ -181,13 +184,14 @@ inline void WaitForRemovals(const Adapter& a) {
   Die("the adapter did not remove replaced bytes within 120 s");
 }
 
-// Streams `data` (or the file at `path` when data is null) into ns/key; the
-// stored object's description in `*stored` when given.
-inline grpc::Status PutObject(sv1::StorageService::Stub& stub, const std::string& ns,
+// Streams ns/key: the header, then the chunks `next` fills in (it returns
+// false when there are no more); the stored object's description in
+// `*stored` when given.
+inline grpc::Status PutChunks(sv1::StorageService::Stub& stub, const std::string& ns,
                               const std::string& key, const std::string& backend,
-                              const std::string* data, const std::string& path = "",
-                              sv1::ObjectInfo* stored = nullptr) {
-  auto ctx = server::MakeClientContext(absl::Minutes(10));
+                              sv1::ObjectInfo* stored,
+                              const std::function<bool(sv1::PutObjectRequest&)>& next) {
+  auto ctx = server::MakeClientContext(absl::Minutes(30));
   sv1::ObjectInfo info;
   auto writer = stub.PutObject(ctx.get(), stored != nullptr ? stored : &info);
   sv1::PutObjectRequest header;
@@ -196,25 +200,61 @@ inline grpc::Status PutObject(sv1::StorageService::Stub& stub, const std::string
   header.mutable_header()->set_backend(backend);
   writer->Write(header);
   sv1::PutObjectRequest part;
-  if (data != nullptr) {
-    part.set_chunk(*data);
-    writer->Write(part);
-  } else {
-    std::ifstream in(path, std::ios::binary);
-    std::string buf(1 << 20, '\0');
-    while (in.read(buf.data(), buf.size()) || in.gcount() > 0) {
-      part.set_chunk(buf.data(), in.gcount());
-      if (!writer->Write(part)) break;
-    }
+  while (next(part)) {
+    if (!writer->Write(part)) break;
   }
   writer->WritesDone();
   return writer->Finish();
 }
 
+// Streams `data` (or the file at `path` when data is null) into ns/key; the
+// stored object's description in `*stored` when given.
+inline grpc::Status PutObject(sv1::StorageService::Stub& stub, const std::string& ns,
+                              const std::string& key, const std::string& backend,
+                              const std::string* data, const std::string& path = "",
+                              sv1::ObjectInfo* stored = nullptr) {
+  if (data != nullptr) {
+    bool sent = false;
+    return PutChunks(stub, ns, key, backend, stored, [&](sv1::PutObjectRequest& part) {
+      if (sent) return false;
+      part.set_chunk(*data);
+      return sent = true;
+    });
+  }
+  std::ifstream in(path, std::ios::binary);
+  std::string buf(1 << 20, '\0');
+  return PutChunks(stub, ns, key, backend, stored, [&](sv1::PutObjectRequest& part) {
+    if (!in.read(buf.data(), buf.size()) && in.gcount() == 0) return false;
+    part.set_chunk(buf.data(), in.gcount());
+    return true;
+  });
+}
+
+// Streams `bytes` of generated content into ns/key, with no file behind it:
+// 1 MiB chunks of pseudo-random bytes, each made distinct by its index.
+inline grpc::Status PutGenerated(sv1::StorageService::Stub& stub, const std::string& ns,
+                                 const std::string& key, const std::string& backend, int64_t bytes) {
+  std::string block(1 << 20, '\0');
+  std::mt19937_64 gen(7);
+  for (size_t j = 0; j < block.size(); j += 8) {
+    uint64_t r = gen();
+    std::memcpy(block.data() + j, &r, 8);
+  }
+  int64_t sent = 0;
+  return PutChunks(stub, ns, key, backend, nullptr, [&](sv1::PutObjectRequest& part) {
+    if (sent >= bytes) return false;
+    int64_t index = sent >> 20;
+    std::memcpy(block.data(), &index, sizeof(index));
+    part.set_chunk(block.data(), std::min<int64_t>(block.size(), bytes - sent));
+    sent += static_cast<int64_t>(part.chunk().size());
+    return true;
+  });
+}
+
 // Reads ns/key; into the file at `path` when given. Its size in `*bytes`.
 inline grpc::Status GetObject(sv1::StorageService::Stub& stub, const std::string& ns,
                               const std::string& key, int64_t* bytes, const std::string& path = "") {
-  auto ctx = server::MakeClientContext(absl::Minutes(10));
+  auto ctx = server::MakeClientContext(absl::Minutes(30));
   sv1::GetObjectRequest req;
   req.set_namespace_(ns);
   req.set_key(key);
@@ -228,6 +268,54 @@ inline grpc::Status GetObject(sv1::StorageService::Stub& stub, const std::string
     *bytes += static_cast<int64_t>(resp.chunk().size());
   }
   return reader->Finish();
+}
+
+// Whether the service's memory depends on the size of the object: for each
+// size in `sizes_mib`, one after the other, a put of generated content and a
+// get into a client that keeps nothing on `backend`, each with its own peak
+// RSS of the service; then the object is deleted. Prints a line per size.
+inline void PeakRssBySize(Adapter& a, const std::string& backend, const std::vector<int64_t>& sizes_mib) {
+  const int pid = a.child.process->pid();
+  for (int64_t mib : sizes_mib) {
+    const std::string key = absl::StrCat("rss-", mib, ".bin");
+    ResetPeakRss(pid);
+    auto start = Clock::now();
+    grpc::Status s = PutGenerated(*a.stub, "bench", key, backend, mib << 20);
+    if (!s.ok()) Die("put: " + s.error_message());
+    const double put_s = Seconds(start);
+    const int64_t put_rss = PeakRssKib(pid);
+    ResetPeakRss(pid);
+    start = Clock::now();
+    int64_t n = 0;
+    s = GetObject(*a.stub, "bench", key, &n);
+    if (!s.ok() || n != mib << 20) Die("get failed: " + s.error_message());
+    const double get_s = Seconds(start);
+    const int64_t get_rss = PeakRssKib(pid);
+    auto ctx = server::MakeClientContext(absl::Minutes(5));
+    sv1::DeleteObjectRequest del;
+    del.set_namespace_("bench");
+    del.set_key(key);
+    sv1::DeleteObjectResponse deleted;
+    s = a.stub->DeleteObject(ctx.get(), del, &deleted);
+    if (!s.ok()) Die("delete: " + s.error_message());
+    WaitForRemovals(a);
+    std::printf("%s backend, %6lld MiB: put %7.2f s (%7.1f MiB/s), peak RSS %lld KiB; get %7.2f s "
+                "(%7.1f MiB/s), peak RSS %lld KiB\n",
+                backend.c_str(), static_cast<long long>(mib), put_s, mib / put_s,
+                static_cast<long long>(put_rss), get_s, mib / get_s, static_cast<long long>(get_rss));
+    std::fflush(stdout);
+  }
+}
+
+// The sizes in a comma-separated list of MiB ("1024,10240"); exits on a bad one.
+inline std::vector<int64_t> ParseSizesMib(const std::string& list) {
+  std::vector<int64_t> sizes;
+  for (absl::string_view part : absl::StrSplit(list, ',', absl::SkipEmpty())) {
+    int64_t mib = 0;
+    if (!absl::SimpleAtoi(part, &mib) || mib <= 0) Die(absl::StrCat("not a size in MiB: ", part));
+    sizes.push_back(mib);
+  }
+  return sizes;
 }
 
 }  // namespace cloudflux::bench

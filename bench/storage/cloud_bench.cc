@@ -5,6 +5,7 @@
 //   scripts/dev bench build/release/bench/storage/storage_cloud_bench
 //       [--server=s3rver|radosgw] [--mib=256] [--repeat=3] [--objects=10000]
 //       [--object_kib=64] [--threads=16]
+//   scripts/dev bench build/release/bench/storage/storage_cloud_bench --rss_sizes_mib=1024,10240
 //
 // Large: one --mib object put (rclone copyto -I vs PutObject to backend s3) and
 // got back into a file (rclone copyto -I vs GetObject), --repeat rounds with
@@ -35,6 +36,10 @@ ABSL_FLAG(int32_t, mib, 256, "Size of the large object in MiB (0 = skip).");
 ABSL_FLAG(int32_t, objects, 10000, "Number of small objects (0 = skip).");
 ABSL_FLAG(int32_t, object_kib, 64, "Size of each small object in KiB.");
 ABSL_FLAG(int32_t, repeat, 3, "Rounds of the large put/get (rclone and the service alternating); medians reported.");
+ABSL_FLAG(std::string, rss_sizes_mib, "",
+          "Instead of the comparisons: for each of these sizes (MiB, comma-separated) a put of generated "
+          "content and a get into a client that keeps nothing on the s3 backend, with the service's peak "
+          "RSS of each.");
 ABSL_FLAG(int32_t, threads, 16, "Concurrent clients / rclone transfers for small objects.");
 
 using namespace cloudflux::bench;  // NOLINT
@@ -107,6 +112,13 @@ int main(int argc, char** argv) {
   std::printf("%s at %s; peer: ", server.c_str(), endpoint->c_str());
   std::fflush(stdout);
   std::system("rclone version | head -1");
+  if (const std::string sizes = absl::GetFlag(FLAGS_rss_sizes_mib); !sizes.empty()) {
+    PeakRssBySize(adapter, "s3", ParseSizesMib(sizes));
+    adapter.child.process->Signal(SIGTERM);
+    adapter.child.process->Wait(absl::Seconds(30));
+    fs::remove_all(dir);
+    return 0;
+  }
 
   // The server's own CPU time per phase: how much of it each client's
   // requests cost (s3rver is single-threaded; radosgw's is the gateway's

@@ -4,6 +4,7 @@
 // object's own file as the service stored it (out of the page cache, as the
 // get finds it). Needs the test servers:
 //   scripts/dev bench build/release/bench/storage/storage_local_bench [--mib=1024] [--repeat=4] [--cold_reads]
+//   scripts/dev bench build/release/bench/storage/storage_local_bench --rss_sizes_mib=1024,10240
 #include <signal.h>
 #include <unistd.h>
 
@@ -19,6 +20,9 @@
 ABSL_FLAG(int32_t, mib, 1024, "Object size in MiB.");
 ABSL_FLAG(int32_t, repeat, 4,
           "Rounds of put/get and their dd peers, which of each pair goes first alternating; medians reported.");
+ABSL_FLAG(std::string, rss_sizes_mib, "",
+          "Instead of the rounds: for each of these sizes (MiB, comma-separated, e.g. 1024,10240) a put of "
+          "generated content and a get into a client that keeps nothing, with the service's peak RSS of each.");
 ABSL_FLAG(bool, cold_reads, false,
           "Drop the page cache before the get and before dd's read (needs root), so both read from disk.");
 
@@ -38,6 +42,14 @@ int main(int argc, char** argv) {
   const int64_t mib = absl::GetFlag(FLAGS_mib);
   const int64_t bytes = mib << 20;
   std::string dir = FreshDir("cloudflux-storage-bench");
+  if (const std::string sizes = absl::GetFlag(FLAGS_rss_sizes_mib); !sizes.empty()) {
+    Adapter adapter = StartAdapter({{"CLOUDFLUX_DATA_DIR", dir + "/store"}});
+    PeakRssBySize(adapter, "local", ParseSizesMib(sizes));
+    adapter.child.process->Signal(SIGTERM);
+    adapter.child.process->Wait(absl::Seconds(30));
+    std::filesystem::remove_all(dir);
+    return 0;
+  }
   std::string src = dir + "/source.bin";
   WriteRandomFile(src, bytes, 42);
   std::system("sync");

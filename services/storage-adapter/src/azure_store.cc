@@ -62,8 +62,9 @@ class AzureStore;
 
 class AzureWriter final : public ObjectWriter {
  public:
-  AzureWriter(AzureStore& store, std::string key, std::string tier, int parallel_parts)
-      : store_(store), key_(std::move(key)), tier_(std::move(tier)), parts_(parallel_parts) {}
+  AzureWriter(AzureStore& store, std::string key, std::string tier, const AzureOptions& options)
+      : store_(store), key_(std::move(key)), tier_(std::move(tier)),
+        cutter_(options.multipart_threshold, options.part_size), parts_(options.parallel_parts) {}
   absl::Status Write(std::string_view data) override;
   absl::Status Commit() override;
   // Uncommitted blocks are invisible and expire on their own.
@@ -75,9 +76,8 @@ class AzureWriter final : public ObjectWriter {
   AzureStore& store_;
   std::string key_;
   std::string tier_;
-  std::string buffer_;
+  PartCutter cutter_;
   int next_block_ = 0;
-  bool blocks_ = false;
   ParallelParts parts_;  // block ids in order
   absl::Status failed_;
 };
@@ -96,7 +96,7 @@ class AzureStore final : public ObjectStore {
                                                            common::StorageTier tier) override {
     return std::make_unique<AzureWriter>(*this, physical_key,
                                          StorageClassFor(common::CLOUD_PROVIDER_AZURE, tier),
-                                         options_.parallel_parts);
+                                         options_);
   }
 
   absl::StatusOr<std::unique_ptr<ObjectReader>> OpenRead(const std::string& physical_key,
@@ -237,16 +237,7 @@ class AzureStore final : public ObjectStore {
 
 absl::Status AzureWriter::Write(std::string_view data) {
   if (!failed_.ok()) return failed_;
-  buffer_.append(data);
-  const AzureOptions& o = store_.options();
-  if (!blocks_ && static_cast<int64_t>(buffer_.size()) <= o.multipart_threshold) return absl::OkStatus();
-  blocks_ = true;
-  while (static_cast<int64_t>(buffer_.size()) >= o.part_size) {
-    std::string block = buffer_.substr(0, o.part_size);
-    buffer_.erase(0, o.part_size);
-    CF_RETURN_IF_ERROR(SubmitBlock(std::move(block)));
-  }
-  return absl::OkStatus();
+  return failed_ = cutter_.Append(data, [this](std::string block) { return SubmitBlock(std::move(block)); });
 }
 
 absl::Status AzureWriter::SubmitBlock(std::string block) {
@@ -264,18 +255,14 @@ absl::Status AzureWriter::Commit() {
   if (!failed_.ok()) return failed_;
   Pairs tier;
   if (!tier_.empty()) tier.emplace_back("x-ms-access-tier", tier_);
-  if (!blocks_) {
+  if (!cutter_.cut()) {
     Pairs headers = tier;
     headers.emplace_back("x-ms-blob-type", "BlockBlob");
-    CF_ASSIGN_OR_RETURN(HttpResponse r, store_.Call("PUT", key_, {}, std::move(headers), buffer_));
+    CF_ASSIGN_OR_RETURN(HttpResponse r, store_.Call("PUT", key_, {}, std::move(headers), cutter_.TakeRest()));
     if (r.status != 201) return failed_ = store_.Error(r, "put " + key_);
-    std::string().swap(buffer_);
     return absl::OkStatus();
   }
-  if (!buffer_.empty()) {
-    CF_RETURN_IF_ERROR(SubmitBlock(std::move(buffer_)));
-    buffer_.clear();
-  }
+  if (std::string rest = cutter_.TakeRest(); !rest.empty()) CF_RETURN_IF_ERROR(SubmitBlock(std::move(rest)));
   auto ids = parts_.Finish();
   if (!ids.ok()) return failed_ = ids.status();
   std::string xml = "<?xml version=\"1.0\" encoding=\"utf-8\"?><BlockList>";

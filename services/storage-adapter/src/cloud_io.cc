@@ -37,6 +37,43 @@ absl::Status StoreError(const std::string& store, const HttpResponse& r, const s
   return absl::InternalError(text);
 }
 
+absl::Status PartCutter::Append(std::string_view data, const Submit& submit) {
+  while (!data.empty()) {
+    if (parts_.empty() || static_cast<int64_t>(parts_.back().size()) == part_size_) {
+      parts_.emplace_back();
+      // The first part grows with what comes (most objects are small); the
+      // next ones are known to fill up.
+      if (parts_.size() > 1) parts_.back().reserve(part_size_);
+    }
+    std::string& last = parts_.back();
+    size_t n = std::min(data.size(), static_cast<size_t>(part_size_) - last.size());
+    last.append(data.data(), n);
+    data.remove_prefix(n);
+    held_ += static_cast<int64_t>(n);
+  }
+  if (!cut_ && held_ <= threshold_) return absl::OkStatus();
+  cut_ = true;
+  while (!parts_.empty() && static_cast<int64_t>(parts_.front().size()) == part_size_) {
+    std::string part = std::move(parts_.front());
+    parts_.pop_front();
+    held_ -= static_cast<int64_t>(part.size());
+    CF_RETURN_IF_ERROR(submit(std::move(part)));
+  }
+  return absl::OkStatus();
+}
+
+std::string PartCutter::TakeRest() {
+  std::string rest;
+  if (!parts_.empty()) {
+    rest = std::move(parts_.front());
+    parts_.pop_front();
+    if (!parts_.empty()) rest.reserve(static_cast<size_t>(held_));
+    for (; !parts_.empty(); parts_.pop_front()) rest += parts_.front();
+  }
+  held_ = 0;
+  return rest;
+}
+
 absl::Status ParallelParts::Submit(Upload upload) {
   if (!failed_.ok()) return failed_;
   while (static_cast<int>(in_flight_.size()) >= limit_) CF_RETURN_IF_ERROR(WaitOldest());

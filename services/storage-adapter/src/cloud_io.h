@@ -26,6 +26,32 @@ absl::Status StoreError(const std::string& store, const HttpResponse& r, const s
 // neither.
 std::string StoreErrorCode(const HttpResponse& r);
 
+// Cuts a written stream into the parts of an upload, each filled in place
+// (no staging buffer to copy parts out of): until more than `threshold`
+// bytes have come it keeps them, as the object may still go in one request;
+// past it, every part is handed on as soon as it holds `part_size` bytes.
+// Holds at most max(threshold, part_size) + part_size bytes.
+class PartCutter {
+ public:
+  using Submit = std::function<absl::Status(std::string part)>;
+  PartCutter(int64_t threshold, int64_t part_size) : threshold_(threshold), part_size_(part_size) {}
+  // Appends `data`; once past the threshold hands every full part to
+  // `submit`, in order, stopping at its first failure.
+  absl::Status Append(std::string_view data, const Submit& submit);
+  // Whether parts have been handed on (the object goes as a multipart upload).
+  bool cut() const { return cut_; }
+  // Not cut: every byte, for a single request. Cut: the last, short part
+  // ("" if none). Leaves the cutter empty.
+  std::string TakeRest();
+
+ private:
+  int64_t threshold_;
+  int64_t part_size_;
+  int64_t held_ = 0;
+  bool cut_ = false;
+  std::deque<std::string> parts_;  // every one full but the last
+};
+
 // Uploads parts `limit` at a time on background threads; results (an ETag,
 // a block id) are kept in submission order. Not thread-safe.
 class ParallelParts {

@@ -20,8 +20,8 @@ struct HttpRequest {
   std::string method = "GET";
   std::string url;
   // Sent as given (names as the caller spells them).
-  std::vector<std::pair<std::string, std::string>> headers;
-  std::string_view body;
+  std::vector<std::pair<std::string, std::string>> headers = {};
+  std::string_view body = {};
   absl::Duration timeout = absl::Seconds(120);
 };
 

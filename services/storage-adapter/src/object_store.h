@@ -73,7 +73,7 @@ struct RestoreOptions {
 // Whether an object's bytes can be read now (ObjectStore::ReadStateOf).
 struct ReadState {
   enum class State { kReadable, kNeedsRestore, kRestoring } state = State::kReadable;
-  std::optional<absl::Time> readable_until;  // S3: when a restored copy goes away
+  std::optional<absl::Time> readable_until = std::nullopt;  // S3: when a restored copy goes away
 };
 
 struct RestoreResult {

@@ -44,9 +44,9 @@ class S3Store;
 
 class S3Writer final : public ObjectWriter {
  public:
-  S3Writer(S3Store& store, std::string key, std::string storage_class, int parallel_parts)
+  S3Writer(S3Store& store, std::string key, std::string storage_class, const S3Options& options)
       : store_(store), key_(std::move(key)), storage_class_(std::move(storage_class)),
-        parts_(parallel_parts) {}
+        cutter_(options.multipart_threshold, options.part_size), parts_(options.parallel_parts) {}
   ~S3Writer() override {
     if (!committed_) Abort();
   }
@@ -60,7 +60,7 @@ class S3Writer final : public ObjectWriter {
   S3Store& store_;
   std::string key_;
   std::string storage_class_;
-  std::string buffer_;
+  PartCutter cutter_;
   std::string upload_id_;
   int next_part_ = 1;
   ParallelParts parts_;  // ETags in part order
@@ -80,7 +80,7 @@ class S3Store final : public ObjectStore {
   absl::StatusOr<std::unique_ptr<ObjectWriter>> StartWrite(const std::string& physical_key,
                                                            common::StorageTier tier) override {
     return std::make_unique<S3Writer>(*this, physical_key, StorageClassFor(options_.provider, tier),
-                                      options_.parallel_parts);
+                                      options_);
   }
 
   absl::StatusOr<std::unique_ptr<ObjectReader>> OpenRead(const std::string& physical_key,
@@ -304,22 +304,12 @@ class S3Store final : public ObjectStore {
 
 absl::Status S3Writer::Write(std::string_view data) {
   if (!failed_.ok()) return failed_;
-  buffer_.append(data);
-  const S3Options& o = store_.options();
-  if (upload_id_.empty() && static_cast<int64_t>(buffer_.size()) <= o.multipart_threshold) {
-    return absl::OkStatus();
-  }
-  if (upload_id_.empty()) {
-    auto id = store_.StartMultipart(key_, storage_class_);
-    if (!id.ok()) return failed_ = id.status();
-    upload_id_ = *id;
-  }
-  while (static_cast<int64_t>(buffer_.size()) >= o.part_size) {
-    std::string part = buffer_.substr(0, o.part_size);
-    buffer_.erase(0, o.part_size);
-    CF_RETURN_IF_ERROR(SubmitPart(std::move(part)));
-  }
-  return absl::OkStatus();
+  return failed_ = cutter_.Append(data, [this](std::string part) -> absl::Status {
+    if (upload_id_.empty()) {
+      CF_ASSIGN_OR_RETURN(upload_id_, store_.StartMultipart(key_, storage_class_));
+    }
+    return SubmitPart(std::move(part));
+  });
 }
 
 absl::Status S3Writer::SubmitPart(std::string part) {
@@ -336,18 +326,14 @@ absl::Status S3Writer::SubmitPart(std::string part) {
 
 absl::Status S3Writer::Commit() {
   if (!failed_.ok()) return failed_;
-  if (upload_id_.empty()) {
-    CF_ASSIGN_OR_RETURN(HttpResponse r,
-                        store_.Call("PUT", key_, {}, store_.StorageClassHeaders(storage_class_), buffer_));
+  if (!cutter_.cut()) {
+    CF_ASSIGN_OR_RETURN(HttpResponse r, store_.Call("PUT", key_, {}, store_.StorageClassHeaders(storage_class_),
+                                                    cutter_.TakeRest()));
     if (r.status != 200) return failed_ = store_.Error(r, "put " + key_);
     committed_ = true;
-    std::string().swap(buffer_);
     return absl::OkStatus();
   }
-  if (!buffer_.empty()) {
-    CF_RETURN_IF_ERROR(SubmitPart(std::move(buffer_)));
-    buffer_.clear();
-  }
+  if (std::string rest = cutter_.TakeRest(); !rest.empty()) CF_RETURN_IF_ERROR(SubmitPart(std::move(rest)));
   auto etags = parts_.Finish();
   if (!etags.ok()) return failed_ = etags.status();
   if (absl::Status done = store_.CompleteMultipart(key_, upload_id_, *etags); !done.ok()) return failed_ = done;

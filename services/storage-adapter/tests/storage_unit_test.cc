@@ -206,6 +206,52 @@ TEST(Xml, RecordsOfAListAnswer) {
   EXPECT_TRUE(XmlRecords("<a><b/></a>", "Upload", {"Key"}).empty());
 }
 
+TEST(PartCutter, KeepsEverythingUpToTheThresholdForOneRequest) {
+  PartCutter cutter(/*threshold=*/10, /*part_size=*/4);
+  int submitted = 0;
+  auto submit = [&](std::string) {
+    ++submitted;
+    return absl::OkStatus();
+  };
+  for (std::string_view piece : {"abc", "def", "ghi", "j"}) ASSERT_TRUE(cutter.Append(piece, submit).ok());
+  EXPECT_FALSE(cutter.cut());
+  EXPECT_EQ(submitted, 0);
+  EXPECT_EQ(cutter.TakeRest(), "abcdefghij");
+  EXPECT_EQ(cutter.TakeRest(), "");
+}
+
+TEST(PartCutter, PastTheThresholdHandsOnEveryFullPartInOrder) {
+  PartCutter cutter(/*threshold=*/10, /*part_size=*/4);
+  std::vector<std::string> parts;
+  auto submit = [&](std::string part) {
+    parts.push_back(std::move(part));
+    return absl::OkStatus();
+  };
+  ASSERT_TRUE(cutter.Append("abcdefghij", submit).ok());
+  EXPECT_TRUE(parts.empty());
+  ASSERT_TRUE(cutter.Append("k", submit).ok());  // 11 > 10: cut
+  EXPECT_TRUE(cutter.cut());
+  EXPECT_EQ(parts, (std::vector<std::string>{"abcd", "efgh"}));
+  ASSERT_TRUE(cutter.Append("lmnopqrstuvwxyz", submit).ok());  // one write over several parts
+  EXPECT_EQ(parts, (std::vector<std::string>{"abcd", "efgh", "ijkl", "mnop", "qrst", "uvwx"}));
+  EXPECT_EQ(cutter.TakeRest(), "yz");
+  ASSERT_TRUE(cutter.Append("0123", submit).ok());  // still cut: a full part goes at once
+  EXPECT_EQ(parts.back(), "0123");
+  EXPECT_EQ(cutter.TakeRest(), "");
+}
+
+TEST(PartCutter, StopsAtTheFirstFailedPart) {
+  PartCutter cutter(/*threshold=*/4, /*part_size=*/4);
+  std::vector<std::string> parts;
+  auto submit = [&](std::string part) {
+    parts.push_back(std::move(part));
+    return parts.size() == 2 ? absl::UnavailableError("part 2") : absl::OkStatus();
+  };
+  absl::Status s = cutter.Append("abcdefghijklm", submit);
+  EXPECT_EQ(s.code(), absl::StatusCode::kUnavailable);
+  EXPECT_EQ(parts, (std::vector<std::string>{"abcd", "efgh"}));
+}
+
 TEST(S3CopyPart, EtagOrTheErrorTheAnswerCarries) {
   auto answer = [](long status, const std::string& body) {
     HttpResponse r;

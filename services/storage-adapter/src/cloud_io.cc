@@ -37,16 +37,33 @@ absl::Status StoreError(const std::string& store, const HttpResponse& r, const s
   return absl::InternalError(text);
 }
 
+namespace {
+
+// Gives `s` room for exactly `bytes` (std::string's own growth would double
+// its capacity, past the part size).
+void Regrow(std::string& s, size_t bytes) {
+  std::string bigger;
+  bigger.reserve(bytes);  // exact from an empty string
+  bigger.append(s);
+  s.swap(bigger);
+}
+
+}  // namespace
+
 absl::Status PartCutter::Append(std::string_view data, const Submit& submit) {
+  const size_t part_size = static_cast<size_t>(part_size_);
   while (!data.empty()) {
-    if (parts_.empty() || static_cast<int64_t>(parts_.back().size()) == part_size_) {
+    if (parts_.empty() || parts_.back().size() == part_size) {
       parts_.emplace_back();
-      // The first part grows with what comes (most objects are small); the
-      // next ones are known to fill up.
-      if (parts_.size() > 1) parts_.back().reserve(part_size_);
+      // A part after the first is known to fill up; the first one grows
+      // with what comes (most objects are small).
+      if (cut_ || parts_.size() > 1) parts_.back().reserve(part_size);
     }
     std::string& last = parts_.back();
-    size_t n = std::min(data.size(), static_cast<size_t>(part_size_) - last.size());
+    size_t n = std::min(data.size(), part_size - last.size());
+    if (last.size() + n > last.capacity()) {
+      Regrow(last, std::min(part_size, std::max(2 * last.capacity(), last.size() + n)));
+    }
     last.append(data.data(), n);
     data.remove_prefix(n);
     held_ += static_cast<int64_t>(n);
@@ -67,7 +84,7 @@ std::string PartCutter::TakeRest() {
   if (!parts_.empty()) {
     rest = std::move(parts_.front());
     parts_.pop_front();
-    if (!parts_.empty()) rest.reserve(static_cast<size_t>(held_));
+    if (!parts_.empty()) Regrow(rest, static_cast<size_t>(held_));
     for (; !parts_.empty(); parts_.pop_front()) rest += parts_.front();
   }
   held_ = 0;

@@ -111,6 +111,7 @@ class BodyPool {
         if (free_[i].capacity() >= bytes) {
           std::string out = std::move(free_[i]);
           free_.erase(free_.begin() + static_cast<std::ptrdiff_t>(i));
+          pooled_ -= out.capacity();
           out.clear();
           return out;
         }
@@ -121,15 +122,20 @@ class BodyPool {
     return out;
   }
   void Give(std::string&& body) {
-    if (body.capacity() < kMinBytes || body.capacity() > kMaxBytes) return;
+    if (body.capacity() < kMinBytes) return;
     std::lock_guard lock(mu_);
-    if (free_.size() < kMaxBuffers) free_.push_back(std::move(body));
+    if (pooled_ + body.capacity() > kMaxPooledBytes) return;
+    pooled_ += body.capacity();
+    free_.push_back(std::move(body));
+  }
+  size_t pooled_bytes() {
+    std::lock_guard lock(mu_);
+    return pooled_;
   }
 
  private:
-  static constexpr size_t kMaxBytes = 64 << 20;
-  static constexpr size_t kMaxBuffers = 16;  // a few concurrent reads' windows
   std::mutex mu_;
+  size_t pooled_ = 0;  // capacity of the buffers in free_
   std::vector<std::string> free_;
 };
 
@@ -175,6 +181,8 @@ size_t OnHeader(char* data, size_t size, size_t n, void* user) {
 }  // namespace
 
 void RecycleBody(std::string&& body) { BodyPool::Get().Give(std::move(body)); }
+
+size_t RecycledBodyBytes() { return BodyPool::Get().pooled_bytes(); }
 
 absl::StatusOr<HttpResponse> SendHttp(const HttpRequest& request) {
   CurlHandle handle;

@@ -40,8 +40,13 @@ struct HttpResponse {
 // taken from a small process-wide pool; a caller done with such a body
 // gives it back here, so that the next window reuses its memory instead of
 // faulting fresh pages in (a large block freed to the allocator is soon
-// returned to the kernel). Any string may be given; small ones are dropped.
+// returned to the kernel). Any string may be given; small ones are dropped,
+// and so is whatever would take the pool past kMaxPooledBytes: memory the
+// process keeps between reads, whatever their number and size.
+inline constexpr size_t kMaxPooledBytes = 32 << 20;  // one read's windows (8 MiB, 3 ahead)
 void RecycleBody(std::string&& body);
+// What the pool holds now, in bytes.
+size_t RecycledBodyBytes();
 
 // UNAVAILABLE when the server cannot be reached or the transfer breaks,
 // DEADLINE_EXCEEDED on timeout; any HTTP status is a response.

@@ -367,6 +367,17 @@ TEST_F(S3StoreTest, LargeResponseBodiesReuseRecycledBuffers) {
   EXPECT_EQ(second->body.data(), memory) << "the recycled buffer was not reused";
 }
 
+// What the pool keeps between reads is bounded, however many windows come back.
+TEST(BodyPool, KeepsAtMostItsCapBetweenReads) {
+  for (int i = 0; i < 12; ++i) {
+    std::string window;
+    window.reserve(8 << 20);
+    RecycleBody(std::move(window));
+    EXPECT_LE(RecycledBodyBytes(), kMaxPooledBytes);
+  }
+  EXPECT_GE(RecycledBodyBytes(), kMaxPooledBytes - (8 << 20)) << "the pool kept too little to serve one read";
+}
+
 TEST_F(S3StoreTest, BadCredentialsAndMissingBucketsAreClearErrors) {
   // (s3rver checks the key id but not V4 signatures; the signature itself is
   // checked against AWS's SDK in SignaturesMatchTheAwsSdk.)

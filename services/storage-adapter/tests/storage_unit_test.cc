@@ -240,6 +240,28 @@ TEST(PartCutter, PastTheThresholdHandsOnEveryFullPartInOrder) {
   EXPECT_EQ(cutter.TakeRest(), "");
 }
 
+TEST(PartCutter, NoPartTakesMoreMemoryThanAPart) {
+  // Odd-sized writes: std::string's own growth would double a part's
+  // capacity past the part size.
+  PartCutter cutter(/*threshold=*/100, /*part_size=*/64);
+  std::vector<std::string> parts;
+  auto submit = [&](std::string part) {
+    EXPECT_EQ(part.size(), 64u);
+    EXPECT_LE(part.capacity(), 64u) << "part " << parts.size();
+    parts.push_back(std::move(part));
+    return absl::OkStatus();
+  };
+  const std::string piece = "0123456";
+  for (int i = 0; i < 100; ++i) ASSERT_TRUE(cutter.Append(piece, submit).ok());
+  EXPECT_EQ(parts.size(), 700u / 64);
+  std::string all;
+  for (const std::string& part : parts) all += part;
+  all += cutter.TakeRest();
+  std::string expected;
+  for (int i = 0; i < 100; ++i) expected += piece;
+  EXPECT_EQ(all, expected);
+}
+
 TEST(PartCutter, StopsAtTheFirstFailedPart) {
   PartCutter cutter(/*threshold=*/4, /*part_size=*/4);
   std::vector<std::string> parts;

@@ -273,23 +273,25 @@ inline grpc::Status GetObject(sv1::StorageService::Stub& stub, const std::string
 // Whether the service's memory depends on the size of the object: for each
 // size in `sizes_mib`, one after the other, a put of generated content and a
 // get into a client that keeps nothing on `backend`, each with its own peak
-// RSS of the service; then the object is deleted. Prints a line per size.
+// RSS and CPU of the service; then the object is deleted. Prints a line per size.
 inline void PeakRssBySize(Adapter& a, const std::string& backend, const std::vector<int64_t>& sizes_mib) {
   const int pid = a.child.process->pid();
   for (int64_t mib : sizes_mib) {
     const std::string key = absl::StrCat("rss-", mib, ".bin");
     ResetPeakRss(pid);
     auto start = Clock::now();
+    double cpu = CpuSeconds(pid);
     grpc::Status s = PutGenerated(*a.stub, "bench", key, backend, mib << 20);
     if (!s.ok()) Die("put: " + s.error_message());
-    const double put_s = Seconds(start);
+    const double put_s = Seconds(start), put_cpu = CpuSeconds(pid) - cpu;
     const int64_t put_rss = PeakRssKib(pid);
     ResetPeakRss(pid);
     start = Clock::now();
+    cpu = CpuSeconds(pid);
     int64_t n = 0;
     s = GetObject(*a.stub, "bench", key, &n);
     if (!s.ok() || n != mib << 20) Die("get failed: " + s.error_message());
-    const double get_s = Seconds(start);
+    const double get_s = Seconds(start), get_cpu = CpuSeconds(pid) - cpu;
     const int64_t get_rss = PeakRssKib(pid);
     auto ctx = server::MakeClientContext(absl::Minutes(5));
     sv1::DeleteObjectRequest del;
@@ -299,10 +301,11 @@ inline void PeakRssBySize(Adapter& a, const std::string& backend, const std::vec
     s = a.stub->DeleteObject(ctx.get(), del, &deleted);
     if (!s.ok()) Die("delete: " + s.error_message());
     WaitForRemovals(a);
-    std::printf("%s backend, %6lld MiB: put %7.2f s (%7.1f MiB/s), peak RSS %lld KiB; get %7.2f s "
-                "(%7.1f MiB/s), peak RSS %lld KiB\n",
-                backend.c_str(), static_cast<long long>(mib), put_s, mib / put_s,
-                static_cast<long long>(put_rss), get_s, mib / get_s, static_cast<long long>(get_rss));
+    std::printf("%s backend, %6lld MiB: put %7.2f s (%7.1f MiB/s, service CPU %.2f s/GiB), peak RSS %lld KiB; "
+                "get %7.2f s (%7.1f MiB/s, service CPU %.2f s/GiB), peak RSS %lld KiB\n",
+                backend.c_str(), static_cast<long long>(mib), put_s, mib / put_s, put_cpu * 1024 / mib,
+                static_cast<long long>(put_rss), get_s, mib / get_s, get_cpu * 1024 / mib,
+                static_cast<long long>(get_rss));
     std::fflush(stdout);
   }
 }

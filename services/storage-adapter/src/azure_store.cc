@@ -243,9 +243,10 @@ absl::Status AzureWriter::Write(std::string_view data) {
 absl::Status AzureWriter::SubmitBlock(std::string block) {
   // Ids of one blob must all have the same length.
   std::string id = Base64(absl::StrFormat("block-%08d", next_block_++));
-  return failed_ = parts_.Submit([this, id, block = std::move(block)]() -> absl::StatusOr<std::string> {
-    CF_ASSIGN_OR_RETURN(HttpResponse r,
-                        store_.Call("PUT", key_, {{"comp", "block"}, {"blockid", id}}, {}, block));
+  return failed_ = parts_.Submit([this, id, block = std::move(block)]() mutable -> absl::StatusOr<std::string> {
+    auto sent = store_.Call("PUT", key_, {{"comp", "block"}, {"blockid", id}}, {}, block);
+    RecycleBody(std::move(block));  // the next block fills the same memory
+    CF_ASSIGN_OR_RETURN(HttpResponse r, std::move(sent));
     if (r.status != 201) return store_.Error(r, "put block of " + key_);
     return id;
   });

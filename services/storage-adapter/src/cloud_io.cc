@@ -57,7 +57,8 @@ absl::Status PartCutter::Append(std::string_view data, const Submit& submit) {
       parts_.emplace_back();
       // A part after the first is known to fill up; the first one grows
       // with what comes (most objects are small).
-      if (cut_ || parts_.size() > 1) parts_.back().reserve(part_size);
+      // (Its buffer from the pool that sent parts go back to.)
+      if (cut_ || parts_.size() > 1) parts_.back() = TakeBodyBuffer(part_size);
     }
     std::string& last = parts_.back();
     size_t n = std::min(data.size(), part_size - last.size());

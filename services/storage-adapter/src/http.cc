@@ -104,7 +104,7 @@ class BodyPool {
   }
   // An empty string with room for `bytes`.
   std::string Take(size_t bytes) {
-    {
+    if (bytes >= kMinBytes) {
       std::lock_guard lock(mu_);
       // The most recently given back first: its pages are the warmest.
       for (size_t i = free_.size(); i-- > 0;) {
@@ -183,6 +183,8 @@ size_t OnHeader(char* data, size_t size, size_t n, void* user) {
 void RecycleBody(std::string&& body) { BodyPool::Get().Give(std::move(body)); }
 
 size_t RecycledBodyBytes() { return BodyPool::Get().pooled_bytes(); }
+
+std::string TakeBodyBuffer(size_t bytes) { return BodyPool::Get().Take(bytes); }
 
 absl::StatusOr<HttpResponse> SendHttp(const HttpRequest& request) {
   CurlHandle handle;

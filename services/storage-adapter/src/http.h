@@ -47,6 +47,10 @@ inline constexpr size_t kMaxPooledBytes = 32 << 20;  // one read's windows (8 Mi
 void RecycleBody(std::string&& body);
 // What the pool holds now, in bytes.
 size_t RecycledBodyBytes();
+// An empty string with room for `bytes`, from that pool when it has one (1
+// MiB and more): for a large request body (an upload's part), given back
+// with RecycleBody once sent.
+std::string TakeBodyBuffer(size_t bytes);
 
 // UNAVAILABLE when the server cannot be reached or the transfer breaks,
 // DEADLINE_EXCEEDED on timeout; any HTTP status is a response.

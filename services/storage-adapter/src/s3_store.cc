@@ -314,11 +314,11 @@ absl::Status S3Writer::Write(std::string_view data) {
 
 absl::Status S3Writer::SubmitPart(std::string part) {
   int number = next_part_++;
-  return failed_ = parts_.Submit([this, number, part = std::move(part)]() -> absl::StatusOr<std::string> {
-    CF_ASSIGN_OR_RETURN(HttpResponse r,
-                        store_.Call("PUT", key_,
-                                    {{"partNumber", std::to_string(number)}, {"uploadId", upload_id_}},
-                                    {}, part));
+  return failed_ = parts_.Submit([this, number, part = std::move(part)]() mutable -> absl::StatusOr<std::string> {
+    auto sent = store_.Call("PUT", key_, {{"partNumber", std::to_string(number)}, {"uploadId", upload_id_}},
+                            {}, part);
+    RecycleBody(std::move(part));  // the next part fills the same memory
+    CF_ASSIGN_OR_RETURN(HttpResponse r, std::move(sent));
     if (r.status != 200) return store_.Error(r, absl::StrCat("upload part ", number, " of ", key_));
     return r.Header("etag");
   });

@@ -262,6 +262,24 @@ TEST(PartCutter, NoPartTakesMoreMemoryThanAPart) {
   EXPECT_EQ(all, expected);
 }
 
+TEST(PartCutter, PartsFillTheBuffersSentPartsGaveBack) {
+  // Warm memory instead of fresh pages for every part of a large upload.
+  constexpr int64_t kPart = 1 << 20;
+  PartCutter cutter(/*threshold=*/kPart, /*part_size=*/kPart);
+  std::vector<const char*> sent;
+  auto submit = [&](std::string part) {
+    sent.push_back(part.data());
+    RecycleBody(std::move(part));  // as the stores do once a part is sent
+    return absl::OkStatus();
+  };
+  const std::string mib(kPart, 'x');
+  ASSERT_TRUE(cutter.Append(mib + "y", submit).ok());  // part 2 begins; cut: part 1 goes back
+  ASSERT_TRUE(cutter.Append(mib, submit).ok());        // part 3 begins, part 2 goes
+  ASSERT_TRUE(cutter.Append(mib, submit).ok());        // part 3 goes
+  ASSERT_EQ(sent.size(), 3u);
+  EXPECT_EQ(sent[2], sent[0]) << "part 3 did not fill the buffer part 1 gave back";
+}
+
 TEST(PartCutter, StopsAtTheFirstFailedPart) {
   PartCutter cutter(/*threshold=*/4, /*part_size=*/4);
   std::vector<std::string> parts;

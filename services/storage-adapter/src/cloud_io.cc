@@ -55,9 +55,9 @@ absl::Status PartCutter::Append(std::string_view data, const Submit& submit) {
   while (!data.empty()) {
     if (parts_.empty() || parts_.back().size() == part_size) {
       parts_.emplace_back();
-      // A part after the first is known to fill up; the first one grows
-      // with what comes (most objects are small).
-      // (Its buffer from the pool that sent parts go back to.)
+      // A part after the first is known to fill up: it takes a buffer from
+      // the large-body pool, where the stores give sent parts back. The
+      // first one grows with what comes (most objects are small).
       if (cut_ || parts_.size() > 1) parts_.back() = TakeBodyBuffer(part_size);
     }
     std::string& last = parts_.back();

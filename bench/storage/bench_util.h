@@ -3,6 +3,7 @@
 // servers, whole files streamed in and out through it, and timing helpers.
 
 #include <fcntl.h>
+#include <signal.h>
 #include <grpcpp/grpcpp.h>
 #include <unistd.h>
 
@@ -124,16 +125,21 @@ inline void EvictFile(const std::string& path) {
   close(fd);
 }
 
+// Fills `block` (a multiple of 8 bytes) with the next bytes of `gen`.
+inline void FillRandom(std::string& block, std::mt19937_64& gen) {
+  for (size_t j = 0; j < block.size(); j += 8) {
+    uint64_t r = gen();
+    std::memcpy(block.data() + j, &r, 8);
+  }
+}
+
 // `bytes` of incompressible content in `path`.
 inline void WriteRandomFile(const std::string& path, int64_t bytes, uint64_t seed) {
   std::ofstream out(path, std::ios::binary);
   std::mt19937_64 gen(seed);
   std::string block(1 << 20, '\0');
   for (int64_t done = 0; done < bytes; done += static_cast<int64_t>(block.size())) {
-    for (size_t j = 0; j < block.size(); j += 8) {
-      uint64_t r = gen();
-      std::memcpy(block.data() + j, &r, 8);
-    }
+    FillRandom(block, gen);
     out.write(block.data(), std::min<int64_t>(block.size(), bytes - done));
   }
 }
@@ -168,6 +174,14 @@ inline Adapter StartAdapter(const std::map<std::string, std::string>& env) {
   }
   a.stub = sv1::StorageService::NewStub(channel);
   return a;
+}
+
+// Stops the adapter (SIGTERM, up to 30 s) and removes the bench's scratch
+// directory `dir`.
+inline void StopAdapter(Adapter& a, const std::string& dir) {
+  a.child.process->Signal(SIGTERM);
+  a.child.process->Wait(absl::Seconds(30));
+  std::filesystem::remove_all(dir);
 }
 
 // Waits until the adapter has removed the bytes of every replaced or deleted
@@ -236,10 +250,7 @@ inline grpc::Status PutGenerated(sv1::StorageService::Stub& stub, const std::str
                                  const std::string& key, const std::string& backend, int64_t bytes) {
   std::string block(1 << 20, '\0');
   std::mt19937_64 gen(7);
-  for (size_t j = 0; j < block.size(); j += 8) {
-    uint64_t r = gen();
-    std::memcpy(block.data() + j, &r, 8);
-  }
+  FillRandom(block, gen);
   int64_t sent = 0;
   return PutChunks(stub, ns, key, backend, nullptr, [&](sv1::PutObjectRequest& part) {
     if (sent >= bytes) return false;

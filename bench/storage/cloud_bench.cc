@@ -16,7 +16,6 @@
 // each file for the put, a read of each file for the get, as many threads,
 // on the same disk.
 #include <fcntl.h>
-#include <signal.h>
 #include <unistd.h>
 
 #include <algorithm>
@@ -114,9 +113,7 @@ int main(int argc, char** argv) {
   std::system("rclone version | head -1");
   if (const std::string sizes = absl::GetFlag(FLAGS_rss_sizes_mib); !sizes.empty()) {
     PeakRssBySize(adapter, "s3", ParseSizesMib(sizes));
-    adapter.child.process->Signal(SIGTERM);
-    adapter.child.process->Wait(absl::Seconds(30));
-    fs::remove_all(dir);
+    StopAdapter(adapter, dir);
     return 0;
   }
 
@@ -276,8 +273,6 @@ int main(int argc, char** argv) {
   std::printf("service peak RSS: %lld KiB\n",
               static_cast<long long>(PeakRssKib(adapter.child.process->pid())));
   std::system(absl::StrCat("rclone purge -q ", remote, " 2>/dev/null").c_str());
-  adapter.child.process->Signal(SIGTERM);
-  adapter.child.process->Wait(absl::Seconds(30));
-  fs::remove_all(dir);
+  StopAdapter(adapter, dir);
   return 0;
 }

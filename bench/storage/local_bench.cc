@@ -5,7 +5,6 @@
 // get finds it). Needs the test servers:
 //   scripts/dev bench build/release/bench/storage/storage_local_bench [--mib=1024] [--repeat=4] [--cold_reads]
 //   scripts/dev bench build/release/bench/storage/storage_local_bench --rss_sizes_mib=1024,10240
-#include <signal.h>
 #include <unistd.h>
 
 #include <algorithm>
@@ -42,18 +41,15 @@ int main(int argc, char** argv) {
   const int64_t mib = absl::GetFlag(FLAGS_mib);
   const int64_t bytes = mib << 20;
   std::string dir = FreshDir("cloudflux-storage-bench");
+  Adapter adapter = StartAdapter({{"CLOUDFLUX_DATA_DIR", dir + "/store"}});
   if (const std::string sizes = absl::GetFlag(FLAGS_rss_sizes_mib); !sizes.empty()) {
-    Adapter adapter = StartAdapter({{"CLOUDFLUX_DATA_DIR", dir + "/store"}});
     PeakRssBySize(adapter, "local", ParseSizesMib(sizes));
-    adapter.child.process->Signal(SIGTERM);
-    adapter.child.process->Wait(absl::Seconds(30));
-    std::filesystem::remove_all(dir);
+    StopAdapter(adapter, dir);
     return 0;
   }
   std::string src = dir + "/source.bin";
   WriteRandomFile(src, bytes, 42);
   std::system("sync");
-  Adapter adapter = StartAdapter({{"CLOUDFLUX_DATA_DIR", dir + "/store"}});
   auto& stub = adapter.stub;
   auto* child = &adapter.child;
 
@@ -181,8 +177,6 @@ int main(int argc, char** argv) {
               Median(get_service_cpu) * 1024 / mib, Median(get_client_cpu) * 1024 / mib);
   std::printf("service peak RSS        : %lld KiB (target < 65536; put %lld, get %lld)\n",
               static_cast<long long>(rss), static_cast<long long>(put_rss), static_cast<long long>(get_rss));
-  child->process->Signal(SIGTERM);
-  child->process->Wait(absl::Seconds(30));
-  std::filesystem::remove_all(dir);
+  StopAdapter(adapter, dir);
   return 0;
 }

@@ -199,7 +199,7 @@ inline void WaitForRemovals(const Adapter& a) {
 }
 
 // Streams ns/key: the header, then the chunks `next` fills in (it returns
-// false when there are no more); the stored object's description in
+// false when there are no more), then a trailer with their size; the stored object's description in
 // `*stored` when given.
 inline grpc::Status PutChunks(sv1::StorageService::Stub& stub, const std::string& ns,
                               const std::string& key, const std::string& backend,
@@ -214,9 +214,14 @@ inline grpc::Status PutChunks(sv1::StorageService::Stub& stub, const std::string
   header.mutable_header()->set_backend(backend);
   writer->Write(header);
   sv1::PutObjectRequest part;
+  int64_t sent = 0;
   while (next(part)) {
+    sent += static_cast<int64_t>(part.chunk().size());
     if (!writer->Write(part)) break;
   }
+  sv1::PutObjectRequest trailer;  // the upload is whole: this many bytes
+  trailer.mutable_trailer()->set_size(sent);
+  writer->Write(trailer);
   writer->WritesDone();
   return writer->Finish();
 }

@@ -7,6 +7,7 @@
 #include "cloudflux/authn/permissions.h"
 #include "cloudflux/core/config.h"
 #include "cloudflux/core/log.h"
+#include "cloudflux/core/periodic.h"
 #include "cloudflux/server/shutdown.h"
 #include "cloudflux/service/service_app.h"
 #include "grpc_service.h"
@@ -20,6 +21,13 @@ ABSL_DECLARE_FLAG(std::string, token_issuer);
 ABSL_DECLARE_FLAG(std::string, token_audience);
 ABSL_FLAG(absl::Duration, access_token_ttl, absl::Minutes(15), "Lifetime of access tokens.");
 ABSL_FLAG(int32_t, handler_threads, 16, "Threads that run request handlers (they block on I/O).");
+ABSL_FLAG(int32_t, max_failed_logins_per_name, 5,
+          "Failed grants allowed per principal name within --failed_login_window; further attempts "
+          "are refused (RESOURCE_EXHAUSTED) before any credential is checked.");
+ABSL_FLAG(int32_t, max_failed_logins_per_peer, 30,
+          "Failed grants allowed per client address within --failed_login_window.");
+ABSL_FLAG(absl::Duration, failed_login_window, absl::Minutes(15),
+          "The window failed grants are counted in, from the first failure.");
 ABSL_FLAG(absl::Duration, refresh_token_ttl, absl::Hours(24 * 30), "Lifetime of refresh tokens.");
 
 namespace {
@@ -60,6 +68,16 @@ int main(int argc, char** argv) {
   options.audience = absl::GetFlag(FLAGS_token_audience);
   options.access_ttl = absl::GetFlag(FLAGS_access_token_ttl);
   options.refresh_ttl = absl::GetFlag(FLAGS_refresh_token_ttl);
+  options.max_failures_per_principal = absl::GetFlag(FLAGS_max_failed_logins_per_name);
+  options.max_failures_per_peer = absl::GetFlag(FLAGS_max_failed_logins_per_peer);
+  options.failure_window = absl::GetFlag(FLAGS_failed_login_window);
+  if (options.max_failures_per_principal < 1 || options.max_failures_per_peer < 1 ||
+      options.failure_window <= absl::ZeroDuration()) {
+    cloudflux::core::LogError("--max_failed_logins_per_name, --max_failed_logins_per_peer "
+                              "(CLOUDFLUX_MAX_FAILED_LOGINS_PER_*) must be at least 1 and "
+                              "--failed_login_window positive");
+    return 2;
+  }
   absl::StatusOr<std::string> master_key = ReadMasterKey();
   if (!master_key.ok()) return Fail("cannot use the master key", master_key.status());
   options.master_key = std::move(*master_key);
@@ -71,6 +89,15 @@ int main(int argc, char** argv) {
   if (!s.ok()) return Fail("cannot read the bootstrap admin password", s);
   s = core.Bootstrap(absl::GetFlag(FLAGS_bootstrap_admin_name), admin_password);
   if (!s.ok()) return Fail("cannot start", s);
+  // The Redis mirror of revocations (and, after Redis lost its data, the
+  // brute-force counters) follows PostgreSQL within a second; until a Redis
+  // that restarted empty is rebuilt, no service accepts a token.
+  (void)core.SyncRevocations();
+  int ticks = 0;
+  cloudflux::core::PeriodicTask revocation_sync(absl::Seconds(1), [&core, &ticks] {
+    (void)core.SyncRevocations();
+    if (++ticks % 600 == 0) core.Prune();
+  });
 
   cloudflux::authn::AuthenticatorOptions auth_options;
   auth_options.verify = core.verify_options();

@@ -3,11 +3,15 @@
 #include <gtest/gtest.h>
 #include <signal.h>
 
+#include <atomic>
+#include <filesystem>
 #include <map>
+#include <thread>
 
 #include "absl/strings/match.h"
 #include "cloudflux/auth/v1/auth.grpc.pb.h"
 #include "cloudflux/auth/v1/events.pb.h"
+#include "cloudflux/cache/redis.h"
 #include "cloudflux/diagnostics/v1/diagnostics.grpc.pb.h"
 #include "cloudflux/events/kafka.h"
 #include "cloudflux/core/uuid.h"
@@ -28,7 +32,9 @@ class AuthTest : public ::testing::Test {
     auto db = testing::ScratchDatabase::Create();
     ASSERT_TRUE(db.ok()) << db.status();
     db_ = std::move(*db).release();
-    auth_ = new Service(StartService("auth", db_->url()));
+    // The brute-force limit per peer is raised: every test calls from
+    // 127.0.0.1, and their failures would add up to it.
+    auth_ = new Service(StartService("auth", db_->url(), {{"CLOUDFLUX_MAX_FAILED_LOGINS_PER_PEER", "1000"}}));
     ASSERT_TRUE(WaitForHealth(*auth_, HealthCheckResponse::SERVING)) << auth_->process->Output();
     other_ = new Service(StartService("classification", db_->url(),
                                       {{"CLOUDFLUX_INSECURE_NO_AUTH", "false"},
@@ -297,6 +303,172 @@ TEST_F(AuthTest, RefreshTokensRotateAndReuseRevokesTheFamily) {
       << "the legitimate holder's newer token dies with the family";
 }
 
+// libpq used to cut "name\0x" at the NUL: the lockout counter was keyed by
+// the whole name while the password was checked for "name". Names outside
+// the naming rule are refused before anything is looked up or counted.
+TEST_F(AuthTest, ANulByteInANameNeitherBypassesTheLockoutNorReachesTheDatabase) {
+  std::string admin = AdminToken();
+  const std::string password = "nul byte target password";
+  ASSERT_TRUE(Create(admin, "nul-target", v1::PRINCIPAL_KIND_USER, {"viewer"}, password).ok());
+  for (int i = 0; i < 5; ++i) ASSERT_FALSE(Login("nul-target", "wrong " + std::to_string(i)).ok());
+  ASSERT_EQ(Login("nul-target", password).status().code(), absl::StatusCode::kResourceExhausted);
+  for (const std::string& name : {std::string("nul-target\0x", 12), std::string("nul-target\0", 11),
+                                  std::string("nul-target\n"), std::string("nul-target\x7f")}) {
+    auto r = Login(name, password);
+    EXPECT_EQ(r.status().code(), absl::StatusCode::kInvalidArgument) << r.status();
+  }
+  EXPECT_EQ(Login("nul-target", password).status().code(), absl::StatusCode::kResourceExhausted);
+
+  auto account = Create(admin, "nul-client", v1::PRINCIPAL_KIND_SERVICE_ACCOUNT, {"viewer"});
+  ASSERT_TRUE(account.ok()) << account.status();
+  v1::IssueTokenRequest cc;
+  cc.set_grant_type("client_credentials");
+  cc.set_client_id(std::string("nul-client\0x", 12));
+  cc.set_client_secret(account->client_secret());
+  EXPECT_EQ(Issue(cc).status().code(), absl::StatusCode::kInvalidArgument);
+  // Other string fields reach PostgreSQL refused too, never cut short.
+  v1::CreatePrincipalRequest create;
+  create.set_name(std::string("evil\0admin", 10));
+  create.set_kind(v1::PRINCIPAL_KIND_USER);
+  create.set_password("a long enough password");
+  v1::CreatePrincipalResponse created;
+  EXPECT_EQ(Auth()->CreatePrincipal(Ctx(admin).get(), create, &created).error_code(),
+            grpc::StatusCode::INVALID_ARGUMENT);
+}
+
+// The counters are taken before the password is checked, atomically: of 50
+// concurrent wrong guesses at most the limit (5) reach the hash.
+TEST_F(AuthTest, ConcurrentGuessesAreCheckedAtMostTheLimit) {
+  std::string admin = AdminToken();
+  auto user = Create(admin, "race-target", v1::PRINCIPAL_KIND_USER, {"viewer"}, "race target password");
+  ASSERT_TRUE(user.ok()) << user.status();
+  std::atomic<int> checked{0}, refused{0}, other{0};
+  std::vector<std::thread> threads;
+  for (int i = 0; i < 50; ++i) {
+    threads.emplace_back([&, i] {
+      auto r = Login("race-target", "guess number " + std::to_string(i));
+      if (r.status().code() == absl::StatusCode::kUnauthenticated) {
+        ++checked;
+      } else if (r.status().code() == absl::StatusCode::kResourceExhausted) {
+        ++refused;
+      } else {
+        ++other;
+      }
+    });
+  }
+  for (auto& t : threads) t.join();
+  EXPECT_LE(checked.load(), 5);
+  EXPECT_GE(checked.load(), 1);
+  EXPECT_EQ(checked + refused, 50) << other.load() << " other answers";
+  v1::ListAuditEventsRequest audit;
+  audit.set_principal_id(user->principal().id());
+  audit.set_action("login.failed");
+  v1::ListAuditEventsResponse rows;
+  ASSERT_TRUE(Auth()->ListAuditEvents(Ctx(admin).get(), audit, &rows).ok());
+  EXPECT_EQ(rows.events_size(), checked.load()) << "every checked guess, and only those, on record";
+}
+
+// Access tokens lose their power as soon as the principal is demoted or
+// disabled, or their refresh-token family is revoked (reuse, RevokeToken):
+// other services refuse them within their one-second recheck.
+TEST_F(AuthTest, TokensLoseTheirPowerWhenThePrincipalOrTheSessionChanges) {
+  std::string admin = AdminToken();
+  const std::string password = "demote me password";
+  auto user = Create(admin, "demote-me", v1::PRINCIPAL_KIND_USER, {"operator"}, password);
+  ASSERT_TRUE(user.ok()) << user.status();
+  diagnostics::v1::GetServerInfoResponse info;
+  auto refused = [&](const std::string& token) {
+    return WaitFor([&] { return CallOther(token, &info).error_code() == grpc::StatusCode::UNAUTHENTICATED; },
+                   absl::Seconds(5));
+  };
+
+  auto before = Login("demote-me", password);
+  ASSERT_TRUE(before.ok()) << before.status();
+  ASSERT_TRUE(CallOther(before->access_token(), &info).ok());
+  v1::SetRolesRequest demote;
+  demote.set_id(user->principal().id());
+  demote.add_roles("viewer");
+  v1::Principal changed;
+  ASSERT_TRUE(Auth()->SetRoles(Ctx(admin).get(), demote, &changed).ok());
+  EXPECT_GT(changed.token_version(), user->principal().token_version());
+  EXPECT_TRUE(refused(before->access_token())) << "a token with the old roles";
+  auto after = Login("demote-me", password);
+  ASSERT_TRUE(after.ok()) << after.status();
+  EXPECT_TRUE(CallOther(after->access_token(), &info).ok()) << "a token issued after the change works";
+
+  v1::SetPrincipalDisabledRequest disable;
+  disable.set_id(user->principal().id());
+  disable.set_disabled(true);
+  ASSERT_TRUE(Auth()->SetPrincipalDisabled(Ctx(admin).get(), disable, &changed).ok());
+  EXPECT_TRUE(refused(after->access_token())) << "a disabled principal's token";
+  disable.set_disabled(false);
+  ASSERT_TRUE(Auth()->SetPrincipalDisabled(Ctx(admin).get(), disable, &changed).ok());
+
+  // Refresh reuse: the family's access tokens go with it.
+  auto first = Login("demote-me", password);
+  ASSERT_TRUE(first.ok()) << first.status();
+  v1::IssueTokenRequest refresh;
+  refresh.set_grant_type("refresh_token");
+  refresh.set_refresh_token(first->refresh_token());
+  auto second = Issue(refresh);
+  ASSERT_TRUE(second.ok()) << second.status();
+  ASSERT_TRUE(CallOther(second->access_token(), &info).ok());
+  EXPECT_FALSE(Issue(refresh).ok()) << "reuse";
+  EXPECT_TRUE(refused(first->access_token()));
+  EXPECT_TRUE(refused(second->access_token()));
+
+  // RevokeToken on a refresh token: its family's access tokens too.
+  auto third = Login("demote-me", password);
+  ASSERT_TRUE(third.ok()) << third.status();
+  ASSERT_TRUE(CallOther(third->access_token(), &info).ok());
+  v1::RevokeTokenRequest revoke;
+  revoke.set_token(third->refresh_token());
+  v1::RevokeTokenResponse revoked;
+  ASSERT_TRUE(Auth()->RevokeToken(Ctx().get(), revoke, &revoked).ok());
+  EXPECT_TRUE(refused(third->access_token()));
+  // Machine grants have no session and stay unaffected.
+  auto again = Login("demote-me", password);
+  ASSERT_TRUE(again.ok());
+  EXPECT_TRUE(CallOther(again->access_token(), &info).ok());
+}
+
+// A scope names roles the principal holds; it narrows the token, and a
+// scope not held is refused (a viewer used to get 'admin' copied in).
+TEST_F(AuthTest, ScopesNarrowTokensToHeldRolesAndAreNeverWidened) {
+  std::string admin = AdminToken();
+  const std::string password = "scope viewer password";
+  ASSERT_TRUE(Create(admin, "scope-viewer", v1::PRINCIPAL_KIND_USER, {"viewer"}, password).ok());
+  v1::IssueTokenRequest req;
+  req.set_grant_type("password");
+  req.set_username("scope-viewer");
+  req.set_password(password);
+  for (const char* scope : {"admin roles:admin", "admin", "operator viewer"}) {
+    req.set_scope(scope);
+    auto r = Issue(req);
+    EXPECT_EQ(r.status().code(), absl::StatusCode::kInvalidArgument) << scope << ": " << r.status();
+  }
+  req.set_scope("viewer");
+  auto narrow = Issue(req);
+  ASSERT_TRUE(narrow.ok()) << narrow.status();
+  EXPECT_EQ(narrow->scope(), "viewer");
+  // An admin's token narrowed to viewer cannot do admin things.
+  req.set_username("admin");
+  req.set_password(kAdminPassword);
+  auto admin_as_viewer = Issue(req);
+  ASSERT_TRUE(admin_as_viewer.ok()) << admin_as_viewer.status();
+  v1::ListPrincipalsResponse listed;
+  EXPECT_EQ(Auth()->ListPrincipals(Ctx(admin_as_viewer->access_token()).get(), {}, &listed).error_code(),
+            grpc::StatusCode::PERMISSION_DENIED);
+  EXPECT_TRUE(Auth()->ListPrincipals(Ctx(admin).get(), {}, &listed).ok());
+  // A refresh keeps the narrowed scope.
+  v1::IssueTokenRequest refresh;
+  refresh.set_grant_type("refresh_token");
+  refresh.set_refresh_token(admin_as_viewer->refresh_token());
+  auto refreshed = Issue(refresh);
+  ASSERT_TRUE(refreshed.ok()) << refreshed.status();
+  EXPECT_EQ(refreshed->scope(), "viewer");
+}
+
 TEST_F(AuthTest, KeyRotationKeepsOldTokensValidUntilTheyExpire) {
   std::string admin = AdminToken();
   std::string old_token = AdminToken();
@@ -442,6 +614,116 @@ TEST_F(AuthTest, ApiKeysRolesDisablingAndPaging) {
   } while (!list.page().page_token().empty() && pages < 100);
   EXPECT_GE(seen.size(), 3u);
   EXPECT_EQ(static_cast<int>(seen.size()), pages) << "one principal per page, no empty last page";
+}
+
+// Redis is a cache of what PostgreSQL records. While it is down no token
+// and no login is accepted that could not be checked; after it restarts
+// empty, the auth service rebuilds it before anything is accepted again, and
+// no revocation, lockout or failure count is forgotten.
+TEST(AuthRedisOutage, NothingIsAcceptedUncheckedAndNothingIsForgotten) {
+  auto db = testing::ScratchDatabase::Create();
+  ASSERT_TRUE(db.ok()) << db.status();
+  const int port = testing::PickFreePort();
+  const std::string dir = ::testing::TempDir() + "/redis-outage-" + std::to_string(port);
+  std::filesystem::create_directories(dir);
+  auto start_redis = [&] {
+    auto redis = ChildProcess::Start({"redis-server", "--bind", "127.0.0.1", "--port", std::to_string(port),
+                                      "--save", "", "--appendonly", "no", "--dir", dir});
+    EXPECT_TRUE(redis.ok()) << redis.status();
+    auto probe = cache::RedisClient::Create({.address = "127.0.0.1:" + std::to_string(port)});
+    EXPECT_TRUE(probe.ok() && WaitFor([&] { return (*probe)->Ping(absl::Milliseconds(200)).ok(); },
+                                      absl::Seconds(10)));
+    return redis.ok() ? std::move(*redis) : nullptr;
+  };
+  std::unique_ptr<ChildProcess> redis = start_redis();
+  const std::map<std::string, std::string> redis_env = {
+      {"CLOUDFLUX_REDIS_ADDRESS", "127.0.0.1:" + std::to_string(port)}};
+  Service auth = StartService("auth", (*db)->url(), redis_env);
+  ASSERT_TRUE(WaitForHealth(auth, HealthCheckResponse::SERVING)) << auth.process->Output();
+  auto other_env = redis_env;
+  other_env["CLOUDFLUX_INSECURE_NO_AUTH"] = "false";
+  other_env["CLOUDFLUX_AUTH_ADDRESS"] = auth.target();
+  Service other = StartService("classification", (*db)->url(), other_env);
+  ASSERT_TRUE(WaitForHealth(other, HealthCheckResponse::SERVING)) << other.process->Output();
+
+  auto stub = v1::AuthService::NewStub(server::MakeChannel(auth.target()));
+  auto diag = diagnostics::v1::Diagnostics::NewStub(server::MakeChannel(other.target()));
+  auto ctx = [](const std::string& token = "") {
+    auto c = server::MakeClientContext(absl::Seconds(5));
+    if (!token.empty()) c->AddMetadata("authorization", "Bearer " + token);
+    return c;
+  };
+  auto login = [&](const std::string& user, const std::string& password) -> absl::StatusOr<v1::IssueTokenResponse> {
+    v1::IssueTokenRequest req;
+    req.set_grant_type("password");
+    req.set_username(user);
+    req.set_password(password);
+    v1::IssueTokenResponse resp;
+    grpc::Status s = stub->IssueToken(ctx().get(), req, &resp);
+    if (!s.ok()) return server::FromGrpcStatus(s);
+    return resp;
+  };
+  auto call_other = [&](const std::string& token) {
+    diagnostics::v1::GetServerInfoResponse info;
+    return diag->GetServerInfo(ctx(token).get(), {}, &info).error_code();
+  };
+  auto admin = login("admin", kAdminPassword);
+  ASSERT_TRUE(admin.ok()) << admin.status();
+  for (const char* name : {"locked-user", "revoked-user", "counted-user"}) {
+    v1::CreatePrincipalRequest req;
+    req.set_name(name);
+    req.set_kind(v1::PRINCIPAL_KIND_USER);
+    req.add_roles("viewer");
+    req.set_password("outage test password");
+    v1::CreatePrincipalResponse resp;
+    ASSERT_TRUE(stub->CreatePrincipal(ctx(admin->access_token()).get(), req, &resp).ok());
+  }
+  for (int i = 0; i < 5; ++i) ASSERT_FALSE(login("locked-user", "wrong").ok());
+  ASSERT_EQ(login("locked-user", "outage test password").status().code(),
+            absl::StatusCode::kResourceExhausted);
+  for (int i = 0; i < 3; ++i) ASSERT_FALSE(login("counted-user", "wrong").ok());
+  auto revoked = login("revoked-user", "outage test password");
+  ASSERT_TRUE(revoked.ok());
+  ASSERT_EQ(call_other(revoked->access_token()), grpc::StatusCode::OK);
+  v1::RevokeTokenRequest revoke;
+  revoke.set_token(revoked->access_token());
+  v1::RevokeTokenResponse revoke_resp;
+  ASSERT_TRUE(stub->RevokeToken(ctx().get(), revoke, &revoke_resp).ok());
+  ASSERT_TRUE(WaitFor([&] { return call_other(revoked->access_token()) == grpc::StatusCode::UNAUTHENTICATED; },
+                      absl::Seconds(5)));
+  ASSERT_EQ(call_other(admin->access_token()), grpc::StatusCode::OK);
+
+  // Redis goes away: nothing that needs it is accepted.
+  redis->Signal(SIGKILL);
+  redis->Wait(absl::Seconds(10));
+  EXPECT_TRUE(WaitFor([&] { return call_other(admin->access_token()) == grpc::StatusCode::UNAVAILABLE; },
+                      absl::Seconds(5)))
+      << "a token that cannot be checked for revocation";
+  EXPECT_NE(call_other(revoked->access_token()), grpc::StatusCode::OK);
+  EXPECT_EQ(login("locked-user", "outage test password").status().code(), absl::StatusCode::kUnavailable);
+
+  // Redis comes back empty: once rebuilt, everything is as it was.
+  redis = start_redis();
+  ASSERT_NE(redis, nullptr);
+  EXPECT_TRUE(WaitFor([&] { return call_other(admin->access_token()) == grpc::StatusCode::OK; },
+                      absl::Seconds(15)))
+      << auth.process->Output();
+  EXPECT_EQ(call_other(revoked->access_token()), grpc::StatusCode::UNAUTHENTICATED) << "revocation forgotten";
+  EXPECT_EQ(login("locked-user", "outage test password").status().code(),
+            absl::StatusCode::kResourceExhausted)
+      << "lockout forgotten";
+  // counted-user had 3 failures: 2 more lock it, not 5.
+  for (int i = 0; i < 2; ++i) EXPECT_FALSE(login("counted-user", "wrong").ok());
+  EXPECT_EQ(login("counted-user", "outage test password").status().code(),
+            absl::StatusCode::kResourceExhausted)
+      << "failure count forgotten";
+  auto fresh = login("revoked-user", "outage test password");
+  ASSERT_TRUE(fresh.ok()) << fresh.status();
+  EXPECT_EQ(call_other(fresh->access_token()), grpc::StatusCode::OK);
+  for (Service* s : {&other, &auth}) {
+    s->process->Signal(SIGTERM);
+    EXPECT_EQ(s->process->Wait(absl::Seconds(20)), 0) << s->process->Output();
+  }
 }
 
 TEST(AuthStartup, RefusesToStartWithoutSecrets) {

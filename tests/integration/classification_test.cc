@@ -35,6 +35,7 @@ struct StorageClient {
     v1::PutObjectRequest h;
     h.mutable_header()->set_namespace_(ns);
     h.mutable_header()->set_key(key);
+    h.mutable_header()->set_size(static_cast<int64_t>(bytes.size()));
     w->Write(h);
     v1::PutObjectRequest c;
     c.set_chunk(bytes);

@@ -140,6 +140,7 @@ class StorageTest : public ::testing::Test {
     header.mutable_header()->set_expected_sha256(expected_sha);
     header.mutable_header()->set_backend(backend_);
     header.mutable_header()->set_tier(tier_);
+    header.mutable_header()->set_size(static_cast<int64_t>(data.size()));
     writer->Write(header);
     for (size_t off = 0; off < data.size(); off += chunk) {
       v1::PutObjectRequest part;
@@ -398,6 +399,11 @@ TEST_F(StorageTest, PutObjectTakesEveryEncodingOfAChunkAndRefusesMalformedOnes) 
     request.set_chunk(bytes);
     return request.SerializeAsString();
   };
+  auto trailer = [](size_t size) {
+    v1::PutObjectRequest request;
+    request.mutable_trailer()->set_size(static_cast<int64_t>(size));
+    return std::vector<std::string>{request.SerializeAsString()};
+  };
   const std::string a = RandomBytes(300000, 31), b = RandomBytes(70000, 32), c = RandomBytes(5000, 33);
   const std::string wire_b = chunk(b);
   const std::string key = "encodings-" + core::NewId();
@@ -408,7 +414,8 @@ TEST_F(StorageTest, PutObjectTakesEveryEncodingOfAChunkAndRefusesMalformedOnes) 
        {chunk("dropped") + chunk(b.substr(0, 10))},               // the chunk field twice: the last wins
        {std::string()},                                          // no field at all: no bytes
        {wire_b.substr(0, 1), wire_b.substr(1, 2), wire_b.substr(3, 4000), wire_b.substr(4003)},  // in slices
-       {chunk(c)}},
+       {chunk(c)},
+       {trailer(a.size() + 10 + b.size() + c.size())}},
       &info);
   ASSERT_TRUE(status.ok()) << status.error_message();
   const std::string expected = a + b.substr(0, 10) + b + c;
@@ -427,6 +434,121 @@ TEST_F(StorageTest, PutObjectTakesEveryEncodingOfAChunkAndRefusesMalformedOnes) 
     EXPECT_EQ(Head(refused), absl::StatusCode::kNotFound);
   }
   EXPECT_TRUE(WaitFor([&] { return CountFiles(data_dir_ + "/.tmp") == 0; }, absl::Seconds(10)));
+}
+
+// A stream's end alone never completes an upload: the header's declared
+// size or a trailer must say the client sent everything, and the bytes must
+// match. Clients that cancel or die mid-upload (with or without a declared
+// size) leave nothing visible and nothing held.
+TEST_F(StorageTest, AnUploadIsStoredOnlyWhenKnownToBeWhole) {
+  // Sends a header (with `size` when >= 0), `data` in 10-byte chunks, then
+  // `trailer` messages, and half-closes.
+  auto put = [&](const std::string& key, int64_t size, const std::string& data,
+                 const std::vector<v1::PutObjectTrailer>& trailers, bool chunk_after = false) {
+    auto ctx = server::MakeClientContext(absl::Seconds(10));
+    v1::ObjectInfo info;
+    auto writer = stub_->PutObject(ctx.get(), &info);
+    v1::PutObjectRequest header;
+    header.mutable_header()->set_namespace_("photos");
+    header.mutable_header()->set_key(key);
+    if (size >= 0) header.mutable_header()->set_size(size);
+    writer->Write(header);
+    for (size_t off = 0; off < data.size(); off += 10) {
+      v1::PutObjectRequest part;
+      part.set_chunk(data.substr(off, 10));
+      writer->Write(part);
+    }
+    for (const auto& t : trailers) {
+      v1::PutObjectRequest part;
+      *part.mutable_trailer() = t;
+      writer->Write(part);
+    }
+    if (chunk_after) {
+      v1::PutObjectRequest part;
+      part.set_chunk("late");
+      writer->Write(part);
+    }
+    writer->WritesDone();
+    return writer->Finish();
+  };
+  auto trailer = [](int64_t size, const std::string& sha = "") {
+    v1::PutObjectTrailer t;
+    t.set_size(size);
+    t.set_sha256(sha);
+    return t;
+  };
+  const std::string data = RandomBytes(95, 41);
+  const std::string sha = core::Sha256Hex(data);
+  struct Case {
+    std::string name;
+    grpc::StatusCode code;
+    grpc::Status status;
+  };
+  std::vector<Case> refused = {
+      {"neither-size-nor-trailer", grpc::StatusCode::INVALID_ARGUMENT, put("c1", -1, data, {})},
+      {"fewer-than-declared", grpc::StatusCode::DATA_LOSS, put("c2", 96, data, {})},
+      {"more-than-declared", grpc::StatusCode::OUT_OF_RANGE, put("c3", 94, data, {})},
+      {"trailer-size-differs", grpc::StatusCode::DATA_LOSS, put("c4", -1, data, {trailer(94)})},
+      {"trailer-and-size-differ", grpc::StatusCode::DATA_LOSS, put("c5", 95, data, {trailer(96)})},
+      {"trailer-hash-differs", grpc::StatusCode::DATA_LOSS,
+       put("c6", -1, data, {trailer(95, core::Sha256Hex("other"))})},
+      {"two-trailers", grpc::StatusCode::INVALID_ARGUMENT, put("c7", -1, data, {trailer(95), trailer(95)})},
+      {"chunk-after-trailer", grpc::StatusCode::INVALID_ARGUMENT, put("c8", -1, data, {trailer(95)}, true)},
+      {"negative-size", grpc::StatusCode::INVALID_ARGUMENT, grpc::Status()},
+  };
+  {  // a negative size on the wire (the helper sends none for negatives)
+    auto ctx = server::MakeClientContext(absl::Seconds(10));
+    v1::ObjectInfo info;
+    auto writer = stub_->PutObject(ctx.get(), &info);
+    v1::PutObjectRequest header;
+    header.mutable_header()->set_namespace_("photos");
+    header.mutable_header()->set_key("c9");
+    header.mutable_header()->set_size(-1);
+    writer->Write(header);
+    writer->WritesDone();
+    refused.back().status = writer->Finish();
+  }
+  for (const Case& c : refused) {
+    EXPECT_EQ(c.status.error_code(), c.code) << c.name << ": " << c.status.error_message();
+  }
+  for (const char* key : {"c1", "c2", "c3", "c4", "c5", "c6", "c7", "c8", "c9"}) {
+    EXPECT_EQ(Head(key), absl::StatusCode::kNotFound) << key;
+  }
+  // What does complete an upload: a size, a trailer (with or without its
+  // hash), or both; an empty object declared as such.
+  EXPECT_TRUE(put("ok-size", 95, data, {}).ok());
+  EXPECT_TRUE(put("ok-trailer", -1, data, {trailer(95)}).ok());
+  EXPECT_TRUE(put("ok-both", 95, data, {trailer(95, sha)}).ok());
+  EXPECT_TRUE(put("ok-empty", 0, "", {}).ok());
+  for (const char* key : {"ok-size", "ok-trailer", "ok-both"}) {
+    auto got = Get(key);
+    ASSERT_TRUE(got.ok()) << key << ": " << got.status();
+    EXPECT_TRUE(*got == data) << key;
+  }
+
+  // Clients that go away mid-stream without half-closing: cancelled calls
+  // (RST_STREAM) and processes killed with SIGKILL, with and without a
+  // declared size. None of them may leave an object.
+  const std::string client = std::string(CLOUDFLUX_SOURCE_DIR) + "/tests/integration/abandon_put.py";
+  std::vector<std::string> abandoned;
+  for (int i = 0; i < 8; ++i) {
+    for (const char* mode : {"cancel", "kill"}) {
+      std::string key = absl::StrCat("abandoned-", mode, "-", i);
+      std::vector<std::string> argv = {"/usr/bin/python3", client, svc_.target(), "photos", key, mode};
+      if (i % 2 == 1) argv.push_back(std::to_string(4 << 20));  // declared, never reached
+      auto proc = ChildProcess::Start(argv);
+      ASSERT_TRUE(proc.ok()) << proc.status();
+      int code = (*proc)->Wait(absl::Seconds(30));
+      EXPECT_TRUE(absl::StrContains((*proc)->Output(), "sent")) << (*proc)->Output();
+      EXPECT_EQ(code, std::string(mode) == "kill" ? 128 + SIGKILL : 0) << (*proc)->Output();
+      abandoned.push_back(key);
+    }
+  }
+  for (const std::string& key : abandoned) {
+    // The server may still be finishing the dropped call: wait for it to let go.
+    EXPECT_TRUE(WaitFor([&] { return CountFiles(data_dir_ + "/.tmp") == 0; }, absl::Seconds(10)));
+    EXPECT_EQ(Head(key), absl::StatusCode::kNotFound) << key << " was stored from a dropped stream";
+  }
 }
 
 TEST_F(StorageTest, BadInputIsRefusedAndWritesNothing) {

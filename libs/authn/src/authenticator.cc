@@ -1,6 +1,7 @@
 #include "cloudflux/authn/authenticator.h"
 
 #include "absl/strings/match.h"
+#include "absl/strings/numbers.h"
 #include "absl/strings/str_cat.h"
 #include "cloudflux/auth/v1/auth.grpc.pb.h"
 #include "cloudflux/cache/redis.h"
@@ -23,14 +24,30 @@ absl::StatusOr<std::string_view> BearerToken(const server::RequestMetadata& meta
   return value;
 }
 
-absl::StatusOr<bool> RedisRevocationList::IsRevoked(const std::string& jti) {
-  return redis_.Exists("cloudflux:revoked:" + jti);
-}
-
-absl::Status RedisRevocationList::Revoke(const std::string& jti, absl::Time until) {
-  absl::Duration ttl = until - clock_.Now();
-  if (ttl <= absl::ZeroDuration()) return absl::OkStatus();  // expired anyway
-  return redis_.Set("cloudflux:revoked:" + jti, "1", ttl + absl::Minutes(1));
+absl::StatusOr<bool> RedisRevocationList::IsRevoked(const Claims& claims) {
+  std::vector<std::string> command = {"MGET", RevocationKeys::kComplete};
+  if (!claims.jti.empty()) command.push_back(RevocationKeys::Token(claims.jti));
+  if (!claims.sid.empty()) command.push_back(RevocationKeys::Session(claims.sid));
+  command.push_back(RevocationKeys::Subject(claims.sub));
+  CF_ASSIGN_OR_RETURN(cache::RedisReply reply, redis_.Command(command));
+  if (reply.elements.size() != command.size() - 1) {
+    return absl::UnavailableError("unexpected answer from Redis to MGET");
+  }
+  using Type = cache::RedisReply::Type;
+  if (reply.elements[0].type == Type::kNil) {
+    return absl::UnavailableError(
+        "the revocation list in Redis is incomplete (Redis restarted?) until the auth service "
+        "has rebuilt it");
+  }
+  for (size_t i = 1; i + 1 < reply.elements.size(); ++i) {
+    if (reply.elements[i].type != Type::kNil) return true;
+  }
+  const cache::RedisReply& version = reply.elements.back();
+  int64_t current = 0;
+  if (version.type != Type::kNil && absl::SimpleAtoi(version.str, &current)) {
+    return claims.ver < current;
+  }
+  return false;
 }
 
 namespace {
@@ -140,8 +157,8 @@ absl::StatusOr<Claims> JwtAuthenticator::VerifyToken(std::string_view token) {
     CF_ASSIGN_OR_RETURN(auto keys, KeysFor(header.kid));
     CF_ASSIGN_OR_RETURN(claims, VerifyJwt(token, *keys, options_.verify, now));
   }
-  if (revocations_ != nullptr && !claims.jti.empty()) {
-    auto revoked = revocations_->IsRevoked(claims.jti);
+  if (revocations_ != nullptr) {
+    auto revoked = revocations_->IsRevoked(claims);
     if (!revoked.ok()) {
       return absl::UnavailableError(
           absl::StrCat("cannot check token revocation: ", revoked.status().message()));

@@ -127,6 +127,8 @@ std::string EncodeJwt(const SigningKey& key, const Claims& claims) {
   if (claims.nbf != absl::InfinitePast()) c.set_nbf(Seconds(claims.nbf));
   c.set_exp(Seconds(claims.exp));
   c.set_jti(claims.jti);
+  c.set_sid(claims.sid);
+  c.set_ver(static_cast<double>(claims.ver));
   for (const auto& r : claims.roles) c.add_roles(r);
   c.set_scope(claims.scope);
   c.set_client_id(claims.client_id);
@@ -235,6 +237,8 @@ absl::StatusOr<Claims> VerifyJwt(std::string_view token, const PublicKeySet& key
   if (now + options.leeway < out.nbf) return Unauthenticated("token not valid yet");
   if (out.sub.empty()) return Unauthenticated("token has no subject");
   out.jti = c.jti();
+  out.sid = c.sid();
+  out.ver = static_cast<int64_t>(c.ver());
   out.roles.assign(c.roles().begin(), c.roles().end());
   out.scope = c.scope();
   out.client_id = c.client_id();

@@ -4,6 +4,8 @@
 #include <set>
 
 #include "cloudflux/authn/authenticator.h"
+#include "cloudflux/cache/redis.h"
+#include "cloudflux/testing/testing.h"
 
 namespace cloudflux::authn {
 namespace {
@@ -26,11 +28,11 @@ class MemoryKeySource : public KeySource {
 
 class MemoryRevocations : public RevocationList {
  public:
-  absl::StatusOr<bool> IsRevoked(const std::string& jti) override {
+  absl::StatusOr<bool> IsRevoked(const Claims& claims) override {
     ++checks;
-    return revoked.count(jti) > 0;
+    return revoked.count(claims.jti) > 0;
   }
-  absl::Status Revoke(const std::string& jti, absl::Time) override {
+  absl::Status Revoke(const std::string& jti, absl::Time) {
     revoked.insert(jti);
     return absl::OkStatus();
   }
@@ -134,6 +136,43 @@ TEST_F(AuthenticatorTest, UnknownKidRefetchesAtMostOncePerInterval) {
     (void)Call(kInfo, "Bearer " + EncodeJwt(*SigningKey::Generate("bogus" + std::to_string(i)), c));
   }
   EXPECT_EQ(source_->fetches.load(), 2);
+}
+
+// The Redis mirror as every service reads it: a token is revoked by its id,
+// by its session or by its subject's token version; without the
+// completeness marker (a Redis that restarted empty) nothing can be told.
+TEST(RedisRevocationListTest, ReadsTokenSessionAndSubjectAndRefusesAnIncompleteMirror) {
+  auto address = testing::TestRedisAddress();
+  if (!address.ok()) GTEST_SKIP() << address.status();
+  // A database of its own: removing the marker must not disturb the
+  // services other tests run against the same Redis.
+  auto redis = cache::RedisClient::Create({.address = *address, .database = 14});
+  ASSERT_TRUE(redis.ok()) << redis.status();
+  RedisRevocationList list(**redis);
+  Claims claims;
+  claims.sub = "sub-" + std::to_string(getpid());
+  claims.jti = "jti-" + claims.sub;
+  claims.sid = "sid-" + claims.sub;
+  claims.ver = 3;
+  ASSERT_TRUE((*redis)->Set(RevocationKeys::kComplete, "1").ok());
+  EXPECT_FALSE(*list.IsRevoked(claims));
+  ASSERT_TRUE((*redis)->Set(RevocationKeys::Subject(claims.sub), "3").ok());
+  EXPECT_FALSE(*list.IsRevoked(claims)) << "issued under the current version";
+  ASSERT_TRUE((*redis)->Set(RevocationKeys::Subject(claims.sub), "4").ok());
+  EXPECT_TRUE(*list.IsRevoked(claims)) << "issued before the subject changed";
+  ASSERT_TRUE((*redis)->Delete(RevocationKeys::Subject(claims.sub)).ok());
+  ASSERT_TRUE((*redis)->Set(RevocationKeys::Session(claims.sid), "1").ok());
+  EXPECT_TRUE(*list.IsRevoked(claims));
+  ASSERT_TRUE((*redis)->Delete(RevocationKeys::Session(claims.sid)).ok());
+  ASSERT_TRUE((*redis)->Set(RevocationKeys::Token(claims.jti), "1").ok());
+  EXPECT_TRUE(*list.IsRevoked(claims));
+  ASSERT_TRUE((*redis)->Delete(RevocationKeys::Token(claims.jti)).ok());
+  EXPECT_FALSE(*list.IsRevoked(claims));
+  // The marker gone: UNAVAILABLE, never "not revoked". (Other tests' auth
+  // services put it back within a second.)
+  ASSERT_TRUE((*redis)->Delete(RevocationKeys::kComplete).ok());
+  EXPECT_EQ(list.IsRevoked(claims).status().code(), absl::StatusCode::kUnavailable);
+  ASSERT_TRUE((*redis)->Set(RevocationKeys::kComplete, "1").ok());
 }
 
 }  // namespace

@@ -48,6 +48,9 @@ absl::Status FromException(const std::exception& e) {
     if (sql->sqlstate() == "22P02" || sql->sqlstate() == "22001") {
       return absl::InvalidArgumentError(what);  // invalid text representation / too long
     }
+    if (sql->sqlstate() == "22021") {  // character_not_in_repertoire: bytes that are no UTF-8
+      return absl::InvalidArgumentError(absl::StrCat("text is not valid UTF-8: ", what));
+    }
   }
   return absl::InternalError(what);
 }
@@ -147,6 +150,15 @@ bool IsStalePlan(const std::exception& e) {
 absl::StatusOr<Result> Transaction::Exec(std::string_view sql, const std::vector<Param>& params) {
   auto& work = *static_cast<pqxx::transaction_base*>(work_);
   auto& conn = *static_cast<PooledConnection*>(conn_);
+  // libpq sends text parameters as C strings: PostgreSQL would see one cut
+  // at its first NUL byte (and text can hold none), so such a value is
+  // refused here rather than silently shortened.
+  for (size_t i = 0; i < params.size(); ++i) {
+    if (params[i].has_value() && params[i]->find('\0') != std::string::npos) {
+      return absl::InvalidArgumentError(
+          absl::StrCat("parameter $", i + 1, " contains a NUL byte, which text cannot hold"));
+    }
+  }
   try {
     std::vector<const char*> raw;
     raw.reserve(params.size());

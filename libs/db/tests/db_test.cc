@@ -70,6 +70,28 @@ TEST_F(DbTest, ParamsNullsBytesAndErrorCodes) {
   EXPECT_EQ(pool_->Exec("SELECT count(*) FROM t")->operator[](0).Int(0), 2);
 }
 
+// libpq sends text parameters as C strings, so a NUL byte would cut a value
+// short without a word (a lockout keyed by "name\0x" checked against "name").
+// Such a value is refused and nothing is written; so is text that is no UTF-8.
+TEST_F(DbTest, ParametersWithNulBytesOrInvalidUtf8AreRefusedAndChangeNothing) {
+  ASSERT_TRUE(pool_->Exec("CREATE TABLE names (name text PRIMARY KEY)").ok());
+  std::string with_nul("alice\0x", 7);
+  auto insert = pool_->Exec("INSERT INTO names VALUES ($1)", {with_nul});
+  EXPECT_EQ(insert.status().code(), absl::StatusCode::kInvalidArgument) << insert.status();
+  EXPECT_TRUE(absl::StrContains(insert.status().message(), "NUL")) << insert.status();
+  auto lookup = pool_->Exec("SELECT name FROM names WHERE name = $1", {with_nul});
+  EXPECT_EQ(lookup.status().code(), absl::StatusCode::kInvalidArgument);
+  absl::Status in_tx = pool_->InTransaction([&](Transaction& tx) {
+    return tx.Exec("INSERT INTO names VALUES ($1)", {with_nul}).status();
+  });
+  EXPECT_EQ(in_tx.code(), absl::StatusCode::kInvalidArgument);
+  auto not_utf8 = pool_->Exec("INSERT INTO names VALUES ($1)", {std::string("\xff\xfe")});
+  EXPECT_EQ(not_utf8.status().code(), absl::StatusCode::kInvalidArgument) << not_utf8.status();
+  EXPECT_EQ(pool_->Exec("SELECT count(*) FROM names")->operator[](0).Int(0), 0);
+  // The connection stays usable.
+  EXPECT_TRUE(pool_->Exec("INSERT INTO names VALUES ($1)", {"alice"}).ok());
+}
+
 // The statements prepared on the pool's connection (one connection, so the
 // query below runs where the earlier ones did).
 int64_t Prepared(Pool& pool) {

@@ -3,6 +3,7 @@
 #include <algorithm>
 
 #include "absl/strings/escaping.h"
+#include "cloudflux/core/names.h"
 
 namespace cloudflux::server {
 
@@ -15,6 +16,8 @@ absl::StatusOr<PageCursor> ParsePage(const cloudflux::common::v1::PageRequest& r
       !absl::WebSafeBase64Unescape(request.page_token(), &cursor.after)) {
     return absl::InvalidArgumentError("invalid page_token");
   }
+  // Tokens this server made hold text; anything else was made up.
+  if (!core::IsValidUtf8(cursor.after)) return absl::InvalidArgumentError("invalid page_token");
   return cursor;
 }
 

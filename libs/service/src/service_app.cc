@@ -236,7 +236,7 @@ absl::Status ServiceApp::Init() {
     auth_options.verify.audience = absl::GetFlag(FLAGS_token_audience);
     runner_->SetAuthenticator(std::make_shared<authn::JwtAuthenticator>(
         auth_options, authn::MakeGrpcJwksSource(absl::GetFlag(FLAGS_auth_address)),
-        std::make_shared<authn::RedisRevocationList>(*redis_, core::SystemClock::Get()),
+        std::make_shared<authn::RedisRevocationList>(*redis_),
         authn::DefaultPermissions()));
   } else if (!spec_.authenticates_itself) {
     core::LogWarn("serving WITHOUT authentication (--insecure_no_auth)");

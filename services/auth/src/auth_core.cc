@@ -24,12 +24,9 @@ using google::protobuf::util::TimeUtil;
 
 namespace {
 
-// Redis keys of the brute-force counters.
-constexpr char kFailurePrefix[] = "cloudflux:auth:failures:";
-
 constexpr char kPrincipalColumns[] =
     "id::text, name, kind, array_to_string(roles, ','), disabled, "
-    "(extract(epoch from created_at) * 1000000)::bigint";
+    "(extract(epoch from created_at) * 1000000)::bigint, token_version";
 constexpr int kDefaultPageSize = 50;
 constexpr int kMaxPageSize = 1000;
 constexpr size_t kMaxNameLength = 128;
@@ -55,6 +52,7 @@ v1::Principal PrincipalFromRow(const db::Row& row) {
   }
   p.set_disabled(row.Bool(4));
   *p.mutable_created() = MicrosToProto(row.Int(5));
+  p.set_token_version(row.Int(6));
   return p;
 }
 
@@ -134,10 +132,15 @@ AuthCore::AuthCore(db::Pool& pool, cache::RedisClient& redis, AuthOptions option
       redis_(redis),
       options_(std::move(options)),
       clock_(clock),
-      revocations_(std::make_shared<authn::RedisRevocationList>(redis, clock)),
+      revocations_(std::make_shared<authn::RedisRevocationList>(redis)),
+      throttle_(pool, redis,
+                {.max_failures_per_name = options_.max_failures_per_principal,
+                 .max_failures_per_peer = options_.max_failures_per_peer,
+                 .window = options_.failure_window}),
+      revocation_store_(pool, redis, options_.access_ttl, [this] { return throttle_.Rebuild(); },
+                        clock),
       audit_log_([this](std::span<const AuditBatch> batches) { return CommitAudit(batches); }),
-      principals_(absl::Seconds(60), 100000, clock),
-      failure_counts_(*cache::TrackedValues::Create(redis, {.prefixes = {kFailurePrefix}})) {
+      principals_(absl::Seconds(60), 100000, clock) {
   auto listener = db::Listener::Start(
       pool.options().url, kPrincipalChannel,
       {.on_notify = [this](const std::string& name) { principals_.Invalidate(name); },
@@ -243,59 +246,26 @@ absl::Status AuthCore::AuditAlone(const std::string& action, const std::string& 
 
 // ------------------------------------------------------------ brute force
 
-namespace {
-std::string FailureKeyForName(const std::string& name) {
-  return absl::StrCat(kFailurePrefix, "name:", Sha256Hex(name));
-}
-std::string FailureKeyForPeer(const std::string& peer) {
-  // "ipv4:10.0.0.1:5555" -> the address without the port.
-  std::string host = peer;
-  auto colon = host.rfind(':');
-  if (colon != std::string::npos && absl::StartsWith(host, "ipv")) host = host.substr(0, colon);
-  return absl::StrCat(kFailurePrefix, "peer:", host);
-}
-// The counters a login checks and a failure increments: name, then peer.
-std::vector<std::string> FailureKeys(const std::string& name, const Caller& caller) {
-  return {FailureKeyForName(name), FailureKeyForPeer(caller.peer)};
-}
-}  // namespace
-
-absl::StatusOr<bool> AuthCore::CheckNotLockedOut(const std::string& name, const Caller& caller) {
-  const std::vector<std::string> keys = FailureKeys(name, caller);
-  // From memory while Redis's invalidations keep it current, else one MGET.
-  auto counts = failure_counts_->Get(keys);
-  if (!counts.ok()) return core::Annotate(counts.status(), "brute-force check");
-  int locked = LockedOutCounter(*counts);
-  if (locked >= 0) {
-    auto ttl = redis_.Ttl(keys[locked]);
-    int64_t retry = 60;
-    if (ttl.ok() && ttl->has_value()) retry = std::max<int64_t>(1, absl::ToInt64Seconds(**ttl));
-    return absl::ResourceExhaustedError(
-        absl::StrCat("too many failed attempts; retry in ", retry, " s"));
+absl::Status AuthCore::RecordFailure(const LoginThrottle::Attempt& attempt,
+                                     const std::string& principal_id, const Caller& caller,
+                                     const std::string& why) {
+  // The failure's record (behind the counter) and its audit row together.
+  absl::Status recorded = pool_.InTransaction([&](db::Transaction& tx) -> absl::Status {
+    CF_RETURN_IF_ERROR(throttle_.Failed(tx, attempt));
+    return Audit(tx, "login.failed", principal_id, caller, false, why);
+  });
+  if (!recorded.ok()) {
+    core::LogWarn("a failed login was not recorded", {{"error", std::string(recorded.message())}});
   }
-  return (*counts)[0].has_value();
-}
-
-int AuthCore::LockedOutCounter(const std::vector<std::optional<std::string>>& counts) const {
-  const int limits[2] = {options_.max_failures_per_principal, options_.max_failures_per_peer};
-  for (size_t i = 0; i < 2 && i < counts.size(); ++i) {
-    int64_t n = 0;
-    if (counts[i].has_value() && absl::SimpleAtoi(*counts[i], &n) && n >= limits[i]) {
-      return static_cast<int>(i);
-    }
-  }
-  return -1;
-}
-
-absl::Status AuthCore::RecordFailure(const std::string& name, const std::string& principal_id,
-                                     const Caller& caller, const std::string& why) {
-  const std::vector<std::string> keys = FailureKeys(name, caller);
-  for (const std::string& key : keys) {
-    (void)redis_.IncrementWithExpiry(key, options_.failure_window);
-  }
-  failure_counts_->Forget(keys);
-  (void)AuditAlone("login.failed", principal_id, caller, false, why);
   return absl::UnauthenticatedError("invalid credentials");
+}
+
+absl::Status AuthCore::SyncRevocations() {
+  absl::Status s = revocation_store_.Sync();
+  if (!s.ok()) {
+    core::LogWarn("revocation mirror not in sync", {{"error", std::string(s.message())}});
+  }
+  return s;
 }
 
 // ----------------------------------------------------------- signing keys
@@ -553,12 +523,15 @@ absl::StatusOr<v1::Principal> AuthCore::SetPrincipalDisabled(
   CF_RETURN_IF_ERROR(pool_.InTransaction([&](db::Transaction& tx) -> absl::Status {
     CF_ASSIGN_OR_RETURN(db::Row row,
                         ExecOne(tx,
-                                absl::StrCat("UPDATE auth.principals SET disabled = $2 WHERE id = "
-                                             "$1::uuid RETURNING ",
+                                absl::StrCat("UPDATE auth.principals SET disabled = $2, token_version = "
+                                             "token_version + 1 WHERE id = $1::uuid RETURNING ",
                                              kPrincipalColumns),
                                 {request.id(), request.disabled() ? "t" : "f"}, "principal",
                                 request.id()));
     out = PrincipalFromRow(row);
+    // Access tokens issued before the change lose their power with it.
+    CF_RETURN_IF_ERROR(revocation_store_.Record(tx, RevocationStore::Kind::kSubject, out.id(),
+                                                out.token_version()));
     if (request.disabled()) {
       // A disabled principal's refresh tokens die with it.
       CF_RETURN_IF_ERROR(tx.Exec("UPDATE auth.refresh_tokens SET revoked_at = now() WHERE "
@@ -570,6 +543,7 @@ absl::StatusOr<v1::Principal> AuthCore::SetPrincipalDisabled(
                  caller, true, "");
   }));
   principals_.Invalidate(out.name());  // other replicas hear it through NOTIFY
+  (void)SyncRevocations();  // else the next periodic sync carries it
   return out;
 }
 
@@ -581,14 +555,18 @@ absl::StatusOr<v1::Principal> AuthCore::SetRoles(const v1::SetRolesRequest& requ
   CF_RETURN_IF_ERROR(pool_.InTransaction([&](db::Transaction& tx) -> absl::Status {
     CF_ASSIGN_OR_RETURN(db::Row row,
                         ExecOne(tx,
-                                absl::StrCat("UPDATE auth.principals SET roles = $2::text[] WHERE "
-                                             "id = $1::uuid RETURNING ",
+                                absl::StrCat("UPDATE auth.principals SET roles = $2::text[], "
+                                             "token_version = token_version + 1 WHERE id = $1::uuid "
+                                             "RETURNING ",
                                              kPrincipalColumns),
                                 {request.id(), roles}, "principal", request.id()));
     out = PrincipalFromRow(row);
+    CF_RETURN_IF_ERROR(revocation_store_.Record(tx, RevocationStore::Kind::kSubject, out.id(),
+                                                out.token_version()));
     return Audit(tx, "principal.roles_changed", request.id(), caller, true, roles);
   }));
   principals_.Invalidate(out.name());  // other replicas hear it through NOTIFY
+  (void)SyncRevocations();
   return out;
 }
 
@@ -681,9 +659,49 @@ absl::StatusOr<v1::ApiKey> AuthCore::RevokeApiKey(const v1::RevokeApiKeyRequest&
 
 // ----------------------------------------------------------------- tokens
 
-v1::IssueTokenResponse AuthCore::MintAccess(const Signer& signer, const v1::Principal& principal,
-                                            const std::string& scope, const std::string& audience,
-                                            std::string* jti) {
+namespace {
+// Roles by power: each may do what the ones below it may (admin everything,
+// operator what a viewer may and more).
+int RoleRank(absl::string_view role) {
+  if (role == authn::kRoleAdmin) return 3;
+  if (role == authn::kRoleOperator) return 2;
+  if (role == authn::kRoleViewer) return 1;
+  return 0;
+}
+
+// The roles a token for `principal` carries when `scope` is asked for: all
+// of them for an empty scope, else the scope's roles (space-separated), each
+// of which must be one the principal holds or one below it (RFC 6749's
+// invalid_scope otherwise).
+absl::StatusOr<std::vector<std::string>> ScopedRoles(const v1::Principal& principal,
+                                                     const std::string& scope) {
+  std::vector<std::string> held(principal.roles().begin(), principal.roles().end());
+  if (scope.empty()) return held;
+  int highest = 0;
+  for (const std::string& role : held) highest = std::max(highest, RoleRank(role));
+  std::vector<std::string> granted;
+  for (absl::string_view wanted : absl::StrSplit(scope, ' ', absl::SkipEmpty())) {
+    int rank = RoleRank(wanted);
+    if (rank == 0 || rank > highest) {
+      return absl::InvalidArgumentError(absl::StrCat(
+          "invalid_scope: scope '", wanted.substr(0, 64),
+          "' is not granted; a scope names roles the principal holds or roles below them (held: ",
+          absl::StrJoin(held, " "), ")"));
+    }
+    if (std::find(granted.begin(), granted.end(), wanted) == granted.end()) {
+      granted.emplace_back(wanted);
+    }
+  }
+  return granted;
+}
+}  // namespace
+
+absl::StatusOr<v1::IssueTokenResponse> AuthCore::MintAccess(const Signer& signer,
+                                                            const v1::Principal& principal,
+                                                            const std::string& scope,
+                                                            const std::string& audience,
+                                                            const std::string& sid, std::string* jti) {
+  CF_ASSIGN_OR_RETURN(std::vector<std::string> roles, ScopedRoles(principal, scope));
   absl::Time now = clock_.Now();
   authn::Claims claims;
   claims.iss = options_.issuer;
@@ -693,8 +711,10 @@ v1::IssueTokenResponse AuthCore::MintAccess(const Signer& signer, const v1::Prin
   claims.nbf = now;
   claims.exp = now + options_.access_ttl;
   claims.jti = core::NewId();
-  claims.roles.assign(principal.roles().begin(), principal.roles().end());
-  claims.scope = scope;
+  claims.sid = sid;
+  claims.ver = principal.token_version();
+  claims.roles = std::move(roles);
+  claims.scope = scope.empty() ? "" : absl::StrJoin(claims.roles, " ");
   if (principal.kind() == v1::PRINCIPAL_KIND_SERVICE_ACCOUNT) {
     claims.client_id = principal.name();
   } else {
@@ -704,7 +724,7 @@ v1::IssueTokenResponse AuthCore::MintAccess(const Signer& signer, const v1::Prin
   out.set_access_token(authn::EncodeJwt(*signer.key, claims));
   out.set_token_type("Bearer");
   out.set_expires_in(absl::ToInt64Seconds(options_.access_ttl));
-  out.set_scope(scope);
+  out.set_scope(claims.scope);
   *jti = claims.jti;
   return out;
 }
@@ -720,14 +740,17 @@ absl::StatusOr<v1::IssueTokenResponse> AuthCore::Mint(db::Transaction& tx,
                                                       std::vector<AuditEntry> audit_first) {
   std::string jti;
   CF_ASSIGN_OR_RETURN(Signer signer, CurrentSigner());
-  v1::IssueTokenResponse out = MintAccess(signer, principal, scope, audience, &jti);
+  // Access tokens of a refresh-token family carry it as their session, so
+  // that revoking the family revokes them.
+  const std::string family = !with_refresh ? "" : family_id.empty() ? core::NewId() : family_id;
+  CF_ASSIGN_OR_RETURN(v1::IssueTokenResponse out,
+                      MintAccess(signer, principal, scope, audience, family, &jti));
   if (with_refresh) {
     std::string refresh = kRefreshPrefix + RandomSecret(32);
     CF_RETURN_IF_ERROR(tx.Exec("INSERT INTO auth.refresh_tokens (id, family_id, principal_id, "
                                "token_sha256, scope, expires_at) VALUES ($1::uuid, $2::uuid, "
                                "$3::uuid, $4, $5, now() + $6::interval)",
-                               {core::NewId(), family_id.empty() ? core::NewId() : family_id,
-                                principal.id(), Sha256Hex(refresh), scope,
+                               {core::NewId(), family, principal.id(), Sha256Hex(refresh), scope,
                                 absl::StrCat(absl::ToInt64Seconds(options_.refresh_ttl), " seconds")})
                            .status());
     out.set_refresh_token(refresh);
@@ -743,7 +766,7 @@ absl::StatusOr<AuthCore::MintedWithAudit> AuthCore::MintWithAudit(
     std::vector<AuditEntry> audit_first) {
   MintedWithAudit out;
   std::string jti;
-  out.response = MintAccess(signer, principal, scope, audience, &jti);
+  CF_ASSIGN_OR_RETURN(out.response, MintAccess(signer, principal, scope, audience, "", &jti));
   audit_first.push_back(TokenIssued(principal.id(), grant, jti));
   CF_ASSIGN_OR_RETURN(out.audit, PrepareAudit(audit_first, caller));
   return out;
@@ -768,7 +791,7 @@ absl::StatusOr<std::optional<Credentials>> AuthCore::LoadCredentials(const std::
                                 "FROM auth.principals WHERE name = $1"),
                    {name}));
     if (rows.empty()) return std::nullopt;
-    return Credentials{PrincipalFromRow(rows[0]), rows[0].Text(6), rows[0].Text(7)};
+    return Credentials{PrincipalFromRow(rows[0]), rows[0].Text(7), rows[0].Text(8)};
   });
 }
 
@@ -805,8 +828,9 @@ bool AuthCore::TryIssueTokenAsync(const v1::IssueTokenRequest& request, const Ca
     return false;
   }
   const std::string& name = request.client_id();
-  auto counts = failure_counts_->TryGet(FailureKeys(name, caller));
-  if (!counts.has_value() || (*counts)[0].has_value() || LockedOutCounter(*counts) >= 0) return false;
+  // Only while memory shows no failure for the name and room for the peer
+  // (and Redis's state complete): a success then reserves and frees nothing.
+  if (throttle_.ClearInMemory(name, caller.peer) != std::optional<bool>(true)) return false;
   std::optional<Credentials> found = principals_.Peek(name);
   std::optional<Signer> signer = FreshSigner();
   if (!found.has_value() || !signer.has_value() || found->principal.disabled() ||
@@ -852,7 +876,10 @@ absl::StatusOr<v1::IssueTokenResponse> AuthCore::IssueToken(const v1::IssueToken
       return absl::InvalidArgumentError(password ? "password grant needs username and password"
                                                  : "client_credentials grant needs client_id and client_secret");
     }
-    CF_ASSIGN_OR_RETURN(bool earlier_failures, CheckNotLockedOut(name, caller));
+    // No principal has a name outside the naming rule (a NUL, a control
+    // character): refused before anything is looked up or counted.
+    CF_RETURN_IF_ERROR(core::Annotate(ValidateName(name), password ? "username" : "client_id"));
+    CF_ASSIGN_OR_RETURN(LoginThrottle::Attempt attempt, throttle_.Begin(name, caller.peer));
     CF_ASSIGN_OR_RETURN(std::optional<Credentials> found, LoadCredentials(name));
     bool ok = false;
     std::string principal_id;
@@ -866,14 +893,11 @@ absl::StatusOr<v1::IssueTokenResponse> AuthCore::IssueToken(const v1::IssueToken
       (void)VerifyPassword(secret, "$argon2id$v=19$m=19456,t=2,p=1$c2FsdHNhbHRzYWx0$"
                                    "aGFzaGhhc2hoYXNoaGFzaGhhc2hoYXNoaGFzaGhhc2g");
     }
-    if (!ok) return RecordFailure(name, principal_id, caller, grant + ": bad credentials");
+    if (!ok) return RecordFailure(attempt, principal_id, caller, grant + ": bad credentials");
     if (found->principal.disabled()) {
-      return RecordFailure(name, principal_id, caller, grant + ": principal disabled");
+      return RecordFailure(attempt, principal_id, caller, grant + ": principal disabled");
     }
-    if (earlier_failures) {  // success resets
-      (void)redis_.Delete(FailureKeyForName(name));
-      failure_counts_->Forget({FailureKeyForName(name)});
-    }
+    throttle_.Succeeded(attempt);
     std::vector<AuditEntry> audit = {LoginSucceeded(principal_id, grant)};
     if (password) {
       // A refresh token row joins the audit rows in one transaction.
@@ -895,7 +919,8 @@ absl::StatusOr<v1::IssueTokenResponse> AuthCore::IssueToken(const v1::IssueToken
       return absl::InvalidArgumentError("api_key grant needs an API key (cfk_...)");
     }
     std::string key_hash = Sha256Hex(request.api_key());
-    CF_RETURN_IF_ERROR(CheckNotLockedOut("apikey:" + request.api_key().substr(0, 12), caller).status());
+    CF_ASSIGN_OR_RETURN(LoginThrottle::Attempt attempt,
+                        throttle_.Begin("apikey:" + request.api_key().substr(0, 12), caller.peer));
     // One read: the key and its principal, both still valid.
     CF_ASSIGN_OR_RETURN(
         db::Result rows,
@@ -905,9 +930,9 @@ absl::StatusOr<v1::IssueTokenResponse> AuthCore::IssueToken(const v1::IssueToken
                                 "revoked_at IS NULL AND (expires_at IS NULL OR expires_at > now()))"),
                    {key_hash}));
     if (rows.empty()) {
-      return RecordFailure("apikey:" + request.api_key().substr(0, 12), "", caller,
-                           "api_key: unknown, revoked or expired key");
+      return RecordFailure(attempt, "", caller, "api_key: unknown, revoked or expired key");
     }
+    throttle_.Succeeded(attempt);
     return MintGroupCommitted(PrincipalFromRow(rows[0]), grant, request.scope(),
                               request.audience(), caller);
   }
@@ -953,9 +978,13 @@ absl::StatusOr<v1::IssueTokenResponse> AuthCore::IssueToken(const v1::IssueToken
                                    "now()) WHERE family_id = $1::uuid",
                                    {reused_family})
                                .status());
+        // The access tokens the family issued go with it.
+        CF_RETURN_IF_ERROR(
+            revocation_store_.Record(tx, RevocationStore::Kind::kSession, reused_family));
         return Audit(tx, "token.refresh_reuse", reused_principal, caller, false,
                      "family " + reused_family + " revoked");
       }));
+      (void)SyncRevocations();
     }
     CF_RETURN_IF_ERROR(result);
     return out;
@@ -974,19 +1003,29 @@ absl::Status AuthCore::RevokeToken(const v1::RevokeTokenRequest& request, const 
     // (RFC 7009: the response is the same).
     auto claims = authn::VerifyJwt(request.token(), *keys, verify_options(), clock_.Now());
     if (!claims.ok() || claims->jti.empty()) return absl::OkStatus();
-    CF_RETURN_IF_ERROR(revocations_->Revoke(claims->jti, claims->exp + absl::Minutes(1)));
+    CF_RETURN_IF_ERROR(pool_.InTransaction([&](db::Transaction& tx) -> absl::Status {
+      CF_RETURN_IF_ERROR(
+          revocation_store_.Record(tx, RevocationStore::Kind::kToken, claims->jti, 0, claims->exp));
+      return Audit(tx, "token.revoked", claims->sub, caller, true, "access jti=" + claims->jti);
+    }));
     verifier_->Forget(request.token());
-    return AuditAlone("token.revoked", claims->sub, caller, true, "access jti=" + claims->jti);
+    // Recorded: services see it once mirrored, here or by the next sync.
+    (void)SyncRevocations();
+    return absl::OkStatus();
   }
-  return pool_.InTransaction([&](db::Transaction& tx) -> absl::Status {
+  CF_RETURN_IF_ERROR(pool_.InTransaction([&](db::Transaction& tx) -> absl::Status {
     CF_ASSIGN_OR_RETURN(db::Result rows,
                         tx.Exec("UPDATE auth.refresh_tokens SET revoked_at = coalesce(revoked_at, "
                                 "now()) WHERE family_id = (SELECT family_id FROM auth.refresh_tokens "
-                                "WHERE token_sha256 = $1) RETURNING principal_id::text",
+                                "WHERE token_sha256 = $1) RETURNING principal_id::text, family_id::text",
                                 {Sha256Hex(request.token())}));
     if (rows.empty()) return absl::OkStatus();
+    CF_RETURN_IF_ERROR(
+        revocation_store_.Record(tx, RevocationStore::Kind::kSession, rows[0].Text(1)));
     return Audit(tx, "token.revoked", rows[0].Text(0), caller, true, "refresh token family");
-  });
+  }));
+  (void)SyncRevocations();
+  return absl::OkStatus();
 }
 
 namespace {

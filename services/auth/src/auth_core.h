@@ -19,7 +19,9 @@
 #include "cloudflux/db/group_commit.h"
 #include "cloudflux/events/outbox.h"
 #include "crypto.h"
+#include "login_throttle.h"
 #include "principal_cache.h"
+#include "revocations.h"
 
 namespace cloudflux::auth {
 
@@ -100,6 +102,15 @@ class AuthCore {
   // authenticator uses this instead of calling itself).
   std::unique_ptr<authn::KeySource> MakeKeySource();
   std::shared_ptr<authn::RevocationList> revocations() { return revocations_; }
+  // Brings the Redis revocation mirror (and, after a Redis restart, the
+  // brute-force counters) up to date from PostgreSQL; main runs it every
+  // second, changes made here run it at once.
+  absl::Status SyncRevocations();
+  // Drops revocations and failed logins that no longer matter.
+  void Prune() {
+    (void)revocation_store_.Prune();
+    (void)throttle_.Prune();
+  }
   authn::VerifyOptions verify_options() const;
 
  private:
@@ -143,18 +154,17 @@ class AuthCore {
   }
   absl::Status AuditAlone(const std::string& action, const std::string& principal_id,
                           const Caller& caller, bool success, const std::string& detail);
-  // Refuses while too many failures were counted for this name or peer;
-  // otherwise tells whether any failure is on record for the name.
-  absl::StatusOr<bool> CheckNotLockedOut(const std::string& name, const Caller& caller);
-  // Which of the (name, peer) failure counters reached its limit; -1: none.
-  int LockedOutCounter(const std::vector<std::optional<std::string>>& counts) const;
-  absl::Status RecordFailure(const std::string& name, const std::string& principal_id,
+  // Records a failed attempt (its counter places stay taken) with its audit
+  // row; returns the UNAUTHENTICATED answer for the caller.
+  absl::Status RecordFailure(const LoginThrottle::Attempt& attempt, const std::string& principal_id,
                              const Caller& caller, const std::string& why);
-  // A signed access token for `principal`; `jti` receives its id.
-  cloudflux::auth::v1::IssueTokenResponse MintAccess(const Signer& signer,
-                                                     const cloudflux::auth::v1::Principal& principal,
-                                                     const std::string& scope,
-                                                     const std::string& audience, std::string* jti);
+  // A signed access token for `principal` (its roles narrowed to `scope`,
+  // INVALID_ARGUMENT for a scope it does not hold), issued in session `sid`
+  // (a refresh-token family; empty for none); `jti` receives its id.
+  absl::StatusOr<cloudflux::auth::v1::IssueTokenResponse> MintAccess(
+      const Signer& signer, const cloudflux::auth::v1::Principal& principal,
+      const std::string& scope, const std::string& audience, const std::string& sid,
+      std::string* jti);
   // A token for a grant that writes nothing but audit rows, and those rows
   // (`audit_first`, then "token.issued"), not yet committed.
   struct MintedWithAudit {
@@ -193,6 +203,8 @@ class AuthCore {
   const core::Clock& clock_;
   events::Outbox outbox_{"auth"};
   std::shared_ptr<authn::RevocationList> revocations_;
+  LoginThrottle throttle_;
+  RevocationStore revocation_store_;
   // Verifies tokens for IntrospectToken: signatures checked once per token,
   // revocation checked on every call.
   std::unique_ptr<authn::JwtAuthenticator> verifier_;
@@ -201,8 +213,6 @@ class AuthCore {
   db::GroupCommit<AuditBatch> audit_log_;
   PrincipalCache principals_;
   std::unique_ptr<db::Listener> principal_changes_;
-  // The brute-force counters every grant checks, kept current by Redis.
-  std::unique_ptr<cache::TrackedValues> failure_counts_;
 
   absl::Mutex signer_mu_;
   Signer signer_ ABSL_GUARDED_BY(signer_mu_);

@@ -7,6 +7,7 @@
 #include "absl/strings/str_split.h"
 #include "cloudflux/classification/v1/events.pb.h"
 #include "cloudflux/core/log.h"
+#include "cloudflux/core/names.h"
 #include "cloudflux/core/status.h"
 #include "cloudflux/server/paging.h"
 
@@ -51,18 +52,14 @@ absl::Status CheckLatency(int64_t latency_ms) {
 }
 
 absl::Status CheckObjectKey(const std::string& ns, const std::string& key) {
-  if (ns.empty() || key.empty()) return absl::InvalidArgumentError("namespace and key are required");
-  if (ns.size() > 63 || key.size() > 1024) {
-    return absl::InvalidArgumentError(
-        absl::StrCat("namespace or key too long: ", ns.substr(0, 64), "/", key.substr(0, 64)));
-  }
-  return absl::OkStatus();
+  CF_RETURN_IF_ERROR(core::ValidateNamespace(ns));
+  return core::ValidateKey(key);
 }
 
 absl::Status CheckScope(const std::string& ns, const std::string& prefix) {
-  if (ns.size() > 63) return absl::InvalidArgumentError("namespace is too long");
-  if (prefix.size() > 1024) return absl::InvalidArgumentError("prefix is too long");
   if (ns.empty() && !prefix.empty()) return absl::InvalidArgumentError("a prefix needs a namespace");
+  if (!ns.empty()) CF_RETURN_IF_ERROR(core::ValidateNamespace(ns));
+  CF_RETURN_IF_ERROR(core::ValidatePrefix(prefix));
   return absl::OkStatus();
 }
 

@@ -6,6 +6,7 @@
 #include "absl/strings/match.h"
 #include "absl/strings/str_cat.h"
 #include "absl/time/time.h"
+#include "cloudflux/core/names.h"
 #include "cloudflux/core/status.h"
 #include "cloudflux/server/paging.h"
 
@@ -22,10 +23,8 @@ using cloudflux::common::v1::StorageTier_Name;
 namespace {
 
 absl::Status ValidateRef(const std::string& ns, const std::string& prefix) {
-  if (ns.empty()) return absl::InvalidArgumentError("policy namespace is required");
-  if (ns.size() > 63) return absl::InvalidArgumentError("policy namespace is longer than 63 bytes");
-  if (prefix.size() > 1024) return absl::InvalidArgumentError("policy prefix is longer than 1024 bytes");
-  return absl::OkStatus();
+  CF_RETURN_IF_ERROR(core::Annotate(core::ValidateNamespace(ns), "policy"));
+  return core::ValidatePrefix(prefix, "policy prefix");
 }
 
 }  // namespace
@@ -168,7 +167,7 @@ absl::Status PolicyStore::Delete(const v1::PolicyRef& ref) {
 
 absl::StatusOr<v1::ListPoliciesResponse> PolicyStore::List(const v1::ListPoliciesRequest& request) {
   CF_ASSIGN_OR_RETURN(server::PageCursor page, server::ParsePage(request.page(), 100, 1000));
-  if (request.namespace_().size() > 63) return absl::InvalidArgumentError("namespace is too long");
+  if (!request.namespace_().empty()) CF_RETURN_IF_ERROR(core::ValidateNamespace(request.namespace_()));
   // Cursor: namespace and prefix, NUL-separated (neither holds a NUL).
   std::string after_ns, after_prefix;
   bool resume = !page.after.empty();

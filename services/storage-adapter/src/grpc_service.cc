@@ -18,10 +18,11 @@ using server::FinishUnaryOn;
 
 namespace {
 
-// One received PutObjectRequest: its header, or its chunk in the pieces of
-// gRPC's own slices.
+// One received PutObjectRequest: its header, its trailer, or its chunk in
+// the pieces of gRPC's own slices.
 struct PutPart {
   std::optional<v1::PutObjectHeader> header;
+  std::optional<v1::PutObjectTrailer> trailer;
   std::vector<grpc::Slice> chunk;
 };
 
@@ -67,6 +68,8 @@ absl::StatusOr<PutPart> DecodePutPart(grpc::ByteBuffer& message) {
   PutPart part;
   if (request.has_header()) {
     part.header = std::move(*request.mutable_header());
+  } else if (request.has_trailer()) {
+    part.trailer = std::move(*request.mutable_trailer());
   } else if (!request.chunk().empty()) {
     part.chunk.emplace_back(request.chunk());
   }
@@ -99,15 +102,22 @@ class PutReactor final : public grpc::ServerReadReactor<grpc::ByteBuffer> {
       Dispatch([this, header = std::move(part->header)] { Begin(header); });
       return;
     }
-    if (!part.ok() || part->header.has_value()) {
-      absl::Status bad = part.ok() ? absl::InvalidArgumentError("only the first message may be a header")
-                                   : part.status();
+    if (!part.ok() || part->header.has_value() || trailer_.has_value()) {
+      absl::Status bad = !part.ok() ? part.status()
+                         : part->header.has_value()
+                             ? absl::InvalidArgumentError("only the first message may be a header")
+                             : absl::InvalidArgumentError("nothing may follow the trailer");
       if (writing_) {  // the writer owns the upload now; it fails the call
         failure_ = bad;
         return;
       }
       lock.unlock();
       return Fail(bad);
+    }
+    if (part->trailer.has_value()) {  // checked against what arrived at the end
+      trailer_ = std::move(part->trailer);
+      StartRead(&request_);
+      return;
     }
     if (writing_) {
       // Keep it until the current write is done; no new read until then.
@@ -179,12 +189,14 @@ class PutReactor final : public grpc::ServerReadReactor<grpc::ByteBuffer> {
   void Complete() {
     if (cancelled_) return Fail(absl::CancelledError("upload cancelled"));
     std::unique_ptr<StorageCore::Upload> upload;
+    std::optional<v1::PutObjectTrailer> trailer;
     {
       std::lock_guard lock(mu_);
       upload = std::move(upload_);
+      trailer = std::move(trailer_);
     }
     if (upload == nullptr) return Fail(absl::InvalidArgumentError("the stream ended before its header"));
-    auto info = upload->Finish();
+    auto info = upload->Finish(trailer.has_value() ? &*trailer : nullptr);
     if (!info.ok()) return Fail(info.status());
     bool own_buffer;
     grpc::SerializationTraits<v1::ObjectInfo>::Serialize(*info, response_, &own_buffer);
@@ -216,6 +228,7 @@ class PutReactor final : public grpc::ServerReadReactor<grpc::ByteBuffer> {
   std::unique_ptr<StorageCore::Upload> upload_;
   bool starting_ = false, writing_ = false, eof_ = false, has_pending_ = false, done_ = false;
   std::vector<grpc::Slice> pending_;
+  std::optional<v1::PutObjectTrailer> trailer_;  // the last message, once it came
   absl::Status failure_;  // set while a write is running, handled after it
   std::atomic<bool> cancelled_{false};
 };

@@ -74,39 +74,6 @@ cloudflux::events::v1::EventEnvelope ObjectEventEnvelope(const std::string& ns,
                               clock);
 }
 
-absl::Status ValidateNamespace(const std::string& ns) {
-  static const std::regex kNamespace(R"(^[a-z0-9][a-z0-9._-]{0,62}$)");
-  if (ns.empty()) return absl::InvalidArgumentError("namespace is required");
-  if (!std::regex_match(ns, kNamespace)) {
-    return absl::InvalidArgumentError(
-        "namespace must be 1-63 characters of a-z, 0-9, '.', '_', '-' starting with a letter or "
-        "digit");
-  }
-  return absl::OkStatus();
-}
-
-absl::Status ValidateKey(const std::string& key) {
-  if (key.empty()) return absl::InvalidArgumentError("key is required");
-  if (key.size() > kMaxKeyBytes) {
-    return absl::InvalidArgumentError(absl::StrCat("key is longer than ", kMaxKeyBytes, " bytes"));
-  }
-  if (key.front() == '/') return absl::InvalidArgumentError("key must not start with '/'");
-  for (unsigned char c : key) {
-    if (c < 0x20 || c == 0x7f) return absl::InvalidArgumentError("key contains a control character");
-  }
-  size_t start = 0;
-  while (start <= key.size()) {
-    size_t end = key.find('/', start);
-    if (end == std::string::npos) end = key.size();
-    std::string_view segment(key.data() + start, end - start);
-    if (segment == ".." || segment == ".") {
-      return absl::InvalidArgumentError("key must not contain '.' or '..' segments");
-    }
-    start = end + 1;
-  }
-  return absl::OkStatus();
-}
-
 StorageCore::StorageCore(db::Pool& pool, std::map<std::string, std::unique_ptr<ObjectStore>> backends,
                          std::string default_backend, std::string instance_id,
                          const core::Clock& clock)
@@ -179,7 +146,10 @@ absl::StatusOr<std::unique_ptr<StorageCore::Upload>> StorageCore::BeginPut(
   if (!cloudflux::common::v1::StorageTier_IsValid(header.tier())) {
     return absl::InvalidArgumentError("unknown tier");
   }
-  if (header.content_type().size() > 256) return absl::InvalidArgumentError("content_type is too long");
+  CF_RETURN_IF_ERROR(core::ValidateLabel(header.content_type(), "content_type", 256));
+  if (header.has_size() && header.size() < 0) {
+    return absl::InvalidArgumentError("size must not be negative");
+  }
   if (!header.expected_sha256().empty()) {
     static const std::regex kHex(R"(^[0-9a-f]{64}$)");
     if (!std::regex_match(header.expected_sha256(), kHex)) {
@@ -187,7 +157,12 @@ absl::StatusOr<std::unique_ptr<StorageCore::Upload>> StorageCore::BeginPut(
     }
   }
   size_t metadata_bytes = 0;
-  for (const auto& [k, v] : header.metadata()) metadata_bytes += k.size() + v.size();
+  for (const auto& [k, v] : header.metadata()) {
+    metadata_bytes += k.size() + v.size();
+    if (k.empty()) return absl::InvalidArgumentError("a metadata name is empty");
+    CF_RETURN_IF_ERROR(core::ValidateLabel(k, "a metadata name", kMaxMetadataBytes));
+    CF_RETURN_IF_ERROR(core::ValidateLabel(v, "a metadata value", kMaxMetadataBytes));
+  }
   if (header.metadata_size() > static_cast<int>(kMaxMetadataEntries) ||
       metadata_bytes > kMaxMetadataBytes) {
     return absl::InvalidArgumentError(absl::StrCat("metadata is limited to ", kMaxMetadataEntries,
@@ -220,6 +195,14 @@ StorageCore::Upload::~Upload() {
 
 absl::Status StorageCore::Upload::WriteParts(const std::vector<std::string_view>& parts) {
   if (finished_) return absl::FailedPreconditionError("upload already finished");
+  if (header_.has_size()) {
+    int64_t incoming = 0;
+    for (std::string_view part : parts) incoming += static_cast<int64_t>(part.size());
+    if (size_ + incoming > header_.size()) {
+      return absl::OutOfRangeError(absl::StrCat("more bytes than the declared size of ",
+                                                header_.size(), "; nothing was stored"));
+    }
+  }
   for (std::string_view part : parts) {
     hash_.Update(part);
     size_ += static_cast<int64_t>(part.size());
@@ -227,15 +210,37 @@ absl::Status StorageCore::Upload::WriteParts(const std::vector<std::string_view>
   return writer_->WriteParts(parts);
 }
 
-absl::StatusOr<v1::ObjectInfo> StorageCore::Upload::Finish() {
+absl::Status StorageCore::Upload::CheckWhole(const v1::PutObjectTrailer* trailer,
+                                             const std::string& sha) const {
+  if (!header_.has_size() && trailer == nullptr) {
+    return absl::InvalidArgumentError(
+        "the upload ended without a declared size (header.size) or a trailer, so it cannot be "
+        "told from a dropped one; nothing was stored");
+  }
+  if (header_.has_size() && size_ != header_.size()) {
+    return absl::DataLossError(absl::StrCat("received ", size_, " of the ", header_.size(),
+                                            " bytes declared; nothing was stored"));
+  }
+  if (trailer != nullptr && trailer->size() != size_) {
+    return absl::DataLossError(absl::StrCat("received ", size_, " bytes, the trailer says ",
+                                            trailer->size(), "; nothing was stored"));
+  }
+  for (const std::string* expected : {&header_.expected_sha256(),
+                                      trailer != nullptr ? &trailer->sha256() : nullptr}) {
+    if (expected != nullptr && !expected->empty() && *expected != sha) {
+      return absl::DataLossError(absl::StrCat("SHA-256 mismatch: received ", sha, ", expected ",
+                                              *expected, "; nothing was stored"));
+    }
+  }
+  return absl::OkStatus();
+}
+
+absl::StatusOr<v1::ObjectInfo> StorageCore::Upload::Finish(const v1::PutObjectTrailer* trailer) {
   if (finished_) return absl::FailedPreconditionError("upload already finished");
   finished_ = true;
   std::string sha = hash_.HexDigest();
-  absl::Status stored =
-      !header_.expected_sha256().empty() && sha != header_.expected_sha256()
-          ? absl::DataLossError(absl::StrCat("SHA-256 mismatch: received ", sha, ", expected ",
-                                             header_.expected_sha256(), "; nothing was stored"))
-          : writer_->Commit();
+  absl::Status whole = CheckWhole(trailer, sha);
+  absl::Status stored = whole.ok() ? writer_->Commit() : whole;
   if (!stored.ok()) {
     writer_->Abort();
     core_->RemoveBytes(header_.backend(), physical_key_);
@@ -387,7 +392,7 @@ absl::Status StorageCore::Delete(const std::string& ns, const std::string& key) 
 
 absl::StatusOr<v1::ListObjectsResponse> StorageCore::List(const v1::ListObjectsRequest& request) {
   CF_RETURN_IF_ERROR(ValidateNamespace(request.namespace_()));
-  if (request.prefix().size() > kMaxKeyBytes) return absl::InvalidArgumentError("prefix is too long");
+  CF_RETURN_IF_ERROR(core::ValidatePrefix(request.prefix()));
   if (request.delimiter().size() > 16) return absl::InvalidArgumentError("delimiter is too long");
   CF_ASSIGN_OR_RETURN(server::PageCursor cursor,
                       server::ParsePage(request.page(), kDefaultPageSize, kMaxPageSize));

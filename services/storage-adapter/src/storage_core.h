@@ -11,6 +11,7 @@
 
 #include "absl/status/statusor.h"
 #include "cloudflux/core/clock.h"
+#include "cloudflux/core/names.h"
 #include "cloudflux/core/digest.h"
 #include "cloudflux/db/db.h"
 #include "cloudflux/events/outbox.h"
@@ -21,10 +22,10 @@
 namespace cloudflux::storage {
 
 inline constexpr char kObjectTopic[] = "cloudflux.storage.objects";
-inline constexpr size_t kMaxKeyBytes = 1024;
+using core::kMaxKeyBytes;
 
-absl::Status ValidateNamespace(const std::string& ns);
-absl::Status ValidateKey(const std::string& key);
+using core::ValidateKey;
+using core::ValidateNamespace;
 
 // An event about (ns, key) for the objects topic (subject objects/ns/key,
 // partition key ns/key, so each object's events stay in order).
@@ -46,14 +47,21 @@ class StorageCore {
   class Upload {
    public:
     ~Upload();
-    // One received chunk, in pieces, hashed and written in order.
+    // One received chunk, in pieces, hashed and written in order. Bytes past
+    // the header's declared size are OUT_OF_RANGE (nothing of them written).
     absl::Status WriteParts(const std::vector<std::string_view>& parts);
-    // Checks the hash, makes the bytes durable, then writes the catalog row
-    // and ObjectCreated together. On any failure nothing stays behind.
-    absl::StatusOr<cloudflux::storage::v1::ObjectInfo> Finish();
+    // At the stream's end, with its trailer if one came: checks that the
+    // upload is known to be whole (the declared size and/or the trailer match
+    // what arrived) and the hashes, makes the bytes durable, then writes the
+    // catalog row and ObjectCreated together. On any failure nothing stays
+    // behind.
+    absl::StatusOr<cloudflux::storage::v1::ObjectInfo> Finish(
+        const cloudflux::storage::v1::PutObjectTrailer* trailer);
 
    private:
     friend class StorageCore;
+    absl::Status CheckWhole(const cloudflux::storage::v1::PutObjectTrailer* trailer,
+                            const std::string& sha) const;
     StorageCore* core_ = nullptr;
     cloudflux::storage::v1::PutObjectHeader header_;
     ObjectStore* store_ = nullptr;

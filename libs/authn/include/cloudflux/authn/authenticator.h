@@ -33,26 +33,40 @@ class KeySource {
   virtual absl::StatusOr<std::shared_ptr<const PublicKeySet>> Fetch() = 0;
 };
 
-// Revoked access-token ids.
+// Whether a verified access token was revoked since it was issued: by its
+// id, by its session (the refresh-token family it came from), or because
+// its subject changed (disabled, roles changed) after it was issued.
 class RevocationList {
  public:
   virtual ~RevocationList() = default;
-  virtual absl::StatusOr<bool> IsRevoked(const std::string& jti) = 0;
-  // Keeps `jti` revoked until `until` (the token's expiry).
-  virtual absl::Status Revoke(const std::string& jti, absl::Time until) = 0;
+  // UNAVAILABLE when the answer cannot be known (the source is down or
+  // incomplete): the caller must then refuse the token.
+  virtual absl::StatusOr<bool> IsRevoked(const Claims& claims) = 0;
 };
 
-// Revocations in Redis: key "cloudflux:revoked:<jti>", expiring with the token.
+// The Redis keys of the revocation mirror the auth service keeps (its record
+// is in PostgreSQL) and every service reads.
+struct RevocationKeys {
+  // Present (no expiry) while the mirror holds everything the record does;
+  // a Redis that restarted empty lacks it until the auth service rebuilt
+  // the mirror, and no token is accepted meanwhile.
+  static constexpr char kComplete[] = "cloudflux:revocations:complete";
+  static std::string Token(const std::string& jti) { return "cloudflux:revoked:" + jti; }
+  static std::string Session(const std::string& sid) { return "cloudflux:revoked-session:" + sid; }
+  // Value: the subject's current token version; its tokens issued under a
+  // lower one (Claims::ver) are revoked.
+  static std::string Subject(const std::string& sub) { return "cloudflux:token-version:" + sub; }
+};
+
+// Reads the mirror: one MGET of the token's, its session's and its
+// subject's keys and the completeness marker.
 class RedisRevocationList final : public RevocationList {
  public:
-  RedisRevocationList(cache::RedisClient& redis, const core::Clock& clock)
-      : redis_(redis), clock_(clock) {}
-  absl::StatusOr<bool> IsRevoked(const std::string& jti) override;
-  absl::Status Revoke(const std::string& jti, absl::Time until) override;
+  explicit RedisRevocationList(cache::RedisClient& redis) : redis_(redis) {}
+  absl::StatusOr<bool> IsRevoked(const Claims& claims) override;
 
  private:
   cache::RedisClient& redis_;
-  const core::Clock& clock_;
 };
 
 // AuthService.GetJwks over gRPC.

@@ -26,6 +26,11 @@ struct Claims {
   absl::Time nbf;  // absl::InfinitePast() when absent
   absl::Time exp;
   std::string jti;
+  // The session (refresh-token family) the token was issued in; empty for
+  // grants without one (client credentials, API keys).
+  std::string sid;
+  // The principal's token version at issue (see RevocationKeys::Subject).
+  int64_t ver = 0;
   std::vector<std::string> roles;
   std::string scope;
   std::string client_id;

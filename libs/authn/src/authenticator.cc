@@ -54,8 +54,8 @@ namespace {
 
 class GrpcJwksSource final : public KeySource {
  public:
-  explicit GrpcJwksSource(const std::string& target)
-      : stub_(cloudflux::auth::v1::AuthService::NewStub(server::MakeChannel(target))) {}
+  GrpcJwksSource(const std::string& target, const server::ChannelOptions& channel)
+      : stub_(cloudflux::auth::v1::AuthService::NewStub(server::MakeChannel(target, channel))) {}
 
   absl::StatusOr<std::shared_ptr<const PublicKeySet>> Fetch() override {
     auto ctx = server::MakeClientContext(absl::Seconds(3));
@@ -80,8 +80,9 @@ class GrpcJwksSource final : public KeySource {
 
 }  // namespace
 
-std::unique_ptr<KeySource> MakeGrpcJwksSource(const std::string& auth_target) {
-  return std::make_unique<GrpcJwksSource>(auth_target);
+std::unique_ptr<KeySource> MakeGrpcJwksSource(const std::string& auth_target,
+                                              const server::ChannelOptions& channel) {
+  return std::make_unique<GrpcJwksSource>(auth_target, channel);
 }
 
 JwtAuthenticator::JwtAuthenticator(AuthenticatorOptions options, std::unique_ptr<KeySource> keys,

@@ -2,6 +2,10 @@
 
 #include <grpcpp/create_channel.h>
 #include <grpcpp/security/credentials.h>
+#include <grpcpp/security/tls_certificate_provider.h>
+#include <grpcpp/security/tls_credentials_options.h>
+
+#include <algorithm>
 #include <grpcpp/support/channel_arguments.h>
 
 #include "absl/strings/str_format.h"
@@ -17,6 +21,29 @@ std::string RetryServiceConfig(const ChannelOptions& options) {
       std::min(options.max_attempts, 5), absl::ToDoubleSeconds(options.initial_backoff),
       absl::ToDoubleSeconds(options.max_backoff));
 }
+
+namespace {
+
+std::shared_ptr<grpc::ChannelCredentials> ChannelCredentials(const TlsOptions& tls,
+                                                             grpc::ChannelArguments& args) {
+  if (!tls.enabled()) return grpc::InsecureChannelCredentials();
+  unsigned int refresh =
+      static_cast<unsigned int>(std::max<int64_t>(1, absl::ToInt64Seconds(tls.refresh_interval)));
+  auto provider =
+      tls.cert_file.empty()
+          ? std::make_shared<grpc::experimental::FileWatcherCertificateProvider>(tls.ca_file, refresh)
+          : std::make_shared<grpc::experimental::FileWatcherCertificateProvider>(
+                tls.key_file, tls.cert_file, tls.ca_file, refresh);
+  grpc::experimental::TlsChannelCredentialsOptions options;
+  options.set_certificate_provider(provider);
+  options.watch_root_certs();
+  if (!tls.cert_file.empty()) options.watch_identity_key_cert_pairs();
+  options.set_verify_server_certs(true);
+  if (!tls.server_name.empty()) args.SetSslTargetNameOverride(tls.server_name);
+  return grpc::experimental::TlsCredentials(options);
+}
+
+}  // namespace
 
 std::shared_ptr<grpc::Channel> MakeChannel(const std::string& target,
                                            const ChannelOptions& options) {
@@ -40,7 +67,7 @@ std::shared_ptr<grpc::Channel> MakeChannel(const std::string& target,
     args.SetInt(GRPC_ARG_HTTP2_STREAM_LOOKAHEAD_BYTES, options.http2_stream_window_bytes);
   }
   args.SetServiceConfigJSON(RetryServiceConfig(options));
-  return grpc::CreateCustomChannel(target, grpc::InsecureChannelCredentials(), args);
+  return grpc::CreateCustomChannel(target, ChannelCredentials(options.tls, args), args);
 }
 
 std::unique_ptr<grpc::ClientContext> MakeClientContext(absl::Duration timeout) {

@@ -1,6 +1,7 @@
 #include <grpc/grpc.h>
 #include <grpc/grpc_security.h>
 
+#include <algorithm>
 #include <vector>
 
 #include "cloudflux/core/uuid.h"
@@ -54,16 +55,33 @@ void Process(void* state, grpc_auth_context* context, const grpc_metadata* md, s
   cb(user_data, nullptr, 0, nullptr, 0, GRPC_STATUS_OK, nullptr);
 }
 
-class HookedInsecureCredentials final : public grpc::ServerCredentials {
+// The C core's TLS server credentials over a file-watcher provider.
+grpc_server_credentials* TlsServerCredentials(const TlsOptions& tls) {
+  grpc_tls_certificate_provider* provider = grpc_tls_certificate_provider_file_watcher_create(
+      tls.key_file.c_str(), tls.cert_file.c_str(), tls.ca_file.empty() ? nullptr : tls.ca_file.c_str(),
+      static_cast<unsigned int>(std::max<int64_t>(1, absl::ToInt64Seconds(tls.refresh_interval))));
+  grpc_tls_credentials_options* options = grpc_tls_credentials_options_create();
+  grpc_tls_credentials_options_set_certificate_provider(options, provider);
+  grpc_tls_certificate_provider_release(provider);  // the options hold it
+  grpc_tls_credentials_options_watch_identity_key_cert_pairs(options);
+  if (!tls.ca_file.empty()) grpc_tls_credentials_options_watch_root_certs(options);
+  grpc_tls_credentials_options_set_cert_request_type(
+      options, tls.require_client_cert ? GRPC_SSL_REQUEST_AND_REQUIRE_CLIENT_CERTIFICATE_AND_VERIFY
+                                       : GRPC_SSL_DONT_REQUEST_CLIENT_CERTIFICATE);
+  return grpc_tls_server_credentials_create(options);  // takes the options
+}
+
+class HookedCredentials final : public grpc::ServerCredentials {
  public:
-  explicit HookedInsecureCredentials(std::shared_ptr<AuthHookConfig> config)
-      : config_(std::move(config)) {}
+  HookedCredentials(std::shared_ptr<AuthHookConfig> config, TlsOptions tls)
+      : config_(std::move(config)), tls_(std::move(tls)) {}
 
   void SetAuthMetadataProcessor(const std::shared_ptr<grpc::AuthMetadataProcessor>&) override {}
 
  private:
   int AddPortToServer(const std::string& addr, grpc_server* server) override {
-    grpc_server_credentials* creds = grpc_insecure_server_credentials_create();
+    grpc_server_credentials* creds =
+        tls_.enabled() ? TlsServerCredentials(tls_) : grpc_insecure_server_credentials_create();
     grpc_auth_metadata_processor processor;
     processor.process = &Process;
     processor.destroy = [](void* state) {
@@ -77,13 +95,14 @@ class HookedInsecureCredentials final : public grpc::ServerCredentials {
   }
 
   std::shared_ptr<AuthHookConfig> config_;
+  TlsOptions tls_;
 };
 
 }  // namespace
 
-std::shared_ptr<grpc::ServerCredentials> MakeHookedInsecureCredentials(
-    std::shared_ptr<AuthHookConfig> config) {
-  return std::make_shared<HookedInsecureCredentials>(std::move(config));
+std::shared_ptr<grpc::ServerCredentials> MakeHookedCredentials(std::shared_ptr<AuthHookConfig> config,
+                                                               const TlsOptions& tls) {
+  return std::make_shared<HookedCredentials>(std::move(config), tls);
 }
 
 }  // namespace cloudflux::server::internal

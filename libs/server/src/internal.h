@@ -1,4 +1,5 @@
 #pragma once
+#include "cloudflux/server/tls.h"
 // Pieces of the server runner shared between its translation units.
 
 #include <grpcpp/security/server_credentials.h>
@@ -89,11 +90,12 @@ struct AuthHookConfig {
       on_rejected;
 };
 
-// Plaintext server credentials that run the hook (gRPC only accepts a
-// metadata processor on secure credentials through the C++ API; the C core
-// accepts one on its insecure credentials).
-std::shared_ptr<grpc::ServerCredentials> MakeHookedInsecureCredentials(
-    std::shared_ptr<AuthHookConfig> config);
+// Server credentials that run the hook on each call's metadata in gRPC's
+// own thread: plaintext, or TLS (mutual as an option) when `tls` is enabled.
+// (The C++ API runs a metadata processor on a thread pool of its own; the C
+// core takes one on any credentials.)
+std::shared_ptr<grpc::ServerCredentials> MakeHookedCredentials(std::shared_ptr<AuthHookConfig> config,
+                                                               const TlsOptions& tls);
 
 // Metrics, access log and default deadline for every call.
 // Calls a graceful shutdown waits for: everything but health Watch and

@@ -169,8 +169,8 @@ absl::Status ServerRunner::Start() {
   // Without an authenticator there is nothing for the hook to do: skip gRPC's
   // per-call auth filter altogether.
   builder.AddListeningPort(options_.listen_address,
-                           impl_->authenticator != nullptr
-                               ? internal::MakeHookedInsecureCredentials(hook)
+                           impl_->authenticator != nullptr || options_.tls.enabled()
+                               ? internal::MakeHookedCredentials(hook, options_.tls)
                                : grpc::InsecureServerCredentials(),
                            &port_);
   builder.SetMaxReceiveMessageSize(options_.max_receive_message_bytes);

@@ -51,6 +51,17 @@ ABSL_FLAG(std::string, token_issuer, "cloudflux-auth", "The iss claim of access 
 ABSL_FLAG(std::string, token_audience, "cloudflux", "The aud claim access tokens must carry.");
 ABSL_FLAG(std::string, auth_address, "",
           "The auth service (host:port) whose JWKS verifies callers' tokens.");
+ABSL_FLAG(std::string, tls_cert_file, "",
+          "PEM certificate (chain) this service serves gRPC with; with --tls_key_file it turns TLS "
+          "on. Also its client certificate towards other services when they require one. Reloaded "
+          "when the file changes.");
+ABSL_FLAG(std::string, tls_key_file, "", "PEM private key of --tls_cert_file.");
+ABSL_FLAG(std::string, tls_ca_file, "",
+          "PEM CA certificates that other services' certificates (and, with "
+          "--tls_require_client_cert, clients' certificates) must chain to; with it, calls to "
+          "other services (--auth_address) use TLS.");
+ABSL_FLAG(bool, tls_require_client_cert, false,
+          "Mutual TLS: refuse clients without a certificate from --tls_ca_file.");
 ABSL_FLAG(bool, insecure_no_auth, false,
           "Serve without authentication (development only; the default is to refuse to start "
           "without --auth_address).");
@@ -221,6 +232,24 @@ absl::Status ServiceApp::Init() {
   options.access_log = access_log == "none"     ? server::AccessLog::kNone
                        : access_log == "errors" ? server::AccessLog::kErrors
                                                 : server::AccessLog::kAll;
+  options.tls.cert_file = absl::GetFlag(FLAGS_tls_cert_file);
+  options.tls.key_file = absl::GetFlag(FLAGS_tls_key_file);
+  options.tls.ca_file = absl::GetFlag(FLAGS_tls_ca_file);
+  options.tls.require_client_cert = absl::GetFlag(FLAGS_tls_require_client_cert);
+  if (options.tls.cert_file.empty() && options.tls.key_file.empty() && !options.tls.require_client_cert) {
+    options.tls.ca_file.clear();  // a CA alone: TLS only towards other services
+  }
+  CF_RETURN_IF_ERROR(core::Annotate(server::ValidateServerTls(options.tls),
+                                    "--tls_cert_file/--tls_key_file/--tls_ca_file"));
+  // Calls to other services: TLS when a CA is given, presenting this
+  // service's certificate for their mutual TLS.
+  server::ChannelOptions peers;
+  peers.tls.ca_file = absl::GetFlag(FLAGS_tls_ca_file);
+  if (!peers.tls.ca_file.empty()) {
+    peers.tls.cert_file = absl::GetFlag(FLAGS_tls_cert_file);
+    peers.tls.key_file = absl::GetFlag(FLAGS_tls_key_file);
+  }
+  CF_RETURN_IF_ERROR(core::Annotate(server::ValidateClientTls(peers.tls), "--tls_ca_file"));
   runner_ = std::make_unique<server::ServerRunner>(options, metrics_->shared_registry());
   db::Pool* pool = pool_.get();
   runner_->AddDependency("postgres", [pool](absl::Duration t) { return pool->Ping(t); });
@@ -235,7 +264,7 @@ absl::Status ServiceApp::Init() {
     auth_options.verify.issuer = absl::GetFlag(FLAGS_token_issuer);
     auth_options.verify.audience = absl::GetFlag(FLAGS_token_audience);
     runner_->SetAuthenticator(std::make_shared<authn::JwtAuthenticator>(
-        auth_options, authn::MakeGrpcJwksSource(absl::GetFlag(FLAGS_auth_address)),
+        auth_options, authn::MakeGrpcJwksSource(absl::GetFlag(FLAGS_auth_address), peers),
         std::make_shared<authn::RedisRevocationList>(*redis_),
         authn::DefaultPermissions()));
   } else if (!spec_.authenticates_itself) {

@@ -19,6 +19,7 @@
 #include "cloudflux/authn/permissions.h"
 #include "cloudflux/core/clock.h"
 #include "cloudflux/server/auth_hook.h"
+#include "cloudflux/server/channel.h"
 
 namespace cloudflux::cache {
 class RedisClient;
@@ -70,7 +71,8 @@ class RedisRevocationList final : public RevocationList {
 };
 
 // AuthService.GetJwks over gRPC.
-std::unique_ptr<KeySource> MakeGrpcJwksSource(const std::string& auth_target);
+std::unique_ptr<KeySource> MakeGrpcJwksSource(const std::string& auth_target,
+                                              const server::ChannelOptions& channel = {});
 
 struct AuthenticatorOptions {
   VerifyOptions verify;

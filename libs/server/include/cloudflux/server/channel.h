@@ -10,6 +10,7 @@
 #include <string>
 
 #include "absl/time/time.h"
+#include "cloudflux/server/tls.h"
 
 namespace cloudflux::server {
 
@@ -35,12 +36,16 @@ struct ChannelOptions {
   // in flight, so the sender does not wait for a window update per message.
   // 0 = gRPC's adaptive windows.
   int http2_stream_window_bytes = 4 << 20;
+  // TLS to the server (verified against tls.ca_file; with a client
+  // certificate for mutual TLS) when enabled; plaintext otherwise.
+  TlsOptions tls;
 };
 
 // The service config JSON that carries the retry policy.
 std::string RetryServiceConfig(const ChannelOptions& options);
 
-// A plaintext channel to `target` ("host:port", "dns:///svc:50051", ...).
+// A channel to `target` ("host:port", "dns:///svc:50051", ...), plaintext
+// or TLS as options.tls says.
 std::shared_ptr<grpc::Channel> MakeChannel(const std::string& target,
                                            const ChannelOptions& options = {});
 

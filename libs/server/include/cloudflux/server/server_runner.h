@@ -1,4 +1,5 @@
 #pragma once
+#include "cloudflux/server/tls.h"
 // ServerRunner: one object that turns a set of gRPC services into a CloudFlux
 // server. It adds grpc.health.v1 (whose status follows the service's
 // dependency checks), server reflection, the Diagnostics service, Prometheus
@@ -60,6 +61,8 @@ struct ServerOptions {
   // Upper bound of Diagnostics.Echo's delay.
   absl::Duration diagnostics_max_delay = absl::Seconds(30);
   AccessLog access_log = AccessLog::kAll;
+  // TLS (mutual TLS as an option) when enabled; plaintext otherwise.
+  TlsOptions tls;
 };
 
 // A dependency probe: OK when reachable. Must return within `timeout`.

@@ -5,11 +5,13 @@
 
 #include <atomic>
 #include <fstream>
+#include <map>
 #include <set>
 #include <thread>
 
 #include "absl/strings/match.h"
 #include "absl/strings/str_cat.h"
+#include "cloudflux/auth/v1/auth.grpc.pb.h"
 #include "cloudflux/core/uuid.h"
 #include "cloudflux/diagnostics/v1/diagnostics.grpc.pb.h"
 #include "cloudflux/server/channel.h"
@@ -70,6 +72,76 @@ TEST(ServiceBinary, HealthFollowsPostgresAndSigtermDrainsInFlightCalls) {
   EXPECT_TRUE(absl::StrContains(log, "\"msg\":\"rpc\",\"method\":\"/cloudflux.diagnostics.v1.Diagnostics/Echo\",\"code\":\"OK\""))
       << log;
   EXPECT_TRUE(absl::StrContains(log, "\"msg\":\"stopped\""));
+}
+
+// The auth service and another service with mutual TLS: clients need a
+// certificate from the CA, the other service fetches the JWKS over mutual
+// TLS and verifies a token issued over TLS; plaintext reaches neither.
+TEST(ServiceBinary, ServicesServeAndCallEachOtherOverMutualTls) {
+  const std::string dir = ::testing::TempDir() + "/service-tls-" + std::to_string(getpid());
+  ASSERT_TRUE(testing::MakeTestCertificates(dir).ok());
+  auto db = testing::ScratchDatabase::Create();
+  ASSERT_TRUE(db.ok()) << db.status();
+  std::map<std::string, std::string> tls = {{"CLOUDFLUX_TLS_CERT_FILE", dir + "/server.pem"},
+                                            {"CLOUDFLUX_TLS_KEY_FILE", dir + "/server.key"},
+                                            {"CLOUDFLUX_TLS_CA_FILE", dir + "/ca.pem"},
+                                            {"CLOUDFLUX_TLS_REQUIRE_CLIENT_CERT", "true"}};
+  server::ChannelOptions client;
+  client.max_attempts = 1;
+  client.tls = {.cert_file = dir + "/client.pem", .key_file = dir + "/client.key",
+                .ca_file = dir + "/ca.pem", .server_name = "localhost"};
+  auto health = [&](const Service& s, const server::ChannelOptions& options) {
+    auto stub = grpc::health::v1::Health::NewStub(server::MakeChannel(s.target(), options));
+    auto ctx = server::MakeClientContext(absl::Milliseconds(500));
+    HealthCheckResponse resp;
+    return stub->Check(ctx.get(), {}, &resp).ok() && resp.status() == HealthCheckResponse::SERVING;
+  };
+  Service auth = StartService("auth", (*db)->url(), tls);
+  ASSERT_TRUE(WaitFor([&] { return health(auth, client); }, absl::Seconds(30))) << auth.process->Output();
+  auto other_env = tls;
+  other_env["CLOUDFLUX_INSECURE_NO_AUTH"] = "false";
+  other_env["CLOUDFLUX_AUTH_ADDRESS"] = "localhost:" + std::to_string(auth.port);
+  Service other = StartService("classification", (*db)->url(), other_env);
+  ASSERT_TRUE(WaitFor([&] { return health(other, client); }, absl::Seconds(30))) << other.process->Output();
+
+  server::ChannelOptions plaintext;
+  plaintext.max_attempts = 1;
+  server::ChannelOptions no_client_cert = client;
+  no_client_cert.tls.cert_file.clear();
+  no_client_cert.tls.key_file.clear();
+  server::ChannelOptions stranger = client;
+  stranger.tls.cert_file = dir + "/stranger.pem";
+  stranger.tls.key_file = dir + "/stranger.key";
+  for (const Service* s : {&auth, &other}) {
+    EXPECT_FALSE(health(*s, plaintext));
+    EXPECT_FALSE(health(*s, no_client_cert));
+    EXPECT_FALSE(health(*s, stranger));
+  }
+
+  auto auth_stub = auth::v1::AuthService::NewStub(server::MakeChannel(auth.target(), client));
+  auth::v1::IssueTokenRequest req;
+  req.set_grant_type("password");
+  req.set_username("admin");
+  req.set_password(testing::kTestAdminPassword);
+  auth::v1::IssueTokenResponse token;
+  auto ctx = server::MakeClientContext(absl::Seconds(10));
+  ASSERT_TRUE(auth_stub->IssueToken(ctx.get(), req, &token).ok());
+  auto diag = diagnostics::v1::Diagnostics::NewStub(server::MakeChannel(other.target(), client));
+  auto call = server::MakeClientContext(absl::Seconds(10));
+  call->AddMetadata("authorization", "Bearer " + token.access_token());
+  diagnostics::v1::GetServerInfoResponse info;
+  grpc::Status verified = diag->GetServerInfo(call.get(), {}, &info);
+  EXPECT_TRUE(verified.ok()) << verified.error_message() << "\n" << other.process->Output();
+  for (Service* s : {&other, &auth}) {
+    s->process->Signal(SIGTERM);
+    EXPECT_EQ(s->process->Wait(absl::Seconds(20)), 0);
+  }
+  // A certificate file that cannot be read stops a service at start.
+  auto broken = tls;
+  broken["CLOUDFLUX_TLS_KEY_FILE"] = dir + "/missing.key";
+  Service refused = StartService("classification", (*db)->url(), broken);
+  EXPECT_EQ(refused.process->Wait(absl::Seconds(20)), 1) << refused.process->Output();
+  EXPECT_TRUE(absl::StrContains(refused.process->Output(), "missing.key")) << refused.process->Output();
 }
 
 TEST(ServiceBinary, MetricsShowCallsWithGoGrpcPrometheusLabels) {

@@ -28,37 +28,13 @@ class TlsTest : public ::testing::Test {
     dir_ = new std::string(::testing::TempDir() + "/tls-test-" + std::to_string(getpid()));
     std::filesystem::remove_all(*dir_);
     std::filesystem::create_directories(*dir_);
-    MakeCa("ca");
-    MakeCa("other-ca");
-    MakeCert("ca", "server", "localhost");
-    MakeCert("ca", "server2", "localhost");
-    MakeCert("ca", "client", "client");
-    MakeCert("other-ca", "stranger", "client");
+    ASSERT_TRUE(testing::MakeTestCertificates(*dir_).ok());
   }
   static void TearDownTestSuite() {
     std::filesystem::remove_all(*dir_);
     delete dir_;
   }
   static std::string Path(const std::string& name) { return *dir_ + "/" + name; }
-  static void Run(const std::string& command) {
-    ASSERT_EQ(std::system((command + " >/dev/null 2>&1").c_str()), 0) << command;
-  }
-  static void MakeCa(const std::string& name) {
-    Run(absl::StrCat("openssl req -x509 -newkey ec -pkeyopt ec_paramgen_curve:P-256 -nodes -days 2 -subj "
-                     "/CN=",
-                     name, " -keyout ", Path(name + ".key"), " -out ", Path(name + ".pem")));
-  }
-  // A certificate for `cn` (also its DNS name and 127.0.0.1) signed by `ca`,
-  // good for servers and clients.
-  static void MakeCert(const std::string& ca, const std::string& name, const std::string& cn) {
-    std::ofstream(Path(name + ".ext")) << "subjectAltName=DNS:" << cn
-                                       << ",IP:127.0.0.1\nextendedKeyUsage=serverAuth,clientAuth\n";
-    Run(absl::StrCat("openssl req -newkey ec -pkeyopt ec_paramgen_curve:P-256 -nodes -subj /CN=", cn,
-                     " -keyout ", Path(name + ".key"), " -out ", Path(name + ".csr")));
-    Run(absl::StrCat("openssl x509 -req -days 2 -in ", Path(name + ".csr"), " -CA ", Path(ca + ".pem"),
-                     " -CAkey ", Path(ca + ".key"), " -CAcreateserial -extfile ", Path(name + ".ext"),
-                     " -out ", Path(name + ".pem")));
-  }
   static std::string Read(const std::string& path) {
     std::ifstream in(path);
     std::stringstream s;

@@ -370,4 +370,38 @@ std::string PostgresProcess::url() const {
   return absl::StrCat("host=127.0.0.1 port=", port_, " user=postgres dbname=postgres connect_timeout=2");
 }
 
+absl::Status MakeTestCertificates(const std::string& dir) {
+  std::error_code ec;
+  std::filesystem::create_directories(dir, ec);
+  auto run = [](const std::string& command) -> absl::Status {
+    if (std::system((command + " >/dev/null 2>&1").c_str()) != 0) {
+      return absl::InternalError("failed: " + command);
+    }
+    return absl::OkStatus();
+  };
+  auto path = [&](const std::string& name) { return dir + "/" + name; };
+  const std::string key = "-newkey ec -pkeyopt ec_paramgen_curve:P-256 -nodes";
+  for (const char* ca : {"ca", "other-ca"}) {
+    absl::Status s = run(absl::StrCat("openssl req -x509 ", key, " -days 2 -subj /CN=", ca, " -keyout ",
+                                      path(absl::StrCat(ca, ".key")), " -out ", path(absl::StrCat(ca, ".pem"))));
+    if (!s.ok()) return s;
+  }
+  const std::vector<std::pair<std::string, std::string>> leaves = {
+      {"server", "ca"}, {"server2", "ca"}, {"client", "ca"}, {"stranger", "other-ca"}};
+  for (const auto& [name, ca] : leaves) {
+    std::ofstream(path(name + ".ext"))
+        << "subjectAltName=DNS:localhost,IP:127.0.0.1\nextendedKeyUsage=serverAuth,clientAuth\n";
+    absl::Status s = run(absl::StrCat("openssl req ", key, " -subj /CN=", name, " -keyout ",
+                                      path(name + ".key"), " -out ", path(name + ".csr")));
+    if (s.ok()) {
+      s = run(absl::StrCat("openssl x509 -req -days 2 -in ", path(name + ".csr"), " -CA ",
+                           path(ca + ".pem"), " -CAkey ", path(ca + ".key"),
+                           " -CAcreateserial -extfile ", path(name + ".ext"), " -out ",
+                           path(name + ".pem")));
+    }
+    if (!s.ok()) return s;
+  }
+  return absl::OkStatus();
+}
+
 }  // namespace cloudflux::testing

@@ -39,6 +39,13 @@ inline constexpr char kAzuriteAccount[] = "devstoreaccount1";
 inline constexpr char kAzuriteKey[] =
     "Eby8vdM02xNOcqFlqUwJPLlmEtlCDXJ1OUzFT50uSRZ6IFsuFq2UVErCz4I6tq/K1SZFPTOtr/KBHBeksoGMGw==";
 
+// TLS material for tests, made with the openssl command line in `dir`:
+// <name>.pem and <name>.key for two CAs, "ca" and "other-ca"; signed by
+// "ca": "server" and "server2" (for localhost and 127.0.0.1) and "client";
+// signed by "other-ca": "stranger". Every leaf is good for servers and
+// clients. Valid for two days.
+absl::Status MakeTestCertificates(const std::string& dir);
+
 // Runs tests/node/<script> (of CLOUDFLUX_SOURCE_DIR) with Node.js: the
 // independent clients (official SDKs) that cross-check what CloudFlux
 // stores. Its output (stdout and stderr) when it exits 0, else an error

@@ -340,6 +340,35 @@ TEST_F(DbTest, UnreachableServerIsUnavailable) {
   EXPECT_EQ(Pool::Create(PoolOptions{}).status().code(), absl::StatusCode::kInvalidArgument);
 }
 
+// sslmode=verify-full against the test server started with TLS: the
+// connection is encrypted and the server's certificate checked against the
+// CA and the host name; a CA that did not sign it is refused.
+TEST_F(DbTest, VerifyFullTlsConnectsToTheRightServerOnly) {
+  auto ca = testing::RequiredEnv("CLOUDFLUX_TEST_PG_CA");
+  ASSERT_TRUE(ca.ok()) << ca.status();
+  auto open = [&](const std::string& extra) {
+    PoolOptions o;
+    o.url = scratch_->url() + " " + extra;
+    o.max_connections = 1;
+    return Pool::Create(o);
+  };
+  auto pool = open("sslmode=verify-full sslrootcert=" + *ca);
+  ASSERT_TRUE(pool.ok()) << pool.status();
+  auto ssl = (*pool)->Exec("SELECT ssl, version FROM pg_stat_ssl WHERE pid = pg_backend_pid()");
+  ASSERT_TRUE(ssl.ok()) << ssl.status();
+  ASSERT_EQ(ssl->size(), 1u);
+  EXPECT_TRUE((*ssl)[0].Bool(0)) << "the connection is not encrypted";
+  EXPECT_TRUE(absl::StartsWith((*ssl)[0].Text(1), "TLS")) << (*ssl)[0].Text(1);
+
+  const std::string dir = ::testing::TempDir() + "/db-tls-" + std::to_string(getpid());
+  ASSERT_TRUE(testing::MakeTestCertificates(dir).ok());
+  auto foreign = open("sslmode=verify-full sslrootcert=" + dir + "/other-ca.pem");
+  ASSERT_TRUE(foreign.ok());
+  absl::Status refused = (*foreign)->Ping(absl::Seconds(2));
+  EXPECT_EQ(refused.code(), absl::StatusCode::kUnavailable) << refused;
+  std::filesystem::remove_all(dir);
+}
+
 TEST_F(DbTest, MigrationsApplyOnceInOrderAndAreIdempotent) {
   std::string dir = WriteMigrations({
       {"001_create.sql", "CREATE TABLE items (id int PRIMARY KEY, label text);"},

@@ -148,8 +148,21 @@ class CallInterceptor final : public grpc::experimental::Interceptor {
         !request_id_.empty()) {
       methods->GetSendInitialMetadata()->emplace(kRequestIdHeader, request_id_);
     }
+    if (methods->QueryInterceptionHookPoint(Hook::POST_RECV_MESSAGE) &&
+        methods->GetRecvMessage() == nullptr) {
+      request_unparsable_ = true;
+    }
     if (methods->QueryInterceptionHookPoint(Hook::PRE_SEND_STATUS)) {
       grpc::Status status = methods->GetSendStatus();
+      // gRPC answers a request body that does not parse as the method's
+      // message with a bare UNIMPLEMENTED, as if the method did not exist:
+      // tell the client what is wrong.
+      if (request_unparsable_ && status.error_code() == grpc::StatusCode::UNIMPLEMENTED &&
+          status.error_message().empty()) {
+        status = grpc::Status(grpc::StatusCode::INVALID_ARGUMENT,
+                              "the request is not a valid message of this method's request type");
+        methods->ModifySendStatus(status);
+      }
       Finish(status.error_code(), status.error_message());
       finished_ = true;
     }
@@ -222,6 +235,7 @@ class CallInterceptor final : public grpc::experimental::Interceptor {
   std::string request_id_;
   std::unique_ptr<grpc::Alarm> alarm_;  // only for calls without a deadline
   bool finished_ = false;
+  bool request_unparsable_ = false;  // a received message did not deserialize
   bool registered_ = false;
   InFlight* in_flight_ = nullptr;
 };

@@ -551,6 +551,83 @@ TEST_F(StorageTest, AnUploadIsStoredOnlyWhenKnownToBeWhole) {
   }
 }
 
+// Server-streaming calls whose client cancels or stops reading: the service
+// lets go of what it held (the object's open files), and a copy cancelled
+// mid-way leaves no partial object (none, or the whole one).
+TEST_F(StorageTest, StreamsWhoseClientGoesAwayHoldNothingAndLeaveNothingPartial) {
+  // The service's open files (sockets and pipes aside: connections to the
+  // stores and to clients are pooled).
+  auto open_files = [&] {
+    std::vector<std::string> files;
+    std::error_code ec;
+    for (auto it = fs::directory_iterator("/proc/" + std::to_string(svc_.process->pid()) + "/fd", ec);
+         !ec && it != fs::directory_iterator(); it.increment(ec)) {
+      std::string target = fs::read_symlink(it->path(), ec).string();
+      if (!absl::StartsWith(target, "socket:") && !absl::StartsWith(target, "pipe:") &&
+          !absl::StartsWith(target, "anon_inode:")) {
+        files.push_back(target);
+      }
+    }
+    return files;
+  };
+  auto open_fds = [&] { return open_files().size(); };
+  const std::string key = "streamed-" + core::NewId();
+  const std::string data = RandomBytes(16 << 20, 51);
+  ASSERT_TRUE(Put(key, data, "", 1 << 20).ok());
+  ASSERT_TRUE(Get(key, 0, 10).ok());  // the channel is up
+  const size_t baseline = open_fds();
+
+  // Readers that cancel after one chunk, and readers that stop reading until
+  // their deadline passes.
+  for (bool cancel : {true, false}) {
+    std::vector<std::unique_ptr<grpc::ClientContext>> contexts;
+    std::vector<std::unique_ptr<grpc::ClientReader<v1::GetObjectResponse>>> readers;
+    for (int i = 0; i < 6; ++i) {
+      contexts.push_back(server::MakeClientContext(cancel ? absl::Seconds(30) : absl::Seconds(2)));
+      v1::GetObjectRequest req;
+      req.set_namespace_("photos");
+      req.set_key(key);
+      readers.push_back(stub_->GetObject(contexts.back().get(), req));
+      v1::GetObjectResponse first;
+      ASSERT_TRUE(readers.back()->Read(&first));
+    }
+    EXPECT_GT(open_fds(), baseline) << "the readers hold the object open";
+    for (size_t i = 0; i < readers.size(); ++i) {
+      if (cancel) contexts[i]->TryCancel();
+      grpc::Status status = readers[i]->Finish();
+      EXPECT_EQ(status.error_code(),
+                cancel ? grpc::StatusCode::CANCELLED : grpc::StatusCode::DEADLINE_EXCEEDED);
+    }
+    EXPECT_TRUE(WaitFor([&] { return open_fds() <= baseline; }, absl::Seconds(10)))
+        << absl::StrJoin(open_files(), " ") << ": " << baseline << " before "
+        << (cancel ? "cancelled" : "stalled") << " reads";
+  }
+
+  // A streamed copy to another backend, cancelled after its first progress.
+  if (testing::TestS3Endpoint().ok()) {
+    for (int i = 0; i < 3; ++i) {
+      const std::string to = key + ".cancelled-" + std::to_string(i);
+      auto ctx = server::MakeClientContext(absl::Seconds(60));
+      auto reader = stub_->CopyObject(ctx.get(), CopyRequest(key, to, "s3", {}));
+      v1::CopyObjectProgress progress;
+      ASSERT_TRUE(reader->Read(&progress));
+      ctx->TryCancel();
+      (void)reader->Finish();
+      v1::ObjectInfo info;
+      // The copy either never lands or lands whole.
+      absl::StatusCode code = Head(to, &info);
+      if (code == absl::StatusCode::kOk) {
+        EXPECT_EQ(info.size(), static_cast<int64_t>(data.size()));
+        EXPECT_EQ(info.sha256(), core::Sha256Hex(data));
+      } else {
+        EXPECT_EQ(code, absl::StatusCode::kNotFound);
+      }
+    }
+    EXPECT_TRUE(WaitFor([&] { return open_fds() <= baseline; }, absl::Seconds(10)))
+        << absl::StrJoin(open_files(), " ") << " after cancelled copies, " << baseline << " before";
+  }
+}
+
 TEST_F(StorageTest, BadInputIsRefusedAndWritesNothing) {
   for (const std::string& key : std::vector<std::string>{"../etc/passwd", "/abs", "a/../b", "a/./b", std::string("nul\0x", 5),
                                 std::string(2000, 'k'), std::string("tab\tkey"), ""}) {

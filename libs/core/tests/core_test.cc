@@ -12,6 +12,9 @@
 #include "cloudflux/core/config.h"
 #include "cloudflux/core/digest.h"
 #include "cloudflux/core/log.h"
+#include "cloudflux/core/names.h"
+#include "absl/strings/escaping.h"
+#include "absl/strings/match.h"
 #include "cloudflux/core/periodic.h"
 #include "cloudflux/core/status.h"
 #include "cloudflux/core/uuid.h"
@@ -188,6 +191,49 @@ TEST(Uuid, StrictlyIncreasingWithinOneMillisecondAndUnique) {
   }
   EXPECT_EQ(seen.size(), 10000u);
   EXPECT_NE(NewId(), NewId());
+}
+
+}  // namespace
+}  // namespace cloudflux::core
+
+namespace cloudflux::core {
+namespace {
+
+TEST(Names, Utf8ValidationRejectsOverlongsSurrogatesAndTruncation) {
+  EXPECT_TRUE(IsValidUtf8(""));
+  EXPECT_TRUE(IsValidUtf8("plain ascii"));
+  EXPECT_TRUE(IsValidUtf8("\xc3\xa9t\xc3\xa9 \xe2\x82\xac \xf0\x9f\x98\x80"));  // été € 😀
+  EXPECT_TRUE(IsValidUtf8("\xf4\x8f\xbf\xbf"));                               // U+10FFFF
+  EXPECT_FALSE(IsValidUtf8("\xff\xfe"));
+  EXPECT_FALSE(IsValidUtf8("\xc0\xaf"));          // overlong '/'
+  EXPECT_FALSE(IsValidUtf8("\xed\xa0\x80"));      // a surrogate
+  EXPECT_FALSE(IsValidUtf8("\xf4\x90\x80\x80"));  // past U+10FFFF
+  EXPECT_FALSE(IsValidUtf8("\xe2\x82"));          // cut short
+}
+
+TEST(Names, NamespacesKeysPrefixesAndLabels) {
+  EXPECT_TRUE(ValidateNamespace("photos-2024.v1").ok());
+  for (const std::string& bad : {std::string(""), std::string("Photos"), std::string("-x"),
+                                 std::string("a%b"), std::string(64, 'a'), std::string("a\0b", 3)}) {
+    EXPECT_EQ(ValidateNamespace(bad).code(), absl::StatusCode::kInvalidArgument) << bad;
+  }
+  EXPECT_TRUE(ValidateKey("a/b/c.txt").ok());
+  EXPECT_TRUE(ValidateKey("\xc3\xa9t\xc3\xa9/..hidden").ok());
+  for (const std::string& bad :
+       {std::string(""), std::string("/abs"), std::string("a/../b"), std::string("a/./b"), std::string(".."),
+        std::string("nul\0x", 5), std::string("tab\tkey"), std::string("del\x7f"), std::string("c1\xc2\x85"),
+        std::string("\xff"), std::string(1025, 'k')}) {
+    EXPECT_EQ(ValidateKey(bad).code(), absl::StatusCode::kInvalidArgument) << absl::CHexEscape(bad);
+  }
+  EXPECT_TRUE(ValidatePrefix("").ok());
+  EXPECT_TRUE(ValidatePrefix("logs/.").ok());
+  EXPECT_EQ(ValidatePrefix(std::string("p\0", 2)).code(), absl::StatusCode::kInvalidArgument);
+  EXPECT_EQ(ValidatePrefix("new\nline").code(), absl::StatusCode::kInvalidArgument);
+  EXPECT_TRUE(ValidateLabel("A label, with punctuation!", "label", 64).ok());
+  EXPECT_EQ(ValidateLabel(std::string(65, 'x'), "label", 64).code(), absl::StatusCode::kInvalidArgument);
+  auto s = ValidateLabel("bell\a", "reason", 64);
+  EXPECT_EQ(s.code(), absl::StatusCode::kInvalidArgument);
+  EXPECT_TRUE(absl::StrContains(s.message(), "reason")) << s;
 }
 
 }  // namespace

@@ -15,6 +15,7 @@
 #include "absl/container/flat_hash_map.h"
 #include "absl/strings/numbers.h"
 #include "absl/strings/str_cat.h"
+#include "cloudflux/core/names.h"
 #include "cloudflux/core/digest.h"
 #include "cloudflux/core/log.h"
 #include "cloudflux/core/status.h"
@@ -153,10 +154,16 @@ absl::StatusOr<Result> Transaction::Exec(std::string_view sql, const std::vector
   // libpq sends text parameters as C strings: PostgreSQL would see one cut
   // at its first NUL byte (and text can hold none), so such a value is
   // refused here rather than silently shortened.
+  // Text that is no UTF-8 is refused too, whatever the database's encoding
+  // (a SQL_ASCII database would store it as it is).
   for (size_t i = 0; i < params.size(); ++i) {
-    if (params[i].has_value() && params[i]->find('\0') != std::string::npos) {
+    if (!params[i].has_value()) continue;
+    if (params[i]->find('\0') != std::string::npos) {
       return absl::InvalidArgumentError(
           absl::StrCat("parameter $", i + 1, " contains a NUL byte, which text cannot hold"));
+    }
+    if (!core::IsValidUtf8(*params[i])) {
+      return absl::InvalidArgumentError(absl::StrCat("parameter $", i + 1, " is not valid UTF-8"));
     }
   }
   try {

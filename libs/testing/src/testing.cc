@@ -344,7 +344,7 @@ absl::StatusOr<std::unique_ptr<PostgresProcess>> PostgresProcess::Create() {
   }
   pg->port_ = PickFreePort();
   auto s = RunAsPostgres(absl::StrCat(kPgBin, "/initdb -D ", pg->dir_,
-                                      "/data -A trust -U postgres >", pg->dir_, "/initdb.log 2>&1"));
+                                      "/data -A trust -U postgres -E UTF8 --locale=C >", pg->dir_, "/initdb.log 2>&1"));
   if (!s.ok()) return s;
   s = pg->Start();
   if (!s.ok()) return s;

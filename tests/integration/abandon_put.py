@@ -17,31 +17,25 @@ import time
 import grpc
 
 
+def varint(n):
+    out = bytearray()
+    while True:
+        b = n & 0x7F
+        n >>= 7
+        if not n:
+            out.append(b)
+            return bytes(out)
+        out.append(b | 0x80)
+
+
 def field(number, payload):
     """A length-delimited field: tag, varint length, bytes."""
-    def varint(n):
-        out = bytearray()
-        while True:
-            b = n & 0x7F
-            n >>= 7
-            if n:
-                out.append(b | 0x80)
-            else:
-                out.append(b)
-                return bytes(out)
     return varint(number << 3 | 2) + varint(len(payload)) + payload
 
 
 def varint_field(number, value):
-    out = bytearray([number << 3])
-    while True:
-        b = value & 0x7F
-        value >>= 7
-        if value:
-            out.append(b | 0x80)
-        else:
-            out.append(b)
-            return bytes(out)
+    """A varint field: tag, value."""
+    return varint(number << 3) + varint(value)
 
 
 def main():

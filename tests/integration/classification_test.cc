@@ -316,6 +316,23 @@ TEST(Classification, PoliciesAreValidatedStoredAndSteerDecisions) {
   cv1::Policy bad = policy("x/");
   bad.set_namespace_("");
   EXPECT_EQ(create(bad).status().code(), absl::StatusCode::kInvalidArgument);
+  // Names with a newline, DEL, '%', a NUL or a capital are no namespace or
+  // prefix of any object: refused, not stored.
+  for (const auto& [ns, prefix] : std::vector<std::pair<std::string, std::string>>{
+           {"a%b", "x/"}, {"a\nb", "x/"}, {"Upper", "x/"}, {client.ns, "x\ny/"},
+           {client.ns, "x\x7f/"}, {client.ns, std::string("x\0y", 3)}}) {
+    bad = policy(prefix);
+    bad.set_namespace_(ns);
+    EXPECT_EQ(create(bad).status().code(), absl::StatusCode::kInvalidArgument) << ns << " " << prefix;
+  }
+  {
+    // A page token that decodes to bytes that are no UTF-8.
+    cv1::ListPoliciesRequest req;
+    req.set_namespace_(client.ns);
+    req.mutable_page()->set_page_token("__4");
+    cv1::ListPoliciesResponse out;
+    EXPECT_EQ(stub->ListPolicies(ctx().get(), req, &out).error_code(), grpc::StatusCode::INVALID_ARGUMENT);
+  }
   bad = policy("x/");
   bad.add_allowed_tiers(STORAGE_TIER_HOT);
   bad.set_pinned_tier(STORAGE_TIER_COLD);

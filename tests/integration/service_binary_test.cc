@@ -88,8 +88,10 @@ TEST(ServiceBinary, ServicesServeAndCallEachOtherOverMutualTls) {
                                             {"CLOUDFLUX_TLS_REQUIRE_CLIENT_CERT", "true"}};
   server::ChannelOptions client;
   client.max_attempts = 1;
-  client.tls = {.cert_file = dir + "/client.pem", .key_file = dir + "/client.key",
-                .ca_file = dir + "/ca.pem", .server_name = "localhost"};
+  client.tls.cert_file = dir + "/client.pem";
+  client.tls.key_file = dir + "/client.key";
+  client.tls.ca_file = dir + "/ca.pem";
+  client.tls.server_name = "localhost";
   auto health = [&](const Service& s, const server::ChannelOptions& options) {
     auto stub = grpc::health::v1::Health::NewStub(server::MakeChannel(s.target(), options));
     auto ctx = server::MakeClientContext(absl::Milliseconds(500));

@@ -713,6 +713,20 @@ TEST_F(StorageTest, ListingWithPrefixDelimiterAndPages) {
     EXPECT_TRUE(stub_->ListObjects(server::MakeClientContext(absl::Seconds(10)).get(), req, &resp).ok());
     return resp;
   };
+  {
+    // A page token that decodes to bytes that are no UTF-8: INVALID_ARGUMENT,
+    // not PostgreSQL's error text.
+    v1::ListObjectsRequest req;
+    req.set_namespace_("photos");
+    req.mutable_page()->set_page_token("__4");
+    v1::ListObjectsResponse resp;
+    grpc::Status s = stub_->ListObjects(server::MakeClientContext(absl::Seconds(10)).get(), req, &resp);
+    EXPECT_EQ(s.error_code(), grpc::StatusCode::INVALID_ARGUMENT) << s.error_message();
+    req.mutable_page()->set_page_token("");
+    req.set_prefix(std::string("a/\0zzz", 6));
+    EXPECT_EQ(stub_->ListObjects(server::MakeClientContext(absl::Seconds(10)).get(), req, &resp).error_code(),
+              grpc::StatusCode::INVALID_ARGUMENT);
+  }
   auto top = list("", "/", 100, "");
   ASSERT_EQ(top.common_prefixes_size(), 2);
   EXPECT_EQ(top.common_prefixes(0), "a/");

@@ -53,11 +53,11 @@ class TlsTest : public ::testing::Test {
     o.listen_address = "127.0.0.1:0";
     o.access_log = AccessLog::kNone;
     o.shutdown_grace = absl::Seconds(2);
-    o.tls = {.cert_file = Path("live.pem"),
-             .key_file = Path("live.key"),
-             .ca_file = Path("ca.pem"),
-             .require_client_cert = require_client_cert,
-             .refresh_interval = absl::Seconds(1)};
+    o.tls.cert_file = Path("live.pem");
+    o.tls.key_file = Path("live.key");
+    o.tls.ca_file = Path("ca.pem");
+    o.tls.require_client_cert = require_client_cert;
+    o.tls.refresh_interval = absl::Seconds(1);
     ASSERT_TRUE(ValidateServerTls(o.tls).ok());
     runner_ = std::make_unique<ServerRunner>(o, nullptr);
     ASSERT_TRUE(runner_->Start().ok());
@@ -136,11 +136,14 @@ TEST_F(TlsTest, ACertificateRotatedOnDiskIsServedToTheNextConnection) {
 
 TEST(TlsOptionsTest, IncompleteSettingsAreRefusedWithAClearMessage) {
   EXPECT_TRUE(ValidateServerTls({}).ok());
-  EXPECT_EQ(ValidateServerTls({.cert_file = "/nonexistent.pem"}).code(),
-            absl::StatusCode::kInvalidArgument);
-  EXPECT_EQ(ValidateServerTls({.cert_file = "/nonexistent.pem", .key_file = "/nonexistent.key"}).code(),
-            absl::StatusCode::kInvalidArgument);
-  EXPECT_EQ(ValidateClientTls({.cert_file = "/x.pem"}).code(), absl::StatusCode::kInvalidArgument);
+  TlsOptions tls;
+  tls.cert_file = "/nonexistent.pem";
+  EXPECT_EQ(ValidateServerTls(tls).code(), absl::StatusCode::kInvalidArgument);
+  tls.key_file = "/nonexistent.key";
+  EXPECT_EQ(ValidateServerTls(tls).code(), absl::StatusCode::kInvalidArgument);
+  tls = {};
+  tls.cert_file = "/x.pem";
+  EXPECT_EQ(ValidateClientTls(tls).code(), absl::StatusCode::kInvalidArgument);
 }
 
 }  // namespace

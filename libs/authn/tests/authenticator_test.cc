@@ -146,7 +146,10 @@ TEST(RedisRevocationListTest, ReadsTokenSessionAndSubjectAndRefusesAnIncompleteM
   if (!address.ok()) GTEST_SKIP() << address.status();
   // A database of its own: removing the marker must not disturb the
   // services other tests run against the same Redis.
-  auto redis = cache::RedisClient::Create({.address = *address, .database = 14});
+  cache::RedisOptions options;
+  options.address = *address;
+  options.database = 14;
+  auto redis = cache::RedisClient::Create(options);
   ASSERT_TRUE(redis.ok()) << redis.status();
   RedisRevocationList list(**redis);
   Claims claims;

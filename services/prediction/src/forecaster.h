@@ -1,0 +1,110 @@
+#pragma once
+// Forecaster: the learned access forecast of the prediction service. One
+// global model per target (each of the next 7 days, the 30/90/180-day sums:
+// XGBoost, Tweedie loss) and per zero-probability window (7/30/90/180 days:
+// logistic), trained on every object's history at origins every few days, calibrated
+// by split conformal on the last origins (held out from training), with TSB
+// and seasonal naive as the baselines it is scored against. A target without
+// enough training rows falls back to TSB. ForecastBatch may run on several
+// threads at once; Observe (the adaptive conformal step) must not run
+// alongside it.
+
+#include <array>
+#include <map>
+#include <memory>
+#include <optional>
+#include <string>
+#include <string_view>
+#include <vector>
+
+#include "absl/status/statusor.h"
+#include "conformal.h"
+#include "forecast_features.h"
+#include "gbm.h"
+
+namespace cloudflux::prediction {
+
+// One object's daily reads. Days are absolute day numbers (any origin, the
+// same for every object); reads[i] is day first_day + i.
+struct ObjectHistory {
+  std::string id;
+  std::string ns;     // namespace
+  std::string group;  // prefix group within the namespace
+  int64_t size_bytes = 0;
+  int first_day = 0;
+  std::vector<double> reads;
+};
+
+// Mean reads per object and day of each group and namespace over the 7 and
+// 28 days before a day (the features that carry a new object).
+struct GroupMeans {
+  std::map<std::string, std::pair<double, double>> group, ns;
+  static GroupMeans At(const std::vector<ObjectHistory>& objects, int day);
+  void Fill(const ObjectHistory& o, ObjectContext& context) const;
+};
+
+inline constexpr std::array<int, 4> kZeroWindows = {7, 30, 90, 180};
+
+struct ObjectForecast {
+  std::array<double, kTargets> mean{};  // 7 daily, then the 30/90/180-day sums
+  std::array<Interval, kTargets> p80{}, p95{};
+  std::array<double, kZeroWindows.size()> p_zero{};  // no read within 7/30/90/180 days
+  double confidence = 0;  // in [0, 1], from the 80 % interval of the 30-day sum
+  bool learned = false;   // false: the TSB fallback
+  double next_7_days() const;
+};
+
+struct TrainingOptions {
+  // Origins every 3 days: their weekdays rotate, so that the model sees
+  // every weekday as the first day to forecast.
+  int origin_stride_days = 3;
+  int calibration_origins = 7;  // per target, the last origins, held out
+  int max_origins = 40;         // most recent origins used
+  size_t min_training_rows = 200;
+  GbmParams params;
+  GbmParams zero_params{.objective = "binary:logistic", .rounds = 60};
+};
+
+// Backtest on the held-out origins: pooled RMSSE over objects of the 7 daily
+// forecasts, for the learned model and both baselines.
+struct BacktestMetrics {
+  double rmsse_model = -1, rmsse_tsb = -1, rmsse_seasonal_naive = -1;
+  int64_t scored = 0;         // (object, origin) pairs scored
+  int64_t training_rows = 0;  // rows of the 1-day target
+  int64_t calibration_rows = 0;
+};
+
+class Forecaster {
+ public:
+  // Trains on what was known before day `as_of` (no look-ahead: a target
+  // window is used only when it ends by as_of).
+  static absl::StatusOr<std::unique_ptr<Forecaster>> Train(const std::vector<ObjectHistory>& objects,
+                                                           int as_of, const TrainingOptions& options = {});
+  static absl::StatusOr<std::unique_ptr<Forecaster>> Load(std::string_view bytes);
+  absl::StatusOr<std::string> Save() const;
+
+  // Forecasts from day `as_of` on for objects whose reads are known before it.
+  absl::StatusOr<std::vector<ObjectForecast>> ForecastBatch(const std::vector<const ObjectHistory*>& objects,
+                                                            int as_of, const GroupMeans& groups) const;
+
+  const BacktestMetrics& metrics() const { return metrics_; }
+  int trained_as_of() const { return as_of_; }
+  // Targets that have a learned model.
+  int learned_targets() const;
+
+  // Adaptive conformal step with what happened after a forecast.
+  void Observe(const ObjectForecast& forecast, Activity activity, int target, double actual);
+
+ private:
+  Forecaster() = default;
+  std::array<std::optional<GbmModel>, kTargets> models_;
+  std::array<std::optional<GbmModel>, kZeroWindows.size()> zero_models_;
+  ConformalCalibrator conformal_;
+  BacktestMetrics metrics_;
+  int as_of_ = 0;
+};
+
+// The reads of `o` before day `day` (empty if it did not exist yet).
+std::span<const double> HistoryBefore(const ObjectHistory& o, int day);
+
+}  // namespace cloudflux::prediction

@@ -1,0 +1,273 @@
+#include <gtest/gtest.h>
+
+#include <cmath>
+#include <random>
+
+#include "baselines.h"
+#include "conformal.h"
+#include "forecast_features.h"
+#include "forecaster.h"
+#include "gbm.h"
+
+namespace cloudflux::prediction {
+namespace {
+
+size_t Column(const std::string& name) {
+  const auto& names = FeatureNames();
+  return static_cast<size_t>(std::find(names.begin(), names.end(), name) - names.begin());
+}
+
+TEST(Baselines, SeasonalNaiveRepeatsTheLastSeason) {
+  std::vector<double> h = {0, 1, 2, 3, 4, 5, 6, 7, 8, 9};
+  EXPECT_EQ(SeasonalNaive(h, 3), (std::vector<double>{3, 4, 5}));
+  // Past one season ahead, the same weekday of the last observed season.
+  EXPECT_EQ(SeasonalNaive(h, 9)[7], 3);
+  EXPECT_EQ(SeasonalNaive(h, 9)[8], 4);
+  // Shorter than a season: its mean.
+  EXPECT_EQ(SeasonalNaive(std::vector<double>{2, 4}, 2), (std::vector<double>{3, 3}));
+  EXPECT_EQ(SeasonalNaive(std::vector<double>{}, 2), (std::vector<double>{0, 0}));
+}
+
+TEST(Baselines, TsbAgainstHandComputedValues) {
+  // First read on day 2: p = 1/3, z = 4. Day 3 (no read): p = 1/3 - 0.5/3 =
+  // 1/6. Day 4 (2 reads): p = 1/6 + 0.5 * 5/6 = 7/12, z = 4 + 0.5 * (2 - 4) = 3.
+  std::vector<double> h = {0, 0, 4, 0, 2};
+  TsbState s = Tsb(h, {.alpha = 0.5, .beta = 0.5});
+  EXPECT_NEAR(s.probability, 7.0 / 12, 1e-12);
+  EXPECT_NEAR(s.size, 3, 1e-12);
+  EXPECT_NEAR(s.forecast(), 1.75, 1e-12);
+  // A run of zero days decays the forecast (Croston's would not).
+  std::vector<double> quiet = h;
+  quiet.insert(quiet.end(), 10, 0.0);
+  EXPECT_LT(Tsb(quiet, {.alpha = 0.5, .beta = 0.5}).forecast(), 0.01);
+  EXPECT_EQ(Tsb(std::vector<double>{0, 0, 0}).forecast(), 0);
+  EXPECT_EQ(TsbForecast(h, 3, {.alpha = 0.5, .beta = 0.5}), (std::vector<double>(3, 1.75)));
+}
+
+TEST(Baselines, RmsseScalesByTheNaiveError) {
+  std::vector<double> history = {1, 3};  // naive error: (3 - 1)^2 = 4
+  std::vector<double> actual = {2}, forecast = {4};
+  EXPECT_NEAR(Rmsse(history, actual, forecast), 1.0, 1e-12);
+  EXPECT_EQ(Rmsse(std::vector<double>{5, 5, 5}, actual, forecast), -1) << "no variation to scale by";
+}
+
+TEST(Features, CraftedHistories) {
+  ObjectContext c;
+  c.size_bytes = 1000;
+  c.age_days = 9;
+  c.origin_weekday = 3;
+  std::vector<double> h = {0, 0, 5, 0, 0, 0, 0, 0, 3};
+  auto f = Features(h, c);
+  ASSERT_EQ(f.size(), FeatureNames().size());
+  EXPECT_EQ(f[Column("lag_1")], 3);
+  EXPECT_EQ(f[Column("lag_7")], 5);
+  EXPECT_EQ(f[Column("lag_28")], 0) << "before the object existed";
+  EXPECT_EQ(f[Column("days_since_read")], 1);
+  EXPECT_EQ(f[Column("zero_run")], 0);
+  EXPECT_NEAR(f[Column("mean_7")], 8.0 / 7, 1e-6);
+  EXPECT_NEAR(f[Column("mean_28")], 8.0 / 9, 1e-6) << "over the days it existed";
+  EXPECT_NEAR(f[Column("nonzero_share_7")], 2.0 / 7, 1e-6);
+  EXPECT_EQ(f[Column("weekday")], 3);
+  EXPECT_NEAR(f[Column("log_size")], std::log1p(1000.0), 1e-4);
+  EXPECT_EQ(f[Column("observed_days")], 9);
+
+  std::vector<double> ended = {2, 0, 0};
+  auto g = Features(ended, c);
+  EXPECT_EQ(g[Column("days_since_read")], 3);
+  EXPECT_EQ(g[Column("zero_run")], 2);
+  EXPECT_EQ(Features(std::vector<double>{0, 0}, c)[Column("days_since_read")], 1000);
+
+  EXPECT_EQ(ClassifyActivity(std::vector<double>(100, 0)), Activity::kNeverRead);
+  std::vector<double> rare(28, 0);
+  rare[3] = 1;
+  EXPECT_EQ(ClassifyActivity(rare), Activity::kIntermittent);
+  EXPECT_EQ(ClassifyActivity(std::vector<double>(28, 2)), Activity::kSteady);
+}
+
+TEST(Conformal, CoversTheChosenShareOfNewOutcomes) {
+  std::mt19937 rng(3);
+  std::poisson_distribution<int> reads(6);
+  ConformalCalibrator c;
+  for (int i = 0; i < 3000; ++i) c.Add(0, Activity::kSteady, 6, reads(rng));
+  c.Finish();
+  int in80 = 0, in95 = 0;
+  const int n = 20000;
+  for (int i = 0; i < n; ++i) {
+    int y = reads(rng);
+    Interval a = c.Bounds(0, Activity::kSteady, 6, 0.8), b = c.Bounds(0, Activity::kSteady, 6, 0.95);
+    in80 += y >= a.lower && y <= a.upper;
+    in95 += y >= b.lower && y <= b.upper;
+  }
+  // Counts are discrete: conformal coverage is at least the level, and close.
+  EXPECT_GE(in80 / double(n), 0.78);
+  EXPECT_LE(in80 / double(n), 0.92);
+  EXPECT_GE(in95 / double(n), 0.93);
+  EXPECT_LE(in95 / double(n), 0.99);
+  // A cell with too few residuals borrows its target's.
+  EXPECT_EQ(c.count(0, Activity::kNeverRead), 0u);
+  EXPECT_GT(c.Bounds(0, Activity::kNeverRead, 6, 0.8).upper, 6);
+
+  // Round trip.
+  auto parsed = ConformalCalibrator::Parse(c.Serialize());
+  ASSERT_TRUE(parsed.ok()) << parsed.status();
+  EXPECT_EQ(parsed->Bounds(0, Activity::kSteady, 6, 0.95).upper, c.Bounds(0, Activity::kSteady, 6, 0.95).upper);
+  EXPECT_FALSE(ConformalCalibrator::Parse("conformal v1\n0 0 x").ok());
+  EXPECT_FALSE(ConformalCalibrator::Parse("something else").ok());
+}
+
+TEST(Conformal, AdaptiveUpdatesRecoverCoverageAfterADrift) {
+  std::mt19937 rng(4);
+  std::normal_distribution<double> noise(0, 1);
+  ConformalCalibrator fixed, adaptive;
+  for (int i = 0; i < 2000; ++i) {
+    double y = 10 + noise(rng);
+    fixed.Add(0, Activity::kSteady, 10, y);
+    adaptive.Add(0, Activity::kSteady, 10, y);
+  }
+  fixed.Finish();
+  adaptive.Finish();
+  // The workload drifts: outcomes spread three times wider.
+  int fixed_in = 0, adaptive_in = 0, scored = 0;
+  for (int i = 0; i < 6000; ++i) {
+    double y = 10 + 3 * noise(rng);
+    Interval f = fixed.Bounds(0, Activity::kSteady, 10, 0.8);
+    Interval a = adaptive.Bounds(0, Activity::kSteady, 10, 0.8);
+    bool covered = y >= a.lower && y <= a.upper;
+    adaptive.Update(0, Activity::kSteady, 0.8, covered, 0.01);
+    if (i >= 3000) {
+      ++scored;
+      fixed_in += y >= f.lower && y <= f.upper;
+      adaptive_in += covered;
+    }
+  }
+  EXPECT_LT(fixed_in / double(scored), 0.6) << "a fixed table under-covers after the drift";
+  EXPECT_NEAR(adaptive_in / double(scored), 0.8, 0.04);
+}
+
+TEST(Gbm, SavedAndLoadedModelsPredictTheSame) {
+  std::mt19937 rng(5);
+  std::uniform_real_distribution<float> u(0, 1);
+  FeatureMatrix x;
+  x.cols = 3;
+  std::vector<float> y;
+  for (int i = 0; i < 2000; ++i) {
+    float a = u(rng), b = u(rng), c = u(rng);
+    x.AddRow({a, b, c});
+    y.push_back(a > 0.5 ? 10 * b : 0);
+  }
+  auto model = GbmModel::Train(x, y, {.rounds = 30, .threads = 1});
+  ASSERT_TRUE(model.ok()) << model.status();
+  auto before = model->Predict(x);
+  ASSERT_TRUE(before.ok());
+  auto bytes = model->Save();
+  ASSERT_TRUE(bytes.ok());
+  auto loaded = GbmModel::Load(*bytes);
+  ASSERT_TRUE(loaded.ok()) << loaded.status();
+  auto after = loaded->Predict(x);
+  ASSERT_TRUE(after.ok());
+  EXPECT_EQ(*before, *after);
+  // It learned the pattern.
+  double err = 0;
+  for (size_t i = 0; i < y.size(); ++i) err += std::abs((*after)[i] - y[i]);
+  EXPECT_LT(err / y.size(), 1.0);
+  EXPECT_EQ(GbmModel::Load("not a model").status().code(), absl::StatusCode::kInvalidArgument);
+  EXPECT_EQ(GbmModel::Train(x, {1, 2}, {}).status().code(), absl::StatusCode::kInvalidArgument);
+}
+
+// Objects read only on one weekday, steady ones and silent ones, over 140
+// days.
+std::vector<ObjectHistory> Synthetic(int objects, int days, uint64_t seed) {
+  std::mt19937 rng(seed);
+  std::vector<ObjectHistory> out;
+  for (int i = 0; i < objects; ++i) {
+    ObjectHistory o;
+    o.id = "o" + std::to_string(i);
+    o.ns = "ns";
+    o.group = std::to_string(i % 3);
+    o.size_bytes = 1 << 20;
+    o.first_day = i % 10;
+    std::poisson_distribution<int> steady(5);
+    for (int d = o.first_day; d < days; ++d) {
+      double r = 0;
+      if (i % 3 == 0) r = (d % 7 == 1) ? 20 : 0;  // weekly on one weekday
+      if (i % 3 == 1) r = steady(rng);
+      o.reads.push_back(r);
+    }
+    out.push_back(std::move(o));
+  }
+  return out;
+}
+
+TEST(Forecaster, LearnsWeeklyAndSteadyPatternsAndBeatsTheBaselines) {
+  auto objects = Synthetic(300, 140, 6);
+  const int as_of = 134;  // day 134 % 7 == 1: the weekly objects' read day
+  TrainingOptions options;
+  options.params.threads = 2;
+  auto f = Forecaster::Train(objects, as_of, options);
+  ASSERT_TRUE(f.ok()) << f.status();
+  EXPECT_EQ((*f)->learned_targets(), kDailyHorizons + 2) << "the 180-day sum lacks history";
+  const BacktestMetrics& m = (*f)->metrics();
+  EXPECT_GT(m.scored, 100);
+  EXPECT_LT(m.rmsse_model, m.rmsse_tsb);
+  std::vector<const ObjectHistory*> batch = {&objects[0], &objects[1], &objects[2]};
+  GroupMeans groups = GroupMeans::At(objects, as_of);
+  auto out = (*f)->ForecastBatch(batch, as_of, groups);
+  ASSERT_TRUE(out.ok()) << out.status();
+  const ObjectForecast& weekly = (*out)[0];
+  EXPECT_GT(weekly.mean[0], 10) << "its read day";
+  EXPECT_LT(weekly.mean[1], 5) << "the day after";
+  const ObjectForecast& steady = (*out)[1];
+  for (int h = 0; h < kDailyHorizons; ++h) EXPECT_NEAR(steady.mean[h], 5, 1.5) << h;
+  EXPECT_LE(steady.p80[0].lower, steady.mean[0]);
+  EXPECT_GE(steady.p95[0].upper, steady.p80[0].upper);
+  const ObjectForecast& silent = (*out)[2];
+  EXPECT_LT(silent.next_7_days(), 0.5);
+  EXPECT_GT(silent.p_zero[0], 0.9);
+  EXPECT_LT(steady.p_zero[0], 0.1);
+  for (const auto& o : *out) {
+    EXPECT_GE(o.confidence, 0);
+    EXPECT_LE(o.confidence, 1);
+    EXPECT_TRUE(o.learned);
+  }
+}
+
+TEST(Forecaster, TrainingNeverLooksPastItsDayAndSurvivesASaveAndLoad) {
+  auto full = Synthetic(90, 120, 7);
+  const int as_of = 100;
+  // The same objects with everything from as_of on replaced by other reads.
+  auto changed = full;
+  for (auto& o : changed) {
+    for (int d = as_of; d < o.first_day + static_cast<int>(o.reads.size()); ++d) o.reads[d - o.first_day] += 17;
+  }
+  TrainingOptions options;
+  options.params.threads = 1;
+  options.zero_params.threads = 1;
+  options.min_training_rows = 50;
+  auto a = Forecaster::Train(full, as_of, options);
+  auto b = Forecaster::Train(changed, as_of, options);
+  ASSERT_TRUE(a.ok() && b.ok());
+  EXPECT_EQ(*(*a)->Save(), *(*b)->Save()) << "the future changed the model";
+
+  auto bytes = (*a)->Save();
+  ASSERT_TRUE(bytes.ok());
+  auto loaded = Forecaster::Load(*bytes);
+  ASSERT_TRUE(loaded.ok()) << loaded.status();
+  EXPECT_EQ((*loaded)->metrics().rmsse_model, (*a)->metrics().rmsse_model);
+  std::vector<const ObjectHistory*> batch;
+  for (const auto& o : full) batch.push_back(&o);
+  GroupMeans groups = GroupMeans::At(full, as_of);
+  auto x = (*a)->ForecastBatch(batch, as_of, groups);
+  auto y = (*loaded)->ForecastBatch(batch, as_of, groups);
+  ASSERT_TRUE(x.ok() && y.ok());
+  for (size_t i = 0; i < batch.size(); ++i) {
+    for (int t = 0; t < kTargets; ++t) {
+      EXPECT_EQ((*x)[i].mean[t], (*y)[i].mean[t]);
+      EXPECT_EQ((*x)[i].p95[t].upper, (*y)[i].p95[t].upper);
+    }
+  }
+  EXPECT_FALSE(Forecaster::Load("cloudflux-forecaster v1\nconformal 99999\nshort").ok());
+  EXPECT_FALSE(Forecaster::Load("nonsense").ok());
+}
+
+}  // namespace
+}  // namespace cloudflux::prediction

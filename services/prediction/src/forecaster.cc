@@ -1,6 +1,10 @@
 #include "forecaster.h"
 
 #include <algorithm>
+#include <atomic>
+#include <functional>
+#include <mutex>
+#include <thread>
 #include <cmath>
 #include <sstream>
 
@@ -145,6 +149,10 @@ absl::StatusOr<std::unique_ptr<Forecaster>> Forecaster::Train(const std::vector<
   // calibration_origins origins are held out.
   std::array<std::vector<float>, kTargets> held_out_forecast;
   std::array<size_t, kTargets> cal_from{}, cal_to{};
+  // One job per model (each target, each zero window), run on
+  // params.threads workers with one XGBoost thread each: OpenMP's spinning
+  // threads cost more than they give on small machines.
+  std::vector<std::function<absl::Status()>> jobs;
   for (int t = 0; t < kTargets; ++t) {
     const size_t valid = RowsUpTo(rows, as_of - TargetEnd(t));
     int last_valid_origin = valid == 0 ? first : rows.origin[valid - 1];
@@ -153,18 +161,23 @@ absl::StatusOr<std::unique_ptr<Forecaster>> Forecaster::Train(const std::vector<
     cal_from[t] = train_to;
     cal_to[t] = valid;
     if (train_to < options.min_training_rows || valid == train_to) continue;
-    std::vector<float> y(train_to);
-    for (size_t r = 0; r < train_to; ++r) y[r] = static_cast<float>(label(r, TargetStart(t), TargetDays(t)));
-    auto model = GbmModel::Train(Slice(rows.x, 0, train_to), y, options.params);
-    if (!model.ok()) return model.status();
-    auto predicted = model->Predict(Slice(rows.x, train_to, valid));
-    if (!predicted.ok()) return predicted.status();
-    held_out_forecast[t] = std::move(*predicted);
-    f->models_[t] = std::move(*model);
     if (t == 0) {
       f->metrics_.training_rows = static_cast<int64_t>(train_to);
       f->metrics_.calibration_rows = static_cast<int64_t>(valid - train_to);
     }
+    jobs.push_back([&, t, train_to, valid]() -> absl::Status {
+      std::vector<float> y(train_to);
+      for (size_t r = 0; r < train_to; ++r) y[r] = static_cast<float>(label(r, TargetStart(t), TargetDays(t)));
+      GbmParams params = options.params;
+      params.threads = 1;
+      auto model = GbmModel::Train(rows.x.values.data(), train_to, rows.x.cols, y, params);
+      if (!model.ok()) return model.status();
+      auto predicted = model->Predict(Slice(rows.x, train_to, valid));
+      if (!predicted.ok()) return predicted.status();
+      held_out_forecast[t] = std::move(*predicted);
+      f->models_[t] = std::move(*model);
+      return absl::OkStatus();
+    });
   }
   for (size_t w = 0; w < kZeroWindows.size(); ++w) {
     const size_t valid = RowsUpTo(rows, as_of - kZeroWindows[w]);
@@ -172,16 +185,33 @@ absl::StatusOr<std::unique_ptr<Forecaster>> Forecaster::Train(const std::vector<
     const size_t train_to =
         RowsUpTo(rows, last_valid_origin - options.calibration_origins * options.origin_stride_days);
     if (train_to < options.min_training_rows) continue;
-    std::vector<float> y(train_to);
-    bool both = false;
-    for (size_t r = 0; r < train_to; ++r) {
-      y[r] = label(r, 0, kZeroWindows[w]) == 0 ? 1.f : 0.f;
-      both = both || y[r] != y[0];
-    }
-    if (!both) continue;  // one class only: nothing to learn
-    auto model = GbmModel::Train(Slice(rows.x, 0, train_to), y, options.zero_params);
-    if (!model.ok()) return model.status();
-    f->zero_models_[w] = std::move(*model);
+    jobs.push_back([&, w, train_to]() -> absl::Status {
+      std::vector<float> y(train_to);
+      bool both = false;
+      for (size_t r = 0; r < train_to; ++r) {
+        y[r] = label(r, 0, kZeroWindows[w]) == 0 ? 1.f : 0.f;
+        both = both || y[r] != y[0];
+      }
+      if (!both) return absl::OkStatus();  // one class only: nothing to learn
+      GbmParams params = options.zero_params;
+      params.threads = 1;
+      auto model = GbmModel::Train(rows.x.values.data(), train_to, rows.x.cols, y, params);
+      if (!model.ok()) return model.status();
+      f->zero_models_[w] = std::move(*model);
+      return absl::OkStatus();
+    });
+  }
+  std::atomic<size_t> next{0};
+  std::vector<absl::Status> results(jobs.size());
+  auto work = [&] {
+    for (size_t j = next++; j < jobs.size(); j = next++) results[j] = jobs[j]();
+  };
+  std::vector<std::thread> workers;
+  for (int i = 1; i < std::max(1, options.params.threads); ++i) workers.emplace_back(work);
+  work();
+  for (auto& w : workers) w.join();
+  for (const absl::Status& s : results) {
+    if (!s.ok()) return s;
   }
 
   // Conformal calibration on the held-out rows (the fallback where a target
@@ -233,22 +263,49 @@ int Forecaster::learned_targets() const {
 }
 
 absl::StatusOr<std::vector<ObjectForecast>> Forecaster::ForecastBatch(
-    const std::vector<const ObjectHistory*>& objects, int as_of, const GroupMeans& groups) const {
+    const std::vector<const ObjectHistory*>& objects, int as_of, const GroupMeans& groups, int threads) const {
   std::vector<ObjectForecast> out(objects.size());
   if (objects.empty()) return out;
-  FeatureMatrix x;
-  x.cols = FeatureNames().size();
-  x.values.reserve(objects.size() * x.cols);
-  std::vector<Activity> activity;
-  std::vector<double> tsb;
-  activity.reserve(objects.size());
-  tsb.reserve(objects.size());
-  for (const ObjectHistory* o : objects) {
-    auto history = HistoryBefore(*o, as_of);
-    x.AddRow(Features(history, Context(*o, as_of, groups)));
-    activity.push_back(ClassifyActivity(history));
-    tsb.push_back(Tsb(history).forecast());
-  }
+  // Chunks of objects on `threads` workers: features, then every model.
+  constexpr size_t kChunk = 4096;
+  std::atomic<size_t> next{0};
+  std::mutex mu;
+  absl::Status failed;
+  auto work = [&] {
+    FeatureMatrix x;
+    x.cols = FeatureNames().size();
+    std::vector<Activity> activity;
+    std::vector<double> tsb;
+    for (size_t from = next.fetch_add(kChunk); from < objects.size(); from = next.fetch_add(kChunk)) {
+      const size_t to = std::min(objects.size(), from + kChunk);
+      x.values.clear();
+      activity.clear();
+      tsb.clear();
+      for (size_t i = from; i < to; ++i) {
+        auto history = HistoryBefore(*objects[i], as_of);
+        x.AddRow(Features(history, Context(*objects[i], as_of, groups)));
+        activity.push_back(ClassifyActivity(history));
+        tsb.push_back(Tsb(history).forecast());
+      }
+      absl::Status s = FillForecasts(x, activity, tsb, &out[from]);
+      if (!s.ok()) {
+        std::lock_guard lock(mu);
+        failed = s;
+        return;
+      }
+    }
+  };
+  std::vector<std::thread> workers;
+  for (int i = 1; i < std::max(1, threads); ++i) workers.emplace_back(work);
+  work();
+  for (auto& w : workers) w.join();
+  if (!failed.ok()) return failed;
+  return out;
+}
+
+absl::Status Forecaster::FillForecasts(const FeatureMatrix& x, const std::vector<Activity>& activity,
+                                       const std::vector<double>& tsb, ObjectForecast* out) const {
+  const size_t n = activity.size();
   for (int t = 0; t < kTargets; ++t) {
     std::vector<float> predicted;
     if (models_[t].has_value()) {
@@ -256,7 +313,7 @@ absl::StatusOr<std::vector<ObjectForecast>> Forecaster::ForecastBatch(
       if (!p.ok()) return p.status();
       predicted = std::move(*p);
     }
-    for (size_t i = 0; i < objects.size(); ++i) {
+    for (size_t i = 0; i < n; ++i) {
       double m = predicted.empty() ? tsb[i] * TargetDays(t) : std::max(0.0f, predicted[i]);
       out[i].mean[t] = m;
       out[i].p80[t] = conformal_.Bounds(t, activity[i], m, kIntervalLevels[0]);
@@ -271,18 +328,18 @@ absl::StatusOr<std::vector<ObjectForecast>> Forecaster::ForecastBatch(
       if (!p.ok()) return p.status();
       predicted = std::move(*p);
     }
-    for (size_t i = 0; i < objects.size(); ++i) {
+    for (size_t i = 0; i < n; ++i) {
       // Without a model: a Poisson day count with the TSB rate.
       out[i].p_zero[w] = predicted.empty() ? std::exp(-tsb[i] * kZeroWindows[w])
                                            : std::clamp(static_cast<double>(predicted[i]), 0.0, 1.0);
     }
   }
   const int t30 = kDailyHorizons;  // the 30-day sum
-  for (ObjectForecast& f : out) {
-    double width = f.p80[t30].upper - f.p80[t30].lower;
-    f.confidence = 1.0 / (1.0 + width / (f.mean[t30] + 1.0));
+  for (size_t i = 0; i < n; ++i) {
+    double width = out[i].p80[t30].upper - out[i].p80[t30].lower;
+    out[i].confidence = std::isfinite(width) ? 1.0 / (1.0 + width / (out[i].mean[t30] + 1.0)) : 0.0;
   }
-  return out;
+  return absl::OkStatus();
 }
 
 void Forecaster::Observe(const ObjectForecast& forecast, Activity activity, int target, double actual) {

@@ -83,9 +83,11 @@ class Forecaster {
   static absl::StatusOr<std::unique_ptr<Forecaster>> Load(std::string_view bytes);
   absl::StatusOr<std::string> Save() const;
 
-  // Forecasts from day `as_of` on for objects whose reads are known before it.
+  // Forecasts from day `as_of` on for objects whose reads are known before
+  // it, on `threads` threads.
   absl::StatusOr<std::vector<ObjectForecast>> ForecastBatch(const std::vector<const ObjectHistory*>& objects,
-                                                            int as_of, const GroupMeans& groups) const;
+                                                            int as_of, const GroupMeans& groups,
+                                                            int threads = 1) const;
 
   const BacktestMetrics& metrics() const { return metrics_; }
   int trained_as_of() const { return as_of_; }
@@ -97,6 +99,9 @@ class Forecaster {
 
  private:
   Forecaster() = default;
+  // The forecasts of rows `x` (their activity classes and TSB forecasts).
+  absl::Status FillForecasts(const FeatureMatrix& x, const std::vector<Activity>& activity,
+                             const std::vector<double>& tsb, ObjectForecast* out) const;
   std::array<std::optional<GbmModel>, kTargets> models_;
   std::array<std::optional<GbmModel>, kZeroWindows.size()> zero_models_;
   ConformalCalibrator conformal_;

@@ -2,6 +2,7 @@
 
 #include <xgboost/c_api.h>
 
+#include <cstdint>
 #include <mutex>
 
 #include "absl/strings/str_cat.h"
@@ -19,9 +20,11 @@ absl::Status Check(int rc, const char* what) {
 class DMatrix {
  public:
   static absl::StatusOr<std::unique_ptr<DMatrix>> From(const FeatureMatrix& x) {
+    return From(x.values.data(), x.rows(), x.cols);
+  }
+  static absl::StatusOr<std::unique_ptr<DMatrix>> From(const float* values, size_t rows, size_t cols) {
     auto m = std::unique_ptr<DMatrix>(new DMatrix());
-    absl::Status s = Check(XGDMatrixCreateFromMat(x.values.data(), x.rows(), x.cols, NAN, &m->handle_),
-                           "creating a matrix");
+    absl::Status s = Check(XGDMatrixCreateFromMat(values, rows, cols, NAN, &m->handle_), "creating a matrix");
     if (!s.ok()) return s;
     return m;
   }
@@ -39,7 +42,7 @@ class DMatrix {
 
 struct GbmModel::Handle {
   BoosterHandle booster = nullptr;
-  mutable std::mutex mu;  // XGBoost's prediction cache lives in the booster
+  mutable std::mutex mu;  // saving
   ~Handle() {
     if (booster != nullptr) XGBoosterFree(booster);
   }
@@ -52,11 +55,17 @@ GbmModel& GbmModel::operator=(GbmModel&&) noexcept = default;
 
 absl::StatusOr<GbmModel> GbmModel::Train(const FeatureMatrix& x, const std::vector<float>& y,
                                          const GbmParams& params) {
-  if (x.cols == 0 || x.rows() == 0 || x.values.size() % x.cols != 0) {
+  if (x.cols == 0 || x.values.size() % x.cols != 0) {
     return absl::InvalidArgumentError("training needs a non-empty feature matrix");
   }
-  if (y.size() != x.rows()) return absl::InvalidArgumentError("one label per row is needed");
-  auto data = DMatrix::From(x);
+  return Train(x.values.data(), x.rows(), x.cols, y, params);
+}
+
+absl::StatusOr<GbmModel> GbmModel::Train(const float* values, size_t rows, size_t cols,
+                                         const std::vector<float>& y, const GbmParams& params) {
+  if (cols == 0 || rows == 0) return absl::InvalidArgumentError("training needs a non-empty feature matrix");
+  if (y.size() != rows) return absl::InvalidArgumentError("one label per row is needed");
+  auto data = DMatrix::From(values, rows, cols);
   if (!data.ok()) return data.status();
   absl::Status s = Check(XGDMatrixSetFloatInfo((*data)->get(), "label", y.data(), y.size()), "setting labels");
   if (!s.ok()) return s;
@@ -104,14 +113,21 @@ absl::StatusOr<GbmModel> GbmModel::Load(std::string_view bytes) {
 
 absl::StatusOr<std::vector<float>> GbmModel::Predict(const FeatureMatrix& x) const {
   if (x.rows() == 0) return std::vector<float>{};
-  auto data = DMatrix::From(x);
-  if (!data.ok()) return data.status();
-  std::lock_guard lock(handle_->mu);
-  bst_ulong n = 0;
+  // In-place prediction on the caller's array: thread-safe in XGBoost, and
+  // no matrix to build.
+  const std::string array = absl::StrCat(R"({"data": [)", reinterpret_cast<uintptr_t>(x.values.data()),
+                                         R"(, true], "shape": [)", x.rows(), ", ", x.cols,
+                                         R"(], "typestr": "<f4", "version": 3})");
+  static constexpr char kConfig[] =
+      R"({"type": 0, "training": false, "iteration_begin": 0, "iteration_end": 0, "strict_shape": false, "missing": NaN, "cache_id": 0})";
+  const bst_ulong* shape = nullptr;
+  bst_ulong dims = 0;
   const float* out = nullptr;
-  absl::Status s = Check(XGBoosterPredict(handle_->booster, (*data)->get(), 0, 0, 0, &n, &out), "predicting");
+  absl::Status s = Check(
+      XGBoosterPredictFromDense(handle_->booster, array.c_str(), kConfig, nullptr, &shape, &dims, &out),
+      "predicting");
   if (!s.ok()) return s;
-  return std::vector<float>(out, out + n);
+  return std::vector<float>(out, out + x.rows());
 }
 
 absl::StatusOr<std::string> GbmModel::Save() const {

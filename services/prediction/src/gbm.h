@@ -2,9 +2,8 @@
 // GbmModel: one gradient-boosted tree ensemble trained and evaluated with
 // XGBoost's C API (Debian's libxgboost-dev), behind this header. Models are
 // saved to and loaded from bytes (XGBoost's JSON format), so that they can be
-// stored as objects. Prediction is serialised per model (XGBoost keeps a
-// prediction cache inside the booster); train in parallel threads with
-// `threads`.
+// stored as objects. Predict is thread-safe (XGBoost's in-place prediction);
+// `threads` is XGBoost's own threads while training.
 
 #include <memory>
 #include <string>
@@ -48,6 +47,9 @@ class GbmModel {
   // XGBoost's message otherwise.
   static absl::StatusOr<GbmModel> Train(const FeatureMatrix& x, const std::vector<float>& y,
                                         const GbmParams& params);
+  // The same on the first `rows` rows of a row-major array (no copy).
+  static absl::StatusOr<GbmModel> Train(const float* values, size_t rows, size_t cols,
+                                        const std::vector<float>& y, const GbmParams& params);
   static absl::StatusOr<GbmModel> Load(std::string_view bytes);
 
   // One prediction per row (the mean for regression, the probability for

@@ -17,7 +17,7 @@ double Scale(double forecast) { return std::sqrt(std::max(0.0, forecast) + 1.0);
 
 // The q-quantile of sorted `v` with the split-conformal correction
 // ceil((n + 1) q) / n, clamped to the sample.
-double Quantile(const std::vector<float>& v, double q) {
+double Quantile(const std::vector<double>& v, double q) {
   if (v.empty()) return 0;
   double n = static_cast<double>(v.size());
   double rank = std::ceil((n + 1) * q) - 1;
@@ -25,9 +25,9 @@ double Quantile(const std::vector<float>& v, double q) {
   return v[static_cast<size_t>(rank)];
 }
 
-void Thin(std::vector<float>& v, size_t keep) {
+void Thin(std::vector<double>& v, size_t keep) {
   if (v.size() <= keep) return;
-  std::vector<float> out;
+  std::vector<double> out;
   out.reserve(keep);
   for (size_t i = 0; i < keep; ++i) out.push_back(v[i * (v.size() - 1) / (keep - 1)]);
   v.swap(out);
@@ -35,7 +35,7 @@ void Thin(std::vector<float>& v, size_t keep) {
 }  // namespace
 
 void ConformalCalibrator::Add(int target, Activity activity, double forecast, double actual) {
-  float r = static_cast<float>((actual - forecast) / Scale(forecast));
+  double r = (actual - forecast) / Scale(forecast);
   cells_[target][static_cast<int>(activity)].scaled.push_back(r);
   cells_[target][kActivityClasses].scaled.push_back(r);
 }
@@ -72,9 +72,10 @@ Interval ConformalCalibrator::Bounds(int target, Activity activity, double forec
   }
   alpha = std::min(alpha, 1.0);
   double s = Scale(forecast);
-  // Outcomes are counts: bounds are rounded outwards to whole reads.
-  out.lower = std::max(0.0, std::floor(forecast + Quantile(c.scaled, alpha / 2) * s + 1e-6));
-  out.upper = std::max(out.lower, std::ceil(forecast + Quantile(c.scaled, 1 - alpha / 2) * s - 1e-6));
+  // A hair outwards, so that an outcome equal to a calibration residual's
+  // (ties are common: counts are whole) is inside, as split conformal has it.
+  out.lower = std::max(0.0, forecast + Quantile(c.scaled, alpha / 2) * s - 1e-9 * (1 + forecast));
+  out.upper = std::max(out.lower, forecast + Quantile(c.scaled, 1 - alpha / 2) * s + 1e-9 * (1 + forecast));
   return out;
 }
 
@@ -90,12 +91,12 @@ void ConformalCalibrator::Update(int target, Activity activity, double level, bo
 
 std::string ConformalCalibrator::Serialize() const {
   std::ostringstream out;
-  out << std::setprecision(9) << "conformal v1\n";
+  out << std::setprecision(17) << "conformal v1\n";
   for (int t = 0; t < kTargets; ++t) {
     for (int a = 0; a <= kActivityClasses; ++a) {
       const Cell& c = cells_[t][a];
       out << t << ' ' << a << ' ' << c.alpha[0] << ' ' << c.alpha[1] << ' ' << c.scaled.size();
-      for (float r : c.scaled) out << ' ' << r;
+      for (double r : c.scaled) out << ' ' << r;
       out << '\n';
     }
   }
@@ -124,8 +125,8 @@ absl::StatusOr<ConformalCalibrator> ConformalCalibrator::Parse(std::string_view 
     }
     c.scaled.reserve(n);
     for (size_t k = 0; k < n; ++k) {
-      float r = 0;
-      if (!absl::SimpleAtof(f[5 + k], &r)) return absl::InvalidArgumentError(absl::StrCat("bad residual on line ", i));
+      double r = 0;
+      if (!absl::SimpleAtod(f[5 + k], &r)) return absl::InvalidArgumentError(absl::StrCat("bad residual on line ", i));
       c.scaled.push_back(r);
     }
   }

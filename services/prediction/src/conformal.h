@@ -9,8 +9,7 @@
 // miscoverage level after every scored interval,
 //   alpha <- alpha + gamma * (alpha_target - miss),
 // so that coverage holds when the workload drifts (a level driven below 0
-// gives an unbounded upper bound until it recovers). Bounds are whole reads,
-// rounded outwards. Not thread-safe for
+// gives an unbounded upper bound until it recovers). Not thread-safe for
 // Update; Bounds may run concurrently with other Bounds.
 
 #include <array>
@@ -52,7 +51,7 @@ class ConformalCalibrator {
  private:
   static constexpr size_t kMaxKept = 4000;  // per cell, evenly thinned
   struct Cell {
-    std::vector<float> scaled;  // sorted after Finish
+    std::vector<double> scaled;  // sorted after Finish
     std::array<double, kIntervalLevels.size()> alpha = {1 - kIntervalLevels[0], 1 - kIntervalLevels[1]};
   };
   const Cell& Resolve(int target, Activity activity) const;

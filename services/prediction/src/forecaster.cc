@@ -12,6 +12,7 @@
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_format.h"
 #include "baselines.h"
+#include "cloudflux/core/status.h"
 
 namespace cloudflux::prediction {
 
@@ -306,13 +307,13 @@ absl::StatusOr<std::vector<ObjectForecast>> Forecaster::ForecastBatch(
 absl::Status Forecaster::FillForecasts(const FeatureMatrix& x, const std::vector<Activity>& activity,
                                        const std::vector<double>& tsb, ObjectForecast* out) const {
   const size_t n = activity.size();
+  // A model's predictions of x, or none without a model.
+  auto predict = [&](const std::optional<GbmModel>& model) -> absl::StatusOr<std::vector<float>> {
+    if (!model.has_value()) return std::vector<float>{};
+    return model->Predict(x);
+  };
   for (int t = 0; t < kTargets; ++t) {
-    std::vector<float> predicted;
-    if (models_[t].has_value()) {
-      auto p = models_[t]->Predict(x);
-      if (!p.ok()) return p.status();
-      predicted = std::move(*p);
-    }
+    CF_ASSIGN_OR_RETURN(std::vector<float> predicted, predict(models_[t]));
     for (size_t i = 0; i < n; ++i) {
       double m = predicted.empty() ? tsb[i] * TargetDays(t) : std::max(0.0f, predicted[i]);
       out[i].mean[t] = m;
@@ -322,12 +323,7 @@ absl::Status Forecaster::FillForecasts(const FeatureMatrix& x, const std::vector
     }
   }
   for (size_t w = 0; w < kZeroWindows.size(); ++w) {
-    std::vector<float> predicted;
-    if (zero_models_[w].has_value()) {
-      auto p = zero_models_[w]->Predict(x);
-      if (!p.ok()) return p.status();
-      predicted = std::move(*p);
-    }
+    CF_ASSIGN_OR_RETURN(std::vector<float> predicted, predict(zero_models_[w]));
     for (size_t i = 0; i < n; ++i) {
       // Without a model: a Poisson day count with the TSB rate.
       out[i].p_zero[w] = predicted.empty() ? std::exp(-tsb[i] * kZeroWindows[w])

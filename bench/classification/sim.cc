@@ -121,23 +121,31 @@ absl::StatusOr<Trace> ReadCsvTrace(const std::string& path) {
 
 absl::StatusOr<Trace> GenerateTrace(const std::string& kind, int objects, int days, uint64_t seed) {
   // Pattern weights: decaying interest, steady hot, bursts, write-once archive.
+  // (The weights of a mix add up to 1; idle_heavy is the rest.)
   struct Mix {
     double decaying, hot, bursty, archive;
     double median_mib;
     double relaxed_sla;  // share of objects that accept hours to first byte
+    double size_sigma = 2.0;  // of the log-normal object size
   };
   static const std::map<std::string, Mix> kMixes = {
       {"mixed", {0.40, 0.15, 0.15, 0.30, 4, 0.25}},
       {"media", {0.70, 0.10, 0.10, 0.10, 64, 0.05}},
       {"backup", {0.10, 0.00, 0.10, 0.80, 256, 0.90}},
       {"analytics", {0.30, 0.20, 0.50, 0.00, 16, 0.10}},
+      // Many objects under 128 KiB, rarely read: request prices outweigh
+      // storage, and minimum billable sizes apply.
+      {"small-rare", {0.30, 0.00, 0.20, 0.50, 0.03, 0.10, 1.0}},
+      // Large datasets idle for weeks, then read heavily for a week (a
+      // monthly training or reporting run), again and again.
+      {"idle-burst", {0.00, 0.00, 0.00, 0.00, 2048, 0.20, 0.5}},
   };
   auto mix = kMixes.find(kind);
   if (mix == kMixes.end()) return absl::InvalidArgumentError("unknown workload " + kind);
   const Mix& m = mix->second;
   std::mt19937_64 rng(seed);
   std::uniform_real_distribution<double> u(0, 1);
-  std::lognormal_distribution<double> size_dist(std::log(m.median_mib * 1048576.0), 2.0);
+  std::lognormal_distribution<double> size_dist(std::log(m.median_mib * 1048576.0), m.size_sigma);
   Trace t;
   t.name = kind;
   t.days = days;
@@ -158,11 +166,15 @@ absl::StatusOr<Trace> GenerateTrace(const std::string& kind, int objects, int da
     // Heavy-tailed popularity: Pareto(1.1) base read rate.
     double base = std::min(500.0, 0.05 * std::pow(1 - u(rng), -1 / 1.1));
     double p = u(rng);
-    enum { kDecaying, kHot, kBursty, kArchive } pattern =
+    enum { kDecaying, kHot, kBursty, kArchive, kIdleHeavy } pattern =
         p < m.decaying ? kDecaying
         : p < m.decaying + m.hot ? kHot
         : p < m.decaying + m.hot + m.bursty ? kBursty
-                                            : kArchive;
+        : p < m.decaying + m.hot + m.bursty + m.archive ? kArchive
+                                                        : kIdleHeavy;
+    // kIdleHeavy: quiet for `idle` days, then a week of heavy reads.
+    const int idle = 21 + static_cast<int>(u(rng) * 35);
+    const int phase = static_cast<int>(u(rng) * (idle + 7));
     double tau = 2 + u(rng) * 43;
     int burst_left = 0;
     int audit_day = u(rng) < 0.3 ? static_cast<int>(u(rng) * (end - o.create_day)) : -1;
@@ -180,6 +192,7 @@ absl::StatusOr<Trace> GenerateTrace(const std::string& kind, int objects, int da
           if (burst_left > 0) --burst_left;
           break;
         case kArchive: lambda = 0; break;
+        case kIdleHeavy: lambda = (a + phase) % (idle + 7) >= idle ? 20 + 10 * base : 0; break;
       }
       uint32_t n = lambda > 0 ? std::poisson_distribution<uint32_t>(lambda)(rng) : 0;
       if (a == audit_day) ++n;  // an occasional restore or audit

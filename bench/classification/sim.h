@@ -60,7 +60,9 @@ struct Trace {
 // day. max_latency_ms defaults to 1000.
 absl::StatusOr<Trace> ReadCsvTrace(const std::string& path);
 
-// Synthetic workloads: "mixed", "media", "backup", "analytics" (see
+// Synthetic workloads: "mixed", "media", "backup", "analytics",
+// "small-rare" (objects under 128 KiB, rarely read), "idle-burst" (large
+// datasets idle for weeks, then read heavily for a week) (see
 // GenerateTrace in sim.cc for their mix of heavy-tailed popularity, interest
 // decaying with age, weekly seasonality, bursts and write-once archives).
 absl::StatusOr<Trace> GenerateTrace(const std::string& kind, int objects, int days, uint64_t seed);

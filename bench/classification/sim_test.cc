@@ -184,5 +184,22 @@ TEST(Simulate, TheOptimumIsTheFloorAndLatencyNeedsAreKept) {
       << "only when asked for";
 }
 
+// Property: given perfect forecasts the decision rule never pays more than
+// from counts alone, on every generated family (seeds vary), including many
+// small rarely-read objects (request prices and minimum billable sizes
+// outweigh storage) and large datasets idle for weeks then read heavily.
+TEST(Simulate, PerfectForecastsNeverCostMoreThanCountsAlone) {
+  for (const char* kind : {"mixed", "media", "backup", "analytics", "small-rare", "idle-burst"}) {
+    for (uint64_t seed : {11, 12}) {
+      auto t = GenerateTrace(kind, 300, 240, seed);
+      ASSERT_TRUE(t.ok()) << kind;
+      Report r = Simulate(Catalog(), *t, pricing::TierPolicy{}, /*perfect_forecast=*/true);
+      EXPECT_LE(r.Of("cloudflux+perfect-forecast").total, r.Of("cloudflux").total * (1 + 1e-9))
+          << kind << " seed " << seed;
+      EXPECT_EQ(r.Of("cloudflux+perfect-forecast").sla_violations, 0) << kind;
+    }
+  }
+}
+
 }  // namespace
 }  // namespace cloudflux::sim

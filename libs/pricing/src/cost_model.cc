@@ -37,7 +37,16 @@ std::vector<CostBreakdown> PriceCandidates(const PriceCatalog& catalog, int64_t 
     }
     b.requests = usage.reads * cls->read_per_1000() / 1000 + usage.writes * cls->write_per_1000() / 1000;
     b.retrieval = usage.bytes_read / kBytesPerGb * cls->retrieval_per_gb();
-    if (!is_current && current.cls != nullptr) {
+    if (current.cls == nullptr) {
+      // A new object: writing it is part of the price of each class (request
+      // prices outweigh storage for small objects), and so is the class's
+      // minimum duration beyond the horizon.
+      b.move_requests = cls->write_per_1000() / 1000;
+      double beyond = cls->min_storage_days() - horizon_days;
+      if (beyond > 0) {
+        b.min_duration_commit = BillableGb(*cls, size) * cls->storage_per_gb_month() * beyond / kDaysPerMonth;
+      }
+    } else if (!is_current) {
       const ClassPrice& from = *current.cls;
       // The copy: read the source once, write the target once.
       b.move_egress = gb * catalog.EgressPerGb(from.cloud(), cls->cloud());

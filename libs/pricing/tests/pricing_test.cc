@@ -302,6 +302,18 @@ TEST(Decide, AConfidentForecastLiftsTheCautionForNewAndYoungObjects) {
   // with retrieval fees.
   d = Decide(c, fresh, {}, relaxed, Forecast{.reads_next_7d = 50, .confidence = 0.9});
   EXPECT_EQ(d.target->retrieval_per_gb(), 0) << d.reason;
+
+  // A small object that will not be read: writing it into an archive class
+  // costs more in PUT price (and in minimum billable size) than its storage
+  // could ever save, so it is written to STANDARD.
+  const AccessStats tiny{.size = 30 * 1024};
+  d = Decide(c, tiny, {}, relaxed, never_read);
+  EXPECT_EQ(d.target->storage_class(), "STANDARD") << d.reason;
+  auto priced = PriceCandidates(c, 30 * 1024, {}, {}, 90, {});
+  for (const auto& candidate : priced) {
+    EXPECT_NEAR(candidate.move_requests, candidate.cls->write_per_1000() / 1000, 1e-15)
+        << "a new object's first write is priced: " << candidate.cls->storage_class();
+  }
 }
 
 }  // namespace

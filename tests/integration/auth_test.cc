@@ -726,6 +726,53 @@ TEST(AuthRedisOutage, NothingIsAcceptedUncheckedAndNothingIsForgotten) {
   }
 }
 
+// Attempts that cannot be judged because PostgreSQL is down give their
+// brute-force places back: an outage locks nobody out.
+TEST(AuthPostgresOutage, AttemptsDuringAnOutageDoNotLockTheUserOut) {
+  auto pg = testing::PostgresProcess::Create();
+  ASSERT_TRUE(pg.ok()) << pg.status();
+  Service auth = StartService("auth", (*pg)->url());
+  ASSERT_TRUE(WaitForHealth(auth, HealthCheckResponse::SERVING)) << auth.process->Output();
+  auto stub = v1::AuthService::NewStub(server::MakeChannel(auth.target()));
+  auto login = [&](const std::string& user, const std::string& password) {
+    v1::IssueTokenRequest req;
+    req.set_grant_type("password");
+    req.set_username(user);
+    req.set_password(password);
+    v1::IssueTokenResponse resp;
+    auto ctx = server::MakeClientContext(absl::Seconds(10));
+    return stub->IssueToken(ctx.get(), req, &resp).error_code();
+  };
+  {
+    v1::IssueTokenRequest req;
+    req.set_grant_type("password");
+    req.set_username("admin");
+    req.set_password(kAdminPassword);
+    v1::IssueTokenResponse admin;
+    auto ctx = server::MakeClientContext(absl::Seconds(10));
+    ASSERT_TRUE(stub->IssueToken(ctx.get(), req, &admin).ok());
+    v1::CreatePrincipalRequest create;
+    create.set_name("outage-user");
+    create.set_kind(v1::PRINCIPAL_KIND_USER);
+    create.add_roles("viewer");
+    create.set_password("outage user password");
+    v1::CreatePrincipalResponse created;
+    auto c = server::MakeClientContext(absl::Seconds(10));
+    c->AddMetadata("authorization", "Bearer " + admin.access_token());
+    ASSERT_TRUE(stub->CreatePrincipal(c.get(), create, &created).ok());
+  }
+  ASSERT_TRUE((*pg)->Stop().ok());
+  for (int i = 0; i < 8; ++i) {
+    EXPECT_EQ(login("outage-user", "outage user password"), grpc::StatusCode::UNAVAILABLE) << i;
+  }
+  ASSERT_TRUE((*pg)->Start().ok());
+  EXPECT_TRUE(WaitFor([&] { return login("outage-user", "outage user password") == grpc::StatusCode::OK; },
+                      absl::Seconds(20)))
+      << "locked out by attempts the outage made impossible to judge";
+  auth.process->Signal(SIGTERM);
+  EXPECT_EQ(auth.process->Wait(absl::Seconds(20)), 0);
+}
+
 TEST(AuthStartup, RefusesToStartWithoutSecrets) {
   auto db = testing::ScratchDatabase::Create();
   ASSERT_TRUE(db.ok());

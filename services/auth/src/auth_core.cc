@@ -880,7 +880,12 @@ absl::StatusOr<v1::IssueTokenResponse> AuthCore::IssueToken(const v1::IssueToken
     // character): refused before anything is looked up or counted.
     CF_RETURN_IF_ERROR(core::Annotate(ValidateName(name), password ? "username" : "client_id"));
     CF_ASSIGN_OR_RETURN(LoginThrottle::Attempt attempt, throttle_.Begin(name, caller.peer));
-    CF_ASSIGN_OR_RETURN(std::optional<Credentials> found, LoadCredentials(name));
+    absl::StatusOr<std::optional<Credentials>> loaded = LoadCredentials(name);
+    if (!loaded.ok()) {
+      throttle_.Abandon(attempt);
+      return loaded.status();
+    }
+    std::optional<Credentials> found = *std::move(loaded);
     bool ok = false;
     std::string principal_id;
     if (found.has_value()) {
@@ -922,13 +927,17 @@ absl::StatusOr<v1::IssueTokenResponse> AuthCore::IssueToken(const v1::IssueToken
     CF_ASSIGN_OR_RETURN(LoginThrottle::Attempt attempt,
                         throttle_.Begin("apikey:" + request.api_key().substr(0, 12), caller.peer));
     // One read: the key and its principal, both still valid.
-    CF_ASSIGN_OR_RETURN(
-        db::Result rows,
+    absl::StatusOr<db::Result> found =
         pool_.Exec(absl::StrCat("SELECT ", kPrincipalColumns,
                                 " FROM auth.principals p WHERE NOT p.disabled AND p.id = (SELECT "
                                 "principal_id FROM auth.api_keys WHERE secret_sha256 = $1 AND "
                                 "revoked_at IS NULL AND (expires_at IS NULL OR expires_at > now()))"),
-                   {key_hash}));
+                   {key_hash});
+    if (!found.ok()) {
+      throttle_.Abandon(attempt);
+      return found.status();
+    }
+    const db::Result& rows = *found;
     if (rows.empty()) {
       return RecordFailure(attempt, "", caller, "api_key: unknown, revoked or expired key");
     }

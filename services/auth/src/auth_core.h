@@ -1,8 +1,9 @@
 #pragma once
 // AuthCore: the auth service's logic, apart from gRPC wiring. Owns
-// principals, credentials, signing keys, refresh tokens and the audit log in
-// the `auth` schema; uses Redis for brute-force counters and revoked
-// access-token ids. Thread-safe.
+// principals, credentials, signing keys, refresh tokens, revocations, failed
+// logins and the audit log in the `auth` schema; Redis holds the mirror of
+// revocations and the brute-force counters (RevocationStore, LoginThrottle).
+// Thread-safe.
 
 #include <memory>
 #include <span>

@@ -92,6 +92,13 @@ void LoginThrottle::Succeeded(const Attempt& attempt) {
   if (tracked_ != nullptr) tracked_->Forget({attempt.name_key, attempt.peer_key});
 }
 
+void LoginThrottle::Abandon(const Attempt& attempt) {
+  for (const std::string* key : {&attempt.name_key, &attempt.peer_key}) {
+    (void)redis_.Command({"EVAL", kRelease, "1", *key});
+  }
+  if (tracked_ != nullptr) tracked_->Forget({attempt.name_key, attempt.peer_key});
+}
+
 absl::Status LoginThrottle::Failed(db::Transaction& tx, const Attempt& attempt) {
   return tx
       .Exec("INSERT INTO auth.login_failures (counter) VALUES ($1), ($2)",

@@ -47,6 +47,9 @@ class LoginThrottle {
   std::optional<bool> ClearInMemory(const std::string& name, const std::string& peer);
   // The credentials were right: the name's failures are forgotten.
   void Succeeded(const Attempt& attempt);
+  // The attempt could not be judged (the database failed): both places are
+  // given back, so that an outage does not lock anyone out.
+  void Abandon(const Attempt& attempt);
   // The credentials were wrong: the places stay taken; recorded in `tx`.
   absl::Status Failed(db::Transaction& tx, const Attempt& attempt);
   // Restores the counters from PostgreSQL (after Redis lost them).

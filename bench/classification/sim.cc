@@ -172,9 +172,13 @@ absl::StatusOr<Trace> GenerateTrace(const std::string& kind, int objects, int da
         : p < m.decaying + m.hot + m.bursty ? kBursty
         : p < m.decaying + m.hot + m.bursty + m.archive ? kArchive
                                                         : kIdleHeavy;
-    // kIdleHeavy: quiet for `idle` days, then a week of heavy reads.
-    const int idle = 21 + static_cast<int>(u(rng) * 35);
-    const int phase = static_cast<int>(u(rng) * (idle + 7));
+    // kIdleHeavy: quiet for `idle` days, then a week of heavy reads. (Drawn
+    // only for those objects: the other families' traces stay as they were.)
+    int idle = 0, phase = 0;
+    if (pattern == kIdleHeavy) {
+      idle = 21 + static_cast<int>(u(rng) * 35);
+      phase = static_cast<int>(u(rng) * (idle + 7));
+    }
     double tau = 2 + u(rng) * 43;
     int burst_left = 0;
     int audit_day = u(rng) < 0.3 ? static_cast<int>(u(rng) * (end - o.create_day)) : -1;

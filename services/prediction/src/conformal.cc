@@ -74,8 +74,14 @@ Interval ConformalCalibrator::Bounds(int target, Activity activity, double forec
   double s = Scale(forecast);
   // A hair outwards, so that an outcome equal to a calibration residual's
   // (ties are common: counts are whole) is inside, as split conformal has it.
-  out.lower = std::max(0.0, forecast + Quantile(c.scaled, alpha / 2) * s - 1e-9 * (1 + forecast));
-  out.upper = std::max(out.lower, forecast + Quantile(c.scaled, 1 - alpha / 2) * s + 1e-9 * (1 + forecast));
+  const double eps = 1e-9 * (1 + forecast);
+  const double lower = forecast + Quantile(c.scaled, alpha / 2) * s - eps;
+  // Reads cannot go below 0: where the lower tail's bound would, no outcome
+  // misses on that side, and the whole miscoverage goes to the upper tail
+  // (a two-sided split would cover every zero-read day on top of 1 - alpha).
+  const double upper_q = lower <= 0 ? 1 - alpha : 1 - alpha / 2;
+  out.lower = std::max(0.0, lower);
+  out.upper = std::max(out.lower, forecast + Quantile(c.scaled, upper_q) * s + eps);
   return out;
 }
 

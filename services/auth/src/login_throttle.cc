@@ -89,7 +89,12 @@ void LoginThrottle::Succeeded(const Attempt& attempt) {
   (void)redis_.Delete(attempt.name_key);
   (void)redis_.Command({"EVAL", kRelease, "1", attempt.peer_key});
   (void)pool_.Exec("DELETE FROM auth.login_failures WHERE counter = $1", {attempt.name_key});
-  if (tracked_ != nullptr) tracked_->Forget({attempt.name_key, attempt.peer_key});
+  if (tracked_ != nullptr) {
+    tracked_->Forget({attempt.name_key, attempt.peer_key});
+    // Loaded again, so that this name's next grants from this peer can be
+    // answered from memory (ClearInMemory).
+    (void)tracked_->Get({attempt.name_key, attempt.peer_key, RevocationKeys::kComplete});
+  }
 }
 
 void LoginThrottle::Abandon(const Attempt& attempt) {

@@ -32,9 +32,7 @@ class AuthTest : public ::testing::Test {
     auto db = testing::ScratchDatabase::Create();
     ASSERT_TRUE(db.ok()) << db.status();
     db_ = std::move(*db).release();
-    // The brute-force limit per peer is raised: every test calls from
-    // 127.0.0.1, and their failures would add up to it.
-    auth_ = new Service(StartService("auth", db_->url(), {{"CLOUDFLUX_MAX_FAILED_LOGINS_PER_PEER", "1000"}}));
+    auth_ = new Service(StartService("auth", db_->url()));
     ASSERT_TRUE(WaitForHealth(*auth_, HealthCheckResponse::SERVING)) << auth_->process->Output();
     other_ = new Service(StartService("classification", db_->url(),
                                       {{"CLOUDFLUX_INSECURE_NO_AUTH", "false"},
@@ -366,6 +364,32 @@ TEST_F(AuthTest, ConcurrentGuessesAreCheckedAtMostTheLimit) {
   v1::ListAuditEventsResponse rows;
   ASSERT_TRUE(Auth()->ListAuditEvents(Ctx(admin).get(), audit, &rows).ok());
   EXPECT_EQ(rows.events_size(), checked.load()) << "every checked guess, and only those, on record";
+}
+
+// Many concurrent grants of one client with the right secret are never
+// refused by the brute-force limit (it counts failures; only guessable
+// passwords reserve a place first), and wrong secrets still lock it.
+TEST_F(AuthTest, ConcurrentRightSecretsAreNeverRefusedWrongOnesStillLock) {
+  std::string admin = AdminToken();
+  auto account = Create(admin, "busy-client", v1::PRINCIPAL_KIND_SERVICE_ACCOUNT, {"viewer"});
+  ASSERT_TRUE(account.ok()) << account.status();
+  v1::IssueTokenRequest cc;
+  cc.set_grant_type("client_credentials");
+  cc.set_client_id("busy-client");
+  cc.set_client_secret(account->client_secret());
+  std::atomic<int> ok{0};
+  std::vector<std::thread> threads;
+  for (int i = 0; i < 40; ++i) {
+    threads.emplace_back([&] {
+      if (Issue(cc).ok()) ++ok;
+    });
+  }
+  for (auto& t : threads) t.join();
+  EXPECT_EQ(ok.load(), 40);
+  v1::IssueTokenRequest wrong = cc;
+  wrong.set_client_secret(account->client_secret() + "x");
+  for (int i = 0; i < 5; ++i) EXPECT_EQ(Issue(wrong).status().code(), absl::StatusCode::kUnauthenticated);
+  EXPECT_EQ(Issue(cc).status().code(), absl::StatusCode::kResourceExhausted);
 }
 
 // Access tokens lose their power as soon as the principal is demoted or

@@ -879,7 +879,10 @@ absl::StatusOr<v1::IssueTokenResponse> AuthCore::IssueToken(const v1::IssueToken
     // No principal has a name outside the naming rule (a NUL, a control
     // character): refused before anything is looked up or counted.
     CF_RETURN_IF_ERROR(core::Annotate(ValidateName(name), password ? "username" : "client_id"));
-    CF_ASSIGN_OR_RETURN(LoginThrottle::Attempt attempt, throttle_.Begin(name, caller.peer));
+    // A password is guessable and slow to check: a place is reserved first.
+    // A client secret is neither: only its failures are counted.
+    CF_ASSIGN_OR_RETURN(LoginThrottle::Attempt attempt,
+                        password ? throttle_.Begin(name, caller.peer) : throttle_.Check(name, caller.peer));
     absl::StatusOr<std::optional<Credentials>> loaded = LoadCredentials(name);
     if (!loaded.ok()) {
       throttle_.Abandon(attempt);
@@ -925,7 +928,7 @@ absl::StatusOr<v1::IssueTokenResponse> AuthCore::IssueToken(const v1::IssueToken
     }
     std::string key_hash = Sha256Hex(request.api_key());
     CF_ASSIGN_OR_RETURN(LoginThrottle::Attempt attempt,
-                        throttle_.Begin("apikey:" + request.api_key().substr(0, 12), caller.peer));
+                        throttle_.Check("apikey:" + request.api_key().substr(0, 12), caller.peer));
     // One read: the key and its principal, both still valid.
     absl::StatusOr<db::Result> found =
         pool_.Exec(absl::StrCat("SELECT ", kPrincipalColumns,

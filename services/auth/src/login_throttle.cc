@@ -15,24 +15,39 @@ constexpr char kPrefix[] = "cloudflux:auth:failures:";
 using authn::RevocationKeys;
 
 // KEYS: name counter, peer counter, marker. ARGV: name limit, peer limit,
-// window ms. Returns {0} (reserved), {-1} (marker missing) or {i, pttl}
-// (counter i, 1 = name, 2 = peer, is at its limit).
-constexpr char kReserve[] = R"(
+// window ms, "1" to reserve a place. Returns {0} (clear, and reserved when
+// asked), {-1} (marker missing) or {i, pttl} (counter i, 1 = name, 2 =
+// peer, is at its limit).
+constexpr char kCheck[] = R"(
 if redis.call('EXISTS', KEYS[3]) == 0 then return {-1} end
 for i = 1, 2 do
   local n = tonumber(redis.call('GET', KEYS[i]) or '0')
   if n >= tonumber(ARGV[i]) then return {i, redis.call('PTTL', KEYS[i])} end
 end
-for i = 1, 2 do
-  if redis.call('INCR', KEYS[i]) == 1 then redis.call('PEXPIRE', KEYS[i], ARGV[3]) end
+if ARGV[4] == '1' then
+  for i = 1, 2 do
+    if redis.call('INCR', KEYS[i]) == 1 then redis.call('PEXPIRE', KEYS[i], ARGV[3]) end
+  end
 end
 return {0})";
 
-// Gives a peer's place back without going below zero or dropping the TTL.
+// Counts a failure on both counters (KEYS), a window (ARGV[1], ms) from
+// each counter's first.
+constexpr char kCount[] = R"(
+for i = 1, 2 do
+  if redis.call('INCR', KEYS[i]) == 1 then redis.call('PEXPIRE', KEYS[i], ARGV[1]) end
+end
+return 1)";
+
+// Gives a place back without going below zero or dropping the TTL.
 constexpr char kRelease[] = R"(
 local n = tonumber(redis.call('GET', KEYS[1]) or '0')
 if n > 1 then redis.call('DECR', KEYS[1]) elseif n == 1 then redis.call('DEL', KEYS[1]) end
 return 1)";
+
+std::string WindowMs(absl::Duration window) {
+  return std::to_string(std::max<int64_t>(1, absl::ToInt64Milliseconds(window)));
+}
 
 }  // namespace
 
@@ -54,17 +69,29 @@ LoginThrottle::Attempt LoginThrottle::Keys(const std::string& name, const std::s
 
 absl::StatusOr<LoginThrottle::Attempt> LoginThrottle::Begin(const std::string& name,
                                                             const std::string& peer) {
+  return Run(name, peer, /*reserve=*/true);
+}
+
+absl::StatusOr<LoginThrottle::Attempt> LoginThrottle::Check(const std::string& name,
+                                                            const std::string& peer) {
+  return Run(name, peer, /*reserve=*/false);
+}
+
+absl::StatusOr<LoginThrottle::Attempt> LoginThrottle::Run(const std::string& name, const std::string& peer,
+                                                          bool reserve) {
   Attempt attempt = Keys(name, peer);
-  auto reply = redis_.Command({"EVAL", kReserve, "3", attempt.name_key, attempt.peer_key,
-                               RevocationKeys::kComplete,
-                               std::to_string(options_.max_failures_per_name),
-                               std::to_string(options_.max_failures_per_peer),
-                               std::to_string(std::max<int64_t>(1, absl::ToInt64Milliseconds(options_.window)))});
+  auto reply = redis_.Command({"EVAL", kCheck, "3", attempt.name_key, attempt.peer_key,
+                               RevocationKeys::kComplete, std::to_string(options_.max_failures_per_name),
+                               std::to_string(options_.max_failures_per_peer), WindowMs(options_.window),
+                               reserve ? "1" : "0"});
   if (!reply.ok()) return core::Annotate(reply.status(), "brute-force check");
-  if (tracked_ != nullptr) tracked_->Forget({attempt.name_key, attempt.peer_key});
+  if (reserve && tracked_ != nullptr) tracked_->Forget({attempt.name_key, attempt.peer_key});
   if (reply->elements.empty()) return absl::UnavailableError("brute-force check: unexpected answer");
   int64_t verdict = reply->elements[0].integer;
-  if (verdict == 0) return attempt;
+  if (verdict == 0) {
+    attempt.reserved = reserve;
+    return attempt;
+  }
   if (verdict < 0) {
     return absl::UnavailableError(
         "brute-force counters are being restored after a Redis restart; retry shortly");
@@ -87,7 +114,7 @@ std::optional<bool> LoginThrottle::ClearInMemory(const std::string& name, const 
 
 void LoginThrottle::Succeeded(const Attempt& attempt) {
   (void)redis_.Delete(attempt.name_key);
-  (void)redis_.Command({"EVAL", kRelease, "1", attempt.peer_key});
+  if (attempt.reserved) (void)redis_.Command({"EVAL", kRelease, "1", attempt.peer_key});
   (void)pool_.Exec("DELETE FROM auth.login_failures WHERE counter = $1", {attempt.name_key});
   if (tracked_ != nullptr) {
     tracked_->Forget({attempt.name_key, attempt.peer_key});
@@ -98,6 +125,7 @@ void LoginThrottle::Succeeded(const Attempt& attempt) {
 }
 
 void LoginThrottle::Abandon(const Attempt& attempt) {
+  if (!attempt.reserved) return;
   for (const std::string* key : {&attempt.name_key, &attempt.peer_key}) {
     (void)redis_.Command({"EVAL", kRelease, "1", *key});
   }
@@ -105,6 +133,12 @@ void LoginThrottle::Abandon(const Attempt& attempt) {
 }
 
 absl::Status LoginThrottle::Failed(db::Transaction& tx, const Attempt& attempt) {
+  if (!attempt.reserved) {
+    CF_RETURN_IF_ERROR(redis_.Command({"EVAL", kCount, "2", attempt.name_key, attempt.peer_key,
+                                       WindowMs(options_.window)})
+                           .status());
+    if (tracked_ != nullptr) tracked_->Forget({attempt.name_key, attempt.peer_key});
+  }
   return tx
       .Exec("INSERT INTO auth.login_failures (counter) VALUES ($1), ($2)",
             {attempt.name_key, attempt.peer_key})

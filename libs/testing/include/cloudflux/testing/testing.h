@@ -120,8 +120,9 @@ struct ServiceProcess {
 
 // Starts services/<name>/cloudflux-<name> against `pg_url` and the test
 // Kafka and Redis, with a private data dir, 100 ms health checks and a 20 s
-// startup timeout. The auth service gets a test master key and the
-// kTestAdminPassword admin; the others run with --insecure_no_auth.
+// startup timeout. The auth service gets a test master key, the
+// kTestAdminPassword admin and no practical per-peer login limit (every test
+// shares 127.0.0.1); the others run with --insecure_no_auth.
 // `extra_env` overrides any of it.
 absl::StatusOr<ServiceProcess> StartServiceBinary(const std::string& name, const std::string& pg_url,
                                                   const std::map<std::string, std::string>& extra_env = {});

@@ -329,7 +329,8 @@ class History {
 }  // namespace
 
 Schedule CloudFlux(const pricing::PriceCatalog& catalog, const Classes& classes, const ObjectTrace& o,
-                   const pricing::TierPolicy& base, bool perfect_forecast) {
+                   const pricing::TierPolicy& base, bool perfect_forecast,
+                   const std::vector<std::optional<pricing::Forecast>>* learned) {
   pricing::TierPolicy policy = base;
   policy.constraints.allowed_clouds = {AWS};
   policy.constraints.max_first_byte_latency_ms = o.max_latency_ms;
@@ -338,6 +339,9 @@ Schedule CloudFlux(const pricing::PriceCatalog& catalog, const Classes& classes,
   // when its life ends first), as a forecast with full confidence.
   const int horizon = static_cast<int>(policy.horizon_days);
   auto forecast = [&](int d) -> std::optional<pricing::Forecast> {
+    if (learned != nullptr) {
+      return d < static_cast<int>(learned->size()) ? (*learned)[d] : std::nullopt;
+    }
     if (!perfect_forecast) return std::nullopt;
     int end = std::min(o.life(), d + horizon);
     return pricing::Forecast{.reads_next_7d = 7.0 * static_cast<double>(history.ReadsIn(d, end)) / (end - d),
@@ -489,14 +493,18 @@ const Bill& Report::Of(const std::string& policy) const {
 }
 
 Report Simulate(const pricing::PriceCatalog& catalog, const Trace& trace, const pricing::TierPolicy& policy,
-                bool perfect_forecast) {
+                bool perfect_forecast, const ForecastTable* learned) {
   Classes classes = AwsClasses(catalog);
   Classes gcs = CloudClasses(catalog, cloudflux::common::v1::CLOUD_PROVIDER_GCP);
   Report r;
   r.trace = trace.name;
   r.objects = static_cast<int>(trace.objects.size());
-  Bill standard, it, autoclass, lifecycle, cloudflux, foreseen, optimum;
-  for (const ObjectTrace& o : trace.objects) {
+  Bill standard, it, autoclass, lifecycle, cloudflux, foreseen, learned_bill, optimum;
+  for (size_t i = 0; i < trace.objects.size(); ++i) {
+    const ObjectTrace& o = trace.objects[i];
+    if (learned != nullptr && i < learned->size()) {
+      learned_bill += BillSchedule(classes, o, CloudFlux(catalog, classes, o, policy, false, &(*learned)[i]));
+    }
     standard += BillSchedule(classes, o, AllIn(classes, "STANDARD", o));
     it += BillSchedule(classes, o, AllIn(classes, "INTELLIGENT_TIERING", o));
     autoclass += BillSchedule(gcs, o, AllIn(gcs, "AUTOCLASS", o));
@@ -508,6 +516,7 @@ Report Simulate(const pricing::PriceCatalog& catalog, const Trace& trace, const 
   r.bills = {{"all-standard", standard},   {"s3-intelligent-tiering", it},
              {"gcs-autoclass", autoclass}, {"lifecycle-30-90", lifecycle},
              {"cloudflux", cloudflux}};
+  if (learned != nullptr) r.bills.emplace_back("cloudflux+learned-forecast", learned_bill);
   if (perfect_forecast) r.bills.emplace_back("cloudflux+perfect-forecast", foreseen);
   r.bills.emplace_back("optimum", optimum);
   return r;

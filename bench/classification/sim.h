@@ -24,6 +24,7 @@
 // allows.
 
 #include <cstdint>
+#include <optional>
 #include <random>
 #include <string>
 #include <vector>
@@ -99,8 +100,15 @@ Schedule Lifecycle(const Classes& classes, const ObjectTrace& o);  // IA at 30 d
 // confidence, the reads the object will really get over the horizon: not a
 // policy anyone can run, but the bound on what forecasts (the prediction
 // service) can add to the same decision rule.
+// With `learned` (one entry per day of the object's life), Decide gets
+// each day the forecast a forecaster made from what was known before it.
 Schedule CloudFlux(const pricing::PriceCatalog& catalog, const Classes& classes, const ObjectTrace& o,
-                   const pricing::TierPolicy& base, bool perfect_forecast = false);
+                   const pricing::TierPolicy& base, bool perfect_forecast = false,
+                   const std::vector<std::optional<pricing::Forecast>>* learned = nullptr);
+
+// Forecasts for every object of a trace (in trace order) and day of its
+// life (index: days since create_day); nullopt where there was none.
+using ForecastTable = std::vector<std::vector<std::optional<pricing::Forecast>>>;
 // The offline optimum among classes meeting the object's latency need; its
 // cost in *cost.
 Schedule Optimum(const Classes& classes, const ObjectTrace& o, double* cost);
@@ -115,7 +123,8 @@ struct Report {
 };
 // Every policy on one trace; with `perfect_forecast` also
 // "cloudflux+perfect-forecast" (see CloudFlux).
+// With `learned`, also "cloudflux+learned-forecast".
 Report Simulate(const pricing::PriceCatalog& catalog, const Trace& trace, const pricing::TierPolicy& policy,
-                bool perfect_forecast = false);
+                bool perfect_forecast = false, const ForecastTable* learned = nullptr);
 
 }  // namespace cloudflux::sim

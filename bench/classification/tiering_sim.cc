@@ -2,7 +2,7 @@
 // sim.h), printing a Markdown table per trace:
 //   build/release/bench/classification/tiering_sim [--workloads=mixed,media,backup,analytics]
 //       [--objects=3000] [--days=365] [--seed=1] [--trace_csv=FILE] [--catalog=FILE]
-//       [--perfect_forecast] [--explain=N]
+//       [--perfect_forecast] [--learned_forecast] [--explain=N]
 #include <algorithm>
 #include <cstdio>
 
@@ -11,6 +11,7 @@
 #include "absl/strings/str_split.h"
 #include "absl/time/clock.h"
 #include "cloudflux/core/config.h"
+#include "forecaster.h"
 #include "sim.h"
 
 ABSL_FLAG(std::string, workloads, "mixed,media,backup,analytics", "Synthetic traces to generate.");
@@ -23,6 +24,11 @@ ABSL_FLAG(double, horizon_days, 90, "CloudFlux decision horizon.");
 ABSL_FLAG(double, hysteresis, 0.1, "CloudFlux hysteresis margin.");
 ABSL_FLAG(bool, perfect_forecast, true,
           "Also bill CloudFlux given each object's real future reads as its forecast (a bound, not a policy).");
+ABSL_FLAG(bool, learned_forecast, false,
+          "Also bill CloudFlux given the prediction service's forecasts, retrained every week of the "
+          "simulation on what was known before that day (--learned_first_day, then weekly).");
+ABSL_FLAG(int32_t, learned_first_day, 28, "First day the learned forecaster is trained.");
+ABSL_FLAG(int32_t, learned_threads, 2, "Threads training and forecasting.");
 ABSL_FLAG(int32_t, explain, 0,
           "Print the N objects of each trace where CloudFlux loses most against the optimum.");
 
@@ -61,6 +67,62 @@ void Explain(const cloudflux::pricing::PriceCatalog& catalog, const cloudflux::s
 }
 
 using namespace cloudflux;  // NOLINT
+
+// The forecast each object would have got each day from the prediction
+// service's Forecaster: retrained every 7 days on everything known before
+// the training day, then asked each day about the days from then on. The
+// 90-day sum (the decision horizon) becomes Decide's rate, with the
+// forecast's confidence.
+sim::ForecastTable LearnedForecasts(const sim::Trace& t, double horizon_days) {
+  namespace cp = cloudflux::prediction;
+  std::vector<cp::ObjectHistory> histories;
+  for (size_t i = 0; i < t.objects.size(); ++i) {
+    const auto& o = t.objects[i];
+    cp::ObjectHistory h;
+    h.id = o.id;
+    h.ns = t.name;
+    h.group = std::to_string(i / 50);  // objects written together stand for a prefix
+    h.size_bytes = o.size;
+    h.first_day = o.create_day;
+    h.reads.assign(o.reads.begin(), o.reads.end());
+    histories.push_back(std::move(h));
+  }
+  sim::ForecastTable table(t.objects.size());
+  for (size_t i = 0; i < t.objects.size(); ++i) table[i].resize(t.objects[i].reads.size());
+  cp::TrainingOptions options;
+  options.params.threads = absl::GetFlag(FLAGS_learned_threads);
+  const int first = absl::GetFlag(FLAGS_learned_first_day);
+  std::unique_ptr<cp::Forecaster> model;
+  const int sum_target = cp::kDailyHorizons + 1;  // the 90-day sum
+  for (int day = first; day < t.days; ++day) {
+    if ((day - first) % 7 == 0) {
+      auto trained = cp::Forecaster::Train(histories, day, options);
+      if (!trained.ok()) {
+        std::fprintf(stderr, "training at day %d: %s\n", day, std::string(trained.status().message()).c_str());
+        return table;
+      }
+      model = std::move(*trained);
+    }
+    std::vector<const cp::ObjectHistory*> live;
+    std::vector<size_t> index;
+    for (size_t i = 0; i < histories.size(); ++i) {
+      const auto& h = histories[i];
+      if (h.first_day <= day && day < h.first_day + static_cast<int>(h.reads.size())) {
+        live.push_back(&h);
+        index.push_back(i);
+      }
+    }
+    auto out = model->ForecastBatch(live, day, cp::GroupMeans::At(histories, day), options.params.threads);
+    if (!out.ok()) return table;
+    for (size_t k = 0; k < live.size(); ++k) {
+      const auto& f = (*out)[k];
+      double reads = f.mean[sum_target] * horizon_days / cp::kSumWindows[1];
+      table[index[k]][day - live[k]->first_day] =
+          pricing::Forecast{.reads_next_7d = reads * 7 / horizon_days, .confidence = f.confidence};
+    }
+  }
+  return table;
+}
 
 void Print(const sim::Report& r, double seconds) {
   const sim::Bill& it = r.Of("s3-intelligent-tiering");
@@ -107,7 +169,10 @@ int main(int argc, char** argv) {
   }
   for (const auto& t : traces) {
     absl::Time start = absl::Now();
-    sim::Report r = sim::Simulate(*catalog, t, policy, absl::GetFlag(FLAGS_perfect_forecast));
+    sim::ForecastTable learned;
+    if (absl::GetFlag(FLAGS_learned_forecast)) learned = LearnedForecasts(t, policy.horizon_days);
+    sim::Report r = sim::Simulate(*catalog, t, policy, absl::GetFlag(FLAGS_perfect_forecast),
+                                  absl::GetFlag(FLAGS_learned_forecast) ? &learned : nullptr);
     Print(r, absl::ToDoubleSeconds(absl::Now() - start));
     if (absl::GetFlag(FLAGS_explain) > 0) Explain(*catalog, t, policy, absl::GetFlag(FLAGS_explain));
   }

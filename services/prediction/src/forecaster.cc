@@ -277,18 +277,26 @@ absl::StatusOr<std::vector<ObjectForecast>> Forecaster::ForecastBatch(
     x.cols = FeatureNames().size();
     std::vector<Activity> activity;
     std::vector<double> tsb;
+    std::vector<int> observed;
     for (size_t from = next.fetch_add(kChunk); from < objects.size(); from = next.fetch_add(kChunk)) {
       const size_t to = std::min(objects.size(), from + kChunk);
       x.values.clear();
       activity.clear();
       tsb.clear();
+      observed.clear();
       for (size_t i = from; i < to; ++i) {
         auto history = HistoryBefore(*objects[i], as_of);
         x.AddRow(Features(history, Context(*objects[i], as_of, groups)));
         activity.push_back(ClassifyActivity(history));
         tsb.push_back(Tsb(history).forecast());
+        observed.push_back(static_cast<int>(history.size()));
       }
       absl::Status s = FillForecasts(x, activity, tsb, &out[from]);
+      // Little history, little confidence: an object seen for a few days
+      // (a new one above all) has not shown its pattern yet.
+      for (size_t i = from; i < to; ++i) {
+        out[i].confidence *= std::min(1.0, observed[i - from] / static_cast<double>(kConfidentAfterDays));
+      }
       if (!s.ok()) {
         std::lock_guard lock(mu);
         failed = s;
@@ -333,7 +341,10 @@ absl::Status Forecaster::FillForecasts(const FeatureMatrix& x, const std::vector
   const int t30 = kDailyHorizons;  // the 30-day sum
   for (size_t i = 0; i < n; ++i) {
     double width = out[i].p80[t30].upper - out[i].p80[t30].lower;
-    out[i].confidence = std::isfinite(width) ? 1.0 / (1.0 + width / (out[i].mean[t30] + 1.0)) : 0.0;
+    // No learned model for it: the TSB fallback claims no confidence.
+    out[i].confidence = std::isfinite(width) && models_[t30].has_value()
+                            ? 1.0 / (1.0 + width / (out[i].mean[t30] + 1.0))
+                            : 0.0;
   }
   return absl::OkStatus();
 }

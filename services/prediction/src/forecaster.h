@@ -44,12 +44,16 @@ struct GroupMeans {
 };
 
 inline constexpr std::array<int, 4> kZeroWindows = {7, 30, 90, 180};
+// Confidence grows with the days an object has been seen, full after this.
+inline constexpr int kConfidentAfterDays = 28;
 
 struct ObjectForecast {
   std::array<double, kTargets> mean{};  // 7 daily, then the 30/90/180-day sums
   std::array<Interval, kTargets> p80{}, p95{};
   std::array<double, kZeroWindows.size()> p_zero{};  // no read within 7/30/90/180 days
-  double confidence = 0;  // in [0, 1], from the 80 % interval of the 30-day sum
+  // In [0, 1]: from the 80 % interval of the 30-day sum, scaled by the days
+  // seen (full after kConfidentAfterDays); 0 without a learned 30-day model.
+  double confidence = 0;
   bool learned = false;   // false: the TSB fallback
   double next_7_days() const;
 };

@@ -38,6 +38,11 @@ const std::vector<std::string>& FeatureNames() {
   return names;
 }
 
+size_t FeatureIndex(std::string_view name) {
+  const auto& names = FeatureNames();
+  return static_cast<size_t>(std::find(names.begin(), names.end(), name) - names.begin());
+}
+
 std::vector<float> Features(std::span<const double> history, const ObjectContext& context) {
   std::vector<float> f;
   f.reserve(FeatureNames().size());

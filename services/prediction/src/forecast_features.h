@@ -8,6 +8,7 @@
 #include <cstdint>
 #include <span>
 #include <string>
+#include <string_view>
 #include <vector>
 
 namespace cloudflux::prediction {
@@ -26,6 +27,9 @@ struct ObjectContext {
 
 // Feature names, in the order Features() writes them.
 const std::vector<std::string>& FeatureNames();
+
+// The position of the named feature in FeatureNames() (and in every row).
+size_t FeatureIndex(std::string_view name);
 
 // The features of the object whose daily reads before the origin are
 // `history` (oldest first; the last element is the day before the origin).

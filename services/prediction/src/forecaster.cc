@@ -217,7 +217,7 @@ absl::StatusOr<std::unique_ptr<Forecaster>> Forecaster::Train(const std::vector<
 
   // Conformal calibration on the held-out rows (the fallback where a target
   // has no model).
-  const size_t tsb_col = std::find(FeatureNames().begin(), FeatureNames().end(), "tsb") - FeatureNames().begin();
+  const size_t tsb_col = FeatureIndex("tsb");
   for (int t = 0; t < kTargets; ++t) {
     for (size_t r = cal_from[t]; r < cal_to[t]; ++r) {
       double forecast = f->models_[t].has_value()
@@ -269,6 +269,7 @@ absl::StatusOr<std::vector<ObjectForecast>> Forecaster::ForecastBatch(
   if (objects.empty()) return out;
   // Chunks of objects on `threads` workers: features, then every model.
   constexpr size_t kChunk = 4096;
+  const size_t tsb_col = FeatureIndex("tsb");
   std::atomic<size_t> next{0};
   std::mutex mu;
   absl::Status failed;
@@ -288,7 +289,7 @@ absl::StatusOr<std::vector<ObjectForecast>> Forecaster::ForecastBatch(
         auto history = HistoryBefore(*objects[i], as_of);
         x.AddRow(Features(history, Context(*objects[i], as_of, groups)));
         activity.push_back(ClassifyActivity(history));
-        tsb.push_back(Tsb(history).forecast());
+        tsb.push_back(x.values[x.values.size() - x.cols + tsb_col]);  // TSB, computed by Features
         observed.push_back(static_cast<int>(history.size()));
       }
       absl::Status s = FillForecasts(x, activity, tsb, &out[from]);

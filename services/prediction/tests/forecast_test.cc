@@ -12,10 +12,7 @@
 namespace cloudflux::prediction {
 namespace {
 
-size_t Column(const std::string& name) {
-  const auto& names = FeatureNames();
-  return static_cast<size_t>(std::find(names.begin(), names.end(), name) - names.begin());
-}
+size_t Column(std::string_view name) { return FeatureIndex(name); }
 
 TEST(Baselines, SeasonalNaiveRepeatsTheLastSeason) {
   std::vector<double> h = {0, 1, 2, 3, 4, 5, 6, 7, 8, 9};

@@ -4,8 +4,6 @@
 #include <grpcpp/security/credentials.h>
 #include <grpcpp/security/tls_certificate_provider.h>
 #include <grpcpp/security/tls_credentials_options.h>
-
-#include <algorithm>
 #include <grpcpp/support/channel_arguments.h>
 
 #include "absl/strings/str_format.h"
@@ -27,8 +25,7 @@ namespace {
 std::shared_ptr<grpc::ChannelCredentials> ChannelCredentials(const TlsOptions& tls,
                                                              grpc::ChannelArguments& args) {
   if (!tls.enabled()) return grpc::InsecureChannelCredentials();
-  unsigned int refresh =
-      static_cast<unsigned int>(std::max<int64_t>(1, absl::ToInt64Seconds(tls.refresh_interval)));
+  const unsigned int refresh = tls.refresh_seconds();
   auto provider =
       tls.cert_file.empty()
           ? std::make_shared<grpc::experimental::FileWatcherCertificateProvider>(tls.ca_file, refresh)

@@ -1,7 +1,6 @@
 #include <grpc/grpc.h>
 #include <grpc/grpc_security.h>
 
-#include <algorithm>
 #include <vector>
 
 #include "cloudflux/core/uuid.h"
@@ -59,7 +58,7 @@ void Process(void* state, grpc_auth_context* context, const grpc_metadata* md, s
 grpc_server_credentials* TlsServerCredentials(const TlsOptions& tls) {
   grpc_tls_certificate_provider* provider = grpc_tls_certificate_provider_file_watcher_create(
       tls.key_file.c_str(), tls.cert_file.c_str(), tls.ca_file.empty() ? nullptr : tls.ca_file.c_str(),
-      static_cast<unsigned int>(std::max<int64_t>(1, absl::ToInt64Seconds(tls.refresh_interval))));
+      tls.refresh_seconds());
   grpc_tls_credentials_options* options = grpc_tls_credentials_options_create();
   grpc_tls_credentials_options_set_certificate_provider(options, provider);
   grpc_tls_certificate_provider_release(provider);  // the options hold it

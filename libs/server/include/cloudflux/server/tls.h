@@ -4,6 +4,8 @@
 // (gRPC's file-watcher certificate provider): a certificate rotated on disk
 // is served to, and trusted for, the next connection, without a restart.
 
+#include <algorithm>
+#include <cstdint>
 #include <string>
 
 #include "absl/status/status.h"
@@ -27,6 +29,10 @@ struct TlsOptions {
   absl::Duration refresh_interval = absl::Seconds(10);
 
   bool enabled() const { return !cert_file.empty() || !ca_file.empty(); }
+  // refresh_interval in whole seconds, at least 1 (what gRPC's watcher takes).
+  unsigned int refresh_seconds() const {
+    return static_cast<unsigned int>(std::max<int64_t>(1, absl::ToInt64Seconds(refresh_interval)));
+  }
 };
 
 // INVALID_ARGUMENT naming what is missing or unreadable: a server with TLS

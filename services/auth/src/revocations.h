@@ -16,6 +16,7 @@
 #include <mutex>
 #include <string>
 
+#include "absl/container/flat_hash_set.h"
 #include "absl/status/status.h"
 #include "absl/time/time.h"
 #include "cloudflux/cache/redis.h"
@@ -48,7 +49,9 @@ class RevocationStore {
 
  private:
   absl::Status Rebuild();
-  absl::Status Mirror(const db::Result& rows);
+  // Copies `rows` into Redis; with `skip_mirrored`, not those the last
+  // copy already wrote. sync_mu_ held.
+  absl::Status Mirror(const db::Result& rows, bool skip_mirrored);
 
   db::Pool& pool_;
   cache::RedisClient& redis_;
@@ -57,6 +60,8 @@ class RevocationStore {
   const core::Clock& clock_;
   std::mutex sync_mu_;
   int64_t mirrored_seq_ = 0;  // guarded by sync_mu_
+  // The rows of the last query that are in Redis (seq). Guarded by sync_mu_.
+  absl::flat_hash_set<int64_t> mirrored_;
 };
 
 }  // namespace cloudflux::auth

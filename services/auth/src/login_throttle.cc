@@ -15,21 +15,22 @@ constexpr char kPrefix[] = "cloudflux:auth:failures:";
 using authn::RevocationKeys;
 
 // KEYS: name counter, peer counter, marker. ARGV: name limit, peer limit,
-// window ms, "1" to reserve a place. Returns {0} (clear, and reserved when
-// asked), {-1} (marker missing) or {i, pttl} (counter i, 1 = name, 2 =
-// peer, is at its limit).
+// window ms, "1" to reserve a place. Returns {0, n} (clear, and reserved
+// when asked; n: the name's count before), {-1} (marker missing) or
+// {i, pttl} (counter i, 1 = name, 2 = peer, is at its limit).
 constexpr char kCheck[] = R"(
 if redis.call('EXISTS', KEYS[3]) == 0 then return {-1} end
+local counts = {}
 for i = 1, 2 do
-  local n = tonumber(redis.call('GET', KEYS[i]) or '0')
-  if n >= tonumber(ARGV[i]) then return {i, redis.call('PTTL', KEYS[i])} end
+  counts[i] = tonumber(redis.call('GET', KEYS[i]) or '0')
+  if counts[i] >= tonumber(ARGV[i]) then return {i, redis.call('PTTL', KEYS[i])} end
 end
 if ARGV[4] == '1' then
   for i = 1, 2 do
     if redis.call('INCR', KEYS[i]) == 1 then redis.call('PEXPIRE', KEYS[i], ARGV[3]) end
   end
 end
-return {0})";
+return {0, counts[1]})";
 
 // Counts a failure on both counters (KEYS), a window (ARGV[1], ms) from
 // each counter's first.
@@ -90,6 +91,7 @@ absl::StatusOr<LoginThrottle::Attempt> LoginThrottle::Run(const std::string& nam
   int64_t verdict = reply->elements[0].integer;
   if (verdict == 0) {
     attempt.reserved = reserve;
+    attempt.name_counted = reply->elements.size() > 1 && reply->elements[1].integer > 0;
     return attempt;
   }
   if (verdict < 0) {
@@ -113,9 +115,13 @@ std::optional<bool> LoginThrottle::ClearInMemory(const std::string& name, const 
 }
 
 void LoginThrottle::Succeeded(const Attempt& attempt) {
-  (void)redis_.Delete(attempt.name_key);
+  // The name's counter and failures are reset; with nothing counted for it
+  // when the attempt began, there is nothing to reset but its own place.
+  if (attempt.reserved || attempt.name_counted) (void)redis_.Delete(attempt.name_key);
   if (attempt.reserved) (void)redis_.Command({"EVAL", kRelease, "1", attempt.peer_key});
-  (void)pool_.Exec("DELETE FROM auth.login_failures WHERE counter = $1", {attempt.name_key});
+  if (attempt.name_counted) {
+    (void)pool_.Exec("DELETE FROM auth.login_failures WHERE counter = $1", {attempt.name_key});
+  }
   if (tracked_ != nullptr) {
     tracked_->Forget({attempt.name_key, attempt.peer_key});
     // Loaded again, so that this name's next grants from this peer can be

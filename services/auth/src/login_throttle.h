@@ -42,6 +42,7 @@ class LoginThrottle {
   struct Attempt {
     std::string name_key, peer_key;
     bool reserved = false;
+    bool name_counted = false;  // the name's counter was above zero when it began
   };
   // A password attempt by `name` from `peer` (a gRPC peer string, the port
   // ignored): a place reserved, or a refusal: RESOURCE_EXHAUSTED with the

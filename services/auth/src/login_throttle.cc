@@ -32,14 +32,6 @@ if ARGV[4] == '1' then
 end
 return {0, counts[1]})";
 
-// Counts a failure on both counters (KEYS), a window (ARGV[1], ms) from
-// each counter's first.
-constexpr char kCount[] = R"(
-for i = 1, 2 do
-  if redis.call('INCR', KEYS[i]) == 1 then redis.call('PEXPIRE', KEYS[i], ARGV[1]) end
-end
-return 1)";
-
 // Gives a place back without going below zero or dropping the TTL.
 constexpr char kRelease[] = R"(
 local n = tonumber(redis.call('GET', KEYS[1]) or '0')
@@ -139,10 +131,10 @@ void LoginThrottle::Abandon(const Attempt& attempt) {
 }
 
 absl::Status LoginThrottle::Failed(db::Transaction& tx, const Attempt& attempt) {
-  if (!attempt.reserved) {
-    CF_RETURN_IF_ERROR(redis_.Command({"EVAL", kCount, "2", attempt.name_key, attempt.peer_key,
-                                       WindowMs(options_.window)})
-                           .status());
+  if (!attempt.reserved) {  // counted now, a window from each counter's first
+    for (const std::string* key : {&attempt.name_key, &attempt.peer_key}) {
+      CF_RETURN_IF_ERROR(redis_.IncrementWithExpiry(*key, options_.window).status());
+    }
     if (tracked_ != nullptr) tracked_->Forget({attempt.name_key, attempt.peer_key});
   }
   return tx

@@ -19,6 +19,12 @@ ABSL_FLAG(std::string, bootstrap_admin_password_file, "",
           "File with the first admin's password; needed only while no admin exists.");
 ABSL_DECLARE_FLAG(std::string, token_issuer);
 ABSL_DECLARE_FLAG(std::string, token_audience);
+ABSL_FLAG(std::string, bootstrap_service_account, "cloudflux-services",
+          "Service account the other services call each other as (role operator), kept at start "
+          "with the secret of --bootstrap_service_secret_file.");
+ABSL_FLAG(std::string, bootstrap_service_secret_file, "",
+          "File holding the client secret of --bootstrap_service_account (at least 32 characters); "
+          "empty = no service account is kept.");
 ABSL_FLAG(absl::Duration, access_token_ttl, absl::Minutes(15), "Lifetime of access tokens.");
 ABSL_FLAG(int32_t, handler_threads, 16, "Threads that run request handlers (they block on I/O).");
 ABSL_FLAG(int32_t, max_failed_logins_per_name, 5,
@@ -89,6 +95,13 @@ int main(int argc, char** argv) {
   if (!s.ok()) return Fail("cannot read the bootstrap admin password", s);
   s = core.Bootstrap(absl::GetFlag(FLAGS_bootstrap_admin_name), admin_password);
   if (!s.ok()) return Fail("cannot start", s);
+  std::string service_secret;
+  s = cloudflux::core::ReadSecretFile(absl::GetFlag(FLAGS_bootstrap_service_secret_file), &service_secret);
+  if (!s.ok()) return Fail("cannot read the service account's secret", s);
+  if (!service_secret.empty()) {
+    s = core.EnsureServiceAccount(absl::GetFlag(FLAGS_bootstrap_service_account), service_secret);
+    if (!s.ok()) return Fail("cannot keep the service account", s);
+  }
   // The Redis mirror of revocations (and, after Redis lost its data, the
   // brute-force counters) follows PostgreSQL within a second; until a Redis
   // that restarted empty is rebuilt, no service accepts a token.

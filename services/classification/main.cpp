@@ -11,6 +11,7 @@
 #include "access_stats.h"
 #include "classifier.h"
 #include "grpc_service.h"
+#include "prediction_forecasts.h"
 #include "stats_ingest.h"
 #include "sweeper.h"
 
@@ -34,6 +35,10 @@ ABSL_FLAG(double, min_observed_days, 14, "Objects younger than this are not move
 ABSL_FLAG(absl::Duration, sweep_interval, absl::Hours(1),
           "How often every object is classified and new move decisions published (one replica per "
           "interval); 0 = never.");
+ABSL_FLAG(std::string, prediction_address, "",
+          "The prediction service (host:port) whose forecasts steer decisions; empty = decisions from "
+          "access counts only.");
+ABSL_FLAG(absl::Duration, prediction_timeout, absl::Seconds(5), "Deadline of one forecast request.");
 ABSL_FLAG(int32_t, handler_threads, 8, "Threads that run request handlers (they wait on the database).");
 
 int main(int argc, char** argv) {
@@ -66,7 +71,17 @@ int main(int argc, char** argv) {
   app->runner().AddDependency("access-stats", [&](absl::Duration) { return (*ingest)->Health(); });
   app->OnStop([&] { (*ingest)->Stop(); });
 
+  std::unique_ptr<cls::PredictionForecasts> forecasts;
+  if (std::string address = absl::GetFlag(FLAGS_prediction_address); !address.empty()) {
+    forecasts = std::make_unique<cls::PredictionForecasts>(
+        cloudflux::server::MakeChannel(address, app->peer_channel_options()),
+        [&app](grpc::ClientContext& ctx) { return app->AuthorizeCall(ctx); }, absl::GetFlag(FLAGS_prediction_timeout));
+    // Optional: without forecasts decisions come from access counts.
+    app->runner().AddDependency("prediction", [&](absl::Duration) { return forecasts->Health(); }, false);
+  }
+
   cls::ClassifierOptions options;
+  options.forecasts = forecasts.get();
   options.backend_clouds = std::move(*clouds);
   options.default_max_latency_ms = absl::GetFlag(FLAGS_default_max_latency_ms);
   options.policy.horizon_days = absl::GetFlag(FLAGS_horizon_days);

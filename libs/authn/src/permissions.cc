@@ -97,6 +97,17 @@ PermissionTable BuildDefault() {
   t.Allow(classification + "DeletePolicy", operate);
   t.Allow(classification + "GetPolicy", read);
   t.Allow(classification + "ListPolicies", read);
+
+  // --- cloudflux.prediction.v1
+  const std::string prediction = "/cloudflux.prediction.v1.PredictionService/";
+  t.Allow(prediction + "Forecast", read);
+  t.Allow(prediction + "ForecastBatch", read);
+  t.Allow(prediction + "RecommendTier", read);
+  t.Allow(prediction + "ListModels", read);
+  t.Allow(prediction + "GetModel", read);
+  t.Allow(prediction + "Train", operate);
+  t.Allow(prediction + "PromoteModel", admin_only);
+  t.Allow(prediction + "RollbackModel", admin_only);
   return t;
 }
 

@@ -122,6 +122,20 @@ EventEnvelope MakeEnvelope(const std::string& source, const std::string& subject
   return e;
 }
 
+DecodedBatch DecodeMessages(const std::vector<ConsumedMessage>& messages) {
+  DecodedBatch out;
+  for (const auto& m : messages) {
+    auto e = ParseEnvelope(m);
+    if (!e.ok()) {
+      ++out.undecodable;
+      continue;
+    }
+    out.envelopes.push_back(std::move(*e));
+    out.origins.push_back(&m);
+  }
+  return out;
+}
+
 absl::StatusOr<EventEnvelope> ParseEnvelope(const ConsumedMessage& message) {
   EventEnvelope e;
   if (!e.ParseFromString(message.value)) {

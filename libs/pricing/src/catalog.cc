@@ -9,7 +9,14 @@
 #include <set>
 #include <sstream>
 
+#include "absl/strings/ascii.h"
 #include "absl/strings/str_cat.h"
+#include "absl/strings/str_split.h"
+#include "absl/strings/strip.h"
+
+namespace cloudflux {
+extern const char kDefaultPriceCatalog[];
+}
 
 namespace cloudflux::pricing {
 
@@ -213,6 +220,30 @@ const v1::ManagedTieringFee* PriceCatalog::Managed(const std::string& name) cons
     if (m.name() == name) return &m;
   }
   return nullptr;
+}
+
+const char* DefaultPriceCatalogJson() { return kDefaultPriceCatalog; }
+
+absl::StatusOr<std::map<std::string, CloudProvider>> ParseBackendClouds(const std::string& spec) {
+  static const std::map<std::string, CloudProvider> kClouds = {
+      {"aws", cloudflux::common::v1::CLOUD_PROVIDER_AWS},
+      {"azure", cloudflux::common::v1::CLOUD_PROVIDER_AZURE},
+      {"gcp", cloudflux::common::v1::CLOUD_PROVIDER_GCP}};
+  std::map<std::string, CloudProvider> out;
+  for (absl::string_view entry : absl::StrSplit(spec, ',', absl::SkipWhitespace())) {
+    std::pair<std::string, std::string> kv = absl::StrSplit(entry, absl::MaxSplits('=', 1));
+    std::string backend(absl::StripAsciiWhitespace(kv.first));
+    std::string cloud = absl::AsciiStrToLower(absl::StripAsciiWhitespace(kv.second));
+    auto it = kClouds.find(cloud);
+    if (backend.empty() || it == kClouds.end()) {
+      return absl::InvalidArgumentError(absl::StrCat("backend_clouds entry '", entry,
+                                                     "' must be <backend>=aws|azure|gcp"));
+    }
+    if (!out.emplace(backend, it->second).second) {
+      return absl::InvalidArgumentError(absl::StrCat("backend_clouds names '", backend, "' twice"));
+    }
+  }
+  return out;
 }
 
 }  // namespace cloudflux::pricing

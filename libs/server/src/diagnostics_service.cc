@@ -52,6 +52,7 @@ grpc::ServerUnaryReactor* DiagnosticsService::GetServerInfo(
     out->set_name(dep.name);
     out->set_healthy(dep.healthy);
     out->set_last_error(dep.last_error);
+    out->set_required(dep.required);
     if (dep.last_checked != absl::Time()) *out->mutable_last_checked() = ToProto(dep.last_checked);
   }
   if (auto principal = PrincipalOf(*context)) {

@@ -67,9 +67,10 @@ void ServerRunner::RegisterService(grpc::Service* service, std::string full_name
   impl_->services.emplace_back(service, std::move(full_name));
 }
 
-void ServerRunner::AddDependency(std::string name, DependencyCheck check) {
+void ServerRunner::AddDependency(std::string name, DependencyCheck check, bool required) {
   Impl::Dependency dep;
   dep.status.name = name;
+  dep.status.required = required;
   dep.name = std::move(name);
   dep.check = std::move(check);
   if (impl_->registry != nullptr) {
@@ -111,7 +112,7 @@ void ServerRunner::CheckDependencies() {
   for (size_t i = 0; i < results.size(); ++i) {
     auto& d = impl_->deps[i];
     bool ok = results[i].ok();
-    all_ok = all_ok && ok;
+    all_ok = all_ok && (ok || !d.status.required);
     if (ok != d.status.healthy || impl_->first_update) {
       if (ok) {
         core::LogInfo("dependency healthy", {{"dependency", d.name}});

@@ -5,6 +5,7 @@
 #include "absl/strings/numbers.h"
 #include "absl/strings/str_cat.h"
 #include "cloudflux/authn/authenticator.h"
+#include "cloudflux/authn/service_token.h"
 #include "cloudflux/authn/permissions.h"
 #include "cloudflux/core/config.h"
 #include "cloudflux/core/log.h"
@@ -15,7 +16,7 @@ ABSL_FLAG(std::string, listen_address, "",
           "gRPC listen address host:port (default 0.0.0.0:<the service's port>).");
 ABSL_FLAG(std::string, metrics_address, "",
           "Prometheus /metrics listen address (default 0.0.0.0:<9100 + service index>).");
-ABSL_FLAG(std::string, pg_url, "host=127.0.0.1 port=55432 user=postgres dbname=cloudflux",
+ABSL_FLAG(std::string, pg_url, "host=127.0.0.1 port=25432 user=postgres dbname=cloudflux",
           "PostgreSQL connection string (libpq key=value or postgresql:// URI).");
 ABSL_FLAG(std::string, pg_password_file, "",
           "File holding the PostgreSQL password (appended to --pg_url).");
@@ -27,7 +28,7 @@ ABSL_FLAG(std::string, kafka_brokers, "127.0.0.1:9092", "Kafka bootstrap servers
 ABSL_FLAG(std::string, kafka_properties_file, "",
           "File of librdkafka key=value properties for every producer and consumer of the "
           "service (security.protocol, sasl.*, ssl.*, ...); secrets in it are never logged.");
-ABSL_FLAG(std::string, redis_address, "127.0.0.1:56379", "Redis host:port (services that use it).");
+ABSL_FLAG(std::string, redis_address, "127.0.0.1:26379", "Redis host:port (services that use it).");
 ABSL_FLAG(std::string, redis_password_file, "", "File holding the Redis password.");
 ABSL_FLAG(absl::Duration, outbox_lease, absl::Seconds(15),
           "How long one replica's outbox relay holds the publishing lease without renewing it "
@@ -62,6 +63,12 @@ ABSL_FLAG(std::string, tls_ca_file, "",
           "other services (--auth_address) use TLS.");
 ABSL_FLAG(bool, tls_require_client_cert, false,
           "Mutual TLS: refuse clients without a certificate from --tls_ca_file.");
+ABSL_FLAG(std::string, client_id, "cloudflux-services",
+          "Service account this service calls other services as (the auth service's "
+          "--bootstrap_service_account).");
+ABSL_FLAG(std::string, client_secret_file, "",
+          "File holding --client_id's client secret; empty = calls to other services carry no token "
+          "(they must run with --insecure_no_auth).");
 ABSL_FLAG(bool, insecure_no_auth, false,
           "Serve without authentication (development only; the default is to refuse to start "
           "without --auth_address).");
@@ -250,6 +257,16 @@ absl::Status ServiceApp::Init() {
     peers.tls.key_file = absl::GetFlag(FLAGS_tls_key_file);
   }
   CF_RETURN_IF_ERROR(core::Annotate(server::ValidateClientTls(peers.tls), "--tls_ca_file"));
+  peers_ = peers;
+  std::string client_secret;
+  CF_RETURN_IF_ERROR(core::ReadSecretFile(absl::GetFlag(FLAGS_client_secret_file), &client_secret));
+  if (!client_secret.empty()) {
+    if (absl::GetFlag(FLAGS_auth_address).empty()) {
+      return absl::InvalidArgumentError("--client_secret_file needs --auth_address");
+    }
+    service_token_ = std::make_unique<authn::ServiceToken>(absl::GetFlag(FLAGS_auth_address), peers,
+                                                           absl::GetFlag(FLAGS_client_id), client_secret);
+  }
   runner_ = std::make_unique<server::ServerRunner>(options, metrics_->shared_registry());
   db::Pool* pool = pool_.get();
   runner_->AddDependency("postgres", [pool](absl::Duration t) { return pool->Ping(t); });
@@ -290,6 +307,11 @@ int ServiceApp::Run() {
     return 1;
   }
   return 0;
+}
+
+absl::Status ServiceApp::AuthorizeCall(grpc::ClientContext& ctx) {
+  if (service_token_ == nullptr) return absl::OkStatus();
+  return service_token_->Authorize(ctx);
 }
 
 }  // namespace cloudflux::service

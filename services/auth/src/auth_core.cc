@@ -472,6 +472,42 @@ absl::StatusOr<v1::CreatePrincipalResponse> AuthCore::CreatePrincipal(
   return out;
 }
 
+absl::Status AuthCore::EnsureServiceAccount(const std::string& name, const std::string& client_secret) {
+  CF_RETURN_IF_ERROR(ValidateName(name));
+  if (client_secret.size() < 32) {
+    return absl::InvalidArgumentError("the service account's client secret must have at least 32 characters");
+  }
+  Caller system{"", "bootstrap"};
+  std::string sha = Sha256Hex(client_secret);
+  return pool_.InTransaction([&](db::Transaction& tx) -> absl::Status {
+    CF_RETURN_IF_ERROR(tx.Exec("LOCK TABLE auth.principals IN EXCLUSIVE MODE").status());
+    CF_ASSIGN_OR_RETURN(db::Result found,
+                        tx.Exec("SELECT id::text, kind, coalesce(client_secret_sha256, '') FROM auth.principals "
+                                "WHERE name = $1",
+                                {name}));
+    if (found.empty()) {
+      std::string id = core::NewId();
+      CF_RETURN_IF_ERROR(tx.Exec("INSERT INTO auth.principals (id, name, kind, roles, client_secret_sha256) "
+                                 "VALUES ($1::uuid, $2, 'service_account', '{operator}', $3)",
+                                 {id, name, sha})
+                             .status());
+      core::LogInfo("service account created", {{"name", name}, {"id", id}});
+      return Audit(tx, "principal.created", id, system, true, "service_account roles={operator} (bootstrap)");
+    }
+    std::string id = found[0].Text(0);
+    if (found[0].Text(1) != "service_account") {
+      return absl::FailedPreconditionError(
+          absl::StrCat("'", name, "' is a user, not a service account: choose another --bootstrap_service_account"));
+    }
+    if (found[0].Text(2) == sha) return absl::OkStatus();
+    CF_RETURN_IF_ERROR(tx.Exec("UPDATE auth.principals SET client_secret_sha256 = $2 WHERE id = $1::uuid",
+                               {id, sha})
+                           .status());
+    core::LogInfo("service account secret replaced", {{"name", name}, {"id", id}});
+    return Audit(tx, "principal.secret_replaced", id, system, true, "bootstrap");
+  });
+}
+
 absl::StatusOr<v1::Principal> AuthCore::GetPrincipal(const std::string& id) {
   CF_RETURN_IF_ERROR(ValidateId(id, "id"));
   CF_ASSIGN_OR_RETURN(db::Result rows,

@@ -57,6 +57,11 @@ class AuthCore {
   // creates the first admin from `admin_password`; with neither an admin nor
   // a password it is FAILED_PRECONDITION (no default credentials).
   absl::Status Bootstrap(const std::string& admin_name, const std::string& admin_password);
+  // At start: the service account the other services call each other as
+  // (role operator), with `client_secret` (at least 32 characters) as its
+  // secret: created if absent, its secret replaced if it differs. An account
+  // an admin disabled stays disabled.
+  absl::Status EnsureServiceAccount(const std::string& name, const std::string& client_secret);
 
   absl::StatusOr<cloudflux::auth::v1::CreatePrincipalResponse> CreatePrincipal(
       const cloudflux::auth::v1::CreatePrincipalRequest& request, const Caller& caller);

@@ -1,7 +1,5 @@
 #include "access_stats.h"
 
-#include <google/protobuf/util/time_util.h>
-
 #include <algorithm>
 #include <map>
 #include <set>
@@ -9,61 +7,15 @@
 #include "absl/strings/str_cat.h"
 #include "absl/strings/numbers.h"
 #include "cloudflux/core/status.h"
+#include "cloudflux/events/object_events.h"
 #include "cloudflux/events/outbox.h"
-#include "cloudflux/storage/v1/events.pb.h"
 
 namespace cloudflux::classification {
 
-namespace sv1 = cloudflux::storage::v1;
-using google::protobuf::util::TimeUtil;
-
 namespace {
-
-absl::Time ToTime(const google::protobuf::Timestamp& t) {
-  return absl::FromUnixMicros(TimeUtil::TimestampToMicroseconds(t));
-}
 
 std::string Iso(absl::Time t) { return absl::FormatTime("%Y-%m-%dT%H:%M:%E6SZ", t, absl::UTCTimeZone()); }
 std::string Day(absl::Time t) { return absl::FormatTime("%Y-%m-%d", t, absl::UTCTimeZone()); }
-
-// What one batch does to one object.
-struct Delta {
-  bool delete_first = false;  // drop what is stored before applying the rest
-  std::optional<int64_t> deleted_version;  // deleted up to this version
-  // Placement facts, authoritative (created/tier changed/relocated) or only
-  // a fallback for a row no creation event has filled (from reads).
-  std::optional<int64_t> version, size;
-  std::optional<std::string> backend;
-  std::optional<int> tier;
-  std::optional<absl::Time> created, placed;
-  bool authoritative = false;
-  // Reads of one version, the newest seen (reads of older versions belong to
-  // a deleted or overwritten history and count for nothing).
-  int64_t reads_version = 0;
-  std::map<std::string, std::pair<int64_t, int64_t>> reads_by_day;  // day -> reads, bytes
-  int64_t reads = 0, bytes = 0;
-  std::optional<absl::Time> last_read;
-  // Makes `version` the one reads count for; false if it is older.
-  bool AdvanceTo(int64_t version) {
-    if (version < reads_version) return false;
-    if (version > reads_version) {
-      reads_by_day.clear();
-      reads = bytes = 0;
-      last_read.reset();
-      reads_version = version;
-    }
-    return true;
-  }
-  void Reset() {
-    auto tombstone = deleted_version;
-    *this = Delta{.delete_first = true};
-    deleted_version = tombstone;
-  }
-};
-
-std::optional<absl::Time> Max(std::optional<absl::Time> a, absl::Time b) {
-  return a.has_value() ? std::max(*a, b) : b;
-}
 
 template <class T>
 db::Param Opt(const std::optional<T>& v) {
@@ -81,20 +33,9 @@ db::Param Opt(const std::optional<T>& v) {
 
 absl::StatusOr<AccessStatsStore::Applied> AccessStatsStore::ApplyMessages(
     const std::vector<events::ConsumedMessage>& messages) {
-  std::vector<cloudflux::events::v1::EventEnvelope> envelopes;
-  std::vector<const events::ConsumedMessage*> origins;
-  int undecodable = 0;
-  for (const auto& m : messages) {
-    auto e = events::ParseEnvelope(m);
-    if (!e.ok()) {
-      ++undecodable;
-      continue;
-    }
-    envelopes.push_back(std::move(*e));
-    origins.push_back(&m);
-  }
-  CF_ASSIGN_OR_RETURN(Applied out, ApplyFrom(envelopes, origins));
-  out.skipped += undecodable;
+  events::DecodedBatch batch = events::DecodeMessages(messages);
+  CF_ASSIGN_OR_RETURN(Applied out, ApplyFrom(batch.envelopes, batch.origins));
+  out.skipped += batch.undecodable;
   return out;
 }
 
@@ -106,110 +47,13 @@ absl::StatusOr<AccessStatsStore::Applied> AccessStatsStore::Apply(
 absl::StatusOr<AccessStatsStore::Applied> AccessStatsStore::ApplyFrom(
     const std::vector<cloudflux::events::v1::EventEnvelope>& events,
     const std::vector<const events::ConsumedMessage*>& origins) {
-  Applied out;
-  // Only object events, each id once.
-  std::vector<const cloudflux::events::v1::EventEnvelope*> candidates;
-  std::vector<events::Claim> claims;
-  std::set<std::string> ids;
-  for (size_t i = 0; i < events.size(); ++i) {
-    const auto& e = events[i];
-    if (!e.payload().Is<sv1::ObjectCreated>() && !e.payload().Is<sv1::ObjectDeleted>() &&
-        !e.payload().Is<sv1::ObjectTierChanged>() && !e.payload().Is<sv1::ObjectRelocated>() &&
-        !e.payload().Is<sv1::ObjectRead>()) {
-      ++out.skipped;
-      continue;
-    }
-    if (!ids.insert(e.id()).second) {
-      ++out.duplicates;
-      continue;
-    }
-    candidates.push_back(&e);
-    claims.push_back({origins[i], e.id()});
-  }
-  if (candidates.empty()) return out;
+  events::ObjectEventBatch selected = events::SelectObjectEvents(events, origins);
+  Applied out = selected.counts;
+  if (selected.empty()) return out;
 
   absl::Status written = pool_.InTransaction([&](db::Transaction& tx) -> absl::Status {
-    // Exactly once: by the relay's stream positions (no row per event), by
-    // event id for events that did not come from a relay.
-    CF_ASSIGN_OR_RETURN(std::vector<bool> fresh,
-                        events::ClaimMessages(tx, "classification", kStatsConsumer, claims));
     Applied batch;
-    batch.skipped = out.skipped;
-    batch.duplicates = out.duplicates + static_cast<int>(std::count(fresh.begin(), fresh.end(), false));
-    std::map<std::pair<std::string, std::string>, Delta> deltas;
-    for (size_t c = 0; c < candidates.size(); ++c) {
-      if (!fresh[c]) continue;
-      const auto* e = candidates[c];
-      absl::Time when = ToTime(e->time());
-      sv1::ObjectCreated created;
-      sv1::ObjectDeleted deleted;
-      sv1::ObjectTierChanged tier;
-      sv1::ObjectRelocated moved;
-      sv1::ObjectRead read;
-      if (e->payload().UnpackTo(&created)) {
-        const auto& o = created.object();
-        Delta& d = deltas[{o.namespace_(), o.key()}];
-        if (created.overwrite()) {
-          d.Reset();  // a new version: its own history
-        }
-        d.AdvanceTo(o.version());
-        d.version = o.version();
-        d.size = o.size();
-        d.backend = o.backend();
-        d.tier = o.tier();
-        d.created = o.has_created() ? ToTime(o.created()) : when;
-        d.placed = when;
-        d.authoritative = true;
-      } else if (e->payload().UnpackTo(&deleted)) {
-        Delta& d = deltas[{deleted.namespace_(), deleted.key()}];
-        d.Reset();
-        d.deleted_version = std::max(d.deleted_version.value_or(0), deleted.version());
-      } else if (e->payload().UnpackTo(&tier)) {
-        Delta& d = deltas[{tier.namespace_(), tier.key()}];
-        d.AdvanceTo(tier.version());
-        d.tier = tier.to_tier();
-        d.placed = when;
-        d.version = tier.version();
-        d.size = tier.size();
-        d.backend = tier.backend();
-        d.authoritative = true;
-      } else if (e->payload().UnpackTo(&moved)) {
-        Delta& d = deltas[{moved.namespace_(), moved.key()}];
-        d.AdvanceTo(moved.version());
-        d.backend = moved.to_backend();
-        d.tier = moved.to_tier();
-        d.placed = when;
-        d.version = moved.version();
-        d.size = moved.size();
-        d.authoritative = true;
-      } else if (e->payload().UnpackTo(&read)) {
-        Delta& d = deltas[{read.namespace_(), read.key()}];
-        if (d.deleted_version.has_value() && read.version() <= *d.deleted_version && !d.authoritative) {
-          ++batch.applied;  // reads of a version deleted in this batch: nothing to count
-          continue;
-        }
-        if (!d.AdvanceTo(read.version())) {
-          ++batch.applied;  // reads of a version older than one seen: nothing to count
-          continue;
-        }
-        absl::Time last = read.has_last_read() ? ToTime(read.last_read()) : when;
-        auto& [n, b] = d.reads_by_day[Day(last)];
-        n += read.reads();
-        b += read.bytes_read();
-        d.reads += read.reads();
-        d.bytes += read.bytes_read();
-        d.last_read = Max(d.last_read, last);
-        if (!d.authoritative) {  // fill a row nothing else has described
-          d.version = read.version();
-          d.size = read.size();
-          d.backend = read.backend();
-          d.tier = read.tier();
-        }
-      } else {
-        continue;
-      }
-      ++batch.applied;
-    }
+    CF_ASSIGN_OR_RETURN(auto deltas, selected.ClaimAndFold(tx, "classification", kStatsConsumer, batch));
     // Statement 1: objects whose stored statistics start over: their daily
     // rows go; overwritten ones lose their row, deleted ones keep a
     // tombstone.
@@ -268,7 +112,7 @@ absl::StatusOr<AccessStatsStore::Applied> AccessStatsStore::ApplyFrom(
       for (const auto& [dd, rb] : d.reads_by_day) {
         r.day_ns.push_back(k.first);
         r.day_key.push_back(k.second);
-        r.day.push_back(dd);
+        r.day.push_back(Day(absl::FromUnixSeconds(dd * 86400)));
         r.day_reads.push_back(std::to_string(rb.first));
         r.day_bytes.push_back(std::to_string(rb.second));
       }

@@ -18,6 +18,7 @@
 #include "absl/time/time.h"
 #include "cloudflux/common/v1/common.pb.h"
 #include "cloudflux/db/db.h"
+#include "cloudflux/events/batch_ingest.h"
 #include "cloudflux/events/kafka.h"
 #include "cloudflux/events/v1/envelope.pb.h"
 
@@ -43,11 +44,7 @@ class AccessStatsStore {
  public:
   explicit AccessStatsStore(db::Pool& pool) : pool_(pool) {}
 
-  struct Applied {
-    int applied = 0;     // events that changed statistics
-    int duplicates = 0;  // seen before (or twice in the batch)
-    int skipped = 0;     // not storage object events, or undecodable
-  };
+  using Applied = events::IngestCounts;
   // Applies envelopes in order (de-duplicated by event id).
   absl::StatusOr<Applied> Apply(const std::vector<cloudflux::events::v1::EventEnvelope>& events);
   // Decodes consumed messages (skipping what is not an envelope) and applies them.

@@ -11,38 +11,10 @@
 #include "cloudflux/core/status.h"
 #include "cloudflux/server/paging.h"
 
-namespace cloudflux {
-extern const char kDefaultPriceCatalog[];
-}
-
 namespace cloudflux::classification {
 
 namespace v1 = cloudflux::classification::v1;
 using cloudflux::common::v1::CloudProvider;
-
-const char* DefaultPriceCatalogJson() { return kDefaultPriceCatalog; }
-
-absl::StatusOr<std::map<std::string, pricing::CloudProvider>> ParseBackendClouds(const std::string& spec) {
-  static const std::map<std::string, CloudProvider> kClouds = {
-      {"aws", cloudflux::common::v1::CLOUD_PROVIDER_AWS},
-      {"azure", cloudflux::common::v1::CLOUD_PROVIDER_AZURE},
-      {"gcp", cloudflux::common::v1::CLOUD_PROVIDER_GCP}};
-  std::map<std::string, pricing::CloudProvider> out;
-  for (absl::string_view entry : absl::StrSplit(spec, ',', absl::SkipWhitespace())) {
-    std::pair<std::string, std::string> kv = absl::StrSplit(entry, absl::MaxSplits('=', 1));
-    std::string backend(absl::StripAsciiWhitespace(kv.first));
-    std::string cloud = absl::AsciiStrToLower(absl::StripAsciiWhitespace(kv.second));
-    auto it = kClouds.find(cloud);
-    if (backend.empty() || it == kClouds.end()) {
-      return absl::InvalidArgumentError(absl::StrCat("backend_clouds entry '", entry,
-                                                     "' must be <backend>=aws|azure|gcp"));
-    }
-    if (!out.emplace(backend, it->second).second) {
-      return absl::InvalidArgumentError(absl::StrCat("backend_clouds names '", backend, "' twice"));
-    }
-  }
-  return out;
-}
 
 namespace {
 

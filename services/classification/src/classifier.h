@@ -23,12 +23,8 @@ namespace cloudflux::classification {
 
 inline constexpr char kDecisionTopic[] = "cloudflux.classification.decisions";
 
-// The repository's config/price_catalog.json, compiled in.
-const char* DefaultPriceCatalogJson();
-
-// "local=aws,s3=aws,gcs=gcp,azure=azure": which cloud's prices apply to the
-// objects of each storage backend. INVALID_ARGUMENT naming the bad entry.
-absl::StatusOr<std::map<std::string, pricing::CloudProvider>> ParseBackendClouds(const std::string& spec);
+using pricing::DefaultPriceCatalogJson;
+using pricing::ParseBackendClouds;
 
 struct ClassifierOptions {
   std::map<std::string, pricing::CloudProvider> backend_clouds;

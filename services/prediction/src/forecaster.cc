@@ -257,6 +257,50 @@ absl::StatusOr<std::unique_ptr<Forecaster>> Forecaster::Train(const std::vector<
   return f;
 }
 
+std::unique_ptr<Forecaster> Forecaster::Baseline() { return std::unique_ptr<Forecaster>(new Forecaster()); }
+
+absl::StatusOr<OriginScore> Forecaster::ScoreAt(const std::vector<ObjectHistory>& objects, int origin,
+                                                int threads) const {
+  std::vector<const ObjectHistory*> known;
+  for (const ObjectHistory& o : objects) {
+    if (o.first_day < origin && o.first_day + static_cast<int>(o.reads.size()) >= origin + kDailyHorizons) {
+      known.push_back(&o);
+    }
+  }
+  OriginScore out;
+  CF_ASSIGN_OR_RETURN(std::vector<ObjectForecast> forecasts,
+                      ForecastBatch(known, origin, GroupMeans::At(objects, origin), threads));
+  double sum_model = 0, sum_tsb = 0, sum_naive = 0;
+  int64_t days = 0, in80 = 0, in95 = 0;
+  for (size_t i = 0; i < known.size(); ++i) {
+    auto history = HistoryBefore(*known[i], origin);
+    std::vector<double> actual(kDailyHorizons), model(kDailyHorizons);
+    for (int h = 0; h < kDailyHorizons; ++h) {
+      actual[h] = known[i]->reads[origin - known[i]->first_day + h];
+      model[h] = forecasts[i].mean[h];
+      ++days;
+      in80 += actual[h] >= forecasts[i].p80[h].lower && actual[h] <= forecasts[i].p80[h].upper;
+      in95 += actual[h] >= forecasts[i].p95[h].lower && actual[h] <= forecasts[i].p95[h].upper;
+    }
+    double m = Rmsse(history, actual, model);
+    if (m < 0) continue;
+    sum_model += m;
+    sum_tsb += Rmsse(history, actual, TsbForecast(history, kDailyHorizons));
+    sum_naive += Rmsse(history, actual, SeasonalNaive(history, kDailyHorizons));
+    ++out.scored;
+  }
+  if (out.scored > 0) {
+    out.rmsse_model = sum_model / out.scored;
+    out.rmsse_tsb = sum_tsb / out.scored;
+    out.rmsse_seasonal_naive = sum_naive / out.scored;
+  }
+  if (days > 0) {
+    out.coverage80 = static_cast<double>(in80) / days;
+    out.coverage95 = static_cast<double>(in95) / days;
+  }
+  return out;
+}
+
 int Forecaster::learned_targets() const {
   int n = 0;
   for (const auto& m : models_) n += m.has_value();

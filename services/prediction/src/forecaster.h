@@ -78,8 +78,19 @@ struct BacktestMetrics {
   int64_t calibration_rows = 0;
 };
 
+// A forecaster's walk-forward score at one origin: its 7 daily forecasts
+// from the origin, against what happened on those days, pooled over the
+// objects that existed before it (and the baselines' on the same objects).
+struct OriginScore {
+  double rmsse_model = -1, rmsse_tsb = -1, rmsse_seasonal_naive = -1;
+  double coverage80 = -1, coverage95 = -1;  // share of days inside the intervals
+  int64_t scored = 0;
+};
+
 class Forecaster {
  public:
+  // No learned model: every target is TSB's forecast, confidence 0.
+  static std::unique_ptr<Forecaster> Baseline();
   // Trains on what was known before day `as_of` (no look-ahead: a target
   // window is used only when it ends by as_of).
   static absl::StatusOr<std::unique_ptr<Forecaster>> Train(const std::vector<ObjectHistory>& objects,
@@ -92,6 +103,11 @@ class Forecaster {
   absl::StatusOr<std::vector<ObjectForecast>> ForecastBatch(const std::vector<const ObjectHistory*>& objects,
                                                             int as_of, const GroupMeans& groups,
                                                             int threads = 1) const;
+
+  // Scores the forecasts from `origin` (which must be at least 7 days
+  // before the end of the histories) on `threads` threads.
+  absl::StatusOr<OriginScore> ScoreAt(const std::vector<ObjectHistory>& objects, int origin,
+                                      int threads = 1) const;
 
   const BacktestMetrics& metrics() const { return metrics_; }
   int trained_as_of() const { return as_of_; }

@@ -49,6 +49,15 @@ cloudflux::events::v1::EventEnvelope MakeEnvelope(const std::string& source,
 // an id and a type.
 absl::StatusOr<cloudflux::events::v1::EventEnvelope> ParseEnvelope(const ConsumedMessage& message);
 
+// The envelopes of a consumed batch, each with the message it came from
+// (for ClaimMessages); messages that are not envelopes are only counted.
+struct DecodedBatch {
+  std::vector<cloudflux::events::v1::EventEnvelope> envelopes;
+  std::vector<const ConsumedMessage*> origins;
+  int undecodable = 0;
+};
+DecodedBatch DecodeMessages(const std::vector<ConsumedMessage>& messages);
+
 // Kafka headers carried with every published envelope (CloudEvents binary
 // mode attribute names), so that tools can route without decoding.
 Headers EnvelopeHeaders(const cloudflux::events::v1::EventEnvelope& envelope);

@@ -3,6 +3,7 @@
 // its JSON data file and validated, with lookups by cloud and class.
 // Gigabytes are 2^30 bytes and a month is 30 days throughout.
 
+#include <map>
 #include <string>
 #include <vector>
 
@@ -70,5 +71,12 @@ class PriceCatalog {
 double BillableGb(const ClassPrice& c, int64_t size);
 // "AWS/STANDARD_IA"
 std::string ClassName(const ClassPrice& c);
+
+// The repository's config/price_catalog.json, compiled in.
+const char* DefaultPriceCatalogJson();
+
+// "local=aws,s3=aws,gcs=gcp,azure=azure": which cloud's prices apply to the
+// objects of each storage backend. INVALID_ARGUMENT naming the bad entry.
+absl::StatusOr<std::map<std::string, CloudProvider>> ParseBackendClouds(const std::string& spec);
 
 }  // namespace cloudflux::pricing

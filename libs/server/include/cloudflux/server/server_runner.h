@@ -73,6 +73,7 @@ struct DependencyStatus {
   bool healthy = false;
   std::string last_error;
   absl::Time last_checked;
+  bool required = true;  // false: the service serves without it, degraded
 };
 
 class ServerRunner {
@@ -86,8 +87,11 @@ class ServerRunner {
   // Before Start. `full_name` (Generated::service_full_name()) gets its own
   // health entry besides the overall "" one.
   void RegisterService(grpc::Service* service, std::string full_name);
-  // Before Start. Health is SERVING only while every check passes.
-  void AddDependency(std::string name, DependencyCheck check);
+  // Before Start. Health is SERVING only while every required check passes;
+  // an optional one (the service works without it, degraded: say how in the
+  // check's error) is reported in GetServerInfo and cloudflux_dependency_up
+  // only.
+  void AddDependency(std::string name, DependencyCheck check, bool required = true);
   // Before Start. Without one, every call is admitted.
   void SetAuthenticator(std::shared_ptr<Authenticator> authenticator);
 

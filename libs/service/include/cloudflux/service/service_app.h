@@ -20,7 +20,8 @@
 // kafka_properties_file, redis_address,
 // log_level, default_deadline, shutdown_grace, shutdown_delay,
 // health_check_interval, startup_timeout, access_log, auth_address,
-// insecure_no_auth, token_issuer, token_audience.
+// insecure_no_auth, token_issuer, token_audience, client_id,
+// client_secret_file, tls_*.
 
 #include <functional>
 #include <memory>
@@ -33,6 +34,8 @@
 #include "cloudflux/events/kafka.h"
 #include "cloudflux/events/outbox.h"
 #include "cloudflux/metrics/metrics.h"
+#include "cloudflux/authn/service_token.h"
+#include "cloudflux/server/channel.h"
 #include "cloudflux/server/server_runner.h"
 
 namespace cloudflux::service {
@@ -74,6 +77,11 @@ class ServiceApp {
   const ServiceSpec& spec() const { return spec_; }
   const std::string& instance_id() const { return instance_id_; }
 
+  // Calls to other CloudFlux services: the channel settings (TLS as the
+  // service's own flags say) and the service account's token on each call
+  // (nothing without --client_secret_file).
+  const server::ChannelOptions& peer_channel_options() const { return peers_; }
+  absl::Status AuthorizeCall(grpc::ClientContext& ctx);
   // Runs `fn` during a graceful shutdown, after the server has finished its
   // last call and before the outbox relay stops (a final flush into the
   // outbox is still published). In the order added.
@@ -96,6 +104,8 @@ class ServiceApp {
   std::unique_ptr<cache::RedisClient> redis_;
   std::unique_ptr<events::OutboxRelay> relay_;
   std::unique_ptr<server::ServerRunner> runner_;
+  server::ChannelOptions peers_;
+  std::unique_ptr<authn::ServiceToken> service_token_;
   std::vector<std::function<void()>> on_stop_;
 };
 

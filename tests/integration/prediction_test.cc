@@ -15,6 +15,7 @@
 #include "absl/strings/match.h"
 #include "cloudflux/classification/v1/classification.grpc.pb.h"
 #include "cloudflux/core/uuid.h"
+#include "cloudflux/db/db.h"
 #include "cloudflux/diagnostics/v1/diagnostics.grpc.pb.h"
 #include "cloudflux/events/kafka.h"
 #include "cloudflux/events/outbox.h"
@@ -60,11 +61,14 @@ class PredictionLoop : public ::testing::Test {
     ns_ = "pred-" + core::NewId().substr(24);
   }
 
+  // A restart keeps the address classification was given.
   void StartPrediction() {
+    int port = prediction_.port != 0 ? prediction_.port : testing::PickFreePort();
     prediction_ = StartService("prediction", db_->url(),
-                               {{"CLOUDFLUX_STORAGE_ADDRESS", storage_.target()},
+                               {{"CLOUDFLUX_LISTEN_ADDRESS", absl::StrCat("127.0.0.1:", port)},
+                                {"CLOUDFLUX_STORAGE_ADDRESS", storage_.target()},
                                 {"CLOUDFLUX_BACKEND_CLOUDS", "local=aws"},
-                                {"CLOUDFLUX_MIN_OBJECTS_TO_TRAIN", "10"},
+                                {"CLOUDFLUX_MIN_OBJECTS_TO_TRAIN", min_objects_to_train_},
                                 {"CLOUDFLUX_TRAIN_INTERVAL", "0s"},
                                 {"CLOUDFLUX_DRIFT_CHECK_INTERVAL", "0s"}});
     ASSERT_TRUE(WaitForHealth(prediction_, HealthCheckResponse::SERVING)) << prediction_.process->Output();
@@ -92,18 +96,22 @@ class PredictionLoop : public ::testing::Test {
 
   // Hot objects: read every day, many on weekdays and few at weekends (with
   // noise); cold ones: never. The histories go back kDays days (the objects
-  // were imported: their creation time is that old).
+  // were imported: their creation time is that old). The events enter the
+  // storage adapter's outbox, so its relay publishes them as it publishes
+  // its own (numbered in its stream).
   void ImportHistories() {
-    auto producer = events::Producer::Create({.brokers = *testing::TestKafkaBootstrap()});
-    ASSERT_TRUE(producer.ok()) << producer.status();
+    db::PoolOptions options;
+    options.url = db_->url();
+    options.max_connections = 1;
+    auto pool = db::Pool::Create(options);
+    ASSERT_TRUE(pool.ok()) << pool.status();
     std::mt19937 rng(7);
     std::uniform_int_distribution<int> noise(-2, 2);
     absl::Time today = absl::FromUnixSeconds(absl::ToUnixSeconds(absl::Now()) / 86400 * 86400);
-    std::vector<events::Message> messages;
+    std::vector<events::v1::EventEnvelope> envelopes;
     auto add = [&](const std::string& key, const google::protobuf::Message& payload, absl::Time at) {
       core::ManualClock clock(at);
-      auto e = events::MakeEnvelope("cloudflux/storage-adapter", key, ns_ + "/" + key, payload, clock);
-      messages.push_back({"cloudflux.storage.objects", ns_ + "/" + key, e.SerializeAsString(), {}});
+      envelopes.push_back(events::MakeEnvelope("cloudflux/storage-adapter", key, ns_ + "/" + key, payload, clock));
     };
     for (int i = 0; i < 2 * kObjects; ++i) {
       bool hot = i < kObjects;
@@ -135,7 +143,12 @@ class PredictionLoop : public ::testing::Test {
         add(key, read, at);
       }
     }
-    ASSERT_TRUE((*producer)->SendAll(messages, absl::Seconds(30)).ok());
+    events::Outbox outbox("storage");
+    ASSERT_TRUE((*pool)
+                    ->InTransaction([&](db::Transaction& tx) {
+                      return outbox.EnqueueAll(tx, "cloudflux.storage.objects", envelopes);
+                    })
+                    .ok());
   }
 
   static std::string Key(bool hot, int i) { return absl::StrCat(hot ? "hot/" : "cold/", i); }
@@ -229,6 +242,7 @@ class PredictionLoop : public ::testing::Test {
   std::unique_ptr<pv1::PredictionService::Stub> prediction_stub_;
   std::unique_ptr<cv1::ClassificationService::Stub> classification_stub_;
   std::string ns_;
+  std::string min_objects_to_train_ = "10";
 };
 
 TEST_F(PredictionLoop, ForecastsFollowThePatternAndSteerClassification) {
@@ -259,8 +273,11 @@ TEST_F(PredictionLoop, ForecastsFollowThePatternAndSteerClassification) {
   pv1::Model first = TrainAndWait();
   ASSERT_TRUE(first.state() == pv1::MODEL_STATE_CHAMPION || first.state() == pv1::MODEL_STATE_TRAINED)
       << first.DebugString();
-  EXPECT_EQ(first.objects(), 2 * kObjects);
-  EXPECT_EQ(first.learned_targets(), 10);
+  // Its objects and those of other tests on the shared broker's topic.
+  EXPECT_GE(first.objects(), 2 * kObjects);
+  // 84 days of history: every daily target and the 30-day sum are learned;
+  // the 90- and 180-day sums have no complete window yet (TSB serves them).
+  EXPECT_EQ(first.learned_targets(), 8);
   EXPECT_GT(first.metrics().scored(), 0);
   EXPECT_GT(first.metrics().rmsse_tsb(), 0);
   EXPECT_FALSE(first.artifact_sha256().empty());
@@ -349,8 +366,14 @@ TEST_F(PredictionLoop, ForecastsFollowThePatternAndSteerClassification) {
   EXPECT_EQ(recommended.forecast().key(), Key(true, 2));
 
   // Classification decides with the forecast.
-  auto decided = Classify(Key(true, 3));
-  ASSERT_TRUE(decided.ok()) << decided.status();
+  absl::StatusOr<cv1::Classification> decided;
+  ASSERT_TRUE(WaitFor(  // once its own statistics have the history too
+      [&] {
+        decided = Classify(Key(true, 3));
+        return decided.ok() && decided->expected_reads() > 0;
+      },
+      absl::Seconds(30), absl::Milliseconds(200)))
+      << decided.status();
   EXPECT_GT(decided->forecast_reads_7d(), 40);
   EXPECT_GT(decided->forecast_confidence(), 0);
   EXPECT_TRUE(PredictionDependency().healthy());
@@ -385,13 +408,16 @@ TEST_F(PredictionLoop, ForecastsFollowThePatternAndSteerClassification) {
         return c.ok() && c->forecast_confidence() > 0;
       },
       absl::Seconds(30), absl::Milliseconds(300)));
-  ASSERT_TRUE(WaitFor([&] { return PredictionDependency().healthy(); }, absl::Seconds(10)));
+  ASSERT_TRUE(WaitFor([&] { return PredictionDependency().healthy(); }, absl::Seconds(10)))
+      << PredictionDependency().DebugString();
 
   // A second model, promoted by hand, then rolled back.
   pv1::Model second = TrainAndWait();
   ASSERT_TRUE(second.state() == pv1::MODEL_STATE_CHAMPION || second.state() == pv1::MODEL_STATE_TRAINED)
       << second.DebugString();
-  if (second.state() == pv1::MODEL_STATE_TRAINED) ASSERT_TRUE(Promote(second.version()).ok());
+  if (second.state() == pv1::MODEL_STATE_TRAINED) {
+    ASSERT_TRUE(Promote(second.version()).ok());
+  }
   auto rolled = Rollback();
   ASSERT_TRUE(rolled.ok()) << rolled.status();
   EXPECT_EQ(rolled->version(), first.version());
@@ -411,6 +437,7 @@ TEST_F(PredictionLoop, ForecastsFollowThePatternAndSteerClassification) {
   co.kafka.brokers = *testing::TestKafkaBootstrap();
   co.group_id = "models-" + core::NewId();
   co.topics = {"cloudflux.prediction.models"};
+  co.session_timeout = absl::Seconds(3);
   auto consumer = events::Consumer::Create(co, [&](const events::ConsumedMessage& m) {
     auto e = events::ParseEnvelope(m);
     pv1::ModelTrained t;
@@ -420,7 +447,12 @@ TEST_F(PredictionLoop, ForecastsFollowThePatternAndSteerClassification) {
     return absl::OkStatus();
   });
   ASSERT_TRUE(consumer.ok());
-  EXPECT_TRUE(WaitFor([&] { return trained > 0 && promoted > 0; }, absl::Seconds(30)));
+  EXPECT_TRUE(WaitFor(
+      [&] {
+        (void)(*consumer)->PollOnce(absl::Milliseconds(100));
+        return trained > 0 && promoted > 0;
+      },
+      absl::Seconds(30)));
   (*consumer)->Stop();
 
   // Overwritten: a new history; deleted: no longer forecast.
@@ -471,6 +503,10 @@ TEST_F(PredictionLoop, BadRequestsAreRefusedAndChangeNothing) {
   EXPECT_EQ(Rollback().status().code(), absl::StatusCode::kFailedPrecondition);
   // Too few objects to learn from: the run fails and says why; nothing is
   // promoted.
+  prediction_.process->Signal(SIGTERM);
+  ASSERT_EQ(prediction_.process->Wait(absl::Seconds(30)), 0);
+  min_objects_to_train_ = "100000000";
+  StartPrediction();
   auto started = Train();
   ASSERT_TRUE(started.ok()) << started.status();
   ASSERT_TRUE(WaitFor(

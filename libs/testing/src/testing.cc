@@ -19,6 +19,7 @@
 #include <pqxx/pqxx>
 #include <sstream>
 
+#include "absl/strings/numbers.h"
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_join.h"
 #include "cloudflux/core/status.h"
@@ -311,7 +312,18 @@ absl::StatusOr<ServiceProcess> StartServiceBinary(const std::string& name, const
     env["CLOUDFLUX_STATS_GROUP"] = "test-" + core::NewId();
     env["CLOUDFLUX_STATS_SESSION_TIMEOUT"] = "3s";
   }
+  if (name == "prediction") {  // the same for its histories
+    env["CLOUDFLUX_HISTORY_GROUP"] = "test-" + core::NewId();
+    env["CLOUDFLUX_HISTORY_SESSION_TIMEOUT"] = "3s";
+  }
   for (const auto& [k, v] : extra_env) env[k] = v;
+  // A caller that chose the address (a restart on the same port) gets it.
+  if (auto it = extra_env.find("CLOUDFLUX_LISTEN_ADDRESS"); it != extra_env.end()) {
+    absl::string_view address = it->second;
+    if (size_t colon = address.rfind(':'); colon != absl::string_view::npos) {
+      (void)absl::SimpleAtoi(address.substr(colon + 1), &s.port);
+    }
+  }
   auto child = ChildProcess::Start({absl::StrCat(BinaryDir(), "/services/", name, "/cloudflux-", name)}, env);
   if (!child.ok()) return child.status();
   s.process = std::move(*child);

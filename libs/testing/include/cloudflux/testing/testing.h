@@ -123,7 +123,8 @@ struct ServiceProcess {
 // startup timeout. The auth service gets a test master key, the
 // kTestAdminPassword admin and no practical per-peer login limit (every test
 // shares 127.0.0.1); the others run with --insecure_no_auth.
-// `extra_env` overrides any of it.
+// `extra_env` overrides any of it (a CLOUDFLUX_LISTEN_ADDRESS given there is
+// the port returned: a restart on the same address).
 absl::StatusOr<ServiceProcess> StartServiceBinary(const std::string& name, const std::string& pg_url,
                                                   const std::map<std::string, std::string>& extra_env = {});
 

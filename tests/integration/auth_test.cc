@@ -5,12 +5,15 @@
 
 #include <atomic>
 #include <filesystem>
+#include <fstream>
 #include <map>
 #include <thread>
 
 #include "absl/strings/match.h"
 #include "cloudflux/auth/v1/auth.grpc.pb.h"
 #include "cloudflux/auth/v1/events.pb.h"
+#include "cloudflux/authn/service_token.h"
+#include "cloudflux/core/status.h"
 #include "cloudflux/cache/redis.h"
 #include "cloudflux/diagnostics/v1/diagnostics.grpc.pb.h"
 #include "cloudflux/events/kafka.h"
@@ -808,6 +811,59 @@ TEST(AuthStartup, RefusesToStartWithoutSecrets) {
   Service no_key = StartService("auth", (*db)->url(), {{"CLOUDFLUX_MASTER_KEY_FILE", ""}});
   EXPECT_EQ(no_key.process->Wait(absl::Seconds(20)), 1);
   EXPECT_TRUE(absl::StrContains(no_key.process->Output(), "64 hex"));
+}
+
+// The services call each other as the service account auth keeps from the
+// secret file: a ServiceToken (what ServiceApp::AuthorizeCall uses) gets a
+// token another service accepts for operator methods; a changed file
+// replaces the secret at the next start.
+TEST(AuthServiceAccount, ServicesCallEachOtherWithTheSecretFromTheFile) {
+  auto db = testing::ScratchDatabase::Create();
+  ASSERT_TRUE(db.ok()) << db.status();
+  std::string dir = ::testing::TempDir() + "/service-account-" + core::NewId();
+  std::filesystem::create_directories(dir);
+  const std::string secret_file = dir + "/service.secret";
+  const std::string first(64, 'a'), second(64, 'b');
+  std::ofstream(secret_file) << first << "\n";
+  Service auth = StartService("auth", (*db)->url(), {{"CLOUDFLUX_BOOTSTRAP_SERVICE_SECRET_FILE", secret_file}});
+  ASSERT_TRUE(WaitForHealth(auth, HealthCheckResponse::SERVING)) << auth.process->Output();
+  Service other = StartService("classification", (*db)->url(),
+                               {{"CLOUDFLUX_INSECURE_NO_AUTH", "false"}, {"CLOUDFLUX_AUTH_ADDRESS", auth.target()}});
+  ASSERT_TRUE(WaitForHealth(other, HealthCheckResponse::SERVING)) << other.process->Output();
+
+  auto call_as = [&](const std::string& secret) -> absl::Status {
+    authn::ServiceToken token(auth.target(), {}, "cloudflux-services", secret);
+    auto ctx = server::MakeClientContext(absl::Seconds(10));
+    CF_RETURN_IF_ERROR(token.Authorize(*ctx));
+    diagnostics::v1::EchoRequest req;  // an operator method
+    req.set_payload("x");
+    diagnostics::v1::EchoResponse resp;
+    return server::FromGrpcStatus(
+        diagnostics::v1::Diagnostics::NewStub(server::MakeChannel(other.target()))->Echo(ctx.get(), req, &resp));
+  };
+  EXPECT_TRUE(call_as(first).ok());
+  EXPECT_EQ(call_as(second).code(), absl::StatusCode::kUnauthenticated);
+
+  // The file changes: after a restart the new secret works, the old one not.
+  auth.process->Signal(SIGTERM);
+  ASSERT_EQ(auth.process->Wait(absl::Seconds(20)), 0);
+  std::ofstream(secret_file, std::ios::trunc) << second << "\n";
+  auth = StartService("auth", (*db)->url(),
+                      {{"CLOUDFLUX_BOOTSTRAP_SERVICE_SECRET_FILE", secret_file},
+                       {"CLOUDFLUX_LISTEN_ADDRESS", auth.target()}});
+  ASSERT_TRUE(WaitForHealth(auth, HealthCheckResponse::SERVING)) << auth.process->Output();
+  EXPECT_TRUE(call_as(second).ok());
+  EXPECT_EQ(call_as(first).code(), absl::StatusCode::kUnauthenticated);
+
+  // A secret too short to be one: auth refuses to start.
+  std::ofstream(secret_file, std::ios::trunc) << "short\n";
+  Service refused = StartService("auth", (*db)->url(), {{"CLOUDFLUX_BOOTSTRAP_SERVICE_SECRET_FILE", secret_file}});
+  EXPECT_NE(refused.process->Wait(absl::Seconds(20)), 0);
+  EXPECT_TRUE(absl::StrContains(refused.process->Output(), "32 characters")) << refused.process->Output();
+  for (Service* s : {&other, &auth}) {
+    s->process->Signal(SIGTERM);
+    EXPECT_EQ(s->process->Wait(absl::Seconds(20)), 0);
+  }
 }
 
 }  // namespace

@@ -21,6 +21,10 @@
 #include "cloudflux/core/status.h"
 
 namespace cloudflux::db {
+
+std::string TimestampLiteral(absl::Time t) {
+  return absl::FormatTime("%Y-%m-%dT%H:%M:%E6SZ", t, absl::UTCTimeZone());
+}
 namespace {
 
 absl::Status FromException(const std::exception& e) {

@@ -14,20 +14,7 @@ namespace cloudflux::classification {
 
 namespace {
 
-std::string Iso(absl::Time t) { return absl::FormatTime("%Y-%m-%dT%H:%M:%E6SZ", t, absl::UTCTimeZone()); }
 std::string Day(absl::Time t) { return absl::FormatTime("%Y-%m-%d", t, absl::UTCTimeZone()); }
-
-template <class T>
-db::Param Opt(const std::optional<T>& v) {
-  if (!v.has_value()) return std::nullopt;
-  if constexpr (std::is_same_v<T, std::string>) {
-    return *v;
-  } else if constexpr (std::is_same_v<T, absl::Time>) {
-    return Iso(*v);
-  } else {
-    return std::to_string(*v);
-  }
-}
 
 }  // namespace
 
@@ -100,13 +87,13 @@ absl::StatusOr<AccessStatsStore::Applied> AccessStatsStore::ApplyFrom(
       Rows& r = d.authoritative ? auth_rows : fill_rows;
       r.ns.push_back(k.first);
       r.key.push_back(k.second);
-      r.version.push_back(Opt(d.version));
-      r.size.push_back(Opt(d.size));
-      r.backend.push_back(Opt(d.backend));
-      r.tier.push_back(Opt(d.tier));
-      r.created.push_back(Opt(d.created));
-      r.placed.push_back(Opt(d.placed));
-      r.last_read.push_back(Opt(d.last_read));
+      r.version.push_back(db::OptionalParam(d.version));
+      r.size.push_back(db::OptionalParam(d.size));
+      r.backend.push_back(db::OptionalParam(d.backend));
+      r.tier.push_back(db::OptionalParam(d.tier));
+      r.created.push_back(db::OptionalParam(d.created));
+      r.placed.push_back(db::OptionalParam(d.placed));
+      r.last_read.push_back(db::OptionalParam(d.last_read));
       r.reads.push_back(std::to_string(d.reads));
       r.bytes.push_back(std::to_string(d.bytes));
       for (const auto& [dd, rb] : d.reads_by_day) {

@@ -13,8 +13,6 @@ namespace cloudflux::prediction {
 
 namespace {
 
-std::string Iso(absl::Time t) { return absl::FormatTime("%Y-%m-%dT%H:%M:%E6SZ", t, absl::UTCTimeZone()); }
-
 std::optional<absl::Time> Micros(const db::Row& row, size_t column) {
   if (row.IsNull(column)) return std::nullopt;
   return absl::FromUnixMicros(row.Int(column));
@@ -94,17 +92,6 @@ struct Merged {
   }
 };
 
-template <class T>
-db::Param Opt(const std::optional<T>& v) {
-  if (!v.has_value()) return std::nullopt;
-  if constexpr (std::is_same_v<T, std::string>) {
-    return *v;
-  } else if constexpr (std::is_same_v<T, absl::Time>) {
-    return Iso(*v);
-  } else {
-    return std::to_string(*v);
-  }
-}
 
 }  // namespace
 
@@ -221,16 +208,16 @@ absl::StatusOr<events::IngestCounts> HistoryStore::ApplyFrom(
       }
       w_ns.push_back(id.first);
       w_key.push_back(id.second);
-      w_version.push_back(Opt(m.version));
-      w_size.push_back(Opt(m.size));
-      w_backend.push_back(Opt(m.backend));
-      w_tier.push_back(Opt(m.tier));
-      w_created.push_back(Opt(m.created));
-      w_placed.push_back(Opt(m.placed));
-      w_last.push_back(Opt(m.last_read));
-      w_first.push_back(Opt(m.first_day));
+      w_version.push_back(db::OptionalParam(m.version));
+      w_size.push_back(db::OptionalParam(m.size));
+      w_backend.push_back(db::OptionalParam(m.backend));
+      w_tier.push_back(db::OptionalParam(m.tier));
+      w_created.push_back(db::OptionalParam(m.created));
+      w_placed.push_back(db::OptionalParam(m.placed));
+      w_last.push_back(db::OptionalParam(m.last_read));
+      w_first.push_back(db::OptionalParam(m.first_day));
       w_reads.push_back(IntArrayLiteral(m.reads));
-      w_deleted.push_back(Opt(m.deleted_version));
+      w_deleted.push_back(db::OptionalParam(m.deleted_version));
     }
     if (w_ns.empty()) return absl::OkStatus();
     return tx

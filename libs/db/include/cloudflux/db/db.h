@@ -10,6 +10,7 @@
 #include <optional>
 #include <string>
 #include <string_view>
+#include <type_traits>
 #include <vector>
 
 #include "absl/status/status.h"
@@ -20,6 +21,23 @@ namespace cloudflux::db {
 
 // A query parameter: text, or nullopt for NULL. Use Bytea() for binary data.
 using Param = std::optional<std::string>;
+
+// A timestamptz literal (UTC, microseconds) of `t`.
+std::string TimestampLiteral(absl::Time t);
+
+// A nullable parameter: NULL for nullopt, else the text of the value
+// (strings as they are, times as TimestampLiteral, numbers in decimal).
+template <class T>
+Param OptionalParam(const std::optional<T>& v) {
+  if (!v.has_value()) return std::nullopt;
+  if constexpr (std::is_same_v<T, std::string>) {
+    return *v;
+  } else if constexpr (std::is_same_v<T, absl::Time>) {
+    return TimestampLiteral(*v);
+  } else {
+    return std::to_string(*v);
+  }
+}
 
 // Encodes bytes as PostgreSQL's bytea hex input ("\x0a1b...").
 std::string Bytea(std::string_view bytes);

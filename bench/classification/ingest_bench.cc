@@ -1,9 +1,13 @@
-// Access-statistics ingest end to end: object events produced to the dev
-// broker, consumed in batches and written to PostgreSQL by the
-// classification service's StatsIngest/AccessStatsStore. Peer: the same
+// Object-event ingest end to end: object events produced to the dev broker,
+// consumed in batches (events::BatchIngest) and written to PostgreSQL by the
+// classification service's AccessStatsStore (--store=classification) or the
+// prediction service's HistoryStore (--store=prediction). Peer: the same
 // consumer reading the same events and discarding them (librdkafka's own
 // rate on this broker, the ceiling). Needs the test servers:
 //   scripts/dev bench build/release/bench/classification/ingest_bench [--events=300000] [--objects=20000]
+//       [--store=prediction]
+#include <google/protobuf/util/time_util.h>
+
 #include <cstdio>
 #include <atomic>
 #include <functional>
@@ -21,9 +25,15 @@
 #include "cloudflux/events/outbox.h"
 #include "cloudflux/storage/v1/events.pb.h"
 #include "cloudflux/testing/testing.h"
+#include "history_store.h"
 #include "stats_ingest.h"
 
+ABSL_FLAG(std::string, store, "classification",
+          "Whose store the events are written to: classification (access statistics) or prediction "
+          "(daily histories).");
 ABSL_FLAG(int32_t, events, 300000, "Events to ingest.");
+ABSL_FLAG(int32_t, days, 1,
+          "Reads fall on this many days back from today (prediction's histories grow to that many days).");
 ABSL_FLAG(int32_t, objects, 20000, "Distinct objects they are about.");
 ABSL_FLAG(int32_t, batch, 5000, "Most events per batch.");
 ABSL_FLAG(int32_t, consumers, 4, "Ingest consumers (parallel batches).");
@@ -52,10 +62,12 @@ int main(int argc, char** argv) {
   if (!db.ok()) Die(std::string(db.status().message()));
   auto pool = db::Pool::Create({.url = (*db)->url(), .max_connections = 4});
   if (!pool.ok()) Die(std::string(pool.status().message()));
-  auto migrations = db::LoadMigrations(CLOUDFLUX_SOURCE_DIR "/services/classification/schema");
-  if (!migrations.ok() || !db::ApplyMigrations(**pool, "classification", *migrations).ok() ||
-      !events::MigrateEventTables(**pool, "classification").ok()) {
-    Die("cannot migrate the classification schema");
+  const std::string schema = absl::GetFlag(FLAGS_store);
+  if (schema != "classification" && schema != "prediction") Die("--store must be classification or prediction");
+  auto migrations = db::LoadMigrations(absl::StrCat(CLOUDFLUX_SOURCE_DIR "/services/", schema, "/schema"));
+  if (!migrations.ok() || !db::ApplyMigrations(**pool, schema, *migrations).ok() ||
+      !events::MigrateEventTables(**pool, schema).ok()) {
+    Die("cannot migrate the " + schema + " schema");
   }
 
   // The events, generated once and produced twice: to the peer's topic and
@@ -103,6 +115,9 @@ int main(int argc, char** argv) {
           r.set_reads(1 + rng() % 5);
           r.set_bytes_read(r.reads() << 20);
           r.set_size(1 << 20);
+          const int days = std::max(1, absl::GetFlag(FLAGS_days));
+          *r.mutable_last_read() = google::protobuf::util::TimeUtil::SecondsToTimestamp(
+              absl::ToUnixSeconds(absl::Now()) - static_cast<int64_t>(rng() % days) * 86400);
           e = events::MakeEnvelope("bench", "objects/bench/" + key, "bench/" + key, r);
         }
         events::Headers headers = events::EnvelopeHeaders(e);
@@ -193,11 +208,18 @@ int main(int argc, char** argv) {
     for (auto& t : threads) t.join();
   }
 
-  classification::AccessStatsStore store(**pool);
+  classification::AccessStatsStore stats(**pool);
+  prediction::HistoryStore histories(**pool);
   const std::string topic = "bench.objects." + core::NewId();
-  auto ingest = classification::StatsIngest::Start(
-      store, {.kafka = consumer_kafka, .group_id = "bench-" + core::NewId(), .topic = topic,
-              .max_batch = static_cast<size_t>(absl::GetFlag(FLAGS_batch)), .consumers = members});
+  auto ingest = events::BatchIngest::Start(
+      [&](const std::vector<events::ConsumedMessage>& batch) {
+        return schema == "classification" ? stats.ApplyMessages(batch) : histories.ApplyMessages(batch);
+      },
+      {.kafka = consumer_kafka,
+       .group_id = "bench-" + core::NewId(),
+       .topic = topic,
+       .max_batch = static_cast<size_t>(absl::GetFlag(FLAGS_batch)),
+       .consumers = members});
   if (!ingest.ok()) Die("ingest");
   int64_t batches_before = -1;
   // Redelivered messages (a rebalance re-reads from the committed offset)
@@ -210,9 +232,9 @@ int main(int argc, char** argv) {
   (*ingest)->Stop();
   const int timed = n - static_cast<int>(rounds[0].size());
   const int64_t batches = (*ingest)->batches() - std::max<int64_t>(batches_before, 0);
-  std::printf("%d events about %d objects in rounds of %d (the first round, with the group joins, untimed), "
+  std::printf("%s store: %d events about %d objects in rounds of %d (the first round, with the group joins, untimed), "
               "%d consumers, fetch wait %s, %s\n",
-              n, objects, round, members,
+              schema.c_str(), n, objects, round, members,
               absl::GetFlag(FLAGS_fetch_wait_ms) >= 0 ? absl::StrCat(absl::GetFlag(FLAGS_fetch_wait_ms), " ms").c_str()
                                                       : "default",
               relay_headers ? "claimed by relay stream position" : "claimed by event id");
@@ -223,8 +245,11 @@ int main(int argc, char** argv) {
               timed / in.seconds, in.seconds, in.producing, peer.seconds / in.seconds);
   std::printf("ingest: %lld transactions (%.0f events each)\n", static_cast<long long>(batches),
               batches > 0 ? timed / static_cast<double>(batches) : 0.0);
-  auto rows = (*pool)->Exec("SELECT count(*), sum(reads_total) FROM classification.object_stats");
-  std::printf("statistics: %lld objects, %lld reads counted\n", static_cast<long long>((*rows)[0].Int(0)),
-              static_cast<long long>((*rows)[0].Int(1)));
+  auto rows = (*pool)->Exec(
+      schema == "classification"
+          ? "SELECT count(*), sum(reads_total) FROM classification.object_stats"
+          : "SELECT count(*), coalesce(sum((SELECT sum(x) FROM unnest(reads) x)), 0) FROM prediction.histories");
+  std::printf("%s: %lld object rows, %lld reads counted\n", schema.c_str(),
+              static_cast<long long>((*rows)[0].Int(0)), static_cast<long long>((*rows)[0].Int(1)));
   return 0;
 }

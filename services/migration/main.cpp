@@ -1,11 +1,71 @@
 // cloudflux-migration: composition root of the migration service.
+#include <cstdlib>
+
+#include "absl/flags/flag.h"
+#include "absl/strings/str_cat.h"
+#include "cloudflux/core/log.h"
+#include "cloudflux/core/uuid.h"
+#include "cloudflux/server/channel.h"
+#include "cloudflux/server/executor.h"
 #include "cloudflux/server/shutdown.h"
 #include "cloudflux/service/service_app.h"
+#include "grpc_service.h"
+#include "migration_core.h"
+#include "storage_client.h"
+
+ABSL_FLAG(std::string, storage_address, "127.0.0.1:50052",
+          "The storage adapter (host:port): every object moves through it.");
+ABSL_FLAG(int32_t, workers, 4, "Objects this replica moves at once (across jobs).");
+ABSL_FLAG(absl::Duration, task_lease, absl::Minutes(2),
+          "How long a claimed object stays with its worker without renewal (a dead replica's objects are "
+          "taken over after this).");
+ABSL_FLAG(absl::Duration, copy_timeout, absl::Hours(6), "Deadline of one object's copy.");
+ABSL_FLAG(int32_t, max_attempts, 3, "Tries of an object after transient failures.");
+ABSL_FLAG(std::string, price_catalog, "",
+          "Price catalog JSON for estimates; empty = the one built in (config/price_catalog.json).");
+ABSL_FLAG(std::string, backend_clouds, "",
+          "Which cloud's prices apply to each storage backend: \"s3=aws,gcs=gcp,azure=azure\".");
+ABSL_FLAG(int32_t, handler_threads, 8, "Threads that run request handlers.");
 
 int main(int argc, char** argv) {
   cloudflux::server::BlockShutdownSignals();
   auto app = cloudflux::service::ServiceApp::CreateOrExit(
-      {.name = "migration", .schema = "migration", .default_port = 50055, .uses_redis = false},
-      argc, argv);
+      {.name = "migration", .schema = "migration", .default_port = 50055, .uses_redis = false}, argc, argv);
+  namespace mg = cloudflux::migration;
+  auto fail = [](const std::string& what, const absl::Status& s) {
+    cloudflux::core::LogError(what, {{"error", std::string(s.message())}});
+    return 1;
+  };
+  const std::string catalog_path = absl::GetFlag(FLAGS_price_catalog);
+  auto catalog = catalog_path.empty()
+                     ? cloudflux::pricing::PriceCatalog::Parse(cloudflux::pricing::DefaultPriceCatalogJson(),
+                                                               "(built in)")
+                     : cloudflux::pricing::PriceCatalog::Load(catalog_path);
+  if (!catalog.ok()) return fail("bad price catalog", catalog.status());
+  auto clouds = cloudflux::pricing::ParseBackendClouds(absl::GetFlag(FLAGS_backend_clouds));
+  if (!clouds.ok()) return fail("bad --backend_clouds", clouds.status());
+  if (absl::GetFlag(FLAGS_workers) < 1 || absl::GetFlag(FLAGS_max_attempts) < 1) {
+    cloudflux::core::LogError("--workers and --max_attempts must be at least 1");
+    return 2;
+  }
+
+  mg::StorageClient storage(
+      cloudflux::server::MakeChannel(absl::GetFlag(FLAGS_storage_address), app->peer_channel_options()),
+      [&app](grpc::ClientContext& ctx) { return app->AuthorizeCall(ctx); });
+  mg::CoreOptions options;
+  const char* host = std::getenv("HOSTNAME");
+  options.worker_id = absl::StrCat(host != nullptr ? host : "migration", "-", cloudflux::core::NewId());
+  options.backend_clouds = std::move(*clouds);
+  options.workers = absl::GetFlag(FLAGS_workers);
+  options.lease = absl::GetFlag(FLAGS_task_lease);
+  options.copy_timeout = absl::GetFlag(FLAGS_copy_timeout);
+  options.max_attempts = absl::GetFlag(FLAGS_max_attempts);
+  mg::MigrationCore core(app->pool(), storage, *catalog, std::move(options));
+  core.Start();
+  app->OnStop([&] { core.Stop(); });
+
+  cloudflux::server::BlockingExecutor executor(absl::GetFlag(FLAGS_handler_threads));
+  mg::MigrationGrpcService service(core, executor);
+  app->runner().RegisterService(&service, cloudflux::migration::v1::MigrationService::service_full_name());
   return app->Run();
 }

@@ -33,6 +33,7 @@
 #include "cloudflux/authn/jwt.h"
 #include "cloudflux/classification/v1/classification.grpc.pb.h"
 #include "cloudflux/diagnostics/v1/diagnostics.grpc.pb.h"
+#include "cloudflux/migration/v1/migration.grpc.pb.h"
 #include "cloudflux/prediction/v1/prediction.grpc.pb.h"
 #include "cloudflux/storage/v1/storage.grpc.pb.h"
 #include "service_process.h"
@@ -54,7 +55,7 @@ const std::vector<ServiceUnderTest> kServices = {
     {"classification",
      {"cloudflux.classification.v1.ClassificationService", "cloudflux.diagnostics.v1.Diagnostics"}},
     {"prediction", {"cloudflux.prediction.v1.PredictionService", "cloudflux.diagnostics.v1.Diagnostics"}},
-    {"migration", {"cloudflux.diagnostics.v1.Diagnostics"}},
+    {"migration", {"cloudflux.migration.v1.MigrationService", "cloudflux.diagnostics.v1.Diagnostics"}},
     {"sandbox", {"cloudflux.diagnostics.v1.Diagnostics"}},
     {"neural-cluster", {"cloudflux.diagnostics.v1.Diagnostics"}},
 };
@@ -65,6 +66,7 @@ void LinkContracts() {
   for (const pb::Descriptor* d :
        {auth::v1::IssueTokenRequest::descriptor(), storage::v1::PutObjectRequest::descriptor(),
         classification::v1::Policy::descriptor(), prediction::v1::ForecastRequest::descriptor(),
+        migration::v1::Selection::descriptor(),
         diagnostics::v1::EchoRequest::descriptor()}) {
     ASSERT_NE(d, nullptr);
   }

@@ -108,6 +108,18 @@ PermissionTable BuildDefault() {
   t.Allow(prediction + "Train", operate);
   t.Allow(prediction + "PromoteModel", admin_only);
   t.Allow(prediction + "RollbackModel", admin_only);
+
+  // --- cloudflux.migration.v1
+  const std::string migration = "/cloudflux.migration.v1.MigrationService/";
+  t.Allow(migration + "EstimateMigration", read);
+  t.Allow(migration + "CreateMigration", operate);
+  t.Allow(migration + "GetMigration", read);
+  t.Allow(migration + "ListMigrations", read);
+  t.Allow(migration + "PauseMigration", operate);
+  t.Allow(migration + "ResumeMigration", operate);
+  t.Allow(migration + "CancelMigration", operate);
+  t.Allow(migration + "SetBandwidth", operate);
+  t.Allow(migration + "ListMigrationObjects", read);
   return t;
 }
 

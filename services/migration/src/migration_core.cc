@@ -1,0 +1,608 @@
+#include "migration_core.h"
+
+#include <google/protobuf/util/time_util.h>
+
+#include <algorithm>
+#include <set>
+
+#include "absl/strings/str_cat.h"
+#include "cloudflux/core/log.h"
+#include "cloudflux/core/names.h"
+#include "cloudflux/core/status.h"
+#include "cloudflux/core/uuid.h"
+#include "cloudflux/migration/v1/events.pb.h"
+#include "cloudflux/pricing/cost_model.h"
+#include "cloudflux/server/paging.h"
+
+namespace cloudflux::migration {
+
+namespace v1 = cloudflux::migration::v1;
+namespace sv1 = cloudflux::storage::v1;
+using cloudflux::common::v1::StorageTier;
+using google::protobuf::util::TimeUtil;
+
+namespace {
+
+constexpr int kPageSize = 1000;
+
+absl::StatusOr<std::string> CheckId(const std::string& id) {
+  auto uuid = core::ParseUuid(id);
+  if (!uuid.has_value()) return absl::InvalidArgumentError(absl::StrCat("'", id, "' is not a migration id"));
+  return core::UuidToString(*uuid);
+}
+
+absl::Status CheckSelection(const v1::Selection& s) {
+  if (s.objects_size() > 0 && (!s.namespace_().empty() || !s.prefix().empty())) {
+    return absl::InvalidArgumentError("select either objects or a namespace (and prefix), not both");
+  }
+  if (s.objects_size() == 0 && s.namespace_().empty()) {
+    return absl::InvalidArgumentError("an empty selection: give objects, or a namespace (and prefix)");
+  }
+  if (s.objects_size() > kMaxPlannedObjects) {
+    return absl::InvalidArgumentError(absl::StrCat("at most ", kMaxPlannedObjects, " objects per migration"));
+  }
+  for (const auto& o : s.objects()) {
+    CF_RETURN_IF_ERROR(core::ValidateNamespace(o.namespace_()));
+    CF_RETURN_IF_ERROR(core::ValidateKey(o.key()));
+  }
+  if (!s.namespace_().empty()) {
+    CF_RETURN_IF_ERROR(core::ValidateNamespace(s.namespace_()));
+    CF_RETURN_IF_ERROR(core::ValidatePrefix(s.prefix()));
+  }
+  if (!cloudflux::common::v1::StorageTier_IsValid(s.tier())) return absl::InvalidArgumentError("unknown tier filter");
+  if (s.min_size() < 0 || s.max_size() < 0) return absl::InvalidArgumentError("sizes must not be negative");
+  if (s.max_size() > 0 && s.max_size() < s.min_size()) {
+    return absl::InvalidArgumentError("max_size is below min_size");
+  }
+  return absl::OkStatus();
+}
+
+absl::Status CheckBandwidth(const std::optional<int64_t>& bandwidth) {
+  if (bandwidth.has_value() && *bandwidth <= 0) {
+    return absl::InvalidArgumentError("bandwidth_bytes_per_second must be positive (leave it unset for no cap)");
+  }
+  return absl::OkStatus();
+}
+
+bool Matches(const v1::Selection& s, const sv1::ObjectInfo& o) {
+  if (s.tier() != cloudflux::common::v1::STORAGE_TIER_UNSPECIFIED && o.tier() != s.tier()) return false;
+  if (o.size() < s.min_size()) return false;
+  if (s.max_size() > 0 && o.size() > s.max_size()) return false;
+  if (s.has_created_before() && o.has_created() &&
+      TimeUtil::TimestampToMicroseconds(o.created()) >= TimeUtil::TimestampToMicroseconds(s.created_before())) {
+    return false;
+  }
+  return true;
+}
+
+// Columns Migration is read from, with the tasks' counts (GROUP BY j.id).
+constexpr char kJobQuery[] =
+    "SELECT j.id::text, j.state, j.origin, j.description, j.request, j.estimate, "
+    "(extract(epoch from j.created_at) * 1000000)::bigint, (extract(epoch from j.finished_at) * 1000000)::bigint, "
+    "extract(epoch from coalesce(j.finished_at, now()) - j.started_at), "
+    "count(t.key), count(t.key) FILTER (WHERE t.outcome = 3), count(t.key) FILTER (WHERE t.outcome = 4), "
+    "count(t.key) FILTER (WHERE t.outcome = 5), count(t.key) FILTER (WHERE t.outcome IN (1, 2)), "
+    "coalesce(sum(t.size) FILTER (WHERE t.outcome <> 4), 0), "
+    "coalesce(sum(t.bytes_moved) FILTER (WHERE t.outcome = 3), 0), "
+    "coalesce(sum(t.size) FILTER (WHERE t.outcome IN (1, 2)), 0), j.bandwidth, j.seq "
+    "FROM migration.jobs j LEFT JOIN migration.tasks t ON t.job_id = j.id ";
+
+v1::Migration MigrationFromRow(const db::Row& r) {
+  v1::Migration m;
+  m.set_id(r.Text(0));
+  m.set_state(static_cast<v1::MigrationState>(r.Int(1)));
+  m.set_origin(r.Text(2));
+  m.set_description(r.Text(3));
+  m.mutable_request()->ParseFromString(r.Bytes(4));
+  m.mutable_estimate()->ParseFromString(r.Bytes(5));
+  *m.mutable_created() = TimeUtil::MicrosecondsToTimestamp(r.Int(6));
+  if (!r.IsNull(7)) *m.mutable_finished() = TimeUtil::MicrosecondsToTimestamp(r.Int(7));
+  double elapsed = r.Double(8);
+  auto* p = m.mutable_progress();
+  p->set_objects_total(r.Int(9));
+  p->set_objects_done(r.Int(10));
+  p->set_objects_skipped(r.Int(11));
+  p->set_objects_failed(r.Int(12));
+  p->set_objects_left(r.Int(13));
+  p->set_bytes_total(r.Int(14));
+  p->set_bytes_done(r.Int(15));
+  p->set_bytes_left(r.Int(16));
+  p->set_bytes_per_second(elapsed > 0 ? p->bytes_done() / elapsed : 0);
+  p->set_eta_seconds(p->bytes_left() == 0 ? 0 : p->bytes_per_second() > 0 ? p->bytes_left() / p->bytes_per_second() : -1);
+  if (!r.IsNull(17)) {
+    m.mutable_request()->set_bandwidth_bytes_per_second(r.Int(17));
+  } else {
+    m.mutable_request()->clear_bandwidth_bytes_per_second();
+  }
+  return m;
+}
+
+bool Terminal(v1::MigrationState s) {
+  return s == v1::MIGRATION_STATE_COMPLETED || s == v1::MIGRATION_STATE_FAILED ||
+         s == v1::MIGRATION_STATE_CANCELLED;
+}
+
+bool Transient(absl::StatusCode code) {
+  return code == absl::StatusCode::kUnavailable || code == absl::StatusCode::kResourceExhausted ||
+         code == absl::StatusCode::kDeadlineExceeded || code == absl::StatusCode::kAborted ||
+         code == absl::StatusCode::kInternal || code == absl::StatusCode::kUnknown;
+}
+
+}  // namespace
+
+MigrationCore::MigrationCore(db::Pool& pool, StorageClient& storage, const pricing::PriceCatalog& catalog,
+                             CoreOptions options, const core::Clock& clock)
+    : pool_(pool), storage_(storage), catalog_(catalog), options_(std::move(options)), clock_(clock) {}
+
+MigrationCore::~MigrationCore() { Stop(); }
+
+absl::StatusOr<std::vector<MigrationCore::Planned>> MigrationCore::Plan(const v1::Selection& selection,
+                                                                       const v1::Target& target) {
+  CF_RETURN_IF_ERROR(CheckSelection(selection));
+  if (!cloudflux::common::v1::StorageTier_IsValid(target.tier())) {
+    return absl::InvalidArgumentError("unknown target tier");
+  }
+  if (target.backend().empty() && target.tier() == cloudflux::common::v1::STORAGE_TIER_UNSPECIFIED) {
+    return absl::InvalidArgumentError("the target needs a backend, a tier or both");
+  }
+  if (!target.backend().empty()) {
+    CF_ASSIGN_OR_RETURN(auto backends, storage_.Backends());
+    bool known = std::any_of(backends.begin(), backends.end(),
+                             [&](const sv1::Backend& b) { return b.name() == target.backend(); });
+    if (!known) return absl::InvalidArgumentError(absl::StrCat("no backend '", target.backend(), "'"));
+  }
+  std::vector<sv1::ObjectInfo> objects;
+  if (selection.objects_size() > 0) {
+    std::set<std::pair<std::string, std::string>> seen;
+    for (const auto& o : selection.objects()) {
+      if (!seen.insert({o.namespace_(), o.key()}).second) continue;
+      auto info = storage_.Head(o.namespace_(), o.key());
+      if (info.status().code() == absl::StatusCode::kNotFound) {
+        return absl::NotFoundError(absl::StrCat("no object '", o.namespace_(), "/", o.key(), "'"));
+      }
+      CF_RETURN_IF_ERROR(info.status());
+      objects.push_back(std::move(*info));
+    }
+  } else {
+    std::string token;
+    do {
+      CF_ASSIGN_OR_RETURN(sv1::ListObjectsResponse page,
+                          storage_.List(selection.namespace_(), selection.prefix(), token, kPageSize));
+      for (auto& o : *page.mutable_objects()) objects.push_back(std::move(o));
+      if (static_cast<int>(objects.size()) > kMaxPlannedObjects) {
+        return absl::FailedPreconditionError(
+            absl::StrCat("the selection has more than ", kMaxPlannedObjects, " objects: narrow it"));
+      }
+      token = page.page().next_page_token();
+    } while (!token.empty());
+  }
+  std::vector<Planned> plan;
+  for (auto& o : objects) {
+    if (!Matches(selection, o)) continue;
+    Planned p;
+    p.to_backend = target.backend().empty() ? o.backend() : target.backend();
+    p.to_tier = target.tier() == cloudflux::common::v1::STORAGE_TIER_UNSPECIFIED ? o.tier() : target.tier();
+    if (o.tier() == cloudflux::common::v1::STORAGE_TIER_ARCHIVE) {
+      return absl::FailedPreconditionError(absl::StrCat("'", o.namespace_(), "/", o.key(),
+                                                        "' is in an archive class: restore it first "
+                                                        "(StorageService.RestoreObject)"));
+    }
+    if (p.to_backend == o.backend() && p.to_tier == o.tier()) {
+      p.skip = true;
+      p.reason = "already at the target";
+    }
+    p.object = std::move(o);
+    plan.push_back(std::move(p));
+  }
+  if (plan.empty()) return absl::FailedPreconditionError("the selection matches no object");
+  return plan;
+}
+
+absl::StatusOr<v1::MigrationEstimate> MigrationCore::Price(const std::vector<Planned>& plan,
+                                                           std::optional<int64_t> bandwidth) {
+  v1::MigrationEstimate e;
+  absl::Time now = clock_.Now();
+  for (const Planned& p : plan) {
+    if (p.skip) {
+      e.set_skipped(e.skipped() + 1);
+      continue;
+    }
+    e.set_objects(e.objects() + 1);
+    e.set_bytes(e.bytes() + p.object.size());
+    auto from_cloud = options_.backend_clouds.find(p.object.backend());
+    auto to_cloud = options_.backend_clouds.find(p.to_backend);
+    if (from_cloud == options_.backend_clouds.end() || to_cloud == options_.backend_clouds.end()) continue;
+    const pricing::ClassPrice* from = catalog_.ForTier(from_cloud->second, p.object.tier());
+    const pricing::ClassPrice* to = catalog_.ForTier(to_cloud->second, p.to_tier);
+    if (from == nullptr || to == nullptr) continue;
+    double days = 0;
+    if (p.object.has_updated()) {
+      days = std::max(0.0, absl::ToDoubleHours(now - absl::FromUnixMicros(TimeUtil::TimestampToMicroseconds(
+                                                         p.object.updated()))) /
+                               24);
+    }
+    pricing::Constraints only_target;
+    only_target.allowed_clouds = {to->cloud()};
+    only_target.allowed_tiers = {to->tier()};
+    auto candidates = pricing::PriceCandidates(catalog_, p.object.size(), {from, days, days}, {}, 30, only_target);
+    for (const auto& c : candidates) {
+      if (c.is_current) e.set_monthly_cost_before(e.monthly_cost_before() + c.monthly);
+      if (c.cls == to && !c.is_current) {
+        e.set_egress_cost(e.egress_cost() + c.move_egress);
+        e.set_request_cost(e.request_cost() + c.move_requests);
+        e.set_retrieval_cost(e.retrieval_cost() + c.move_retrieval);
+        e.set_early_deletion_cost(e.early_deletion_cost() + c.early_deletion);
+        e.set_monthly_cost_after(e.monthly_cost_after() + c.monthly);
+      }
+    }
+  }
+  e.set_total_move_cost(e.egress_cost() + e.request_cost() + e.retrieval_cost() + e.early_deletion_cost());
+  if (bandwidth.has_value() && *bandwidth > 0) e.set_seconds(static_cast<double>(e.bytes()) / *bandwidth);
+  return e;
+}
+
+absl::StatusOr<v1::MigrationEstimate> MigrationCore::Estimate(const v1::EstimateMigrationRequest& request) {
+  std::optional<int64_t> bandwidth;
+  if (request.has_bandwidth_bytes_per_second()) bandwidth = request.bandwidth_bytes_per_second();
+  CF_RETURN_IF_ERROR(CheckBandwidth(bandwidth));
+  CF_ASSIGN_OR_RETURN(std::vector<Planned> plan, Plan(request.selection(), request.target()));
+  return Price(plan, bandwidth);
+}
+
+absl::StatusOr<v1::Migration> MigrationCore::Create(const v1::CreateMigrationRequest& request,
+                                                    const std::string& origin) {
+  std::optional<int64_t> bandwidth;
+  if (request.has_bandwidth_bytes_per_second()) bandwidth = request.bandwidth_bytes_per_second();
+  CF_RETURN_IF_ERROR(CheckBandwidth(bandwidth));
+  if (request.parallelism() < 0 || request.parallelism() > 256) {
+    return absl::InvalidArgumentError("parallelism must be 0..256 (0 = 4)");
+  }
+  if (request.max_bytes() < 0 || request.max_cost() < 0) {
+    return absl::InvalidArgumentError("max_bytes and max_cost must not be negative");
+  }
+  if (!core::IsValidUtf8(request.description())) return absl::InvalidArgumentError("description is not UTF-8");
+  CF_ASSIGN_OR_RETURN(std::vector<Planned> plan, Plan(request.selection(), request.target()));
+  CF_ASSIGN_OR_RETURN(v1::MigrationEstimate estimate, Price(plan, bandwidth));
+  if (estimate.objects() == 0 && !request.dry_run()) {
+    return absl::FailedPreconditionError("every selected object is already at the target: nothing to move");
+  }
+  if (request.max_bytes() > 0 && estimate.bytes() > request.max_bytes()) {
+    return absl::FailedPreconditionError(
+        absl::StrCat("the moves add up to ", estimate.bytes(), " bytes, over max_bytes ", request.max_bytes()));
+  }
+  if (request.max_cost() > 0 && estimate.total_move_cost() > request.max_cost()) {
+    return absl::FailedPreconditionError(absl::StrCat("the moves cost $", estimate.total_move_cost(),
+                                                      ", over max_cost $", request.max_cost()));
+  }
+  const std::string id = core::NewId();
+  const bool dry = request.dry_run();
+  std::vector<std::string> ns, key, version, size, sha, from_backend, from_tier, to_backend, to_tier, outcome,
+      reason;
+  for (const Planned& p : plan) {
+    ns.push_back(p.object.namespace_());
+    key.push_back(p.object.key());
+    version.push_back(std::to_string(p.object.version()));
+    size.push_back(std::to_string(p.object.size()));
+    sha.push_back(p.object.sha256());
+    from_backend.push_back(p.object.backend());
+    from_tier.push_back(std::to_string(p.object.tier()));
+    to_backend.push_back(p.to_backend);
+    to_tier.push_back(std::to_string(p.to_tier));
+    outcome.push_back(std::to_string(p.skip || dry ? v1::OBJECT_OUTCOME_SKIPPED : v1::OBJECT_OUTCOME_PENDING));
+    reason.push_back(p.skip ? p.reason : dry ? "dry run" : "");
+  }
+  CF_RETURN_IF_ERROR(pool_.InTransaction([&](db::Transaction& tx) -> absl::Status {
+    CF_RETURN_IF_ERROR(
+        tx.Exec("INSERT INTO migration.jobs (id, state, origin, description, request, estimate, bandwidth, "
+                "parallelism, finished_at) VALUES ($1::uuid, $2, $3, $4, $5::bytea, $6::bytea, $7, $8, "
+                "CASE WHEN $9 THEN now() END)",
+                {id, std::to_string(dry ? v1::MIGRATION_STATE_COMPLETED : v1::MIGRATION_STATE_RUNNING), origin,
+                 request.description(), db::Bytea(request.SerializeAsString()),
+                 db::Bytea(estimate.SerializeAsString()),
+                 bandwidth.has_value() ? db::Param(std::to_string(*bandwidth)) : db::Param(),
+                 std::to_string(request.parallelism() > 0 ? request.parallelism() : 4), dry ? "true" : "false"})
+            .status());
+    CF_RETURN_IF_ERROR(
+        tx.Exec("INSERT INTO migration.tasks (job_id, namespace, key, version, size, sha256, from_backend, "
+                "from_tier, to_backend, to_tier, outcome, reason) SELECT $1::uuid, * FROM unnest($2::text[], "
+                "$3::text[], $4::bigint[], $5::bigint[], $6::text[], $7::text[], $8::smallint[], $9::text[], "
+                "$10::smallint[], $11::smallint[], $12::text[])",
+                {id, db::ArrayLiteral(ns), db::ArrayLiteral(key), db::ArrayLiteral(version), db::ArrayLiteral(size),
+                 db::ArrayLiteral(sha), db::ArrayLiteral(from_backend), db::ArrayLiteral(from_tier),
+                 db::ArrayLiteral(to_backend), db::ArrayLiteral(to_tier), db::ArrayLiteral(outcome),
+                 db::ArrayLiteral(reason)})
+            .status());
+    CF_ASSIGN_OR_RETURN(db::Result r, tx.Exec(absl::StrCat(kJobQuery, "WHERE j.id = $1::uuid GROUP BY j.id"), {id}));
+    v1::MigrationStarted started;
+    *started.mutable_migration() = MigrationFromRow(r[0]);
+    return outbox_.Enqueue(tx, kJobTopic, events::MakeEnvelope("migration", id, id, started, clock_));
+  }));
+  core::LogInfo("migration created", {{"id", id},
+                                      {"objects", std::to_string(estimate.objects())},
+                                      {"bytes", std::to_string(estimate.bytes())},
+                                      {"origin", origin},
+                                      {"dry_run", dry ? "true" : "false"}});
+  return Get(id);
+}
+
+absl::StatusOr<v1::Migration> MigrationCore::Get(const std::string& raw_id) {
+  CF_ASSIGN_OR_RETURN(std::string id, CheckId(raw_id));
+  CF_ASSIGN_OR_RETURN(db::Result r, pool_.Exec(absl::StrCat(kJobQuery, "WHERE j.id = $1::uuid GROUP BY j.id"), {id}));
+  if (r.empty()) return absl::NotFoundError(absl::StrCat("no migration '", id, "'"));
+  v1::Migration m = MigrationFromRow(r[0]);
+  CF_ASSIGN_OR_RETURN(db::Result current,
+                      pool_.Exec("SELECT namespace, key FROM migration.tasks WHERE job_id = $1::uuid AND outcome = 2 "
+                                 "ORDER BY namespace, key LIMIT 20",
+                                 {id}));
+  for (const auto& c : current) {
+    auto* o = m.mutable_progress()->add_current();
+    o->set_namespace_(c.Text(0));
+    o->set_key(c.Text(1));
+  }
+  return m;
+}
+
+absl::StatusOr<v1::ListMigrationsResponse> MigrationCore::List(const v1::ListMigrationsRequest& request) {
+  if (!v1::MigrationState_IsValid(request.state())) return absl::InvalidArgumentError("unknown state");
+  CF_ASSIGN_OR_RETURN(server::PageCursor page, server::ParsePage(request.page(), 50, 500));
+  int64_t before = std::numeric_limits<int64_t>::max();
+  if (!page.after.empty() && !absl::SimpleAtoi(page.after, &before)) {
+    return absl::InvalidArgumentError("malformed page_token");
+  }
+  CF_ASSIGN_OR_RETURN(db::Result r,
+                      pool_.Exec(absl::StrCat(kJobQuery, "WHERE j.seq < $1 AND ($2 = 0 OR j.state = $2) GROUP BY "
+                                                         "j.id ORDER BY j.seq DESC LIMIT $3"),
+                                 {std::to_string(before), std::to_string(request.state()),
+                                  std::to_string(page.size + 1)}));
+  v1::ListMigrationsResponse out;
+  size_t n = std::min<size_t>(r.size(), static_cast<size_t>(page.size));
+  for (size_t i = 0; i < n; ++i) *out.add_migrations() = MigrationFromRow(r[i]);
+  out.mutable_page()->set_total_size(-1);
+  if (r.size() > n) out.mutable_page()->set_next_page_token(server::PageToken(r[n - 1].Text(18)));
+  return out;
+}
+
+absl::StatusOr<v1::Migration> MigrationCore::SetState(const std::string& raw_id, v1::MigrationState to) {
+  CF_ASSIGN_OR_RETURN(std::string id, CheckId(raw_id));
+  CF_RETURN_IF_ERROR(pool_.InTransaction([&](db::Transaction& tx) -> absl::Status {
+    CF_ASSIGN_OR_RETURN(db::Result r, tx.Exec("SELECT state FROM migration.jobs WHERE id = $1::uuid FOR UPDATE", {id}));
+    if (r.empty()) return absl::NotFoundError(absl::StrCat("no migration '", id, "'"));
+    auto from = static_cast<v1::MigrationState>(r[0].Int(0));
+    if (from == to) return absl::OkStatus();
+    if (Terminal(from)) {
+      return absl::FailedPreconditionError(
+          absl::StrCat("migration ", id, " has ended (", v1::MigrationState_Name(from), ")"));
+    }
+    CF_RETURN_IF_ERROR(tx.Exec("UPDATE migration.jobs SET state = $2 WHERE id = $1::uuid",
+                               {id, std::to_string(to)})
+                           .status());
+    if (to == v1::MIGRATION_STATE_CANCELLED) {
+      CF_RETURN_IF_ERROR(tx.Exec("UPDATE migration.tasks SET outcome = 4, reason = 'cancelled', updated_at = now() "
+                                 "WHERE job_id = $1::uuid AND outcome = 1",
+                                 {id})
+                             .status());
+      return MaybeFinish(tx, id);
+    }
+    return absl::OkStatus();
+  }));
+  return Get(id);
+}
+
+absl::StatusOr<v1::Migration> MigrationCore::Pause(const std::string& id) {
+  return SetState(id, v1::MIGRATION_STATE_PAUSED);
+}
+absl::StatusOr<v1::Migration> MigrationCore::Resume(const std::string& id) {
+  return SetState(id, v1::MIGRATION_STATE_RUNNING);
+}
+absl::StatusOr<v1::Migration> MigrationCore::Cancel(const std::string& id) {
+  return SetState(id, v1::MIGRATION_STATE_CANCELLED);
+}
+
+absl::StatusOr<v1::Migration> MigrationCore::SetBandwidth(const v1::SetBandwidthRequest& request) {
+  CF_ASSIGN_OR_RETURN(std::string id, CheckId(request.id()));
+  std::optional<int64_t> bandwidth;
+  if (request.has_bandwidth_bytes_per_second()) bandwidth = request.bandwidth_bytes_per_second();
+  CF_RETURN_IF_ERROR(CheckBandwidth(bandwidth));
+  CF_ASSIGN_OR_RETURN(db::Result r,
+                      pool_.Exec("UPDATE migration.jobs SET bandwidth = $2 WHERE id = $1::uuid RETURNING state",
+                                 {id, bandwidth.has_value() ? db::Param(std::to_string(*bandwidth)) : db::Param()}));
+  if (r.empty()) return absl::NotFoundError(absl::StrCat("no migration '", id, "'"));
+  return Get(id);
+}
+
+absl::StatusOr<v1::ListMigrationObjectsResponse> MigrationCore::ListObjects(
+    const v1::ListMigrationObjectsRequest& request) {
+  CF_ASSIGN_OR_RETURN(std::string id, CheckId(request.id()));
+  if (!v1::ObjectOutcome_IsValid(request.outcome())) return absl::InvalidArgumentError("unknown outcome");
+  CF_ASSIGN_OR_RETURN(server::PageCursor page, server::ParsePage(request.page(), 100, 1000));
+  CF_ASSIGN_OR_RETURN(db::Result job, pool_.Exec("SELECT 1 FROM migration.jobs WHERE id = $1::uuid", {id}));
+  if (job.empty()) return absl::NotFoundError(absl::StrCat("no migration '", id, "'"));
+  // The cursor is "namespace/key" of the last row (names hold no NUL).
+  std::string after_ns, after_key;
+  if (!page.after.empty()) {
+    size_t nul = page.after.find('\0');
+    if (nul == std::string::npos) return absl::InvalidArgumentError("malformed page_token");
+    after_ns = page.after.substr(0, nul);
+    after_key = page.after.substr(nul + 1);
+  }
+  CF_ASSIGN_OR_RETURN(
+      db::Result r,
+      pool_.Exec("SELECT namespace, key, version, size, from_backend, from_tier, to_backend, to_tier, outcome, reason, "
+                 "bytes_moved, sha256, attempts FROM migration.tasks WHERE job_id = $1::uuid AND ($2 = 0 OR outcome = "
+                 "$2) AND (namespace, key) > ($3, $4) ORDER BY namespace, key LIMIT $5",
+                 {id, std::to_string(request.outcome()), after_ns, after_key, std::to_string(page.size + 1)}));
+  v1::ListMigrationObjectsResponse out;
+  size_t n = std::min<size_t>(r.size(), static_cast<size_t>(page.size));
+  for (size_t i = 0; i < n; ++i) {
+    const auto& row = r[i];
+    auto* o = out.add_objects();
+    o->set_namespace_(row.Text(0));
+    o->set_key(row.Text(1));
+    o->set_version(row.Int(2));
+    o->set_size(row.Int(3));
+    o->set_from_backend(row.Text(4));
+    o->set_from_tier(static_cast<StorageTier>(row.Int(5)));
+    o->set_to_backend(row.Text(6));
+    o->set_to_tier(static_cast<StorageTier>(row.Int(7)));
+    o->set_outcome(static_cast<v1::ObjectOutcome>(row.Int(8)));
+    o->set_reason(row.Text(9));
+    o->set_bytes_moved(row.Int(10));
+    o->set_sha256(row.Text(11));
+    o->set_attempts(static_cast<int32_t>(row.Int(12)));
+  }
+  out.mutable_page()->set_total_size(-1);
+  if (r.size() > n) {
+    out.mutable_page()->set_next_page_token(
+        server::PageToken(absl::StrCat(r[n - 1].Text(0), std::string(1, '\0'), r[n - 1].Text(1))));
+  }
+  return out;
+}
+
+absl::Status MigrationCore::MaybeFinish(db::Transaction& tx, const std::string& job) {
+  CF_ASSIGN_OR_RETURN(
+      db::Result r,
+      tx.Exec("SELECT j.state, count(t.key) FILTER (WHERE t.outcome IN (1, 2)), count(t.key) FILTER (WHERE t.outcome "
+              "= 5) FROM migration.jobs j LEFT JOIN migration.tasks t ON t.job_id = j.id WHERE j.id = $1::uuid "
+              "GROUP BY j.id",
+              {job}));
+  if (r.empty() || r[0].Int(1) > 0) return absl::OkStatus();
+  auto state = static_cast<v1::MigrationState>(r[0].Int(0));
+  if (state == v1::MIGRATION_STATE_COMPLETED || state == v1::MIGRATION_STATE_FAILED) return absl::OkStatus();
+  v1::MigrationState final_state = state == v1::MIGRATION_STATE_CANCELLED ? v1::MIGRATION_STATE_CANCELLED
+                                   : r[0].Int(2) > 0                    ? v1::MIGRATION_STATE_FAILED
+                                                                        : v1::MIGRATION_STATE_COMPLETED;
+  CF_ASSIGN_OR_RETURN(db::Result done,
+                      tx.Exec("UPDATE migration.jobs SET state = $2, finished_at = now() WHERE id = $1::uuid "
+                              "AND finished_at IS NULL RETURNING id",
+                              {job, std::to_string(final_state)}));
+  if (done.empty()) return absl::OkStatus();
+  CF_ASSIGN_OR_RETURN(db::Result row, tx.Exec(absl::StrCat(kJobQuery, "WHERE j.id = $1::uuid GROUP BY j.id"), {job}));
+  v1::MigrationFinished finished;
+  *finished.mutable_migration() = MigrationFromRow(row[0]);
+  core::LogInfo("migration finished", {{"id", job}, {"state", v1::MigrationState_Name(final_state)}});
+  return outbox_.Enqueue(tx, kJobTopic, events::MakeEnvelope("migration", job, job, finished, clock_));
+}
+
+void MigrationCore::Start() {
+  for (int i = 0; i < options_.workers; ++i) workers_.emplace_back([this] { Work(); });
+}
+
+void MigrationCore::Stop() {
+  stop_ = true;
+  for (auto& t : workers_) {
+    if (t.joinable()) t.join();
+  }
+  workers_.clear();
+}
+
+void MigrationCore::Work() {
+  while (!stop_) {
+    auto ran = RunOne();
+    if (!ran.ok()) {
+      core::LogWarn("migration task failed to run", {{"error", std::string(ran.status().message())}});
+      absl::SleepFor(absl::Seconds(1));
+    } else if (!*ran) {
+      absl::SleepFor(options_.idle_poll);
+    }
+  }
+}
+
+void MigrationCore::Pace(const std::string& job, int64_t bytes, std::optional<int64_t> bandwidth) {
+  if (!bandwidth.has_value() || *bandwidth <= 0) return;
+  absl::Time start;
+  {
+    std::lock_guard lock(pace_mu_);
+    absl::Time now = absl::Now();
+    absl::Time& next = next_start_[job];
+    // A cap that has not been used for a while does not bank credit.
+    start = std::max(next, now);
+    next = start + absl::Seconds(static_cast<double>(bytes) / static_cast<double>(*bandwidth));
+  }
+  while (!stop_ && absl::Now() < start) absl::SleepFor(std::min(absl::Milliseconds(100), start - absl::Now()));
+}
+
+absl::StatusOr<bool> MigrationCore::RunOne() {
+  const int64_t lease_ms = absl::ToInt64Milliseconds(options_.lease);
+  // A task of the oldest running job with room under its parallelism: a new
+  // one, or one whose worker's lease ran out.
+  CF_ASSIGN_OR_RETURN(
+      db::Result claimed,
+      pool_.Exec("UPDATE migration.tasks t SET outcome = 2, worker = $1, attempts = t.attempts + 1, "
+                 "lease_until = now() + $2 * interval '1 millisecond', updated_at = now() FROM (SELECT c.job_id, "
+                 "c.namespace, c.key FROM migration.tasks c JOIN migration.jobs j ON j.id = c.job_id WHERE j.state = 1 "
+                 "AND (c.outcome = 1 OR (c.outcome = 2 AND c.lease_until < now())) AND (SELECT count(*) FROM "
+                 "migration.tasks r WHERE r.job_id = j.id AND r.outcome = 2 AND r.lease_until >= now()) < "
+                 "j.parallelism ORDER BY j.seq, c.namespace, c.key LIMIT 1 FOR UPDATE OF c SKIP LOCKED) AS pick "
+                 "WHERE t.job_id = pick.job_id AND t.namespace = pick.namespace AND t.key = pick.key RETURNING "
+                 "t.job_id::text, t.namespace, t.key, t.version, t.size, t.sha256, t.to_backend, t.to_tier, "
+                 "t.attempts, (SELECT bandwidth FROM migration.jobs WHERE id = t.job_id)",
+                 {options_.worker_id, std::to_string(lease_ms)}));
+  if (claimed.empty()) return false;
+  const auto& c = claimed[0];
+  const std::string job = c.Text(0), ns = c.Text(1), key = c.Text(2), sha = c.Text(5), to_backend = c.Text(6);
+  const int64_t version = c.Int(3), size = c.Int(4);
+  const auto to_tier = static_cast<StorageTier>(c.Int(7));
+  const int attempts = static_cast<int>(c.Int(8));
+  std::optional<int64_t> bandwidth;
+  if (!c.IsNull(9)) bandwidth = c.Int(9);
+  Pace(job, size, bandwidth);
+
+  ++copies_;
+  absl::Time renewed = absl::Now();
+  auto result = storage_.Relocate(ns, key, version, to_backend, to_tier, options_.copy_timeout, [&](int64_t) {
+    if (absl::Now() - renewed < options_.lease / 4) return;
+    renewed = absl::Now();
+    (void)pool_.Exec("UPDATE migration.tasks SET lease_until = now() + $4 * interval '1 millisecond' WHERE job_id "
+                     "= $1::uuid AND namespace = $2 AND key = $3 AND worker = $5",
+                     {job, ns, key, std::to_string(lease_ms), options_.worker_id});
+  });
+  v1::ObjectOutcome outcome = v1::OBJECT_OUTCOME_MOVED;
+  std::string reason;
+  if (result.ok() && !sha.empty() && result->sha256() != sha) {
+    outcome = v1::OBJECT_OUTCOME_FAILED;
+    reason = absl::StrCat("the target's SHA-256 ", result->sha256(), " is not the source's ", sha);
+  } else if (!result.ok()) {
+    if (Transient(result.status().code()) && attempts < options_.max_attempts) {
+      outcome = v1::OBJECT_OUTCOME_PENDING;  // again, after a pause
+      reason = absl::StrCat("attempt ", attempts, ": ", result.status().message());
+    } else {
+      outcome = v1::OBJECT_OUTCOME_FAILED;
+      reason = std::string(result.status().message());
+    }
+  }
+  CF_RETURN_IF_ERROR(pool_.InTransaction([&](db::Transaction& tx) -> absl::Status {
+    CF_ASSIGN_OR_RETURN(
+        db::Result r,
+        tx.Exec("UPDATE migration.tasks SET outcome = $5, reason = $6, bytes_moved = $7, lease_until = NULL, "
+                "updated_at = now() WHERE job_id = $1::uuid AND namespace = $2 AND key = $3 AND worker = $4 AND "
+                "outcome = 2 RETURNING version, size, from_backend, from_tier, to_backend, to_tier, sha256, attempts",
+                {job, ns, key, options_.worker_id, std::to_string(outcome), reason,
+                 std::to_string(outcome == v1::OBJECT_OUTCOME_MOVED ? size : 0)}));
+    if (r.empty()) return absl::OkStatus();  // cancelled meanwhile, or taken over
+    if (outcome != v1::OBJECT_OUTCOME_PENDING) {
+      v1::ObjectMigrated event;
+      event.set_migration_id(job);
+      auto* o = event.mutable_object();
+      o->set_namespace_(ns);
+      o->set_key(key);
+      o->set_version(r[0].Int(0));
+      o->set_size(r[0].Int(1));
+      o->set_from_backend(r[0].Text(2));
+      o->set_from_tier(static_cast<StorageTier>(r[0].Int(3)));
+      o->set_to_backend(r[0].Text(4));
+      o->set_to_tier(static_cast<StorageTier>(r[0].Int(5)));
+      o->set_sha256(r[0].Text(6));
+      o->set_attempts(static_cast<int32_t>(r[0].Int(7)));
+      o->set_outcome(outcome);
+      o->set_reason(reason);
+      o->set_bytes_moved(outcome == v1::OBJECT_OUTCOME_MOVED ? size : 0);
+      CF_RETURN_IF_ERROR(
+          outbox_.Enqueue(tx, kJobTopic, events::MakeEnvelope("migration", job, job, event, clock_)));
+    }
+    return MaybeFinish(tx, job);
+  }));
+  if (outcome == v1::OBJECT_OUTCOME_PENDING) absl::SleepFor(absl::Milliseconds(200) * attempts);
+  return true;
+}
+
+}  // namespace cloudflux::migration

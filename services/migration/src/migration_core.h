@@ -1,0 +1,114 @@
+#pragma once
+// MigrationCore: the migration service's behaviour behind its gRPC API.
+// - Planning: a selection (objects, or a namespace/prefix through the
+//   storage adapter's listing, narrowed by filters) against a target gives
+//   per object a move or a skip (already there); the estimate prices the
+//   moves with libs/pricing (egress, requests, retrieval, early deletion;
+//   monthly cost before and after).
+// - Jobs (migration.jobs) and per-object tasks (migration.tasks): created
+//   in one transaction with MigrationStarted (outbox, topic
+//   cloudflux.migration.jobs); paused, resumed, cancelled; a per-object
+//   report.
+// - Execution: `workers` threads per replica claim tasks of running jobs
+//   (FOR UPDATE SKIP LOCKED, under a lease: a dead worker's tasks are taken
+//   over), at most the job's parallelism at once, and relocate each object
+//   through the storage adapter (CopyObject onto its key, at the planned
+//   version). A task succeeds only when the target's catalog entry has the
+//   SHA-256 the source had; transient failures are retried. Starts are
+//   paced so that the bytes a job starts stay within its bandwidth cap.
+//   ObjectMigrated per object, MigrationFinished at the end.
+// Thread-safe.
+
+#include <atomic>
+#include <map>
+#include <memory>
+#include <mutex>
+#include <string>
+#include <thread>
+#include <vector>
+
+#include "absl/status/statusor.h"
+#include "cloudflux/core/clock.h"
+#include "cloudflux/db/db.h"
+#include "cloudflux/events/outbox.h"
+#include "cloudflux/migration/v1/migration.pb.h"
+#include "cloudflux/pricing/catalog.h"
+#include "storage_client.h"
+
+namespace cloudflux::migration {
+
+inline constexpr char kJobTopic[] = "cloudflux.migration.jobs";
+inline constexpr int kMaxPlannedObjects = 100000;
+
+struct CoreOptions {
+  std::map<std::string, pricing::CloudProvider> backend_clouds;
+  int workers = 4;           // task threads of this replica
+  std::string worker_id;     // this replica, in task leases
+  absl::Duration lease = absl::Minutes(2);     // renewed while a copy runs
+  absl::Duration copy_timeout = absl::Hours(6);  // one object's copy
+  int max_attempts = 3;
+  absl::Duration idle_poll = absl::Milliseconds(200);
+};
+
+class MigrationCore {
+ public:
+  MigrationCore(db::Pool& pool, StorageClient& storage, const pricing::PriceCatalog& catalog, CoreOptions options,
+                const core::Clock& clock = core::SystemClock::Get());
+  ~MigrationCore();  // Stop()
+
+  absl::StatusOr<cloudflux::migration::v1::MigrationEstimate> Estimate(
+      const cloudflux::migration::v1::EstimateMigrationRequest& request);
+  absl::StatusOr<cloudflux::migration::v1::Migration> Create(
+      const cloudflux::migration::v1::CreateMigrationRequest& request, const std::string& origin);
+  absl::StatusOr<cloudflux::migration::v1::Migration> Get(const std::string& id);
+  absl::StatusOr<cloudflux::migration::v1::ListMigrationsResponse> List(
+      const cloudflux::migration::v1::ListMigrationsRequest& request);
+  absl::StatusOr<cloudflux::migration::v1::Migration> Pause(const std::string& id);
+  absl::StatusOr<cloudflux::migration::v1::Migration> Resume(const std::string& id);
+  absl::StatusOr<cloudflux::migration::v1::Migration> Cancel(const std::string& id);
+  absl::StatusOr<cloudflux::migration::v1::Migration> SetBandwidth(
+      const cloudflux::migration::v1::SetBandwidthRequest& request);
+  absl::StatusOr<cloudflux::migration::v1::ListMigrationObjectsResponse> ListObjects(
+      const cloudflux::migration::v1::ListMigrationObjectsRequest& request);
+
+  // Starts the task workers / stops them (running copies finish first).
+  void Start();
+  void Stop();
+  int64_t copies_started() const { return copies_.load(); }
+
+ private:
+  struct Planned {
+    cloudflux::storage::v1::ObjectInfo object;
+    std::string to_backend;
+    cloudflux::common::v1::StorageTier to_tier;
+    bool skip = false;
+    std::string reason;
+  };
+  absl::StatusOr<std::vector<Planned>> Plan(const cloudflux::migration::v1::Selection& selection,
+                                            const cloudflux::migration::v1::Target& target);
+  absl::StatusOr<cloudflux::migration::v1::MigrationEstimate> Price(const std::vector<Planned>& plan,
+                                                                    std::optional<int64_t> bandwidth);
+  absl::StatusOr<cloudflux::migration::v1::Migration> SetState(const std::string& id,
+                                                               cloudflux::migration::v1::MigrationState to);
+  void Work();
+  // Claims one task and runs it; false when there was none.
+  absl::StatusOr<bool> RunOne();
+  // Waits until the job's cap lets `bytes` more start.
+  void Pace(const std::string& job, int64_t bytes, std::optional<int64_t> bandwidth);
+  // Finishes the job when no task is open.
+  absl::Status MaybeFinish(db::Transaction& tx, const std::string& job);
+
+  db::Pool& pool_;
+  StorageClient& storage_;
+  const pricing::PriceCatalog& catalog_;
+  CoreOptions options_;
+  const core::Clock& clock_;
+  events::Outbox outbox_{"migration"};
+  std::atomic<bool> stop_{false};
+  std::atomic<int64_t> copies_{0};
+  std::vector<std::thread> workers_;
+  std::mutex pace_mu_;
+  std::map<std::string, absl::Time> next_start_;  // pace_mu_: per job
+};
+
+}  // namespace cloudflux::migration

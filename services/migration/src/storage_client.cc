@@ -1,0 +1,77 @@
+#include "storage_client.h"
+
+#include "absl/strings/str_cat.h"
+#include "cloudflux/core/status.h"
+#include "cloudflux/server/channel.h"
+#include "cloudflux/server/grpc_status.h"
+
+namespace cloudflux::migration {
+
+namespace sv1 = cloudflux::storage::v1;
+
+StorageClient::StorageClient(std::shared_ptr<grpc::Channel> channel, Authorize authorize)
+    : stub_(sv1::StorageService::NewStub(std::move(channel))), authorize_(std::move(authorize)) {}
+
+absl::StatusOr<sv1::ListObjectsResponse> StorageClient::List(const std::string& ns, const std::string& prefix,
+                                                             const std::string& token, int page_size) {
+  auto ctx = server::MakeClientContext(absl::Seconds(30));
+  CF_RETURN_IF_ERROR(authorize_(*ctx));
+  sv1::ListObjectsRequest request;
+  request.set_namespace_(ns);
+  request.set_prefix(prefix);
+  request.mutable_page()->set_page_size(page_size);
+  request.mutable_page()->set_page_token(token);
+  sv1::ListObjectsResponse response;
+  CF_RETURN_IF_ERROR(server::FromGrpcStatus(stub_->ListObjects(ctx.get(), request, &response)));
+  return response;
+}
+
+absl::StatusOr<sv1::ObjectInfo> StorageClient::Head(const std::string& ns, const std::string& key) {
+  auto ctx = server::MakeClientContext(absl::Seconds(30));
+  CF_RETURN_IF_ERROR(authorize_(*ctx));
+  sv1::HeadObjectRequest request;
+  request.set_namespace_(ns);
+  request.set_key(key);
+  sv1::ObjectInfo info;
+  CF_RETURN_IF_ERROR(server::FromGrpcStatus(stub_->HeadObject(ctx.get(), request, &info)));
+  return info;
+}
+
+absl::StatusOr<std::vector<sv1::Backend>> StorageClient::Backends() {
+  auto ctx = server::MakeClientContext(absl::Seconds(10));
+  CF_RETURN_IF_ERROR(authorize_(*ctx));
+  sv1::ListBackendsResponse response;
+  CF_RETURN_IF_ERROR(server::FromGrpcStatus(stub_->ListBackends(ctx.get(), {}, &response)));
+  return std::vector<sv1::Backend>(response.backends().begin(), response.backends().end());
+}
+
+absl::StatusOr<sv1::ObjectInfo> StorageClient::Relocate(const std::string& ns, const std::string& key,
+                                                        int64_t version, const std::string& backend,
+                                                        cloudflux::common::v1::StorageTier tier,
+                                                        absl::Duration timeout,
+                                                        const std::function<void(int64_t)>& progress) {
+  auto ctx = server::MakeClientContext(timeout);
+  CF_RETURN_IF_ERROR(authorize_(*ctx));
+  sv1::CopyObjectRequest request;
+  request.set_source_namespace(ns);
+  request.set_source_key(key);
+  request.set_source_version(version);
+  request.set_backend(backend);
+  request.set_tier(tier);
+  auto reader = stub_->CopyObject(ctx.get(), request);
+  sv1::CopyObjectProgress p;
+  sv1::ObjectInfo result;
+  bool finished = false;
+  while (reader->Read(&p)) {
+    if (progress) progress(p.bytes_copied());
+    if (p.has_object()) {
+      result = p.object();
+      finished = true;
+    }
+  }
+  CF_RETURN_IF_ERROR(server::FromGrpcStatus(reader->Finish()));
+  if (!finished) return absl::UnavailableError(absl::StrCat("the copy of ", ns, "/", key, " ended without a result"));
+  return result;
+}
+
+}  // namespace cloudflux::migration

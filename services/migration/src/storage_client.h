@@ -1,0 +1,42 @@
+#pragma once
+// StorageClient: what the migration service asks of the storage adapter
+// (which owns the catalog and the backends): listings, one object's
+// catalog entry, the backends, and relocations (CopyObject onto the same
+// key: the bytes go to the target backend/tier and the catalog follows).
+// Every call carries the service account's token. Thread-safe.
+
+#include <functional>
+#include <memory>
+#include <string>
+#include <vector>
+
+#include "absl/status/statusor.h"
+#include "absl/time/time.h"
+#include "cloudflux/storage/v1/storage.grpc.pb.h"
+
+namespace cloudflux::migration {
+
+class StorageClient {
+ public:
+  using Authorize = std::function<absl::Status(grpc::ClientContext&)>;
+  StorageClient(std::shared_ptr<grpc::Channel> channel, Authorize authorize);
+
+  // One page of objects under ns/prefix (`token` from the previous page).
+  absl::StatusOr<cloudflux::storage::v1::ListObjectsResponse> List(const std::string& ns, const std::string& prefix,
+                                                                   const std::string& token, int page_size);
+  absl::StatusOr<cloudflux::storage::v1::ObjectInfo> Head(const std::string& ns, const std::string& key);
+  absl::StatusOr<std::vector<cloudflux::storage::v1::Backend>> Backends();
+  // Moves ns/key (if still at `version`) to backend/tier; `progress` sees the
+  // bytes copied so far. Returns the catalog entry at the target.
+  absl::StatusOr<cloudflux::storage::v1::ObjectInfo> Relocate(const std::string& ns, const std::string& key,
+                                                              int64_t version, const std::string& backend,
+                                                              cloudflux::common::v1::StorageTier tier,
+                                                              absl::Duration timeout,
+                                                              const std::function<void(int64_t)>& progress);
+
+ private:
+  std::unique_ptr<cloudflux::storage::v1::StorageService::Stub> stub_;
+  Authorize authorize_;
+};
+
+}  // namespace cloudflux::migration

@@ -1,0 +1,401 @@
+// The migration service end to end: objects written through the
+// storage-adapter binary (local backend), estimated, moved to a colder tier
+// by migration jobs through the storage adapter, with the per-object
+// report, events, bandwidth pacing, pause/resume, a worker killed mid-job,
+// and bad requests.
+#include <gtest/gtest.h>
+#include <signal.h>
+
+#include <google/protobuf/util/time_util.h>
+
+#include "absl/strings/match.h"
+#include "cloudflux/core/uuid.h"
+#include "cloudflux/events/kafka.h"
+#include "cloudflux/events/outbox.h"
+#include "cloudflux/migration/v1/events.pb.h"
+#include "cloudflux/migration/v1/migration.grpc.pb.h"
+#include "cloudflux/server/grpc_status.h"
+#include "cloudflux/storage/v1/storage.grpc.pb.h"
+#include "service_process.h"
+
+namespace cloudflux {
+namespace {
+
+namespace sv1 = cloudflux::storage::v1;
+namespace mv1 = cloudflux::migration::v1;
+constexpr auto HOT = cloudflux::common::v1::STORAGE_TIER_HOT;
+constexpr auto WARM = cloudflux::common::v1::STORAGE_TIER_WARM;
+constexpr auto COLD = cloudflux::common::v1::STORAGE_TIER_COLD;
+
+class MigrationTest : public ::testing::Test {
+ protected:
+  void SetUp() override {
+    auto db = testing::ScratchDatabase::Create();
+    ASSERT_TRUE(db.ok()) << db.status();
+    db_ = std::move(*db);
+    storage_ = StartService("storage-adapter", db_->url(),
+                            {{"CLOUDFLUX_DATA_DIR", ::testing::TempDir() + "/migration-" + core::NewId()}});
+    ASSERT_TRUE(WaitForHealth(storage_, HealthCheckResponse::SERVING)) << storage_.process->Output();
+    StartMigration();
+    storage_stub_ = sv1::StorageService::NewStub(server::MakeChannel(storage_.target()));
+    ns_ = "mig-" + core::NewId().substr(24);
+  }
+
+  // A restart keeps the address.
+  void StartMigration() {
+    int port = migration_.port != 0 ? migration_.port : testing::PickFreePort();
+    migration_ = StartService("migration", db_->url(),
+                              {{"CLOUDFLUX_LISTEN_ADDRESS", absl::StrCat("127.0.0.1:", port)},
+                               {"CLOUDFLUX_STORAGE_ADDRESS", storage_.target()},
+                               {"CLOUDFLUX_BACKEND_CLOUDS", "local=aws"},
+                               {"CLOUDFLUX_TASK_LEASE", "2s"}});
+    ASSERT_TRUE(WaitForHealth(migration_, HealthCheckResponse::SERVING)) << migration_.process->Output();
+    server::ChannelOptions o;
+    o.max_attempts = 1;
+    o.max_reconnect_backoff = absl::Milliseconds(300);
+    stub_ = mv1::MigrationService::NewStub(server::MakeChannel(migration_.target(), o));
+  }
+
+  bool Put(const std::string& key, const std::string& bytes) {
+    auto ctx = server::MakeClientContext(absl::Seconds(30));
+    sv1::ObjectInfo info;
+    auto w = storage_stub_->PutObject(ctx.get(), &info);
+    sv1::PutObjectRequest h;
+    h.mutable_header()->set_namespace_(ns_);
+    h.mutable_header()->set_key(key);
+    h.mutable_header()->set_size(static_cast<int64_t>(bytes.size()));
+    w->Write(h);
+    sv1::PutObjectRequest c;
+    c.set_chunk(bytes);
+    w->Write(c);
+    w->WritesDone();
+    return w->Finish().ok();
+  }
+  absl::StatusOr<sv1::ObjectInfo> Head(const std::string& key) {
+    sv1::HeadObjectRequest r;
+    r.set_namespace_(ns_);
+    r.set_key(key);
+    sv1::ObjectInfo out;
+    grpc::Status s = storage_stub_->HeadObject(server::MakeClientContext(absl::Seconds(10)).get(), r, &out);
+    if (!s.ok()) return server::FromGrpcStatus(s);
+    return out;
+  }
+  mv1::Selection Prefix(const std::string& prefix) {
+    mv1::Selection s;
+    s.set_namespace_(ns_);
+    s.set_prefix(prefix);
+    return s;
+  }
+  absl::StatusOr<mv1::MigrationEstimate> Estimate(const mv1::EstimateMigrationRequest& r) {
+    mv1::MigrationEstimate out;
+    grpc::Status s = stub_->EstimateMigration(server::MakeClientContext(absl::Seconds(30)).get(), r, &out);
+    if (!s.ok()) return server::FromGrpcStatus(s);
+    return out;
+  }
+  absl::StatusOr<mv1::Migration> Create(const mv1::CreateMigrationRequest& r) {
+    mv1::Migration out;
+    grpc::Status s = stub_->CreateMigration(server::MakeClientContext(absl::Seconds(30)).get(), r, &out);
+    if (!s.ok()) return server::FromGrpcStatus(s);
+    return out;
+  }
+  absl::StatusOr<mv1::Migration> Get(const std::string& id) {
+    mv1::GetMigrationRequest r;
+    r.set_id(id);
+    mv1::Migration out;
+    grpc::Status s = stub_->GetMigration(server::MakeClientContext(absl::Seconds(10)).get(), r, &out);
+    if (!s.ok()) return server::FromGrpcStatus(s);
+    return out;
+  }
+  using Control = grpc::Status (mv1::MigrationService::Stub::*)(grpc::ClientContext*, const mv1::MigrationRef&,
+                                                               mv1::Migration*);
+  absl::StatusOr<mv1::Migration> Call(Control method, const std::string& id) {
+    mv1::MigrationRef r;
+    r.set_id(id);
+    mv1::Migration out;
+    grpc::Status s = (stub_.get()->*method)(server::MakeClientContext(absl::Seconds(10)).get(), r, &out);
+    if (!s.ok()) return server::FromGrpcStatus(s);
+    return out;
+  }
+  // Waits for the job to end; returns it.
+  mv1::Migration WaitEnded(const std::string& id, absl::Duration timeout = absl::Seconds(60)) {
+    mv1::Migration m;
+    EXPECT_TRUE(WaitFor(
+        [&] {
+          auto got = Get(id);
+          if (got.ok()) m = *got;
+          return got.ok() && got->state() != mv1::MIGRATION_STATE_RUNNING &&
+                 got->state() != mv1::MIGRATION_STATE_PAUSED;
+        },
+        timeout, absl::Milliseconds(100)))
+        << migration_.process->Output();
+    return m;
+  }
+  std::vector<mv1::MigrationObject> Report(const std::string& id) {
+    std::vector<mv1::MigrationObject> out;
+    mv1::ListMigrationObjectsRequest r;
+    r.set_id(id);
+    r.mutable_page()->set_page_size(7);
+    for (int pages = 0; pages < 100; ++pages) {
+      mv1::ListMigrationObjectsResponse resp;
+      grpc::Status s = stub_->ListMigrationObjects(server::MakeClientContext(absl::Seconds(10)).get(), r, &resp);
+      EXPECT_TRUE(s.ok()) << s.error_message();
+      out.insert(out.end(), resp.objects().begin(), resp.objects().end());
+      if (!s.ok() || resp.page().next_page_token().empty()) break;
+      r.mutable_page()->set_page_token(resp.page().next_page_token());
+    }
+    return out;
+  }
+
+  std::unique_ptr<testing::ScratchDatabase> db_;
+  Service storage_, migration_;
+  std::unique_ptr<sv1::StorageService::Stub> storage_stub_;
+  std::unique_ptr<mv1::MigrationService::Stub> stub_;
+  std::string ns_;
+};
+
+TEST_F(MigrationTest, AJobEstimatesMovesVerifiesAndReportsEveryObject) {
+  int64_t bytes = 0;
+  for (int i = 0; i < 30; ++i) {
+    std::string data(i % 3 == 0 ? 200000 : 1000, static_cast<char>('a' + i % 26));
+    bytes += static_cast<int64_t>(data.size());
+    ASSERT_TRUE(Put(absl::StrCat("m/", i), data));
+  }
+  ASSERT_TRUE(Put("other/x", "not selected"));
+
+  mv1::EstimateMigrationRequest est;
+  *est.mutable_selection() = Prefix("m/");
+  est.mutable_target()->set_tier(COLD);
+  est.set_bandwidth_bytes_per_second(1000000);
+  auto estimate = Estimate(est);
+  ASSERT_TRUE(estimate.ok()) << estimate.status();
+  EXPECT_EQ(estimate->objects(), 30);
+  EXPECT_EQ(estimate->bytes(), bytes);
+  EXPECT_EQ(estimate->egress_cost(), 0);  // same cloud
+  EXPECT_GT(estimate->request_cost(), 0);
+  EXPECT_GT(estimate->monthly_cost_before(), estimate->monthly_cost_after());
+  EXPECT_NEAR(estimate->seconds(), bytes / 1e6, 1e-9);
+
+  // Filters narrow the selection.
+  mv1::EstimateMigrationRequest big = est;
+  big.mutable_selection()->set_min_size(100000);
+  auto big_only = Estimate(big);
+  ASSERT_TRUE(big_only.ok());
+  EXPECT_EQ(big_only->objects(), 10);
+
+  mv1::CreateMigrationRequest create;
+  *create.mutable_selection() = Prefix("m/");
+  create.mutable_target()->set_tier(COLD);
+  create.set_parallelism(4);
+  create.set_description("cold m/");
+  auto job = Create(create);
+  ASSERT_TRUE(job.ok()) << job.status();
+  EXPECT_EQ(job->origin(), "api");
+  EXPECT_EQ(job->progress().objects_total(), 30);
+  mv1::Migration done = WaitEnded(job->id());
+  EXPECT_EQ(done.state(), mv1::MIGRATION_STATE_COMPLETED) << done.DebugString();
+  EXPECT_EQ(done.progress().objects_done(), 30);
+  EXPECT_EQ(done.progress().bytes_done(), bytes);
+  EXPECT_EQ(done.progress().objects_left(), 0);
+
+  auto report = Report(job->id());
+  ASSERT_EQ(report.size(), 30u);
+  for (const auto& o : report) {
+    EXPECT_EQ(o.outcome(), mv1::OBJECT_OUTCOME_MOVED) << o.DebugString();
+    EXPECT_EQ(o.from_tier(), HOT);
+    EXPECT_EQ(o.to_tier(), COLD);
+    EXPECT_EQ(o.sha256().size(), 64u);
+    auto head = Head(o.key());
+    ASSERT_TRUE(head.ok());
+    EXPECT_EQ(head->tier(), COLD);
+    EXPECT_EQ(head->sha256(), o.sha256());
+    EXPECT_EQ(head->version(), o.version());  // relocated, not rewritten
+  }
+  auto untouched = Head("other/x");
+  ASSERT_TRUE(untouched.ok());
+  EXPECT_EQ(untouched->tier(), HOT);
+
+  // Events: started, per object, finished.
+  int started = 0, migrated = 0, finished = 0;
+  events::ConsumerOptions co;
+  co.kafka.brokers = *testing::TestKafkaBootstrap();
+  co.group_id = "jobs-" + core::NewId();
+  co.topics = {"cloudflux.migration.jobs"};
+  co.session_timeout = absl::Seconds(3);
+  auto consumer = events::Consumer::Create(co, [&](const events::ConsumedMessage& m) {
+    auto e = events::ParseEnvelope(m);
+    mv1::MigrationStarted s;
+    mv1::ObjectMigrated o;
+    mv1::MigrationFinished f;
+    if (!e.ok()) return absl::OkStatus();
+    if (e->payload().UnpackTo(&s) && s.migration().id() == job->id()) ++started;
+    if (e->payload().UnpackTo(&o) && o.migration_id() == job->id()) ++migrated;
+    if (e->payload().UnpackTo(&f) && f.migration().id() == job->id() &&
+        f.migration().state() == mv1::MIGRATION_STATE_COMPLETED) {
+      ++finished;
+    }
+    return absl::OkStatus();
+  });
+  ASSERT_TRUE(consumer.ok());
+  EXPECT_TRUE(WaitFor(
+      [&] {
+        (void)(*consumer)->PollOnce(absl::Milliseconds(100));
+        return started == 1 && migrated == 30 && finished == 1;
+      },
+      absl::Seconds(30)))
+      << started << " " << migrated << " " << finished;
+  (*consumer)->Stop();
+
+  // Again: everything is there already.
+  auto again = Create(create);
+  EXPECT_EQ(again.status().code(), absl::StatusCode::kFailedPrecondition);
+  EXPECT_TRUE(absl::StrContains(again.status().message(), "already")) << again.status();
+
+  // A dry run plans and reports, and moves nothing.
+  mv1::CreateMigrationRequest dry = create;
+  dry.mutable_target()->set_tier(WARM);
+  dry.set_dry_run(true);
+  auto planned = Create(dry);
+  ASSERT_TRUE(planned.ok()) << planned.status();
+  EXPECT_EQ(planned->state(), mv1::MIGRATION_STATE_COMPLETED);
+  EXPECT_EQ(planned->estimate().objects(), 30);
+  for (const auto& o : Report(planned->id())) {
+    EXPECT_EQ(o.outcome(), mv1::OBJECT_OUTCOME_SKIPPED);
+    EXPECT_EQ(o.reason(), "dry run");
+  }
+  EXPECT_EQ(Head("m/0")->tier(), COLD);
+
+  // Listing: newest first, by state.
+  mv1::ListMigrationsRequest list;
+  list.set_state(mv1::MIGRATION_STATE_COMPLETED);
+  mv1::ListMigrationsResponse listed;
+  ASSERT_TRUE(stub_->ListMigrations(server::MakeClientContext(absl::Seconds(5)).get(), list, &listed).ok());
+  ASSERT_EQ(listed.migrations_size(), 2);
+  EXPECT_EQ(listed.migrations(0).id(), planned->id());
+  // An ended job cannot be paused, resumed or cancelled.
+  EXPECT_EQ(Call(&mv1::MigrationService::Stub::CancelMigration, job->id()).status().code(),
+            absl::StatusCode::kFailedPrecondition);
+}
+
+TEST_F(MigrationTest, TheBandwidthCapPacesAJobAndPauseHoldsIt) {
+  for (int i = 0; i < 10; ++i) ASSERT_TRUE(Put(absl::StrCat("b/", i), std::string(100000, 'b')));
+  mv1::CreateMigrationRequest create;
+  *create.mutable_selection() = Prefix("b/");
+  create.mutable_target()->set_tier(WARM);
+  create.set_parallelism(4);
+  create.set_bandwidth_bytes_per_second(250000);  // 1 MB at 250 KB/s: about 4 s
+  absl::Time start = absl::Now();
+  auto job = Create(create);
+  ASSERT_TRUE(job.ok()) << job.status();
+  mv1::Migration done = WaitEnded(job->id());
+  double seconds = absl::ToDoubleSeconds(absl::Now() - start);
+  EXPECT_EQ(done.state(), mv1::MIGRATION_STATE_COMPLETED);
+  // The last of 10 starts waits for the 9 before it: 9 x 0.4 s.
+  EXPECT_GE(seconds, 3.4);
+  EXPECT_LT(seconds, 20);
+
+  // Paused: nothing more starts until resumed.
+  for (int i = 0; i < 10; ++i) ASSERT_TRUE(Put(absl::StrCat("p/", i), std::string(100000, 'p')));
+  *create.mutable_selection() = Prefix("p/");
+  create.set_bandwidth_bytes_per_second(100000);  // 1 object a second
+  auto paced = Create(create);
+  ASSERT_TRUE(paced.ok());
+  auto paused = Call(&mv1::MigrationService::Stub::PauseMigration, paced->id());
+  ASSERT_TRUE(paused.ok()) << paused.status();
+  EXPECT_EQ(paused->state(), mv1::MIGRATION_STATE_PAUSED);
+  absl::SleepFor(absl::Seconds(1.5));  // tasks claimed before the pause finish
+  int64_t held = Get(paced->id())->progress().objects_done();
+  absl::SleepFor(absl::Seconds(2));
+  EXPECT_EQ(Get(paced->id())->progress().objects_done(), held);
+  EXPECT_LT(held, 10);
+  // Resumed, and the cap raised while it runs.
+  mv1::SetBandwidthRequest faster;
+  faster.set_id(paced->id());
+  faster.set_bandwidth_bytes_per_second(10000000);
+  mv1::Migration raised;
+  ASSERT_TRUE(stub_->SetBandwidth(server::MakeClientContext(absl::Seconds(5)).get(), faster, &raised).ok());
+  EXPECT_EQ(raised.request().bandwidth_bytes_per_second(), 10000000);
+  ASSERT_TRUE(Call(&mv1::MigrationService::Stub::ResumeMigration, paced->id()).ok());
+  EXPECT_EQ(WaitEnded(paced->id()).state(), mv1::MIGRATION_STATE_COMPLETED);
+}
+
+TEST_F(MigrationTest, AKilledWorkersObjectsAreTakenOverAndEachMovesOnce) {
+  for (int i = 0; i < 12; ++i) ASSERT_TRUE(Put(absl::StrCat("k/", i), std::string(50000, 'k')));
+  mv1::CreateMigrationRequest create;
+  *create.mutable_selection() = Prefix("k/");
+  create.mutable_target()->set_tier(COLD);
+  create.set_bandwidth_bytes_per_second(200000);  // about 4 objects a second
+  auto job = Create(create);
+  ASSERT_TRUE(job.ok()) << job.status();
+  ASSERT_TRUE(WaitFor([&] { return Get(job->id())->progress().objects_done() >= 2; }, absl::Seconds(30)));
+  migration_.process->Signal(SIGKILL);
+  migration_.process->Wait(absl::Seconds(10));
+  StartMigration();
+  mv1::Migration done = WaitEnded(job->id());
+  EXPECT_EQ(done.state(), mv1::MIGRATION_STATE_COMPLETED) << done.DebugString();
+  auto report = Report(job->id());
+  ASSERT_EQ(report.size(), 12u);
+  for (const auto& o : report) {
+    EXPECT_EQ(o.outcome(), mv1::OBJECT_OUTCOME_MOVED) << o.DebugString();
+    auto head = Head(o.key());
+    ASSERT_TRUE(head.ok());
+    EXPECT_EQ(head->tier(), COLD);
+    EXPECT_EQ(head->version(), 1);
+    EXPECT_EQ(head->sha256(), o.sha256());
+  }
+}
+
+TEST_F(MigrationTest, BadRequestsAreRefusedAndMoveNothing) {
+  ASSERT_TRUE(Put("x/1", "one"));
+  auto code = [&](const mv1::CreateMigrationRequest& r) { return Create(r).status().code(); };
+  mv1::CreateMigrationRequest ok;
+  *ok.mutable_selection() = Prefix("x/");
+  ok.mutable_target()->set_tier(COLD);
+
+  mv1::CreateMigrationRequest r = ok;
+  r.clear_selection();
+  EXPECT_EQ(code(r), absl::StatusCode::kInvalidArgument);  // empty selection
+  r = ok;
+  r.mutable_selection()->set_prefix("nothing-here/");
+  EXPECT_EQ(code(r), absl::StatusCode::kFailedPrecondition);  // matches no object
+  r = ok;
+  r.mutable_target()->set_backend("no-such-backend");
+  EXPECT_EQ(code(r), absl::StatusCode::kInvalidArgument);
+  r = ok;
+  r.clear_target();
+  EXPECT_EQ(code(r), absl::StatusCode::kInvalidArgument);  // no target
+  r = ok;
+  r.mutable_target()->set_tier(HOT);  // where it is
+  EXPECT_EQ(code(r), absl::StatusCode::kFailedPrecondition);
+  r = ok;
+  r.set_bandwidth_bytes_per_second(0);
+  EXPECT_EQ(code(r), absl::StatusCode::kInvalidArgument);
+  r = ok;
+  r.set_max_bytes(1);
+  EXPECT_EQ(code(r), absl::StatusCode::kFailedPrecondition);
+  r = ok;
+  r.mutable_selection()->clear_namespace_();
+  r.mutable_selection()->clear_prefix();
+  auto* o = r.mutable_selection()->add_objects();
+  o->set_namespace_(ns_);
+  o->set_key("missing");
+  EXPECT_EQ(code(r), absl::StatusCode::kNotFound);
+  o->set_key(std::string("a\0b", 3));
+  EXPECT_EQ(code(r), absl::StatusCode::kInvalidArgument);
+  r = ok;
+  r.mutable_target()->set_tier(cloudflux::common::v1::STORAGE_TIER_ARCHIVE);
+  ASSERT_TRUE(Create(r).ok());  // into an archive class is fine ...
+  EXPECT_TRUE(WaitFor([&] { return Head("x/1")->tier() == cloudflux::common::v1::STORAGE_TIER_ARCHIVE; },
+                      absl::Seconds(30)));
+  EXPECT_EQ(code(ok), absl::StatusCode::kFailedPrecondition);  // ... out of one needs a restore first
+
+  EXPECT_EQ(Get("not-a-uuid").status().code(), absl::StatusCode::kInvalidArgument);
+  EXPECT_EQ(Get(core::NewId()).status().code(), absl::StatusCode::kNotFound);
+  EXPECT_EQ(Call(&mv1::MigrationService::Stub::PauseMigration, core::NewId()).status().code(),
+            absl::StatusCode::kNotFound);
+  mv1::ListMigrationsResponse listed;
+  ASSERT_TRUE(stub_->ListMigrations(server::MakeClientContext(absl::Seconds(5)).get(), {}, &listed).ok());
+  EXPECT_EQ(listed.migrations_size(), 1);  // only the archive move was created
+}
+
+}  // namespace
+}  // namespace cloudflux

@@ -52,11 +52,7 @@ int main(int argc, char** argv) {
     cloudflux::core::LogError(what, {{"error", std::string(s.message())}});
     return 1;
   };
-  const std::string catalog_path = absl::GetFlag(FLAGS_price_catalog);
-  auto catalog = catalog_path.empty()
-                     ? cloudflux::pricing::PriceCatalog::Parse(cloudflux::pricing::DefaultPriceCatalogJson(),
-                                                               "(built in)")
-                     : cloudflux::pricing::PriceCatalog::Load(catalog_path);
+  auto catalog = cloudflux::pricing::LoadCatalogOrDefault(absl::GetFlag(FLAGS_price_catalog));
   if (!catalog.ok()) return fail("bad price catalog", catalog.status());
   auto clouds = cloudflux::pricing::ParseBackendClouds(absl::GetFlag(FLAGS_backend_clouds));
   if (!clouds.ok()) return fail("bad --backend_clouds", clouds.status());

@@ -28,21 +28,7 @@ namespace cv1 = cloudflux::classification::v1;
 struct StorageClient {
   std::unique_ptr<v1::StorageService::Stub> stub;
   std::string ns;
-  bool Put(const std::string& key, const std::string& bytes) {
-    auto ctx = server::MakeClientContext(absl::Seconds(30));
-    v1::ObjectInfo info;
-    auto w = stub->PutObject(ctx.get(), &info);
-    v1::PutObjectRequest h;
-    h.mutable_header()->set_namespace_(ns);
-    h.mutable_header()->set_key(key);
-    h.mutable_header()->set_size(static_cast<int64_t>(bytes.size()));
-    w->Write(h);
-    v1::PutObjectRequest c;
-    c.set_chunk(bytes);
-    w->Write(c);
-    w->WritesDone();
-    return w->Finish().ok();
-  }
+  bool Put(const std::string& key, const std::string& bytes) { return PutThroughStorage(*stub, ns, key, bytes); }
   bool Get(const std::string& key) {
     auto ctx = server::MakeClientContext(absl::Seconds(30));
     v1::GetObjectRequest r;

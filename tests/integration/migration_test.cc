@@ -57,19 +57,7 @@ class MigrationTest : public ::testing::Test {
   }
 
   bool Put(const std::string& key, const std::string& bytes) {
-    auto ctx = server::MakeClientContext(absl::Seconds(30));
-    sv1::ObjectInfo info;
-    auto w = storage_stub_->PutObject(ctx.get(), &info);
-    sv1::PutObjectRequest h;
-    h.mutable_header()->set_namespace_(ns_);
-    h.mutable_header()->set_key(key);
-    h.mutable_header()->set_size(static_cast<int64_t>(bytes.size()));
-    w->Write(h);
-    sv1::PutObjectRequest c;
-    c.set_chunk(bytes);
-    w->Write(c);
-    w->WritesDone();
-    return w->Finish().ok();
+    return PutThroughStorage(*storage_stub_, ns_, key, bytes);
   }
   absl::StatusOr<sv1::ObjectInfo> Head(const std::string& key) {
     sv1::HeadObjectRequest r;

@@ -79,19 +79,7 @@ class PredictionLoop : public ::testing::Test {
   }
 
   bool Put(const std::string& key, const std::string& bytes) {
-    auto ctx = server::MakeClientContext(absl::Seconds(30));
-    sv1::ObjectInfo info;
-    auto w = storage_stub_->PutObject(ctx.get(), &info);
-    sv1::PutObjectRequest h;
-    h.mutable_header()->set_namespace_(ns_);
-    h.mutable_header()->set_key(key);
-    h.mutable_header()->set_size(static_cast<int64_t>(bytes.size()));
-    w->Write(h);
-    sv1::PutObjectRequest c;
-    c.set_chunk(bytes);
-    w->Write(c);
-    w->WritesDone();
-    return w->Finish().ok();
+    return PutThroughStorage(*storage_stub_, ns_, key, bytes);
   }
 
   // Hot objects: read every day, many on weekdays and few at weekends (with
@@ -251,15 +239,23 @@ TEST_F(PredictionLoop, ForecastsFollowThePatternAndSteerClassification) {
     ASSERT_TRUE(Put(Key(false, i), std::string(1000, 'c')));
   }
   ImportHistories();
-  // Every history is in: the hot objects' reads of the last week.
+  // Every history is in (events of different objects arrive in different
+  // partitions, in any order): each object seen for kDays days, each hot
+  // one with last week's reads.
   ASSERT_TRUE(WaitFor(
       [&] {
-        auto f = Forecast(Key(true, kObjects - 1));
-        auto c = Forecast(Key(false, kObjects - 1));
-        return f.ok() && c.ok() && f->reads_last_7_days() >= 40 && f->days_observed() == kDays &&
-               c->days_observed() == kDays;
+        pv1::ForecastBatchRequest all;
+        all.set_namespace_(ns_);
+        all.mutable_page()->set_page_size(1000);
+        auto got = Batch(all);
+        if (!got.ok() || got->forecasts_size() != 2 * kObjects) return false;
+        for (const auto& f : got->forecasts()) {
+          bool hot = absl::StartsWith(f.key(), "hot/");
+          if (f.days_observed() != kDays || (hot && f.reads_last_7_days() < 40)) return false;
+        }
+        return true;
       },
-      absl::Seconds(60), absl::Milliseconds(200)))
+      absl::Seconds(90), absl::Milliseconds(300)))
       << prediction_.process->Output();
   // Before any model: the TSB baseline, no confidence.
   auto baseline = Forecast(Key(true, 0));

@@ -11,6 +11,7 @@
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_split.h"
 #include "cloudflux/server/channel.h"
+#include "cloudflux/storage/v1/storage.grpc.pb.h"
 #include "cloudflux/testing/testing.h"
 #include "grpc/health/v1/health.grpc.pb.h"
 
@@ -64,6 +65,24 @@ inline double MetricValue(const std::string& text, const std::string& series) {
     }
   }
   return -1;
+}
+
+// Puts `bytes` at ns/key through a storage adapter (size declared).
+inline bool PutThroughStorage(cloudflux::storage::v1::StorageService::Stub& stub, const std::string& ns,
+                      const std::string& key, const std::string& bytes) {
+  auto ctx = server::MakeClientContext(absl::Seconds(30));
+  cloudflux::storage::v1::ObjectInfo info;
+  auto w = stub.PutObject(ctx.get(), &info);
+  cloudflux::storage::v1::PutObjectRequest h;
+  h.mutable_header()->set_namespace_(ns);
+  h.mutable_header()->set_key(key);
+  h.mutable_header()->set_size(static_cast<int64_t>(bytes.size()));
+  w->Write(h);
+  cloudflux::storage::v1::PutObjectRequest c;
+  c.set_chunk(bytes);
+  w->Write(c);
+  w->WritesDone();
+  return w->Finish().ok();
 }
 
 }  // namespace cloudflux

@@ -224,6 +224,10 @@ const v1::ManagedTieringFee* PriceCatalog::Managed(const std::string& name) cons
 
 const char* DefaultPriceCatalogJson() { return kDefaultPriceCatalog; }
 
+absl::StatusOr<PriceCatalog> LoadCatalogOrDefault(const std::string& path) {
+  return path.empty() ? PriceCatalog::Parse(kDefaultPriceCatalog, "(built in)") : PriceCatalog::Load(path);
+}
+
 absl::StatusOr<std::map<std::string, CloudProvider>> ParseBackendClouds(const std::string& spec) {
   static const std::map<std::string, CloudProvider> kClouds = {
       {"aws", cloudflux::common::v1::CLOUD_PROVIDER_AWS},

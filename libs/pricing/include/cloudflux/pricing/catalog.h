@@ -74,6 +74,9 @@ std::string ClassName(const ClassPrice& c);
 
 // The repository's config/price_catalog.json, compiled in.
 const char* DefaultPriceCatalogJson();
+// The catalog at `path`, or the built-in one when `path` is empty (the
+// services' --price_catalog).
+absl::StatusOr<PriceCatalog> LoadCatalogOrDefault(const std::string& path);
 
 // "local=aws,s3=aws,gcs=gcp,azure=azure": which cloud's prices apply to the
 // objects of each storage backend. INVALID_ARGUMENT naming the bad entry.

@@ -10,7 +10,10 @@
 #include "cloudflux/server/shutdown.h"
 #include "cloudflux/service/service_app.h"
 #include "grpc_service.h"
+#include "cloudflux/core/periodic.h"
+#include "cloudflux/events/batch_ingest.h"
 #include "migration_core.h"
+#include "placement.h"
 #include "storage_client.h"
 
 ABSL_FLAG(std::string, storage_address, "127.0.0.1:50052",
@@ -25,6 +28,13 @@ ABSL_FLAG(std::string, price_catalog, "",
           "Price catalog JSON for estimates; empty = the one built in (config/price_catalog.json).");
 ABSL_FLAG(std::string, backend_clouds, "",
           "Which cloud's prices apply to each storage backend: \"s3=aws,gcs=gcp,azure=azure\".");
+ABSL_FLAG(std::string, placement_group, "cloudflux-migration-placement",
+          "Kafka consumer group of the placement loop's decisions (one per deployment).");
+ABSL_FLAG(absl::Duration, placement_session_timeout, absl::Seconds(10),
+          "How long a silent decisions consumer keeps its partitions before the group hands them on.");
+ABSL_FLAG(absl::Duration, placement_interval, absl::Minutes(1),
+          "How often waiting move decisions become migrations (namespaces with an enabled placement policy); "
+          "0 = never.");
 ABSL_FLAG(int32_t, handler_threads, 8, "Threads that run request handlers.");
 
 int main(int argc, char** argv) {
@@ -60,8 +70,37 @@ int main(int argc, char** argv) {
   core.Start();
   app->OnStop([&] { core.Stop(); });
 
+  // The placement loop: classification's decisions in, migrations out.
+  mg::PlacementLoop placement(app->pool(), core);
+  auto decisions = cloudflux::events::BatchIngest::Start(
+      [&placement](const std::vector<cloudflux::events::ConsumedMessage>& batch) {
+        return placement.ApplyMessages(batch);
+      },
+      {.kafka = app->kafka_options(),
+       .group_id = absl::GetFlag(FLAGS_placement_group),
+       .topic = mg::kDecisionTopic,
+       .max_batch = 1000,
+       .consumers = 1,
+       .session_timeout = absl::GetFlag(FLAGS_placement_session_timeout),
+       .registry = &app->metrics().registry(),
+       .metric_prefix = "cloudflux_migration_decisions",
+       .what = "placement decisions batch"});
+  if (!decisions.ok()) return fail("cannot consume move decisions", decisions.status());
+  app->runner().AddDependency("decisions", [&](absl::Duration) { return (*decisions)->Health(); });
+  app->OnStop([&] { (*decisions)->Stop(); });
+  std::optional<cloudflux::core::PeriodicTask> rounds;
+  if (absl::Duration every = absl::GetFlag(FLAGS_placement_interval); every > absl::ZeroDuration()) {
+    rounds.emplace(every, [&placement] {
+      auto n = placement.RunOnce();
+      if (!n.ok()) cloudflux::core::LogWarn("placement round failed", {{"error", std::string(n.status().message())}});
+    });
+  }
+  app->OnStop([&] {
+    if (rounds.has_value()) rounds->Stop();
+  });
+
   cloudflux::server::BlockingExecutor executor(absl::GetFlag(FLAGS_handler_threads));
-  mg::MigrationGrpcService service(core, executor);
+  mg::MigrationGrpcService service(core, placement, executor);
   app->runner().RegisterService(&service, cloudflux::migration::v1::MigrationService::service_full_name());
   return app->Run();
 }

@@ -13,6 +13,7 @@
 #include "cloudflux/events/kafka.h"
 #include "cloudflux/events/outbox.h"
 #include "cloudflux/migration/v1/events.pb.h"
+#include "cloudflux/classification/v1/classification.grpc.pb.h"
 #include "cloudflux/migration/v1/migration.grpc.pb.h"
 #include "cloudflux/server/grpc_status.h"
 #include "cloudflux/storage/v1/storage.grpc.pb.h"
@@ -34,7 +35,8 @@ class MigrationTest : public ::testing::Test {
     ASSERT_TRUE(db.ok()) << db.status();
     db_ = std::move(*db);
     storage_ = StartService("storage-adapter", db_->url(),
-                            {{"CLOUDFLUX_DATA_DIR", ::testing::TempDir() + "/migration-" + core::NewId()}});
+                            {{"CLOUDFLUX_DATA_DIR", ::testing::TempDir() + "/migration-" + core::NewId()},
+                             {"CLOUDFLUX_READ_EVENT_INTERVAL", "100ms"}});
     ASSERT_TRUE(WaitForHealth(storage_, HealthCheckResponse::SERVING)) << storage_.process->Output();
     StartMigration();
     storage_stub_ = sv1::StorageService::NewStub(server::MakeChannel(storage_.target()));
@@ -48,7 +50,8 @@ class MigrationTest : public ::testing::Test {
                               {{"CLOUDFLUX_LISTEN_ADDRESS", absl::StrCat("127.0.0.1:", port)},
                                {"CLOUDFLUX_STORAGE_ADDRESS", storage_.target()},
                                {"CLOUDFLUX_BACKEND_CLOUDS", "local=aws"},
-                               {"CLOUDFLUX_TASK_LEASE", "2s"}});
+                               {"CLOUDFLUX_TASK_LEASE", "2s"},
+                               {"CLOUDFLUX_PLACEMENT_INTERVAL", "1s"}});
     ASSERT_TRUE(WaitForHealth(migration_, HealthCheckResponse::SERVING)) << migration_.process->Output();
     server::ChannelOptions o;
     o.max_attempts = 1;
@@ -58,6 +61,17 @@ class MigrationTest : public ::testing::Test {
 
   bool Put(const std::string& key, const std::string& bytes) {
     return PutThroughStorage(*storage_stub_, ns_, key, bytes);
+  }
+  bool Read(const std::string& key) {
+    sv1::GetObjectRequest r;
+    r.set_namespace_(ns_);
+    r.set_key(key);
+    auto ctx = server::MakeClientContext(absl::Seconds(30));
+    auto reader = storage_stub_->GetObject(ctx.get(), r);
+    sv1::GetObjectResponse part;
+    while (reader->Read(&part)) {
+    }
+    return reader->Finish().ok();
   }
   absl::StatusOr<sv1::ObjectInfo> Head(const std::string& key) {
     sv1::HeadObjectRequest r;
@@ -383,6 +397,134 @@ TEST_F(MigrationTest, BadRequestsAreRefusedAndMoveNothing) {
   mv1::ListMigrationsResponse listed;
   ASSERT_TRUE(stub_->ListMigrations(server::MakeClientContext(absl::Seconds(5)).get(), {}, &listed).ok());
   EXPECT_EQ(listed.migrations_size(), 1);  // only the archive move was created
+}
+
+// The loop closed: classification decides, the placement loop moves the
+// cold objects (and leaves the hot ones), the catalog and classification's
+// statistics show the new placement, and a rollback puts them back.
+TEST_F(MigrationTest, ThePlacementLoopMovesWhatClassificationDecidesAndARollbackPutsItBack) {
+  Service classification = StartService("classification", db_->url(),
+                                        {{"CLOUDFLUX_BACKEND_CLOUDS", "local=aws"}, {"CLOUDFLUX_MIN_OBSERVED_DAYS", "0"}});
+  ASSERT_TRUE(WaitForHealth(classification, HealthCheckResponse::SERVING)) << classification.process->Output();
+  auto classify = cloudflux::classification::v1::ClassificationService::NewStub(
+      server::MakeChannel(classification.target()));
+  auto decide = [&](const std::string& key, bool publish) -> absl::StatusOr<cloudflux::classification::v1::Classification> {
+    cloudflux::classification::v1::ClassifyRequest r;
+    r.set_namespace_(ns_);
+    r.set_key(key);
+    r.set_publish(publish);
+    cloudflux::classification::v1::Classification out;
+    grpc::Status s = classify->Classify(server::MakeClientContext(absl::Seconds(10)).get(), r, &out);
+    if (!s.ok()) return server::FromGrpcStatus(s);
+    return out;
+  };
+
+  // Classification's policy pins cold/ to the COLD tier (counts alone would
+  // rarely move an object of a few MiB on its first day).
+  cloudflux::classification::v1::Policy pin;
+  pin.set_namespace_(ns_);
+  pin.set_prefix("cold/");
+  pin.set_pinned_tier(COLD);
+  cloudflux::classification::v1::Policy pinned;
+  ASSERT_TRUE(classify->CreatePolicy(server::MakeClientContext(absl::Seconds(10)).get(), pin, &pinned).ok());
+
+  mv1::PlacementPolicy policy;
+  policy.set_namespace_(ns_);
+  policy.set_enabled(true);
+  policy.set_batch_objects(100);
+  mv1::PlacementPolicy set;
+  ASSERT_TRUE(stub_->SetPlacementPolicy(server::MakeClientContext(absl::Seconds(5)).get(), policy, &set).ok());
+  EXPECT_TRUE(set.enabled());
+
+  const std::string object(8 << 20, 'x');
+  for (const std::string key : {"cold/0", "cold/1", "cold/2", "hot/0", "hot/1"}) ASSERT_TRUE(Put(key, object));
+  for (int i = 0; i < 40; ++i) {
+    ASSERT_TRUE(Read("hot/0"));
+    ASSERT_TRUE(Read("hot/1"));
+  }
+  ASSERT_TRUE(WaitFor(
+      [&] {
+        auto h0 = decide("hot/0", false), h1 = decide("hot/1", false);
+        return h0.ok() && h1.ok() && h0->expected_reads() > 10 && h1->expected_reads() > 10 &&
+               decide("cold/2", false).ok();
+      },
+      absl::Seconds(30)));
+  for (const std::string key : {"hot/0", "hot/1"}) {
+    auto d = decide(key, true);
+    ASSERT_TRUE(d.ok());
+    EXPECT_FALSE(d->move()) << d->reason();
+  }
+  std::string cold_class;
+  for (const std::string key : {"cold/0", "cold/1", "cold/2"}) {
+    auto d = decide(key, true);
+    ASSERT_TRUE(d.ok());
+    ASSERT_TRUE(d->move()) << d->reason();
+    EXPECT_TRUE(d->published());
+    cold_class = d->storage_class();
+  }
+
+  // The loop turns the decisions into a migration that moves the cold ones.
+  mv1::Migration placed;
+  ASSERT_TRUE(WaitFor(
+      [&] {
+        mv1::ListMigrationsResponse listed;
+        if (!stub_->ListMigrations(server::MakeClientContext(absl::Seconds(5)).get(), {}, &listed).ok()) return false;
+        for (const auto& m : listed.migrations()) {
+          if (m.origin() == "placement" && m.state() == mv1::MIGRATION_STATE_COMPLETED) placed = m;
+        }
+        return !placed.id().empty();
+      },
+      absl::Seconds(60), absl::Milliseconds(200)))
+      << migration_.process->Output();
+  EXPECT_EQ(placed.progress().objects_done(), 3);
+  for (const std::string key : {"cold/0", "cold/1", "cold/2"}) {
+    auto head = Head(key);
+    ASSERT_TRUE(head.ok());
+    EXPECT_NE(head->tier(), HOT) << key;
+  }
+  for (const std::string key : {"hot/0", "hot/1"}) EXPECT_EQ(Head(key)->tier(), HOT);
+  // Classification's statistics follow the new placement: nothing more to move.
+  ASSERT_TRUE(WaitFor(
+      [&] {
+        auto d = decide("cold/0", false);
+        return d.ok() && !d->move() && d->storage_class() == cold_class;
+      },
+      absl::Seconds(30)));
+  auto policy_now = [&] {
+    mv1::PlacementPolicyRef ref;
+    ref.set_namespace_(ns_);
+    mv1::PlacementPolicy got;
+    EXPECT_TRUE(stub_->GetPlacementPolicy(server::MakeClientContext(absl::Seconds(5)).get(), ref, &got).ok());
+    return got;
+  };
+  EXPECT_EQ(policy_now().pending_decisions(), 0);
+  EXPECT_EQ(policy_now().bytes_today(), 3 * (8 << 20));
+
+  // A rollback puts them back where they were.
+  auto rollback = Call(&mv1::MigrationService::Stub::RollbackMigration, placed.id());
+  ASSERT_TRUE(rollback.ok()) << rollback.status();
+  EXPECT_EQ(rollback->origin(), "rollback");
+  EXPECT_EQ(WaitEnded(rollback->id()).state(), mv1::MIGRATION_STATE_COMPLETED);
+  for (const std::string key : {"cold/0", "cold/1", "cold/2"}) EXPECT_EQ(Head(key)->tier(), HOT) << key;
+
+  // Nothing to roll back: a dry run moved nothing.
+  mv1::CreateMigrationRequest dry;
+  *dry.mutable_selection() = Prefix("hot/");
+  dry.mutable_target()->set_tier(COLD);
+  dry.set_dry_run(true);
+  auto planned = Create(dry);
+  ASSERT_TRUE(planned.ok());
+  EXPECT_EQ(Call(&mv1::MigrationService::Stub::RollbackMigration, planned->id()).status().code(),
+            absl::StatusCode::kFailedPrecondition);
+
+  // A disabled policy keeps no decisions.
+  policy.set_enabled(false);
+  ASSERT_TRUE(stub_->SetPlacementPolicy(server::MakeClientContext(absl::Seconds(5)).get(), policy, &set).ok());
+  policy.set_window_start_hour(24);
+  EXPECT_EQ(stub_->SetPlacementPolicy(server::MakeClientContext(absl::Seconds(5)).get(), policy, &set).error_code(),
+            grpc::StatusCode::INVALID_ARGUMENT);
+  classification.process->Signal(SIGTERM);
+  EXPECT_EQ(classification.process->Wait(absl::Seconds(20)), 0);
 }
 
 }  // namespace

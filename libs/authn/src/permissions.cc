@@ -118,8 +118,13 @@ PermissionTable BuildDefault() {
   t.Allow(migration + "PauseMigration", operate);
   t.Allow(migration + "ResumeMigration", operate);
   t.Allow(migration + "CancelMigration", operate);
+  t.Allow(migration + "RollbackMigration", operate);
   t.Allow(migration + "SetBandwidth", operate);
   t.Allow(migration + "ListMigrationObjects", read);
+  t.Allow(migration + "SetPlacementPolicy", operate);
+  t.Allow(migration + "GetPlacementPolicy", read);
+  t.Allow(migration + "ListPlacementPolicies", read);
+  t.Allow(migration + "DeletePlacementPolicy", operate);
   return t;
 }
 

@@ -312,6 +312,10 @@ absl::StatusOr<ServiceProcess> StartServiceBinary(const std::string& name, const
     env["CLOUDFLUX_STATS_GROUP"] = "test-" + core::NewId();
     env["CLOUDFLUX_STATS_SESSION_TIMEOUT"] = "3s";
   }
+  if (name == "migration") {  // the same for its placement decisions
+    env["CLOUDFLUX_PLACEMENT_GROUP"] = "test-" + core::NewId();
+    env["CLOUDFLUX_PLACEMENT_SESSION_TIMEOUT"] = "3s";
+  }
   if (name == "prediction") {  // the same for its histories
     env["CLOUDFLUX_HISTORY_GROUP"] = "test-" + core::NewId();
     env["CLOUDFLUX_HISTORY_SESSION_TIMEOUT"] = "3s";

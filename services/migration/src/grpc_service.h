@@ -2,14 +2,17 @@
 // gRPC adapter of MigrationCore; planning and database work run on the executor.
 
 #include "cloudflux/migration/v1/migration.grpc.pb.h"
+#include "cloudflux/core/status.h"
 #include "cloudflux/server/executor.h"
 #include "migration_core.h"
+#include "placement.h"
 
 namespace cloudflux::migration {
 
 class MigrationGrpcService final : public cloudflux::migration::v1::MigrationService::CallbackService {
  public:
-  MigrationGrpcService(MigrationCore& core, server::BlockingExecutor& executor) : core_(core), executor_(executor) {}
+  MigrationGrpcService(MigrationCore& core, PlacementLoop& placement, server::BlockingExecutor& executor)
+      : core_(core), placement_(placement), executor_(executor) {}
 
   grpc::ServerUnaryReactor* EstimateMigration(grpc::CallbackServerContext* context,
                                               const cloudflux::migration::v1::EstimateMigrationRequest* request,
@@ -20,7 +23,7 @@ class MigrationGrpcService final : public cloudflux::migration::v1::MigrationSer
                                             const cloudflux::migration::v1::CreateMigrationRequest* request,
                                             cloudflux::migration::v1::Migration* response) override {
     return server::FinishUnaryOn(executor_, context, response,
-                                 [this, request] { return core_.Create(*request, "api"); });
+                                 [this, request] { return core_.Create(*request, {.origin = "api"}); });
   }
   grpc::ServerUnaryReactor* GetMigration(grpc::CallbackServerContext* context,
                                          const cloudflux::migration::v1::GetMigrationRequest* request,
@@ -49,6 +52,12 @@ class MigrationGrpcService final : public cloudflux::migration::v1::MigrationSer
     return server::FinishUnaryOn(executor_, context, response,
                                  [this, request] { return core_.Cancel(request->id()); });
   }
+  grpc::ServerUnaryReactor* RollbackMigration(grpc::CallbackServerContext* context,
+                                              const cloudflux::migration::v1::MigrationRef* request,
+                                              cloudflux::migration::v1::Migration* response) override {
+    return server::FinishUnaryOn(executor_, context, response,
+                                 [this, request] { return core_.Rollback(request->id()); });
+  }
   grpc::ServerUnaryReactor* SetBandwidth(grpc::CallbackServerContext* context,
                                          const cloudflux::migration::v1::SetBandwidthRequest* request,
                                          cloudflux::migration::v1::Migration* response) override {
@@ -62,8 +71,36 @@ class MigrationGrpcService final : public cloudflux::migration::v1::MigrationSer
                                  [this, request] { return core_.ListObjects(*request); });
   }
 
+  grpc::ServerUnaryReactor* SetPlacementPolicy(grpc::CallbackServerContext* context,
+                                               const cloudflux::migration::v1::PlacementPolicy* request,
+                                               cloudflux::migration::v1::PlacementPolicy* response) override {
+    return server::FinishUnaryOn(executor_, context, response, [this, request] { return placement_.Set(*request); });
+  }
+  grpc::ServerUnaryReactor* GetPlacementPolicy(grpc::CallbackServerContext* context,
+                                               const cloudflux::migration::v1::PlacementPolicyRef* request,
+                                               cloudflux::migration::v1::PlacementPolicy* response) override {
+    return server::FinishUnaryOn(executor_, context, response,
+                                 [this, request] { return placement_.Get(request->namespace_()); });
+  }
+  grpc::ServerUnaryReactor* ListPlacementPolicies(
+      grpc::CallbackServerContext* context, const cloudflux::migration::v1::ListPlacementPoliciesRequest* /*request*/,
+      cloudflux::migration::v1::ListPlacementPoliciesResponse* response) override {
+    return server::FinishUnaryOn(executor_, context, response, [this] { return placement_.List(); });
+  }
+  grpc::ServerUnaryReactor* DeletePlacementPolicy(
+      grpc::CallbackServerContext* context, const cloudflux::migration::v1::PlacementPolicyRef* request,
+      cloudflux::migration::v1::DeletePlacementPolicyResponse* response) override {
+    return server::FinishUnaryOn(
+        executor_, context, response,
+        [this, request]() -> absl::StatusOr<cloudflux::migration::v1::DeletePlacementPolicyResponse> {
+          CF_RETURN_IF_ERROR(placement_.Delete(request->namespace_()));
+          return cloudflux::migration::v1::DeletePlacementPolicyResponse();
+        });
+  }
+
  private:
   MigrationCore& core_;
+  PlacementLoop& placement_;
   server::BlockingExecutor& executor_;
 };
 

@@ -137,7 +137,7 @@ MigrationCore::MigrationCore(db::Pool& pool, StorageClient& storage, const prici
 MigrationCore::~MigrationCore() { Stop(); }
 
 absl::StatusOr<std::vector<MigrationCore::Planned>> MigrationCore::Plan(const v1::Selection& selection,
-                                                                       const v1::Target& target) {
+                                                                       const v1::Target& target, bool lenient) {
   CF_RETURN_IF_ERROR(CheckSelection(selection));
   if (!cloudflux::common::v1::StorageTier_IsValid(target.tier())) {
     return absl::InvalidArgumentError("unknown target tier");
@@ -158,6 +158,7 @@ absl::StatusOr<std::vector<MigrationCore::Planned>> MigrationCore::Plan(const v1
       if (!seen.insert({o.namespace_(), o.key()}).second) continue;
       auto info = storage_.Head(o.namespace_(), o.key());
       if (info.status().code() == absl::StatusCode::kNotFound) {
+        if (lenient) continue;  // deleted since it was decided
         return absl::NotFoundError(absl::StrCat("no object '", o.namespace_(), "/", o.key(), "'"));
       }
       CF_RETURN_IF_ERROR(info.status());
@@ -182,12 +183,15 @@ absl::StatusOr<std::vector<MigrationCore::Planned>> MigrationCore::Plan(const v1
     Planned p;
     p.to_backend = target.backend().empty() ? o.backend() : target.backend();
     p.to_tier = target.tier() == cloudflux::common::v1::STORAGE_TIER_UNSPECIFIED ? o.tier() : target.tier();
-    if (o.tier() == cloudflux::common::v1::STORAGE_TIER_ARCHIVE) {
+    if (o.tier() == cloudflux::common::v1::STORAGE_TIER_ARCHIVE && lenient) {
+      p.skip = true;
+      p.reason = "in an archive class: restore it first";
+    } else if (o.tier() == cloudflux::common::v1::STORAGE_TIER_ARCHIVE) {
       return absl::FailedPreconditionError(absl::StrCat("'", o.namespace_(), "/", o.key(),
                                                         "' is in an archive class: restore it first "
                                                         "(StorageService.RestoreObject)"));
     }
-    if (p.to_backend == o.backend() && p.to_tier == o.tier()) {
+    if (!p.skip && p.to_backend == o.backend() && p.to_tier == o.tier()) {
       p.skip = true;
       p.reason = "already at the target";
     }
@@ -250,7 +254,7 @@ absl::StatusOr<v1::MigrationEstimate> MigrationCore::Estimate(const v1::Estimate
 }
 
 absl::StatusOr<v1::Migration> MigrationCore::Create(const v1::CreateMigrationRequest& request,
-                                                    const std::string& origin) {
+                                                    const CreateOptions& options) {
   std::optional<int64_t> bandwidth;
   if (request.has_bandwidth_bytes_per_second()) bandwidth = request.bandwidth_bytes_per_second();
   CF_RETURN_IF_ERROR(CheckBandwidth(bandwidth));
@@ -261,7 +265,7 @@ absl::StatusOr<v1::Migration> MigrationCore::Create(const v1::CreateMigrationReq
     return absl::InvalidArgumentError("max_bytes and max_cost must not be negative");
   }
   if (!core::IsValidUtf8(request.description())) return absl::InvalidArgumentError("description is not UTF-8");
-  CF_ASSIGN_OR_RETURN(std::vector<Planned> plan, Plan(request.selection(), request.target()));
+  CF_ASSIGN_OR_RETURN(std::vector<Planned> plan, Plan(request.selection(), request.target(), options.lenient));
   CF_ASSIGN_OR_RETURN(v1::MigrationEstimate estimate, Price(plan, bandwidth));
   if (estimate.objects() == 0 && !request.dry_run()) {
     return absl::FailedPreconditionError("every selected object is already at the target: nothing to move");
@@ -274,6 +278,14 @@ absl::StatusOr<v1::Migration> MigrationCore::Create(const v1::CreateMigrationReq
     return absl::FailedPreconditionError(absl::StrCat("the moves cost $", estimate.total_move_cost(),
                                                       ", over max_cost $", request.max_cost()));
   }
+  return InsertJob(request, estimate, options, plan, bandwidth);
+}
+
+absl::StatusOr<v1::Migration> MigrationCore::InsertJob(const v1::CreateMigrationRequest& request,
+                                                       const v1::MigrationEstimate& estimate,
+                                                       const CreateOptions& options, const std::vector<Planned>& plan,
+                                                       std::optional<int64_t> bandwidth) {
+  const std::string& origin = options.origin;
   const std::string id = core::NewId();
   const bool dry = request.dry_run();
   std::vector<std::string> ns, key, version, size, sha, from_backend, from_tier, to_backend, to_tier, outcome,
@@ -294,13 +306,15 @@ absl::StatusOr<v1::Migration> MigrationCore::Create(const v1::CreateMigrationReq
   CF_RETURN_IF_ERROR(pool_.InTransaction([&](db::Transaction& tx) -> absl::Status {
     CF_RETURN_IF_ERROR(
         tx.Exec("INSERT INTO migration.jobs (id, state, origin, description, request, estimate, bandwidth, "
-                "parallelism, finished_at) VALUES ($1::uuid, $2, $3, $4, $5::bytea, $6::bytea, $7, $8, "
-                "CASE WHEN $9 THEN now() END)",
+                "parallelism, finished_at, placement_namespace, planned_bytes, planned_cost) VALUES ($1::uuid, $2, "
+                "$3, $4, $5::bytea, $6::bytea, $7, $8, CASE WHEN $9 THEN now() END, $10, $11, $12)",
                 {id, std::to_string(dry ? v1::MIGRATION_STATE_COMPLETED : v1::MIGRATION_STATE_RUNNING), origin,
                  request.description(), db::Bytea(request.SerializeAsString()),
                  db::Bytea(estimate.SerializeAsString()),
                  bandwidth.has_value() ? db::Param(std::to_string(*bandwidth)) : db::Param(),
-                 std::to_string(request.parallelism() > 0 ? request.parallelism() : 4), dry ? "true" : "false"})
+                 std::to_string(request.parallelism() > 0 ? request.parallelism() : 4), dry ? "true" : "false",
+                 options.placement_namespace.empty() ? db::Param() : db::Param(options.placement_namespace),
+                 std::to_string(dry ? 0 : estimate.bytes()), std::to_string(dry ? 0.0 : estimate.total_move_cost())})
             .status());
     CF_RETURN_IF_ERROR(
         tx.Exec("INSERT INTO migration.tasks (job_id, namespace, key, version, size, sha256, from_backend, "
@@ -323,6 +337,62 @@ absl::StatusOr<v1::Migration> MigrationCore::Create(const v1::CreateMigrationReq
                                       {"origin", origin},
                                       {"dry_run", dry ? "true" : "false"}});
   return Get(id);
+}
+
+absl::StatusOr<v1::Migration> MigrationCore::Rollback(const std::string& raw_id) {
+  CF_ASSIGN_OR_RETURN(v1::Migration job, Get(raw_id));
+  if (!Terminal(job.state())) {
+    return absl::FailedPreconditionError(
+        absl::StrCat("migration ", job.id(), " is ", v1::MigrationState_Name(job.state()),
+                     ": pause or cancel it and let it end before rolling it back"));
+  }
+  CF_ASSIGN_OR_RETURN(db::Result moved,
+                      pool_.Exec("SELECT namespace, key, version, from_backend, from_tier, to_backend, to_tier "
+                                 "FROM migration.tasks WHERE job_id = $1::uuid AND outcome = 3 ORDER BY namespace, key",
+                                 {job.id()}));
+  if (moved.empty()) {
+    return absl::FailedPreconditionError(absl::StrCat("migration ", job.id(), " moved nothing: nothing to roll back"));
+  }
+  // Each moved object back where the task found it, if it is still the
+  // version moved and still where the task put it.
+  std::vector<Planned> plan;
+  for (const auto& row : moved) {
+    auto info = storage_.Head(row.Text(0), row.Text(1));
+    Planned p;
+    p.to_backend = row.Text(3);
+    p.to_tier = static_cast<StorageTier>(row.Int(4));
+    if (info.status().code() == absl::StatusCode::kNotFound) {
+      p.object.set_namespace_(row.Text(0));
+      p.object.set_key(row.Text(1));
+      p.object.set_version(row.Int(2));
+      p.skip = true;
+      p.reason = "deleted since";
+    } else {
+      CF_RETURN_IF_ERROR(info.status());
+      p.object = std::move(*info);
+      if (p.object.version() != row.Int(2)) {
+        p.skip = true;
+        p.reason = "overwritten since";
+      } else if (p.object.backend() != row.Text(5) || p.object.tier() != row.Int(6)) {
+        p.skip = true;
+        p.reason = "moved elsewhere since";
+      } else if (p.object.tier() == cloudflux::common::v1::STORAGE_TIER_ARCHIVE) {
+        p.skip = true;
+        p.reason = "in an archive class: restore it first";
+      }
+    }
+    plan.push_back(std::move(p));
+  }
+  v1::CreateMigrationRequest request;
+  request.set_description(absl::StrCat("rollback of ", job.id()));
+  request.set_parallelism(job.request().parallelism());
+  std::optional<int64_t> bandwidth;
+  if (job.request().has_bandwidth_bytes_per_second()) {
+    bandwidth = job.request().bandwidth_bytes_per_second();
+    request.set_bandwidth_bytes_per_second(*bandwidth);
+  }
+  CF_ASSIGN_OR_RETURN(v1::MigrationEstimate estimate, Price(plan, bandwidth));
+  return InsertJob(request, estimate, {.origin = "rollback"}, plan, bandwidth);
 }
 
 absl::StatusOr<v1::Migration> MigrationCore::Get(const std::string& raw_id) {

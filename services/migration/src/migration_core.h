@@ -58,8 +58,16 @@ class MigrationCore {
 
   absl::StatusOr<cloudflux::migration::v1::MigrationEstimate> Estimate(
       const cloudflux::migration::v1::EstimateMigrationRequest& request);
+  struct CreateOptions {
+    std::string origin = "api";
+    std::string placement_namespace;  // the placement loop's jobs: whose budget
+    // Objects deleted since, or in an archive class, are skipped with the
+    // reason instead of refusing the job (the placement loop's decisions
+    // may be stale).
+    bool lenient = false;
+  };
   absl::StatusOr<cloudflux::migration::v1::Migration> Create(
-      const cloudflux::migration::v1::CreateMigrationRequest& request, const std::string& origin);
+      const cloudflux::migration::v1::CreateMigrationRequest& request, const CreateOptions& options);
   absl::StatusOr<cloudflux::migration::v1::Migration> Get(const std::string& id);
   absl::StatusOr<cloudflux::migration::v1::ListMigrationsResponse> List(
       const cloudflux::migration::v1::ListMigrationsRequest& request);
@@ -68,6 +76,10 @@ class MigrationCore {
   absl::StatusOr<cloudflux::migration::v1::Migration> Cancel(const std::string& id);
   absl::StatusOr<cloudflux::migration::v1::Migration> SetBandwidth(
       const cloudflux::migration::v1::SetBandwidthRequest& request);
+  // A new job that puts every object the ended job `id` moved back where it
+  // was (skipping those overwritten, deleted or moved elsewhere since).
+  // FAILED_PRECONDITION for a job still running or one that moved nothing.
+  absl::StatusOr<cloudflux::migration::v1::Migration> Rollback(const std::string& id);
   absl::StatusOr<cloudflux::migration::v1::ListMigrationObjectsResponse> ListObjects(
       const cloudflux::migration::v1::ListMigrationObjectsRequest& request);
 
@@ -85,7 +97,11 @@ class MigrationCore {
     std::string reason;
   };
   absl::StatusOr<std::vector<Planned>> Plan(const cloudflux::migration::v1::Selection& selection,
-                                            const cloudflux::migration::v1::Target& target);
+                                            const cloudflux::migration::v1::Target& target, bool lenient = false);
+  absl::StatusOr<cloudflux::migration::v1::Migration> InsertJob(
+      const cloudflux::migration::v1::CreateMigrationRequest& request,
+      const cloudflux::migration::v1::MigrationEstimate& estimate, const CreateOptions& options,
+      const std::vector<Planned>& plan, std::optional<int64_t> bandwidth);
   absl::StatusOr<cloudflux::migration::v1::MigrationEstimate> Price(const std::vector<Planned>& plan,
                                                                     std::optional<int64_t> bandwidth);
   absl::StatusOr<cloudflux::migration::v1::Migration> SetState(const std::string& id,

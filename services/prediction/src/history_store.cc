@@ -100,7 +100,7 @@ std::string GroupOf(const std::string& key) {
   return slash == std::string::npos ? std::string() : key.substr(0, slash);
 }
 
-ObjectHistory StoredHistory::ToModel() const {
+ObjectHistory StoredHistory::ToModel(int until_day) const {
   ObjectHistory o;
   o.id = absl::StrCat(ns, "/", key);
   o.ns = ns;
@@ -108,6 +108,9 @@ ObjectHistory StoredHistory::ToModel() const {
   o.size_bytes = size;
   o.first_day = first_day;
   o.reads.assign(reads.begin(), reads.end());
+  if (until_day > first_day && o.reads.size() < static_cast<size_t>(until_day - first_day)) {
+    o.reads.resize(static_cast<size_t>(until_day - first_day), 0.0);
+  }
   return o;
 }
 

@@ -39,8 +39,10 @@ struct StoredHistory {
   std::optional<absl::Time> created, placed, last_read;
   int first_day = 0;           // events::UnixDay of reads[0]
   std::vector<int32_t> reads;  // per day from first_day
-  // The model's view: group = the key's first path segment.
-  ObjectHistory ToModel() const;
+  // The model's view up to (not including) `until_day`: group = the key's
+  // first path segment; the days after the last read are zeros (the stored
+  // array ends at its last read, the model reads every day up to until_day).
+  ObjectHistory ToModel(int until_day) const;
 };
 
 // The prefix group an object's key belongs to: its first path segment

@@ -177,7 +177,7 @@ absl::StatusOr<std::vector<v1::ObjectForecast>> PredictionCore::Run(const std::v
   const Forecaster& f = champion.forecaster != nullptr ? *champion.forecaster : *baseline_;
   std::vector<ObjectHistory> models;
   models.reserve(objects.size());
-  for (const auto& o : objects) models.push_back(o.ToModel());
+  for (const auto& o : objects) models.push_back(o.ToModel(today));
   std::vector<const ObjectHistory*> ptrs;
   for (const auto& m : models) ptrs.push_back(&m);
   CF_ASSIGN_OR_RETURN(std::vector<ObjectForecast> forecasts,
@@ -426,9 +426,11 @@ absl::StatusOr<v1::Model> PredictionCore::Train(const std::string& trigger, cons
 }
 
 absl::Status PredictionCore::RunTraining(std::string version) {
+  const int as_of = Today();
+  const int today = as_of;
   std::vector<ObjectHistory> objects;
   CF_RETURN_IF_ERROR(histories_.ForEach(5000, [&](std::vector<StoredHistory>& page) {
-    for (const auto& h : page) objects.push_back(h.ToModel());
+    for (const auto& h : page) objects.push_back(h.ToModel(today));
     return absl::OkStatus();
   }));
   if (static_cast<int>(objects.size()) < options_.min_objects_to_train) {
@@ -436,7 +438,6 @@ absl::Status PredictionCore::RunTraining(std::string version) {
                                                       " objects have a history; training needs at least ",
                                                       options_.min_objects_to_train));
   }
-  const int as_of = Today();
   absl::Time started = absl::Now();
   CF_ASSIGN_OR_RETURN(std::unique_ptr<Forecaster> trained, Forecaster::Train(objects, as_of, options_.training));
   std::shared_ptr<const Forecaster> challenger(std::move(trained));
@@ -587,12 +588,13 @@ absl::StatusOr<v1::Model> PredictionCore::Rollback() {
 absl::Status PredictionCore::CheckDrift() {
   Champion champion = CurrentChampion();
   if (champion.forecaster == nullptr || training_) return absl::OkStatus();
+  const int today = Today();
   std::vector<ObjectHistory> objects;
   CF_RETURN_IF_ERROR(histories_.ForEach(5000, [&](std::vector<StoredHistory>& page) {
-    for (const auto& h : page) objects.push_back(h.ToModel());
+    for (const auto& h : page) objects.push_back(h.ToModel(today));
     return absl::OkStatus();
   }));
-  const int origin = Today() - kDailyHorizons;
+  const int origin = today - kDailyHorizons;
   CF_ASSIGN_OR_RETURN(OriginScore score, champion.forecaster->ScoreAt(objects, origin, options_.forecast_threads));
   if (score.scored == 0) return absl::OkStatus();
   std::string why;

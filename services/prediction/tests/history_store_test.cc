@@ -114,8 +114,12 @@ TEST_F(HistoryStoreTest, DailyReadsLandInOneRowPerObjectExactlyOnce) {
   ASSERT_TRUE(rows.ok());
   EXPECT_EQ((*rows)[0].Int(0), 1);
 
-  ObjectHistory model = h->ToModel();
+  ObjectHistory model = h->ToModel(Today());
   EXPECT_EQ(model.group, "logs");
+  // Zeros after the last read, up to the day asked for.
+  ASSERT_EQ(model.reads.size(), 10u);
+  EXPECT_EQ(model.reads[9], 0);
+  EXPECT_EQ(model.reads[8], 6);
   EXPECT_EQ(model.ns, "photos");
   EXPECT_EQ(model.first_day, Today() - 10);
 }
@@ -192,7 +196,7 @@ TEST_F(HistoryStoreTest, ListingPagesAndGroupMeansMatchTheModelsOwn) {
 
   std::vector<ObjectHistory> all;
   ASSERT_TRUE(store_->ForEach(5, [&](std::vector<StoredHistory>& page) {
-                      for (const auto& h : page) all.push_back(h.ToModel());
+                      for (const auto& h : page) all.push_back(h.ToModel(Today()));
                       return absl::OkStatus();
                     }).ok());
   ASSERT_EQ(all.size(), 12u);

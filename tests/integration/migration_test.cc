@@ -77,10 +77,7 @@ class MigrationTest : public ::testing::Test {
     sv1::HeadObjectRequest r;
     r.set_namespace_(ns_);
     r.set_key(key);
-    sv1::ObjectInfo out;
-    grpc::Status s = storage_stub_->HeadObject(server::MakeClientContext(absl::Seconds(10)).get(), r, &out);
-    if (!s.ok()) return server::FromGrpcStatus(s);
-    return out;
+    return CallUnary(*storage_stub_, &sv1::StorageService::Stub::HeadObject, r);
   }
   mv1::Selection Prefix(const std::string& prefix) {
     mv1::Selection s;
@@ -89,34 +86,22 @@ class MigrationTest : public ::testing::Test {
     return s;
   }
   absl::StatusOr<mv1::MigrationEstimate> Estimate(const mv1::EstimateMigrationRequest& r) {
-    mv1::MigrationEstimate out;
-    grpc::Status s = stub_->EstimateMigration(server::MakeClientContext(absl::Seconds(30)).get(), r, &out);
-    if (!s.ok()) return server::FromGrpcStatus(s);
-    return out;
+    return CallUnary(*stub_, &mv1::MigrationService::Stub::EstimateMigration, r, absl::Seconds(30));
   }
   absl::StatusOr<mv1::Migration> Create(const mv1::CreateMigrationRequest& r) {
-    mv1::Migration out;
-    grpc::Status s = stub_->CreateMigration(server::MakeClientContext(absl::Seconds(30)).get(), r, &out);
-    if (!s.ok()) return server::FromGrpcStatus(s);
-    return out;
+    return CallUnary(*stub_, &mv1::MigrationService::Stub::CreateMigration, r, absl::Seconds(30));
   }
   absl::StatusOr<mv1::Migration> Get(const std::string& id) {
     mv1::GetMigrationRequest r;
     r.set_id(id);
-    mv1::Migration out;
-    grpc::Status s = stub_->GetMigration(server::MakeClientContext(absl::Seconds(10)).get(), r, &out);
-    if (!s.ok()) return server::FromGrpcStatus(s);
-    return out;
+    return CallUnary(*stub_, &mv1::MigrationService::Stub::GetMigration, r);
   }
   using Control = grpc::Status (mv1::MigrationService::Stub::*)(grpc::ClientContext*, const mv1::MigrationRef&,
                                                                mv1::Migration*);
   absl::StatusOr<mv1::Migration> Call(Control method, const std::string& id) {
     mv1::MigrationRef r;
     r.set_id(id);
-    mv1::Migration out;
-    grpc::Status s = (stub_.get()->*method)(server::MakeClientContext(absl::Seconds(10)).get(), r, &out);
-    if (!s.ok()) return server::FromGrpcStatus(s);
-    return out;
+    return CallUnary(*stub_, method, r);
   }
   // Waits for the job to end; returns it.
   mv1::Migration WaitEnded(const std::string& id, absl::Duration timeout = absl::Seconds(60)) {
@@ -413,10 +398,7 @@ TEST_F(MigrationTest, ThePlacementLoopMovesWhatClassificationDecidesAndARollback
     r.set_namespace_(ns_);
     r.set_key(key);
     r.set_publish(publish);
-    cloudflux::classification::v1::Classification out;
-    grpc::Status s = classify->Classify(server::MakeClientContext(absl::Seconds(10)).get(), r, &out);
-    if (!s.ok()) return server::FromGrpcStatus(s);
-    return out;
+    return CallUnary(*classify, &cloudflux::classification::v1::ClassificationService::Stub::Classify, r);
   };
 
   // Classification's policy pins cold/ to the COLD tier (counts alone would

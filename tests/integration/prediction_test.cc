@@ -146,30 +146,18 @@ class PredictionLoop : public ::testing::Test {
     r.set_namespace_(ns_);
     r.set_key(key);
     r.set_horizon_days(horizon);
-    pv1::ObjectForecast out;
-    grpc::Status s = prediction_stub_->Forecast(server::MakeClientContext(absl::Seconds(10)).get(), r, &out);
-    if (!s.ok()) return server::FromGrpcStatus(s);
-    return out;
+    return CallUnary(*prediction_stub_, &pv1::PredictionService::Stub::Forecast, r);
   }
   absl::StatusOr<pv1::ForecastBatchResponse> Batch(const pv1::ForecastBatchRequest& r) {
-    pv1::ForecastBatchResponse out;
-    grpc::Status s = prediction_stub_->ForecastBatch(server::MakeClientContext(absl::Seconds(10)).get(), r, &out);
-    if (!s.ok()) return server::FromGrpcStatus(s);
-    return out;
+    return CallUnary(*prediction_stub_, &pv1::PredictionService::Stub::ForecastBatch, r);
   }
   absl::StatusOr<pv1::Model> GetModel(const std::string& version) {
     pv1::GetModelRequest r;
     r.set_version(version);
-    pv1::Model out;
-    grpc::Status s = prediction_stub_->GetModel(server::MakeClientContext(absl::Seconds(10)).get(), r, &out);
-    if (!s.ok()) return server::FromGrpcStatus(s);
-    return out;
+    return CallUnary(*prediction_stub_, &pv1::PredictionService::Stub::GetModel, r);
   }
   absl::StatusOr<pv1::Model> Train() {
-    pv1::Model out;
-    grpc::Status s = prediction_stub_->Train(server::MakeClientContext(absl::Seconds(10)).get(), {}, &out);
-    if (!s.ok()) return server::FromGrpcStatus(s);
-    return out;
+    return CallUnary(*prediction_stub_, &pv1::PredictionService::Stub::Train, pv1::TrainRequest());
   }
   // Trains and waits for the run to end.
   pv1::Model TrainAndWait() {
@@ -191,27 +179,17 @@ class PredictionLoop : public ::testing::Test {
   absl::StatusOr<pv1::Model> Promote(const std::string& version) {
     pv1::PromoteModelRequest r;
     r.set_version(version);
-    pv1::Model out;
-    grpc::Status s = prediction_stub_->PromoteModel(server::MakeClientContext(absl::Seconds(30)).get(), r, &out);
-    if (!s.ok()) return server::FromGrpcStatus(s);
-    return out;
+    return CallUnary(*prediction_stub_, &pv1::PredictionService::Stub::PromoteModel, r, absl::Seconds(30));
   }
   absl::StatusOr<pv1::Model> Rollback() {
-    pv1::Model out;
-    grpc::Status s =
-        prediction_stub_->RollbackModel(server::MakeClientContext(absl::Seconds(30)).get(), {}, &out);
-    if (!s.ok()) return server::FromGrpcStatus(s);
-    return out;
+    return CallUnary(*prediction_stub_, &pv1::PredictionService::Stub::RollbackModel, pv1::RollbackModelRequest(),
+                     absl::Seconds(30));
   }
   absl::StatusOr<cv1::Classification> Classify(const std::string& key) {
     cv1::ClassifyRequest req;
     req.set_namespace_(ns_);
     req.set_key(key);
-    cv1::Classification out;
-    grpc::Status s =
-        classification_stub_->Classify(server::MakeClientContext(absl::Seconds(10)).get(), req, &out);
-    if (!s.ok()) return server::FromGrpcStatus(s);
-    return out;
+    return CallUnary(*classification_stub_, &cv1::ClassificationService::Stub::Classify, req);
   }
   // Classification's view of its optional "prediction" dependency.
   diagnostics::v1::DependencyState PredictionDependency() {

@@ -11,6 +11,7 @@
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_split.h"
 #include "cloudflux/server/channel.h"
+#include "cloudflux/server/grpc_status.h"
 #include "cloudflux/storage/v1/storage.grpc.pb.h"
 #include "cloudflux/testing/testing.h"
 #include "grpc/health/v1/health.grpc.pb.h"
@@ -65,6 +66,17 @@ inline double MetricValue(const std::string& text, const std::string& series) {
     }
   }
   return -1;
+}
+
+// One unary call with a deadline: the response, or the call's status.
+template <class Stub, class Request, class Response>
+absl::StatusOr<Response> CallUnary(Stub& stub,
+                                   grpc::Status (Stub::*method)(grpc::ClientContext*, const Request&, Response*),
+                                   const Request& request, absl::Duration timeout = absl::Seconds(10)) {
+  Response out;
+  grpc::Status s = (stub.*method)(server::MakeClientContext(timeout).get(), request, &out);
+  if (!s.ok()) return server::FromGrpcStatus(s);
+  return out;
 }
 
 // Puts `bytes` at ns/key through a storage adapter (size declared).

@@ -303,6 +303,7 @@ absl::StatusOr<v1::Migration> MigrationCore::InsertJob(const v1::CreateMigration
     outcome.push_back(std::to_string(p.skip || dry ? v1::OBJECT_OUTCOME_SKIPPED : v1::OBJECT_OUTCOME_PENDING));
     reason.push_back(p.skip ? p.reason : dry ? "dry run" : "");
   }
+  v1::MigrationStarted started;
   CF_RETURN_IF_ERROR(pool_.InTransaction([&](db::Transaction& tx) -> absl::Status {
     CF_RETURN_IF_ERROR(
         tx.Exec("INSERT INTO migration.jobs (id, state, origin, description, request, estimate, bandwidth, "
@@ -327,7 +328,6 @@ absl::StatusOr<v1::Migration> MigrationCore::InsertJob(const v1::CreateMigration
                  db::ArrayLiteral(reason)})
             .status());
     CF_ASSIGN_OR_RETURN(db::Result r, tx.Exec(absl::StrCat(kJobQuery, "WHERE j.id = $1::uuid GROUP BY j.id"), {id}));
-    v1::MigrationStarted started;
     *started.mutable_migration() = MigrationFromRow(r[0]);
     return outbox_.Enqueue(tx, kJobTopic, events::MakeEnvelope("migration", id, id, started, clock_));
   }));
@@ -336,7 +336,8 @@ absl::StatusOr<v1::Migration> MigrationCore::InsertJob(const v1::CreateMigration
                                       {"bytes", std::to_string(estimate.bytes())},
                                       {"origin", origin},
                                       {"dry_run", dry ? "true" : "false"}});
-  return Get(id);
+  // As read in its transaction: nothing has been claimed yet.
+  return started.migration();
 }
 
 absl::StatusOr<v1::Migration> MigrationCore::Rollback(const std::string& raw_id) {

@@ -23,6 +23,10 @@ ABSL_FLAG(absl::Duration, sweep_interval, absl::Seconds(30),
 ABSL_FLAG(absl::Duration, orphan_grace, absl::Minutes(5),
           "An instance that has not heartbeated for this long is taken for dead and the bytes "
           "of its unfinished writes are removed.");
+ABSL_FLAG(absl::Duration, copy_resume_ttl, absl::Hours(24),
+          "A copy between backends that stopped midway (its parts kept for the next copy of the "
+          "same object to resume) and was not resumed for this long is given up, its parts "
+          "removed.");
 ABSL_FLAG(int32_t, handler_threads, 16,
           "Threads that run request handlers and stream I/O (they block on disk and database).");
 
@@ -44,14 +48,21 @@ int main(int argc, char** argv) {
   }
   cloudflux::storage::StorageCore core(app->pool(), std::move(*backends), default_backend,
                                        app->instance_id());
+  core.SetOrphanGrace(absl::GetFlag(FLAGS_orphan_grace));
+  core.ExportMetrics(app->metrics().registry());
+  if (absl::Status beat = core.Heartbeat(); !beat.ok()) {
+    cloudflux::core::LogError("cannot record this instance", {{"error", std::string(beat.message())}});
+    return 1;
+  }
   app->runner().AddDependency("backends", [&core](absl::Duration) { return core.PingBackends(); });
 
   cloudflux::storage::ReadRecorder reads(app->pool(), core.outbox(), core.clock(),
                                          {.interval = absl::GetFlag(FLAGS_read_event_interval)});
   reads.Start();
   const absl::Duration grace = absl::GetFlag(FLAGS_orphan_grace);
-  cloudflux::core::PeriodicTask sweeper(absl::GetFlag(FLAGS_sweep_interval), [&core, grace] {
-    auto swept = core.SweepOrphans(grace);
+  const absl::Duration resume_ttl = absl::GetFlag(FLAGS_copy_resume_ttl);
+  cloudflux::core::PeriodicTask sweeper(absl::GetFlag(FLAGS_sweep_interval), [&core, grace, resume_ttl] {
+    auto swept = core.SweepOrphans(grace, resume_ttl);
     if (!swept.ok()) {
       cloudflux::core::LogWarn("orphan sweep failed", {{"error", std::string(swept.status().message())}});
     }

@@ -1184,6 +1184,121 @@ TEST_F(StorageTest, CopyAcrossBackendsWithTierChangesAndRelocation) {
 // Copies and tier changes of objects over the single-copy limit try
 // UploadPartCopy; s3rver has none, so the service streams them instead and
 // the result is the same.
+// A copy into a store that takes parts, stopped midway twice (its client
+// gone, then the storage adapter killed): each next copy goes on from the
+// parts stored, sends only the rest, and the object lands whole. s3rver has
+// no ListParts (the record is taken at its word, CompleteMultipartUpload
+// checks the ETags); radosgw's ListParts checks the parts before resuming.
+TEST_F(StorageTest, InterruptedCopiesResumeFromThePartsAlreadyStored) {
+  std::vector<std::string> targets;
+  if (testing::TestS3Endpoint().ok()) targets.push_back("s3");
+  if (testing::TestRadosgwEndpoint().ok()) targets.push_back("rgw");
+  if (targets.empty()) GTEST_SKIP() << "no S3 server";
+  auto pool = Db();
+  ASSERT_NE(pool, nullptr);
+  const int64_t part = 5 << 20;  // the test backends' part size
+  for (const std::string& backend : targets) {
+    SCOPED_TRACE(backend);
+    const std::string key = "resume-" + core::NewId();
+    const std::string data = RandomBytes(40 << 20, 61);
+    ASSERT_TRUE(Put(key, data, "", 1 << 20).ok());
+    const auto request = CopyRequest(key, key + ".copy", backend, cloudflux::common::v1::STORAGE_TIER_WARM);
+    // Bytes recorded as stored at the target, and whether a writer holds them.
+    auto recorded = [&](bool* writing = nullptr) -> int64_t {
+      auto rows = pool->Exec("SELECT part_size * cardinality(string_to_array(etags, E'\\n')), writer IS NOT NULL "
+                             "FROM storage.copy_uploads WHERE target_backend = $1",
+                             {backend});
+      if (!rows.ok() || rows->empty()) return 0;
+      if (writing != nullptr) *writing = (*rows)[0].Bool(1);
+      return (*rows)[0].Int(0);
+    };
+    // 1. The client goes away once two parts are recorded.
+    {
+      auto ctx = server::MakeClientContext(absl::Seconds(60));
+      auto reader = stub_->CopyObject(ctx.get(), request);
+      ASSERT_TRUE(WaitFor([&] { return recorded() >= 2 * part; }, absl::Seconds(30), absl::Milliseconds(5)));
+      ctx->TryCancel();
+      (void)reader->Finish();
+    }
+    bool writing = true;
+    ASSERT_TRUE(WaitFor([&] { return recorded(&writing) > 0 && !writing; }, absl::Seconds(20)))
+        << "the stopped copy keeps its parts for the next one";
+    const int64_t first_stop = recorded();
+    EXPECT_EQ(Head(key + ".copy"), absl::StatusCode::kNotFound);
+    // 2. The next copy goes on from there; the service is killed midway.
+    {
+      auto ctx = server::MakeClientContext(absl::Seconds(60));
+      auto reader = stub_->CopyObject(ctx.get(), request);
+      v1::CopyObjectProgress first;
+      ASSERT_TRUE(reader->Read(&first));
+      EXPECT_EQ(first.resumed_bytes(), first_stop);
+      EXPECT_GE(first.bytes_copied(), first_stop);
+      ASSERT_TRUE(WaitFor([&] { return recorded() >= first_stop + 2 * part; }, absl::Seconds(30),
+                          absl::Milliseconds(5)));
+      svc_.process->Signal(SIGKILL);
+      svc_.process->Wait(absl::Seconds(10));
+      (void)reader->Finish();
+    }
+    const int64_t second_stop = recorded();
+    ASSERT_GE(second_stop, first_stop + 2 * part);
+    Start();  // the same host: its predecessor's copies are known to have stopped
+    // 3. The last copy sends only what is not stored yet.
+    auto done = Copy(request);
+    ASSERT_TRUE(done.status.ok()) << done.status;
+    EXPECT_EQ(done.messages.back().resumed_bytes(), second_stop);
+    EXPECT_EQ(done.object().sha256(), core::Sha256Hex(data));
+    EXPECT_EQ(done.object().backend(), backend);
+    EXPECT_EQ(*Get(key + ".copy"), data);
+    auto left = pool->Exec("SELECT count(*) FROM storage.copy_uploads");
+    ASSERT_TRUE(left.ok());
+    EXPECT_EQ((*left)[0].Int(0), 0);
+  }
+}
+
+// A resumable copy's record that does not match what the source's bytes
+// hash to (altered, or of other bytes) never lands: the copy fails with
+// DATA_LOSS, nothing is catalogued, and the next copy starts afresh.
+TEST_F(StorageTest, AResumedCopyWhoseRecordIsWrongLandsNothing) {
+  if (!testing::TestS3Endpoint().ok()) GTEST_SKIP() << "no s3rver";
+  auto pool = Db();
+  ASSERT_NE(pool, nullptr);
+  const std::string key = "tampered-" + core::NewId();
+  const std::string data = RandomBytes(24 << 20, 62);
+  ASSERT_TRUE(Put(key, data, "", 1 << 20).ok());
+  const auto request = CopyRequest(key, key + ".copy", "s3", cloudflux::common::v1::STORAGE_TIER_HOT);
+  {
+    auto ctx = server::MakeClientContext(absl::Seconds(60));
+    auto reader = stub_->CopyObject(ctx.get(), request);
+    ASSERT_TRUE(WaitFor(
+        [&] {
+          auto rows = pool->Exec("SELECT 1 FROM storage.copy_uploads WHERE etags <> ''");
+          return rows.ok() && !rows->empty();
+        },
+        absl::Seconds(30), absl::Milliseconds(5)));
+    ctx->TryCancel();
+    (void)reader->Finish();
+  }
+  ASSERT_TRUE(WaitFor(
+      [&] {
+        auto rows = pool->Exec("SELECT 1 FROM storage.copy_uploads WHERE writer IS NULL");
+        return rows.ok() && !rows->empty();
+      },
+      absl::Seconds(20)));
+  // The hash of the first 5 MiB of other bytes, in place of the record's.
+  core::Sha256 other;
+  other.Update(RandomBytes(5 << 20, 63));
+  ASSERT_TRUE(pool->Exec("UPDATE storage.copy_uploads SET sha256_state = $1, etags = split_part(etags, E'\\n', 1)",
+                         {core::HexEncode(other.SaveState())})
+                  .ok());
+  auto tampered = Copy(request);
+  EXPECT_EQ(tampered.status.code(), absl::StatusCode::kDataLoss) << tampered.status;
+  EXPECT_EQ(Head(key + ".copy"), absl::StatusCode::kNotFound);
+  auto again = Copy(request);
+  ASSERT_TRUE(again.status.ok()) << again.status;
+  EXPECT_EQ(again.messages.back().resumed_bytes(), 0);
+  EXPECT_EQ(*Get(key + ".copy"), data);
+}
+
 TEST_F(StorageTest, LargeCopiesInsideOneBucketFallBackToStreamingWhenTheServerCannotCopyParts) {
   if (!testing::TestS3Endpoint().ok()) GTEST_SKIP() << "needs s3rver";
   backend_ = "s3parts";

@@ -153,6 +153,27 @@ TEST(Digest, HexAndSha256) {
   EXPECT_EQ(streaming.HexDigest(), Sha256Hex("abc"));
 }
 
+TEST(Digest, Sha256StateSavedAtABlockBoundaryContinuesElsewhere) {
+  std::string data;
+  for (int i = 0; i < 100000; ++i) data.push_back(static_cast<char>(i * 7919 % 251));
+  Sha256 first;
+  first.Update(data.substr(0, 100));
+  EXPECT_EQ(first.SaveState(), "");  // mid-block: no state to save
+  first.Update(data.substr(100, 64 * 1000 - 100));
+  EXPECT_EQ(first.bytes(), 64000u);
+  std::string state = first.SaveState();
+  ASSERT_EQ(state.size(), 40u);
+  Sha256 second;
+  EXPECT_FALSE(second.RestoreState("short"));
+  std::string torn = state;
+  torn[39] = 1;  // a bit count that is not a whole block
+  EXPECT_FALSE(second.RestoreState(torn));
+  ASSERT_TRUE(second.RestoreState(state));
+  EXPECT_EQ(second.bytes(), 64000u);
+  second.Update(data.substr(64000));
+  EXPECT_EQ(second.HexDigest(), Sha256Hex(data));
+}
+
 TEST(Clock, ManualClockMovesOnlyWhenTold) {
   ManualClock clock(absl::FromUnixSeconds(100));
   EXPECT_EQ(clock.Now(), absl::FromUnixSeconds(100));

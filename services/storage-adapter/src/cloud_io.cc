@@ -122,6 +122,14 @@ absl::StatusOr<std::vector<std::string>> ParallelParts::Finish() {
   return std::move(results_);
 }
 
+const std::vector<std::string>& ParallelParts::Collect() {
+  while (failed_.ok() && !in_flight_.empty() &&
+         in_flight_.front().wait_for(std::chrono::seconds(0)) == std::future_status::ready) {
+    (void)WaitOldest();
+  }
+  return results_;
+}
+
 void ParallelParts::Drain() {
   while (!in_flight_.empty()) {
     in_flight_.front().wait();

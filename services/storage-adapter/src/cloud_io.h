@@ -35,6 +35,9 @@ class PartCutter {
  public:
   using Submit = std::function<absl::Status(std::string part)>;
   PartCutter(int64_t threshold, int64_t part_size) : threshold_(threshold), part_size_(part_size) {}
+  // A new threshold, before the first Append (0: every full part is cut).
+  void set_threshold(int64_t threshold) { threshold_ = threshold; }
+  int64_t part_size() const { return part_size_; }
   // Appends `data`; once past the threshold hands every full part to
   // `submit`, in order, stopping at its first failure.
   absl::Status Append(std::string_view data, const Submit& submit);
@@ -66,6 +69,12 @@ class ParallelParts {
   absl::StatusOr<std::vector<std::string>> Finish();
   // Waits for every part, ignoring results (before an abort).
   void Drain();
+  // Results of parts stored before this uploader started (a resumed
+  // upload); before the first Submit.
+  void Preload(std::vector<std::string> results) { results_ = std::move(results); }
+  // The results of the parts finished so far, in order, up to the first
+  // part still in flight (without waiting for it).
+  const std::vector<std::string>& Collect();
   bool empty() const { return in_flight_.empty() && results_.empty(); }
 
  private:

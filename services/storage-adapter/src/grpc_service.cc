@@ -384,16 +384,18 @@ class CopyReactor final : public grpc::ServerWriteReactor<v1::CopyObjectProgress
   CopyReactor(StorageCore& core, server::BlockingExecutor& executor,
               const v1::CopyObjectRequest* request) {
     executor.Run([this, &core, request] {
-      auto copied = core.Copy(*request, [this](int64_t bytes, int64_t total, bool server_side) {
+      auto copied = core.Copy(*request, [this](const StorageCore::CopyState& state) {
         {
           std::lock_guard lock(mu_);
           if (cancelled_) return false;
-          server_side_ = server_side;
+          server_side_ = state.server_side;
+          resumed_ = state.resumed;
           if (writing_) return true;  // the next report replaces this one
           writing_ = true;
-          progress_.set_bytes_copied(bytes);
-          progress_.set_total_bytes(total);
-          progress_.set_server_side(server_side);
+          progress_.set_bytes_copied(state.copied);
+          progress_.set_total_bytes(state.total);
+          progress_.set_server_side(state.server_side);
+          progress_.set_resumed_bytes(state.resumed);
         }
         StartWrite(&progress_);
         return true;
@@ -407,6 +409,7 @@ class CopyReactor final : public grpc::ServerWriteReactor<v1::CopyObjectProgress
       progress_.set_bytes_copied(copied->size());
       progress_.set_total_bytes(copied->size());
       progress_.set_server_side(server_side_);
+      progress_.set_resumed_bytes(resumed_);
       *progress_.mutable_object() = std::move(*copied);
       writing_ = true;
       lock.unlock();
@@ -435,6 +438,7 @@ class CopyReactor final : public grpc::ServerWriteReactor<v1::CopyObjectProgress
   std::condition_variable idle_;
   v1::CopyObjectProgress progress_;
   bool writing_ = false, cancelled_ = false, server_side_ = false;
+  int64_t resumed_ = 0;
 };
 
 }  // namespace

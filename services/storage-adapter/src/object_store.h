@@ -16,11 +16,34 @@
 
 namespace cloudflux::storage {
 
+// What an upload in parts has stored, enough for another writer (another
+// process) to go on with it (ObjectStore::ResumeWrite): parts 1..n, every
+// one `part_size` bytes, with the ETags the store gave them. The stream
+// continues at byte n * part_size.
+struct UploadProgress {
+  std::string upload_id;
+  int64_t part_size = 0;
+  std::vector<std::string> etags;
+  int64_t bytes() const { return part_size * static_cast<int64_t>(etags.size()); }
+};
+
 // Streams one new object into the backend. Nothing is visible until Commit
 // succeeds; Abort (or destruction without Commit) removes what was written.
 class ObjectWriter {
  public:
   virtual ~ObjectWriter() = default;
+  // The whole stream's size, when known before the first Write. A writer
+  // that uploads in parts then cuts anything over one part into parts, so
+  // that the upload can be resumed.
+  virtual void ExpectSize(int64_t size) {}
+  // The size of the parts this writer stores, 0 when it cannot be resumed.
+  virtual int64_t PartSize() const { return 0; }
+  // The longest prefix of the stream the store holds as finished parts;
+  // nullopt while there is none or when the writer cannot be resumed.
+  virtual std::optional<UploadProgress> Progress() { return std::nullopt; }
+  // Stops, keeping what the store holds for ResumeWrite. Writers that
+  // cannot be resumed abort.
+  virtual void Suspend() { Abort(); }
   virtual absl::Status Write(std::string_view data) = 0;
   // `parts` in order, as one Write of their concatenation (a received chunk
   // in the pieces gRPC holds it in). Stores that can hand them to the
@@ -92,6 +115,15 @@ class ObjectStore {
   virtual absl::StatusOr<std::unique_ptr<ObjectReader>> OpenRead(const std::string& physical_key,
                                                                  int64_t offset,
                                                                  int64_t length) = 0;
+  // Goes on with an upload of which `progress` was stored: the first Write
+  // is the stream's byte progress.bytes(). NOT_FOUND when the store no
+  // longer holds the upload or those parts (start again);
+  // UNIMPLEMENTED for stores that cannot resume.
+  virtual absl::StatusOr<std::unique_ptr<ObjectWriter>> ResumeWrite(
+      const std::string& physical_key, cloudflux::common::v1::StorageTier tier,
+      const UploadProgress& progress) {
+    return absl::UnimplementedError(name() + " cannot resume uploads");
+  }
   // Deleting a missing object is OK.
   virtual absl::Status Delete(const std::string& physical_key) = 0;
   // Changes a stored object's storage class in place. UNIMPLEMENTED when the

@@ -1,6 +1,7 @@
 // The S3 REST API (and GCS's S3-compatible XML API) through libcurl with
 // AWS Signature V4.
 #include <cstring>
+#include <map>
 
 #include "absl/strings/match.h"
 #include "absl/strings/numbers.h"
@@ -47,8 +48,33 @@ class S3Writer final : public ObjectWriter {
   S3Writer(S3Store& store, std::string key, std::string storage_class, const S3Options& options)
       : store_(store), key_(std::move(key)), storage_class_(std::move(storage_class)),
         cutter_(options.multipart_threshold, options.part_size), parts_(options.parallel_parts) {}
+  // Goes on with the multipart upload `progress` (its parts checked).
+  S3Writer(S3Store& store, std::string key, std::string storage_class, const S3Options& options,
+           const UploadProgress& progress)
+      : S3Writer(store, std::move(key), std::move(storage_class), options) {
+    upload_id_ = progress.upload_id;
+    next_part_ = static_cast<int>(progress.etags.size()) + 1;
+    parts_.Preload(progress.etags);
+    cutter_ = PartCutter(0, progress.part_size);
+  }
   ~S3Writer() override {
     if (!committed_) Abort();
+  }
+  void ExpectSize(int64_t size) override {
+    // Anything over one part goes in parts, so that a copy can resume.
+    if (size > cutter_.part_size() && upload_id_.empty()) cutter_.set_threshold(cutter_.part_size());
+  }
+  int64_t PartSize() const override { return cutter_.part_size(); }
+  std::optional<UploadProgress> Progress() override {
+    if (upload_id_.empty()) return std::nullopt;
+    const std::vector<std::string>& done = parts_.Collect();
+    if (done.empty()) return std::nullopt;
+    return UploadProgress{upload_id_, cutter_.part_size(), done};
+  }
+  void Suspend() override {
+    if (aborted_ || committed_) return;
+    aborted_ = true;  // not aborted in the store: ResumeWrite goes on with it
+    parts_.Drain();
   }
   absl::Status Write(std::string_view data) override;
   absl::Status Commit() override;
@@ -81,6 +107,59 @@ class S3Store final : public ObjectStore {
                                                            common::StorageTier tier) override {
     return std::make_unique<S3Writer>(*this, physical_key, StorageClassFor(options_.provider, tier),
                                       options_);
+  }
+
+  // ListParts checks that the store still holds the upload's parts with
+  // their ETags. A server without ListParts (s3rver) is taken at its word:
+  // CompleteMultipartUpload refuses parts whose ETags differ.
+  absl::StatusOr<std::unique_ptr<ObjectWriter>> ResumeWrite(const std::string& physical_key,
+                                                            common::StorageTier tier,
+                                                            const UploadProgress& progress) override {
+    if (progress.upload_id.empty() || progress.part_size < (5 << 20)) {
+      return absl::InvalidArgumentError(options_.name + ": not a multipart upload of this store");
+    }
+    CF_ASSIGN_OR_RETURN(auto stored, ListParts(physical_key, progress.upload_id));
+    if (stored.has_value()) {
+      for (size_t i = 0; i < progress.etags.size(); ++i) {
+        auto it = stored->find(static_cast<int>(i + 1));
+        if (it == stored->end() || it->second.second != progress.part_size ||
+            Unquoted(it->second.first) != Unquoted(progress.etags[i])) {
+          return absl::NotFoundError(absl::StrCat(options_.name, ": part ", i + 1, " of upload ",
+                                                  progress.upload_id, " of ", physical_key,
+                                                  " is not stored as recorded"));
+        }
+      }
+    }
+    return std::make_unique<S3Writer>(*this, physical_key, StorageClassFor(options_.provider, tier),
+                                      options_, progress);
+  }
+
+  // The upload's parts (number -> ETag, size); nullopt when the server has
+  // no ListParts. NOT_FOUND when the upload is gone.
+  absl::StatusOr<std::optional<std::map<int, std::pair<std::string, int64_t>>>> ListParts(
+      const std::string& key, const std::string& upload_id) {
+    std::map<int, std::pair<std::string, int64_t>> parts;
+    std::string marker = "0";
+    while (true) {
+      CF_ASSIGN_OR_RETURN(HttpResponse r, Call("GET", key, {{"uploadId", upload_id}, {"part-number-marker", marker}}, {}, ""));
+      if (r.status == 405 || r.status == 501) return std::nullopt;
+      if (r.status != 200) return Error(r, absl::StrCat("list parts of upload ", upload_id, " of ", key));
+      for (const auto& part : XmlRecords(r.body, "Part", {"PartNumber", "ETag", "Size"})) {
+        int number = 0;
+        int64_t size = 0;
+        if (!absl::SimpleAtoi(part.at("PartNumber"), &number) || !absl::SimpleAtoi(part.at("Size"), &size)) continue;
+        parts[number] = {part.at("ETag"), size};
+      }
+      std::string next = XmlFirstText(r.body, "NextPartNumberMarker").value_or("");
+      if (XmlFirstText(r.body, "IsTruncated").value_or("false") != "true" || next.empty() || next == marker) break;
+      marker = next;
+    }
+    return parts;
+  }
+
+  static std::string_view Unquoted(std::string_view etag) {
+    if (etag.size() >= 2 && etag.front() == '"' && etag.back() == '"') return etag.substr(1, etag.size() - 2);
+    return etag;
   }
 
   absl::StatusOr<std::unique_ptr<ObjectReader>> OpenRead(const std::string& physical_key,
@@ -326,7 +405,7 @@ absl::Status S3Writer::SubmitPart(std::string part) {
 
 absl::Status S3Writer::Commit() {
   if (!failed_.ok()) return failed_;
-  if (!cutter_.cut()) {
+  if (!cutter_.cut() && upload_id_.empty()) {
     CF_ASSIGN_OR_RETURN(HttpResponse r, store_.Call("PUT", key_, {}, store_.StorageClassHeaders(storage_class_),
                                                     cutter_.TakeRest()));
     if (r.status != 200) return failed_ = store_.Error(r, "put " + key_);

@@ -3,11 +3,16 @@
 #include <google/protobuf/util/json_util.h>
 #include <google/protobuf/util/time_util.h>
 
+#include <unistd.h>
+
 #include <regex>
 #include <set>
 
+#include "absl/strings/escaping.h"
 #include "absl/strings/match.h"
 #include "absl/strings/str_cat.h"
+#include "absl/strings/str_join.h"
+#include "absl/strings/str_split.h"
 #include "cloudflux/core/log.h"
 #include "cloudflux/core/status.h"
 #include "cloudflux/core/uuid.h"
@@ -112,6 +117,41 @@ absl::StatusOr<std::string> StorageCore::ReservePhysicalKey(const std::string& b
                                {backend, physical, instance_id_})
                          .status());
   return physical;
+}
+
+void StorageCore::GiveUpBytes(const std::string& backend, const std::string& physical_key) {
+  absl::Status marked = pool_
+                            .Exec("UPDATE storage.pending_bytes SET instance_id = NULL, created_at = "
+                                  "'-infinity' WHERE backend = $1 AND physical_key = $2",
+                                  {backend, physical_key})
+                            .status();
+  if (!marked.ok()) {
+    core::LogWarn("bytes to remove not recorded; the orphan sweep finds them when this instance stops",
+                  {{"backend", backend}, {"physical_key", physical_key}, {"error", std::string(marked.message())}});
+  }
+}
+
+absl::Status StorageCore::Heartbeat() {
+  char host[256] = {};
+  if (gethostname(host, sizeof(host) - 1) != 0) host[0] = '\0';
+  return pool_
+      .Exec("UPDATE storage.instances SET heartbeat_at = now(), host = $2 WHERE instance_id = $1",
+            {instance_id_, std::string(host)})
+      .status();
+}
+
+void StorageCore::ExportMetrics(prometheus::Registry& registry) {
+  copy_sent_bytes_ = &prometheus::BuildCounter()
+                          .Name("cloudflux_storage_copy_sent_bytes_total")
+                          .Help("Bytes streamed by copies between backends to their targets.")
+                          .Register(registry)
+                          .Add({});
+  copy_resumed_bytes_ = &prometheus::BuildCounter()
+                             .Name("cloudflux_storage_copy_resumed_bytes_total")
+                             .Help("Bytes an interrupted copy had stored at its target that the "
+                                   "copy resuming it did not send again.")
+                             .Register(registry)
+                             .Add({});
 }
 
 void StorageCore::RemoveBytes(const std::string& backend, const std::string& physical_key) {
@@ -445,60 +485,249 @@ absl::StatusOr<StorageCore::StoredCopy> StorageCore::CopyBytes(const v1::ObjectI
                                                                StorageTier tier,
                                                                const CopyProgress& progress) {
   const int64_t total = source.size();
-  auto report = [&](int64_t copied, bool server_side) {
-    return progress == nullptr || progress(copied, total, server_side);
-  };
-  CF_ASSIGN_OR_RETURN(std::string physical, ReservePhysicalKey(to.name()));
   if (&from == &to) {
-    if (!report(0, true)) {
+    CF_ASSIGN_OR_RETURN(std::string physical, ReservePhysicalKey(to.name()));
+    if (progress != nullptr && !progress({.copied = 0, .total = total, .server_side = true})) {
       RemoveBytes(to.name(), physical);
       return absl::CancelledError("copy cancelled");
     }
     absl::Status copied = to.CopyWithin(source.physical_key(), physical, tier, total);
     if (copied.ok()) return StoredCopy{physical, source.sha256(), total, true};
-    if (!absl::IsUnimplemented(copied)) {
-      RemoveBytes(to.name(), physical);
-      return copied;
+    RemoveBytes(to.name(), physical);
+    if (!absl::IsUnimplemented(copied)) return copied;
+  }
+  CF_ASSIGN_OR_RETURN(std::optional<ResumePoint> resume, ClaimResumable(source, to, tier));
+  return StreamCopy(source, from, to, tier, progress, std::move(resume));
+}
+
+absl::StatusOr<StorageCore::StoredCopy> StorageCore::StreamCopy(const v1::ObjectInfo& source,
+                                                                ObjectStore& from, ObjectStore& to,
+                                                                StorageTier tier,
+                                                                const CopyProgress& progress,
+                                                                std::optional<ResumePoint> resume) {
+  const int64_t total = source.size();
+  std::string physical;
+  std::unique_ptr<ObjectWriter> writer;
+  auto hash = std::make_unique<core::Sha256>();
+  int64_t resumed = 0;
+  if (resume.has_value()) {
+    auto resumed_writer = to.ResumeWrite(resume->physical_key, tier, resume->progress);
+    bool consistent = resume->progress.bytes() < total ||
+                      (resume->progress.bytes() == total && total > 0);
+    if (resumed_writer.ok() && consistent && hash->RestoreState(resume->hash_state) &&
+        static_cast<int64_t>(hash->bytes()) == resume->progress.bytes()) {
+      physical = resume->physical_key;
+      writer = std::move(*resumed_writer);
+      resumed = resume->progress.bytes();
+      core::LogInfo("resuming a copy from the parts already stored",
+                    {{"object", Subject(source.namespace_(), source.key())},
+                     {"backend", to.name()},
+                     {"resumed_bytes", std::to_string(resumed)},
+                     {"total_bytes", std::to_string(total)}});
+    } else {
+      core::LogWarn("an interrupted copy cannot be resumed; copying from the start",
+                    {{"object", Subject(source.namespace_(), source.key())},
+                     {"backend", to.name()},
+                     {"error", resumed_writer.ok() ? "inconsistent record"
+                                                   : std::string(resumed_writer.status().message())}});
+      EndResumable(source, to, tier, /*keep=*/false);
+      GiveUpBytes(to.name(), resume->physical_key);
+      hash = std::make_unique<core::Sha256>();
     }
   }
-  // Streamed: one chunk in memory at a time, hashed on the way.
-  absl::Status failed;
-  std::unique_ptr<ObjectWriter> writer;
-  core::Sha256 hash;
-  int64_t copied = 0;
+  if (writer == nullptr) {
+    CF_ASSIGN_OR_RETURN(physical, ReservePhysicalKey(to.name()));
+    auto started = to.StartWrite(physical, tier);
+    if (!started.ok()) {
+      RemoveBytes(to.name(), physical);
+      return started.status();
+    }
+    writer = std::move(*started);
+    writer->ExpectSize(total);
+  }
+  // Parts already recorded, and the hash's state at each part boundary the
+  // stream has passed that is not recorded yet.
+  const int64_t part_size = writer->PartSize();
+  size_t recorded = resume.has_value() && resumed > 0 ? resume->progress.etags.size() : 0;
+  std::map<int64_t, std::string> boundary_states;
+  int64_t copied = resumed;
+  auto report = [&] {
+    return progress == nullptr ||
+           progress({.copied = copied, .total = total, .resumed = resumed, .server_side = false});
+  };
+  // Records what the store holds now, if that is more than was recorded.
+  auto record = [&]() -> absl::Status {
+    std::optional<UploadProgress> held = writer->Progress();
+    if (!held.has_value() || held->etags.size() <= recorded) return absl::OkStatus();
+    auto state = boundary_states.find(held->bytes());
+    if (state == boundary_states.end()) return absl::OkStatus();
+    CF_RETURN_IF_ERROR(RecordResumable(source, to, tier, physical, *held, state->second));
+    recorded = held->etags.size();
+    boundary_states.erase(boundary_states.begin(), std::next(state));
+    return absl::OkStatus();
+  };
   auto stream = [&]() -> absl::Status {
-    CF_ASSIGN_OR_RETURN(auto reader, from.OpenRead(source.physical_key(), 0, 0));
-    CF_ASSIGN_OR_RETURN(writer, to.StartWrite(physical, tier));
-    int64_t reported = 0;
-    if (!report(0, false)) return absl::CancelledError("copy cancelled");
-    while (true) {
-      CF_ASSIGN_OR_RETURN(Chunk chunk, reader->ReadChunk(kCopyChunkBytes));
-      if (chunk.size == 0) break;
-      std::string_view bytes(chunk.data, chunk.size);  // the reader's own buffer, not a copy
-      hash.Update(bytes);
-      copied += static_cast<int64_t>(bytes.size());
-      CF_RETURN_IF_ERROR(writer->Write(bytes));
-      if (copied - reported >= kCopyProgressEvery) {
-        reported = copied;
-        if (!report(copied, false)) return absl::CancelledError("copy cancelled");
+    if (!report()) return absl::CancelledError("copy cancelled");
+    if (copied < total) {
+      CF_ASSIGN_OR_RETURN(auto reader, from.OpenRead(source.physical_key(), copied, 0));
+      int64_t reported = copied;
+      while (true) {
+        size_t want = kCopyChunkBytes;
+        if (part_size > 0) {  // stop at part boundaries, to save the hash there
+          want = std::min<int64_t>(want, part_size - copied % part_size);
+        }
+        CF_ASSIGN_OR_RETURN(Chunk chunk, reader->ReadChunk(want));
+        if (chunk.size == 0) break;
+        std::string_view bytes(chunk.data, chunk.size);  // the reader's own buffer, not a copy
+        hash->Update(bytes);
+        copied += static_cast<int64_t>(bytes.size());
+        CF_RETURN_IF_ERROR(writer->Write(bytes));
+        if (copy_sent_bytes_ != nullptr) copy_sent_bytes_->Increment(static_cast<double>(bytes.size()));
+        if (part_size > 0 && copied % part_size == 0 && copied < total) {
+          boundary_states[copied] = hash->SaveState();
+        }
+        if (part_size > 0) CF_RETURN_IF_ERROR(record());
+        if (copied - reported >= kCopyProgressEvery) {
+          reported = copied;
+          if (!report()) return absl::CancelledError("copy cancelled");
+        }
       }
     }
-    std::string sha = hash.HexDigest();
+    std::string sha = hash->HexDigest();
     if (copied != total || sha != source.sha256()) {
       return absl::DataLossError(absl::StrCat("source bytes do not match the catalog (", copied,
                                               " bytes, SHA-256 ", sha, "; expected ", total,
                                               " bytes, ", source.sha256(), "); nothing was copied"));
     }
-    CF_RETURN_IF_ERROR(writer->Commit());
-    return absl::OkStatus();
+    return writer->Commit();
   };
-  failed = stream();
+  absl::Status failed = stream();
   if (!failed.ok()) {
-    if (writer != nullptr) writer->Abort();
-    RemoveBytes(to.name(), physical);
+    // Stopped from outside (the client gone, the target unavailable) with
+    // parts recorded: kept for the next copy. Anything else starts over.
+    bool keep = recorded > 0 && (absl::IsCancelled(failed) || absl::IsUnavailable(failed) ||
+                                 absl::IsDeadlineExceeded(failed));
+    if (keep) {
+      writer->Suspend();
+      EndResumable(source, to, tier, /*keep=*/true);
+      core::LogInfo("copy stopped; the parts stored are kept for the next copy",
+                    {{"object", Subject(source.namespace_(), source.key())},
+                     {"backend", to.name()},
+                     {"stored_bytes", std::to_string(static_cast<int64_t>(recorded) * part_size)},
+                     {"error", std::string(failed.message())}});
+    } else {
+      writer->Abort();
+      if (recorded > 0) EndResumable(source, to, tier, /*keep=*/false);
+      RemoveBytes(to.name(), physical);
+    }
     return failed;
   }
-  return StoredCopy{physical, source.sha256(), total, false};
+  if (recorded > 0) EndResumable(source, to, tier, /*keep=*/false);
+  if (copy_resumed_bytes_ != nullptr && resumed > 0) copy_resumed_bytes_->Increment(static_cast<double>(resumed));
+  StoredCopy out{physical, source.sha256(), total, false};
+  out.resumed = resumed;
+  return out;
+}
+
+absl::StatusOr<std::optional<StorageCore::ResumePoint>> StorageCore::ClaimResumable(
+    const v1::ObjectInfo& source, ObjectStore& to, StorageTier tier) {
+  std::optional<ResumePoint> point;
+  std::string busy;
+  const std::vector<db::Param> key = {source.backend(), source.physical_key(), to.name(),
+                                      std::to_string(static_cast<int>(tier)), instance_id_};
+  CF_RETURN_IF_ERROR(pool_.InTransaction([&](db::Transaction& tx) -> absl::Status {
+    point.reset();
+    busy.clear();
+    // The recorded copy, and whether its writer still runs: a live instance
+    // (heartbeat within the orphan grace) that is not an earlier process on
+    // this instance's host.
+    CF_ASSIGN_OR_RETURN(
+        db::Result rows,
+        tx.Exec("SELECT u.target_physical_key, u.upload_id, u.part_size, u.etags, u.sha256_state, "
+                "u.writer IS NOT NULL AND EXISTS (SELECT 1 FROM storage.instances w, "
+                "storage.instances me WHERE w.instance_id = u.writer AND me.instance_id = $5 AND "
+                "w.heartbeat_at > now() - make_interval(secs => $6) AND NOT (w.host = me.host AND "
+                "w.host <> '' AND w.started_at < me.started_at)), coalesce(u.writer::text, '') "
+                "FROM storage.copy_uploads u WHERE u.source_backend = $1 AND "
+                "u.source_physical_key = $2 AND u.target_backend = $3 AND u.tier = $4 FOR UPDATE",
+                {key[0], key[1], key[2], key[3], key[4], std::to_string(absl::ToDoubleSeconds(orphan_grace_))}));
+    if (rows.empty()) return absl::OkStatus();
+    if (rows[0].Bool(5) && rows[0].Text(6) != instance_id_) {
+      busy = rows[0].Text(6);
+      return absl::OkStatus();
+    }
+    std::string physical = rows[0].Text(0);
+    CF_ASSIGN_OR_RETURN(db::Result claimed,
+                        tx.Exec("UPDATE storage.pending_bytes SET instance_id = $3 WHERE backend = $1 "
+                                "AND physical_key = $2 AND instance_id IS NOT NULL RETURNING 1",
+                                {to.name(), physical, instance_id_}));
+    if (claimed.empty()) {  // its bytes were given up meanwhile
+      return tx.Exec("DELETE FROM storage.copy_uploads WHERE source_backend = $1 AND "
+                     "source_physical_key = $2 AND target_backend = $3 AND tier = $4",
+                     {key[0], key[1], key[2], key[3]})
+          .status();
+    }
+    CF_RETURN_IF_ERROR(tx.Exec("UPDATE storage.copy_uploads SET writer = $5, updated_at = now() WHERE "
+                               "source_backend = $1 AND source_physical_key = $2 AND target_backend = "
+                               "$3 AND tier = $4",
+                               key)
+                           .status());
+    ResumePoint p;
+    p.physical_key = physical;
+    p.progress.upload_id = rows[0].Text(1);
+    p.progress.part_size = rows[0].Int(2);
+    p.progress.etags = absl::StrSplit(rows[0].Text(3), '\n', absl::SkipEmpty());
+    p.hash_state = absl::HexStringToBytes(rows[0].Text(4));
+    point = std::move(p);
+    return absl::OkStatus();
+  }));
+  if (!busy.empty()) {
+    return absl::UnavailableError(absl::StrCat("a copy of ", Subject(source.namespace_(), source.key()),
+                                               " to backend ", to.name(),
+                                               " is running in storage instance ", busy,
+                                               "; retry when it has ended"));
+  }
+  return point;
+}
+
+absl::Status StorageCore::RecordResumable(const v1::ObjectInfo& source, ObjectStore& to,
+                                          StorageTier tier, const std::string& physical_key,
+                                          const UploadProgress& progress,
+                                          const std::string& hash_state) {
+  return pool_
+      .Exec("INSERT INTO storage.copy_uploads (source_backend, source_physical_key, target_backend, "
+            "tier, target_physical_key, upload_id, part_size, etags, sha256_state, writer) VALUES "
+            "($1, $2, $3, $4, $5, $6, $7, $8, $9, $10) ON CONFLICT (source_backend, "
+            "source_physical_key, target_backend, tier) DO UPDATE SET target_physical_key = "
+            "EXCLUDED.target_physical_key, upload_id = EXCLUDED.upload_id, part_size = "
+            "EXCLUDED.part_size, etags = EXCLUDED.etags, sha256_state = EXCLUDED.sha256_state, "
+            "writer = EXCLUDED.writer, updated_at = now()",
+            {source.backend(), source.physical_key(), to.name(), std::to_string(static_cast<int>(tier)),
+             physical_key, progress.upload_id, std::to_string(progress.part_size),
+             absl::StrJoin(progress.etags, "\n"), core::HexEncode(hash_state), instance_id_})
+      .status();
+}
+
+void StorageCore::EndResumable(const v1::ObjectInfo& source, ObjectStore& to, StorageTier tier,
+                               bool keep) {
+  const std::vector<db::Param> key = {source.backend(), source.physical_key(), to.name(),
+                                      std::to_string(static_cast<int>(tier)), instance_id_};
+  absl::Status ended =
+      pool_
+          .Exec(keep ? "UPDATE storage.copy_uploads SET writer = NULL, updated_at = now() WHERE "
+                       "source_backend = $1 AND source_physical_key = $2 AND target_backend = $3 "
+                       "AND tier = $4 AND writer = $5"
+                     : "DELETE FROM storage.copy_uploads WHERE source_backend = $1 AND "
+                       "source_physical_key = $2 AND target_backend = $3 AND tier = $4 AND "
+                       "(writer = $5 OR writer IS NULL)",
+                key)
+          .status();
+  if (!ended.ok()) {
+    // A row left behind is harmless: a later copy finds its bytes gone (or
+    // its writer), and the sweeper ends it after --copy_resume_ttl.
+    core::LogWarn("the record of a resumable copy was not updated",
+                  {{"object", Subject(source.namespace_(), source.key())}, {"error", std::string(ended.message())}});
+  }
 }
 
 absl::StatusOr<v1::ObjectInfo> StorageCore::Relocate(const v1::ObjectInfo& source, ObjectStore& to,
@@ -691,21 +920,29 @@ absl::StatusOr<v1::RestoreObjectResponse> StorageCore::Restore(const v1::Restore
   return out;
 }
 
-absl::StatusOr<int> StorageCore::SweepOrphans(absl::Duration grace) {
-  CF_RETURN_IF_ERROR(pool_
-                         .Exec("UPDATE storage.instances SET heartbeat_at = now() WHERE "
-                               "instance_id = $1",
-                               {instance_id_})
-                         .status());
-  // Writes of dead instances become removals; removals left behind (their
-  // remover failed or died) are retried.
+absl::StatusOr<int> StorageCore::SweepOrphans(absl::Duration grace, absl::Duration resume_ttl) {
+  CF_RETURN_IF_ERROR(Heartbeat());
+  // Copies nobody has gone on with for resume_ttl are given up.
+  CF_RETURN_IF_ERROR(
+      pool_
+          .Exec("WITH old AS (DELETE FROM storage.copy_uploads WHERE updated_at < now() - "
+                "make_interval(secs => $1) RETURNING target_backend, target_physical_key) "
+                "UPDATE storage.pending_bytes p SET instance_id = NULL, created_at = '-infinity' "
+                "FROM old WHERE p.backend = old.target_backend AND p.physical_key = "
+                "old.target_physical_key",
+                {std::to_string(absl::ToDoubleSeconds(resume_ttl))})
+          .status());
+  // Writes of dead instances become removals, except stopped copies that a
+  // later copy may go on with; removals left behind (their remover failed
+  // or died) are retried.
   CF_ASSIGN_OR_RETURN(
       db::Result rows,
       pool_.Exec("WITH dead AS (UPDATE storage.pending_bytes p SET instance_id = NULL, created_at "
                  "= '-infinity' WHERE p.instance_id IS NOT NULL AND p.instance_id <> $1 AND NOT "
                  "EXISTS (SELECT 1 FROM storage.instances i WHERE i.instance_id = p.instance_id "
-                 "AND i.heartbeat_at > now() - make_interval(secs => $2)) RETURNING backend, "
-                 "physical_key) "
+                 "AND i.heartbeat_at > now() - make_interval(secs => $2)) AND NOT EXISTS (SELECT "
+                 "1 FROM storage.copy_uploads c WHERE c.target_backend = p.backend AND "
+                 "c.target_physical_key = p.physical_key) RETURNING backend, physical_key) "
                  "SELECT backend, physical_key FROM dead UNION SELECT backend, physical_key FROM "
                  "storage.pending_bytes WHERE instance_id IS NULL AND created_at < now() - "
                  "interval '1 minute' LIMIT 1000",

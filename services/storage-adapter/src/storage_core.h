@@ -7,9 +7,12 @@
 #include <functional>
 #include <map>
 #include <memory>
+#include <optional>
 #include <string>
 
 #include "absl/status/statusor.h"
+#include "prometheus/counter.h"
+#include "prometheus/registry.h"
 #include "cloudflux/core/clock.h"
 #include "cloudflux/core/names.h"
 #include "cloudflux/core/digest.h"
@@ -72,8 +75,16 @@ class StorageCore {
     bool finished_ = false;
   };
 
-  // Called while a streamed copy moves bytes; returning false cancels it.
-  using CopyProgress = std::function<bool(int64_t copied, int64_t total, bool server_side)>;
+  // Where a copy stands: bytes at the target of `total`, of which
+  // `resumed` were already there from an interrupted copy (not sent again).
+  struct CopyState {
+    int64_t copied = 0;
+    int64_t total = 0;
+    int64_t resumed = 0;
+    bool server_side = false;
+  };
+  // Called while a copy moves bytes; returning false cancels it.
+  using CopyProgress = std::function<bool(const CopyState&)>;
 
   absl::StatusOr<std::unique_ptr<Upload>> BeginPut(
       const cloudflux::storage::v1::PutObjectHeader& header);
@@ -90,7 +101,12 @@ class StorageCore {
   absl::Status Delete(const std::string& ns, const std::string& key);
   absl::StatusOr<cloudflux::storage::v1::ListObjectsResponse> List(
       const cloudflux::storage::v1::ListObjectsRequest& request);
-  // Copies or relocates an object (see CopyObject in storage.proto).
+  // Copies or relocates an object (see CopyObject in storage.proto). A
+  // streamed copy into a store that uploads in parts records every part
+  // stored; interrupted (this process killed, the client gone, the target
+  // unavailable), the next copy of the same bytes to the same backend and
+  // tier goes on from those parts (CopyState::resumed: the bytes not sent
+  // again).
   absl::StatusOr<cloudflux::storage::v1::ObjectInfo> Copy(
       const cloudflux::storage::v1::CopyObjectRequest& request, const CopyProgress& progress);
   absl::StatusOr<cloudflux::storage::v1::ObjectInfo> SetTier(
@@ -106,7 +122,18 @@ class StorageCore {
   // and writes of processes that stopped heartbeating for `grace` (crashed
   // between storing bytes and cataloguing them). Also records this
   // instance's heartbeat. Returns how many objects it removed.
-  absl::StatusOr<int> SweepOrphans(absl::Duration grace);
+  // Copies stopped for longer than `resume_ttl` are abandoned: their
+  // stored parts are removed.
+  absl::StatusOr<int> SweepOrphans(absl::Duration grace,
+                                   absl::Duration resume_ttl = absl::Hours(24));
+  // Records this instance's heartbeat and host (at start and by the sweeper).
+  absl::Status Heartbeat();
+  // How long an instance may go without a heartbeat before it is taken for
+  // dead (SweepOrphans' grace): a copy it was running may then be resumed.
+  void SetOrphanGrace(absl::Duration grace) { orphan_grace_ = grace; }
+  // Counters of streamed copies: bytes sent to targets, bytes found there
+  // from interrupted copies and not sent again.
+  void ExportMetrics(prometheus::Registry& registry);
 
   const events::Outbox& outbox() const { return outbox_; }
   const core::Clock& clock() const { return clock_; }
@@ -118,7 +145,29 @@ class StorageCore {
     std::string sha256;
     int64_t size = 0;
     bool server_side = false;
+    int64_t resumed = 0;  // bytes found at the target from an interrupted copy
   };
+  // Where a streamed copy can go on (storage.copy_uploads).
+  struct ResumePoint {
+    std::string physical_key;
+    UploadProgress progress;
+    std::string hash_state;
+  };
+  // Takes over the recorded copy of `source` to `to`/`tier`, if one can be
+  // resumed: its pending bytes become this instance's. UNAVAILABLE while
+  // another live instance is running it.
+  absl::StatusOr<std::optional<ResumePoint>> ClaimResumable(
+      const cloudflux::storage::v1::ObjectInfo& source, ObjectStore& to,
+      cloudflux::common::v1::StorageTier tier);
+  // Records the stored prefix of a streamed copy (this instance writing).
+  absl::Status RecordResumable(const cloudflux::storage::v1::ObjectInfo& source, ObjectStore& to,
+                               cloudflux::common::v1::StorageTier tier,
+                               const std::string& physical_key, const UploadProgress& progress,
+                               const std::string& hash_state);
+  // Forgets a recorded copy (done, failed, or not resumable), or marks it
+  // stopped (`keep`: nobody writing) so that the next copy goes on with it.
+  void EndResumable(const cloudflux::storage::v1::ObjectInfo& source, ObjectStore& to,
+                    cloudflux::common::v1::StorageTier tier, bool keep);
   // The catalog row for new bytes: inserts or overwrites (namespace, key),
   // releases the pending write, emits ObjectCreated, then retires the
   // replaced version's bytes. On failure removes the new bytes.
@@ -127,6 +176,9 @@ class StorageCore {
       const StoredCopy& bytes);
   // A fresh physical key, recorded as a pending write of this instance.
   absl::StatusOr<std::string> ReservePhysicalKey(const std::string& backend);
+  // Hands bytes (and a store's incomplete upload to them) to the orphan
+  // sweep for removal.
+  void GiveUpBytes(const std::string& backend, const std::string& physical_key);
   // Removes bytes and their pending row (best effort; the sweeper retries).
   void RemoveBytes(const std::string& backend, const std::string& physical_key);
   // RemoveBytes after the call has answered, for bytes no catalog row points
@@ -140,6 +192,13 @@ class StorageCore {
                                        ObjectStore& from, ObjectStore& to,
                                        cloudflux::common::v1::StorageTier tier,
                                        const CopyProgress& progress);
+  // The streamed copy of CopyBytes, into a fresh physical key or going on
+  // from `resume`.
+  absl::StatusOr<StoredCopy> StreamCopy(const cloudflux::storage::v1::ObjectInfo& source,
+                                        ObjectStore& from, ObjectStore& to,
+                                        cloudflux::common::v1::StorageTier tier,
+                                        const CopyProgress& progress,
+                                        std::optional<ResumePoint> resume);
   // Points (namespace, key) at new bytes, keeping its version, if it still
   // is `source`; ObjectRelocated. ABORTED if it changed meanwhile.
   absl::StatusOr<cloudflux::storage::v1::ObjectInfo> Relocate(
@@ -165,6 +224,9 @@ class StorageCore {
   std::string instance_id_;
   const core::Clock& clock_;
   events::Outbox outbox_{"storage"};
+  absl::Duration orphan_grace_ = absl::Minutes(5);
+  prometheus::Counter* copy_sent_bytes_ = nullptr;
+  prometheus::Counter* copy_resumed_bytes_ = nullptr;
   // Last, so destroyed first: finishes queued removals while the backends
   // and the pool are still there.
   server::BlockingExecutor retired_{1};

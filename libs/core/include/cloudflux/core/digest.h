@@ -2,6 +2,7 @@
 // Hex encoding, SHA-256 and HMAC-SHA256 (OpenSSL), used for stored secret
 // digests, migration checksums and cloud request signatures.
 
+#include <cstdint>
 #include <string>
 #include <string_view>
 
@@ -22,9 +23,19 @@ class Sha256 {
   void Update(std::string_view data);
   // Lowercase hex of everything updated so far; ends the stream.
   std::string HexDigest();
+  // The running state after a multiple of 64 bytes (a block boundary), as
+  // 40 portable bytes (the eight chaining words and the bit count), so that
+  // a stream interrupted there can be continued by another process; ""
+  // elsewhere.
+  std::string SaveState() const;
+  // Continues from a SaveState; false (and nothing changed) if `state` is
+  // not one.
+  bool RestoreState(std::string_view state);
+  // Bytes updated so far.
+  uint64_t bytes() const;
 
  private:
-  void* ctx_;  // EVP_MD_CTX
+  void* ctx_;  // SHA256_CTX
 };
 
 }  // namespace cloudflux::core

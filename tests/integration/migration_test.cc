@@ -8,7 +8,11 @@
 
 #include <google/protobuf/util/time_util.h>
 
+#include <fstream>
+
 #include "absl/strings/match.h"
+#include "cloudflux/core/digest.h"
+#include "cloudflux/db/db.h"
 #include "cloudflux/core/uuid.h"
 #include "cloudflux/events/kafka.h"
 #include "cloudflux/events/outbox.h"
@@ -34,13 +38,30 @@ class MigrationTest : public ::testing::Test {
     auto db = testing::ScratchDatabase::Create();
     ASSERT_TRUE(db.ok()) << db.status();
     db_ = std::move(*db);
-    storage_ = StartService("storage-adapter", db_->url(),
-                            {{"CLOUDFLUX_DATA_DIR", ::testing::TempDir() + "/migration-" + core::NewId()},
-                             {"CLOUDFLUX_READ_EVENT_INTERVAL", "100ms"}});
-    ASSERT_TRUE(WaitForHealth(storage_, HealthCheckResponse::SERVING)) << storage_.process->Output();
+    data_dir_ = ::testing::TempDir() + "/migration-" + core::NewId();
+    StartStorage();
     StartMigration();
-    storage_stub_ = sv1::StorageService::NewStub(server::MakeChannel(storage_.target()));
     ns_ = "mig-" + core::NewId().substr(24);
+  }
+
+  // A restart keeps the address and the local backend's files. With
+  // `with_s3`, a backend "s3" on s3rver takes 5 MiB parts, two at a time.
+  void StartStorage(bool with_s3 = false) {
+    int port = storage_.port != 0 ? storage_.port : testing::PickFreePort();
+    std::map<std::string, std::string> env = {{"CLOUDFLUX_LISTEN_ADDRESS", absl::StrCat("127.0.0.1:", port)},
+                                              {"CLOUDFLUX_DATA_DIR", data_dir_},
+                                              {"CLOUDFLUX_READ_EVENT_INTERVAL", "100ms"}};
+    if (with_s3) {
+      std::string file = data_dir_ + "-backends.json";
+      std::ofstream(file) << R"({"backends": [{"name": "s3", "kind": "s3", "endpoint": ")"
+                          << *testing::TestS3Endpoint()
+                          << R"(", "bucket": "cloudflux-test", "accessKeyId": "S3RVER", "secretAccessKey": "S3RVER",
+                                 "partSize": 5242880, "multipartThreshold": 5242880, "parallelParts": 2}]})";
+      env["CLOUDFLUX_BACKENDS_FILE"] = file;
+    }
+    storage_ = StartService("storage-adapter", db_->url(), env);
+    ASSERT_TRUE(WaitForHealth(storage_, HealthCheckResponse::SERVING)) << storage_.process->Output();
+    storage_stub_ = sv1::StorageService::NewStub(server::MakeChannel(storage_.target()));
   }
 
   // A restart keeps the address.
@@ -133,6 +154,7 @@ class MigrationTest : public ::testing::Test {
     return out;
   }
 
+  std::string data_dir_;
   std::unique_ptr<testing::ScratchDatabase> db_;
   Service storage_, migration_;
   std::unique_ptr<sv1::StorageService::Stub> storage_stub_;
@@ -329,6 +351,59 @@ TEST_F(MigrationTest, AKilledWorkersObjectsAreTakenOverAndEachMovesOnce) {
     EXPECT_EQ(head->version(), 1);
     EXPECT_EQ(head->sha256(), o.sha256());
   }
+}
+
+// The storage adapter killed while it streams a multi-part object to
+// another backend: the job goes on once it is back, the interrupted copy
+// resumes from the parts the target holds (the report counts them), and
+// every object lands once, whole.
+TEST_F(MigrationTest, AStorageAdapterKilledMidCopyResumesItAtThePart) {
+  if (!testing::TestS3Endpoint().ok()) GTEST_SKIP() << "no s3rver";
+  storage_.process->Signal(SIGTERM);
+  storage_.process->Wait(absl::Seconds(20));
+  StartStorage(/*with_s3=*/true);
+  std::map<std::string, std::string> data;
+  for (int i = 0; i < 3; ++i) {
+    std::string bytes(30 << 20, static_cast<char>('a' + i));
+    for (size_t at = 0; at < bytes.size(); at += 4096) bytes[at] = static_cast<char>(at / 4096 * 31 + i);
+    data[absl::StrCat("big/", i)] = bytes;
+  }
+  for (int i = 0; i < 5; ++i) data[absl::StrCat("big/small-", i)] = std::string(1000 + i, 's');
+  for (const auto& [key, bytes] : data) ASSERT_TRUE(Put(key, bytes));
+  auto pool = db::Pool::Create({.url = db_->url(), .max_connections = 1});
+  ASSERT_TRUE(pool.ok());
+  auto recorded = [&]() -> int64_t {
+    auto rows = (*pool)->Exec("SELECT coalesce(max(part_size * cardinality(string_to_array(etags, E'\\n'))), 0) "
+                              "FROM storage.copy_uploads");
+    return rows.ok() ? (*rows)[0].Int(0) : 0;
+  };
+  mv1::CreateMigrationRequest create;
+  *create.mutable_selection() = Prefix("big/");
+  create.mutable_target()->set_backend("s3");
+  create.set_parallelism(1);
+  auto job = Create(create);
+  ASSERT_TRUE(job.ok()) << job.status();
+  ASSERT_TRUE(WaitFor([&] { return recorded() >= 10 << 20; }, absl::Seconds(60), absl::Milliseconds(5)));
+  storage_.process->Signal(SIGKILL);
+  storage_.process->Wait(absl::Seconds(10));
+  const int64_t stored_at_kill = recorded();
+  StartStorage(/*with_s3=*/true);
+  mv1::Migration done = WaitEnded(job->id(), absl::Seconds(120));
+  EXPECT_EQ(done.state(), mv1::MIGRATION_STATE_COMPLETED) << done.DebugString();
+  int64_t resumed = 0;
+  auto report = Report(job->id());
+  ASSERT_EQ(report.size(), data.size());
+  for (const auto& o : report) {
+    EXPECT_EQ(o.outcome(), mv1::OBJECT_OUTCOME_MOVED) << o.DebugString();
+    resumed += o.bytes_resumed();
+    auto head = Head(o.key());
+    ASSERT_TRUE(head.ok());
+    EXPECT_EQ(head->backend(), "s3");
+    EXPECT_EQ(head->version(), 1);
+    EXPECT_EQ(head->sha256(), core::Sha256Hex(data[o.key()]));
+  }
+  EXPECT_EQ(resumed, stored_at_kill) << "the interrupted copy went on from the parts stored";
+  EXPECT_GE(resumed, 10 << 20);
 }
 
 TEST_F(MigrationTest, BadRequestsAreRefusedAndMoveNothing) {

@@ -90,9 +90,12 @@ inline bool PutThroughStorage(cloudflux::storage::v1::StorageService::Stub& stub
   h.mutable_header()->set_key(key);
   h.mutable_header()->set_size(static_cast<int64_t>(bytes.size()));
   w->Write(h);
-  cloudflux::storage::v1::PutObjectRequest c;
-  c.set_chunk(bytes);
-  w->Write(c);
+  constexpr size_t kChunk = 1 << 20;  // under gRPC's message size limit
+  for (size_t at = 0; at < bytes.size() || at == 0; at += kChunk) {
+    cloudflux::storage::v1::PutObjectRequest c;
+    c.set_chunk(bytes.substr(at, kChunk));
+    if (!w->Write(c)) break;
+  }
   w->WritesDone();
   return w->Finish().ok();
 }

@@ -499,7 +499,7 @@ absl::StatusOr<v1::ListMigrationObjectsResponse> MigrationCore::ListObjects(
   CF_ASSIGN_OR_RETURN(
       db::Result r,
       pool_.Exec("SELECT namespace, key, version, size, from_backend, from_tier, to_backend, to_tier, outcome, reason, "
-                 "bytes_moved, sha256, attempts FROM migration.tasks WHERE job_id = $1::uuid AND ($2 = 0 OR outcome = "
+                 "bytes_moved, sha256, attempts, bytes_resumed FROM migration.tasks WHERE job_id = $1::uuid AND ($2 = 0 OR outcome = "
                  "$2) AND (namespace, key) > ($3, $4) ORDER BY namespace, key LIMIT $5",
                  {id, std::to_string(request.outcome()), after_ns, after_key, std::to_string(page.size + 1)}));
   v1::ListMigrationObjectsResponse out;
@@ -520,6 +520,7 @@ absl::StatusOr<v1::ListMigrationObjectsResponse> MigrationCore::ListObjects(
     o->set_bytes_moved(row.Int(10));
     o->set_sha256(row.Text(11));
     o->set_attempts(static_cast<int32_t>(row.Int(12)));
+    o->set_bytes_resumed(row.Int(13));
   }
   out.mutable_page()->set_total_size(-1);
   if (r.size() > n) {
@@ -620,13 +621,14 @@ absl::StatusOr<bool> MigrationCore::RunOne() {
 
   ++copies_;
   absl::Time renewed = absl::Now();
+  int64_t resumed = 0;
   auto result = storage_.Relocate(ns, key, version, to_backend, to_tier, options_.copy_timeout, [&](int64_t) {
     if (absl::Now() - renewed < options_.lease / 4) return;
     renewed = absl::Now();
     (void)pool_.Exec("UPDATE migration.tasks SET lease_until = now() + $4 * interval '1 millisecond' WHERE job_id "
                      "= $1::uuid AND namespace = $2 AND key = $3 AND worker = $5",
                      {job, ns, key, std::to_string(lease_ms), options_.worker_id});
-  });
+  }, &resumed);
   v1::ObjectOutcome outcome = v1::OBJECT_OUTCOME_MOVED;
   std::string reason;
   if (result.ok() && !sha.empty() && result->sha256() != sha) {
@@ -644,11 +646,13 @@ absl::StatusOr<bool> MigrationCore::RunOne() {
   CF_RETURN_IF_ERROR(pool_.InTransaction([&](db::Transaction& tx) -> absl::Status {
     CF_ASSIGN_OR_RETURN(
         db::Result r,
-        tx.Exec("UPDATE migration.tasks SET outcome = $5, reason = $6, bytes_moved = $7, lease_until = NULL, "
-                "updated_at = now() WHERE job_id = $1::uuid AND namespace = $2 AND key = $3 AND worker = $4 AND "
-                "outcome = 2 RETURNING version, size, from_backend, from_tier, to_backend, to_tier, sha256, attempts",
+        tx.Exec("UPDATE migration.tasks SET outcome = $5, reason = $6, bytes_moved = $7, bytes_resumed = $8, "
+                "lease_until = NULL, updated_at = now() WHERE job_id = $1::uuid AND namespace = $2 AND key = $3 AND "
+                "worker = $4 AND outcome = 2 RETURNING version, size, from_backend, from_tier, to_backend, to_tier, "
+                "sha256, attempts",
                 {job, ns, key, options_.worker_id, std::to_string(outcome), reason,
-                 std::to_string(outcome == v1::OBJECT_OUTCOME_MOVED ? size : 0)}));
+                 std::to_string(outcome == v1::OBJECT_OUTCOME_MOVED ? size : 0),
+                 std::to_string(outcome == v1::OBJECT_OUTCOME_MOVED ? resumed : 0)}));
     if (r.empty()) return absl::OkStatus();  // cancelled meanwhile, or taken over
     if (outcome != v1::OBJECT_OUTCOME_PENDING) {
       v1::ObjectMigrated event;
@@ -667,6 +671,7 @@ absl::StatusOr<bool> MigrationCore::RunOne() {
       o->set_outcome(outcome);
       o->set_reason(reason);
       o->set_bytes_moved(outcome == v1::OBJECT_OUTCOME_MOVED ? size : 0);
+      o->set_bytes_resumed(outcome == v1::OBJECT_OUTCOME_MOVED ? resumed : 0);
       CF_RETURN_IF_ERROR(
           outbox_.Enqueue(tx, kJobTopic, events::MakeEnvelope("migration", job, job, event, clock_)));
     }

@@ -49,7 +49,8 @@ absl::StatusOr<sv1::ObjectInfo> StorageClient::Relocate(const std::string& ns, c
                                                         int64_t version, const std::string& backend,
                                                         cloudflux::common::v1::StorageTier tier,
                                                         absl::Duration timeout,
-                                                        const std::function<void(int64_t)>& progress) {
+                                                        const std::function<void(int64_t)>& progress,
+                                                        int64_t* resumed) {
   auto ctx = server::MakeClientContext(timeout);
   CF_RETURN_IF_ERROR(authorize_(*ctx));
   sv1::CopyObjectRequest request;
@@ -67,6 +68,7 @@ absl::StatusOr<sv1::ObjectInfo> StorageClient::Relocate(const std::string& ns, c
     if (p.has_object()) {
       result = p.object();
       finished = true;
+      if (resumed != nullptr) *resumed = p.resumed_bytes();
     }
   }
   CF_RETURN_IF_ERROR(server::FromGrpcStatus(reader->Finish()));

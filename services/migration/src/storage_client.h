@@ -27,12 +27,14 @@ class StorageClient {
   absl::StatusOr<cloudflux::storage::v1::ObjectInfo> Head(const std::string& ns, const std::string& key);
   absl::StatusOr<std::vector<cloudflux::storage::v1::Backend>> Backends();
   // Moves ns/key (if still at `version`) to backend/tier; `progress` sees the
-  // bytes copied so far. Returns the catalog entry at the target.
+  // bytes copied so far. Returns the catalog entry at the target, and in
+  // `resumed` the bytes an interrupted copy had stored there already.
   absl::StatusOr<cloudflux::storage::v1::ObjectInfo> Relocate(const std::string& ns, const std::string& key,
                                                               int64_t version, const std::string& backend,
                                                               cloudflux::common::v1::StorageTier tier,
                                                               absl::Duration timeout,
-                                                              const std::function<void(int64_t)>& progress);
+                                                              const std::function<void(int64_t)>& progress,
+                                                              int64_t* resumed = nullptr);
 
  private:
   std::unique_ptr<cloudflux::storage::v1::StorageService::Stub> stub_;

@@ -9,6 +9,7 @@
 #include <google/protobuf/util/time_util.h>
 
 #include <fstream>
+#include <thread>
 
 #include "absl/strings/match.h"
 #include "cloudflux/core/digest.h"
@@ -137,6 +138,24 @@ class MigrationTest : public ::testing::Test {
         timeout, absl::Milliseconds(100)))
         << migration_.process->Output();
     return m;
+  }
+  // WatchMigration until its stream ends: the updates and the status.
+  struct Watched {
+    std::vector<mv1::MigrationUpdate> updates;
+    grpc::Status status;
+  };
+  Watched Watch(const std::string& id, absl::Duration interval, absl::Duration timeout = absl::Seconds(120)) {
+    mv1::WatchMigrationRequest r;
+    r.set_id(id);
+    r.mutable_interval()->set_seconds(absl::ToInt64Seconds(interval));
+    r.mutable_interval()->set_nanos(static_cast<int32_t>(absl::ToInt64Nanoseconds(interval) % 1000000000));
+    auto ctx = server::MakeClientContext(timeout);
+    auto reader = stub_->WatchMigration(ctx.get(), r);
+    Watched out;
+    mv1::MigrationUpdate u;
+    while (reader->Read(&u)) out.updates.push_back(u);
+    out.status = reader->Finish();
+    return out;
   }
   std::vector<mv1::MigrationObject> Report(const std::string& id) {
     std::vector<mv1::MigrationObject> out;
@@ -295,9 +314,40 @@ TEST_F(MigrationTest, TheBandwidthCapPacesAJobAndPauseHoldsIt) {
   absl::Time start = absl::Now();
   auto job = Create(create);
   ASSERT_TRUE(job.ok()) << job.status();
-  mv1::Migration done = WaitEnded(job->id());
+  // Watched to its end: updates every 300 ms, progress that only grows, a
+  // recent rate near the cap, the final state in the last update.
+  Watched watched = Watch(job->id(), absl::Milliseconds(300));
   double seconds = absl::ToDoubleSeconds(absl::Now() - start);
+  ASSERT_TRUE(watched.status.ok()) << watched.status.error_message();
+  ASSERT_GE(watched.updates.size(), 6u);
+  mv1::Migration done = watched.updates.back().migration();
   EXPECT_EQ(done.state(), mv1::MIGRATION_STATE_COMPLETED);
+  EXPECT_EQ(done.progress().objects_done(), 10);
+  int64_t previous = 0;
+  bool midway = false;
+  double fastest = 0;
+  for (size_t i = 0; i + 1 < watched.updates.size(); ++i) {
+    const auto& u = watched.updates[i];
+    EXPECT_EQ(u.migration().state(), mv1::MIGRATION_STATE_RUNNING);
+    EXPECT_GE(u.migration().progress().objects_done(), previous);
+    previous = u.migration().progress().objects_done();
+    midway |= previous > 0 && previous < 10;
+    fastest = std::max(fastest, u.recent_bytes_per_second());
+    EXPECT_TRUE(u.failures().empty());
+  }
+  EXPECT_TRUE(midway);
+  EXPECT_GT(fastest, 0);
+  EXPECT_LT(fastest, 250000 * 3.0) << "over any 300 ms, a few objects of 100 KB at most";
+  // Bad watches.
+  EXPECT_EQ(Watch(core::NewId(), absl::Seconds(1)).status.error_code(), grpc::StatusCode::NOT_FOUND);
+  EXPECT_EQ(Watch("not-a-uuid", absl::Seconds(1)).status.error_code(), grpc::StatusCode::INVALID_ARGUMENT);
+  EXPECT_EQ(Watch(job->id(), absl::Milliseconds(10)).status.error_code(), grpc::StatusCode::INVALID_ARGUMENT);
+  EXPECT_EQ(Watch(job->id(), absl::Minutes(5)).status.error_code(), grpc::StatusCode::INVALID_ARGUMENT);
+  // An ended job: one update with its final state, then the end.
+  Watched ended = Watch(job->id(), absl::Seconds(1));
+  ASSERT_TRUE(ended.status.ok());
+  ASSERT_EQ(ended.updates.size(), 1u);
+  EXPECT_EQ(ended.updates[0].migration().state(), mv1::MIGRATION_STATE_COMPLETED);
   // The last of 10 starts waits for the 9 before it: 9 x 0.4 s.
   EXPECT_GE(seconds, 3.4);
   EXPECT_LT(seconds, 20);
@@ -383,12 +433,33 @@ TEST_F(MigrationTest, AStorageAdapterKilledMidCopyResumesItAtThePart) {
   create.set_parallelism(1);
   auto job = Create(create);
   ASSERT_TRUE(job.ok()) << job.status();
+  // A dashboard watching throughout sees the attempt the kill failed.
+  Watched watched;
+  std::thread watcher([&] { watched = Watch(job->id(), absl::Milliseconds(100)); });
   ASSERT_TRUE(WaitFor([&] { return recorded() >= 10 << 20; }, absl::Seconds(60), absl::Milliseconds(5)));
   storage_.process->Signal(SIGKILL);
   storage_.process->Wait(absl::Seconds(10));
+  absl::SleepFor(absl::Milliseconds(300));  // a statement it sent just before may still commit
   const int64_t stored_at_kill = recorded();
   StartStorage(/*with_s3=*/true);
   mv1::Migration done = WaitEnded(job->id(), absl::Seconds(120));
+  watcher.join();
+  ASSERT_TRUE(watched.status.ok()) << watched.status.error_message();
+  ASSERT_FALSE(watched.updates.empty());
+  EXPECT_EQ(watched.updates.back().migration().state(), mv1::MIGRATION_STATE_COMPLETED);
+  std::vector<std::string> reasons;
+  for (const auto& u : watched.updates) {
+    for (const auto& f : u.failures()) {
+      reasons.push_back(f.reason());
+    }
+  }
+  ASSERT_FALSE(reasons.empty()) << "the failed attempt reaches the watcher " << watched.updates.size() << " "
+                                 << [&] {
+                                      std::string all;
+                                      for (const auto& o : Report(job->id())) all += o.ShortDebugString() + "\n";
+                                      return all;
+                                    }() << migration_.process->Output();
+  EXPECT_TRUE(absl::StartsWith(reasons[0], "attempt 1: ")) << reasons[0];
   EXPECT_EQ(done.state(), mv1::MIGRATION_STATE_COMPLETED) << done.DebugString();
   int64_t resumed = 0;
   auto report = Report(job->id());
@@ -402,7 +473,12 @@ TEST_F(MigrationTest, AStorageAdapterKilledMidCopyResumesItAtThePart) {
     EXPECT_EQ(head->version(), 1);
     EXPECT_EQ(head->sha256(), core::Sha256Hex(data[o.key()]));
   }
-  EXPECT_EQ(resumed, stored_at_kill) << "the interrupted copy went on from the parts stored";
+  EXPECT_EQ(resumed, stored_at_kill) << "the interrupted copy went on from the parts stored\n"
+                                     << storage_.process->Output() << [&] {
+                                          std::string all;
+                                          for (const auto& o : report) all += o.DebugString();
+                                          return all;
+                                        }();
   EXPECT_GE(resumed, 10 << 20);
 }
 

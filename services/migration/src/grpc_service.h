@@ -1,6 +1,10 @@
 #pragma once
 // gRPC adapter of MigrationCore; planning and database work run on the executor.
 
+#include <grpcpp/alarm.h>
+
+#include <mutex>
+
 #include "cloudflux/migration/v1/migration.grpc.pb.h"
 #include "cloudflux/core/status.h"
 #include "cloudflux/server/executor.h"
@@ -8,6 +12,34 @@
 #include "placement.h"
 
 namespace cloudflux::migration {
+
+// WatchMigration: an update now, then one every interval (a gRPC alarm; the
+// database work runs on the executor) until the job ends, the client goes
+// away or the server stops.
+class WatchReactor final : public grpc::ServerWriteReactor<cloudflux::migration::v1::MigrationUpdate> {
+ public:
+  WatchReactor(MigrationCore& core, server::BlockingExecutor& executor,
+               const cloudflux::migration::v1::WatchMigrationRequest& request);
+  void OnWriteDone(bool ok) override;
+  void OnCancel() override;
+  void OnDone() override { delete this; }
+
+ private:
+  void Poll();
+  void End(const grpc::Status& status);
+
+  MigrationCore& core_;
+  server::BlockingExecutor& executor_;
+  std::string id_;
+  absl::Duration interval_;
+  int64_t cursor_ = 0;
+  int64_t last_bytes_ = -1;
+  absl::Time last_at_;
+  cloudflux::migration::v1::MigrationUpdate update_;
+  grpc::Alarm alarm_;
+  std::mutex mu_;
+  bool cancelled_ = false, ended_ = false;
+};
 
 class MigrationGrpcService final : public cloudflux::migration::v1::MigrationService::CallbackService {
  public:
@@ -71,6 +103,10 @@ class MigrationGrpcService final : public cloudflux::migration::v1::MigrationSer
                                  [this, request] { return core_.ListObjects(*request); });
   }
 
+  grpc::ServerWriteReactor<cloudflux::migration::v1::MigrationUpdate>* WatchMigration(
+      grpc::CallbackServerContext* context, const cloudflux::migration::v1::WatchMigrationRequest* request) override {
+    return new WatchReactor(core_, executor_, *request);
+  }
   grpc::ServerUnaryReactor* SetPlacementPolicy(grpc::CallbackServerContext* context,
                                                const cloudflux::migration::v1::PlacementPolicy* request,
                                                cloudflux::migration::v1::PlacementPolicy* response) override {

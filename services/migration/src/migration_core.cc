@@ -25,6 +25,30 @@ namespace {
 
 constexpr int kPageSize = 1000;
 
+// A task as the per-object report shows it (ObjectFromRow).
+constexpr char kObjectColumns[] =
+    "namespace, key, version, size, from_backend, from_tier, to_backend, to_tier, outcome, reason, bytes_moved, "
+    "sha256, attempts, bytes_resumed";
+
+v1::MigrationObject ObjectFromRow(const db::Row& row) {
+  v1::MigrationObject o;
+  o.set_namespace_(row.Text(0));
+  o.set_key(row.Text(1));
+  o.set_version(row.Int(2));
+  o.set_size(row.Int(3));
+  o.set_from_backend(row.Text(4));
+  o.set_from_tier(static_cast<StorageTier>(row.Int(5)));
+  o.set_to_backend(row.Text(6));
+  o.set_to_tier(static_cast<StorageTier>(row.Int(7)));
+  o.set_outcome(static_cast<v1::ObjectOutcome>(row.Int(8)));
+  o.set_reason(row.Text(9));
+  o.set_bytes_moved(row.Int(10));
+  o.set_sha256(row.Text(11));
+  o.set_attempts(static_cast<int32_t>(row.Int(12)));
+  o.set_bytes_resumed(row.Int(13));
+  return o;
+}
+
 absl::StatusOr<std::string> CheckId(const std::string& id) {
   auto uuid = core::ParseUuid(id);
   if (!uuid.has_value()) return absl::InvalidArgumentError(absl::StrCat("'", id, "' is not a migration id"));
@@ -481,6 +505,24 @@ absl::StatusOr<v1::Migration> MigrationCore::SetBandwidth(const v1::SetBandwidth
   return Get(id);
 }
 
+absl::StatusOr<v1::MigrationUpdate> MigrationCore::WatchUpdate(const std::string& id, int64_t* cursor) {
+  v1::MigrationUpdate update;
+  CF_ASSIGN_OR_RETURN(*update.mutable_migration(), Get(id));
+  // Tasks whose attempt failed since the cursor (the task may be running
+  // again already; the reason is its failed attempt's).
+  CF_ASSIGN_OR_RETURN(
+      db::Result r,
+      pool_.Exec(absl::StrCat("SELECT ", kObjectColumns, ", (extract(epoch from failed_at) * 1000000)::bigint FROM "
+                              "migration.tasks WHERE job_id = $1::uuid AND failed_at > to_timestamp($2::bigint / "
+                              "1000000.0) ORDER BY failed_at LIMIT 100"),
+                 {update.migration().id(), std::to_string(*cursor)}));
+  for (const auto& row : r) {
+    *update.add_failures() = ObjectFromRow(row);
+    *cursor = std::max(*cursor, row.Int(14));
+  }
+  return update;
+}
+
 absl::StatusOr<v1::ListMigrationObjectsResponse> MigrationCore::ListObjects(
     const v1::ListMigrationObjectsRequest& request) {
   CF_ASSIGN_OR_RETURN(std::string id, CheckId(request.id()));
@@ -498,29 +540,13 @@ absl::StatusOr<v1::ListMigrationObjectsResponse> MigrationCore::ListObjects(
   }
   CF_ASSIGN_OR_RETURN(
       db::Result r,
-      pool_.Exec("SELECT namespace, key, version, size, from_backend, from_tier, to_backend, to_tier, outcome, reason, "
-                 "bytes_moved, sha256, attempts, bytes_resumed FROM migration.tasks WHERE job_id = $1::uuid AND ($2 = 0 OR outcome = "
-                 "$2) AND (namespace, key) > ($3, $4) ORDER BY namespace, key LIMIT $5",
+      pool_.Exec(absl::StrCat("SELECT ", kObjectColumns, " FROM migration.tasks WHERE job_id = $1::uuid AND ($2 = 0 OR "
+                              "outcome = $2) AND (namespace, key) > ($3, $4) ORDER BY namespace, key LIMIT $5"),
                  {id, std::to_string(request.outcome()), after_ns, after_key, std::to_string(page.size + 1)}));
   v1::ListMigrationObjectsResponse out;
   size_t n = std::min<size_t>(r.size(), static_cast<size_t>(page.size));
   for (size_t i = 0; i < n; ++i) {
-    const auto& row = r[i];
-    auto* o = out.add_objects();
-    o->set_namespace_(row.Text(0));
-    o->set_key(row.Text(1));
-    o->set_version(row.Int(2));
-    o->set_size(row.Int(3));
-    o->set_from_backend(row.Text(4));
-    o->set_from_tier(static_cast<StorageTier>(row.Int(5)));
-    o->set_to_backend(row.Text(6));
-    o->set_to_tier(static_cast<StorageTier>(row.Int(7)));
-    o->set_outcome(static_cast<v1::ObjectOutcome>(row.Int(8)));
-    o->set_reason(row.Text(9));
-    o->set_bytes_moved(row.Int(10));
-    o->set_sha256(row.Text(11));
-    o->set_attempts(static_cast<int32_t>(row.Int(12)));
-    o->set_bytes_resumed(row.Int(13));
+    *out.add_objects() = ObjectFromRow(r[i]);
   }
   out.mutable_page()->set_total_size(-1);
   if (r.size() > n) {
@@ -646,8 +672,9 @@ absl::StatusOr<bool> MigrationCore::RunOne() {
   CF_RETURN_IF_ERROR(pool_.InTransaction([&](db::Transaction& tx) -> absl::Status {
     CF_ASSIGN_OR_RETURN(
         db::Result r,
-        tx.Exec("UPDATE migration.tasks SET outcome = $5, reason = $6, bytes_moved = $7, bytes_resumed = $8, "
-                "lease_until = NULL, updated_at = now() WHERE job_id = $1::uuid AND namespace = $2 AND key = $3 AND "
+        tx.Exec("UPDATE migration.tasks SET outcome = $5::smallint, reason = $6, bytes_moved = $7, bytes_resumed = $8, "
+                "lease_until = NULL, updated_at = now(), failed_at = CASE WHEN $5::smallint IN (1, 5) THEN clock_timestamp() "
+                "ELSE failed_at END WHERE job_id = $1::uuid AND namespace = $2 AND key = $3 AND "
                 "worker = $4 AND outcome = 2 RETURNING version, size, from_backend, from_tier, to_backend, to_tier, "
                 "sha256, attempts",
                 {job, ns, key, options_.worker_id, std::to_string(outcome), reason,

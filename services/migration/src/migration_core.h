@@ -82,6 +82,10 @@ class MigrationCore {
   absl::StatusOr<cloudflux::migration::v1::Migration> Rollback(const std::string& id);
   absl::StatusOr<cloudflux::migration::v1::ListMigrationObjectsResponse> ListObjects(
       const cloudflux::migration::v1::ListMigrationObjectsRequest& request);
+  // One update of WatchMigration: the job as Get shows it, and the objects
+  // that failed (or failed an attempt) after `cursor` (microseconds since
+  // the epoch, 0 = the start), which moves past them.
+  absl::StatusOr<cloudflux::migration::v1::MigrationUpdate> WatchUpdate(const std::string& id, int64_t* cursor);
 
   // Starts the task workers / stops them (running copies finish first).
   void Start();

@@ -23,7 +23,8 @@ ABSL_FLAG(absl::Duration, task_lease, absl::Minutes(2),
           "How long a claimed object stays with its worker without renewal (a dead replica's objects are "
           "taken over after this).");
 ABSL_FLAG(absl::Duration, copy_timeout, absl::Hours(6), "Deadline of one object's copy.");
-ABSL_FLAG(int32_t, max_attempts, 3, "Tries of an object after transient failures.");
+ABSL_FLAG(int32_t, max_attempts, 6,
+          "Tries of an object after transient failures (paused 0.5 s, doubling up to 30 s, between them).");
 ABSL_FLAG(std::string, price_catalog, "",
           "Price catalog JSON for estimates; empty = the one built in (config/price_catalog.json).");
 ABSL_FLAG(std::string, backend_clouds, "",

@@ -30,6 +30,13 @@ constexpr char kObjectColumns[] =
     "namespace, key, version, size, from_backend, from_tier, to_backend, to_tier, outcome, reason, bytes_moved, "
     "sha256, attempts, bytes_resumed";
 
+// The pause before a task whose attempt `attempts` failed transiently is
+// tried again: 0.5 s, doubling, at most 30 s (a storage adapter restarting
+// takes seconds).
+absl::Duration RetryPause(int attempts) {
+  return std::min(absl::Seconds(30), absl::Milliseconds(500) * (int64_t{1} << std::min(attempts - 1, 10)));
+}
+
 v1::MigrationObject ObjectFromRow(const db::Row& row) {
   v1::MigrationObject o;
   o.set_namespace_(row.Text(0));
@@ -628,7 +635,8 @@ absl::StatusOr<bool> MigrationCore::RunOne() {
       pool_.Exec("UPDATE migration.tasks t SET outcome = 2, worker = $1, attempts = t.attempts + 1, "
                  "lease_until = now() + $2 * interval '1 millisecond', updated_at = now() FROM (SELECT c.job_id, "
                  "c.namespace, c.key FROM migration.tasks c JOIN migration.jobs j ON j.id = c.job_id WHERE j.state = 1 "
-                 "AND (c.outcome = 1 OR (c.outcome = 2 AND c.lease_until < now())) AND (SELECT count(*) FROM "
+                 "AND ((c.outcome = 1 AND (c.retry_at IS NULL OR c.retry_at <= now())) OR (c.outcome = 2 AND c.lease_until < "
+                 "now())) AND (SELECT count(*) FROM "
                  "migration.tasks r WHERE r.job_id = j.id AND r.outcome = 2 AND r.lease_until >= now()) < "
                  "j.parallelism ORDER BY j.seq, c.namespace, c.key LIMIT 1 FOR UPDATE OF c SKIP LOCKED) AS pick "
                  "WHERE t.job_id = pick.job_id AND t.namespace = pick.namespace AND t.key = pick.key RETURNING "
@@ -674,12 +682,13 @@ absl::StatusOr<bool> MigrationCore::RunOne() {
         db::Result r,
         tx.Exec("UPDATE migration.tasks SET outcome = $5::smallint, reason = $6, bytes_moved = $7, bytes_resumed = $8, "
                 "lease_until = NULL, updated_at = now(), failed_at = CASE WHEN $5::smallint IN (1, 5) THEN clock_timestamp() "
-                "ELSE failed_at END WHERE job_id = $1::uuid AND namespace = $2 AND key = $3 AND "
+                "ELSE failed_at END, retry_at = now() + $9 * interval '1 millisecond' WHERE job_id = $1::uuid AND namespace = $2 AND key = $3 AND "
                 "worker = $4 AND outcome = 2 RETURNING version, size, from_backend, from_tier, to_backend, to_tier, "
                 "sha256, attempts",
                 {job, ns, key, options_.worker_id, std::to_string(outcome), reason,
                  std::to_string(outcome == v1::OBJECT_OUTCOME_MOVED ? size : 0),
-                 std::to_string(outcome == v1::OBJECT_OUTCOME_MOVED ? resumed : 0)}));
+                 std::to_string(outcome == v1::OBJECT_OUTCOME_MOVED ? resumed : 0),
+                 std::to_string(absl::ToInt64Milliseconds(RetryPause(attempts)))}));
     if (r.empty()) return absl::OkStatus();  // cancelled meanwhile, or taken over
     if (outcome != v1::OBJECT_OUTCOME_PENDING) {
       v1::ObjectMigrated event;
@@ -704,7 +713,6 @@ absl::StatusOr<bool> MigrationCore::RunOne() {
     }
     return MaybeFinish(tx, job);
   }));
-  if (outcome == v1::OBJECT_OUTCOME_PENDING) absl::SleepFor(absl::Milliseconds(200) * attempts);
   return true;
 }
 

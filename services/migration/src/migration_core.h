@@ -46,7 +46,7 @@ struct CoreOptions {
   std::string worker_id;     // this replica, in task leases
   absl::Duration lease = absl::Minutes(2);     // renewed while a copy runs
   absl::Duration copy_timeout = absl::Hours(6);  // one object's copy
-  int max_attempts = 3;
+  int max_attempts = 6;
   absl::Duration idle_poll = absl::Milliseconds(200);
 };
 

@@ -420,7 +420,10 @@ TEST_F(MigrationTest, AStorageAdapterKilledMidCopyResumesItAtThePart) {
   }
   for (int i = 0; i < 5; ++i) data[absl::StrCat("big/small-", i)] = std::string(1000 + i, 's');
   for (const auto& [key, bytes] : data) ASSERT_TRUE(Put(key, bytes));
-  auto pool = db::Pool::Create({.url = db_->url(), .max_connections = 1});
+  db::PoolOptions pool_options;
+  pool_options.url = db_->url();
+  pool_options.max_connections = 1;
+  auto pool = db::Pool::Create(pool_options);
   ASSERT_TRUE(pool.ok());
   auto recorded = [&]() -> int64_t {
     auto rows = (*pool)->Exec("SELECT coalesce(max(part_size * cardinality(string_to_array(etags, E'\\n'))), 0) "
@@ -480,6 +483,87 @@ TEST_F(MigrationTest, AStorageAdapterKilledMidCopyResumesItAtThePart) {
                                           return all;
                                         }();
   EXPECT_GE(resumed, 10 << 20);
+}
+
+// Copy mode: copies written to another namespace on the target class, the
+// sources untouched; a repeat finds them there; the copy job's rollback
+// deletes the copies, except one overwritten since.
+TEST_F(MigrationTest, ACopyJobKeepsTheSourcesAndItsRollbackDeletesTheCopies) {
+  for (int i = 0; i < 5; ++i) ASSERT_TRUE(Put(absl::StrCat("c/", i), std::string(20000 + i, 'c')));
+  const std::string copies = ns_ + "-copies";
+  mv1::CreateMigrationRequest create;
+  *create.mutable_selection() = Prefix("c/");
+  create.mutable_target()->set_tier(COLD);
+  create.mutable_target()->set_namespace_(copies);
+  create.set_mode(mv1::MIGRATION_MODE_COPY);
+  mv1::EstimateMigrationRequest estimate;
+  *estimate.mutable_selection() = create.selection();
+  *estimate.mutable_target() = create.target();
+  estimate.set_mode(mv1::MIGRATION_MODE_COPY);
+  auto priced = Estimate(estimate);
+  ASSERT_TRUE(priced.ok()) << priced.status();
+  EXPECT_EQ(priced->objects(), 5);
+  EXPECT_EQ(priced->early_deletion_cost(), 0);  // the sources stay
+  EXPECT_GT(priced->monthly_cost_after(), priced->monthly_cost_before());  // both are paid for
+
+  auto job = Create(create);
+  ASSERT_TRUE(job.ok()) << job.status();
+  EXPECT_EQ(WaitEnded(job->id()).state(), mv1::MIGRATION_STATE_COMPLETED);
+  for (const auto& o : Report(job->id())) {
+    EXPECT_EQ(o.outcome(), mv1::OBJECT_OUTCOME_MOVED) << o.DebugString();
+    EXPECT_EQ(o.to_namespace(), copies);
+    auto source = Head(o.key());
+    ASSERT_TRUE(source.ok());
+    EXPECT_EQ(source->tier(), HOT);
+    EXPECT_EQ(source->version(), 1);
+    sv1::HeadObjectRequest r;
+    r.set_namespace_(copies);
+    r.set_key(o.key());
+    auto copy = CallUnary(*storage_stub_, &sv1::StorageService::Stub::HeadObject, r);
+    ASSERT_TRUE(copy.ok()) << o.key();
+    EXPECT_EQ(copy->tier(), COLD);
+    EXPECT_EQ(copy->sha256(), source->sha256());
+  }
+  EXPECT_EQ(Create(create).status().code(), absl::StatusCode::kFailedPrecondition);  // all there already
+
+  // Refused: a copy without a target namespace, into its own namespace, and
+  // a move into another namespace.
+  mv1::CreateMigrationRequest bad = create;
+  bad.mutable_target()->clear_namespace_();
+  EXPECT_EQ(Create(bad).status().code(), absl::StatusCode::kInvalidArgument);
+  bad.mutable_target()->set_namespace_(ns_);
+  EXPECT_EQ(Create(bad).status().code(), absl::StatusCode::kInvalidArgument);
+  bad = create;
+  bad.set_mode(mv1::MIGRATION_MODE_MOVE);
+  EXPECT_EQ(Create(bad).status().code(), absl::StatusCode::kInvalidArgument);
+  bad.set_mode(static_cast<mv1::MigrationMode>(7));
+  EXPECT_EQ(Create(bad).status().code(), absl::StatusCode::kInvalidArgument);
+
+  // One copy overwritten, then the rollback.
+  ASSERT_TRUE(PutThroughStorage(*storage_stub_, copies, "c/0", "someone else's"));
+  auto rollback = Call(&mv1::MigrationService::Stub::RollbackMigration, job->id());
+  ASSERT_TRUE(rollback.ok()) << rollback.status();
+  EXPECT_EQ(WaitEnded(rollback->id()).state(), mv1::MIGRATION_STATE_COMPLETED);
+  for (int i = 0; i < 5; ++i) {
+    sv1::HeadObjectRequest r;
+    r.set_namespace_(copies);
+    r.set_key(absl::StrCat("c/", i));
+    auto copy = CallUnary(*storage_stub_, &sv1::StorageService::Stub::HeadObject, r);
+    if (i == 0) {
+      ASSERT_TRUE(copy.ok());  // not the copy the job wrote: kept
+      EXPECT_EQ(copy->size(), 14);
+    } else {
+      EXPECT_EQ(copy.status().code(), absl::StatusCode::kNotFound) << i;
+    }
+    EXPECT_TRUE(Head(absl::StrCat("c/", i)).ok()) << "the sources stay";
+  }
+  for (const auto& o : Report(rollback->id())) {
+    EXPECT_EQ(o.outcome(), o.key() == "c/0" ? mv1::OBJECT_OUTCOME_SKIPPED : mv1::OBJECT_OUTCOME_MOVED)
+        << o.DebugString();
+    if (o.key() == "c/0") {
+      EXPECT_EQ(o.reason(), "overwritten since");
+    }
+  }
 }
 
 TEST_F(MigrationTest, BadRequestsAreRefusedAndMoveNothing) {

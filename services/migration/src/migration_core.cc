@@ -28,7 +28,7 @@ constexpr int kPageSize = 1000;
 // A task as the per-object report shows it (ObjectFromRow).
 constexpr char kObjectColumns[] =
     "namespace, key, version, size, from_backend, from_tier, to_backend, to_tier, outcome, reason, bytes_moved, "
-    "sha256, attempts, bytes_resumed";
+    "sha256, attempts, bytes_resumed, coalesce(to_namespace, '')";
 
 // The pause before a task whose attempt `attempts` failed transiently is
 // tried again: 0.5 s, doubling, at most 30 s (a storage adapter restarting
@@ -53,6 +53,7 @@ v1::MigrationObject ObjectFromRow(const db::Row& row) {
   o.set_sha256(row.Text(11));
   o.set_attempts(static_cast<int32_t>(row.Int(12)));
   o.set_bytes_resumed(row.Int(13));
+  o.set_to_namespace(row.Text(14));
   return o;
 }
 
@@ -168,12 +169,25 @@ MigrationCore::MigrationCore(db::Pool& pool, StorageClient& storage, const prici
 MigrationCore::~MigrationCore() { Stop(); }
 
 absl::StatusOr<std::vector<MigrationCore::Planned>> MigrationCore::Plan(const v1::Selection& selection,
-                                                                       const v1::Target& target, bool lenient) {
+                                                                       const v1::Target& target,
+                                                                       v1::MigrationMode mode, bool lenient) {
   CF_RETURN_IF_ERROR(CheckSelection(selection));
+  if (!v1::MigrationMode_IsValid(mode)) return absl::InvalidArgumentError("unknown mode");
+  const bool copy = mode == v1::MIGRATION_MODE_COPY;
+  if (copy) {
+    if (target.namespace_().empty()) {
+      return absl::InvalidArgumentError("a copy needs target.namespace, where the copies are written");
+    }
+    CF_RETURN_IF_ERROR(core::Annotate(core::ValidateNamespace(target.namespace_()), "target namespace"));
+  } else if (!target.namespace_().empty()) {
+    return absl::InvalidArgumentError(
+        "a move keeps each object's namespace: to write the objects into another namespace, copy them "
+        "(mode MIGRATION_MODE_COPY)");
+  }
   if (!cloudflux::common::v1::StorageTier_IsValid(target.tier())) {
     return absl::InvalidArgumentError("unknown target tier");
   }
-  if (target.backend().empty() && target.tier() == cloudflux::common::v1::STORAGE_TIER_UNSPECIFIED) {
+  if (!copy && target.backend().empty() && target.tier() == cloudflux::common::v1::STORAGE_TIER_UNSPECIFIED) {
     return absl::InvalidArgumentError("the target needs a backend, a tier or both");
   }
   if (!target.backend().empty()) {
@@ -212,6 +226,13 @@ absl::StatusOr<std::vector<MigrationCore::Planned>> MigrationCore::Plan(const v1
   for (auto& o : objects) {
     if (!Matches(selection, o)) continue;
     Planned p;
+    if (copy) {
+      if (o.namespace_() == target.namespace_()) {
+        return absl::InvalidArgumentError(absl::StrCat("'", o.namespace_(), "/", o.key(),
+                                                       "' is in the target namespace: a copy would replace it"));
+      }
+      p.to_namespace = target.namespace_();
+    }
     p.to_backend = target.backend().empty() ? o.backend() : target.backend();
     p.to_tier = target.tier() == cloudflux::common::v1::STORAGE_TIER_UNSPECIFIED ? o.tier() : target.tier();
     if (o.tier() == cloudflux::common::v1::STORAGE_TIER_ARCHIVE && lenient) {
@@ -222,7 +243,16 @@ absl::StatusOr<std::vector<MigrationCore::Planned>> MigrationCore::Plan(const v1
                                                         "' is in an archive class: restore it first "
                                                         "(StorageService.RestoreObject)"));
     }
-    if (!p.skip && p.to_backend == o.backend() && p.to_tier == o.tier()) {
+    if (!p.skip && copy) {
+      auto there = storage_.Head(p.to_namespace, o.key());
+      if (there.ok() && there->sha256() == o.sha256() && there->backend() == p.to_backend &&
+          there->tier() == p.to_tier) {
+        p.skip = true;
+        p.reason = "a copy is already there";
+      } else if (!there.ok() && there.status().code() != absl::StatusCode::kNotFound) {
+        return there.status();
+      }
+    } else if (!p.skip && p.to_backend == o.backend() && p.to_tier == o.tier()) {
       p.skip = true;
       p.reason = "already at the target";
     }
@@ -243,7 +273,9 @@ absl::StatusOr<v1::MigrationEstimate> MigrationCore::Price(const std::vector<Pla
       continue;
     }
     e.set_objects(e.objects() + 1);
+    if (p.to_backend.empty()) continue;  // a copy deleted: no move to price
     e.set_bytes(e.bytes() + p.object.size());
+    const bool copy = !p.to_namespace.empty();
     auto from_cloud = options_.backend_clouds.find(p.object.backend());
     auto to_cloud = options_.backend_clouds.find(p.to_backend);
     if (from_cloud == options_.backend_clouds.end() || to_cloud == options_.backend_clouds.end()) continue;
@@ -260,13 +292,17 @@ absl::StatusOr<v1::MigrationEstimate> MigrationCore::Price(const std::vector<Pla
     only_target.allowed_clouds = {to->cloud()};
     only_target.allowed_tiers = {to->tier()};
     auto candidates = pricing::PriceCandidates(catalog_, p.object.size(), {from, days, days}, {}, 30, only_target);
+    // A copy keeps the source (no early deletion; it is still paid for).
     for (const auto& c : candidates) {
-      if (c.is_current) e.set_monthly_cost_before(e.monthly_cost_before() + c.monthly);
-      if (c.cls == to && !c.is_current) {
+      if (c.is_current) {
+        e.set_monthly_cost_before(e.monthly_cost_before() + c.monthly);
+        if (copy) e.set_monthly_cost_after(e.monthly_cost_after() + c.monthly);
+      }
+      if (c.cls == to && (!c.is_current || copy)) {
         e.set_egress_cost(e.egress_cost() + c.move_egress);
         e.set_request_cost(e.request_cost() + c.move_requests);
         e.set_retrieval_cost(e.retrieval_cost() + c.move_retrieval);
-        e.set_early_deletion_cost(e.early_deletion_cost() + c.early_deletion);
+        if (!copy) e.set_early_deletion_cost(e.early_deletion_cost() + c.early_deletion);
         e.set_monthly_cost_after(e.monthly_cost_after() + c.monthly);
       }
     }
@@ -280,7 +316,7 @@ absl::StatusOr<v1::MigrationEstimate> MigrationCore::Estimate(const v1::Estimate
   std::optional<int64_t> bandwidth;
   if (request.has_bandwidth_bytes_per_second()) bandwidth = request.bandwidth_bytes_per_second();
   CF_RETURN_IF_ERROR(CheckBandwidth(bandwidth));
-  CF_ASSIGN_OR_RETURN(std::vector<Planned> plan, Plan(request.selection(), request.target()));
+  CF_ASSIGN_OR_RETURN(std::vector<Planned> plan, Plan(request.selection(), request.target(), request.mode()));
   return Price(plan, bandwidth);
 }
 
@@ -296,7 +332,8 @@ absl::StatusOr<v1::Migration> MigrationCore::Create(const v1::CreateMigrationReq
     return absl::InvalidArgumentError("max_bytes and max_cost must not be negative");
   }
   if (!core::IsValidUtf8(request.description())) return absl::InvalidArgumentError("description is not UTF-8");
-  CF_ASSIGN_OR_RETURN(std::vector<Planned> plan, Plan(request.selection(), request.target(), options.lenient));
+  CF_ASSIGN_OR_RETURN(std::vector<Planned> plan,
+                      Plan(request.selection(), request.target(), request.mode(), options.lenient));
   CF_ASSIGN_OR_RETURN(v1::MigrationEstimate estimate, Price(plan, bandwidth));
   if (estimate.objects() == 0 && !request.dry_run()) {
     return absl::FailedPreconditionError("every selected object is already at the target: nothing to move");
@@ -320,8 +357,9 @@ absl::StatusOr<v1::Migration> MigrationCore::InsertJob(const v1::CreateMigration
   const std::string id = core::NewId();
   const bool dry = request.dry_run();
   std::vector<std::string> ns, key, version, size, sha, from_backend, from_tier, to_backend, to_tier, outcome,
-      reason;
+      reason, to_namespace;
   for (const Planned& p : plan) {
+    to_namespace.push_back(p.to_namespace);
     ns.push_back(p.object.namespace_());
     key.push_back(p.object.key());
     version.push_back(std::to_string(p.object.version()));
@@ -350,13 +388,14 @@ absl::StatusOr<v1::Migration> MigrationCore::InsertJob(const v1::CreateMigration
             .status());
     CF_RETURN_IF_ERROR(
         tx.Exec("INSERT INTO migration.tasks (job_id, namespace, key, version, size, sha256, from_backend, "
-                "from_tier, to_backend, to_tier, outcome, reason) SELECT $1::uuid, * FROM unnest($2::text[], "
-                "$3::text[], $4::bigint[], $5::bigint[], $6::text[], $7::text[], $8::smallint[], $9::text[], "
-                "$10::smallint[], $11::smallint[], $12::text[])",
+                "from_tier, to_backend, to_tier, outcome, reason, to_namespace) SELECT $1::uuid, u.n, u.k, u.v, "
+                "u.s, u.h, u.fb, u.ft, u.tb, u.tt, u.o, u.r, nullif(u.tn, '') FROM unnest($2::text[], $3::text[], "
+                "$4::bigint[], $5::bigint[], $6::text[], $7::text[], $8::smallint[], $9::text[], $10::smallint[], "
+                "$11::smallint[], $12::text[], $13::text[]) AS u(n, k, v, s, h, fb, ft, tb, tt, o, r, tn)",
                 {id, db::ArrayLiteral(ns), db::ArrayLiteral(key), db::ArrayLiteral(version), db::ArrayLiteral(size),
                  db::ArrayLiteral(sha), db::ArrayLiteral(from_backend), db::ArrayLiteral(from_tier),
                  db::ArrayLiteral(to_backend), db::ArrayLiteral(to_tier), db::ArrayLiteral(outcome),
-                 db::ArrayLiteral(reason)})
+                 db::ArrayLiteral(reason), db::ArrayLiteral(to_namespace)})
             .status());
     CF_ASSIGN_OR_RETURN(db::Result r, tx.Exec(absl::StrCat(kJobQuery, "WHERE j.id = $1::uuid GROUP BY j.id"), {id}));
     *started.mutable_migration() = MigrationFromRow(r[0]);
@@ -379,16 +418,38 @@ absl::StatusOr<v1::Migration> MigrationCore::Rollback(const std::string& raw_id)
                      ": pause or cancel it and let it end before rolling it back"));
   }
   CF_ASSIGN_OR_RETURN(db::Result moved,
-                      pool_.Exec("SELECT namespace, key, version, from_backend, from_tier, to_backend, to_tier "
-                                 "FROM migration.tasks WHERE job_id = $1::uuid AND outcome = 3 ORDER BY namespace, key",
+                      pool_.Exec("SELECT namespace, key, version, from_backend, from_tier, to_backend, to_tier, "
+                                 "coalesce(to_namespace, ''), sha256 FROM migration.tasks WHERE job_id = $1::uuid AND "
+                                 "outcome = 3 AND to_backend <> '' ORDER BY namespace, key",
                                  {job.id()}));
   if (moved.empty()) {
     return absl::FailedPreconditionError(absl::StrCat("migration ", job.id(), " moved nothing: nothing to roll back"));
   }
   // Each moved object back where the task found it, if it is still the
-  // version moved and still where the task put it.
+  // version moved and still where the task put it; each copy deleted, if
+  // it is still the one written.
   std::vector<Planned> plan;
   for (const auto& row : moved) {
+    if (!row.Text(7).empty()) {
+      const std::string copy_ns = row.Text(7);
+      auto info = storage_.Head(copy_ns, row.Text(1));
+      Planned p;  // to_backend empty: delete
+      if (info.status().code() == absl::StatusCode::kNotFound) {
+        p.object.set_namespace_(copy_ns);
+        p.object.set_key(row.Text(1));
+        p.skip = true;
+        p.reason = "deleted since";
+      } else {
+        CF_RETURN_IF_ERROR(info.status());
+        p.object = std::move(*info);
+        if (p.object.sha256() != row.Text(8)) {
+          p.skip = true;
+          p.reason = "overwritten since";
+        }
+      }
+      plan.push_back(std::move(p));
+      continue;
+    }
     auto info = storage_.Head(row.Text(0), row.Text(1));
     Planned p;
     p.to_backend = row.Text(3);
@@ -525,7 +586,7 @@ absl::StatusOr<v1::MigrationUpdate> MigrationCore::WatchUpdate(const std::string
                  {update.migration().id(), std::to_string(*cursor)}));
   for (const auto& row : r) {
     *update.add_failures() = ObjectFromRow(row);
-    *cursor = std::max(*cursor, row.Int(14));
+    *cursor = std::max(*cursor, row.Int(15));
   }
   return update;
 }
@@ -564,6 +625,11 @@ absl::StatusOr<v1::ListMigrationObjectsResponse> MigrationCore::ListObjects(
 }
 
 absl::Status MigrationCore::MaybeFinish(db::Transaction& tx, const std::string& job) {
+  // Most calls find open tasks left: answered from the open-task index.
+  CF_ASSIGN_OR_RETURN(db::Result open, tx.Exec("SELECT 1 FROM migration.tasks WHERE job_id = $1::uuid AND outcome "
+                                               "IN (1, 2) LIMIT 1",
+                                               {job}));
+  if (!open.empty()) return absl::OkStatus();
   CF_ASSIGN_OR_RETURN(
       db::Result r,
       tx.Exec("SELECT j.state, count(t.key) FILTER (WHERE t.outcome IN (1, 2)), count(t.key) FILTER (WHERE t.outcome "
@@ -634,14 +700,15 @@ absl::StatusOr<bool> MigrationCore::RunOne() {
       db::Result claimed,
       pool_.Exec("UPDATE migration.tasks t SET outcome = 2, worker = $1, attempts = t.attempts + 1, "
                  "lease_until = now() + $2 * interval '1 millisecond', updated_at = now() FROM (SELECT c.job_id, "
-                 "c.namespace, c.key FROM migration.tasks c JOIN migration.jobs j ON j.id = c.job_id WHERE j.state = 1 "
-                 "AND ((c.outcome = 1 AND (c.retry_at IS NULL OR c.retry_at <= now())) OR (c.outcome = 2 AND c.lease_until < "
-                 "now())) AND (SELECT count(*) FROM "
-                 "migration.tasks r WHERE r.job_id = j.id AND r.outcome = 2 AND r.lease_until >= now()) < "
-                 "j.parallelism ORDER BY j.seq, c.namespace, c.key LIMIT 1 FOR UPDATE OF c SKIP LOCKED) AS pick "
-                 "WHERE t.job_id = pick.job_id AND t.namespace = pick.namespace AND t.key = pick.key RETURNING "
+                 "c.namespace, c.key FROM (SELECT j.id, j.seq FROM migration.jobs j WHERE j.state = 1 AND (SELECT "
+                 "count(*) FROM migration.tasks r WHERE r.job_id = j.id AND r.outcome IN (1, 2) AND r.outcome = 2 "
+                 "AND r.lease_until >= now()) < j.parallelism) AS room CROSS JOIN LATERAL (SELECT o.job_id, "
+                 "o.namespace, o.key FROM migration.tasks o WHERE o.job_id = room.id AND o.outcome IN (1, 2) AND "
+                 "((o.outcome = 1 AND (o.retry_at IS NULL OR o.retry_at <= now())) OR (o.outcome = 2 AND "
+                 "o.lease_until < now())) ORDER BY o.namespace, o.key LIMIT 1 FOR UPDATE SKIP LOCKED) AS c "
+                 "ORDER BY room.seq LIMIT 1) AS pick "                 "WHERE t.job_id = pick.job_id AND t.namespace = pick.namespace AND t.key = pick.key RETURNING "
                  "t.job_id::text, t.namespace, t.key, t.version, t.size, t.sha256, t.to_backend, t.to_tier, "
-                 "t.attempts, (SELECT bandwidth FROM migration.jobs WHERE id = t.job_id)",
+                 "t.attempts, (SELECT bandwidth FROM migration.jobs WHERE id = t.job_id), coalesce(t.to_namespace, '')",
                  {options_.worker_id, std::to_string(lease_ms)}));
   if (claimed.empty()) return false;
   const auto& c = claimed[0];
@@ -651,21 +718,36 @@ absl::StatusOr<bool> MigrationCore::RunOne() {
   const int attempts = static_cast<int>(c.Int(8));
   std::optional<int64_t> bandwidth;
   if (!c.IsNull(9)) bandwidth = c.Int(9);
+  const std::string to_namespace = c.Text(10);
   Pace(job, size, bandwidth);
 
   ++copies_;
   absl::Time renewed = absl::Now();
   int64_t resumed = 0;
-  auto result = storage_.Relocate(ns, key, version, to_backend, to_tier, options_.copy_timeout, [&](int64_t) {
+  absl::StatusOr<sv1::ObjectInfo> result;
+  if (to_backend.empty()) {  // a copy job's rollback: the copy goes, if it is still the one written
+    absl::Status deleted = storage_.Delete(ns, key, version);
+    if (deleted.ok() || absl::IsNotFound(deleted)) {
+      result = sv1::ObjectInfo();
+      result->set_sha256(sha);
+    } else {
+      result = deleted;
+    }
+  } else {
+    result = storage_.Copy(ns, key, version, to_namespace, to_backend, to_tier, options_.copy_timeout, [&](int64_t) {
     if (absl::Now() - renewed < options_.lease / 4) return;
     renewed = absl::Now();
     (void)pool_.Exec("UPDATE migration.tasks SET lease_until = now() + $4 * interval '1 millisecond' WHERE job_id "
                      "= $1::uuid AND namespace = $2 AND key = $3 AND worker = $5",
                      {job, ns, key, std::to_string(lease_ms), options_.worker_id});
   }, &resumed);
+  }
   v1::ObjectOutcome outcome = v1::OBJECT_OUTCOME_MOVED;
   std::string reason;
-  if (result.ok() && !sha.empty() && result->sha256() != sha) {
+  if (to_backend.empty() && absl::IsAborted(result.status())) {
+    outcome = v1::OBJECT_OUTCOME_SKIPPED;  // the copy was overwritten: not ours to delete
+    reason = std::string(result.status().message());
+  } else if (result.ok() && !sha.empty() && result->sha256() != sha) {
     outcome = v1::OBJECT_OUTCOME_FAILED;
     reason = absl::StrCat("the target's SHA-256 ", result->sha256(), " is not the source's ", sha);
   } else if (!result.ok()) {
@@ -686,7 +768,7 @@ absl::StatusOr<bool> MigrationCore::RunOne() {
                 "worker = $4 AND outcome = 2 RETURNING version, size, from_backend, from_tier, to_backend, to_tier, "
                 "sha256, attempts",
                 {job, ns, key, options_.worker_id, std::to_string(outcome), reason,
-                 std::to_string(outcome == v1::OBJECT_OUTCOME_MOVED ? size : 0),
+                 std::to_string(outcome == v1::OBJECT_OUTCOME_MOVED && !to_backend.empty() ? size : 0),
                  std::to_string(outcome == v1::OBJECT_OUTCOME_MOVED ? resumed : 0),
                  std::to_string(absl::ToInt64Milliseconds(RetryPause(attempts)))}));
     if (r.empty()) return absl::OkStatus();  // cancelled meanwhile, or taken over
@@ -706,7 +788,8 @@ absl::StatusOr<bool> MigrationCore::RunOne() {
       o->set_attempts(static_cast<int32_t>(r[0].Int(7)));
       o->set_outcome(outcome);
       o->set_reason(reason);
-      o->set_bytes_moved(outcome == v1::OBJECT_OUTCOME_MOVED ? size : 0);
+      o->set_bytes_moved(outcome == v1::OBJECT_OUTCOME_MOVED && !to_backend.empty() ? size : 0);
+      o->set_to_namespace(to_namespace);
       o->set_bytes_resumed(outcome == v1::OBJECT_OUTCOME_MOVED ? resumed : 0);
       CF_RETURN_IF_ERROR(
           outbox_.Enqueue(tx, kJobTopic, events::MakeEnvelope("migration", job, job, event, clock_)));

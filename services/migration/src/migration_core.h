@@ -93,15 +93,19 @@ class MigrationCore {
   int64_t copies_started() const { return copies_.load(); }
 
  private:
+  // One task: `object` relocated to to_backend/to_tier, or copied to
+  // to_namespace/key there; to_backend empty = `object` (a copy) deleted.
   struct Planned {
     cloudflux::storage::v1::ObjectInfo object;
+    std::string to_namespace;
     std::string to_backend;
-    cloudflux::common::v1::StorageTier to_tier;
+    cloudflux::common::v1::StorageTier to_tier = cloudflux::common::v1::STORAGE_TIER_UNSPECIFIED;
     bool skip = false;
     std::string reason;
   };
   absl::StatusOr<std::vector<Planned>> Plan(const cloudflux::migration::v1::Selection& selection,
-                                            const cloudflux::migration::v1::Target& target, bool lenient = false);
+                                            const cloudflux::migration::v1::Target& target,
+                                            cloudflux::migration::v1::MigrationMode mode, bool lenient = false);
   absl::StatusOr<cloudflux::migration::v1::Migration> InsertJob(
       const cloudflux::migration::v1::CreateMigrationRequest& request,
       const cloudflux::migration::v1::MigrationEstimate& estimate, const CreateOptions& options,

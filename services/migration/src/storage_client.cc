@@ -45,8 +45,20 @@ absl::StatusOr<std::vector<sv1::Backend>> StorageClient::Backends() {
   return std::vector<sv1::Backend>(response.backends().begin(), response.backends().end());
 }
 
-absl::StatusOr<sv1::ObjectInfo> StorageClient::Relocate(const std::string& ns, const std::string& key,
-                                                        int64_t version, const std::string& backend,
+absl::Status StorageClient::Delete(const std::string& ns, const std::string& key, int64_t version) {
+  auto ctx = server::MakeClientContext(absl::Seconds(30));
+  CF_RETURN_IF_ERROR(authorize_(*ctx));
+  sv1::DeleteObjectRequest request;
+  request.set_namespace_(ns);
+  request.set_key(key);
+  request.set_version(version);
+  sv1::DeleteObjectResponse response;
+  return server::FromGrpcStatus(stub_->DeleteObject(ctx.get(), request, &response));
+}
+
+absl::StatusOr<sv1::ObjectInfo> StorageClient::Copy(const std::string& ns, const std::string& key,
+                                                    int64_t version, const std::string& to_namespace,
+                                                    const std::string& backend,
                                                         cloudflux::common::v1::StorageTier tier,
                                                         absl::Duration timeout,
                                                         const std::function<void(int64_t)>& progress,
@@ -57,6 +69,7 @@ absl::StatusOr<sv1::ObjectInfo> StorageClient::Relocate(const std::string& ns, c
   request.set_source_namespace(ns);
   request.set_source_key(key);
   request.set_source_version(version);
+  request.set_namespace_(to_namespace);
   request.set_backend(backend);
   request.set_tier(tier);
   auto reader = stub_->CopyObject(ctx.get(), request);

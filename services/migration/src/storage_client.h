@@ -26,15 +26,20 @@ class StorageClient {
                                                                    const std::string& token, int page_size);
   absl::StatusOr<cloudflux::storage::v1::ObjectInfo> Head(const std::string& ns, const std::string& key);
   absl::StatusOr<std::vector<cloudflux::storage::v1::Backend>> Backends();
-  // Moves ns/key (if still at `version`) to backend/tier; `progress` sees the
+  // Copies ns/key (if still at `version`) to backend/tier: onto itself (a
+  // relocation: same key and version, the old bytes removed) when
+  // `to_namespace` is empty, else to to_namespace/key. `progress` sees the
   // bytes copied so far. Returns the catalog entry at the target, and in
   // `resumed` the bytes an interrupted copy had stored there already.
-  absl::StatusOr<cloudflux::storage::v1::ObjectInfo> Relocate(const std::string& ns, const std::string& key,
-                                                              int64_t version, const std::string& backend,
-                                                              cloudflux::common::v1::StorageTier tier,
-                                                              absl::Duration timeout,
-                                                              const std::function<void(int64_t)>& progress,
-                                                              int64_t* resumed = nullptr);
+  absl::StatusOr<cloudflux::storage::v1::ObjectInfo> Copy(const std::string& ns, const std::string& key,
+                                                          int64_t version, const std::string& to_namespace,
+                                                          const std::string& backend,
+                                                          cloudflux::common::v1::StorageTier tier,
+                                                          absl::Duration timeout,
+                                                          const std::function<void(int64_t)>& progress,
+                                                          int64_t* resumed = nullptr);
+  // Deletes ns/key if it is still at `version`.
+  absl::Status Delete(const std::string& ns, const std::string& key, int64_t version);
 
  private:
   std::unique_ptr<cloudflux::storage::v1::StorageService::Stub> stub_;

@@ -3,10 +3,12 @@
 #include <openssl/evp.h>
 
 #include <algorithm>
+#include <map>
 #include <regex>
 
 #include "absl/strings/ascii.h"
 #include "absl/strings/match.h"
+#include "absl/strings/numbers.h"
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_format.h"
 #include "absl/strings/str_join.h"
@@ -65,10 +67,33 @@ class AzureWriter final : public ObjectWriter {
   AzureWriter(AzureStore& store, std::string key, std::string tier, const AzureOptions& options)
       : store_(store), key_(std::move(key)), tier_(std::move(tier)),
         cutter_(options.multipart_threshold, options.part_size), parts_(options.parallel_parts) {}
+  // Goes on after the uncommitted blocks `progress` names (checked).
+  AzureWriter(AzureStore& store, std::string key, std::string tier, const AzureOptions& options,
+              const UploadProgress& progress)
+      : AzureWriter(store, std::move(key), std::move(tier), options) {
+    next_block_ = static_cast<int>(progress.etags.size());
+    parts_.Preload(progress.etags);
+    cutter_ = PartCutter(0, progress.part_size);
+    resumed_ = true;
+  }
+  void ExpectSize(int64_t size) override {
+    // Anything over one block goes in blocks, so that a copy can resume.
+    if (size > cutter_.part_size() && next_block_ == 0) cutter_.set_threshold(cutter_.part_size());
+  }
+  int64_t PartSize() const override { return cutter_.part_size(); }
+  // A blob's uncommitted blocks are its upload (there is no upload id).
+  std::optional<UploadProgress> Progress() override {
+    if (!cutter_.cut() && !resumed_) return std::nullopt;
+    const std::vector<std::string>& done = parts_.Collect();
+    if (done.empty()) return std::nullopt;
+    return UploadProgress{kBlocksUpload, cutter_.part_size(), done};
+  }
+  void Suspend() override { parts_.Drain(); }
   absl::Status Write(std::string_view data) override;
   absl::Status Commit() override;
   // Uncommitted blocks are invisible and expire on their own.
   void Abort() override { parts_.Drain(); }
+  static constexpr char kBlocksUpload[] = "uncommitted-blocks";
 
  private:
   absl::Status SubmitBlock(std::string block);
@@ -80,6 +105,7 @@ class AzureWriter final : public ObjectWriter {
   int next_block_ = 0;
   ParallelParts parts_;  // block ids in order
   absl::Status failed_;
+  bool resumed_ = false;
 };
 
 class AzureStore final : public ObjectStore {
@@ -97,6 +123,32 @@ class AzureStore final : public ObjectStore {
     return std::make_unique<AzureWriter>(*this, physical_key,
                                          StorageClassFor(common::CLOUD_PROVIDER_AZURE, tier),
                                          options_);
+  }
+
+  // Get Block List (uncommitted) must still name every recorded block with
+  // the block size; Azure discards uncommitted blocks after a week.
+  absl::StatusOr<std::unique_ptr<ObjectWriter>> ResumeWrite(const std::string& physical_key,
+                                                            common::StorageTier tier,
+                                                            const UploadProgress& progress) override {
+    if (progress.upload_id != AzureWriter::kBlocksUpload || progress.part_size <= 0) {
+      return absl::InvalidArgumentError(options_.name + ": not a block upload of this store");
+    }
+    CF_ASSIGN_OR_RETURN(HttpResponse r, Call("GET", physical_key, {{"comp", "blocklist"}, {"blocklisttype", "uncommitted"}}, {}, ""));
+    if (r.status != 200) return Error(r, "get the uncommitted blocks of " + physical_key);
+    std::map<std::string, int64_t> stored;
+    for (const auto& block : XmlRecords(r.body, "Block", {"Name", "Size"})) {
+      int64_t size = 0;
+      if (absl::SimpleAtoi(block.at("Size"), &size)) stored[block.at("Name")] = size;
+    }
+    for (const auto& id : progress.etags) {
+      auto it = stored.find(id);
+      if (it == stored.end() || it->second != progress.part_size) {
+        return absl::NotFoundError(absl::StrCat(options_.name, ": block ", id, " of ", physical_key,
+                                                " is not stored as recorded"));
+      }
+    }
+    return std::make_unique<AzureWriter>(*this, physical_key, StorageClassFor(common::CLOUD_PROVIDER_AZURE, tier),
+                                         options_, progress);
   }
 
   absl::StatusOr<std::unique_ptr<ObjectReader>> OpenRead(const std::string& physical_key,
@@ -256,7 +308,7 @@ absl::Status AzureWriter::Commit() {
   if (!failed_.ok()) return failed_;
   Pairs tier;
   if (!tier_.empty()) tier.emplace_back("x-ms-access-tier", tier_);
-  if (!cutter_.cut()) {
+  if (!cutter_.cut() && !resumed_) {
     Pairs headers = tier;
     headers.emplace_back("x-ms-blob-type", "BlockBlob");
     CF_ASSIGN_OR_RETURN(HttpResponse r, store_.Call("PUT", key_, {}, std::move(headers), cutter_.TakeRest()));

@@ -481,7 +481,7 @@ grpc::ServerUnaryReactor* StorageGrpcService::DeleteObject(grpc::CallbackServerC
                                                            const v1::DeleteObjectRequest* request,
                                                            v1::DeleteObjectResponse* response) {
   return FinishUnaryOn(executor_, context, response,
-                       [=, this] { return core_.Delete(request->namespace_(), request->key()); });
+                       [=, this] { return core_.Delete(request->namespace_(), request->key(), request->version()); });
 }
 
 grpc::ServerUnaryReactor* StorageGrpcService::ListObjects(grpc::CallbackServerContext* context,

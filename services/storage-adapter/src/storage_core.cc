@@ -67,6 +67,8 @@ std::string Subject(const std::string& ns, const std::string& key) {
 
 constexpr size_t kCopyChunkBytes = 1 << 20;
 constexpr int64_t kCopyProgressEvery = 8 << 20;
+// Copies up to this size are never resumed (S3's smallest part).
+constexpr int64_t kMinResumableBytes = 5 << 20;
 
 }  // namespace
 
@@ -406,17 +408,27 @@ absl::StatusOr<std::pair<v1::ObjectInfo, std::unique_ptr<ObjectReader>>> Storage
   return std::pair{std::move(info), std::move(reader)};
 }
 
-absl::Status StorageCore::Delete(const std::string& ns, const std::string& key) {
+absl::Status StorageCore::Delete(const std::string& ns, const std::string& key, int64_t version) {
   CF_RETURN_IF_ERROR(ValidateNamespace(ns));
   CF_RETURN_IF_ERROR(ValidateKey(key));
+  if (version < 0) return absl::InvalidArgumentError("version must not be negative");
   std::string backend, physical;
   CF_RETURN_IF_ERROR(pool_.InTransaction([&](db::Transaction& tx) -> absl::Status {
     CF_ASSIGN_OR_RETURN(db::Result rows,
                         tx.Exec("WITH d AS (DELETE FROM storage.objects WHERE namespace = $1 AND "
-                                "key = $2 RETURNING backend, physical_key, version), p AS (INSERT "
-                                "INTO storage.pending_bytes (backend, physical_key) SELECT backend, "
+                                "key = $2 AND ($3 = 0 OR version = $3) RETURNING backend, physical_key, version), "
+                                "p AS (INSERT INTO storage.pending_bytes (backend, physical_key) SELECT backend, "
                                 "physical_key FROM d ON CONFLICT DO NOTHING) SELECT * FROM d",
-                                {ns, key}));
+                                {ns, key, std::to_string(version)}));
+    if (rows.empty() && version != 0) {
+      CF_ASSIGN_OR_RETURN(db::Result current, tx.Exec("SELECT version FROM storage.objects WHERE namespace = $1 "
+                                                      "AND key = $2",
+                                                      {ns, key}));
+      if (!current.empty()) {
+        return absl::AbortedError(absl::StrCat("object ", Subject(ns, key), " is at version ", current[0].Int(0),
+                                               ", not ", version, "; nothing deleted"));
+      }
+    }
     if (rows.empty()) return absl::NotFoundError(absl::StrCat("object ", Subject(ns, key), " not found"));
     backend = rows[0].Text(0);
     physical = rows[0].Text(1);
@@ -496,7 +508,12 @@ absl::StatusOr<StorageCore::StoredCopy> StorageCore::CopyBytes(const v1::ObjectI
     RemoveBytes(to.name(), physical);
     if (!absl::IsUnimplemented(copied)) return copied;
   }
-  CF_ASSIGN_OR_RETURN(std::optional<ResumePoint> resume, ClaimResumable(source, to, tier));
+  // No store resumes an object of one part (S3's smallest is 5 MiB): small
+  // copies skip the lookup.
+  std::optional<ResumePoint> resume;
+  if (total > kMinResumableBytes) {
+    CF_ASSIGN_OR_RETURN(resume, ClaimResumable(source, to, tier));
+  }
   return StreamCopy(source, from, to, tier, progress, std::move(resume));
 }
 
@@ -569,7 +586,7 @@ absl::StatusOr<StorageCore::StoredCopy> StorageCore::StreamCopy(const v1::Object
   auto stream = [&]() -> absl::Status {
     if (!report()) return absl::CancelledError("copy cancelled");
     if (copied < total) {
-      CF_ASSIGN_OR_RETURN(auto reader, from.OpenRead(source.physical_key(), copied, 0));
+      CF_ASSIGN_OR_RETURN(auto reader, from.OpenRead(source.physical_key(), copied, total - copied));
       int64_t reported = copied;
       while (true) {
         size_t want = kCopyChunkBytes;

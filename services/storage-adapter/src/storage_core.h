@@ -98,7 +98,8 @@ class StorageCore {
   // The object's info and a reader of the requested range.
   absl::StatusOr<std::pair<cloudflux::storage::v1::ObjectInfo, std::unique_ptr<ObjectReader>>>
   OpenGet(const cloudflux::storage::v1::GetObjectRequest& request);
-  absl::Status Delete(const std::string& ns, const std::string& key);
+  // `version` 0 = whatever is current; otherwise ABORTED unless at it.
+  absl::Status Delete(const std::string& ns, const std::string& key, int64_t version = 0);
   absl::StatusOr<cloudflux::storage::v1::ListObjectsResponse> List(
       const cloudflux::storage::v1::ListObjectsRequest& request);
   // Copies or relocates an object (see CopyObject in storage.proto). A

@@ -1,0 +1,314 @@
+// Migration jobs against `rclone` (Debian package) moving the same bytes
+// between two buckets of one S3 server (--server: s3rver, or radosgw), and
+// the cost of resuming a large move after kill -9. Needs the test servers:
+//   scripts/dev bench build/release/bench/migration/migration_bench
+//       [--server=s3rver|radosgw] [--mib=1024] [--objects=2000] [--object_kib=64]
+//       [--transfers=16] [--resume=true]
+//
+// The storage adapter has two backends on the server, "src" (bucket
+// cloudflux-test) and "dst" (bucket cloudflux-gcs), both S3 with the
+// default 8 MiB parts, 4 at a time. rclone has two remotes on the same
+// server and copies with --disable Copy, so that both stream the bytes
+// through this machine (a migration between backends streams them; rclone
+// would otherwise ask the server to copy).
+//
+// Large: one --mib object, a migration job moving it from src to dst vs
+// `rclone copyto` of its bytes between the buckets. Small: --objects
+// objects of --object_kib, one job with parallelism --transfers vs `rclone
+// copy --files-from` with --transfers. Resume: a new --mib object moved by a
+// job, the storage adapter killed (SIGKILL) once half the object is
+// recorded as stored at the target and started again: the bytes it had
+// streamed before the kill, the bytes the resumed copy did not send again,
+// and the time from the kill to the end; rclone killed at half of its own
+// copy time and run again, which sends the object from its start.
+#include <signal.h>
+
+#include <atomic>
+#include <cstdlib>
+
+#include "absl/flags/flag.h"
+#include "absl/strings/match.h"
+#include "cloudflux/core/config.h"
+#include "cloudflux/migration/v1/migration.grpc.pb.h"
+#include "bench_util.h"
+
+ABSL_FLAG(std::string, server, "s3rver", "The S3 server: s3rver or radosgw.");
+ABSL_FLAG(int32_t, mib, 1024, "Size of the large object in MiB (0 = skip the large and resume runs).");
+ABSL_FLAG(int32_t, objects, 2000, "Number of small objects (0 = skip).");
+ABSL_FLAG(int32_t, object_kib, 64, "Size of each small object in KiB.");
+ABSL_FLAG(int32_t, transfers, 16, "The job's parallelism and rclone's --transfers for small objects.");
+ABSL_FLAG(bool, resume, true, "Measure resuming a large move after kill -9.");
+
+using namespace cloudflux::bench;  // NOLINT
+namespace mv1 = cloudflux::migration::v1;
+
+namespace {
+
+constexpr char kNs[] = "bench";
+
+struct Bench {
+  std::string endpoint, dir, backends;
+  Adapter adapter;
+  cloudflux::testing::ServiceProcess migration;
+  std::unique_ptr<mv1::MigrationService::Stub> stub;
+  std::map<std::string, std::string> rclone_env;
+  std::string rclone_prefix;
+};
+
+std::map<std::string, std::string> AdapterEnv(const Bench& b) {
+  return {{"CLOUDFLUX_DATA_DIR", b.dir + "/store"}, {"CLOUDFLUX_BACKENDS_FILE", b.backends}};
+}
+
+sv1::ObjectInfo HeadOrDie(Bench& b, const std::string& key) {
+  sv1::HeadObjectRequest r;
+  r.set_namespace_(kNs);
+  r.set_key(key);
+  sv1::ObjectInfo info;
+  grpc::Status s = b.adapter.stub->HeadObject(cloudflux::server::MakeClientContext(absl::Seconds(30)).get(), r, &info);
+  if (!s.ok()) Die("head " + key + ": " + s.error_message());
+  return info;
+}
+
+// Creates the job and waits for it to end; its id.
+std::string RunJob(Bench& b, const mv1::CreateMigrationRequest& request, double* seconds,
+                   const std::function<void(const mv1::Migration&)>& on_poll = nullptr) {
+  auto start = Clock::now();
+  mv1::Migration job;
+  grpc::Status s = b.stub->CreateMigration(cloudflux::server::MakeClientContext(absl::Seconds(120)).get(), request, &job);
+  if (!s.ok()) Die("create migration: " + s.error_message());
+  while (true) {
+    mv1::GetMigrationRequest get;
+    get.set_id(job.id());
+    mv1::Migration now;
+    if (b.stub->GetMigration(cloudflux::server::MakeClientContext(absl::Seconds(10)).get(), get, &now).ok()) {
+      if (on_poll) on_poll(now);
+      if (now.state() != mv1::MIGRATION_STATE_RUNNING && now.state() != mv1::MIGRATION_STATE_PAUSED) {
+        if (now.state() != mv1::MIGRATION_STATE_COMPLETED) Die("the job ended " + mv1::MigrationState_Name(now.state()));
+        break;
+      }
+    }
+    std::this_thread::sleep_for(std::chrono::milliseconds(20));
+  }
+  *seconds = Seconds(start);
+  return job.id();
+}
+
+std::vector<mv1::MigrationObject> Report(Bench& b, const std::string& id) {
+  std::vector<mv1::MigrationObject> out;
+  mv1::ListMigrationObjectsRequest r;
+  r.set_id(id);
+  r.mutable_page()->set_page_size(1000);
+  while (true) {
+    mv1::ListMigrationObjectsResponse page;
+    grpc::Status s = b.stub->ListMigrationObjects(cloudflux::server::MakeClientContext(absl::Seconds(30)).get(), r, &page);
+    if (!s.ok()) Die("report: " + s.error_message());
+    out.insert(out.end(), page.objects().begin(), page.objects().end());
+    if (page.page().next_page_token().empty()) return out;
+    r.mutable_page()->set_page_token(page.page().next_page_token());
+  }
+}
+
+mv1::CreateMigrationRequest MoveToDst(const std::vector<std::string>& keys, const std::string& prefix, int parallelism) {
+  mv1::CreateMigrationRequest r;
+  if (!prefix.empty()) {
+    r.mutable_selection()->set_namespace_(kNs);
+    r.mutable_selection()->set_prefix(prefix);
+  }
+  for (const auto& key : keys) {
+    auto* o = r.mutable_selection()->add_objects();
+    o->set_namespace_(kNs);
+    o->set_key(key);
+  }
+  r.mutable_target()->set_backend("dst");
+  r.set_parallelism(parallelism);
+  return r;
+}
+
+double Rclone(const Bench& b, const std::string& args) {
+  return TimeCommand("rclone -q --disable Copy " + args);
+}
+
+// The adapter's counter `name` from its metrics endpoint (0 if absent).
+double Metric(const Bench& b, const std::string& name) {
+  auto page = cloudflux::testing::HttpGet(absl::StrCat("http://127.0.0.1:", b.adapter.child.metrics_port, "/metrics"));
+  if (!page.ok()) return 0;
+  for (absl::string_view line : absl::StrSplit(*page, '\n')) {
+    if (absl::StartsWith(line, name + " ") || absl::StartsWith(line, name + "{")) {
+      double v = 0;
+      if (absl::SimpleAtod(line.substr(line.rfind(' ') + 1), &v)) return v;
+    }
+  }
+  return 0;
+}
+
+int64_t Recorded(const Bench& b) {
+  auto rows = b.adapter.catalog->Exec(
+      "SELECT coalesce(max(part_size * cardinality(string_to_array(etags, E'\\n'))), 0) FROM storage.copy_uploads");
+  return rows.ok() ? (*rows)[0].Int(0) : 0;
+}
+
+}  // namespace
+
+int main(int argc, char** argv) {
+  cloudflux::core::ParseFlags(argc, argv, "migration jobs vs rclone between two S3 buckets; resume after kill -9");
+  Bench b;
+  const std::string server = absl::GetFlag(FLAGS_server);
+  if (server != "s3rver" && server != "radosgw") Die("--server is s3rver or radosgw");
+  auto endpoint = server == "radosgw" ? cloudflux::testing::TestRadosgwEndpoint() : cloudflux::testing::TestS3Endpoint();
+  if (!endpoint.ok()) Die("run through scripts/dev bench (needs " + server + ")");
+  b.endpoint = *endpoint;
+  const int64_t mib = absl::GetFlag(FLAGS_mib);
+  const int objects = absl::GetFlag(FLAGS_objects);
+  const int64_t object_bytes = int64_t{absl::GetFlag(FLAGS_object_kib)} << 10;
+  const int transfers = absl::GetFlag(FLAGS_transfers);
+  b.dir = FreshDir("cloudflux-migration-bench");
+
+  unsetenv("AWS_CA_BUNDLE");
+  for (const char* remote : {"SRC", "DST"}) {
+    std::string p = absl::StrCat("RCLONE_CONFIG_", remote, "_");
+    for (const auto& [k, v] : std::map<std::string, std::string>{{"TYPE", "s3"},
+                                                                {"PROVIDER", "Other"},
+                                                                {"ENDPOINT", b.endpoint},
+                                                                {"ACCESS_KEY_ID", "S3RVER"},
+                                                                {"SECRET_ACCESS_KEY", "S3RVER"},
+                                                                {"REGION", "us-east-1"},
+                                                                {"FORCE_PATH_STYLE", "true"}}) {
+      setenv((p + k).c_str(), v.c_str(), 1);
+      b.rclone_env[p + k] = v;
+    }
+  }
+  b.rclone_prefix = "dst:cloudflux-gcs/rclone-" + std::to_string(getpid());
+
+  b.backends = b.dir + "/backends.json";
+  std::ofstream(b.backends) << absl::StrCat(
+      R"({"backends": [{"name": "src", "kind": "s3", "endpoint": ")", b.endpoint,
+      R"(", "bucket": "cloudflux-test", "accessKeyId": "S3RVER", "secretAccessKey": "S3RVER"},
+         {"name": "dst", "kind": "s3", "endpoint": ")", b.endpoint,
+      R"(", "bucket": "cloudflux-gcs", "accessKeyId": "S3RVER", "secretAccessKey": "S3RVER"}]})");
+  b.adapter = StartAdapter(AdapterEnv(b));
+  auto migration = cloudflux::testing::StartServiceBinary(
+      "migration", b.adapter.db->url(),
+      {{"CLOUDFLUX_STORAGE_ADDRESS", b.adapter.child.target()},
+       {"CLOUDFLUX_BACKEND_CLOUDS", "src=aws,dst=aws"},
+       {"CLOUDFLUX_WORKERS", std::to_string(std::max(transfers, 4))}});
+  if (!migration.ok()) Die("cannot start migration: " + std::string(migration.status().message()));
+  b.migration = std::move(*migration);
+  b.stub = mv1::MigrationService::NewStub(cloudflux::server::MakeChannel(b.migration.target()));
+  std::printf("%s at %s; peer: ", server.c_str(), b.endpoint.c_str());
+  std::fflush(stdout);
+  std::system("rclone version | head -1");
+
+  if (mib > 0) {
+    if (!PutGenerated(*b.adapter.stub, kNs, "big.bin", "src", mib << 20).ok()) Die("put big.bin");
+    sv1::ObjectInfo big = HeadOrDie(b, "big.bin");
+    double peer = Rclone(b, absl::StrCat("copyto src:cloudflux-test/", big.physical_key(), " ", b.rclone_prefix, "/big.bin"));
+    double ours = 0;
+    RunJob(b, MoveToDst({"big.bin"}, "", 1), &ours);
+    if (HeadOrDie(b, "big.bin").backend() != "dst") Die("big.bin did not move");
+    std::printf("%-30s: %8.2f s %8.1f MiB/s | rclone copyto %8.2f s %8.1f MiB/s | ratio %.2f\n",
+                absl::StrCat("move ", mib, " MiB src -> dst").c_str(), ours, mib / ours, peer, mib / peer, peer / ours);
+  }
+
+  if (objects > 0) {
+    std::string base(object_bytes, 'x');
+    std::mt19937_64 gen(11);
+    FillRandom(base, gen);
+    std::atomic<int> next{0}, failed{0};
+    std::vector<std::thread> pool;
+    for (int t = 0; t < 16; ++t) {
+      pool.emplace_back([&] {
+        for (int i = next++; i < objects; i = next++) {
+          std::string data = base;
+          std::memcpy(data.data(), &i, sizeof(i));
+          if (!PutObject(*b.adapter.stub, kNs, absl::StrCat("small/", i), "src", &data).ok()) ++failed;
+        }
+      });
+    }
+    for (auto& th : pool) th.join();
+    if (failed > 0) Die("small puts failed");
+    std::ofstream list(b.dir + "/files.txt");
+    for (int i = 0; i < objects; ++i) list << HeadOrDie(b, absl::StrCat("small/", i)).physical_key() << "\n";
+    list.close();
+    // --no-traverse: rclone's listing of the source misses s3rver's keys
+    // under --files-from; each file is looked up instead.
+    double peer = Rclone(b, absl::StrCat("copy --no-traverse --transfers ", transfers, " --checkers ", transfers, " --files-from ",
+                                         b.dir, "/files.txt src:cloudflux-test ", b.rclone_prefix, "/small"));
+    // rclone copied them all (it is quiet about what it skipped).
+    FILE* count = popen(absl::StrCat("rclone size --json ", b.rclone_prefix, "/small").c_str(), "r");
+    char buf[256] = {};
+    size_t n = count != nullptr ? fread(buf, 1, sizeof(buf) - 1, count) : 0;
+    if (count != nullptr) pclose(count);
+    if (!absl::StrContains(std::string(buf, n), absl::StrCat("\"count\":", objects, ","))) {
+      Die("rclone did not copy every object: " + std::string(buf, n));
+    }
+    // A move also deletes each source: rclone move of its own copies (the
+    // same files, streamed, each deleted after it is copied) is that work.
+    double peer_move = TimeCommand(absl::StrCat(
+        "rclone -q --disable Copy,Move move --no-traverse --transfers ", transfers, " --checkers ", transfers,
+        " --files-from ", b.dir, "/files.txt ", b.rclone_prefix, "/small ", b.rclone_prefix, "/small-moved"));
+    double ours = 0;
+    RunJob(b, MoveToDst({}, "small/", transfers), &ours);
+    std::printf("%-30s: %8.2f s %8.1f obj/s | rclone copy    %8.2f s %8.1f obj/s | ratio %.2f\n",
+                absl::StrCat("move ", objects, " x ", object_bytes >> 10, " KiB").c_str(), ours, objects / ours, peer,
+                objects / peer, peer / ours);
+    std::printf("%-30s: %8.2f s %8.1f obj/s | rclone move    %8.2f s %8.1f obj/s | ratio %.2f\n", "  (same, vs a move)",
+                ours, objects / ours, peer_move, objects / peer_move, peer_move / ours);
+  }
+
+  if (mib > 0 && absl::GetFlag(FLAGS_resume)) {
+    const int64_t size = mib << 20;
+    if (!PutGenerated(*b.adapter.stub, kNs, "resume.bin", "src", size).ok()) Die("put resume.bin");
+    sv1::ObjectInfo src = HeadOrDie(b, "resume.bin");
+    // rclone, killed at half its own copy time, then run again.
+    const std::string copy = absl::StrCat("copyto src:cloudflux-test/", src.physical_key(), " ", b.rclone_prefix,
+                                          "/resume.bin");
+    double whole = Rclone(b, copy);
+    TimeCommand("rclone -q deletefile " + b.rclone_prefix + "/resume.bin");
+    std::vector<std::string> argv = {"/usr/bin/rclone", "-q", "--disable", "Copy"};
+    for (absl::string_view part : absl::StrSplit(copy, ' ')) argv.emplace_back(part);
+    auto child = cloudflux::testing::ChildProcess::Start(argv, b.rclone_env, b.dir + "/rclone.log");
+    if (!child.ok()) Die("rclone: " + std::string(child.status().message()));
+    std::this_thread::sleep_for(std::chrono::duration<double>(whole / 2));
+    (*child)->Signal(SIGKILL);
+    (*child)->Wait(absl::Seconds(10));
+    double again = Rclone(b, copy);
+    std::printf("rclone copyto killed at %.2f s (half of %.2f s) and run again: %.2f s, sending all %lld MiB again\n",
+                whole / 2, whole, again, static_cast<long long>(mib));
+    const std::string port = b.adapter.child.target().substr(b.adapter.child.target().rfind(':') + 1);
+    const double sent_before = Metric(b, "cloudflux_storage_copy_sent_bytes_total");
+    double sent_at_kill = 0, total = 0;
+    int64_t stored_at_kill = 0;
+    Clock::time_point killed_at;
+    bool killed = false;
+    std::string id = RunJob(b, MoveToDst({"resume.bin"}, "", 1), &total, [&](const mv1::Migration&) {
+      if (killed) return;
+      while (Recorded(b) < size / 2) std::this_thread::sleep_for(std::chrono::milliseconds(5));
+      sent_at_kill = Metric(b, "cloudflux_storage_copy_sent_bytes_total") - sent_before;
+      b.adapter.child.process->Signal(SIGKILL);
+      b.adapter.child.process->Wait(absl::Seconds(10));
+      killed_at = Clock::now();
+      killed = true;
+      std::this_thread::sleep_for(std::chrono::milliseconds(300));
+      stored_at_kill = Recorded(b);
+      auto env = AdapterEnv(b);
+      env["CLOUDFLUX_LISTEN_ADDRESS"] = "127.0.0.1:" + port;
+      auto restarted = cloudflux::testing::StartServiceBinary("storage-adapter", b.adapter.db->url(), env);
+      if (!restarted.ok()) Die("restart: " + std::string(restarted.status().message()));
+      b.adapter.child = std::move(*restarted);
+    });
+    double finish = Seconds(killed_at);
+    int64_t resumed = 0;
+    for (const auto& o : Report(b, id)) resumed += o.bytes_resumed();
+    double sent_after = Metric(b, "cloudflux_storage_copy_sent_bytes_total");
+    if (HeadOrDie(b, "resume.bin").sha256() != src.sha256()) Die("resume.bin changed");
+    std::printf("resume after kill -9 at %.0f%% of %lld MiB: streamed before the kill %.1f MiB, stored %.1f MiB, "
+                "resumed %.1f MiB, sent again %.1f MiB, sent after the restart %.1f MiB; kill -> done %.2f s\n",
+                100.0 * stored_at_kill / size, static_cast<long long>(mib), sent_at_kill / (1 << 20),
+                stored_at_kill / double(1 << 20), resumed / double(1 << 20), (sent_at_kill - resumed) / (1 << 20),
+                sent_after / (1 << 20), finish);
+  }
+  b.migration.process->Signal(SIGTERM);
+  b.migration.process->Wait(absl::Seconds(30));
+  StopAdapter(b.adapter, b.dir);
+  return 0;
+}

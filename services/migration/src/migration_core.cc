@@ -430,46 +430,32 @@ absl::StatusOr<v1::Migration> MigrationCore::Rollback(const std::string& raw_id)
   // it is still the one written.
   std::vector<Planned> plan;
   for (const auto& row : moved) {
-    if (!row.Text(7).empty()) {
-      const std::string copy_ns = row.Text(7);
-      auto info = storage_.Head(copy_ns, row.Text(1));
-      Planned p;  // to_backend empty: delete
-      if (info.status().code() == absl::StatusCode::kNotFound) {
-        p.object.set_namespace_(copy_ns);
-        p.object.set_key(row.Text(1));
-        p.skip = true;
-        p.reason = "deleted since";
-      } else {
-        CF_RETURN_IF_ERROR(info.status());
-        p.object = std::move(*info);
-        if (p.object.sha256() != row.Text(8)) {
-          p.skip = true;
-          p.reason = "overwritten since";
-        }
-      }
-      plan.push_back(std::move(p));
-      continue;
-    }
-    auto info = storage_.Head(row.Text(0), row.Text(1));
+    // A copy is deleted where it was written (to_backend empty); a moved
+    // object goes back.
+    const bool copied = !row.Text(7).empty();
+    const std::string ns = copied ? row.Text(7) : row.Text(0);
+    auto info = storage_.Head(ns, row.Text(1));
     Planned p;
-    p.to_backend = row.Text(3);
-    p.to_tier = static_cast<StorageTier>(row.Int(4));
+    if (!copied) {
+      p.to_backend = row.Text(3);
+      p.to_tier = static_cast<StorageTier>(row.Int(4));
+    }
     if (info.status().code() == absl::StatusCode::kNotFound) {
-      p.object.set_namespace_(row.Text(0));
+      p.object.set_namespace_(ns);
       p.object.set_key(row.Text(1));
-      p.object.set_version(row.Int(2));
+      if (!copied) p.object.set_version(row.Int(2));
       p.skip = true;
       p.reason = "deleted since";
     } else {
       CF_RETURN_IF_ERROR(info.status());
       p.object = std::move(*info);
-      if (p.object.version() != row.Int(2)) {
+      if (copied ? p.object.sha256() != row.Text(8) : p.object.version() != row.Int(2)) {
         p.skip = true;
         p.reason = "overwritten since";
-      } else if (p.object.backend() != row.Text(5) || p.object.tier() != row.Int(6)) {
+      } else if (!copied && (p.object.backend() != row.Text(5) || p.object.tier() != row.Int(6))) {
         p.skip = true;
         p.reason = "moved elsewhere since";
-      } else if (p.object.tier() == cloudflux::common::v1::STORAGE_TIER_ARCHIVE) {
+      } else if (!copied && p.object.tier() == cloudflux::common::v1::STORAGE_TIER_ARCHIVE) {
         p.skip = true;
         p.reason = "in an archive class: restore it first";
       }

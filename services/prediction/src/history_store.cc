@@ -140,7 +140,7 @@ absl::StatusOr<events::IngestCounts> HistoryStore::ApplyFrom(
     }
     out = counts;
     if (deltas.empty()) return absl::OkStatus();
-    // The touched rows, locked, merged here and written back in one statement.
+    // The touched rows' facts, locked (their read arrays only where merged here).
     std::vector<std::string> ns, key;
     for (const auto& [id, d] : deltas) {
       ns.push_back(id.first);
@@ -151,7 +151,7 @@ absl::StatusOr<events::IngestCounts> HistoryStore::ApplyFrom(
         tx.Exec("SELECT h.namespace, h.key, h.version, h.size, h.tier, h.deleted_version, h.backend, "
                 "(extract(epoch from h.created_at) * 1000000)::bigint, "
                 "(extract(epoch from h.placed_at) * 1000000)::bigint, "
-                "(extract(epoch from h.last_read_at) * 1000000)::bigint, h.first_day, h.reads "
+                "(extract(epoch from h.last_read_at) * 1000000)::bigint, h.first_day "
                 "FROM prediction.histories h JOIN unnest($1::text[], $2::text[]) AS k(ns, key) "
                 "ON h.namespace = k.ns AND h.key = k.key ORDER BY h.namespace, h.key FOR UPDATE OF h",
                 {db::ArrayLiteral(ns), db::ArrayLiteral(key)}));
@@ -168,8 +168,59 @@ absl::StatusOr<events::IngestCounts> HistoryStore::ApplyFrom(
       m.placed = Micros(r, 8);
       m.last_read = Micros(r, 9);
       if (!r.IsNull(10)) m.first_day = static_cast<int>(r.Int(10));
-      m.reads = ParseIntArray(r.Text(11));
       rows[{r.Text(0), r.Text(1)}] = std::move(m);
+    }
+    // Reads of a stored, live version are added in the database, as (day,
+    // count) pairs; anything else (a creation, a deletion, a new row) is
+    // merged here from the whole row.
+    std::vector<db::Param> a_ns, a_key, a_day, a_count, a_last;
+    std::vector<std::string> full_ns, full_key;
+    for (auto it = deltas.begin(); it != deltas.end();) {
+      const auto& [id, d] = *it;
+      auto row = rows.find(id);
+      const bool reads_only = !d.delete_first && !d.deleted_version.has_value() && !d.authoritative;
+      if (reads_only && row != rows.end() && row->second.version.has_value()) {
+        const Merged& m = row->second;
+        bool deleted = m.deleted_version.has_value() && d.reads_version <= *m.deleted_version;
+        bool older = d.reads_version < *m.version;
+        if (!deleted && !older) {
+          for (const auto& [day, rb] : d.reads_by_day) {
+            a_ns.push_back(id.first);
+            a_key.push_back(id.second);
+            a_day.push_back(std::to_string(day));
+            a_count.push_back(std::to_string(std::min<int64_t>(rb.first, INT32_MAX)));
+            a_last.push_back(db::OptionalParam(d.last_read));
+          }
+        }
+        it = deltas.erase(it);
+        continue;
+      }
+      if (row != rows.end()) {
+        full_ns.push_back(id.first);
+        full_key.push_back(id.second);
+      }
+      ++it;
+    }
+    if (!a_ns.empty()) {
+      CF_RETURN_IF_ERROR(
+          tx.Exec("UPDATE prediction.histories h SET reads = prediction.add_reads(h.reads, h.first_day, a.days, "
+                  "a.counts), first_day = least(h.first_day, a.min_day), last_read_at = greatest(h.last_read_at, "
+                  "a.last_read), updated_at = now() FROM (SELECT ns, key, array_agg(day) AS days, array_agg(n) AS "
+                  "counts, min(day) AS min_day, max(last_read) AS last_read FROM unnest($1::text[], $2::text[], "
+                  "$3::integer[], $4::integer[], $5::timestamptz[]) AS u(ns, key, day, n, last_read) GROUP BY ns, "
+                  "key) AS a WHERE h.namespace = a.ns AND h.key = a.key",
+                  {db::ArrayLiteral(a_ns), db::ArrayLiteral(a_key), db::ArrayLiteral(a_day),
+                   db::ArrayLiteral(a_count), db::ArrayLiteral(a_last)})
+              .status());
+    }
+    if (deltas.empty()) return absl::OkStatus();
+    if (!full_ns.empty()) {
+      CF_ASSIGN_OR_RETURN(db::Result arrays,
+                          tx.Exec("SELECT h.namespace, h.key, h.reads FROM prediction.histories h JOIN "
+                                  "unnest($1::text[], $2::text[]) AS k(ns, key) ON h.namespace = k.ns AND h.key = "
+                                  "k.key",
+                                  {db::ArrayLiteral(full_ns), db::ArrayLiteral(full_key)}));
+      for (const auto& r : arrays) rows[{r.Text(0), r.Text(1)}].reads = ParseIntArray(r.Text(2));
     }
     std::vector<db::Param> w_ns, w_key, w_version, w_size, w_backend, w_tier, w_created, w_placed, w_last, w_first,
         w_reads, w_deleted;

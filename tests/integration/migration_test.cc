@@ -403,6 +403,33 @@ TEST_F(MigrationTest, AKilledWorkersObjectsAreTakenOverAndEachMovesOnce) {
   }
 }
 
+// The cap holds the bytes of streamed copies, not only their starts: one
+// large object alone, and four copies at once, each sharing the cap.
+TEST_F(MigrationTest, TheCapHoldsTheBytesOfStreamedCopies) {
+  if (!testing::TestS3Endpoint().ok()) GTEST_SKIP() << "no s3rver";
+  storage_.process->Signal(SIGTERM);
+  storage_.process->Wait(absl::Seconds(20));
+  StartStorage(/*with_s3=*/true);
+  ASSERT_TRUE(Put("one/big", std::string(4 << 20, 'o')));
+  for (int i = 0; i < 4; ++i) ASSERT_TRUE(Put(absl::StrCat("four/", i), std::string(2 << 20, 'f')));
+  for (const auto& [prefix, parallelism] : {std::pair{"one/", 1}, std::pair{"four/", 4}}) {
+    SCOPED_TRACE(prefix);
+    mv1::CreateMigrationRequest create;
+    *create.mutable_selection() = Prefix(prefix);
+    create.mutable_target()->set_backend("s3");
+    create.set_parallelism(parallelism);
+    create.set_bandwidth_bytes_per_second(2000000);  // 4 MiB: 2.1 s
+    absl::Time start = absl::Now();
+    auto job = Create(create);
+    ASSERT_TRUE(job.ok()) << job.status();
+    EXPECT_EQ(WaitEnded(job->id()).state(), mv1::MIGRATION_STATE_COMPLETED);
+    double seconds = absl::ToDoubleSeconds(absl::Now() - start);
+    const double expected = (4 << 20) / 2000000.0;
+    EXPECT_GE(seconds, 0.95 * expected);
+    EXPECT_LT(seconds, 2 * expected + 2);
+  }
+}
+
 // The storage adapter killed while it streams a multi-part object to
 // another backend: the job goes on once it is back, the interrupted copy
 // resumes from the parts the target holds (the report counts them), and

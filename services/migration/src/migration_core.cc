@@ -682,9 +682,15 @@ absl::StatusOr<bool> MigrationCore::RunOne() {
   const int64_t lease_ms = absl::ToInt64Milliseconds(options_.lease);
   // A task of the oldest running job with room under its parallelism: a new
   // one, or one whose worker's lease ran out.
-  CF_ASSIGN_OR_RETURN(
-      db::Result claimed,
-      pool_.Exec("UPDATE migration.tasks t SET outcome = 2, worker = $1, attempts = t.attempts + 1, "
+  // Claims of running jobs are made one at a time (the jobs' rows locked
+  // first), so that each sees the claims before it and a job's parallelism
+  // holds across workers and replicas.
+  db::Result claimed;
+  CF_RETURN_IF_ERROR(pool_.InTransaction([&](db::Transaction& tx) -> absl::Status {
+    CF_RETURN_IF_ERROR(tx.Exec("SELECT 1 FROM migration.jobs WHERE state = 1 ORDER BY seq FOR UPDATE").status());
+    CF_ASSIGN_OR_RETURN(
+        claimed,
+        tx.Exec("UPDATE migration.tasks t SET outcome = 2, worker = $1, attempts = t.attempts + 1, "
                  "lease_until = now() + $2 * interval '1 millisecond', updated_at = now() FROM (SELECT c.job_id, "
                  "c.namespace, c.key FROM (SELECT j.id, j.seq FROM migration.jobs j WHERE j.state = 1 AND (SELECT "
                  "count(*) FROM migration.tasks r WHERE r.job_id = j.id AND r.outcome IN (1, 2) AND r.outcome = 2 "
@@ -694,8 +700,11 @@ absl::StatusOr<bool> MigrationCore::RunOne() {
                  "o.lease_until < now())) ORDER BY o.namespace, o.key LIMIT 1 FOR UPDATE SKIP LOCKED) AS c "
                  "ORDER BY room.seq LIMIT 1) AS pick "                 "WHERE t.job_id = pick.job_id AND t.namespace = pick.namespace AND t.key = pick.key RETURNING "
                  "t.job_id::text, t.namespace, t.key, t.version, t.size, t.sha256, t.to_backend, t.to_tier, "
-                 "t.attempts, (SELECT bandwidth FROM migration.jobs WHERE id = t.job_id), coalesce(t.to_namespace, '')",
+                 "t.attempts, (SELECT bandwidth FROM migration.jobs WHERE id = t.job_id), coalesce(t.to_namespace, ''), "
+                 "(SELECT parallelism FROM migration.jobs WHERE id = t.job_id), t.from_backend",
                  {options_.worker_id, std::to_string(lease_ms)}));
+    return absl::OkStatus();
+  }));
   if (claimed.empty()) return false;
   const auto& c = claimed[0];
   const std::string job = c.Text(0), ns = c.Text(1), key = c.Text(2), sha = c.Text(5), to_backend = c.Text(6);
@@ -705,7 +714,16 @@ absl::StatusOr<bool> MigrationCore::RunOne() {
   std::optional<int64_t> bandwidth;
   if (!c.IsNull(9)) bandwidth = c.Int(9);
   const std::string to_namespace = c.Text(10);
-  Pace(job, size, bandwidth);
+  // The cap holds across the job's copies, on every replica. Between
+  // backends the bytes stream through the storage adapter: each of the
+  // job's (at most `parallelism`) copies sends at most an equal share of the
+  // cap. Within one backend the store copies (or only the catalog changes):
+  // object starts are paced instead.
+  const bool streamed = !to_backend.empty() && c.Text(12) != to_backend;
+  const int64_t share = bandwidth.has_value() && streamed
+                            ? std::max<int64_t>(1, *bandwidth / std::max<int64_t>(1, c.Int(11)))
+                            : 0;
+  if (!streamed) Pace(job, size, bandwidth);
 
   ++copies_;
   absl::Time renewed = absl::Now();
@@ -726,7 +744,7 @@ absl::StatusOr<bool> MigrationCore::RunOne() {
     (void)pool_.Exec("UPDATE migration.tasks SET lease_until = now() + $4 * interval '1 millisecond' WHERE job_id "
                      "= $1::uuid AND namespace = $2 AND key = $3 AND worker = $5",
                      {job, ns, key, std::to_string(lease_ms), options_.worker_id});
-  }, &resumed);
+  }, &resumed, share);
   }
   v1::ObjectOutcome outcome = v1::OBJECT_OUTCOME_MOVED;
   std::string reason;

@@ -62,7 +62,7 @@ absl::StatusOr<sv1::ObjectInfo> StorageClient::Copy(const std::string& ns, const
                                                         cloudflux::common::v1::StorageTier tier,
                                                         absl::Duration timeout,
                                                         const std::function<void(int64_t)>& progress,
-                                                        int64_t* resumed) {
+                                                        int64_t* resumed, int64_t max_bytes_per_second) {
   auto ctx = server::MakeClientContext(timeout);
   CF_RETURN_IF_ERROR(authorize_(*ctx));
   sv1::CopyObjectRequest request;
@@ -72,6 +72,7 @@ absl::StatusOr<sv1::ObjectInfo> StorageClient::Copy(const std::string& ns, const
   request.set_namespace_(to_namespace);
   request.set_backend(backend);
   request.set_tier(tier);
+  request.set_max_bytes_per_second(max_bytes_per_second);
   auto reader = stub_->CopyObject(ctx.get(), request);
   sv1::CopyObjectProgress p;
   sv1::ObjectInfo result;

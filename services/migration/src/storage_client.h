@@ -30,14 +30,15 @@ class StorageClient {
   // relocation: same key and version, the old bytes removed) when
   // `to_namespace` is empty, else to to_namespace/key. `progress` sees the
   // bytes copied so far. Returns the catalog entry at the target, and in
-  // `resumed` the bytes an interrupted copy had stored there already.
+  // `resumed` the bytes an interrupted copy had stored there already. A
+  // streamed copy sends at most `max_bytes_per_second` (0 = no limit).
   absl::StatusOr<cloudflux::storage::v1::ObjectInfo> Copy(const std::string& ns, const std::string& key,
                                                           int64_t version, const std::string& to_namespace,
                                                           const std::string& backend,
                                                           cloudflux::common::v1::StorageTier tier,
                                                           absl::Duration timeout,
                                                           const std::function<void(int64_t)>& progress,
-                                                          int64_t* resumed = nullptr);
+                                                          int64_t* resumed = nullptr, int64_t max_bytes_per_second = 0);
   // Deletes ns/key if it is still at `version`.
   absl::Status Delete(const std::string& ns, const std::string& key, int64_t version);
 

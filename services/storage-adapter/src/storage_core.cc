@@ -495,7 +495,7 @@ absl::StatusOr<v1::ListObjectsResponse> StorageCore::List(const v1::ListObjectsR
 absl::StatusOr<StorageCore::StoredCopy> StorageCore::CopyBytes(const v1::ObjectInfo& source,
                                                                ObjectStore& from, ObjectStore& to,
                                                                StorageTier tier,
-                                                               const CopyProgress& progress) {
+                                                               const CopyProgress& progress, int64_t rate) {
   const int64_t total = source.size();
   if (&from == &to) {
     CF_ASSIGN_OR_RETURN(std::string physical, ReservePhysicalKey(to.name()));
@@ -514,14 +514,14 @@ absl::StatusOr<StorageCore::StoredCopy> StorageCore::CopyBytes(const v1::ObjectI
   if (total > kMinResumableBytes) {
     CF_ASSIGN_OR_RETURN(resume, ClaimResumable(source, to, tier));
   }
-  return StreamCopy(source, from, to, tier, progress, std::move(resume));
+  return StreamCopy(source, from, to, tier, progress, std::move(resume), rate);
 }
 
 absl::StatusOr<StorageCore::StoredCopy> StorageCore::StreamCopy(const v1::ObjectInfo& source,
                                                                 ObjectStore& from, ObjectStore& to,
                                                                 StorageTier tier,
                                                                 const CopyProgress& progress,
-                                                                std::optional<ResumePoint> resume) {
+                                                                std::optional<ResumePoint> resume, int64_t rate) {
   const int64_t total = source.size();
   std::string physical;
   std::unique_ptr<ObjectWriter> writer;
@@ -585,6 +585,7 @@ absl::StatusOr<StorageCore::StoredCopy> StorageCore::StreamCopy(const v1::Object
   };
   auto stream = [&]() -> absl::Status {
     if (!report()) return absl::CancelledError("copy cancelled");
+    const absl::Time paced_from = absl::Now();
     if (copied < total) {
       CF_ASSIGN_OR_RETURN(auto reader, from.OpenRead(source.physical_key(), copied, total - copied));
       int64_t reported = copied;
@@ -600,6 +601,14 @@ absl::StatusOr<StorageCore::StoredCopy> StorageCore::StreamCopy(const v1::Object
         copied += static_cast<int64_t>(bytes.size());
         CF_RETURN_IF_ERROR(writer->Write(bytes));
         if (copy_sent_bytes_ != nullptr) copy_sent_bytes_->Increment(static_cast<double>(bytes.size()));
+        if (rate > 0) {  // the bytes sent so far may not be ahead of the rate
+          const absl::Time due =
+              paced_from + absl::Seconds(static_cast<double>(copied - resumed) / static_cast<double>(rate));
+          while (absl::Now() < due) {
+            if (!report()) return absl::CancelledError("copy cancelled");
+            absl::SleepFor(std::min(absl::Milliseconds(100), due - absl::Now()));
+          }
+        }
         if (part_size > 0 && copied % part_size == 0 && copied < total) {
           boundary_states[copied] = hash->SaveState();
         }
@@ -748,9 +757,9 @@ void StorageCore::EndResumable(const v1::ObjectInfo& source, ObjectStore& to, St
 }
 
 absl::StatusOr<v1::ObjectInfo> StorageCore::Relocate(const v1::ObjectInfo& source, ObjectStore& to,
-                                                     StorageTier tier, const CopyProgress& progress) {
+                                                     StorageTier tier, const CopyProgress& progress, int64_t rate) {
   CF_ASSIGN_OR_RETURN(ObjectStore * from, Backend(source.backend()));
-  CF_ASSIGN_OR_RETURN(StoredCopy bytes, CopyBytes(source, *from, to, tier, progress));
+  CF_ASSIGN_OR_RETURN(StoredCopy bytes, CopyBytes(source, *from, to, tier, progress, rate));
   v1::ObjectInfo info;
   absl::Status switched = pool_.InTransaction([&](db::Transaction& tx) -> absl::Status {
     CF_ASSIGN_OR_RETURN(
@@ -805,6 +814,9 @@ absl::StatusOr<v1::ObjectInfo> StorageCore::Copy(const v1::CopyObjectRequest& re
     return absl::InvalidArgumentError("unknown tier");
   }
   if (request.source_version() < 0) return absl::InvalidArgumentError("source_version must not be negative");
+  if (request.max_bytes_per_second() < 0) {
+    return absl::InvalidArgumentError("max_bytes_per_second must not be negative");
+  }
   CF_ASSIGN_OR_RETURN(v1::ObjectInfo source, Head(request.source_namespace(), request.source_key()));
   if (request.source_version() != 0 && request.source_version() != source.version()) {
     return absl::AbortedError(absl::StrCat("source is at version ", source.version(), ", not ",
@@ -821,9 +833,9 @@ absl::StatusOr<v1::ObjectInfo> StorageCore::Copy(const v1::CopyObjectRequest& re
     if (tier == source.tier()) return source;  // already there
     return ChangeTier(source, *to, tier);
   }
-  if (relocation) return Relocate(source, *to, tier, progress);
+  if (relocation) return Relocate(source, *to, tier, progress, request.max_bytes_per_second());
   CF_ASSIGN_OR_RETURN(ObjectStore * from, Backend(source.backend()));
-  CF_ASSIGN_OR_RETURN(StoredCopy bytes, CopyBytes(source, *from, *to, tier, progress));
+  CF_ASSIGN_OR_RETURN(StoredCopy bytes, CopyBytes(source, *from, *to, tier, progress, request.max_bytes_per_second()));
   v1::PutObjectHeader header;
   header.set_namespace_(ns);
   header.set_key(key);

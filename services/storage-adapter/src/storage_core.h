@@ -189,22 +189,23 @@ class StorageCore {
   // this process stop first.
   void RetireBytes(const std::string& backend, const std::string& physical_key);
   // Copies the source's bytes to a new physical key on `to`.
+  // `rate`: bytes per second a streamed copy may send (0 = no limit).
   absl::StatusOr<StoredCopy> CopyBytes(const cloudflux::storage::v1::ObjectInfo& source,
                                        ObjectStore& from, ObjectStore& to,
                                        cloudflux::common::v1::StorageTier tier,
-                                       const CopyProgress& progress);
+                                       const CopyProgress& progress, int64_t rate = 0);
   // The streamed copy of CopyBytes, into a fresh physical key or going on
   // from `resume`.
   absl::StatusOr<StoredCopy> StreamCopy(const cloudflux::storage::v1::ObjectInfo& source,
                                         ObjectStore& from, ObjectStore& to,
                                         cloudflux::common::v1::StorageTier tier,
                                         const CopyProgress& progress,
-                                        std::optional<ResumePoint> resume);
+                                        std::optional<ResumePoint> resume, int64_t rate);
   // Points (namespace, key) at new bytes, keeping its version, if it still
   // is `source`; ObjectRelocated. ABORTED if it changed meanwhile.
   absl::StatusOr<cloudflux::storage::v1::ObjectInfo> Relocate(
       const cloudflux::storage::v1::ObjectInfo& source, ObjectStore& to,
-      cloudflux::common::v1::StorageTier tier, const CopyProgress& progress);
+      cloudflux::common::v1::StorageTier tier, const CopyProgress& progress, int64_t rate = 0);
   // Gives `source` (on `store`) the storage class of `tier` in place, or by
   // rewriting it when the store cannot; ObjectTierChanged / ObjectRelocated.
   absl::StatusOr<cloudflux::storage::v1::ObjectInfo> ChangeTier(

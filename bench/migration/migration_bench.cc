@@ -38,6 +38,11 @@ ABSL_FLAG(int32_t, objects, 2000, "Number of small objects (0 = skip).");
 ABSL_FLAG(int32_t, object_kib, 64, "Size of each small object in KiB.");
 ABSL_FLAG(int32_t, transfers, 16, "The job's parallelism and rclone's --transfers for small objects.");
 ABSL_FLAG(bool, resume, true, "Measure resuming a large move after kill -9.");
+ABSL_FLAG(std::string, caps_mb, "",
+          "Instead of the comparisons: for each cap (MB/s, comma-separated) a job moving --cap_seconds of "
+          "bytes at that cap in 64 MiB objects, 4 at a time; the storage adapter's bytes sent, sampled every "
+          "second, give the rate over every 10 s window.");
+ABSL_FLAG(int32_t, cap_seconds, 60, "How long each capped job runs at its cap.");
 
 using namespace cloudflux::bench;  // NOLINT
 namespace mv1 = cloudflux::migration::v1;
@@ -197,6 +202,61 @@ int main(int argc, char** argv) {
   std::printf("%s at %s; peer: ", server.c_str(), b.endpoint.c_str());
   std::fflush(stdout);
   std::system("rclone version | head -1");
+
+  if (const std::string caps = absl::GetFlag(FLAGS_caps_mb); !caps.empty()) {
+    const int seconds = absl::GetFlag(FLAGS_cap_seconds);
+    for (absl::string_view cap_text : absl::StrSplit(caps, ',')) {
+      int64_t cap_mb = 0;
+      if (!absl::SimpleAtoi(cap_text, &cap_mb) || cap_mb <= 0) Die("bad --caps_mb");
+      const int64_t cap = cap_mb * 1000000;
+      const int64_t object = 64 << 20;
+      const int count = static_cast<int>((cap * seconds + object - 1) / object);
+      const std::string prefix = absl::StrCat("cap", cap_mb, "/");
+      for (int i = 0; i < count; ++i) {
+        if (!PutGenerated(*b.adapter.stub, kNs, absl::StrCat(prefix, i), "src", object).ok()) Die("put");
+      }
+      mv1::CreateMigrationRequest r = MoveToDst({}, prefix, 4);
+      r.set_bandwidth_bytes_per_second(cap);
+      std::vector<double> sent;  // cumulative, one sample a second
+      std::atomic<bool> done{false};
+      std::thread sampler([&] {
+        auto next = Clock::now();
+        while (!done) {
+          sent.push_back(Metric(b, "cloudflux_storage_copy_sent_bytes_total"));
+          next += std::chrono::seconds(1);
+          std::this_thread::sleep_until(next);
+        }
+      });
+      double total = 0;
+      RunJob(b, r, &total);
+      done = true;
+      sampler.join();
+      // Windows of 10 s, from the first second bytes moved to the last whole
+      // window before the job's last objects (fewer copies than its
+      // parallelism) ran.
+      size_t first = 0;
+      while (first + 1 < sent.size() && sent[first + 1] == sent[first]) ++first;
+      double lowest = 1e18, highest = 0;
+      int windows = 0;
+      const double moved = static_cast<double>(count) * object;
+      for (size_t i = first; i + 10 < sent.size(); ++i) {
+        if (sent[i + 10] - sent[first] > moved - 4.0 * object) break;  // the tail
+        double rate = (sent[i + 10] - sent[i]) / 10;
+        lowest = std::min(lowest, rate);
+        highest = std::max(highest, rate);
+        ++windows;
+      }
+      std::printf("cap %lld MB/s: %d x 64 MiB in %.1f s (%.2f MB/s overall); %d windows of 10 s: %.2f to %.2f MB/s "
+                  "(%.1f%% to %.1f%% of the cap)\n",
+                  static_cast<long long>(cap_mb), count, total, moved / total / 1e6, windows, lowest / 1e6,
+                  highest / 1e6, 100 * lowest / cap, 100 * highest / cap);
+      std::fflush(stdout);
+    }
+    b.migration.process->Signal(SIGTERM);
+    b.migration.process->Wait(absl::Seconds(30));
+    StopAdapter(b.adapter, b.dir);
+    return 0;
+  }
 
   if (mib > 0) {
     if (!PutGenerated(*b.adapter.stub, kNs, "big.bin", "src", mib << 20).ok()) Die("put big.bin");

@@ -650,9 +650,7 @@ absl::StatusOr<StorageCore::StoredCopy> StorageCore::StreamCopy(const v1::Object
   }
   if (recorded > 0) EndResumable(source, to, tier, /*keep=*/false);
   if (copy_resumed_bytes_ != nullptr && resumed > 0) copy_resumed_bytes_->Increment(static_cast<double>(resumed));
-  StoredCopy out{physical, source.sha256(), total, false};
-  out.resumed = resumed;
-  return out;
+  return StoredCopy{physical, source.sha256(), total, false};
 }
 
 absl::StatusOr<std::optional<StorageCore::ResumePoint>> StorageCore::ClaimResumable(

@@ -146,7 +146,6 @@ class StorageCore {
     std::string sha256;
     int64_t size = 0;
     bool server_side = false;
-    int64_t resumed = 0;  // bytes found at the target from an interrupted copy
   };
   // Where a streamed copy can go on (storage.copy_uploads).
   struct ResumePoint {

@@ -593,6 +593,38 @@ TEST_F(MigrationTest, ACopyJobKeepsTheSourcesAndItsRollbackDeletesTheCopies) {
   }
 }
 
+// Tasks of a job that end at the same moment: whichever records its end
+// last finishes the job. The database is slowed (each commit of a task's
+// end takes 300 ms longer) so that the four ends overlap every time.
+TEST_F(MigrationTest, TasksEndingTogetherStillFinishTheirJob) {
+  for (int i = 0; i < 4; ++i) ASSERT_TRUE(Put(absl::StrCat("t/", i), std::string(100 + i, 't')));
+  db::PoolOptions pool_options;
+  pool_options.url = db_->url();
+  pool_options.max_connections = 1;
+  auto pool = db::Pool::Create(pool_options);
+  ASSERT_TRUE(pool.ok());
+  ASSERT_TRUE((*pool)
+                  ->Exec("CREATE FUNCTION public.slow_task_end() RETURNS trigger LANGUAGE plpgsql AS "
+                         "$$ BEGIN PERFORM pg_sleep(0.3); RETURN NEW; END $$")
+                  .ok());
+  ASSERT_TRUE((*pool)
+                  ->Exec("CREATE CONSTRAINT TRIGGER slow_task_end AFTER UPDATE ON migration.tasks DEFERRABLE INITIALLY "
+                         "DEFERRED FOR EACH ROW WHEN "
+                         "(NEW.outcome = 3) EXECUTE FUNCTION public.slow_task_end()")
+                  .ok());
+  for (auto tier : {COLD, WARM}) {
+    mv1::CreateMigrationRequest create;
+    *create.mutable_selection() = Prefix("t/");
+    create.mutable_target()->set_tier(tier);
+    create.set_parallelism(4);
+    auto job = Create(create);
+    ASSERT_TRUE(job.ok()) << job.status();
+    mv1::Migration ended = WaitEnded(job->id(), absl::Seconds(20));
+    EXPECT_EQ(ended.state(), mv1::MIGRATION_STATE_COMPLETED) << ended.DebugString();
+    for (int i = 0; i < 4; ++i) EXPECT_EQ(Head(absl::StrCat("t/", i))->tier(), tier);
+  }
+}
+
 TEST_F(MigrationTest, BadRequestsAreRefusedAndMoveNothing) {
   ASSERT_TRUE(Put("x/1", "one"));
   auto code = [&](const mv1::CreateMigrationRequest& r) { return Create(r).status().code(); };

@@ -610,6 +610,8 @@ absl::StatusOr<v1::ListMigrationObjectsResponse> MigrationCore::ListObjects(
   return out;
 }
 
+// The caller holds the job's row lock: two tasks ending at once would each
+// see the other still open, and neither would finish the job.
 absl::Status MigrationCore::MaybeFinish(db::Transaction& tx, const std::string& job) {
   // Most calls find open tasks left: answered from the open-task index.
   CF_ASSIGN_OR_RETURN(db::Result open, tx.Exec("SELECT 1 FROM migration.tasks WHERE job_id = $1::uuid AND outcome "
@@ -764,6 +766,10 @@ absl::StatusOr<bool> MigrationCore::RunOne() {
     }
   }
   CF_RETURN_IF_ERROR(pool_.InTransaction([&](db::Transaction& tx) -> absl::Status {
+    // The job's row first (as claims and Cancel lock it): the ends of a
+    // job's tasks are recorded one at a time, so the last of them sees all
+    // the others and finishes the job.
+    CF_RETURN_IF_ERROR(tx.Exec("SELECT 1 FROM migration.jobs WHERE id = $1::uuid FOR UPDATE", {job}).status());
     CF_ASSIGN_OR_RETURN(
         db::Result r,
         tx.Exec("UPDATE migration.tasks SET outcome = $5::smallint, reason = $6, bytes_moved = $7, bytes_resumed = $8, "

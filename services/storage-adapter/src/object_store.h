@@ -124,6 +124,11 @@ class ObjectStore {
       const UploadProgress& progress) {
     return absl::UnimplementedError(name() + " cannot resume uploads");
   }
+  // The size of a stored (committed) object; NOT_FOUND when there is none.
+  // UNIMPLEMENTED for stores that cannot resume uploads (nothing asks them).
+  virtual absl::StatusOr<int64_t> StoredSize(const std::string& physical_key) {
+    return absl::UnimplementedError(name() + " cannot resume uploads");
+  }
   // Deleting a missing object is OK.
   virtual absl::Status Delete(const std::string& physical_key) = 0;
   // Changes a stored object's storage class in place. UNIMPLEMENTED when the

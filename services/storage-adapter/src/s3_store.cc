@@ -317,6 +317,16 @@ class S3Store final : public ObjectStore {
     return S3RestoreAnswer(options_.name, r, physical_key);
   }
 
+  absl::StatusOr<int64_t> StoredSize(const std::string& physical_key) override {
+    CF_ASSIGN_OR_RETURN(HttpResponse r, Call("HEAD", physical_key, {}, {}, ""));
+    if (r.status != 200) return Error(r, "head " + physical_key);
+    int64_t size = 0;
+    if (!absl::SimpleAtoi(r.Header("content-length"), &size)) {
+      return absl::InternalError(absl::StrCat(options_.name, ": no Content-Length for ", physical_key));
+    }
+    return size;
+  }
+
   absl::StatusOr<ReadState> ReadStateOf(const std::string& physical_key) override {
     if (options_.provider == common::CLOUD_PROVIDER_GCP) return ReadState{};
     CF_ASSIGN_OR_RETURN(HttpResponse r, Call("HEAD", physical_key, {}, {}, ""));

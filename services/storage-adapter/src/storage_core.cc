@@ -528,6 +528,25 @@ absl::StatusOr<StorageCore::StoredCopy> StorageCore::StreamCopy(const v1::Object
   auto hash = std::make_unique<core::Sha256>();
   int64_t resumed = 0;
   if (resume.has_value()) {
+    // The upload may have been completed before its record could be ended
+    // (the process killed in between): the object is then there, whole. Its
+    // key is this copy's alone, and an upload is completed only after the
+    // whole source has hashed to the catalog's SHA-256.
+    auto stored = to.StoredSize(resume->physical_key);
+    if (stored.ok() && *stored == total && total > 0) {
+      if (progress != nullptr &&
+          !progress({.copied = total, .total = total, .resumed = total, .server_side = false})) {
+        EndResumable(source, to, tier, /*keep=*/true);  // the next copy finds it again
+        return absl::CancelledError("copy cancelled");
+      }
+      EndResumable(source, to, tier, /*keep=*/false);
+      core::LogInfo("an interrupted copy had been completed; nothing left to send",
+                    {{"object", Subject(source.namespace_(), source.key())},
+                     {"backend", to.name()},
+                     {"total_bytes", std::to_string(total)}});
+      if (copy_resumed_bytes_ != nullptr) copy_resumed_bytes_->Increment(static_cast<double>(total));
+      return StoredCopy{resume->physical_key, source.sha256(), total, false};
+    }
     auto resumed_writer = to.ResumeWrite(resume->physical_key, tier, resume->progress);
     bool consistent = resume->progress.bytes() < total ||
                       (resume->progress.bytes() == total && total > 0);
@@ -583,6 +602,7 @@ absl::StatusOr<StorageCore::StoredCopy> StorageCore::StreamCopy(const v1::Object
     boundary_states.erase(boundary_states.begin(), std::next(state));
     return absl::OkStatus();
   };
+  bool committing = false;
   auto stream = [&]() -> absl::Status {
     if (!report()) return absl::CancelledError("copy cancelled");
     const absl::Time paced_from = absl::Now();
@@ -625,14 +645,17 @@ absl::StatusOr<StorageCore::StoredCopy> StorageCore::StreamCopy(const v1::Object
                                               " bytes, SHA-256 ", sha, "; expected ", total,
                                               " bytes, ", source.sha256(), "); nothing was copied"));
     }
+    committing = true;
     return writer->Commit();
   };
   absl::Status failed = stream();
   if (!failed.ok()) {
     // Stopped from outside (the client gone, the target unavailable) with
-    // parts recorded: kept for the next copy. Anything else starts over.
-    bool keep = recorded > 0 && (absl::IsCancelled(failed) || absl::IsUnavailable(failed) ||
-                                 absl::IsDeadlineExceeded(failed));
+    // parts recorded: kept for the next copy. Anything else starts over,
+    // and so does a resumed upload the store would not complete (it may
+    // have lost the upload: s3rver forgets a completed one's parts).
+    bool keep = recorded > 0 && !(committing && resumed > 0) &&
+                (absl::IsCancelled(failed) || absl::IsUnavailable(failed) || absl::IsDeadlineExceeded(failed));
     if (keep) {
       writer->Suspend();
       EndResumable(source, to, tier, /*keep=*/true);

@@ -1,0 +1,52 @@
+#pragma once
+// A loopback TCP relay in front of an HTTP/1.1 server (an object store)
+// that counts what goes through it: the requests and the bytes of their
+// bodies, per method, as they are sent (a body cut off by a killed client
+// counts the bytes that got through). Bodies are framed by Content-Length,
+// as the storage adapter sends them; a chunked request is counted as
+// unframed (`unframed()`), and its connection is counted no further.
+
+#include <atomic>
+#include <map>
+#include <memory>
+#include <mutex>
+#include <string>
+#include <thread>
+#include <vector>
+
+#include "absl/status/statusor.h"
+
+namespace cloudflux::testing {
+
+class HttpRelay {
+ public:
+  // Listens on a free loopback port; relays each connection to
+  // upstream_host:upstream_port (an IPv4 address).
+  static absl::StatusOr<std::unique_ptr<HttpRelay>> Start(const std::string& upstream_host, int upstream_port);
+  ~HttpRelay();  // closes every connection
+
+  int port() const { return port_; }
+  std::string endpoint() const;  // "http://127.0.0.1:<port>"
+  int64_t body_bytes(const std::string& method) const;
+  int64_t requests(const std::string& method) const;
+  int64_t unframed() const { return unframed_; }
+
+ private:
+  HttpRelay() = default;
+  void Accept();
+  void Relay(int client);
+  void Count(const std::string& method, int64_t body, bool request);
+
+  std::string upstream_host_;
+  int upstream_port_ = 0;
+  int listen_fd_ = -1;
+  int port_ = 0;
+  std::atomic<bool> stop_{false};
+  std::atomic<int64_t> unframed_{0};
+  mutable std::mutex mu_;
+  std::map<std::string, int64_t> bytes_, requests_;
+  std::thread acceptor_;
+  std::vector<std::thread> relays_;  // guarded by mu_
+};
+
+}  // namespace cloudflux::testing

@@ -1,0 +1,182 @@
+#include "cloudflux/testing/http_relay.h"
+
+#include <arpa/inet.h>
+#include <netinet/in.h>
+#include <poll.h>
+#include <sys/socket.h>
+#include <unistd.h>
+
+#include <algorithm>
+#include <cerrno>
+#include <cstring>
+
+#include "absl/strings/ascii.h"
+#include "absl/strings/match.h"
+#include "absl/strings/numbers.h"
+#include "absl/strings/str_cat.h"
+#include "absl/strings/str_split.h"
+
+namespace cloudflux::testing {
+
+namespace {
+
+bool SendAll(int fd, const char* data, size_t n) {
+  while (n > 0) {
+    ssize_t sent = send(fd, data, n, MSG_NOSIGNAL);
+    if (sent < 0 && errno == EINTR) continue;
+    if (sent <= 0) return false;
+    data += sent;
+    n -= static_cast<size_t>(sent);
+  }
+  return true;
+}
+
+// Splits the client's byte stream into requests: a head up to the blank
+// line, then Content-Length bytes of body.
+struct RequestFraming {
+  std::string head;
+  std::string method;
+  int64_t body_left = 0;
+  bool lost = false;  // a request not framed by Content-Length: counting stops
+
+  template <typename OnBody, typename OnRequest>
+  void Feed(const char* data, size_t n, OnBody on_body, OnRequest on_request, std::atomic<int64_t>& unframed) {
+    size_t i = 0;
+    while (i < n && !lost) {
+      if (body_left > 0) {
+        size_t take = static_cast<size_t>(std::min<int64_t>(body_left, static_cast<int64_t>(n - i)));
+        on_body(method, static_cast<int64_t>(take));
+        body_left -= static_cast<int64_t>(take);
+        i += take;
+        continue;
+      }
+      head.push_back(data[i++]);
+      if (!absl::EndsWith(head, "\r\n\r\n")) continue;
+      method = head.substr(0, head.find(' '));
+      int64_t length = 0;
+      for (absl::string_view line : absl::StrSplit(head, "\r\n")) {
+        std::vector<absl::string_view> kv = absl::StrSplit(line, absl::MaxSplits(':', 1));
+        if (kv.size() != 2) continue;
+        std::string name = absl::AsciiStrToLower(absl::StripAsciiWhitespace(kv[0]));
+        absl::string_view value = absl::StripAsciiWhitespace(kv[1]);
+        if (name == "content-length" && !absl::SimpleAtoi(value, &length)) lost = true;
+        if (name == "transfer-encoding") lost = true;
+      }
+      head.clear();
+      if (lost) {
+        ++unframed;
+        return;
+      }
+      on_request(method);
+      body_left = length;
+    }
+  }
+};
+
+}  // namespace
+
+absl::StatusOr<std::unique_ptr<HttpRelay>> HttpRelay::Start(const std::string& upstream_host, int upstream_port) {
+  std::unique_ptr<HttpRelay> relay(new HttpRelay());
+  relay->upstream_host_ = upstream_host;
+  relay->upstream_port_ = upstream_port;
+  relay->listen_fd_ = socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0);
+  if (relay->listen_fd_ < 0) return absl::InternalError(absl::StrCat("socket: ", std::strerror(errno)));
+  sockaddr_in addr{};
+  addr.sin_family = AF_INET;
+  addr.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
+  addr.sin_port = 0;
+  socklen_t len = sizeof(addr);
+  if (bind(relay->listen_fd_, reinterpret_cast<sockaddr*>(&addr), sizeof(addr)) != 0 ||
+      listen(relay->listen_fd_, 128) != 0 ||
+      getsockname(relay->listen_fd_, reinterpret_cast<sockaddr*>(&addr), &len) != 0) {
+    return absl::InternalError(absl::StrCat("listen: ", std::strerror(errno)));
+  }
+  relay->port_ = ntohs(addr.sin_port);
+  relay->acceptor_ = std::thread([r = relay.get()] { r->Accept(); });
+  return relay;
+}
+
+HttpRelay::~HttpRelay() {
+  stop_ = true;
+  if (acceptor_.joinable()) acceptor_.join();
+  std::vector<std::thread> relays;
+  {
+    std::lock_guard lock(mu_);
+    relays.swap(relays_);
+  }
+  for (auto& t : relays) t.join();
+  if (listen_fd_ >= 0) close(listen_fd_);
+}
+
+std::string HttpRelay::endpoint() const { return absl::StrCat("http://127.0.0.1:", port_); }
+
+int64_t HttpRelay::body_bytes(const std::string& method) const {
+  std::lock_guard lock(mu_);
+  auto it = bytes_.find(method);
+  return it == bytes_.end() ? 0 : it->second;
+}
+
+int64_t HttpRelay::requests(const std::string& method) const {
+  std::lock_guard lock(mu_);
+  auto it = requests_.find(method);
+  return it == requests_.end() ? 0 : it->second;
+}
+
+void HttpRelay::Count(const std::string& method, int64_t body, bool request) {
+  std::lock_guard lock(mu_);
+  bytes_[method] += body;
+  if (request) ++requests_[method];
+}
+
+void HttpRelay::Accept() {
+  while (!stop_) {
+    pollfd p{listen_fd_, POLLIN, 0};
+    if (poll(&p, 1, 100) <= 0) continue;
+    int client = accept4(listen_fd_, nullptr, nullptr, SOCK_CLOEXEC);
+    if (client < 0) continue;
+    std::lock_guard lock(mu_);
+    relays_.emplace_back([this, client] { Relay(client); });
+  }
+}
+
+void HttpRelay::Relay(int client) {
+  int upstream = socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0);
+  sockaddr_in addr{};
+  addr.sin_family = AF_INET;
+  addr.sin_port = htons(static_cast<uint16_t>(upstream_port_));
+  inet_pton(AF_INET, upstream_host_.c_str(), &addr.sin_addr);
+  if (upstream < 0 || connect(upstream, reinterpret_cast<sockaddr*>(&addr), sizeof(addr)) != 0) {
+    if (upstream >= 0) close(upstream);
+    close(client);
+    return;
+  }
+  RequestFraming framing;
+  std::vector<char> buffer(1 << 16);
+  while (!stop_) {
+    pollfd p[2] = {{client, POLLIN, 0}, {upstream, POLLIN, 0}};
+    int ready = poll(p, 2, 100);
+    if (ready < 0 && errno != EINTR) break;
+    if (ready <= 0) continue;
+    bool open = true;
+    for (int side = 0; side < 2 && open; ++side) {
+      if (p[side].revents == 0) continue;
+      ssize_t n = recv(p[side].fd, buffer.data(), buffer.size(), 0);
+      if (n <= 0) {
+        open = false;
+        break;
+      }
+      if (side == 0) {
+        framing.Feed(
+            buffer.data(), static_cast<size_t>(n),
+            [&](const std::string& method, int64_t bytes) { Count(method, bytes, false); },
+            [&](const std::string& method) { Count(method, 0, true); }, unframed_);
+      }
+      open = SendAll(p[1 - side].fd, buffer.data(), static_cast<size_t>(n));
+    }
+    if (!open) break;
+  }
+  close(client);
+  close(upstream);
+}
+
+}  // namespace cloudflux::testing

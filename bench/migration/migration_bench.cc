@@ -21,6 +21,9 @@
 // streamed before the kill, the bytes the resumed copy did not send again,
 // and the time from the kill to the end; rclone killed at half of its own
 // copy time and run again, which sends the object from its start.
+//
+// --tiny=N: the scheduling overhead of a job, against the storage
+// adapter's own rate for the same tier changes called directly.
 #include <signal.h>
 
 #include <atomic>
@@ -43,6 +46,11 @@ ABSL_FLAG(std::string, caps_mb, "",
           "bytes at that cap in 64 MiB objects, 4 at a time; the storage adapter's bytes sent, sampled every "
           "second, give the rate over every 10 s window.");
 ABSL_FLAG(int32_t, cap_seconds, 60, "How long each capped job runs at its cap.");
+ABSL_FLAG(int32_t, tiny, 0,
+          "Instead of the comparisons: the scheduling overhead. --tiny objects of 16 bytes on the local backend "
+          "go HOT -> COLD by direct CopyObject calls, --transfers at a time (the peer: the same work without "
+          "a scheduler), then COLD -> WARM by one migration job of parallelism --transfers; objects/s of "
+          "each, and the migration schema's rows and bytes per object.");
 
 using namespace cloudflux::bench;  // NOLINT
 namespace mv1 = cloudflux::migration::v1;
@@ -76,11 +84,13 @@ sv1::ObjectInfo HeadOrDie(Bench& b, const std::string& key) {
 
 // Creates the job and waits for it to end; its id.
 std::string RunJob(Bench& b, const mv1::CreateMigrationRequest& request, double* seconds,
-                   const std::function<void(const mv1::Migration&)>& on_poll = nullptr) {
+                   const std::function<void(const mv1::Migration&)>& on_poll = nullptr,
+                   double* create_seconds = nullptr) {
   auto start = Clock::now();
   mv1::Migration job;
   grpc::Status s = b.stub->CreateMigration(cloudflux::server::MakeClientContext(absl::Seconds(120)).get(), request, &job);
   if (!s.ok()) Die("create migration: " + s.error_message());
+  if (create_seconds != nullptr) *create_seconds = Seconds(start);
   while (true) {
     mv1::GetMigrationRequest get;
     get.set_id(job.id());
@@ -152,6 +162,82 @@ int64_t Recorded(const Bench& b) {
   return rows.ok() ? (*rows)[0].Int(0) : 0;
 }
 
+
+// --tiny: N tiny objects changing tier on the local backend, by direct calls
+// (HOT -> COLD) and by one job (COLD -> WARM).
+void Tiny(Bench& b, int n, int transfers) {
+  auto parallel = [&](const std::function<bool(int)>& each) {
+    std::atomic<int> next{0}, failed{0};
+    std::vector<std::thread> pool;
+    for (int t = 0; t < transfers; ++t) {
+      pool.emplace_back([&] {
+        for (int i = next++; i < n; i = next++) failed += each(i) ? 0 : 1;
+      });
+    }
+    for (auto& th : pool) th.join();
+    if (failed > 0) Die(absl::StrCat(failed.load(), " calls failed"));
+  };
+  auto start = Clock::now();
+  parallel([&](int i) {
+    std::string data = absl::StrCat("tiny object ", absl::Dec(i, absl::kZeroPad6));
+    return PutObject(*b.adapter.stub, kNs, absl::StrCat("tiny/", absl::Dec(i, absl::kZeroPad6)), "local", &data).ok();
+  });
+  std::printf("put %d tiny objects: %.1f s\n", n, Seconds(start));
+  std::fflush(stdout);
+  const int adapter_pid = b.adapter.child.process->pid(), migration_pid = b.migration.process->pid();
+  double adapter_cpu = CpuSeconds(adapter_pid), machine_cpu = MachineCpuSeconds();
+  start = Clock::now();
+  parallel([&](int i) {
+    sv1::CopyObjectRequest r;
+    r.set_source_namespace(kNs);
+    r.set_source_key(absl::StrCat("tiny/", absl::Dec(i, absl::kZeroPad6)));
+    r.set_tier(cloudflux::common::v1::STORAGE_TIER_COLD);
+    auto ctx = cloudflux::server::MakeClientContext(absl::Seconds(30));
+    auto reader = b.adapter.stub->CopyObject(ctx.get(), r);
+    sv1::CopyObjectProgress p;
+    while (reader->Read(&p)) {
+    }
+    return reader->Finish().ok();
+  });
+  const double direct = Seconds(start);
+  const double direct_adapter_cpu = CpuSeconds(adapter_pid) - adapter_cpu,
+               direct_machine_cpu = MachineCpuSeconds() - machine_cpu;
+  adapter_cpu = CpuSeconds(adapter_pid);
+  machine_cpu = MachineCpuSeconds();
+  const double migration_cpu = CpuSeconds(migration_pid);
+  mv1::CreateMigrationRequest job;
+  job.mutable_selection()->set_namespace_(kNs);
+  job.mutable_selection()->set_prefix("tiny/");
+  job.mutable_target()->set_tier(cloudflux::common::v1::STORAGE_TIER_WARM);
+  job.set_parallelism(transfers);
+  double ours = 0, create = 0;
+  std::string id = RunJob(b, job, &ours, nullptr, &create);
+  const double job_adapter_cpu = CpuSeconds(adapter_pid) - adapter_cpu,
+               job_machine_cpu = MachineCpuSeconds() - machine_cpu,
+               job_migration_cpu = CpuSeconds(migration_pid) - migration_cpu;
+  auto rows = b.adapter.catalog->Exec(
+      "SELECT (SELECT count(*) FROM migration.tasks), (SELECT count(*) FROM migration.jobs), "
+      "(SELECT count(*) FROM migration.outbox), (SELECT sum(pg_total_relation_size(c.oid)) FROM pg_class c "
+      "JOIN pg_namespace s ON s.oid = c.relnamespace WHERE s.nspname = 'migration' AND c.relkind IN ('r', 'm'))");
+  if (!rows.ok()) Die("rows: " + std::string(rows.status().message()));
+  int64_t warm = 0;
+  for (const auto& o : Report(b, id)) warm += o.outcome() == mv1::OBJECT_OUTCOME_MOVED;
+  if (warm != n) Die(absl::StrCat("the job moved ", warm, " of ", n));
+  std::printf("%d tiny objects, %d at a time: job %.2f s %.0f obj/s (its creation included: %.2f s) | direct "
+              "CopyObject calls %.2f s %.0f obj/s | ratio %.2f\n",
+              n, transfers, ours, n / ours, create, direct, n / direct, direct / ours);
+  std::printf("CPU ms per object: job: machine %.2f, storage adapter %.2f, migration %.2f | direct: machine %.2f, "
+              "storage adapter %.2f\n",
+              1e3 * job_machine_cpu / n, 1e3 * job_adapter_cpu / n, 1e3 * job_migration_cpu / n,
+              1e3 * direct_machine_cpu / n, 1e3 * direct_adapter_cpu / n);
+  const auto& r = (*rows)[0];
+  std::printf("migration schema after the job: %lld task rows (%.2f per object), %lld job rows, %lld outbox rows "
+              "left; %.0f bytes per object (tables and indexes)\n",
+              static_cast<long long>(r.Int(0)), static_cast<double>(r.Int(0)) / n, static_cast<long long>(r.Int(1)),
+              static_cast<long long>(r.Int(2)), static_cast<double>(r.Int(3)) / n);
+  std::fflush(stdout);
+}
+
 }  // namespace
 
 int main(int argc, char** argv) {
@@ -202,6 +288,14 @@ int main(int argc, char** argv) {
   std::printf("%s at %s; peer: ", server.c_str(), b.endpoint.c_str());
   std::fflush(stdout);
   std::system("rclone version | head -1");
+
+  if (const int tiny = absl::GetFlag(FLAGS_tiny); tiny > 0) {
+    Tiny(b, tiny, transfers);
+    b.migration.process->Signal(SIGTERM);
+    b.migration.process->Wait(absl::Seconds(30));
+    StopAdapter(b.adapter, b.dir);
+    return 0;
+  }
 
   if (const std::string caps = absl::GetFlag(FLAGS_caps_mb); !caps.empty()) {
     const int seconds = absl::GetFlag(FLAGS_cap_seconds);

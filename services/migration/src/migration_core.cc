@@ -610,8 +610,8 @@ absl::StatusOr<v1::ListMigrationObjectsResponse> MigrationCore::ListObjects(
   return out;
 }
 
-// The caller holds the job's row lock: two tasks ending at once would each
-// see the other still open, and neither would finish the job.
+// The caller holds the job's row lock (Cancel, FinishIfDone), so that two
+// finishing the same job see each other.
 absl::Status MigrationCore::MaybeFinish(db::Transaction& tx, const std::string& job) {
   // Most calls find open tasks left: answered from the open-task index.
   CF_ASSIGN_OR_RETURN(db::Result open, tx.Exec("SELECT 1 FROM migration.tasks WHERE job_id = $1::uuid AND outcome "
@@ -765,11 +765,9 @@ absl::StatusOr<bool> MigrationCore::RunOne() {
       reason = std::string(result.status().message());
     }
   }
+  bool ended = false;
   CF_RETURN_IF_ERROR(pool_.InTransaction([&](db::Transaction& tx) -> absl::Status {
-    // The job's row first (as claims and Cancel lock it): the ends of a
-    // job's tasks are recorded one at a time, so the last of them sees all
-    // the others and finishes the job.
-    CF_RETURN_IF_ERROR(tx.Exec("SELECT 1 FROM migration.jobs WHERE id = $1::uuid FOR UPDATE", {job}).status());
+    ended = false;
     CF_ASSIGN_OR_RETURN(
         db::Result r,
         tx.Exec("UPDATE migration.tasks SET outcome = $5::smallint, reason = $6, bytes_moved = $7, bytes_resumed = $8, "
@@ -783,6 +781,7 @@ absl::StatusOr<bool> MigrationCore::RunOne() {
                  std::to_string(absl::ToInt64Milliseconds(RetryPause(attempts)))}));
     if (r.empty()) return absl::OkStatus();  // cancelled meanwhile, or taken over
     if (outcome != v1::OBJECT_OUTCOME_PENDING) {
+      ended = true;
       v1::ObjectMigrated event;
       event.set_migration_id(job);
       auto* o = event.mutable_object();
@@ -804,9 +803,24 @@ absl::StatusOr<bool> MigrationCore::RunOne() {
       CF_RETURN_IF_ERROR(
           outbox_.Enqueue(tx, kJobTopic, events::MakeEnvelope("migration", job, job, event, clock_)));
     }
-    return MaybeFinish(tx, job);
+    return absl::OkStatus();
   }));
+  // Whether the job has ended, looked at after this task's end is committed:
+  // of tasks ending together, the last to commit sees all the others'
+  // ends, so some look finds none open.
+  if (ended) CF_RETURN_IF_ERROR(FinishIfDone(job));
   return true;
+}
+
+absl::Status MigrationCore::FinishIfDone(const std::string& job) {
+  CF_ASSIGN_OR_RETURN(db::Result open, pool_.Exec("SELECT 1 FROM migration.tasks WHERE job_id = $1::uuid AND "
+                                                  "outcome IN (1, 2) LIMIT 1",
+                                                  {job}));
+  if (!open.empty()) return absl::OkStatus();
+  return pool_.InTransaction([&](db::Transaction& tx) -> absl::Status {
+    CF_RETURN_IF_ERROR(tx.Exec("SELECT 1 FROM migration.jobs WHERE id = $1::uuid FOR UPDATE", {job}).status());
+    return MaybeFinish(tx, job);
+  });
 }
 
 }  // namespace cloudflux::migration

@@ -121,6 +121,8 @@ class MigrationCore {
   void Pace(const std::string& job, int64_t bytes, std::optional<int64_t> bandwidth);
   // Finishes the job when no task is open.
   absl::Status MaybeFinish(db::Transaction& tx, const std::string& job);
+  // After a task's end is committed: finishes its job if no task is open.
+  absl::Status FinishIfDone(const std::string& job);
 
   db::Pool& pool_;
   StorageClient& storage_;

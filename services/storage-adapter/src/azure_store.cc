@@ -199,12 +199,7 @@ class AzureStore final : public ObjectStore {
 
   absl::StatusOr<int64_t> StoredSize(const std::string& physical_key) override {
     CF_ASSIGN_OR_RETURN(HttpResponse r, Call("HEAD", physical_key, {}, {}, ""));
-    if (r.status != 200) return Error(r, "properties of " + physical_key);
-    int64_t size = 0;
-    if (!absl::SimpleAtoi(r.Header("content-length"), &size)) {
-      return absl::InternalError(absl::StrCat(options_.name, ": no Content-Length for ", physical_key));
-    }
-    return size;
+    return HeadSize(options_.name, r, "properties of " + physical_key);
   }
 
   absl::StatusOr<ReadState> ReadStateOf(const std::string& physical_key) override {

@@ -37,6 +37,15 @@ absl::Status StoreError(const std::string& store, const HttpResponse& r, const s
   return absl::InternalError(text);
 }
 
+absl::StatusOr<int64_t> HeadSize(const std::string& store, const HttpResponse& r, const std::string& what) {
+  if (r.status != 200) return StoreError(store, r, what);
+  int64_t size = 0;
+  if (!absl::SimpleAtoi(r.Header("content-length"), &size)) {
+    return absl::InternalError(absl::StrCat(store, ": ", what, ": no Content-Length"));
+  }
+  return size;
+}
+
 namespace {
 
 // Gives `s` room for exactly `bytes` (std::string's own growth would double

@@ -20,6 +20,9 @@ namespace cloudflux::storage {
 // archived blob), 416 OUT_OF_RANGE, 400 INVALID_ARGUMENT, 429/5xx
 // UNAVAILABLE.
 absl::Status StoreError(const std::string& store, const HttpResponse& r, const std::string& what);
+// The size of the object a HEAD answered for (a 200 with Content-Length),
+// else the store's error: NOT_FOUND where there is none.
+absl::StatusOr<int64_t> HeadSize(const std::string& store, const HttpResponse& r, const std::string& what);
 
 // The store's error code of a REST answer: <Code> of the XML body, else
 // Azure's x-ms-error-code header (Azure answers HEAD without a body); "" if

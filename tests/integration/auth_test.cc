@@ -224,7 +224,7 @@ TEST_F(AuthTest, LifecycleFromBootstrapAdminToRevocationInAnotherService) {
   ASSERT_TRUE(consumer.ok());
   EXPECT_TRUE(WaitFor(
       [&] {
-        (void)(*consumer)->PollOnce(absl::Milliseconds(100));
+        (void)(*consumer)->Drain(absl::Milliseconds(100));
         return published.count("token.revoked") > 0;
       },
       absl::Seconds(30), absl::ZeroDuration()));

@@ -112,7 +112,7 @@ TEST_F(MigrationTest, AJobEstimatesMovesVerifiesAndReportsEveryObject) {
   ASSERT_TRUE(consumer.ok());
   EXPECT_TRUE(WaitFor(
       [&] {
-        (void)(*consumer)->PollOnce(absl::Milliseconds(100));
+        (void)(*consumer)->Drain(absl::Milliseconds(100));
         return started == 1 && migrated == 30 && finished == 1;
       },
       absl::Seconds(30)))
@@ -585,20 +585,25 @@ TEST_F(MigrationTest, ThePlacementLoopMovesWhatClassificationDecidesAndARollback
     cold_class = d->storage_class();
   }
 
-  // The loop turns the decisions into a migration that moves the cold ones.
-  mv1::Migration placed;
+  // The loop turns the decisions into migrations that move the cold ones
+  // (one, or more where the decisions arrived across its rounds).
+  std::vector<mv1::Migration> placed;
   ASSERT_TRUE(WaitFor(
       [&] {
         mv1::ListMigrationsResponse listed;
         if (!stub_->ListMigrations(server::MakeClientContext(absl::Seconds(5)).get(), {}, &listed).ok()) return false;
+        placed.clear();
+        int64_t done = 0;
         for (const auto& m : listed.migrations()) {
-          if (m.origin() == "placement" && m.state() == mv1::MIGRATION_STATE_COMPLETED) placed = m;
+          if (m.origin() != "placement") continue;
+          if (m.state() != mv1::MIGRATION_STATE_COMPLETED) return false;
+          placed.push_back(m);
+          done += m.progress().objects_done();
         }
-        return !placed.id().empty();
+        return done == 3;
       },
       absl::Seconds(60), absl::Milliseconds(200)))
       << migration_.process->Output();
-  EXPECT_EQ(placed.progress().objects_done(), 3);
   for (const std::string key : {"cold/0", "cold/1", "cold/2"}) {
     auto head = Head(key);
     ASSERT_TRUE(head.ok());
@@ -623,10 +628,12 @@ TEST_F(MigrationTest, ThePlacementLoopMovesWhatClassificationDecidesAndARollback
   EXPECT_EQ(policy_now().bytes_today(), 3 * (8 << 20));
 
   // A rollback puts them back where they were.
-  auto rollback = Call(&mv1::MigrationService::Stub::RollbackMigration, placed.id());
-  ASSERT_TRUE(rollback.ok()) << rollback.status();
-  EXPECT_EQ(rollback->origin(), "rollback");
-  EXPECT_EQ(WaitEnded(rollback->id()).state(), mv1::MIGRATION_STATE_COMPLETED);
+  for (const auto& m : placed) {
+    auto rollback = Call(&mv1::MigrationService::Stub::RollbackMigration, m.id());
+    ASSERT_TRUE(rollback.ok()) << rollback.status();
+    EXPECT_EQ(rollback->origin(), "rollback");
+    EXPECT_EQ(WaitEnded(rollback->id()).state(), mv1::MIGRATION_STATE_COMPLETED);
+  }
   for (const std::string key : {"cold/0", "cold/1", "cold/2"}) EXPECT_EQ(Head(key)->tier(), HOT) << key;
 
   // Nothing to roll back: a dry run moved nothing.

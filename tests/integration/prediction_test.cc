@@ -433,7 +433,7 @@ TEST_F(PredictionLoop, ForecastsFollowThePatternAndSteerClassification) {
   ASSERT_TRUE(consumer.ok());
   EXPECT_TRUE(WaitFor(
       [&] {
-        (void)(*consumer)->PollOnce(absl::Milliseconds(100));
+        (void)(*consumer)->Drain(absl::Milliseconds(100));
         return trained > 0 && promoted > 0;
       },
       absl::Seconds(30)));

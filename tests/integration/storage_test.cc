@@ -823,7 +823,7 @@ TEST_F(StorageTest, EventsReachKafka) {
   ASSERT_TRUE(consumer.ok());
   EXPECT_TRUE(WaitFor(
       [&] {
-        (void)(*consumer)->PollOnce(absl::Milliseconds(100));
+        (void)(*consumer)->Drain(absl::Milliseconds(100));
         return created && removed;
       },
       absl::Seconds(30), absl::ZeroDuration()));
@@ -888,7 +888,7 @@ bool ConsumeObjectEvents(const std::string& key,
   if (!consumer.ok()) return false;
   return WaitFor(
       [&] {
-        (void)(*consumer)->PollOnce(absl::Milliseconds(100));
+        (void)(*consumer)->Drain(absl::Milliseconds(100));
         return done();
       },
       timeout, absl::ZeroDuration());

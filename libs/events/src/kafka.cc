@@ -535,6 +535,15 @@ void Consumer::Run() {
   }
 }
 
+absl::StatusOr<int> Consumer::Drain(absl::Duration timeout) {
+  int handled = 0;
+  for (;;) {
+    CF_ASSIGN_OR_RETURN(bool one, PollOnce(timeout));
+    if (!one || impl_->stop) return handled;
+    ++handled;
+  }
+}
+
 void Consumer::Stop() { impl_->stop = true; }
 
 Consumer::Stats Consumer::stats() const {

@@ -82,6 +82,15 @@ TEST(Kafka, ProducerAndConsumerRoundTripWithHeaders) {
   // One key's messages stay in order.
   EXPECT_EQ(by_key["key-0"].front(), "value-0");
   EXPECT_EQ(by_key["key-0"].back(), "value-18");
+
+  // Drain takes everything waiting in one call, however much there is.
+  batch.clear();
+  for (int i = 0; i < 500; ++i) batch.push_back({topic, "key-" + std::to_string(i % 3), "value-x", {{"h", "x"}}});
+  ASSERT_TRUE((*producer)->SendAll(batch, absl::Seconds(10)).ok());
+  auto drained = consumer->Drain(absl::Seconds(2));
+  ASSERT_TRUE(drained.ok()) << drained.status();
+  EXPECT_EQ(*drained, 500);
+  EXPECT_EQ(consumer->Drain(absl::Milliseconds(200)).value_or(-1), 0);
 }
 
 // A fatal producer error (librdkafka's gapless guarantee makes a possible

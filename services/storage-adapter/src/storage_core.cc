@@ -10,6 +10,7 @@
 
 #include "absl/strings/escaping.h"
 #include "absl/strings/match.h"
+#include "absl/cleanup/cleanup.h"
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_join.h"
 #include "absl/strings/str_split.h"
@@ -157,10 +158,17 @@ void StorageCore::ExportMetrics(prometheus::Registry& registry) {
 }
 
 void StorageCore::RemoveBytes(const std::string& backend, const std::string& physical_key) {
+  // Only bytes still pending, taken from any writer first: bytes a catalog
+  // transaction has taken (an answer lost after its commit, or another
+  // writer of the same upload) are an object's, and stay.
+  auto taken = pool_.Exec("UPDATE storage.pending_bytes SET instance_id = NULL WHERE backend = $1 AND "
+                          "physical_key = $2 RETURNING 1",
+                          {backend, physical_key});
+  if (taken.ok() && taken->empty()) return;
   auto it = backends_.find(backend);
-  absl::Status removed = it == backends_.end()
-                             ? absl::NotFoundError("backend " + backend + " is not configured")
-                             : it->second->Delete(physical_key);
+  absl::Status removed = !taken.ok()             ? taken.status()
+                         : it == backends_.end() ? absl::NotFoundError("backend " + backend + " is not configured")
+                                                 : it->second->Delete(physical_key);
   if (removed.ok()) {
     removed = pool_
                   .Exec("DELETE FROM storage.pending_bytes WHERE backend = $1 AND physical_key = $2",
@@ -511,9 +519,36 @@ absl::StatusOr<StorageCore::StoredCopy> StorageCore::CopyBytes(const v1::ObjectI
   // No store resumes an object of one part (S3's smallest is 5 MiB): small
   // copies skip the lookup.
   std::optional<ResumePoint> resume;
-  if (total > kMinResumableBytes) {
-    CF_ASSIGN_OR_RETURN(resume, ClaimResumable(source, to, tier));
+  if (total <= kMinResumableBytes) return StreamCopy(source, from, to, tier, progress, std::nullopt, rate);
+  // One copy of these bytes to this backend and tier at a time in this
+  // process (a copy whose client has gone may still be sending until its
+  // next progress report): two would write the same upload. A second waits
+  // for the first to end, then resumes what it left. Other processes are
+  // kept out by the record's writer.
+  const std::string running = absl::StrCat(source.backend(), std::string(1, '\0'), source.physical_key(),
+                                           std::string(1, '\0'), to.name(), std::string(1, '\0'),
+                                           static_cast<int>(tier));
+  {
+    std::unique_lock lock(resumable_mu_);
+    while (!resumable_running_.insert(running).second) {
+      lock.unlock();
+      if (!progress(CopyState{.copied = 0, .total = total})) {
+        return absl::CancelledError(absl::StrCat("copy of ", Subject(source.namespace_(), source.key()),
+                                                 " cancelled while another copy of it to ", to.name(),
+                                                 " was running"));
+      }
+      lock.lock();
+      resumable_ended_.wait_for(lock, std::chrono::milliseconds(100));
+    }
   }
+  absl::Cleanup done = [&] {
+    {
+      std::lock_guard lock(resumable_mu_);
+      resumable_running_.erase(running);
+    }
+    resumable_ended_.notify_all();
+  };
+  CF_ASSIGN_OR_RETURN(resume, ClaimResumable(source, to, tier));
   return StreamCopy(source, from, to, tier, progress, std::move(resume), rate);
 }
 

@@ -4,10 +4,13 @@
 // catalog (schema `storage`) and the object events (outbox) in step.
 // Thread-safe; an Upload belongs to one call.
 
+#include <condition_variable>
 #include <functional>
 #include <map>
 #include <memory>
+#include <mutex>
 #include <optional>
+#include <set>
 #include <string>
 
 #include "absl/status/statusor.h"
@@ -223,6 +226,12 @@ class StorageCore {
   std::map<std::string, std::unique_ptr<ObjectStore>> backends_;
   std::string default_backend_;
   std::string instance_id_;
+  // Resumable copies running in this process (source backend, source key,
+  // target backend, tier): one at a time, so that two never write one
+  // upload.
+  std::mutex resumable_mu_;
+  std::condition_variable resumable_ended_;
+  std::set<std::string> resumable_running_;
   const core::Clock& clock_;
   events::Outbox outbox_{"storage"};
   absl::Duration orphan_grace_ = absl::Minutes(5);

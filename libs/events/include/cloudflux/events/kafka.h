@@ -159,6 +159,8 @@ class Consumer {
   // Handles at most one message, waiting up to `timeout` for it. Returns
   // true if a message was handled (or dead-lettered).
   absl::StatusOr<bool> PollOnce(absl::Duration timeout);
+  // Handles messages until none has come for `timeout`; returns how many.
+  absl::StatusOr<int> Drain(absl::Duration timeout);
 
   // Batch mode (the handler passed to Create is not used): waits up to
   // `timeout` for a first message, takes whatever else is already there up

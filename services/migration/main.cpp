@@ -12,8 +12,10 @@
 #include "grpc_service.h"
 #include "cloudflux/core/periodic.h"
 #include "cloudflux/events/batch_ingest.h"
+#include "cloudflux/events/object_events.h"
 #include "migration_core.h"
 #include "placement.h"
+#include "replication.h"
 #include "storage_client.h"
 
 ABSL_FLAG(std::string, storage_address, "127.0.0.1:50052",
@@ -36,6 +38,13 @@ ABSL_FLAG(absl::Duration, placement_session_timeout, absl::Seconds(10),
 ABSL_FLAG(absl::Duration, placement_interval, absl::Minutes(1),
           "How often waiting move decisions become migrations (namespaces with an enabled placement policy); "
           "0 = never.");
+ABSL_FLAG(std::string, replication_group, "cloudflux-migration-replication",
+          "Kafka consumer group of the replication rules' object events (one per deployment).");
+ABSL_FLAG(int32_t, replication_workers, 2, "Replicas this replica makes at once (replication rules).");
+ABSL_FLAG(absl::Duration, replication_interval, absl::Seconds(5),
+          "How often the replication rules' full comparisons go on (a few listing pages per rule each time).");
+ABSL_FLAG(absl::Duration, replication_full_sync, absl::Hours(24),
+          "How often each replication rule compares everything under its prefix with its replicas.");
 ABSL_FLAG(int32_t, handler_threads, 8, "Threads that run request handlers.");
 
 int main(int argc, char** argv) {
@@ -100,8 +109,48 @@ int main(int argc, char** argv) {
     if (rounds.has_value()) rounds->Stop();
   });
 
+  // Replication rules: the storage adapter's object events in, replicas out.
+  if (absl::GetFlag(FLAGS_replication_workers) < 0) {
+    return fail("bad flags", absl::InvalidArgumentError("--replication_workers must not be negative"));
+  }
+  mg::ReplicationLoop replication(app->pool(), storage,
+                                  {.workers = absl::GetFlag(FLAGS_replication_workers),
+                                   .lease = absl::GetFlag(FLAGS_task_lease),
+                                   .copy_timeout = absl::GetFlag(FLAGS_copy_timeout),
+                                   .full_sync_every = absl::GetFlag(FLAGS_replication_full_sync)});
+  auto object_events = cloudflux::events::BatchIngest::Start(
+      [&replication](const std::vector<cloudflux::events::ConsumedMessage>& batch) {
+        return replication.ApplyMessages(batch);
+      },
+      {.kafka = app->kafka_options(),
+       .group_id = absl::GetFlag(FLAGS_replication_group),
+       .topic = cloudflux::events::kObjectTopic,
+       .max_batch = 1000,
+       .consumers = 1,
+       .session_timeout = absl::GetFlag(FLAGS_placement_session_timeout),
+       .registry = &app->metrics().registry(),
+       .metric_prefix = "cloudflux_migration_object_events",
+       .what = "replication object events batch"});
+  if (!object_events.ok()) return fail("cannot consume object events", object_events.status());
+  app->runner().AddDependency("object_events", [&](absl::Duration) { return (*object_events)->Health(); });
+  app->OnStop([&] { (*object_events)->Stop(); });
+  replication.Start();
+  app->OnStop([&] { replication.Stop(); });
+  std::optional<cloudflux::core::PeriodicTask> full_syncs;
+  if (absl::Duration every = absl::GetFlag(FLAGS_replication_interval); every > absl::ZeroDuration()) {
+    full_syncs.emplace(every, [&replication] {
+      auto n = replication.RunFullSyncRound();
+      if (!n.ok()) {
+        cloudflux::core::LogWarn("replication round failed", {{"error", std::string(n.status().message())}});
+      }
+    });
+  }
+  app->OnStop([&] {
+    if (full_syncs.has_value()) full_syncs->Stop();
+  });
+
   cloudflux::server::BlockingExecutor executor(absl::GetFlag(FLAGS_handler_threads));
-  mg::MigrationGrpcService service(core, placement, executor);
+  mg::MigrationGrpcService service(core, placement, replication, executor);
   app->runner().RegisterService(&service, cloudflux::migration::v1::MigrationService::service_full_name());
   return app->Run();
 }

@@ -4,6 +4,9 @@
 // report, events, bandwidth pacing, pause/resume, a worker killed mid-job,
 // and bad requests.
 #include <gtest/gtest.h>
+
+#include <filesystem>
+#include <random>
 #include <signal.h>
 
 #include <google/protobuf/util/time_util.h>
@@ -579,7 +582,7 @@ TEST_F(MigrationTest, ThePlacementLoopMovesWhatClassificationDecidesAndARollback
   std::string cold_class;
   for (const std::string key : {"cold/0", "cold/1", "cold/2"}) {
     auto d = decide(key, true);
-    ASSERT_TRUE(d.ok());
+    ASSERT_TRUE(d.ok()) << d.status() << classification.process->Output();
     ASSERT_TRUE(d->move()) << d->reason();
     EXPECT_TRUE(d->published());
     cold_class = d->storage_class();
@@ -654,6 +657,124 @@ TEST_F(MigrationTest, ThePlacementLoopMovesWhatClassificationDecidesAndARollback
             grpc::StatusCode::INVALID_ARGUMENT);
   classification.process->Signal(SIGTERM);
   EXPECT_EQ(classification.process->Wait(absl::Seconds(20)), 0);
+}
+
+// Replication: a rule backfills the objects already under its prefix,
+// follows new ones and overwrites from the object events, repairs a replica
+// lost behind its back on request, and a read whose own bytes are gone is
+// served from the replica. Dropping the rule removes its replicas.
+TEST_F(MigrationTest, AReplicationRuleKeepsReplicasCurrentAndReadsFailOverToThem) {
+  if (!testing::TestS3Endpoint().ok()) GTEST_SKIP() << "no s3rver";
+  storage_.process->Signal(SIGTERM);
+  storage_.process->Wait(absl::Seconds(20));
+  StartStorage(/*with_s3=*/true);
+  std::string big(6 << 20, '\0');
+  std::mt19937 bits(7);
+  for (char& c : big) c = static_cast<char>(bits());
+  ASSERT_TRUE(Put("a/0", big));
+  ASSERT_TRUE(Put("a/1", "one"));
+  ASSERT_TRUE(Put("b/x", "outside the prefix"));
+
+  mv1::ReplicationRule rule;
+  rule.set_namespace_(ns_);
+  rule.set_prefix("a/");
+  rule.set_backend("s3");
+  auto create = [&](const mv1::ReplicationRule& r) {
+    return CallUnary(*stub_, &mv1::MigrationService::Stub::CreateReplicationRule, r, absl::Seconds(30));
+  };
+  auto get = [&](const std::string& id) {
+    mv1::ReplicationRuleRef ref;
+    ref.set_id(id);
+    return CallUnary(*stub_, &mv1::MigrationService::Stub::GetReplicationRule, ref, absl::Seconds(30));
+  };
+  mv1::ReplicationRule bad = rule;
+  bad.set_backend("nowhere");
+  EXPECT_EQ(create(bad).status().code(), absl::StatusCode::kInvalidArgument);
+  bad = rule;
+  bad.set_namespace_(std::string("ns\0x", 4));
+  EXPECT_EQ(create(bad).status().code(), absl::StatusCode::kInvalidArgument);
+  auto made = create(rule);
+  ASSERT_TRUE(made.ok()) << made.status();
+  EXPECT_EQ(create(rule).status().code(), absl::StatusCode::kAlreadyExists);
+  EXPECT_EQ(get("not-an-id").status().code(), absl::StatusCode::kInvalidArgument);
+  EXPECT_EQ(get(core::NewId()).status().code(), absl::StatusCode::kNotFound);
+
+  auto replicated = [&](const std::string& key) {
+    auto head = Head(key);
+    return head.ok() && head->replicas_size() == 1 && head->replicas(0).backend() == "s3" &&
+           head->replicas(0).version() == head->version();
+  };
+  // Backfilled by the rule's first full comparison.
+  ASSERT_TRUE(WaitFor([&] { return replicated("a/0") && replicated("a/1"); }, absl::Seconds(30)))
+      << migration_.process->Output();
+  EXPECT_EQ(Head("b/x")->replicas_size(), 0);
+  // Followed from the events: a new object, and an overwrite (the old
+  // replica goes with its version at once).
+  ASSERT_TRUE(Put("a/2", "two"));
+  ASSERT_TRUE(Put("a/1", "one, again"));
+  EXPECT_EQ(Head("a/1")->replicas_size(), 0);
+  ASSERT_TRUE(WaitFor([&] { return replicated("a/1") && replicated("a/2"); }, absl::Seconds(30)))
+      << migration_.process->Output();
+
+  // The object's own bytes lost: the read is served from the replica.
+  auto head = Head("a/0");
+  ASSERT_TRUE(head.ok());
+  const std::string name = std::filesystem::path(head->physical_key()).filename();
+  int removed = 0;
+  for (const auto& f : std::filesystem::recursive_directory_iterator(data_dir_)) {
+    if (f.path().filename() == name) removed += std::filesystem::remove(f.path()) ? 1 : 0;
+  }
+  ASSERT_EQ(removed, 1);
+  {
+    sv1::GetObjectRequest r;
+    r.set_namespace_(ns_);
+    r.set_key("a/0");
+    auto ctx = server::MakeClientContext(absl::Seconds(30));
+    auto reader = storage_stub_->GetObject(ctx.get(), r);
+    sv1::GetObjectResponse part;
+    std::string got;
+    while (reader->Read(&part)) got += part.chunk();
+    ASSERT_TRUE(reader->Finish().ok());
+    EXPECT_TRUE(got == big) << got.size() << " bytes";
+  }
+  EXPECT_GE(MetricValue(Metrics(storage_), "cloudflux_storage_replica_reads_total{backend=\"s3\"}"), 1);
+
+  // A replica lost behind the rule's back comes back with a full comparison.
+  {
+    sv1::DeleteObjectRequest r;
+    r.set_namespace_(ns_);
+    r.set_key("a/2");
+    r.set_replica_backend("s3");
+    ASSERT_TRUE(CallUnary(*storage_stub_, &sv1::StorageService::Stub::DeleteObject, r).ok());
+    EXPECT_EQ(CallUnary(*storage_stub_, &sv1::StorageService::Stub::DeleteObject, r).status().code(),
+              absl::StatusCode::kNotFound);
+  }
+  EXPECT_EQ(Head("a/2")->replicas_size(), 0);
+  mv1::ReplicationRuleRef ref;
+  ref.set_id(made->id());
+  ASSERT_TRUE(CallUnary(*stub_, &mv1::MigrationService::Stub::SyncReplicationRule, ref).ok());
+  ASSERT_TRUE(WaitFor([&] { return replicated("a/2"); }, absl::Seconds(30))) << migration_.process->Output();
+  ASSERT_TRUE(WaitFor(
+      [&] {
+        auto r = get(made->id());
+        return r.ok() && r->status().pending() == 0 && !r->status().full_sync_running();
+      },
+      absl::Seconds(30)));
+  auto status = get(made->id())->status();
+  EXPECT_GE(status.objects_copied(), 5);  // a/0, a/1 twice, a/2 twice
+  EXPECT_TRUE(status.has_last_full_sync());
+  EXPECT_EQ(status.failing(), 0) << status.last_error();
+
+  // Dropped with its replicas.
+  mv1::DeleteReplicationRuleRequest drop;
+  drop.set_id(made->id());
+  drop.set_drop_replicas(true);
+  auto dropping = CallUnary(*stub_, &mv1::MigrationService::Stub::DeleteReplicationRule, drop);
+  ASSERT_TRUE(dropping.ok()) << dropping.status();
+  EXPECT_TRUE(dropping->dropping());
+  ASSERT_TRUE(WaitFor([&] { return get(made->id()).status().code() == absl::StatusCode::kNotFound; },
+                      absl::Seconds(30)));
+  for (const std::string key : {"a/0", "a/1", "a/2"}) EXPECT_EQ(Head(key)->replicas_size(), 0) << key;
 }
 
 }  // namespace

@@ -125,6 +125,11 @@ PermissionTable BuildDefault() {
   t.Allow(migration + "GetPlacementPolicy", read);
   t.Allow(migration + "ListPlacementPolicies", read);
   t.Allow(migration + "DeletePlacementPolicy", operate);
+  t.Allow(migration + "CreateReplicationRule", operate);
+  t.Allow(migration + "GetReplicationRule", read);
+  t.Allow(migration + "ListReplicationRules", read);
+  t.Allow(migration + "SyncReplicationRule", operate);
+  t.Allow(migration + "DeleteReplicationRule", operate);
   return t;
 }
 

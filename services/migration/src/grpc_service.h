@@ -10,6 +10,7 @@
 #include "cloudflux/server/executor.h"
 #include "migration_core.h"
 #include "placement.h"
+#include "replication.h"
 
 namespace cloudflux::migration {
 
@@ -43,8 +44,9 @@ class WatchReactor final : public grpc::ServerWriteReactor<cloudflux::migration:
 
 class MigrationGrpcService final : public cloudflux::migration::v1::MigrationService::CallbackService {
  public:
-  MigrationGrpcService(MigrationCore& core, PlacementLoop& placement, server::BlockingExecutor& executor)
-      : core_(core), placement_(placement), executor_(executor) {}
+  MigrationGrpcService(MigrationCore& core, PlacementLoop& placement, ReplicationLoop& replication,
+                       server::BlockingExecutor& executor)
+      : core_(core), placement_(placement), replication_(replication), executor_(executor) {}
 
   grpc::ServerUnaryReactor* EstimateMigration(grpc::CallbackServerContext* context,
                                               const cloudflux::migration::v1::EstimateMigrationRequest* request,
@@ -134,9 +136,37 @@ class MigrationGrpcService final : public cloudflux::migration::v1::MigrationSer
         });
   }
 
+  grpc::ServerUnaryReactor* CreateReplicationRule(grpc::CallbackServerContext* context,
+                                                  const cloudflux::migration::v1::ReplicationRule* request,
+                                                  cloudflux::migration::v1::ReplicationRule* response) override {
+    return server::FinishUnaryOn(executor_, context, response, [this, request] { return replication_.Create(*request); });
+  }
+  grpc::ServerUnaryReactor* GetReplicationRule(grpc::CallbackServerContext* context,
+                                               const cloudflux::migration::v1::ReplicationRuleRef* request,
+                                               cloudflux::migration::v1::ReplicationRule* response) override {
+    return server::FinishUnaryOn(executor_, context, response, [this, request] { return replication_.Get(request->id()); });
+  }
+  grpc::ServerUnaryReactor* ListReplicationRules(
+      grpc::CallbackServerContext* context, const cloudflux::migration::v1::ListReplicationRulesRequest* /*request*/,
+      cloudflux::migration::v1::ListReplicationRulesResponse* response) override {
+    return server::FinishUnaryOn(executor_, context, response, [this] { return replication_.List(); });
+  }
+  grpc::ServerUnaryReactor* SyncReplicationRule(grpc::CallbackServerContext* context,
+                                                const cloudflux::migration::v1::ReplicationRuleRef* request,
+                                                cloudflux::migration::v1::ReplicationRule* response) override {
+    return server::FinishUnaryOn(executor_, context, response, [this, request] { return replication_.Sync(request->id()); });
+  }
+  grpc::ServerUnaryReactor* DeleteReplicationRule(grpc::CallbackServerContext* context,
+                                                  const cloudflux::migration::v1::DeleteReplicationRuleRequest* request,
+                                                  cloudflux::migration::v1::ReplicationRule* response) override {
+    return server::FinishUnaryOn(executor_, context, response,
+                                 [this, request] { return replication_.Delete(request->id(), request->drop_replicas()); });
+  }
+
  private:
   MigrationCore& core_;
   PlacementLoop& placement_;
+  ReplicationLoop& replication_;
   server::BlockingExecutor& executor_;
 };
 

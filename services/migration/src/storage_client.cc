@@ -56,6 +56,57 @@ absl::Status StorageClient::Delete(const std::string& ns, const std::string& key
   return server::FromGrpcStatus(stub_->DeleteObject(ctx.get(), request, &response));
 }
 
+absl::Status StorageClient::DeleteReplica(const std::string& ns, const std::string& key,
+                                         const std::string& backend) {
+  auto ctx = server::MakeClientContext(absl::Seconds(30));
+  CF_RETURN_IF_ERROR(authorize_(*ctx));
+  sv1::DeleteObjectRequest request;
+  request.set_namespace_(ns);
+  request.set_key(key);
+  request.set_replica_backend(backend);
+  sv1::DeleteObjectResponse response;
+  return server::FromGrpcStatus(stub_->DeleteObject(ctx.get(), request, &response));
+}
+
+absl::StatusOr<sv1::ObjectInfo> StorageClient::Replicate(const std::string& ns, const std::string& key,
+                                                         const std::string& backend,
+                                                         cloudflux::common::v1::StorageTier tier,
+                                                         absl::Duration timeout, bool* unchanged) {
+  sv1::CopyObjectRequest request;
+  request.set_source_namespace(ns);
+  request.set_source_key(key);
+  request.set_backend(backend);
+  request.set_tier(tier);
+  request.set_replica(true);
+  sv1::CopyObjectProgress last;
+  CF_ASSIGN_OR_RETURN(sv1::ObjectInfo info, RunCopy(request, timeout, nullptr, &last));
+  if (unchanged != nullptr) *unchanged = last.unchanged();
+  return info;
+}
+
+absl::StatusOr<sv1::ObjectInfo> StorageClient::RunCopy(const sv1::CopyObjectRequest& request, absl::Duration timeout,
+                                                       const std::function<void(int64_t)>& progress,
+                                                       sv1::CopyObjectProgress* last) {
+  auto ctx = server::MakeClientContext(timeout);
+  CF_RETURN_IF_ERROR(authorize_(*ctx));
+  auto reader = stub_->CopyObject(ctx.get(), request);
+  sv1::CopyObjectProgress p;
+  bool finished = false;
+  while (reader->Read(&p)) {
+    if (progress) progress(p.bytes_copied());
+    if (p.has_object()) {
+      *last = p;
+      finished = true;
+    }
+  }
+  CF_RETURN_IF_ERROR(server::FromGrpcStatus(reader->Finish()));
+  if (!finished) {
+    return absl::UnavailableError(
+        absl::StrCat("the copy of ", request.source_namespace(), "/", request.source_key(), " ended without a result"));
+  }
+  return last->object();
+}
+
 absl::StatusOr<sv1::ObjectInfo> StorageClient::Copy(const std::string& ns, const std::string& key,
                                                     int64_t version, const std::string& to_namespace,
                                                     const std::string& backend,
@@ -63,8 +114,6 @@ absl::StatusOr<sv1::ObjectInfo> StorageClient::Copy(const std::string& ns, const
                                                         absl::Duration timeout,
                                                         const std::function<void(int64_t)>& progress,
                                                         int64_t* resumed, int64_t max_bytes_per_second) {
-  auto ctx = server::MakeClientContext(timeout);
-  CF_RETURN_IF_ERROR(authorize_(*ctx));
   sv1::CopyObjectRequest request;
   request.set_source_namespace(ns);
   request.set_source_key(key);
@@ -73,21 +122,10 @@ absl::StatusOr<sv1::ObjectInfo> StorageClient::Copy(const std::string& ns, const
   request.set_backend(backend);
   request.set_tier(tier);
   request.set_max_bytes_per_second(max_bytes_per_second);
-  auto reader = stub_->CopyObject(ctx.get(), request);
-  sv1::CopyObjectProgress p;
-  sv1::ObjectInfo result;
-  bool finished = false;
-  while (reader->Read(&p)) {
-    if (progress) progress(p.bytes_copied());
-    if (p.has_object()) {
-      result = p.object();
-      finished = true;
-      if (resumed != nullptr) *resumed = p.resumed_bytes();
-    }
-  }
-  CF_RETURN_IF_ERROR(server::FromGrpcStatus(reader->Finish()));
-  if (!finished) return absl::UnavailableError(absl::StrCat("the copy of ", ns, "/", key, " ended without a result"));
-  return result;
+  sv1::CopyObjectProgress last;
+  CF_ASSIGN_OR_RETURN(sv1::ObjectInfo info, RunCopy(request, timeout, progress, &last));
+  if (resumed != nullptr) *resumed = last.resumed_bytes();
+  return info;
 }
 
 }  // namespace cloudflux::migration

@@ -39,10 +39,24 @@ class StorageClient {
                                                           absl::Duration timeout,
                                                           const std::function<void(int64_t)>& progress,
                                                           int64_t* resumed = nullptr, int64_t max_bytes_per_second = 0);
+  // Keeps a replica of ns/key's current version on backend/tier (storage's
+  // replicas); *unchanged when it was current and whole already. Returns
+  // the object, with its replicas.
+  absl::StatusOr<cloudflux::storage::v1::ObjectInfo> Replicate(const std::string& ns, const std::string& key,
+                                                               const std::string& backend,
+                                                               cloudflux::common::v1::StorageTier tier,
+                                                               absl::Duration timeout, bool* unchanged);
+  // Removes ns/key's replica on `backend`.
+  absl::Status DeleteReplica(const std::string& ns, const std::string& key, const std::string& backend);
   // Deletes ns/key if it is still at `version`.
   absl::Status Delete(const std::string& ns, const std::string& key, int64_t version);
 
  private:
+  // Runs one CopyObject call to its end; `last` gets the final message.
+  absl::StatusOr<cloudflux::storage::v1::ObjectInfo> RunCopy(const cloudflux::storage::v1::CopyObjectRequest& request,
+                                                             absl::Duration timeout,
+                                                             const std::function<void(int64_t)>& progress,
+                                                             cloudflux::storage::v1::CopyObjectProgress* last);
   std::unique_ptr<cloudflux::storage::v1::StorageService::Stub> stub_;
   Authorize authorize_;
 };

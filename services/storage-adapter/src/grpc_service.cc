@@ -399,7 +399,7 @@ class CopyReactor final : public grpc::ServerWriteReactor<v1::CopyObjectProgress
         }
         StartWrite(&progress_);
         return true;
-      });
+      }, &unchanged_);
       std::unique_lock lock(mu_);
       idle_.wait(lock, [this] { return !writing_; });
       if (!copied.ok()) {
@@ -410,6 +410,8 @@ class CopyReactor final : public grpc::ServerWriteReactor<v1::CopyObjectProgress
       progress_.set_total_bytes(copied->size());
       progress_.set_server_side(server_side_);
       progress_.set_resumed_bytes(resumed_);
+      progress_.set_unchanged(unchanged_);
+      if (unchanged_) progress_.set_bytes_copied(0);
       *progress_.mutable_object() = std::move(*copied);
       writing_ = true;
       lock.unlock();
@@ -437,7 +439,7 @@ class CopyReactor final : public grpc::ServerWriteReactor<v1::CopyObjectProgress
   std::mutex mu_;
   std::condition_variable idle_;
   v1::CopyObjectProgress progress_;
-  bool writing_ = false, cancelled_ = false, server_side_ = false;
+  bool writing_ = false, cancelled_ = false, server_side_ = false, unchanged_ = false;
   int64_t resumed_ = 0;
 };
 
@@ -481,7 +483,16 @@ grpc::ServerUnaryReactor* StorageGrpcService::DeleteObject(grpc::CallbackServerC
                                                            const v1::DeleteObjectRequest* request,
                                                            v1::DeleteObjectResponse* response) {
   return FinishUnaryOn(executor_, context, response,
-                       [=, this] { return core_.Delete(request->namespace_(), request->key(), request->version()); });
+                       [=, this] {
+                         if (!request->replica_backend().empty()) {
+                           if (request->version() != 0) {
+                             return absl::InvalidArgumentError("version does not apply to a replica's removal");
+                           }
+                           return core_.DeleteReplica(request->namespace_(), request->key(),
+                                                      request->replica_backend());
+                         }
+                         return core_.Delete(request->namespace_(), request->key(), request->version());
+                       });
 }
 
 grpc::ServerUnaryReactor* StorageGrpcService::ListObjects(grpc::CallbackServerContext* context,

@@ -155,6 +155,11 @@ void StorageCore::ExportMetrics(prometheus::Registry& registry) {
                                    "copy resuming it did not send again.")
                              .Register(registry)
                              .Add({});
+  replica_reads_ = &prometheus::BuildCounter()
+                        .Name("cloudflux_storage_replica_reads_total")
+                        .Help("Reads that failed over from an object's own backend to a replica, by the "
+                              "replica's backend.")
+                        .Register(registry);
 }
 
 void StorageCore::RemoveBytes(const std::string& backend, const std::string& physical_key) {
@@ -378,6 +383,8 @@ absl::StatusOr<v1::ObjectInfo> StorageCore::HeadWithReadState(const std::string&
   // Azure rehydrates for up to 15 hours after a blob's tier has changed.
   constexpr absl::Duration kRestoreWindow = absl::Hours(24);
   CF_ASSIGN_OR_RETURN(v1::ObjectInfo info, Head(ns, key));
+  CF_ASSIGN_OR_RETURN(std::vector<v1::Replica> replicas, Replicas(ns, key, info.version()));
+  *info.mutable_replicas() = {replicas.begin(), replicas.end()};
   auto store = StoreOf(info);
   if (!store.ok()) return info;  // a backend no longer configured: the catalog's answer
   bool archived = info.tier() == cloudflux::common::v1::STORAGE_TIER_ARCHIVE;
@@ -411,9 +418,85 @@ absl::StatusOr<std::pair<v1::ObjectInfo, std::unique_ptr<ObjectReader>>> Storage
     return absl::OutOfRangeError(absl::StrCat("range ", request.offset(), "+", request.length(),
                                               " is outside the object's ", info.size(), " bytes"));
   }
-  CF_ASSIGN_OR_RETURN(ObjectStore * store, StoreOf(info));
-  CF_ASSIGN_OR_RETURN(auto reader, store->OpenRead(info.physical_key(), request.offset(), request.length()));
-  return std::pair{std::move(info), std::move(reader)};
+  // The object's own bytes first, then its replicas: a read fails over to
+  // the next copy when one cannot be opened or fails, mid-stream too (the
+  // copies hold the same bytes, so the next one goes on at the same offset).
+  std::vector<FailoverReader::Source> sources;
+  if (auto store = StoreOf(info); store.ok()) sources.push_back({*store, info.backend(), info.physical_key()});
+  CF_ASSIGN_OR_RETURN(std::vector<v1::Replica> replicas, Replicas(info.namespace_(), info.key(), info.version()));
+  for (const v1::Replica& r : replicas) {
+    if (auto it = backends_.find(r.backend()); it != backends_.end()) {
+      sources.push_back({it->second.get(), r.backend(), r.physical_key()});
+    }
+  }
+  if (sources.empty()) return StoreOf(info).status();
+  const int64_t length = request.length() > 0 ? request.length() : info.size() - request.offset();
+  auto reader = std::make_unique<FailoverReader>(
+      std::move(sources), request.offset(), length,
+      [this, subject = Subject(info.namespace_(), info.key())](const FailoverReader::Source& from,
+                                                               const FailoverReader::Source& to,
+                                                               const absl::Status& why) {
+        if (replica_reads_ != nullptr) replica_reads_->Add({{"backend", to.backend}}).Increment();
+        core::LogWarn("read failed over to a replica", {{"object", subject},
+                                                         {"from", from.backend},
+                                                         {"to", to.backend},
+                                                         {"error", std::string(why.message())}});
+      });
+  CF_RETURN_IF_ERROR(reader->OpenFrom(0, absl::OkStatus()));
+  return std::pair{std::move(info), std::unique_ptr<ObjectReader>(std::move(reader))};
+}
+
+FailoverReader::FailoverReader(std::vector<Source> sources, int64_t offset, int64_t length, OnFailover on_failover)
+    : sources_(std::move(sources)), offset_(offset), length_(length), on_failover_(std::move(on_failover)) {}
+
+absl::Status FailoverReader::OpenFrom(size_t i, absl::Status why) {
+  for (; i < sources_.size(); ++i) {
+    const Source& s = sources_[i];
+    auto opened = s.store->OpenRead(s.physical_key, offset_ + done_, length_ - done_);
+    if (opened.ok()) {
+      if (!why.ok() && on_failover_) on_failover_(sources_[at_], s, why);
+      // Chunks already handed out may point into the old reader's buffers.
+      if (current_ != nullptr) retired_.push_back(std::move(current_));
+      current_ = std::move(*opened);
+      at_ = i;
+      return absl::OkStatus();
+    }
+    why = opened.status();
+    at_ = i;
+  }
+  return why;
+}
+
+absl::StatusOr<Chunk> FailoverReader::ReadChunk(size_t max) {
+  if (done_ >= length_) return Chunk{};
+  for (;;) {
+    absl::StatusOr<Chunk> chunk = current_->ReadChunk(max);
+    if (chunk.ok()) {
+      done_ += static_cast<int64_t>(chunk->size);
+      return chunk;
+    }
+    if (at_ + 1 >= sources_.size()) return chunk.status();
+    CF_RETURN_IF_ERROR(OpenFrom(at_ + 1, chunk.status()));
+  }
+}
+
+absl::StatusOr<std::vector<v1::Replica>> StorageCore::Replicas(const std::string& ns, const std::string& key,
+                                                               int64_t version) {
+  CF_ASSIGN_OR_RETURN(db::Result rows,
+                      pool_.Exec("SELECT backend, physical_key, tier, version, (extract(epoch FROM created_at) * "
+                                 "1000000)::bigint FROM storage.replicas WHERE namespace = $1 AND key = $2 AND "
+                                 "version = $3 ORDER BY backend",
+                                 {ns, key, std::to_string(version)}));
+  std::vector<v1::Replica> out;
+  for (const auto& row : rows) {
+    v1::Replica& r = out.emplace_back();
+    r.set_backend(row.Text(0));
+    r.set_physical_key(row.Text(1));
+    r.set_tier(static_cast<StorageTier>(row.Int(2)));
+    r.set_version(row.Int(3));
+    *r.mutable_created() = TimeUtil::MicrosecondsToTimestamp(row.Int(4));
+  }
+  return out;
 }
 
 absl::Status StorageCore::Delete(const std::string& ns, const std::string& key, int64_t version) {
@@ -859,7 +942,7 @@ absl::StatusOr<v1::ObjectInfo> StorageCore::Relocate(const v1::ObjectInfo& sourc
 }
 
 absl::StatusOr<v1::ObjectInfo> StorageCore::Copy(const v1::CopyObjectRequest& request,
-                                                 const CopyProgress& progress) {
+                                                 const CopyProgress& progress, bool* unchanged) {
   CF_RETURN_IF_ERROR(core::Annotate(ValidateNamespace(request.source_namespace()), "source"));
   CF_RETURN_IF_ERROR(core::Annotate(ValidateKey(request.source_key()), "source"));
   const std::string& ns = request.namespace_().empty() ? request.source_namespace() : request.namespace_();
@@ -884,6 +967,16 @@ absl::StatusOr<v1::ObjectInfo> StorageCore::Copy(const v1::CopyObjectRequest& re
   StorageTier tier = request.tier() == cloudflux::common::v1::STORAGE_TIER_UNSPECIFIED
                          ? source.tier()
                          : request.tier();
+  if (request.replica()) {
+    if (!request.namespace_().empty() || !request.key().empty()) {
+      return absl::InvalidArgumentError("a replica keeps the source's namespace and key: leave them empty");
+    }
+    if (request.backend().empty() || request.backend() == source.backend()) {
+      return absl::InvalidArgumentError(absl::StrCat("a replica needs a backend other than the object's own ('",
+                                                     source.backend(), "')"));
+    }
+    return Replicate(source, *to, tier, progress, request.max_bytes_per_second(), unchanged);
+  }
   bool relocation = ns == source.namespace_() && key == source.key();
   if (relocation && backend == source.backend()) {
     if (tier == source.tier()) return source;  // already there
@@ -900,6 +993,97 @@ absl::StatusOr<v1::ObjectInfo> StorageCore::Copy(const v1::CopyObjectRequest& re
   header.set_content_type(source.content_type());
   *header.mutable_metadata() = source.metadata();
   return CatalogNew(header, *to, bytes);
+}
+
+absl::StatusOr<v1::ObjectInfo> StorageCore::Replicate(const v1::ObjectInfo& source, ObjectStore& to,
+                                                      StorageTier tier, const CopyProgress& progress, int64_t rate,
+                                                      bool* unchanged) {
+  const std::string subject = Subject(source.namespace_(), source.key());
+  // Current and whole: nothing to do (the store is asked, so that bytes
+  // removed behind the catalog's back are copied again).
+  CF_ASSIGN_OR_RETURN(std::vector<v1::Replica> current, Replicas(source.namespace_(), source.key(), source.version()));
+  for (const v1::Replica& r : current) {
+    if (r.backend() != to.name() || r.tier() != tier) continue;
+    auto size = to.StoredSize(r.physical_key());
+    if (size.ok() && *size == source.size()) {
+      if (unchanged != nullptr) *unchanged = true;
+      v1::ObjectInfo info = source;
+      *info.mutable_replicas() = {current.begin(), current.end()};
+      return info;
+    }
+    core::LogWarn("replica bytes missing or wrong; copying them again",
+                  {{"object", subject}, {"backend", to.name()},
+                   {"error", size.ok() ? absl::StrCat("size ", *size) : std::string(size.status().message())}});
+  }
+  CF_ASSIGN_OR_RETURN(ObjectStore * from, Backend(source.backend()));
+  CF_ASSIGN_OR_RETURN(StoredCopy bytes, CopyBytes(source, *from, to, tier, progress, rate));
+  std::string replaced;
+  absl::Status recorded = pool_.InTransaction([&](db::Transaction& tx) -> absl::Status {
+    // The object must still be at the version copied; its row lock holds
+    // off an overwrite or delete (whose trigger removes replicas) until
+    // this commits.
+    CF_ASSIGN_OR_RETURN(db::Result at, tx.Exec("SELECT version FROM storage.objects WHERE namespace = $1 AND key "
+                                               "= $2 FOR SHARE",
+                                               {source.namespace_(), source.key()}));
+    if (at.empty() || at[0].Int(0) != source.version()) {
+      return absl::AbortedError(absl::StrCat("object ", subject, " changed while its replica was being copied; "
+                                             "no replica kept"));
+    }
+    CF_ASSIGN_OR_RETURN(db::Result claimed, tx.Exec("DELETE FROM storage.pending_bytes WHERE backend = $1 AND "
+                                                    "physical_key = $2 AND instance_id IS NOT NULL RETURNING 1",
+                                                    {to.name(), bytes.physical_key}));
+    if (claimed.empty()) {
+      return absl::AbortedError("the copy was abandoned: this process was taken for dead and its pending bytes "
+                                "removed; retry");
+    }
+    CF_ASSIGN_OR_RETURN(db::Result old, tx.Exec("SELECT physical_key FROM storage.replicas WHERE namespace = $1 AND "
+                                                "key = $2 AND backend = $3 FOR UPDATE",
+                                                {source.namespace_(), source.key(), to.name()}));
+    if (!old.empty()) {
+      replaced = old[0].Text(0);
+      CF_RETURN_IF_ERROR(tx.Exec("INSERT INTO storage.pending_bytes (backend, physical_key) VALUES ($1, $2) ON "
+                                 "CONFLICT DO NOTHING",
+                                 {to.name(), replaced})
+                             .status());
+    }
+    return tx
+        .Exec("INSERT INTO storage.replicas (namespace, key, backend, version, physical_key, tier) VALUES ($1, $2, "
+              "$3, $4, $5, $6) ON CONFLICT (namespace, key, backend) DO UPDATE SET version = EXCLUDED.version, "
+              "physical_key = EXCLUDED.physical_key, tier = EXCLUDED.tier, created_at = now()",
+              {source.namespace_(), source.key(), to.name(), std::to_string(source.version()), bytes.physical_key,
+               std::to_string(static_cast<int>(tier))})
+        .status();
+  });
+  if (!recorded.ok()) {
+    RemoveBytes(to.name(), bytes.physical_key);
+    return recorded;
+  }
+  if (!replaced.empty()) RetireBytes(to.name(), replaced);
+  v1::ObjectInfo info = source;
+  CF_ASSIGN_OR_RETURN(current, Replicas(source.namespace_(), source.key(), source.version()));
+  *info.mutable_replicas() = {current.begin(), current.end()};
+  return info;
+}
+
+absl::Status StorageCore::DeleteReplica(const std::string& ns, const std::string& key, const std::string& backend) {
+  CF_RETURN_IF_ERROR(ValidateNamespace(ns));
+  CF_RETURN_IF_ERROR(ValidateKey(key));
+  std::string physical;
+  CF_RETURN_IF_ERROR(pool_.InTransaction([&](db::Transaction& tx) -> absl::Status {
+    CF_ASSIGN_OR_RETURN(db::Result rows,
+                        tx.Exec("WITH d AS (DELETE FROM storage.replicas WHERE namespace = $1 AND key = $2 AND "
+                                "backend = $3 RETURNING backend, physical_key), p AS (INSERT INTO "
+                                "storage.pending_bytes (backend, physical_key) SELECT backend, physical_key FROM d "
+                                "ON CONFLICT DO NOTHING) SELECT physical_key FROM d",
+                                {ns, key, backend}));
+    if (rows.empty()) {
+      return absl::NotFoundError(absl::StrCat("object ", Subject(ns, key), " has no replica on '", backend, "'"));
+    }
+    physical = rows[0].Text(0);
+    return absl::OkStatus();
+  }));
+  RetireBytes(backend, physical);
+  return absl::OkStatus();
 }
 
 absl::StatusOr<v1::ObjectInfo> StorageCore::SetTier(const v1::SetTierRequest& request) {

@@ -27,6 +27,33 @@
 
 namespace cloudflux::storage {
 
+// Reads a range from the first of several copies of the same bytes that
+// works: when one cannot be opened or fails mid-range, the next goes on at
+// the same offset. `on_failover` hears of each switch.
+class FailoverReader final : public ObjectReader {
+ public:
+  struct Source {
+    ObjectStore* store;
+    std::string backend;
+    std::string physical_key;
+  };
+  using OnFailover = std::function<void(const Source& from, const Source& to, const absl::Status& why)>;
+  FailoverReader(std::vector<Source> sources, int64_t offset, int64_t length, OnFailover on_failover);
+  // Opens sources[i], or the first after it that opens; `why` is the
+  // error that made the previous one fail (OK at the start).
+  absl::Status OpenFrom(size_t i, absl::Status why);
+  absl::StatusOr<Chunk> ReadChunk(size_t max) override;
+
+ private:
+  std::vector<Source> sources_;
+  const int64_t offset_, length_;
+  OnFailover on_failover_;
+  int64_t done_ = 0;
+  size_t at_ = 0;
+  std::unique_ptr<ObjectReader> current_;
+  std::vector<std::unique_ptr<ObjectReader>> retired_;
+};
+
 inline constexpr char kObjectTopic[] = "cloudflux.storage.objects";
 using core::kMaxKeyBytes;
 
@@ -111,8 +138,16 @@ class StorageCore {
   // unavailable), the next copy of the same bytes to the same backend and
   // tier goes on from those parts (CopyState::resumed: the bytes not sent
   // again).
+  // A replica copy (request.replica) that found its replica current sets
+  // *unchanged.
   absl::StatusOr<cloudflux::storage::v1::ObjectInfo> Copy(
-      const cloudflux::storage::v1::CopyObjectRequest& request, const CopyProgress& progress);
+      const cloudflux::storage::v1::CopyObjectRequest& request, const CopyProgress& progress,
+      bool* unchanged = nullptr);
+  // Removes the object's replica on `backend` (NOT_FOUND if none).
+  absl::Status DeleteReplica(const std::string& ns, const std::string& key, const std::string& backend);
+  // The replicas of ns/key at `version`, by backend.
+  absl::StatusOr<std::vector<cloudflux::storage::v1::Replica>> Replicas(const std::string& ns,
+                                                                        const std::string& key, int64_t version);
   absl::StatusOr<cloudflux::storage::v1::ObjectInfo> SetTier(
       const cloudflux::storage::v1::SetTierRequest& request);
   // Makes an archived object readable (see RestoreObject in storage.proto).
@@ -192,6 +227,11 @@ class StorageCore {
   void RetireBytes(const std::string& backend, const std::string& physical_key);
   // Copies the source's bytes to a new physical key on `to`.
   // `rate`: bytes per second a streamed copy may send (0 = no limit).
+  // Copies source's bytes to `to` as its replica there (see Copy).
+  absl::StatusOr<cloudflux::storage::v1::ObjectInfo> Replicate(const cloudflux::storage::v1::ObjectInfo& source,
+                                                               ObjectStore& to, cloudflux::common::v1::StorageTier tier,
+                                                               const CopyProgress& progress, int64_t rate,
+                                                               bool* unchanged);
   absl::StatusOr<StoredCopy> CopyBytes(const cloudflux::storage::v1::ObjectInfo& source,
                                        ObjectStore& from, ObjectStore& to,
                                        cloudflux::common::v1::StorageTier tier,
@@ -237,6 +277,7 @@ class StorageCore {
   absl::Duration orphan_grace_ = absl::Minutes(5);
   prometheus::Counter* copy_sent_bytes_ = nullptr;
   prometheus::Counter* copy_resumed_bytes_ = nullptr;
+  prometheus::Family<prometheus::Counter>* replica_reads_ = nullptr;
   // Last, so destroyed first: finishes queued removals while the backends
   // and the pool are still there.
   server::BlockingExecutor retired_{1};

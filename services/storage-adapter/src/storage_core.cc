@@ -5,8 +5,10 @@
 
 #include <unistd.h>
 
+#include <iterator>
 #include <regex>
 #include <set>
+#include <utility>
 
 #include "absl/strings/escaping.h"
 #include "absl/strings/match.h"
@@ -418,21 +420,37 @@ absl::StatusOr<std::pair<v1::ObjectInfo, std::unique_ptr<ObjectReader>>> Storage
     return absl::OutOfRangeError(absl::StrCat("range ", request.offset(), "+", request.length(),
                                               " is outside the object's ", info.size(), " bytes"));
   }
-  // The object's own bytes first, then its replicas: a read fails over to
-  // the next copy when one cannot be opened or fails, mid-stream too (the
-  // copies hold the same bytes, so the next one goes on at the same offset).
-  std::vector<FailoverReader::Source> sources;
-  if (auto store = StoreOf(info); store.ok()) sources.push_back({*store, info.backend(), info.physical_key()});
-  CF_ASSIGN_OR_RETURN(std::vector<v1::Replica> replicas, Replicas(info.namespace_(), info.key(), info.version()));
-  for (const v1::Replica& r : replicas) {
-    if (auto it = backends_.find(r.backend()); it != backends_.end()) {
-      sources.push_back({it->second.get(), r.backend(), r.physical_key()});
+  // The object's own bytes first, then its replicas (looked up only if
+  // they fail): a read fails over to the next copy when one cannot be
+  // opened or fails, mid-stream too (the copies hold the same bytes, so the
+  // next one goes on at the same offset).
+  auto replicas = [this, ns = info.namespace_(), key = info.key(), version = info.version()] {
+    std::vector<FailoverReader::Source> out;
+    auto found = Replicas(ns, key, version);
+    if (!found.ok()) {
+      core::LogWarn("replicas not looked up", {{"object", Subject(ns, key)},
+                                               {"error", std::string(found.status().message())}});
+      return out;
     }
+    for (const v1::Replica& r : *found) {
+      if (auto it = backends_.find(r.backend()); it != backends_.end()) {
+        out.push_back({it->second.get(), r.backend(), r.physical_key()});
+      }
+    }
+    return out;
+  };
+  std::vector<FailoverReader::Source> sources;
+  auto own = StoreOf(info);
+  if (own.ok()) {
+    sources.push_back({*own, info.backend(), info.physical_key()});
+  } else {
+    sources = replicas();
+    if (sources.empty()) return own.status();
   }
-  if (sources.empty()) return StoreOf(info).status();
   const int64_t length = request.length() > 0 ? request.length() : info.size() - request.offset();
   auto reader = std::make_unique<FailoverReader>(
-      std::move(sources), request.offset(), length,
+      std::move(sources), own.ok() ? std::function<std::vector<FailoverReader::Source>()>(replicas) : nullptr,
+      request.offset(), length,
       [this, subject = Subject(info.namespace_(), info.key())](const FailoverReader::Source& from,
                                                                const FailoverReader::Source& to,
                                                                const absl::Status& why) {
@@ -446,11 +464,24 @@ absl::StatusOr<std::pair<v1::ObjectInfo, std::unique_ptr<ObjectReader>>> Storage
   return std::pair{std::move(info), std::unique_ptr<ObjectReader>(std::move(reader))};
 }
 
-FailoverReader::FailoverReader(std::vector<Source> sources, int64_t offset, int64_t length, OnFailover on_failover)
-    : sources_(std::move(sources)), offset_(offset), length_(length), on_failover_(std::move(on_failover)) {}
+FailoverReader::FailoverReader(std::vector<Source> sources, std::function<std::vector<Source>()> more,
+                               int64_t offset, int64_t length, OnFailover on_failover)
+    : sources_(std::move(sources)),
+      more_(std::move(more)),
+      offset_(offset),
+      length_(length),
+      on_failover_(std::move(on_failover)) {}
+
+bool FailoverReader::LoadMore() {
+  if (!more_) return false;
+  std::vector<Source> extra = std::exchange(more_, nullptr)();
+  const bool any = !extra.empty();
+  sources_.insert(sources_.end(), std::make_move_iterator(extra.begin()), std::make_move_iterator(extra.end()));
+  return any;
+}
 
 absl::Status FailoverReader::OpenFrom(size_t i, absl::Status why) {
-  for (; i < sources_.size(); ++i) {
+  for (; i < sources_.size() || LoadMore(); ++i) {
     const Source& s = sources_[i];
     auto opened = s.store->OpenRead(s.physical_key, offset_ + done_, length_ - done_);
     if (opened.ok()) {
@@ -475,7 +506,7 @@ absl::StatusOr<Chunk> FailoverReader::ReadChunk(size_t max) {
       done_ += static_cast<int64_t>(chunk->size);
       return chunk;
     }
-    if (at_ + 1 >= sources_.size()) return chunk.status();
+    if (at_ + 1 >= sources_.size() && !LoadMore()) return chunk.status();
     CF_RETURN_IF_ERROR(OpenFrom(at_ + 1, chunk.status()));
   }
 }

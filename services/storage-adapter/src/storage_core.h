@@ -29,7 +29,9 @@ namespace cloudflux::storage {
 
 // Reads a range from the first of several copies of the same bytes that
 // works: when one cannot be opened or fails mid-range, the next goes on at
-// the same offset. `on_failover` hears of each switch.
+// the same offset. `more` is asked once, when the sources given run out,
+// for further ones (a read that never fails costs nothing more).
+// `on_failover` hears of each switch.
 class FailoverReader final : public ObjectReader {
  public:
   struct Source {
@@ -38,14 +40,19 @@ class FailoverReader final : public ObjectReader {
     std::string physical_key;
   };
   using OnFailover = std::function<void(const Source& from, const Source& to, const absl::Status& why)>;
-  FailoverReader(std::vector<Source> sources, int64_t offset, int64_t length, OnFailover on_failover);
+  FailoverReader(std::vector<Source> sources, std::function<std::vector<Source>()> more, int64_t offset,
+                 int64_t length, OnFailover on_failover);
   // Opens sources[i], or the first after it that opens; `why` is the
   // error that made the previous one fail (OK at the start).
   absl::Status OpenFrom(size_t i, absl::Status why);
   absl::StatusOr<Chunk> ReadChunk(size_t max) override;
 
  private:
+  // Appends what `more_` gives (once); true if there is a further source.
+  bool LoadMore();
+
   std::vector<Source> sources_;
+  std::function<std::vector<Source>()> more_;
   const int64_t offset_, length_;
   OnFailover on_failover_;
   int64_t done_ = 0;

@@ -141,6 +141,7 @@ class StorageTest : public ::testing::Test {
     header.mutable_header()->set_backend(backend_);
     header.mutable_header()->set_tier(tier_);
     header.mutable_header()->set_size(static_cast<int64_t>(data.size()));
+    if (if_version_.has_value()) header.mutable_header()->set_if_version(*if_version_);
     writer->Write(header);
     for (size_t off = 0; off < data.size(); off += chunk) {
       v1::PutObjectRequest part;
@@ -243,6 +244,7 @@ class StorageTest : public ::testing::Test {
   }
 
   std::string backend_;  // for Put; "" = the default (local)
+  std::optional<int64_t> if_version_;  // for Put: a conditional write
   cloudflux::common::v1::StorageTier tier_ = cloudflux::common::v1::STORAGE_TIER_UNSPECIFIED;
   std::unique_ptr<testing::ScratchDatabase> db_;
   std::string data_dir_;
@@ -929,6 +931,56 @@ TEST_F(StorageTest, ReadsBecomeBatchedObjectReadEventsAndNoneIsLostAtShutdown) {
   Start();
 }
 
+TEST_F(StorageTest, ConditionalWritesAndCopiesStoreNothingWhenTheObjectMoved) {
+  const std::string key = "cond-" + core::NewId();
+  size_t files = CountFiles(data_dir_ + "/objects");
+  if_version_ = 1;  // no such object yet
+  EXPECT_EQ(Put(key, "first").status().code(), absl::StatusCode::kAborted);
+  if_version_ = -1;
+  EXPECT_EQ(Put(key, "first").status().code(), absl::StatusCode::kInvalidArgument);
+  EXPECT_EQ(Head(key), absl::StatusCode::kNotFound);
+  EXPECT_EQ(CountFiles(data_dir_ + "/objects"), files) << "refused writes leave no bytes";
+  if_version_ = 0;  // create only
+  auto v1 = Put(key, "first");
+  ASSERT_TRUE(v1.ok()) << v1.status();
+  EXPECT_EQ(v1->version(), 1);
+  auto again = Put(key, "second");
+  EXPECT_EQ(again.status().code(), absl::StatusCode::kAborted) << again.status();
+  EXPECT_TRUE(absl::StrContains(again.status().message(), "is at version 1")) << again.status();
+  if_version_ = 2;
+  EXPECT_EQ(Put(key, "second").status().code(), absl::StatusCode::kAborted);
+  if_version_ = 1;
+  auto v2 = Put(key, "second");
+  ASSERT_TRUE(v2.ok()) << v2.status();
+  EXPECT_EQ(v2->version(), 2);
+  if_version_.reset();
+  EXPECT_EQ(*Get(key), "second");
+  EXPECT_EQ(CountFiles(data_dir_ + "/objects"), files + 1) << "one version's bytes";
+
+  // A copy onto another key, if that key is where the caller saw it.
+  auto copy = CopyRequest(key, key + ".c", "", {});
+  copy.set_if_destination_version(3);
+  EXPECT_EQ(Copy(copy).status.code(), absl::StatusCode::kAborted);
+  EXPECT_EQ(Head(key + ".c"), absl::StatusCode::kNotFound);
+  copy.set_if_destination_version(0);
+  auto made = Copy(copy);
+  ASSERT_TRUE(made.status.ok()) << made.status;
+  EXPECT_EQ(made.object().version(), 1);
+  EXPECT_EQ(Copy(copy).status.code(), absl::StatusCode::kAborted) << "it exists now";
+  ASSERT_TRUE(Put(key, "third").ok());
+  copy.set_if_destination_version(1);
+  made = Copy(copy);
+  ASSERT_TRUE(made.status.ok()) << made.status;
+  EXPECT_EQ(made.object().version(), 2);
+  EXPECT_EQ(*Get(key + ".c"), "third");
+  copy.set_if_destination_version(-1);
+  EXPECT_EQ(Copy(copy).status.code(), absl::StatusCode::kInvalidArgument);
+  auto onto_itself = CopyRequest(key, key, "", cloudflux::common::v1::STORAGE_TIER_WARM);
+  onto_itself.set_if_destination_version(3);
+  EXPECT_EQ(Copy(onto_itself).status.code(), absl::StatusCode::kInvalidArgument);
+  EXPECT_EQ(*Get(key + ".c"), "third");
+}
+
 TEST_F(StorageTest, CopyLocallyIsServerSideAndSetTierIsAnEvent) {
   std::string key = "copy-" + core::NewId();
   std::string data = RandomBytes(3 << 20, 11);
@@ -1200,6 +1252,31 @@ TEST_F(StorageTest, CopyAcrossBackendsWithTierChangesAndRelocation) {
 // no ListParts (the record is taken at its word, CompleteMultipartUpload
 // checks the ETags); radosgw's ListParts checks the parts before resuming;
 // on azurite the uncommitted block list does.
+// Two relocations of one object to S3 at once (a migration worker taken for
+// dead and its task retried while its copy still runs): the second waits
+// for the first, which moves the object; the second then finds it moved and
+// answers with it where it is, instead of reading the removed source.
+TEST_F(StorageTest, ARelocationThatWaitedForAnotherOfTheSameObjectFindsItMoved) {
+  if (!testing::TestS3Endpoint().ok()) GTEST_SKIP() << "no s3rver";
+  const std::string key = "twice-" + core::NewId();
+  const std::string data = RandomBytes(12 << 20, 67);
+  auto local = Put(key, data, "", 1 << 20);
+  ASSERT_TRUE(local.ok()) << local.status();
+  auto first_request = CopyRequest(key, "", "s3", {});
+  first_request.set_max_bytes_per_second(4 << 20);  // about 3 s
+  CopyResult first;
+  std::thread slow([&] { first = Copy(first_request); });
+  absl::SleepFor(absl::Milliseconds(500));
+  CopyResult second = Copy(CopyRequest(key, "", "s3", {}));
+  slow.join();
+  ASSERT_TRUE(first.status.ok()) << first.status;
+  ASSERT_TRUE(second.status.ok()) << second.status.ToString() << " after " << second.messages.size() << " messages";
+  EXPECT_EQ(second.object().backend(), "s3");
+  EXPECT_EQ(second.object().physical_key(), first.object().physical_key()) << "moved once";
+  EXPECT_EQ(second.object().version(), local->version());
+  EXPECT_TRUE(*Get(key) == data);
+}
+
 TEST_F(StorageTest, InterruptedCopiesResumeFromThePartsAlreadyStored) {
   std::vector<std::string> targets;
   if (testing::TestS3Endpoint().ok()) targets.push_back("s3");

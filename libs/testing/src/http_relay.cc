@@ -36,6 +36,7 @@ bool SendAll(int fd, const char* data, size_t n) {
 struct RequestFraming {
   std::string head;
   std::string method;
+  std::string path;  // the request target without its query
   int64_t body_left = 0;
   bool lost = false;  // a request not framed by Content-Length: counting stops
 
@@ -45,7 +46,7 @@ struct RequestFraming {
     while (i < n && !lost) {
       if (body_left > 0) {
         size_t take = static_cast<size_t>(std::min<int64_t>(body_left, static_cast<int64_t>(n - i)));
-        on_body(method, static_cast<int64_t>(take));
+        on_body(method, path, static_cast<int64_t>(take));
         body_left -= static_cast<int64_t>(take);
         i += take;
         continue;
@@ -53,6 +54,9 @@ struct RequestFraming {
       head.push_back(data[i++]);
       if (!absl::EndsWith(head, "\r\n\r\n")) continue;
       method = head.substr(0, head.find(' '));
+      const std::string line = head.substr(0, head.find("\r\n"));  // METHOD target HTTP/1.1
+      std::vector<absl::string_view> parts = absl::StrSplit(line, ' ');
+      path = parts.size() > 1 ? std::string(parts[1].substr(0, parts[1].find('?'))) : "";
       int64_t length = 0;
       for (absl::string_view line : absl::StrSplit(head, "\r\n")) {
         std::vector<absl::string_view> kv = absl::StrSplit(line, absl::MaxSplits(':', 1));
@@ -67,7 +71,7 @@ struct RequestFraming {
         ++unframed;
         return;
       }
-      on_request(method);
+      on_request(method, path);
       body_left = length;
     }
   }
@@ -122,9 +126,19 @@ int64_t HttpRelay::requests(const std::string& method) const {
   return it == requests_.end() ? 0 : it->second;
 }
 
-void HttpRelay::Count(const std::string& method, int64_t body, bool request) {
+std::map<std::string, int64_t> HttpRelay::body_bytes_by_path(const std::string& method) const {
+  std::lock_guard lock(mu_);
+  std::map<std::string, int64_t> out;
+  for (const auto& [at, bytes] : path_bytes_) {
+    if (at.first == method) out[at.second] += bytes;
+  }
+  return out;
+}
+
+void HttpRelay::Count(const std::string& method, const std::string& path, int64_t body, bool request) {
   std::lock_guard lock(mu_);
   bytes_[method] += body;
+  path_bytes_[{method, path}] += body;
   if (request) ++requests_[method];
 }
 
@@ -168,8 +182,8 @@ void HttpRelay::Relay(int client) {
       if (side == 0) {
         framing.Feed(
             buffer.data(), static_cast<size_t>(n),
-            [&](const std::string& method, int64_t bytes) { Count(method, bytes, false); },
-            [&](const std::string& method) { Count(method, 0, true); }, unframed_);
+            [&](const std::string& method, const std::string& path, int64_t bytes) { Count(method, path, bytes, false); },
+            [&](const std::string& method, const std::string& path) { Count(method, path, 0, true); }, unframed_);
       }
       open = SendAll(p[1 - side].fd, buffer.data(), static_cast<size_t>(n));
     }

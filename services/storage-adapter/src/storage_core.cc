@@ -13,6 +13,7 @@
 #include "absl/strings/escaping.h"
 #include "absl/strings/match.h"
 #include "absl/cleanup/cleanup.h"
+#include "absl/strings/cord.h"
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_join.h"
 #include "absl/strings/str_split.h"
@@ -29,6 +30,10 @@ using cloudflux::common::v1::StorageTier;
 using google::protobuf::util::TimeUtil;
 
 namespace {
+
+// Payload of a copy's ABORTED status: its source was moved while it waited
+// for another copy of the same bytes (see CopyOnce).
+constexpr absl::string_view kSourceMoved = "cloudflux.storage/source-moved";
 
 constexpr char kColumns[] =
     "namespace, key, version, backend, physical_key, tier, size, sha256, etag, content_type, "
@@ -204,6 +209,9 @@ absl::StatusOr<std::unique_ptr<StorageCore::Upload>> StorageCore::BeginPut(
     return absl::InvalidArgumentError("unknown tier");
   }
   CF_RETURN_IF_ERROR(core::ValidateLabel(header.content_type(), "content_type", 256));
+  if (header.has_if_version() && header.if_version() < 0) {
+    return absl::InvalidArgumentError("if_version must not be negative");
+  }
   if (header.has_size() && header.size() < 0) {
     return absl::InvalidArgumentError("size must not be negative");
   }
@@ -326,16 +334,18 @@ absl::StatusOr<v1::ObjectInfo> StorageCore::CatalogNew(const v1::PutObjectHeader
         tx.Exec(absl::StrCat(
                     "WITH claimed AS (DELETE FROM storage.pending_bytes WHERE backend = $3 AND "
                     "physical_key = $4 AND instance_id IS NOT NULL RETURNING 1), "
-                    "old AS (SELECT backend, physical_key FROM storage.objects WHERE namespace = $1 "
-                    "AND key = $2 FOR UPDATE), "
+                    "old AS (SELECT backend, physical_key, version FROM storage.objects WHERE "
+                    "namespace = $1 AND key = $2 FOR UPDATE), "
                     "o AS (INSERT INTO storage.objects AS o (namespace, key, backend, physical_key, "
                     "tier, size, sha256, etag, content_type, metadata) SELECT $1, $2, $3, $4, $5, "
                     "$6, $7, $8, $9, coalesce(($10::jsonb)->'metadata', '{}') WHERE EXISTS (SELECT "
-                    "1 FROM claimed) AND (SELECT count(*) FROM old) < 2 ON CONFLICT (namespace, key) DO UPDATE SET version = o.version "
-                    "+ 1, backend = EXCLUDED.backend, physical_key = EXCLUDED.physical_key, tier = "
+                    "1 FROM claimed) AND (SELECT count(*) FROM old) < 2 AND ($11::bigint IS NULL OR "
+                    "coalesce((SELECT version FROM old), 0) = $11) ON CONFLICT (namespace, key) DO "
+                    "UPDATE SET version = o.version + 1, backend = EXCLUDED.backend, physical_key = EXCLUDED.physical_key, tier = "
                     "EXCLUDED.tier, size = EXCLUDED.size, sha256 = EXCLUDED.sha256, etag = "
                     "EXCLUDED.etag, content_type = EXCLUDED.content_type, metadata = "
-                    "EXCLUDED.metadata, updated_at = now() RETURNING *), "
+                    "EXCLUDED.metadata, updated_at = now() WHERE $11::bigint IS NULL OR o.version = $11 "
+                    "RETURNING *), "
                     "gone AS (INSERT INTO storage.pending_bytes (backend, physical_key) SELECT "
                     "backend, physical_key FROM old WHERE EXISTS (SELECT 1 FROM claimed) ON "
                     "CONFLICT DO NOTHING) "
@@ -343,7 +353,24 @@ absl::StatusOr<v1::ObjectInfo> StorageCore::CatalogNew(const v1::PutObjectHeader
                 {header.namespace_(), header.key(), store.name(), bytes.physical_key,
                  std::to_string(static_cast<int>(header.tier())), std::to_string(bytes.size),
                  bytes.sha256, "\"" + bytes.sha256.substr(0, 32) + "\"", header.content_type(),
-                 metadata_json}));
+                 metadata_json,
+                 db::OptionalParam(header.has_if_version() ? std::optional<int64_t>(header.if_version())
+                                                           : std::nullopt)}));
+    if (rows.empty() && header.has_if_version()) {
+      // The condition, or an abandoned write: the object's version tells.
+      CF_ASSIGN_OR_RETURN(db::Result at, tx.Exec("SELECT version FROM storage.objects WHERE namespace = $1 AND "
+                                                 "key = $2",
+                                                 {header.namespace_(), header.key()}));
+      const int64_t version = at.empty() ? 0 : at[0].Int(0);
+      if (version != header.if_version()) {
+        return absl::AbortedError(absl::StrCat(
+            "object ", Subject(header.namespace_(), header.key()),
+            version == 0 ? " does not exist" : absl::StrCat(" is at version ", version),
+            header.if_version() == 0 ? ", and the write was to create it"
+                                     : absl::StrCat(", not ", header.if_version()),
+            "; nothing was stored"));
+      }
+    }
     if (rows.empty()) {
       return absl::AbortedError(
           "the write was abandoned: this process was taken for dead and its pending bytes "
@@ -634,34 +661,6 @@ absl::StatusOr<StorageCore::StoredCopy> StorageCore::CopyBytes(const v1::ObjectI
   // copies skip the lookup.
   std::optional<ResumePoint> resume;
   if (total <= kMinResumableBytes) return StreamCopy(source, from, to, tier, progress, std::nullopt, rate);
-  // One copy of these bytes to this backend and tier at a time in this
-  // process (a copy whose client has gone may still be sending until its
-  // next progress report): two would write the same upload. A second waits
-  // for the first to end, then resumes what it left. Other processes are
-  // kept out by the record's writer.
-  const std::string running = absl::StrCat(source.backend(), std::string(1, '\0'), source.physical_key(),
-                                           std::string(1, '\0'), to.name(), std::string(1, '\0'),
-                                           static_cast<int>(tier));
-  {
-    std::unique_lock lock(resumable_mu_);
-    while (!resumable_running_.insert(running).second) {
-      lock.unlock();
-      if (!progress(CopyState{.copied = 0, .total = total})) {
-        return absl::CancelledError(absl::StrCat("copy of ", Subject(source.namespace_(), source.key()),
-                                                 " cancelled while another copy of it to ", to.name(),
-                                                 " was running"));
-      }
-      lock.lock();
-      resumable_ended_.wait_for(lock, std::chrono::milliseconds(100));
-    }
-  }
-  absl::Cleanup done = [&] {
-    {
-      std::lock_guard lock(resumable_mu_);
-      resumable_running_.erase(running);
-    }
-    resumable_ended_.notify_all();
-  };
   CF_ASSIGN_OR_RETURN(resume, ClaimResumable(source, to, tier));
   return StreamCopy(source, from, to, tier, progress, std::move(resume), rate);
 }
@@ -974,6 +973,14 @@ absl::StatusOr<v1::ObjectInfo> StorageCore::Relocate(const v1::ObjectInfo& sourc
 
 absl::StatusOr<v1::ObjectInfo> StorageCore::Copy(const v1::CopyObjectRequest& request,
                                                  const CopyProgress& progress, bool* unchanged) {
+  for (int attempt = 1;; ++attempt) {
+    absl::StatusOr<v1::ObjectInfo> copied = CopyOnce(request, progress, unchanged);
+    if (copied.ok() || attempt == 3 || !copied.status().GetPayload(kSourceMoved).has_value()) return copied;
+  }
+}
+
+absl::StatusOr<v1::ObjectInfo> StorageCore::CopyOnce(const v1::CopyObjectRequest& request,
+                                                     const CopyProgress& progress, bool* unchanged) {
   CF_RETURN_IF_ERROR(core::Annotate(ValidateNamespace(request.source_namespace()), "source"));
   CF_RETURN_IF_ERROR(core::Annotate(ValidateKey(request.source_key()), "source"));
   const std::string& ns = request.namespace_().empty() ? request.source_namespace() : request.namespace_();
@@ -998,7 +1005,55 @@ absl::StatusOr<v1::ObjectInfo> StorageCore::Copy(const v1::CopyObjectRequest& re
   StorageTier tier = request.tier() == cloudflux::common::v1::STORAGE_TIER_UNSPECIFIED
                          ? source.tier()
                          : request.tier();
+  // One copy of these bytes to this backend and tier at a time in this
+  // process, from its first byte to its catalogue entry (a copy whose client
+  // has gone may still be sending until its next progress report): two
+  // would write the same resumable upload. A second waits for the first to
+  // end, then resumes what it left, or, if the first moved the object, starts
+  // again from the catalog (kSourceMoved).
+  std::string running;  // the slot held, if any
+  absl::Cleanup release = [this, &running] {
+    if (running.empty()) return;
+    {
+      std::lock_guard lock(resumable_mu_);
+      resumable_running_.erase(running);
+    }
+    resumable_ended_.notify_all();
+  };
+  if (source.size() > kMinResumableBytes && backend != source.backend()) {
+    const std::string slot = absl::StrCat(source.backend(), std::string(1, '\0'), source.physical_key(),
+                                          std::string(1, '\0'), backend, std::string(1, '\0'),
+                                          static_cast<int>(tier));
+    bool waited = false;
+    {
+      std::unique_lock lock(resumable_mu_);
+      while (!resumable_running_.insert(slot).second) {
+        waited = true;
+        lock.unlock();
+        if (progress != nullptr && !progress(CopyState{.copied = 0, .total = source.size()})) {
+          return absl::CancelledError(absl::StrCat("copy of ", Subject(source.namespace_(), source.key()),
+                                                   " cancelled while another copy of it to ", backend,
+                                                   " was running"));
+        }
+        lock.lock();
+        resumable_ended_.wait_for(lock, std::chrono::milliseconds(100));
+      }
+    }
+    running = slot;
+    if (waited) {
+      CF_ASSIGN_OR_RETURN(v1::ObjectInfo now, Head(source.namespace_(), source.key()));
+      if (now.backend() != source.backend() || now.physical_key() != source.physical_key()) {
+        absl::Status moved = absl::AbortedError(absl::StrCat(
+            "object ", Subject(source.namespace_(), source.key()), " moved while this copy waited for another"));
+        moved.SetPayload(kSourceMoved, absl::Cord());
+        return moved;
+      }
+    }
+  }
   if (request.replica()) {
+    if (request.has_if_destination_version()) {
+      return absl::InvalidArgumentError("if_destination_version is not for a replica");
+    }
     if (!request.namespace_().empty() || !request.key().empty()) {
       return absl::InvalidArgumentError("a replica keeps the source's namespace and key: leave them empty");
     }
@@ -1009,6 +1064,24 @@ absl::StatusOr<v1::ObjectInfo> StorageCore::Copy(const v1::CopyObjectRequest& re
     return Replicate(source, *to, tier, progress, request.max_bytes_per_second(), unchanged);
   }
   bool relocation = ns == source.namespace_() && key == source.key();
+  if (request.has_if_destination_version()) {
+    if (request.if_destination_version() < 0) {
+      return absl::InvalidArgumentError("if_destination_version must not be negative");
+    }
+    if (relocation) {
+      return absl::InvalidArgumentError("if_destination_version is for a copy to another key (use source_version)");
+    }
+    // Checked again when the copy is catalogued; here so that a copy that
+    // cannot be kept sends nothing.
+    auto at = Head(ns, key);
+    if (!at.ok() && !absl::IsNotFound(at.status())) return at.status();
+    const int64_t version = at.ok() ? at->version() : 0;
+    if (version != request.if_destination_version()) {
+      return absl::AbortedError(absl::StrCat("destination ", Subject(ns, key),
+                                             version == 0 ? " does not exist" : absl::StrCat(" is at version ", version),
+                                             ", not ", request.if_destination_version(), "; nothing copied"));
+    }
+  }
   if (relocation && backend == source.backend()) {
     if (tier == source.tier()) return source;  // already there
     return ChangeTier(source, *to, tier);
@@ -1023,6 +1096,7 @@ absl::StatusOr<v1::ObjectInfo> StorageCore::Copy(const v1::CopyObjectRequest& re
   header.set_tier(tier);
   header.set_content_type(source.content_type());
   *header.mutable_metadata() = source.metadata();
+  if (request.has_if_destination_version()) header.set_if_version(request.if_destination_version());
   return CatalogNew(header, *to, bytes);
 }
 

@@ -239,6 +239,11 @@ class StorageCore {
                                                                ObjectStore& to, cloudflux::common::v1::StorageTier tier,
                                                                const CopyProgress& progress, int64_t rate,
                                                                bool* unchanged);
+  // Copy, once: a copy that waited for another copy of the same bytes, which
+  // then moved them (a relocation), fails with kSourceMoved in its payload,
+  // and Copy starts again from the catalog.
+  absl::StatusOr<cloudflux::storage::v1::ObjectInfo> CopyOnce(
+      const cloudflux::storage::v1::CopyObjectRequest& request, const CopyProgress& progress, bool* unchanged);
   absl::StatusOr<StoredCopy> CopyBytes(const cloudflux::storage::v1::ObjectInfo& source,
                                        ObjectStore& from, ObjectStore& to,
                                        cloudflux::common::v1::StorageTier tier,

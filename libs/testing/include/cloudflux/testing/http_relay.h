@@ -2,7 +2,7 @@
 // A loopback TCP relay in front of an HTTP/1.1 server (an object store)
 // that counts what goes through it: the requests and the bytes of their
 // bodies, per method, as they are sent (a body cut off by a killed client
-// counts the bytes that got through). Bodies are framed by Content-Length,
+// counts the bytes that got through), per method and per path. Bodies are framed by Content-Length,
 // as the storage adapter sends them; a chunked request is counted as
 // unframed (`unframed()`), and its connection is counted no further.
 
@@ -30,12 +30,14 @@ class HttpRelay {
   int64_t body_bytes(const std::string& method) const;
   int64_t requests(const std::string& method) const;
   int64_t unframed() const { return unframed_; }
+  // The body bytes of `method` per request path (the query left out).
+  std::map<std::string, int64_t> body_bytes_by_path(const std::string& method) const;
 
  private:
   HttpRelay() = default;
   void Accept();
   void Relay(int client);
-  void Count(const std::string& method, int64_t body, bool request);
+  void Count(const std::string& method, const std::string& path, int64_t body, bool request);
 
   std::string upstream_host_;
   int upstream_port_ = 0;
@@ -45,6 +47,7 @@ class HttpRelay {
   std::atomic<int64_t> unframed_{0};
   mutable std::mutex mu_;
   std::map<std::string, int64_t> bytes_, requests_;
+  std::map<std::pair<std::string, std::string>, int64_t> path_bytes_;  // (method, path)
   std::thread acceptor_;
   std::vector<std::thread> relays_;  // guarded by mu_
 };

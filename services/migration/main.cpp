@@ -16,6 +16,7 @@
 #include "migration_core.h"
 #include "placement.h"
 #include "replication.h"
+#include "sync.h"
 #include "storage_client.h"
 
 ABSL_FLAG(std::string, storage_address, "127.0.0.1:50052",
@@ -43,6 +44,8 @@ ABSL_FLAG(std::string, replication_group, "cloudflux-migration-replication",
 ABSL_FLAG(int32_t, replication_workers, 2, "Replicas this replica makes at once (replication rules).");
 ABSL_FLAG(absl::Duration, replication_interval, absl::Seconds(5),
           "How often the replication rules' full comparisons go on (a few listing pages per rule each time).");
+ABSL_FLAG(absl::Duration, sync_check_interval, absl::Seconds(5),
+          "How often the sync pairs with an interval are checked for a run that is due (0 = never).");
 ABSL_FLAG(absl::Duration, replication_full_sync, absl::Hours(24),
           "How often each replication rule compares everything under its prefix with its replicas.");
 ABSL_FLAG(int32_t, handler_threads, 8, "Threads that run request handlers.");
@@ -149,8 +152,22 @@ int main(int argc, char** argv) {
     if (full_syncs.has_value()) full_syncs->Stop();
   });
 
+  // Two-way syncs: runs on request, and those of pairs with an interval.
+  mg::SyncPairs syncs(app->pool(), storage,
+                      {.lease = absl::GetFlag(FLAGS_task_lease), .copy_timeout = absl::GetFlag(FLAGS_copy_timeout)});
+  std::optional<cloudflux::core::PeriodicTask> due_syncs;
+  if (absl::Duration every = absl::GetFlag(FLAGS_sync_check_interval); every > absl::ZeroDuration()) {
+    due_syncs.emplace(every, [&syncs] {
+      auto n = syncs.RunDue();
+      if (!n.ok()) cloudflux::core::LogWarn("scheduled syncs failed", {{"error", std::string(n.status().message())}});
+    });
+  }
+  app->OnStop([&] {
+    if (due_syncs.has_value()) due_syncs->Stop();
+  });
+
   cloudflux::server::BlockingExecutor executor(absl::GetFlag(FLAGS_handler_threads));
-  mg::MigrationGrpcService service(core, placement, replication, executor);
+  mg::MigrationGrpcService service(core, placement, replication, syncs, executor);
   app->runner().RegisterService(&service, cloudflux::migration::v1::MigrationService::service_full_name());
   return app->Run();
 }

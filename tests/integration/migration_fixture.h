@@ -68,7 +68,8 @@ class MigrationTest : public ::testing::Test {
                                {"CLOUDFLUX_BACKEND_CLOUDS", "local=aws"},
                                {"CLOUDFLUX_TASK_LEASE", "2s"},
                                {"CLOUDFLUX_PLACEMENT_INTERVAL", "1s"},
-                               {"CLOUDFLUX_REPLICATION_INTERVAL", "300ms"}});
+                               {"CLOUDFLUX_REPLICATION_INTERVAL", "300ms"},
+                               {"CLOUDFLUX_SYNC_CHECK_INTERVAL", "300ms"}});
     ASSERT_TRUE(WaitForHealth(migration_, HealthCheckResponse::SERVING)) << migration_.process->Output();
     server::ChannelOptions o;
     o.max_attempts = 1;

@@ -130,6 +130,11 @@ PermissionTable BuildDefault() {
   t.Allow(migration + "ListReplicationRules", read);
   t.Allow(migration + "SyncReplicationRule", operate);
   t.Allow(migration + "DeleteReplicationRule", operate);
+  t.Allow(migration + "CreateSyncPair", operate);
+  t.Allow(migration + "GetSyncPair", read);
+  t.Allow(migration + "ListSyncPairs", read);
+  t.Allow(migration + "DeleteSyncPair", operate);
+  t.Allow(migration + "RunSync", operate);
   return t;
 }
 

@@ -11,6 +11,7 @@
 #include "migration_core.h"
 #include "placement.h"
 #include "replication.h"
+#include "sync.h"
 
 namespace cloudflux::migration {
 
@@ -44,9 +45,9 @@ class WatchReactor final : public grpc::ServerWriteReactor<cloudflux::migration:
 
 class MigrationGrpcService final : public cloudflux::migration::v1::MigrationService::CallbackService {
  public:
-  MigrationGrpcService(MigrationCore& core, PlacementLoop& placement, ReplicationLoop& replication,
+  MigrationGrpcService(MigrationCore& core, PlacementLoop& placement, ReplicationLoop& replication, SyncPairs& syncs,
                        server::BlockingExecutor& executor)
-      : core_(core), placement_(placement), replication_(replication), executor_(executor) {}
+      : core_(core), placement_(placement), replication_(replication), syncs_(syncs), executor_(executor) {}
 
   grpc::ServerUnaryReactor* EstimateMigration(grpc::CallbackServerContext* context,
                                               const cloudflux::migration::v1::EstimateMigrationRequest* request,
@@ -163,10 +164,39 @@ class MigrationGrpcService final : public cloudflux::migration::v1::MigrationSer
                                  [this, request] { return replication_.Delete(request->id(), request->drop_replicas()); });
   }
 
+  grpc::ServerUnaryReactor* CreateSyncPair(grpc::CallbackServerContext* context,
+                                           const cloudflux::migration::v1::SyncPair* request,
+                                           cloudflux::migration::v1::SyncPair* response) override {
+    return server::FinishUnaryOn(executor_, context, response, [this, request] { return syncs_.Create(*request); });
+  }
+  grpc::ServerUnaryReactor* GetSyncPair(grpc::CallbackServerContext* context,
+                                        const cloudflux::migration::v1::SyncPairRef* request,
+                                        cloudflux::migration::v1::SyncPair* response) override {
+    return server::FinishUnaryOn(executor_, context, response, [this, request] { return syncs_.Get(request->id()); });
+  }
+  grpc::ServerUnaryReactor* ListSyncPairs(grpc::CallbackServerContext* context,
+                                          const cloudflux::migration::v1::ListSyncPairsRequest* /*request*/,
+                                          cloudflux::migration::v1::ListSyncPairsResponse* response) override {
+    return server::FinishUnaryOn(executor_, context, response, [this] { return syncs_.List(); });
+  }
+  grpc::ServerUnaryReactor* DeleteSyncPair(grpc::CallbackServerContext* context,
+                                           const cloudflux::migration::v1::SyncPairRef* request,
+                                           cloudflux::migration::v1::SyncPair* response) override {
+    return server::FinishUnaryOn(executor_, context, response, [this, request] { return syncs_.Delete(request->id()); });
+  }
+  grpc::ServerUnaryReactor* RunSync(grpc::CallbackServerContext* context,
+                                    const cloudflux::migration::v1::RunSyncRequest* request,
+                                    cloudflux::migration::v1::SyncRun* response) override {
+    return server::FinishUnaryOn(executor_, context, response, [this, context, request] {
+      return syncs_.Run(*request, absl::FromChrono(context->deadline()), [context] { return context->IsCancelled(); });
+    });
+  }
+
  private:
   MigrationCore& core_;
   PlacementLoop& placement_;
   ReplicationLoop& replication_;
+  SyncPairs& syncs_;
   server::BlockingExecutor& executor_;
 };
 

@@ -46,24 +46,25 @@ absl::StatusOr<std::vector<sv1::Backend>> StorageClient::Backends() {
 }
 
 absl::Status StorageClient::Delete(const std::string& ns, const std::string& key, int64_t version) {
-  auto ctx = server::MakeClientContext(absl::Seconds(30));
-  CF_RETURN_IF_ERROR(authorize_(*ctx));
   sv1::DeleteObjectRequest request;
   request.set_namespace_(ns);
   request.set_key(key);
   request.set_version(version);
-  sv1::DeleteObjectResponse response;
-  return server::FromGrpcStatus(stub_->DeleteObject(ctx.get(), request, &response));
+  return DeleteObject(request);
 }
 
 absl::Status StorageClient::DeleteReplica(const std::string& ns, const std::string& key,
                                          const std::string& backend) {
-  auto ctx = server::MakeClientContext(absl::Seconds(30));
-  CF_RETURN_IF_ERROR(authorize_(*ctx));
   sv1::DeleteObjectRequest request;
   request.set_namespace_(ns);
   request.set_key(key);
   request.set_replica_backend(backend);
+  return DeleteObject(request);
+}
+
+absl::Status StorageClient::DeleteObject(const sv1::DeleteObjectRequest& request) {
+  auto ctx = server::MakeClientContext(absl::Seconds(30));
+  CF_RETURN_IF_ERROR(authorize_(*ctx));
   sv1::DeleteObjectResponse response;
   return server::FromGrpcStatus(stub_->DeleteObject(ctx.get(), request, &response));
 }
@@ -79,14 +80,17 @@ absl::StatusOr<sv1::ObjectInfo> StorageClient::Replicate(const std::string& ns, 
   request.set_tier(tier);
   request.set_replica(true);
   sv1::CopyObjectProgress last;
-  CF_ASSIGN_OR_RETURN(sv1::ObjectInfo info, RunCopy(request, timeout, nullptr, &last));
+  CF_ASSIGN_OR_RETURN(sv1::ObjectInfo info, CopyObject(request, timeout, nullptr, &last));
   if (unchanged != nullptr) *unchanged = last.unchanged();
   return info;
 }
 
-absl::StatusOr<sv1::ObjectInfo> StorageClient::RunCopy(const sv1::CopyObjectRequest& request, absl::Duration timeout,
-                                                       const std::function<void(int64_t)>& progress,
-                                                       sv1::CopyObjectProgress* last) {
+absl::StatusOr<sv1::ObjectInfo> StorageClient::CopyObject(const sv1::CopyObjectRequest& request,
+                                                          absl::Duration timeout,
+                                                          const std::function<void(int64_t)>& progress,
+                                                          sv1::CopyObjectProgress* last) {
+  sv1::CopyObjectProgress ignored;
+  if (last == nullptr) last = &ignored;
   auto ctx = server::MakeClientContext(timeout);
   CF_RETURN_IF_ERROR(authorize_(*ctx));
   auto reader = stub_->CopyObject(ctx.get(), request);
@@ -123,7 +127,7 @@ absl::StatusOr<sv1::ObjectInfo> StorageClient::Copy(const std::string& ns, const
   request.set_tier(tier);
   request.set_max_bytes_per_second(max_bytes_per_second);
   sv1::CopyObjectProgress last;
-  CF_ASSIGN_OR_RETURN(sv1::ObjectInfo info, RunCopy(request, timeout, progress, &last));
+  CF_ASSIGN_OR_RETURN(sv1::ObjectInfo info, CopyObject(request, timeout, progress, &last));
   if (resumed != nullptr) *resumed = last.resumed_bytes();
   return info;
 }

@@ -51,12 +51,14 @@ class StorageClient {
   // Deletes ns/key if it is still at `version`.
   absl::Status Delete(const std::string& ns, const std::string& key, int64_t version);
 
+  // One CopyObject call as given, run to its end; `last` (if set) gets the
+  // final message.
+  absl::StatusOr<cloudflux::storage::v1::ObjectInfo> CopyObject(
+      const cloudflux::storage::v1::CopyObjectRequest& request, absl::Duration timeout,
+      const std::function<void(int64_t)>& progress, cloudflux::storage::v1::CopyObjectProgress* last = nullptr);
+  absl::Status DeleteObject(const cloudflux::storage::v1::DeleteObjectRequest& request);
+
  private:
-  // Runs one CopyObject call to its end; `last` gets the final message.
-  absl::StatusOr<cloudflux::storage::v1::ObjectInfo> RunCopy(const cloudflux::storage::v1::CopyObjectRequest& request,
-                                                             absl::Duration timeout,
-                                                             const std::function<void(int64_t)>& progress,
-                                                             cloudflux::storage::v1::CopyObjectProgress* last);
   std::unique_ptr<cloudflux::storage::v1::StorageService::Stub> stub_;
   Authorize authorize_;
 };

@@ -27,6 +27,9 @@ ABSL_FLAG(bool, perfect_forecast, true,
 ABSL_FLAG(bool, learned_forecast, false,
           "Also bill CloudFlux given the prediction service's forecasts, retrained every week of the "
           "simulation on what was known before that day (--learned_first_day, then weekly).");
+ABSL_FLAG(std::string, learned_rate, "mean",
+          "Which figure of the learned 90-day sum is the expected reads: mean, p80 or p95 (the interval's upper "
+          "bound).");
 ABSL_FLAG(int32_t, learned_first_day, 28, "First day the learned forecaster is trained.");
 ABSL_FLAG(int32_t, learned_threads, 2, "Threads training and forecasting.");
 ABSL_FLAG(int32_t, explain, 0,
@@ -116,7 +119,11 @@ sim::ForecastTable LearnedForecasts(const sim::Trace& t, double horizon_days) {
     if (!out.ok()) return table;
     for (size_t k = 0; k < live.size(); ++k) {
       const auto& f = (*out)[k];
-      double reads = f.mean[sum_target] * horizon_days / cp::kSumWindows[1];
+      const std::string rate = absl::GetFlag(FLAGS_learned_rate);
+      const double sum = rate == "p80"   ? f.p80[sum_target].upper
+                         : rate == "p95" ? f.p95[sum_target].upper
+                                         : f.mean[sum_target];
+      double reads = sum * horizon_days / cp::kSumWindows[1];
       table[index[k]][day - live[k]->first_day] =
           pricing::Forecast{.reads_next_7d = reads * 7 / horizon_days, .confidence = f.confidence};
     }

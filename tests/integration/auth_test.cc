@@ -21,6 +21,8 @@
 #include "cloudflux/db/db.h"
 #include "cloudflux/events/outbox.h"
 #include "cloudflux/server/grpc_status.h"
+#include "cloudflux/core/digest.h"
+#include "cloudflux/storage/v1/storage.grpc.pb.h"
 #include "service_process.h"
 
 namespace cloudflux {
@@ -861,6 +863,129 @@ TEST(AuthServiceAccount, ServicesCallEachOtherWithTheSecretFromTheFile) {
   EXPECT_NE(refused.process->Wait(absl::Seconds(20)), 0);
   EXPECT_TRUE(absl::StrContains(refused.process->Output(), "32 characters")) << refused.process->Output();
   for (Service* s : {&other, &auth}) {
+    s->process->Signal(SIGTERM);
+    EXPECT_EQ(s->process->Wait(absl::Seconds(20)), 0);
+  }
+}
+
+// The reserved namespaces ("cloudflux-*", where the prediction service keeps
+// its models) are changed only by the services' account (role service) or
+// an admin: an operator may write elsewhere and read them, not change them.
+// An account bootstrapped before the service role existed gets it.
+TEST(AuthServiceAccount, OnlyServicesAndAdminsChangeTheReservedNamespaces) {
+  auto db = testing::ScratchDatabase::Create();
+  ASSERT_TRUE(db.ok()) << db.status();
+  std::string dir = ::testing::TempDir() + "/reserved-" + core::NewId();
+  std::filesystem::create_directories(dir);
+  const std::string secret_file = dir + "/service.secret";
+  const std::string secret(64, 's');
+  std::ofstream(secret_file) << secret << "\n";
+  Service auth = StartService("auth", (*db)->url(), {{"CLOUDFLUX_BOOTSTRAP_SERVICE_SECRET_FILE", secret_file}});
+  ASSERT_TRUE(WaitForHealth(auth, HealthCheckResponse::SERVING)) << auth.process->Output();
+  Service storage = StartService("storage-adapter", (*db)->url(),
+                                 {{"CLOUDFLUX_INSECURE_NO_AUTH", "false"},
+                                  {"CLOUDFLUX_AUTH_ADDRESS", auth.target()},
+                                  {"CLOUDFLUX_DATA_DIR", dir + "/data"}});
+  ASSERT_TRUE(WaitForHealth(storage, HealthCheckResponse::SERVING)) << storage.process->Output();
+  auto stub = storage::v1::StorageService::NewStub(server::MakeChannel(storage.target()));
+  authn::ServiceToken service(auth.target(), {}, "cloudflux-services", secret);
+  auto as_service = [&](grpc::ClientContext& ctx) { ASSERT_TRUE(service.Authorize(ctx).ok()); };
+
+  // An operator, made by the admin.
+  auto auth_stub = v1::AuthService::NewStub(server::MakeChannel(auth.target()));
+  auto login = [&](const std::string& user, const std::string& password) {
+    v1::IssueTokenRequest req;
+    req.set_grant_type("password");
+    req.set_username(user);
+    req.set_password(password);
+    v1::IssueTokenResponse resp;
+    grpc::Status s = auth_stub->IssueToken(server::MakeClientContext(absl::Seconds(10)).get(), req, &resp);
+    EXPECT_TRUE(s.ok()) << s.error_message();
+    return resp.access_token();
+  };
+  const std::string admin = login("admin", kAdminPassword);
+  {
+    v1::CreatePrincipalRequest req;
+    req.set_name("ops");
+    req.set_kind(v1::PRINCIPAL_KIND_USER);
+    req.add_roles("operator");
+    req.set_password("an operator's long password");
+    v1::CreatePrincipalResponse resp;
+    auto ctx = server::MakeClientContext(absl::Seconds(10));
+    ctx->AddMetadata("authorization", "Bearer " + admin);
+    grpc::Status s = auth_stub->CreatePrincipal(ctx.get(), req, &resp);
+    ASSERT_TRUE(s.ok()) << s.error_message();
+  }
+  const std::string ops = login("ops", "an operator's long password");
+  auto bearer = [](const std::string& token) {
+    return [token](grpc::ClientContext& ctx) { ctx.AddMetadata("authorization", "Bearer " + token); };
+  };
+
+  EXPECT_TRUE(PutThroughStorageAs(*stub, "cloudflux-models", "m/1.model", "model", as_service).ok());
+  EXPECT_TRUE(PutThroughStorageAs(*stub, "cloudflux-models", "m/2.model", "model 2", bearer(admin)).ok());
+  grpc::Status denied = PutThroughStorageAs(*stub, "cloudflux-models", "m/1.model", "forged", bearer(ops));
+  EXPECT_EQ(denied.error_code(), grpc::StatusCode::PERMISSION_DENIED) << denied.error_message();
+  EXPECT_TRUE(PutThroughStorageAs(*stub, "photos", "p", "a photo", bearer(ops)).ok()) << "other namespaces are open";
+
+  auto call = [&](auto method, const auto& request, auto* response, const std::string& token) {
+    auto ctx = server::MakeClientContext(absl::Seconds(10));
+    ctx->AddMetadata("authorization", "Bearer " + token);
+    return ((*stub).*method)(ctx.get(), request, response);
+  };
+  storage::v1::DeleteObjectRequest del;
+  del.set_namespace_("cloudflux-models");
+  del.set_key("m/1.model");
+  storage::v1::DeleteObjectResponse deleted;
+  EXPECT_EQ(call(&storage::v1::StorageService::Stub::DeleteObject, del, &deleted, ops).error_code(),
+            grpc::StatusCode::PERMISSION_DENIED);
+  storage::v1::SetTierRequest tier;
+  tier.set_namespace_("cloudflux-models");
+  tier.set_key("m/1.model");
+  tier.set_tier(cloudflux::common::v1::STORAGE_TIER_COLD);
+  storage::v1::ObjectInfo info;
+  EXPECT_EQ(call(&storage::v1::StorageService::Stub::SetTier, tier, &info, ops).error_code(),
+            grpc::StatusCode::PERMISSION_DENIED);
+  {
+    storage::v1::CopyObjectRequest copy;  // a copy into the reserved namespace
+    copy.set_source_namespace("photos");
+    copy.set_source_key("p");
+    copy.set_namespace_("cloudflux-models");
+    copy.set_key("m/1.model");
+    auto ctx = server::MakeClientContext(absl::Seconds(10));
+    ctx->AddMetadata("authorization", "Bearer " + ops);
+    auto reader = stub->CopyObject(ctx.get(), copy);
+    storage::v1::CopyObjectProgress p;
+    while (reader->Read(&p)) {
+    }
+    EXPECT_EQ(reader->Finish().error_code(), grpc::StatusCode::PERMISSION_DENIED);
+  }
+  // Nothing changed, and the operator may read it.
+  storage::v1::HeadObjectRequest head;
+  head.set_namespace_("cloudflux-models");
+  head.set_key("m/1.model");
+  ASSERT_TRUE(call(&storage::v1::StorageService::Stub::HeadObject, head, &info, ops).ok());
+  EXPECT_EQ(info.sha256(), core::Sha256Hex(std::string("model")));
+  EXPECT_EQ(info.version(), 1);
+  EXPECT_EQ(info.tier(), cloudflux::common::v1::STORAGE_TIER_HOT);
+  EXPECT_TRUE(call(&storage::v1::StorageService::Stub::DeleteObject, del, &deleted, admin).ok());
+
+  // The service role is given back to an account bootstrapped without it.
+  db::PoolOptions o;
+  o.url = (*db)->url();
+  o.max_connections = 1;
+  auto pool = db::Pool::Create(o);
+  ASSERT_TRUE(pool.ok());
+  ASSERT_TRUE((*pool)->Exec("UPDATE auth.principals SET roles = '{operator}' WHERE name = 'cloudflux-services'").ok());
+  auth.process->Signal(SIGTERM);
+  ASSERT_EQ(auth.process->Wait(absl::Seconds(20)), 0);
+  auth = StartService("auth", (*db)->url(),
+                      {{"CLOUDFLUX_BOOTSTRAP_SERVICE_SECRET_FILE", secret_file},
+                       {"CLOUDFLUX_LISTEN_ADDRESS", auth.target()}});
+  ASSERT_TRUE(WaitForHealth(auth, HealthCheckResponse::SERVING)) << auth.process->Output();
+  auto roles = (*pool)->Exec("SELECT array_to_string(roles, ',') FROM auth.principals WHERE name = 'cloudflux-services'");
+  ASSERT_TRUE(roles.ok());
+  EXPECT_EQ((*roles)[0].Text(0), "operator,service");
+  for (Service* s : {&storage, &auth}) {
     s->process->Signal(SIGTERM);
     EXPECT_EQ(s->process->Wait(absl::Seconds(20)), 0);
   }

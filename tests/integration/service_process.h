@@ -1,6 +1,7 @@
 #pragma once
 // Black-box test helpers: start a service binary on free loopback ports
 // against the test servers, probe its health, scrape its metrics.
+#include <functional>
 #include <gtest/gtest.h>
 
 #include <map>
@@ -79,10 +80,13 @@ absl::StatusOr<Response> CallUnary(Stub& stub,
   return out;
 }
 
-// Puts `bytes` at ns/key through a storage adapter (size declared).
-inline bool PutThroughStorage(cloudflux::storage::v1::StorageService::Stub& stub, const std::string& ns,
-                      const std::string& key, const std::string& bytes) {
+// Puts `bytes` at ns/key through a storage adapter (size declared);
+// `prepare` may add the caller's credentials.
+inline grpc::Status PutThroughStorageAs(cloudflux::storage::v1::StorageService::Stub& stub, const std::string& ns,
+                                        const std::string& key, const std::string& bytes,
+                                        const std::function<void(grpc::ClientContext&)>& prepare) {
   auto ctx = server::MakeClientContext(absl::Seconds(30));
+  if (prepare) prepare(*ctx);
   cloudflux::storage::v1::ObjectInfo info;
   auto w = stub.PutObject(ctx.get(), &info);
   cloudflux::storage::v1::PutObjectRequest h;
@@ -97,7 +101,11 @@ inline bool PutThroughStorage(cloudflux::storage::v1::StorageService::Stub& stub
     if (!w->Write(c)) break;
   }
   w->WritesDone();
-  return w->Finish().ok();
+  return w->Finish();
+}
+inline bool PutThroughStorage(cloudflux::storage::v1::StorageService::Stub& stub, const std::string& ns,
+                              const std::string& key, const std::string& bytes) {
+  return PutThroughStorageAs(stub, ns, key, bytes, nullptr).ok();
 }
 
 }  // namespace cloudflux

@@ -6,7 +6,19 @@
 namespace cloudflux::authn {
 
 bool IsKnownRole(std::string_view role) {
-  return role == kRoleAdmin || role == kRoleOperator || role == kRoleViewer;
+  return role == kRoleAdmin || role == kRoleOperator || role == kRoleViewer || role == kRoleService;
+}
+
+bool IsReservedNamespace(std::string_view ns) { return ns.substr(0, 10) == "cloudflux-"; }
+
+absl::Status CheckNamespaceWrite(std::string_view ns, const std::vector<std::string>* roles) {
+  if (roles == nullptr || !IsReservedNamespace(ns)) return absl::OkStatus();
+  for (const auto& r : *roles) {
+    if (r == kRoleService || r == kRoleAdmin) return absl::OkStatus();
+  }
+  return absl::PermissionDeniedError(absl::StrCat("namespace '", std::string(ns),
+                                                  "' is reserved to the suite's services: only the service and "
+                                                  "admin roles may change its objects"));
 }
 
 void PermissionTable::Allow(std::string method, std::set<std::string> roles) {

@@ -161,7 +161,20 @@ TEST(Permissions, TableRules) {
   auto unlisted = t.Check("/cloudflux.x.v1.New/Thing", {"admin"});
   EXPECT_EQ(unlisted.code(), absl::StatusCode::kPermissionDenied) << "closed until listed";
   EXPECT_TRUE(IsKnownRole("viewer"));
+  EXPECT_TRUE(IsKnownRole("service"));
   EXPECT_FALSE(IsKnownRole("root"));
+}
+
+TEST(Permissions, ReservedNamespacesAreChangedOnlyByServicesAndAdmins) {
+  const std::vector<std::string> ops = {"operator", "viewer"}, service = {"operator", "service"}, admin = {"admin"};
+  EXPECT_TRUE(IsReservedNamespace("cloudflux-models"));
+  EXPECT_FALSE(IsReservedNamespace("cloudflux"));
+  EXPECT_FALSE(IsReservedNamespace("photos"));
+  EXPECT_EQ(CheckNamespaceWrite("cloudflux-models", &ops).code(), absl::StatusCode::kPermissionDenied);
+  EXPECT_TRUE(CheckNamespaceWrite("cloudflux-models", &service).ok());
+  EXPECT_TRUE(CheckNamespaceWrite("cloudflux-models", &admin).ok());
+  EXPECT_TRUE(CheckNamespaceWrite("photos", &ops).ok());
+  EXPECT_TRUE(CheckNamespaceWrite("cloudflux-models", nullptr).ok()) << "no authentication: no roles to check";
 }
 
 }  // namespace

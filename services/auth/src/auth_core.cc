@@ -74,7 +74,7 @@ absl::StatusOr<std::string> RolesArray(const google::protobuf::RepeatedPtrField<
   for (const auto& r : roles) {
     if (!authn::IsKnownRole(r)) {
       return absl::InvalidArgumentError(
-          absl::StrCat("unknown role '", r.substr(0, 64), "'; roles are admin, operator, viewer"));
+          absl::StrCat("unknown role '", r.substr(0, 64), "'; roles are admin, operator, viewer, service"));
     }
     seen.insert(r);
   }
@@ -488,16 +488,24 @@ absl::Status AuthCore::EnsureServiceAccount(const std::string& name, const std::
     if (found.empty()) {
       std::string id = core::NewId();
       CF_RETURN_IF_ERROR(tx.Exec("INSERT INTO auth.principals (id, name, kind, roles, client_secret_sha256) "
-                                 "VALUES ($1::uuid, $2, 'service_account', '{operator}', $3)",
+                                 "VALUES ($1::uuid, $2, 'service_account', '{operator,service}', $3)",
                                  {id, name, sha})
                              .status());
       core::LogInfo("service account created", {{"name", name}, {"id", id}});
-      return Audit(tx, "principal.created", id, system, true, "service_account roles={operator} (bootstrap)");
+      return Audit(tx, "principal.created", id, system, true, "service_account roles={operator,service} (bootstrap)");
     }
     std::string id = found[0].Text(0);
     if (found[0].Text(1) != "service_account") {
       return absl::FailedPreconditionError(
           absl::StrCat("'", name, "' is a user, not a service account: choose another --bootstrap_service_account"));
+    }
+    // An account bootstrapped before the service role existed gets it.
+    CF_ASSIGN_OR_RETURN(db::Result granted,
+                        tx.Exec("UPDATE auth.principals SET roles = array_append(roles, 'service') WHERE id = "
+                                "$1::uuid AND NOT 'service' = ANY(roles) RETURNING 1",
+                                {id}));
+    if (!granted.empty()) {
+      CF_RETURN_IF_ERROR(Audit(tx, "principal.roles_changed", id, system, true, "service role added (bootstrap)"));
     }
     if (found[0].Text(2) == sha) return absl::OkStatus();
     CF_RETURN_IF_ERROR(tx.Exec("UPDATE auth.principals SET client_secret_sha256 = $2 WHERE id = $1::uuid",
@@ -697,7 +705,8 @@ absl::StatusOr<v1::ApiKey> AuthCore::RevokeApiKey(const v1::RevokeApiKeyRequest&
 
 namespace {
 // Roles by power: each may do what the ones below it may (admin everything,
-// operator what a viewer may and more).
+// operator what a viewer may and more). The service role is outside: only
+// one who holds it may ask for it.
 int RoleRank(absl::string_view role) {
   if (role == authn::kRoleAdmin) return 3;
   if (role == authn::kRoleOperator) return 2;
@@ -718,7 +727,8 @@ absl::StatusOr<std::vector<std::string>> ScopedRoles(const v1::Principal& princi
   std::vector<std::string> granted;
   for (absl::string_view wanted : absl::StrSplit(scope, ' ', absl::SkipEmpty())) {
     int rank = RoleRank(wanted);
-    if (rank == 0 || rank > highest) {
+    const bool holds = std::find(held.begin(), held.end(), wanted) != held.end();  // service is outside the ranks
+    if (!holds && (rank == 0 || rank > highest)) {
       return absl::InvalidArgumentError(absl::StrCat(
           "invalid_scope: scope '", wanted.substr(0, 64),
           "' is not granted; a scope names roles the principal holds or roles below them (held: ",

@@ -682,29 +682,51 @@ void MigrationCore::Pace(const std::string& job, int64_t bytes, std::optional<in
 
 absl::StatusOr<bool> MigrationCore::RunOne() {
   const int64_t lease_ms = absl::ToInt64Milliseconds(options_.lease);
-  // A task of the oldest running job with room under its parallelism: a new
-  // one, or one whose worker's lease ran out.
+  // A task of the oldest running job with room under its parallelism: one
+  // whose worker's lease ran out, a retry that is due, or the next new task
+  // after the job's claim cursor (each found through an index of its own).
   // Claims of running jobs are made one at a time (the jobs' rows locked
   // first), so that each sees the claims before it and a job's parallelism
   // holds across workers and replicas.
+  static constexpr const char* kCandidates[] = {
+      "SELECT namespace, key FROM migration.tasks WHERE job_id = $1::uuid AND outcome = 2 AND lease_until < now() "
+      "LIMIT 1 FOR UPDATE SKIP LOCKED",
+      "SELECT namespace, key FROM migration.tasks WHERE job_id = $1::uuid AND outcome = 1 AND retry_at <= now() "
+      "ORDER BY retry_at LIMIT 1 FOR UPDATE SKIP LOCKED",
+      "SELECT namespace, key FROM migration.tasks WHERE job_id = $1::uuid AND (job_id, namespace, key) > ($1::uuid, "
+      "$2, $3) AND outcome = 1 AND retry_at IS NULL ORDER BY namespace, key LIMIT 1 FOR UPDATE SKIP LOCKED"};
   db::Result claimed;
   CF_RETURN_IF_ERROR(pool_.InTransaction([&](db::Transaction& tx) -> absl::Status {
+    claimed = db::Result();
     CF_RETURN_IF_ERROR(tx.Exec("SELECT 1 FROM migration.jobs WHERE state = 1 ORDER BY seq FOR UPDATE").status());
-    CF_ASSIGN_OR_RETURN(
-        claimed,
-        tx.Exec("UPDATE migration.tasks t SET outcome = 2, worker = $1, attempts = t.attempts + 1, "
-                 "lease_until = now() + $2 * interval '1 millisecond', updated_at = now() FROM (SELECT c.job_id, "
-                 "c.namespace, c.key FROM (SELECT j.id, j.seq FROM migration.jobs j WHERE j.state = 1 AND (SELECT "
-                 "count(*) FROM migration.tasks r WHERE r.job_id = j.id AND r.outcome = 2 AND r.lease_until >= "
-                 "now()) < j.parallelism) AS room CROSS JOIN LATERAL (SELECT o.job_id, "
-                 "o.namespace, o.key FROM migration.tasks o WHERE o.job_id = room.id AND o.outcome IN (1, 2) AND "
-                 "((o.outcome = 1 AND (o.retry_at IS NULL OR o.retry_at <= now())) OR (o.outcome = 2 AND "
-                 "o.lease_until < now())) ORDER BY o.namespace, o.key LIMIT 1 FOR UPDATE SKIP LOCKED) AS c "
-                 "ORDER BY room.seq LIMIT 1) AS pick "                 "WHERE t.job_id = pick.job_id AND t.namespace = pick.namespace AND t.key = pick.key RETURNING "
-                 "t.job_id::text, t.namespace, t.key, t.version, t.size, t.sha256, t.to_backend, t.to_tier, "
-                 "t.attempts, (SELECT bandwidth FROM migration.jobs WHERE id = t.job_id), coalesce(t.to_namespace, ''), "
-                 "(SELECT parallelism FROM migration.jobs WHERE id = t.job_id), t.from_backend",
-                 {options_.worker_id, std::to_string(lease_ms)}));
+    CF_ASSIGN_OR_RETURN(db::Result rooms,
+                        tx.Exec("SELECT j.id::text, j.claim_namespace, j.claim_key FROM migration.jobs j WHERE "
+                                "j.state = 1 AND (SELECT count(*) FROM migration.tasks r WHERE r.job_id = j.id AND "
+                                "r.outcome = 2 AND r.lease_until >= now()) < j.parallelism ORDER BY j.seq"));
+    for (const auto& room : rooms) {
+      for (int kind = 0; kind < 3; ++kind) {
+        std::vector<db::Param> params = {room.Text(0)};
+        if (kind == 2) params = {room.Text(0), room.Text(1), room.Text(2)};
+        CF_ASSIGN_OR_RETURN(db::Result pick, tx.Exec(kCandidates[kind], params));
+        if (pick.empty()) continue;
+        CF_ASSIGN_OR_RETURN(
+            claimed,
+            tx.Exec("UPDATE migration.tasks t SET outcome = 2, worker = $1, attempts = t.attempts + 1, lease_until = "
+                    "now() + $2 * interval '1 millisecond', updated_at = now() WHERE t.job_id = $3::uuid AND "
+                    "t.namespace = $4 AND t.key = $5 RETURNING t.job_id::text, t.namespace, t.key, t.version, "
+                    "t.size, t.sha256, t.to_backend, t.to_tier, t.attempts, (SELECT bandwidth FROM migration.jobs "
+                    "WHERE id = t.job_id), coalesce(t.to_namespace, ''), (SELECT parallelism FROM migration.jobs "
+                    "WHERE id = t.job_id), t.from_backend",
+                    {options_.worker_id, std::to_string(lease_ms), room.Text(0), pick[0].Text(0), pick[0].Text(1)}));
+        if (kind == 2) {
+          CF_RETURN_IF_ERROR(tx.Exec("UPDATE migration.jobs SET claim_namespace = $2, claim_key = $3 WHERE id = "
+                                     "$1::uuid",
+                                     {room.Text(0), pick[0].Text(0), pick[0].Text(1)})
+                                 .status());
+        }
+        return absl::OkStatus();
+      }
+    }
     return absl::OkStatus();
   }));
   if (claimed.empty()) return false;
@@ -813,9 +835,16 @@ absl::StatusOr<bool> MigrationCore::RunOne() {
 }
 
 absl::Status MigrationCore::FinishIfDone(const std::string& job) {
-  CF_ASSIGN_OR_RETURN(db::Result open, pool_.Exec("SELECT 1 FROM migration.tasks WHERE job_id = $1::uuid AND "
-                                                  "outcome IN (1, 2) LIMIT 1",
-                                                  {job}));
+  // Open: claimed, waiting for a retry, or new after the claim cursor (none
+  // is new before it).
+  CF_ASSIGN_OR_RETURN(
+      db::Result open,
+      pool_.Exec("SELECT 1 FROM migration.jobs j WHERE j.id = $1::uuid AND (EXISTS (SELECT 1 FROM migration.tasks t "
+                 "WHERE t.job_id = j.id AND t.outcome = 2) OR EXISTS (SELECT 1 FROM migration.tasks t WHERE t.job_id = "
+                 "j.id AND t.outcome = 1 AND t.retry_at IS NOT NULL) OR EXISTS (SELECT 1 FROM migration.tasks t WHERE "
+                 "t.job_id = j.id AND (t.job_id, t.namespace, t.key) > (j.id, j.claim_namespace, j.claim_key) AND "
+                 "t.outcome = 1 AND t.retry_at IS NULL))",
+                 {job}));
   if (!open.empty()) return absl::OkStatus();
   return pool_.InTransaction([&](db::Transaction& tx) -> absl::Status {
     CF_RETURN_IF_ERROR(tx.Exec("SELECT 1 FROM migration.jobs WHERE id = $1::uuid FOR UPDATE", {job}).status());

@@ -11,12 +11,28 @@
 #include <google/protobuf/wire_format_lite.h>
 #include <grpcpp/support/byte_buffer.h>
 
+#include "cloudflux/authn/permissions.h"
+#include "cloudflux/core/status.h"
+#include "cloudflux/server/auth_hook.h"
+
 namespace cloudflux::storage {
 
 namespace v1 = cloudflux::storage::v1;
 using server::FinishUnaryOn;
 
 namespace {
+
+// The caller's roles (nullopt: no authentication), for the reserved
+// namespaces' check.
+using Roles = std::optional<std::vector<std::string>>;
+Roles RolesOf(const grpc::CallbackServerContext& context) {
+  std::optional<server::Principal> who = server::PrincipalOf(context);
+  if (!who.has_value()) return std::nullopt;
+  return who->roles;
+}
+absl::Status MayChange(const Roles& roles, std::string_view ns) {
+  return authn::CheckNamespaceWrite(ns, roles.has_value() ? &*roles : nullptr);
+}
 
 // One received PutObjectRequest: its header, its trailer, or its chunk in
 // the pieces of gRPC's own slices.
@@ -82,8 +98,8 @@ absl::StatusOr<PutPart> DecodePutPart(grpc::ByteBuffer& message) {
 // gRPC received it in, not from a copy.
 class PutReactor final : public grpc::ServerReadReactor<grpc::ByteBuffer> {
  public:
-  PutReactor(StorageCore& core, server::BlockingExecutor& executor, grpc::ByteBuffer* response)
-      : core_(core), executor_(executor), response_(response) {
+  PutReactor(StorageCore& core, server::BlockingExecutor& executor, grpc::ByteBuffer* response, Roles roles)
+      : core_(core), executor_(executor), response_(response), roles_(std::move(roles)) {
     StartRead(&request_);
   }
 
@@ -147,6 +163,7 @@ class PutReactor final : public grpc::ServerReadReactor<grpc::ByteBuffer> {
     if (!header.has_value()) {
       return Fail(absl::InvalidArgumentError("the first message must be the header"));
     }
+    if (absl::Status may = MayChange(roles_, header->namespace_()); !may.ok()) return Fail(may);
     auto upload = core_.BeginPut(*header);
     if (!upload.ok()) return Fail(upload.status());
     {
@@ -223,6 +240,7 @@ class PutReactor final : public grpc::ServerReadReactor<grpc::ByteBuffer> {
   StorageCore& core_;
   server::BlockingExecutor& executor_;
   grpc::ByteBuffer* response_;
+  const Roles roles_;
   std::mutex mu_;  // guards everything below but request_'s contents
   grpc::ByteBuffer request_;
   std::unique_ptr<StorageCore::Upload> upload_;
@@ -382,8 +400,11 @@ class GetReactor final : public grpc::ServerWriteReactor<grpc::ByteBuffer> {
 class CopyReactor final : public grpc::ServerWriteReactor<v1::CopyObjectProgress> {
  public:
   CopyReactor(StorageCore& core, server::BlockingExecutor& executor,
-              const v1::CopyObjectRequest* request) {
-    executor.Run([this, &core, request] {
+              const v1::CopyObjectRequest* request, Roles roles) {
+    executor.Run([this, &core, request, roles = std::move(roles)] {
+      absl::Status may = MayChange(roles, request->namespace_().empty() ? request->source_namespace()
+                                                                         : request->namespace_());
+      if (!may.ok()) return Finish(server::ToGrpcStatus(may));
       auto copied = core.Copy(*request, [this](const StorageCore::CopyState& state) {
         {
           std::lock_guard lock(mu_);
@@ -447,7 +468,7 @@ class CopyReactor final : public grpc::ServerWriteReactor<v1::CopyObjectProgress
 
 grpc::ServerReadReactor<grpc::ByteBuffer>* StorageGrpcService::PutObject(
     grpc::CallbackServerContext* context, grpc::ByteBuffer* response) {
-  return new PutReactor(core_, executor_, response);
+  return new PutReactor(core_, executor_, response, RolesOf(*context));
 }
 
 grpc::ServerWriteReactor<grpc::ByteBuffer>* StorageGrpcService::GetObject(
@@ -457,19 +478,27 @@ grpc::ServerWriteReactor<grpc::ByteBuffer>* StorageGrpcService::GetObject(
 
 grpc::ServerWriteReactor<v1::CopyObjectProgress>* StorageGrpcService::CopyObject(
     grpc::CallbackServerContext* context, const v1::CopyObjectRequest* request) {
-  return new CopyReactor(core_, executor_, request);
+  return new CopyReactor(core_, executor_, request, RolesOf(*context));
 }
 
 grpc::ServerUnaryReactor* StorageGrpcService::SetTier(grpc::CallbackServerContext* context,
                                                       const v1::SetTierRequest* request,
                                                       v1::ObjectInfo* response) {
-  return FinishUnaryOn(executor_, context, response, [=, this] { return core_.SetTier(*request); });
+  return FinishUnaryOn(executor_, context, response,
+                       [=, this, roles = RolesOf(*context)]() -> absl::StatusOr<v1::ObjectInfo> {
+                         CF_RETURN_IF_ERROR(MayChange(roles, request->namespace_()));
+                         return core_.SetTier(*request);
+                       });
 }
 
 grpc::ServerUnaryReactor* StorageGrpcService::RestoreObject(grpc::CallbackServerContext* context,
                                                             const v1::RestoreObjectRequest* request,
                                                             v1::RestoreObjectResponse* response) {
-  return FinishUnaryOn(executor_, context, response, [=, this] { return core_.Restore(*request); });
+  return FinishUnaryOn(executor_, context, response,
+                       [=, this, roles = RolesOf(*context)]() -> absl::StatusOr<v1::RestoreObjectResponse> {
+                         CF_RETURN_IF_ERROR(MayChange(roles, request->namespace_()));
+                         return core_.Restore(*request);
+                       });
 }
 
 grpc::ServerUnaryReactor* StorageGrpcService::HeadObject(grpc::CallbackServerContext* context,
@@ -483,7 +512,8 @@ grpc::ServerUnaryReactor* StorageGrpcService::DeleteObject(grpc::CallbackServerC
                                                            const v1::DeleteObjectRequest* request,
                                                            v1::DeleteObjectResponse* response) {
   return FinishUnaryOn(executor_, context, response,
-                       [=, this] {
+                       [=, this, roles = RolesOf(*context)] {
+                         if (absl::Status may = MayChange(roles, request->namespace_()); !may.ok()) return may;
                          if (!request->replica_backend().empty()) {
                            if (request->version() != 0) {
                              return absl::InvalidArgumentError("version does not apply to a replica's removal");

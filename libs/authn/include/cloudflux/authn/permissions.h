@@ -3,8 +3,10 @@
 // that a reviewer reads every rule in one place (src/permissions.cc).
 //
 // Roles: admin (everything), operator (everything but identity
-// administration), viewer (read-only methods). Methods absent from the table
-// are refused (PERMISSION_DENIED): a new RPC is closed until it is listed.
+// administration), viewer (read-only methods), service (the suite's own
+// services: with admin, the only role that may change objects in the
+// reserved namespaces). Methods absent from the table are refused
+// (PERMISSION_DENIED): a new RPC is closed until it is listed.
 
 #include <map>
 #include <set>
@@ -19,8 +21,18 @@ namespace cloudflux::authn {
 inline constexpr char kRoleAdmin[] = "admin";
 inline constexpr char kRoleOperator[] = "operator";
 inline constexpr char kRoleViewer[] = "viewer";
+inline constexpr char kRoleService[] = "service";
 
 bool IsKnownRole(std::string_view role);
+
+// Namespaces the services keep for themselves (the prediction service's
+// model artifacts in "cloudflux-models"): every namespace whose name begins
+// with "cloudflux-".
+bool IsReservedNamespace(std::string_view ns);
+// OK unless `ns` is reserved and the caller, as authenticated, has neither
+// the service nor the admin role (PERMISSION_DENIED). `roles` is nullptr
+// when the server runs without authentication.
+absl::Status CheckNamespaceWrite(std::string_view ns, const std::vector<std::string>* roles);
 
 class PermissionTable {
  public:

@@ -154,6 +154,48 @@ TEST_F(MigrationTest, AJobEstimatesMovesVerifiesAndReportsEveryObject) {
             absl::StatusCode::kFailedPrecondition);
 }
 
+// Watchers of a running job that go away: between updates (cancelled while
+// the server waits for the next one), right after starting, and mid-write.
+// Each ends at once with CANCELLED; the job and the server go on, and a
+// later watcher sees the job to its end.
+TEST_F(MigrationTest, WatchersThatGoAwayEndTheirStreamsAndLeaveTheJobRunning) {
+  for (int i = 0; i < 8; ++i) ASSERT_TRUE(Put(absl::StrCat("w/", i), std::string(100000, 'w')));
+  mv1::CreateMigrationRequest create;
+  *create.mutable_selection() = Prefix("w/");
+  create.mutable_target()->set_tier(WARM);
+  create.set_parallelism(2);
+  create.set_bandwidth_bytes_per_second(200000);  // 800 KB at 200 KB/s: about 4 s
+  auto job = Create(create);
+  ASSERT_TRUE(job.ok()) << job.status();
+  mv1::WatchMigrationRequest r;
+  r.set_id(job->id());
+  r.mutable_interval()->set_nanos(100000000);
+  for (int round = 0; round < 20; ++round) {
+    auto ctx = server::MakeClientContext(absl::Seconds(30));
+    auto reader = stub_->WatchMigration(ctx.get(), r);
+    mv1::MigrationUpdate u;
+    const int reads = round % 3;  // 0: gone before the first update
+    for (int i = 0; i < reads; ++i) ASSERT_TRUE(reader->Read(&u)) << "round " << round;
+    if (round % 2 == 1) absl::SleepFor(absl::Milliseconds(30));  // cancelled while the server waits
+    const absl::Time cancelled = absl::Now();
+    ctx->TryCancel();
+    while (reader->Read(&u)) {
+    }
+    grpc::Status s = reader->Finish();
+    EXPECT_EQ(s.error_code(), grpc::StatusCode::CANCELLED) << "round " << round << ": " << s.error_message();
+    EXPECT_LT(absl::Now() - cancelled, absl::Seconds(2)) << "round " << round;
+  }
+  auto now = Get(job->id());
+  ASSERT_TRUE(now.ok()) << now.status();
+  EXPECT_EQ(now->state(), mv1::MIGRATION_STATE_RUNNING) << "the watchers' going away touches nothing";
+  Watched rest = Watch(job->id(), absl::Milliseconds(200));
+  ASSERT_TRUE(rest.status.ok()) << rest.status.error_message();
+  ASSERT_FALSE(rest.updates.empty());
+  EXPECT_EQ(rest.updates.back().migration().state(), mv1::MIGRATION_STATE_COMPLETED);
+  EXPECT_EQ(rest.updates.back().migration().progress().objects_done(), 8);
+  EXPECT_TRUE(WaitForHealth(migration_, HealthCheckResponse::SERVING));
+}
+
 TEST_F(MigrationTest, TheBandwidthCapPacesAJobAndPauseHoldsIt) {
   for (int i = 0; i < 10; ++i) ASSERT_TRUE(Put(absl::StrCat("b/", i), std::string(100000, 'b')));
   mv1::CreateMigrationRequest create;

@@ -1283,14 +1283,18 @@ TEST_F(StorageTest, InterruptedCopiesResumeFromThePartsAlreadyStored) {
   if (testing::TestRadosgwEndpoint().ok()) targets.push_back("rgw");
   if (testing::TestAzureEndpoint().ok()) targets.push_back("azure");
   if (targets.empty()) GTEST_SKIP() << "no S3 or Azure server";
+  if (targets[0] == "s3") targets.push_back("local");  // from S3 into local disk
   auto pool = Db();
   ASSERT_NE(pool, nullptr);
   for (const std::string& backend : targets) {
     SCOPED_TRACE(backend);
-    const int64_t part = backend == "azure" ? 1 << 20 : 5 << 20;  // the test backends' part sizes
+    // The test backends' part sizes; local disk's is 8 MiB.
+    const int64_t part = backend == "azure" ? 1 << 20 : backend == "local" ? 8 << 20 : 5 << 20;
     const std::string key = "resume-" + core::NewId();
-    const std::string data = RandomBytes(40 << 20, 61);
+    const std::string data = RandomBytes(backend == "local" ? 64 << 20 : 40 << 20, 61);
+    backend_ = backend == "local" ? "s3" : "";  // the source
     ASSERT_TRUE(Put(key, data, "", 1 << 20).ok());
+    backend_.clear();
     const auto request = CopyRequest(key, key + ".copy", backend, cloudflux::common::v1::STORAGE_TIER_WARM);
     // Bytes recorded as stored at the target, and whether a writer holds them.
     auto recorded = [&](bool* writing = nullptr) -> int64_t {

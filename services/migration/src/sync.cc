@@ -67,13 +67,18 @@ absl::StatusOr<std::string> PairId(const std::string& id) {
   return core::UuidToString(*uuid);
 }
 
-absl::Status ValidateLocation(const v1::SyncLocation& l, const std::string& name,
-                              const std::vector<sv1::Backend>& backends) {
+absl::Status ValidateLocation(const v1::SyncLocation& l, const std::string& name) {
   CF_RETURN_IF_ERROR(core::Annotate(core::ValidateNamespace(l.namespace_()), name));
   CF_RETURN_IF_ERROR(core::Annotate(core::ValidatePrefix(l.prefix()), name));
   if (!cloudflux::common::v1::StorageTier_IsValid(l.tier())) {
     return absl::InvalidArgumentError(absl::StrCat(name, ": unknown tier"));
   }
+  return absl::OkStatus();
+}
+
+// A location's backend, if it names one, is one the storage adapter has.
+absl::Status CheckBackend(const v1::SyncLocation& l, const std::string& name,
+                          const std::vector<sv1::Backend>& backends) {
   if (!l.backend().empty() &&
       std::none_of(backends.begin(), backends.end(), [&](const sv1::Backend& b) { return b.name() == l.backend(); })) {
     return absl::InvalidArgumentError(absl::StrCat(name, ": backend '", l.backend(), "' is not configured"));
@@ -155,9 +160,8 @@ SyncPairs::SyncPairs(db::Pool& pool, StorageClient& storage, SyncOptions options
     : pool_(pool), storage_(storage), options_(options), runner_(core::NewId()) {}
 
 absl::StatusOr<v1::SyncPair> SyncPairs::Create(const v1::SyncPair& pair) {
-  CF_ASSIGN_OR_RETURN(std::vector<sv1::Backend> backends, storage_.Backends());
-  CF_RETURN_IF_ERROR(ValidateLocation(pair.path1(), "path1", backends));
-  CF_RETURN_IF_ERROR(ValidateLocation(pair.path2(), "path2", backends));
+  CF_RETURN_IF_ERROR(ValidateLocation(pair.path1(), "path1"));
+  CF_RETURN_IF_ERROR(ValidateLocation(pair.path2(), "path2"));
   const v1::SyncLocation& a = pair.path1();
   const v1::SyncLocation& b = pair.path2();
   if (a.namespace_() == b.namespace_() &&
@@ -181,6 +185,11 @@ absl::StatusOr<v1::SyncPair> SyncPairs::Create(const v1::SyncPair& pair) {
     if (interval_ms != 0 && absl::Milliseconds(interval_ms) < kMinInterval) {
       return absl::InvalidArgumentError("interval must be 0 (runs only on request) or at least 1s");
     }
+  }
+  if (!pair.path1().backend().empty() || !pair.path2().backend().empty()) {
+    CF_ASSIGN_OR_RETURN(std::vector<sv1::Backend> backends, storage_.Backends());
+    CF_RETURN_IF_ERROR(CheckBackend(pair.path1(), "path1", backends));
+    CF_RETURN_IF_ERROR(CheckBackend(pair.path2(), "path2", backends));
   }
   const std::string id = core::NewId();
   auto tier = [](const v1::SyncLocation& l) { return std::to_string(static_cast<int>(l.tier())); };

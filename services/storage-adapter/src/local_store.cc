@@ -1,3 +1,4 @@
+#include <algorithm>
 #include <fcntl.h>
 #include <sys/stat.h>
 #include <sys/uio.h>
@@ -124,9 +125,55 @@ class LocalWriter final : public ObjectWriter {
   static constexpr off_t kWindowBytes = 8 << 20;
   static constexpr size_t kWindowsInFlight = 2;
 
-  LocalWriter(int fd, std::string tmp, std::string final_path)
-      : fd_(fd), tmp_(std::move(tmp)), final_(std::move(final_path)) {}
+  // A copy of more than one part is resumable: its temp file is
+  // `resumable_path` (kept by Suspend, found again by ResumeWrite), and the
+  // parts it reports as stored are on disk (fdatasync).
+  static constexpr int64_t kPartBytes = kWindowBytes;
+
+  // `written`: bytes the file already holds (a resumed write).
+  LocalWriter(int fd, std::string tmp, std::string final_path, std::string resumable_path, off_t written = 0)
+      : fd_(fd),
+        tmp_(std::move(tmp)),
+        final_(std::move(final_path)),
+        resumable_path_(std::move(resumable_path)),
+        resumable_(written > 0),
+        written_(written),
+        started_(written),
+        synced_(written) {}
   ~LocalWriter() override { Abort(); }
+
+  void ExpectSize(int64_t size) override {
+    if (resumable_ || size <= kPartBytes || fd_ < 0 || written_ > 0) return;
+    // Under the name a later copy can find it by.
+    if (rename(tmp_.c_str(), resumable_path_.c_str()) == 0) {
+      tmp_ = resumable_path_;
+      resumable_ = true;
+    }
+  }
+  int64_t PartSize() const override { return resumable_ ? kPartBytes : 0; }
+  std::optional<UploadProgress> Progress() override {
+    if (!resumable_ || fd_ < 0) return std::nullopt;
+    const off_t parts = written_ / kPartBytes;
+    if (parts * kPartBytes > synced_) {
+      if (fdatasync(fd_) != 0) return std::nullopt;  // not reported as stored
+      synced_ = parts * kPartBytes;
+    }
+    if (synced_ < kPartBytes) return std::nullopt;
+    UploadProgress p;
+    p.upload_id = "local";
+    p.part_size = kPartBytes;
+    // Parts have no ETags on disk: each is named by its number.
+    for (off_t i = 1; i <= synced_ / kPartBytes; ++i) p.etags.push_back(std::to_string(i));
+    return p;
+  }
+  void Suspend() override {
+    if (!resumable_) return Abort();
+    if (fd_ >= 0) {
+      close(fd_);
+      fd_ = -1;
+    }
+    kept_ = true;  // the file stays for the next copy
+  }
 
   absl::Status Write(std::string_view data) override { return WriteParts({data}); }
 
@@ -165,7 +212,7 @@ class LocalWriter final : public ObjectWriter {
       close(fd_);
       fd_ = -1;
     }
-    if (!committed_) unlink(tmp_.c_str());
+    if (!committed_ && !kept_) unlink(tmp_.c_str());
   }
 
  private:
@@ -213,9 +260,11 @@ class LocalWriter final : public ObjectWriter {
   }
 
   int fd_;
-  std::string tmp_, final_;
-  bool committed_ = false;
+  std::string tmp_, final_, resumable_path_;
+  bool resumable_ = false;
+  bool committed_ = false, kept_ = false;
   off_t written_ = 0, started_ = 0;  // bytes written; writeback started up to here
+  off_t synced_ = 0;                 // bytes known to be on disk
   std::deque<Window> in_flight_;  // handed to writeback, not yet waited for
 };
 
@@ -366,7 +415,42 @@ class LocalStore final : public ObjectStore {
     int fd = open(tmp.c_str(), O_WRONLY | O_CREAT | O_EXCL | O_CLOEXEC, 0640);
     if (fd < 0) return Errno("create " + tmp);
     return std::unique_ptr<ObjectWriter>(
-        new LocalWriter(fd, tmp, absl::StrCat(root_, "/", physical_key)));
+        new LocalWriter(fd, tmp, absl::StrCat(root_, "/", physical_key), PartsPath(physical_key)));
+  }
+
+  absl::StatusOr<std::unique_ptr<ObjectWriter>> ResumeWrite(const std::string& physical_key,
+                                                            cloudflux::common::v1::StorageTier,
+                                                            const UploadProgress& progress) override {
+    if (!SafePhysicalKey(physical_key)) return absl::InvalidArgumentError("unsafe physical key");
+    if (progress.part_size != LocalWriter::kPartBytes || progress.etags.empty()) {
+      return absl::NotFoundError("not an upload of this store's parts");
+    }
+    const std::string path = PartsPath(physical_key);
+    int fd = open(path.c_str(), O_WRONLY | O_CLOEXEC);
+    if (fd < 0) return errno == ENOENT ? absl::NotFoundError("the stopped copy's file is gone") : Errno("open " + path);
+    struct stat st;
+    const off_t keep = static_cast<off_t>(progress.bytes());
+    if (fstat(fd, &st) != 0 || st.st_size < keep || ftruncate(fd, keep) != 0) {
+      close(fd);
+      return absl::NotFoundError("the stopped copy's file holds less than its record says");
+    }
+    return std::unique_ptr<ObjectWriter>(
+        new LocalWriter(fd, path, absl::StrCat(root_, "/", physical_key), path, keep));
+  }
+
+  absl::StatusOr<int64_t> StoredSize(const std::string& physical_key) override {
+    if (!SafePhysicalKey(physical_key)) return absl::InvalidArgumentError("unsafe physical key");
+    struct stat st;
+    if (stat(absl::StrCat(root_, "/", physical_key).c_str(), &st) != 0) {
+      return errno == ENOENT ? absl::NotFoundError(physical_key + " not found") : Errno("stat " + physical_key);
+    }
+    return static_cast<int64_t>(st.st_size);
+  }
+
+  absl::Status AbortIncompleteWrites(const std::string& physical_key) override {
+    if (!SafePhysicalKey(physical_key)) return absl::InvalidArgumentError("unsafe physical key");
+    if (unlink(PartsPath(physical_key).c_str()) != 0 && errno != ENOENT) return Errno("unlink stopped copy");
+    return absl::OkStatus();
   }
 
   absl::StatusOr<std::unique_ptr<ObjectReader>> OpenRead(const std::string& physical_key,
@@ -444,6 +528,7 @@ class LocalStore final : public ObjectStore {
   absl::Status Init() {
     std::error_code ec;
     fs::create_directories(root_ + "/.tmp", ec);
+    fs::create_directories(root_ + "/.parts", ec);  // stopped copies: kept across restarts
     fs::create_directories(root_ + "/objects", ec);
     if (ec) return absl::InternalError("cannot create " + root_ + ": " + ec.message());
     int removed = 0;
@@ -458,6 +543,14 @@ class LocalStore final : public ObjectStore {
   }
 
  private:
+  // Where a resumable copy into `physical_key` keeps its bytes until it is
+  // committed.
+  std::string PartsPath(const std::string& physical_key) const {
+    std::string flat = physical_key;
+    std::replace(flat.begin(), flat.end(), '/', '_');
+    return absl::StrCat(root_, "/.parts/", flat);
+  }
+
   std::string name_;
   std::string root_;
 };

@@ -163,6 +163,7 @@ int main(int argc, char** argv) {
     });
   }
   app->OnStop([&] {
+    syncs.Stop();
     if (due_syncs.has_value()) due_syncs->Stop();
   });
 

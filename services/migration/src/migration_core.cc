@@ -1,4 +1,5 @@
 #include "migration_core.h"
+#include "ids.h"
 
 #include <google/protobuf/util/time_util.h>
 
@@ -57,11 +58,7 @@ v1::MigrationObject ObjectFromRow(const db::Row& row) {
   return o;
 }
 
-absl::StatusOr<std::string> CheckId(const std::string& id) {
-  auto uuid = core::ParseUuid(id);
-  if (!uuid.has_value()) return absl::InvalidArgumentError(absl::StrCat("'", id, "' is not a migration id"));
-  return core::UuidToString(*uuid);
-}
+absl::StatusOr<std::string> CheckId(const std::string& id) { return CanonicalId(id, "a migration"); }
 
 absl::Status CheckSelection(const v1::Selection& s) {
   if (s.objects_size() > 0 && (!s.namespace_().empty() || !s.prefix().empty())) {

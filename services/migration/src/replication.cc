@@ -1,4 +1,5 @@
 #include "replication.h"
+#include "ids.h"
 
 #include <google/protobuf/util/time_util.h>
 
@@ -55,11 +56,7 @@ v1::ReplicationRule RuleFromRow(const db::Row& row) {
   return r;
 }
 
-absl::StatusOr<std::string> RuleId(const std::string& id) {
-  auto uuid = core::ParseUuid(id);
-  if (!uuid.has_value()) return absl::InvalidArgumentError(absl::StrCat("'", id, "' is not a replication rule id"));
-  return core::UuidToString(*uuid);
-}
+absl::StatusOr<std::string> RuleId(const std::string& id) { return CanonicalId(id, "a replication rule"); }
 
 // Queues keys of `ns` for every rule (not being dropped) that covers them;
 // a key already queued is queued again (generation + 1), so that a worker

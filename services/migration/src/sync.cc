@@ -1,4 +1,5 @@
 #include "sync.h"
+#include "ids.h"
 
 #include <google/protobuf/util/json_util.h>
 #include <google/protobuf/util/time_util.h>
@@ -61,11 +62,7 @@ v1::SyncPair PairFromRow(const db::Row& row) {
   return p;
 }
 
-absl::StatusOr<std::string> PairId(const std::string& id) {
-  auto uuid = core::ParseUuid(id);
-  if (!uuid.has_value()) return absl::InvalidArgumentError(absl::StrCat("'", id, "' is not a sync pair id"));
-  return core::UuidToString(*uuid);
-}
+absl::StatusOr<std::string> PairId(const std::string& id) { return CanonicalId(id, "a sync pair"); }
 
 absl::Status ValidateLocation(const v1::SyncLocation& l, const std::string& name) {
   CF_RETURN_IF_ERROR(core::Annotate(core::ValidateNamespace(l.namespace_()), name));
@@ -479,8 +476,10 @@ absl::StatusOr<v1::SyncRun> SyncPairs::Run(const v1::RunSyncRequest& request, ab
   absl::Time renewed = absl::Now();
   std::set<std::string> kept_failed;  // conflicts whose loser could not be kept
   for (Planned& p : plan) {
-    if (cancelled() || absl::Now() >= stop_at) {
-      run.set_error(cancelled() ? "stopped: the caller went away" : "stopped at the deadline");
+    if (stopping_ || cancelled() || absl::Now() >= stop_at) {
+      run.set_error(stopping_     ? "stopped: the service is shutting down"
+                    : cancelled() ? "stopped: the caller went away"
+                                  : "stopped at the deadline");
       break;
     }
     if (absl::Now() - renewed > options_.lease / 3) {

@@ -19,6 +19,7 @@
 // One run per pair at a time, under a lease on the pair's row. Pairs with an
 // interval are run by RunDue. Thread-safe.
 
+#include <atomic>
 #include <functional>
 #include <string>
 
@@ -52,12 +53,15 @@ class SyncPairs {
   // Runs the pairs whose interval has passed since their last run; returns
   // how many ran.
   absl::StatusOr<int> RunDue();
+  // Runs going on start no new change (shutdown); they end as stopped runs.
+  void Stop() { stopping_ = true; }
 
  private:
   db::Pool& pool_;
   StorageClient& storage_;
   SyncOptions options_;
   const std::string runner_;  // this process, as the lease holder
+  std::atomic<bool> stopping_{false};
 };
 
 }  // namespace cloudflux::migration

@@ -447,12 +447,21 @@ absl::StatusOr<std::pair<v1::ObjectInfo, std::unique_ptr<ObjectReader>>> Storage
     return absl::OutOfRangeError(absl::StrCat("range ", request.offset(), "+", request.length(),
                                               " is outside the object's ", info.size(), " bytes"));
   }
-  // The object's own bytes first, then its replicas (looked up only if
-  // they fail): a read fails over to the next copy when one cannot be
-  // opened or fails, mid-stream too (the copies hold the same bytes, so the
-  // next one goes on at the same offset).
-  auto replicas = [this, ns = info.namespace_(), key = info.key(), version = info.version()] {
+  // The object's own bytes first, then (looked up only if they fail) the
+  // same version where a relocation has just moved it, and its replicas: a
+  // read fails over to the next copy when one cannot be opened or fails,
+  // mid-stream too (the copies hold the same bytes, so the next one goes on
+  // at the same offset).
+  auto replicas = [this, ns = info.namespace_(), key = info.key(), version = info.version(), sha = info.sha256(),
+                   backend = info.backend(), physical = info.physical_key()] {
     std::vector<FailoverReader::Source> out;
+    auto now = Head(ns, key);
+    if (now.ok() && now->version() == version && now->sha256() == sha &&
+        (now->backend() != backend || now->physical_key() != physical)) {
+      if (auto it = backends_.find(now->backend()); it != backends_.end()) {
+        out.push_back({it->second.get(), now->backend(), now->physical_key(), /*replica=*/false});
+      }
+    }
     auto found = Replicas(ns, key, version);
     if (!found.ok()) {
       core::LogWarn("replicas not looked up", {{"object", Subject(ns, key)},
@@ -469,7 +478,7 @@ absl::StatusOr<std::pair<v1::ObjectInfo, std::unique_ptr<ObjectReader>>> Storage
   std::vector<FailoverReader::Source> sources;
   auto own = StoreOf(info);
   if (own.ok()) {
-    sources.push_back({*own, info.backend(), info.physical_key()});
+    sources.push_back({*own, info.backend(), info.physical_key(), /*replica=*/false});
   } else {
     sources = replicas();
     if (sources.empty()) return own.status();
@@ -481,6 +490,11 @@ absl::StatusOr<std::pair<v1::ObjectInfo, std::unique_ptr<ObjectReader>>> Storage
       [this, subject = Subject(info.namespace_(), info.key())](const FailoverReader::Source& from,
                                                                const FailoverReader::Source& to,
                                                                const absl::Status& why) {
+        if (!to.replica) {
+          core::LogInfo("the object moved during the read; reading on from its new place",
+                        {{"object", subject}, {"from", from.backend}, {"to", to.backend}});
+          return;
+        }
         if (replica_reads_ != nullptr) replica_reads_->Add({{"backend", to.backend}}).Increment();
         core::LogWarn("read failed over to a replica", {{"object", subject},
                                                          {"from", from.backend},

@@ -38,6 +38,7 @@ class FailoverReader final : public ObjectReader {
     ObjectStore* store;
     std::string backend;
     std::string physical_key;
+    bool replica = true;  // false: the object's own bytes (where it is, or was moved to)
   };
   using OnFailover = std::function<void(const Source& from, const Source& to, const absl::Status& why)>;
   FailoverReader(std::vector<Source> sources, std::function<std::vector<Source>()> more, int64_t offset,

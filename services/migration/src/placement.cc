@@ -9,6 +9,7 @@
 #include "cloudflux/core/log.h"
 #include "cloudflux/core/names.h"
 #include "cloudflux/core/status.h"
+#include "cloudflux/events/apply_claimed.h"
 #include "cloudflux/events/outbox.h"
 
 namespace cloudflux::migration {
@@ -52,60 +53,37 @@ bool InWindow(const v1::PlacementPolicy& p, absl::Time now) {
 }  // namespace
 
 absl::StatusOr<events::IngestCounts> PlacementLoop::ApplyMessages(const std::vector<events::ConsumedMessage>& messages) {
-  events::DecodedBatch batch = events::DecodeMessages(messages);
-  events::IngestCounts out;
-  out.skipped = batch.undecodable;
-  std::vector<events::Claim> claims;
-  std::vector<cv1::TierDecided> decided;
-  std::set<std::string> ids;
-  for (size_t i = 0; i < batch.envelopes.size(); ++i) {
-    cv1::TierDecided d;
-    if (!batch.envelopes[i].payload().UnpackTo(&d)) {
-      ++out.skipped;
-      continue;
-    }
-    if (!ids.insert(batch.envelopes[i].id()).second) {
-      ++out.duplicates;
-      continue;
-    }
-    claims.push_back({batch.origins[i], batch.envelopes[i].id()});
-    decided.push_back(std::move(d));
-  }
-  if (claims.empty()) return out;
-  CF_RETURN_IF_ERROR(pool_.InTransaction([&](db::Transaction& tx) -> absl::Status {
-    CF_ASSIGN_OR_RETURN(std::vector<bool> fresh, events::ClaimMessages(tx, "migration", "placement", claims));
-    // The newest decision per object (later in the batch wins).
-    std::map<std::pair<std::string, std::string>, const cv1::TierDecided*> newest;
-    for (size_t i = 0; i < decided.size(); ++i) {
-      if (!fresh[i]) {
-        ++out.duplicates;
-        continue;
-      }
-      ++out.applied;
-      newest[{decided[i].namespace_(), decided[i].key()}] = &decided[i];
-    }
-    if (newest.empty()) return absl::OkStatus();
-    std::vector<std::string> ns, key, version, backend, tier;
-    for (const auto& [id, d] : newest) {
-      ns.push_back(d->namespace_());
-      key.push_back(d->key());
-      version.push_back(std::to_string(d->version()));
-      backend.push_back(d->to_backend().empty() ? d->from_backend() : d->to_backend());
-      tier.push_back(std::to_string(d->to_tier()));
-    }
-    // Kept only for namespaces whose policy is enabled.
-    return tx
-        .Exec("INSERT INTO migration.decisions AS d (namespace, key, version, to_backend, to_tier) SELECT u.* FROM "
-              "unnest($1::text[], $2::text[], $3::bigint[], $4::text[], $5::smallint[]) AS u(ns, key, version, "
-              "backend, tier) JOIN migration.placement_policies p ON p.namespace = u.ns AND p.enabled "
-              "ON CONFLICT (namespace, key) DO UPDATE SET version = EXCLUDED.version, to_backend = "
-              "EXCLUDED.to_backend, to_tier = EXCLUDED.to_tier, decided_at = now() WHERE EXCLUDED.version >= "
-              "d.version",
-              {db::ArrayLiteral(ns), db::ArrayLiteral(key), db::ArrayLiteral(version), db::ArrayLiteral(backend),
-               db::ArrayLiteral(tier)})
-        .status();
-  }));
-  return out;
+  return events::ApplyClaimed<cv1::TierDecided>(
+      pool_, "migration", "placement", messages,
+      [](const events::v1::EventEnvelope& e) -> std::optional<cv1::TierDecided> {
+        cv1::TierDecided d;
+        if (!e.payload().UnpackTo(&d)) return std::nullopt;
+        return d;
+      },
+      [](db::Transaction& tx, const std::vector<cv1::TierDecided>& decided) -> absl::Status {
+        // The newest decision per object (later in the batch wins).
+        std::map<std::pair<std::string, std::string>, const cv1::TierDecided*> newest;
+        for (const cv1::TierDecided& d : decided) newest[{d.namespace_(), d.key()}] = &d;
+        std::vector<std::string> ns, key, version, backend, tier;
+        for (const auto& [id, d] : newest) {
+          ns.push_back(d->namespace_());
+          key.push_back(d->key());
+          version.push_back(std::to_string(d->version()));
+          backend.push_back(d->to_backend().empty() ? d->from_backend() : d->to_backend());
+          tier.push_back(std::to_string(d->to_tier()));
+        }
+        // Kept only for namespaces whose policy is enabled.
+        return tx
+            .Exec("INSERT INTO migration.decisions AS d (namespace, key, version, to_backend, to_tier) SELECT u.* FROM "
+                  "unnest($1::text[], $2::text[], $3::bigint[], $4::text[], $5::smallint[]) AS u(ns, key, version, "
+                  "backend, tier) JOIN migration.placement_policies p ON p.namespace = u.ns AND p.enabled "
+                  "ON CONFLICT (namespace, key) DO UPDATE SET version = EXCLUDED.version, to_backend = "
+                  "EXCLUDED.to_backend, to_tier = EXCLUDED.to_tier, decided_at = now() WHERE EXCLUDED.version >= "
+                  "d.version",
+                  {db::ArrayLiteral(ns), db::ArrayLiteral(key), db::ArrayLiteral(version), db::ArrayLiteral(backend),
+                   db::ArrayLiteral(tier)})
+            .status();
+      });
 }
 
 absl::StatusOr<int> PlacementLoop::RunOnce() {

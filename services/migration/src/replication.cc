@@ -12,6 +12,7 @@
 #include "cloudflux/core/names.h"
 #include "cloudflux/core/status.h"
 #include "cloudflux/core/uuid.h"
+#include "cloudflux/events/apply_claimed.h"
 #include "cloudflux/events/outbox.h"
 #include "cloudflux/storage/v1/events.pb.h"
 
@@ -100,48 +101,24 @@ void ReplicationLoop::Stop() {
 
 absl::StatusOr<events::IngestCounts> ReplicationLoop::ApplyMessages(
     const std::vector<events::ConsumedMessage>& messages) {
-  events::DecodedBatch batch = events::DecodeMessages(messages);
-  events::IngestCounts out;
-  out.skipped = batch.undecodable;
-  std::vector<events::Claim> claims;
-  std::vector<std::pair<std::string, std::string>> objects;
-  std::set<std::string> ids;
-  for (size_t i = 0; i < batch.envelopes.size(); ++i) {
-    const auto& payload = batch.envelopes[i].payload();
-    sv1::ObjectCreated created;
-    sv1::ObjectRelocated relocated;
-    std::pair<std::string, std::string> object;
-    if (payload.UnpackTo(&created)) {
-      object = {created.object().namespace_(), created.object().key()};
-    } else if (payload.UnpackTo(&relocated)) {
-      object = {relocated.namespace_(), relocated.key()};
-    } else {
-      ++out.skipped;  // deletions need nothing: the replica goes with its version
-      continue;
-    }
-    if (!ids.insert(batch.envelopes[i].id()).second) {
-      ++out.duplicates;
-      continue;
-    }
-    claims.push_back({batch.origins[i], batch.envelopes[i].id()});
-    objects.push_back(std::move(object));
-  }
-  if (claims.empty()) return out;
-  CF_RETURN_IF_ERROR(pool_.InTransaction([&](db::Transaction& tx) -> absl::Status {
-    CF_ASSIGN_OR_RETURN(std::vector<bool> fresh, events::ClaimMessages(tx, "migration", "replication", claims));
-    std::vector<std::string> ns, keys;
-    for (size_t i = 0; i < objects.size(); ++i) {
-      if (!fresh[i]) {
-        ++out.duplicates;
-        continue;
-      }
-      ++out.applied;
-      ns.push_back(objects[i].first);
-      keys.push_back(objects[i].second);
-    }
-    return Enqueue(tx, ns, keys);
-  }));
-  return out;
+  using Object = std::pair<std::string, std::string>;  // namespace, key
+  return events::ApplyClaimed<Object>(
+      pool_, "migration", "replication", messages,
+      [](const events::v1::EventEnvelope& e) -> std::optional<Object> {
+        sv1::ObjectCreated created;
+        sv1::ObjectRelocated relocated;
+        if (e.payload().UnpackTo(&created)) return Object{created.object().namespace_(), created.object().key()};
+        if (e.payload().UnpackTo(&relocated)) return Object{relocated.namespace_(), relocated.key()};
+        return std::nullopt;  // deletions need nothing: the replica goes with its version
+      },
+      [](db::Transaction& tx, const std::vector<Object>& objects) {
+        std::vector<std::string> ns, keys;
+        for (const auto& [n, k] : objects) {
+          ns.push_back(n);
+          keys.push_back(k);
+        }
+        return Enqueue(tx, ns, keys);
+      });
 }
 
 absl::StatusOr<int> ReplicationLoop::RunFullSyncRound() {

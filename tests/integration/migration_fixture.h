@@ -109,6 +109,21 @@ class MigrationTest : public ::testing::Test {
   absl::StatusOr<mv1::Migration> Create(const mv1::CreateMigrationRequest& r) {
     return CallUnary(*stub_, &mv1::MigrationService::Stub::CreateMigration, r, absl::Seconds(30));
   }
+  // `n` objects of 100 KB under `prefix`, and a running job taking them to
+  // WARM at `rate` bytes/s.
+  absl::StatusOr<mv1::Migration> CappedJob(const std::string& prefix, int n, int parallelism, int64_t rate) {
+    for (int i = 0; i < n; ++i) {
+      if (!Put(absl::StrCat(prefix, i), std::string(100000, prefix[0]))) {
+        return absl::InternalError(absl::StrCat("put ", prefix, i));
+      }
+    }
+    mv1::CreateMigrationRequest create;
+    *create.mutable_selection() = Prefix(prefix);
+    create.mutable_target()->set_tier(WARM);
+    create.set_parallelism(parallelism);
+    create.set_bandwidth_bytes_per_second(rate);
+    return Create(create);
+  }
   absl::StatusOr<mv1::Migration> Get(const std::string& id) {
     mv1::GetMigrationRequest r;
     r.set_id(id);

@@ -159,13 +159,7 @@ TEST_F(MigrationTest, AJobEstimatesMovesVerifiesAndReportsEveryObject) {
 // Each ends at once with CANCELLED; the job and the server go on, and a
 // later watcher sees the job to its end.
 TEST_F(MigrationTest, WatchersThatGoAwayEndTheirStreamsAndLeaveTheJobRunning) {
-  for (int i = 0; i < 8; ++i) ASSERT_TRUE(Put(absl::StrCat("w/", i), std::string(100000, 'w')));
-  mv1::CreateMigrationRequest create;
-  *create.mutable_selection() = Prefix("w/");
-  create.mutable_target()->set_tier(WARM);
-  create.set_parallelism(2);
-  create.set_bandwidth_bytes_per_second(200000);  // 800 KB at 200 KB/s: about 4 s
-  auto job = Create(create);
+  auto job = CappedJob("w/", 8, 2, 200000);  // 800 KB at 200 KB/s: about 4 s
   ASSERT_TRUE(job.ok()) << job.status();
   mv1::WatchMigrationRequest r;
   r.set_id(job->id());
@@ -197,14 +191,8 @@ TEST_F(MigrationTest, WatchersThatGoAwayEndTheirStreamsAndLeaveTheJobRunning) {
 }
 
 TEST_F(MigrationTest, TheBandwidthCapPacesAJobAndPauseHoldsIt) {
-  for (int i = 0; i < 10; ++i) ASSERT_TRUE(Put(absl::StrCat("b/", i), std::string(100000, 'b')));
-  mv1::CreateMigrationRequest create;
-  *create.mutable_selection() = Prefix("b/");
-  create.mutable_target()->set_tier(WARM);
-  create.set_parallelism(4);
-  create.set_bandwidth_bytes_per_second(250000);  // 1 MB at 250 KB/s: about 4 s
-  absl::Time start = absl::Now();
-  auto job = Create(create);
+  absl::Time start = absl::Now();  // the puts (1 MB) included
+  auto job = CappedJob("b/", 10, 4, 250000);  // 1 MB at 250 KB/s: about 4 s
   ASSERT_TRUE(job.ok()) << job.status();
   // Watched to its end: updates every 300 ms, progress that only grows, a
   // recent rate near the cap, the final state in the last update.
@@ -245,11 +233,8 @@ TEST_F(MigrationTest, TheBandwidthCapPacesAJobAndPauseHoldsIt) {
   EXPECT_LT(seconds, 20);
 
   // Paused: nothing more starts until resumed.
-  for (int i = 0; i < 10; ++i) ASSERT_TRUE(Put(absl::StrCat("p/", i), std::string(100000, 'p')));
-  *create.mutable_selection() = Prefix("p/");
-  create.set_bandwidth_bytes_per_second(100000);  // 1 object a second
-  auto paced = Create(create);
-  ASSERT_TRUE(paced.ok());
+  auto paced = CappedJob("p/", 10, 4, 100000);  // 1 object a second
+  ASSERT_TRUE(paced.ok()) << paced.status();
   auto paused = Call(&mv1::MigrationService::Stub::PauseMigration, paced->id());
   ASSERT_TRUE(paused.ok()) << paused.status();
   EXPECT_EQ(paused->state(), mv1::MIGRATION_STATE_PAUSED);

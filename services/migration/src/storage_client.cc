@@ -114,10 +114,9 @@ absl::StatusOr<sv1::ObjectInfo> StorageClient::CopyObject(const sv1::CopyObjectR
 absl::StatusOr<sv1::ObjectInfo> StorageClient::Copy(const std::string& ns, const std::string& key,
                                                     int64_t version, const std::string& to_namespace,
                                                     const std::string& backend,
-                                                        cloudflux::common::v1::StorageTier tier,
-                                                        absl::Duration timeout,
-                                                        const std::function<void(int64_t)>& progress,
-                                                        int64_t* resumed, int64_t max_bytes_per_second) {
+                                                    cloudflux::common::v1::StorageTier tier, absl::Duration timeout,
+                                                    const std::function<void(int64_t)>& progress, int64_t* resumed,
+                                                    int64_t max_bytes_per_second) {
   sv1::CopyObjectRequest request;
   request.set_source_namespace(ns);
   request.set_source_key(key);

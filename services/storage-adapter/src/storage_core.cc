@@ -452,8 +452,8 @@ absl::StatusOr<std::pair<v1::ObjectInfo, std::unique_ptr<ObjectReader>>> Storage
   // read fails over to the next copy when one cannot be opened or fails,
   // mid-stream too (the copies hold the same bytes, so the next one goes on
   // at the same offset).
-  auto replicas = [this, ns = info.namespace_(), key = info.key(), version = info.version(), sha = info.sha256(),
-                   backend = info.backend(), physical = info.physical_key()] {
+  auto elsewhere = [this, ns = info.namespace_(), key = info.key(), version = info.version(), sha = info.sha256(),
+                    backend = info.backend(), physical = info.physical_key()] {
     std::vector<FailoverReader::Source> out;
     auto now = Head(ns, key);
     if (now.ok() && now->version() == version && now->sha256() == sha &&
@@ -480,12 +480,12 @@ absl::StatusOr<std::pair<v1::ObjectInfo, std::unique_ptr<ObjectReader>>> Storage
   if (own.ok()) {
     sources.push_back({*own, info.backend(), info.physical_key(), /*replica=*/false});
   } else {
-    sources = replicas();
+    sources = elsewhere();
     if (sources.empty()) return own.status();
   }
   const int64_t length = request.length() > 0 ? request.length() : info.size() - request.offset();
   auto reader = std::make_unique<FailoverReader>(
-      std::move(sources), own.ok() ? std::function<std::vector<FailoverReader::Source>()>(replicas) : nullptr,
+      std::move(sources), own.ok() ? std::function<std::vector<FailoverReader::Source>()>(elsewhere) : nullptr,
       request.offset(), length,
       [this, subject = Subject(info.namespace_(), info.key())](const FailoverReader::Source& from,
                                                                const FailoverReader::Source& to,

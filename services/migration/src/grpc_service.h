@@ -34,7 +34,7 @@ class WatchReactor final : public grpc::ServerWriteReactor<cloudflux::migration:
   server::BlockingExecutor& executor_;
   std::string id_;
   absl::Duration interval_;
-  int64_t cursor_ = 0;
+  MigrationCore::FailureCursor cursor_;
   int64_t last_bytes_ = -1;
   absl::Time last_at_;
   cloudflux::migration::v1::MigrationUpdate update_;
@@ -58,7 +58,7 @@ class MigrationGrpcService final : public cloudflux::migration::v1::MigrationSer
                                             const cloudflux::migration::v1::CreateMigrationRequest* request,
                                             cloudflux::migration::v1::Migration* response) override {
     return server::FinishUnaryOn(executor_, context, response,
-                                 [this, request] { return core_.Create(*request, {.origin = "api"}); });
+                                 [this, request] { return core_.Create(*request, MigrationCore::CreateOptions{}); });
   }
   grpc::ServerUnaryReactor* GetMigration(grpc::CallbackServerContext* context,
                                          const cloudflux::migration::v1::GetMigrationRequest* request,

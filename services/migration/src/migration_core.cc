@@ -468,7 +468,9 @@ absl::StatusOr<v1::Migration> MigrationCore::Rollback(const std::string& raw_id)
     request.set_bandwidth_bytes_per_second(*bandwidth);
   }
   CF_ASSIGN_OR_RETURN(v1::MigrationEstimate estimate, Price(plan, bandwidth));
-  return InsertJob(request, estimate, {.origin = "rollback"}, plan, bandwidth);
+  CreateOptions options;
+  options.origin = "rollback";
+  return InsertJob(request, estimate, options, plan, bandwidth);
 }
 
 absl::StatusOr<v1::Migration> MigrationCore::Get(const std::string& raw_id) {
@@ -556,22 +558,50 @@ absl::StatusOr<v1::Migration> MigrationCore::SetBandwidth(const v1::SetBandwidth
   return Get(id);
 }
 
-absl::StatusOr<v1::MigrationUpdate> MigrationCore::WatchUpdate(const std::string& id, int64_t* cursor) {
+absl::StatusOr<v1::MigrationUpdate> MigrationCore::WatchUpdate(const std::string& id, FailureCursor* cursor) {
   v1::MigrationUpdate update;
   CF_ASSIGN_OR_RETURN(*update.mutable_migration(), Get(id));
-  // Tasks whose attempt failed since the cursor (the task may be running
-  // again already; the reason is its failed attempt's).
+  // Failed attempts recorded after the cursor (the task may be running
+  // again already; outcome, attempt and reason are the failed attempt's).
   CF_ASSIGN_OR_RETURN(
       db::Result r,
-      pool_.Exec(absl::StrCat("SELECT ", kObjectColumns, ", (extract(epoch from failed_at) * 1000000)::bigint FROM "
-                              "migration.tasks WHERE job_id = $1::uuid AND failed_at > to_timestamp($2::bigint / "
-                              "1000000.0) ORDER BY failed_at LIMIT 100"),
-                 {update.migration().id(), std::to_string(*cursor)}));
+      pool_.Exec(absl::StrCat("SELECT ", kObjectColumns, ", f.fid, f.foutcome, f.fattempt, f.freason FROM migration.tasks "
+                              "JOIN (SELECT id AS fid, job_id AS fjob, namespace AS fns, key AS fkey, outcome AS foutcome, "
+                              "attempt AS fattempt, reason AS freason FROM migration.task_failures WHERE job_id = $1::uuid "
+                              "AND id > $2 ORDER BY id LIMIT 1000) f ON job_id = f.fjob AND namespace = f.fns AND key = "
+                              "f.fkey ORDER BY f.fid"),
+                 {update.migration().id(), std::to_string(cursor->below)}));
   for (const auto& row : r) {
-    *update.add_failures() = ObjectFromRow(row);
-    *cursor = std::max(*cursor, row.Int(15));
+    if (update.failures_size() >= 100) break;
+    if (!cursor->sent.insert(row.Int(15)).second) continue;
+    v1::MigrationObject* o = update.add_failures();
+    *o = ObjectFromRow(row);
+    o->set_outcome(static_cast<v1::ObjectOutcome>(row.Int(16)));
+    o->set_attempts(static_cast<int32_t>(row.Int(17)));
+    o->set_reason(row.Text(18));
   }
+  cursor->Advance(absl::Now());
   return update;
+}
+
+void MigrationCore::FailureCursor::Advance(absl::Time now) {
+  // Ids are taken in insertion order but become visible in commit order: a
+  // gap below an id already sent may be an attempt still committing. It is
+  // waited for, then taken for a rolled-back insert.
+  for (;;) {
+    while (!sent.empty() && *sent.begin() == below + 1) {
+      below = *sent.begin();
+      sent.erase(sent.begin());
+    }
+    if (sent.empty()) {
+      gap_since = absl::InfiniteFuture();
+      return;
+    }
+    if (gap_since == absl::InfiniteFuture()) gap_since = now;
+    if (now - gap_since < kGapWait) return;
+    below = *sent.begin() - 1;
+    gap_since = absl::InfiniteFuture();
+  }
 }
 
 absl::StatusOr<v1::ListMigrationObjectsResponse> MigrationCore::ListObjects(
@@ -790,8 +820,7 @@ absl::StatusOr<bool> MigrationCore::RunOne() {
     CF_ASSIGN_OR_RETURN(
         db::Result r,
         tx.Exec("UPDATE migration.tasks SET outcome = $5::smallint, reason = $6, bytes_moved = $7, bytes_resumed = $8, "
-                "lease_until = NULL, updated_at = now(), failed_at = CASE WHEN $5::smallint IN (1, 5) THEN clock_timestamp() "
-                "ELSE failed_at END, retry_at = now() + $9 * interval '1 millisecond' WHERE job_id = $1::uuid AND namespace = $2 AND key = $3 AND "
+                "lease_until = NULL, updated_at = now(), retry_at = now() + $9 * interval '1 millisecond' WHERE job_id = $1::uuid AND namespace = $2 AND key = $3 AND "
                 "worker = $4 AND outcome = 2 RETURNING version, size, from_backend, from_tier, to_backend, to_tier, "
                 "sha256, attempts",
                 {job, ns, key, options_.worker_id, std::to_string(outcome), reason,
@@ -799,6 +828,12 @@ absl::StatusOr<bool> MigrationCore::RunOne() {
                  std::to_string(outcome == v1::OBJECT_OUTCOME_MOVED ? resumed : 0),
                  std::to_string(absl::ToInt64Milliseconds(RetryPause(attempts)))}));
     if (r.empty()) return absl::OkStatus();  // cancelled meanwhile, or taken over
+    if (outcome == v1::OBJECT_OUTCOME_PENDING || outcome == v1::OBJECT_OUTCOME_FAILED) {
+      CF_RETURN_IF_ERROR(tx.Exec("INSERT INTO migration.task_failures (job_id, namespace, key, attempt, outcome, reason) "
+                                 "VALUES ($1::uuid, $2, $3, $4, $5::smallint, $6)",
+                                 {job, ns, key, std::to_string(r[0].Int(7)), std::to_string(outcome), reason})
+                             .status());
+    }
     if (outcome != v1::OBJECT_OUTCOME_PENDING) {
       ended = true;
       v1::ObjectMigrated event;

@@ -23,6 +23,7 @@
 #include <map>
 #include <memory>
 #include <mutex>
+#include <set>
 #include <string>
 #include <thread>
 #include <vector>
@@ -82,10 +83,17 @@ class MigrationCore {
   absl::StatusOr<cloudflux::migration::v1::Migration> Rollback(const std::string& id);
   absl::StatusOr<cloudflux::migration::v1::ListMigrationObjectsResponse> ListObjects(
       const cloudflux::migration::v1::ListMigrationObjectsRequest& request);
-  // One update of WatchMigration: the job as Get shows it, and the objects
-  // that failed (or failed an attempt) after `cursor` (microseconds since
-  // the epoch, 0 = the start), which moves past them.
-  absl::StatusOr<cloudflux::migration::v1::MigrationUpdate> WatchUpdate(const std::string& id, int64_t* cursor);
+  // Where a watcher stands in a job's failed attempts (migration.task_failures).
+  struct FailureCursor {
+    static constexpr absl::Duration kGapWait = absl::Seconds(10);
+    int64_t below = 0;             // every failure id <= below was sent or is never coming
+    std::set<int64_t> sent;        // ids above `below` already sent
+    absl::Time gap_since = absl::InfiniteFuture();  // since when `below + 1` is missing
+    void Advance(absl::Time now);
+  };
+  // One update of WatchMigration: the job as Get shows it, and each failed
+  // attempt not sent yet (at most 100; the rest come in the next updates).
+  absl::StatusOr<cloudflux::migration::v1::MigrationUpdate> WatchUpdate(const std::string& id, FailureCursor* cursor);
 
   // Starts the task workers / stops them (running copies finish first).
   void Start();

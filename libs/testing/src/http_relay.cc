@@ -7,6 +7,8 @@
 #include <unistd.h>
 
 #include <algorithm>
+#include <chrono>
+#include <thread>
 #include <cerrno>
 #include <cstring>
 
@@ -32,23 +34,36 @@ bool SendAll(int fd, const char* data, size_t n) {
 }
 
 // Splits the client's byte stream into requests: a head up to the blank
-// line, then Content-Length bytes of body.
+// line, then Content-Length bytes of body. What goes upstream is appended to
+// `out`: a head once it is whole and admitted, and its body; a request not
+// admitted is read and dropped, and `on_dropped` answers it.
 struct RequestFraming {
   std::string head;
   std::string method;
   std::string path;  // the request target without its query
   int64_t body_left = 0;
-  bool lost = false;  // a request not framed by Content-Length: counting stops
+  bool dropping = false;  // the current request is answered by the relay
+  bool lost = false;      // a request not framed by Content-Length: counting stops, bytes pass
 
-  template <typename OnBody, typename OnRequest>
-  void Feed(const char* data, size_t n, OnBody on_body, OnRequest on_request, std::atomic<int64_t>& unframed) {
+  template <typename OnHead, typename OnBody, typename OnDropped>
+  void Feed(const char* data, size_t n, std::string* out, OnHead on_head, OnBody on_body, OnDropped on_dropped,
+            std::atomic<int64_t>& unframed) {
     size_t i = 0;
-    while (i < n && !lost) {
+    while (i < n) {
+      if (lost) {
+        out->append(data + i, n - i);
+        return;
+      }
       if (body_left > 0) {
         size_t take = static_cast<size_t>(std::min<int64_t>(body_left, static_cast<int64_t>(n - i)));
         on_body(method, path, static_cast<int64_t>(take));
+        if (!dropping) out->append(data + i, take);
         body_left -= static_cast<int64_t>(take);
         i += take;
+        if (body_left == 0 && dropping) {
+          dropping = false;
+          on_dropped();
+        }
         continue;
       }
       head.push_back(data[i++]);
@@ -66,16 +81,30 @@ struct RequestFraming {
         if (name == "content-length" && !absl::SimpleAtoi(value, &length)) lost = true;
         if (name == "transfer-encoding") lost = true;
       }
-      head.clear();
       if (lost) {
         ++unframed;
-        return;
+        out->append(head);
+        head.clear();
+        continue;
       }
-      on_request(method, path);
+      const bool forward = on_head(method, path);
+      if (forward) out->append(head);
+      head.clear();
       body_left = length;
+      if (!forward) {
+        if (length > 0) {
+          dropping = true;
+        } else {
+          on_dropped();
+        }
+      }
     }
   }
 };
+
+constexpr char kSlowDownBody[] =
+    "<?xml version=\"1.0\" encoding=\"UTF-8\"?>\n<Error><Code>SlowDown</Code><Message>Please reduce your request "
+    "rate.</Message></Error>";
 
 }  // namespace
 
@@ -135,6 +164,30 @@ std::map<std::string, int64_t> HttpRelay::body_bytes_by_path(const std::string& 
   return out;
 }
 
+void HttpRelay::ThrottleAbove(const std::string& method, int max_in_flight) {
+  std::lock_guard lock(mu_);
+  throttle_method_ = method;
+  throttle_limit_ = max_in_flight;
+}
+
+bool HttpRelay::Admit(const std::string& method, bool* tracked) {
+  std::lock_guard lock(mu_);
+  *tracked = false;
+  if (throttle_limit_ < 0 || method != throttle_method_) return true;
+  if (in_flight_ >= throttle_limit_) {
+    ++throttled_;
+    return false;
+  }
+  ++in_flight_;
+  *tracked = true;
+  return true;
+}
+
+void HttpRelay::Answered() {
+  std::lock_guard lock(mu_);
+  --in_flight_;
+}
+
 void HttpRelay::Count(const std::string& method, const std::string& path, int64_t body, bool request) {
   std::lock_guard lock(mu_);
   bytes_[method] += body;
@@ -165,7 +218,9 @@ void HttpRelay::Relay(int client) {
     return;
   }
   RequestFraming framing;
+  bool awaiting = false;  // a tracked request is forwarded and its answer has not started
   std::vector<char> buffer(1 << 16);
+  std::string out;
   while (!stop_) {
     pollfd p[2] = {{client, POLLIN, 0}, {upstream, POLLIN, 0}};
     int ready = poll(p, 2, 100);
@@ -179,16 +234,47 @@ void HttpRelay::Relay(int client) {
         open = false;
         break;
       }
-      if (side == 0) {
-        framing.Feed(
-            buffer.data(), static_cast<size_t>(n),
-            [&](const std::string& method, const std::string& path, int64_t bytes) { Count(method, path, bytes, false); },
-            [&](const std::string& method, const std::string& path) { Count(method, path, 0, true); }, unframed_);
+      if (side == 1) {
+        if (awaiting) {
+          awaiting = false;
+          Answered();
+        }
+        open = SendAll(client, buffer.data(), static_cast<size_t>(n));
+        continue;
       }
-      open = SendAll(p[1 - side].fd, buffer.data(), static_cast<size_t>(n));
+      out.clear();
+      framing.Feed(
+          buffer.data(), static_cast<size_t>(n), &out,
+          [&](const std::string& method, const std::string& path) {
+            Count(method, path, 0, true);
+            bool tracked = false;
+            bool forward = Admit(method, &tracked);
+            awaiting = awaiting || tracked;
+            return forward;
+          },
+          [&](const std::string& method, const std::string& path, int64_t bytes) { Count(method, path, bytes, false); },
+          [&] {
+            // Whatever came before it is upstream already; this answer is the relay's.
+            if (!out.empty()) {
+              open = open && SendAll(upstream, out.data(), out.size());
+              out.clear();
+            }
+            const std::string answer = absl::StrCat(
+                "HTTP/1.1 503 Slow Down\r\nContent-Type: application/xml\r\nContent-Length: ", sizeof(kSlowDownBody) - 1,
+                "\r\n\r\n", kSlowDownBody);
+            open = open && SendAll(client, answer.data(), answer.size());
+          },
+          unframed_);
+      if (open && !out.empty()) {
+        open = SendAll(upstream, out.data(), out.size());
+        if (const int64_t rate = upload_rate_.load(); rate > 0) {
+          std::this_thread::sleep_for(std::chrono::microseconds(static_cast<int64_t>(out.size()) * 1000000 / rate));
+        }
+      }
     }
     if (!open) break;
   }
+  if (awaiting) Answered();
   close(client);
   close(upstream);
 }

@@ -6,6 +6,7 @@
 #include <algorithm>
 #include <set>
 
+#include "absl/random/random.h"
 #include "absl/strings/str_cat.h"
 #include "cloudflux/core/log.h"
 #include "cloudflux/core/names.h"
@@ -31,11 +32,15 @@ constexpr char kObjectColumns[] =
     "namespace, key, version, size, from_backend, from_tier, to_backend, to_tier, outcome, reason, bytes_moved, "
     "sha256, attempts, bytes_resumed, coalesce(to_namespace, '')";
 
-// The pause before a task whose attempt `attempts` failed transiently is
-// tried again: 0.5 s, doubling, at most 30 s (a storage adapter restarting
-// takes seconds).
-absl::Duration RetryPause(int attempts) {
-  return std::min(absl::Seconds(30), absl::Milliseconds(500) * (int64_t{1} << std::min(attempts - 1, 10)));
+// The pause before a task whose `failures`-th counted attempt failed
+// transiently is tried again: 0.5 s, doubling, at most 30 s (a storage
+// adapter restarting takes seconds), each +-25 % so that copies refused
+// together do not come back together.
+absl::Duration RetryPause(int64_t failures) {
+  thread_local absl::BitGen random;
+  const absl::Duration base =
+      std::min(absl::Seconds(30), absl::Milliseconds(500) * (int64_t{1} << std::clamp<int64_t>(failures - 1, 0, 10)));
+  return base * absl::Uniform(random, 0.75, 1.25);
 }
 
 v1::MigrationObject ObjectFromRow(const db::Row& row) {
@@ -113,7 +118,8 @@ constexpr char kJobQuery[] =
     "count(t.key) FILTER (WHERE t.outcome = 5), count(t.key) FILTER (WHERE t.outcome IN (1, 2)), "
     "coalesce(sum(t.size) FILTER (WHERE t.outcome <> 4), 0), "
     "coalesce(sum(t.bytes_moved) FILTER (WHERE t.outcome = 3), 0), "
-    "coalesce(sum(t.size) FILTER (WHERE t.outcome IN (1, 2)), 0), j.bandwidth, j.seq "
+    "coalesce(sum(t.size) FILTER (WHERE t.outcome IN (1, 2)), 0), j.bandwidth, j.seq, "
+    "coalesce(j.concurrency, j.parallelism), j.throttled "
     "FROM migration.jobs j LEFT JOIN migration.tasks t ON t.job_id = j.id ";
 
 v1::Migration MigrationFromRow(const db::Row& r) {
@@ -143,6 +149,8 @@ v1::Migration MigrationFromRow(const db::Row& r) {
   } else {
     m.mutable_request()->clear_bandwidth_bytes_per_second();
   }
+  p->set_concurrency(static_cast<int32_t>(r.Int(19)));
+  p->set_throttled(r.Int(20));
   return m;
 }
 
@@ -729,7 +737,7 @@ absl::StatusOr<bool> MigrationCore::RunOne() {
     CF_ASSIGN_OR_RETURN(db::Result rooms,
                         tx.Exec("SELECT j.id::text, j.claim_namespace, j.claim_key FROM migration.jobs j WHERE "
                                 "j.state = 1 AND (SELECT count(*) FROM migration.tasks r WHERE r.job_id = j.id AND "
-                                "r.outcome = 2 AND r.lease_until >= now()) < j.parallelism ORDER BY j.seq"));
+                                "r.outcome = 2 AND r.lease_until >= now()) < coalesce(j.concurrency, j.parallelism) ORDER BY j.seq"));
     for (const auto& room : rooms) {
       for (int kind = 0; kind < 3; ++kind) {
         std::vector<db::Param> params = {room.Text(0)};
@@ -742,9 +750,21 @@ absl::StatusOr<bool> MigrationCore::RunOne() {
                     "now() + $2 * interval '1 millisecond', updated_at = now() WHERE t.job_id = $3::uuid AND "
                     "t.namespace = $4 AND t.key = $5 RETURNING t.job_id::text, t.namespace, t.key, t.version, "
                     "t.size, t.sha256, t.to_backend, t.to_tier, t.attempts, (SELECT bandwidth FROM migration.jobs "
-                    "WHERE id = t.job_id), coalesce(t.to_namespace, ''), (SELECT parallelism FROM migration.jobs "
-                    "WHERE id = t.job_id), t.from_backend",
+                    "WHERE id = t.job_id), coalesce(t.to_namespace, ''), (SELECT coalesce(concurrency, parallelism) FROM "
+                    "migration.jobs WHERE id = t.job_id), t.from_backend, t.throttled, (SELECT parallelism FROM "
+                    "migration.jobs WHERE id = t.job_id), now()::text",
                     {options_.worker_id, std::to_string(lease_ms), room.Text(0), pick[0].Text(0), pick[0].Text(1)}));
+        if (kind == 0 && !claimed.empty()) {
+          // The attempt whose lease ran out is a failed one: the watchers
+          // see it, and its worker's late answer no longer matches the task.
+          CF_RETURN_IF_ERROR(
+              tx.Exec("INSERT INTO migration.task_failures (job_id, namespace, key, attempt, outcome, reason) VALUES "
+                      "($1::uuid, $2, $3, $4, 1, $5)",
+                      {room.Text(0), pick[0].Text(0), pick[0].Text(1), std::to_string(claimed[0].Int(8) - 1),
+                       absl::StrCat("attempt ", claimed[0].Int(8) - 1,
+                                    ": its lease ran out (the worker stopped or stalled); taken over")})
+                  .status());
+        }
         if (kind == 2) {
           CF_RETURN_IF_ERROR(tx.Exec("UPDATE migration.jobs SET claim_namespace = $2, claim_key = $3 WHERE id = "
                                      "$1::uuid",
@@ -765,14 +785,16 @@ absl::StatusOr<bool> MigrationCore::RunOne() {
   std::optional<int64_t> bandwidth;
   if (!c.IsNull(9)) bandwidth = c.Int(9);
   const std::string to_namespace = c.Text(10);
+  const int64_t concurrency = c.Int(11), throttled_before = c.Int(13), parallelism = c.Int(14);
+  const std::string claimed_at = c.Text(15);
   // The cap holds across the job's copies, on every replica. Between
   // backends the bytes stream through the storage adapter: each of the
-  // job's (at most `parallelism`) copies sends at most an equal share of the
+  // job's (at most `concurrency`) copies sends at most an equal share of the
   // cap. Within one backend the store copies (or only the catalog changes):
   // object starts are paced instead.
   const bool streamed = !to_backend.empty() && c.Text(12) != to_backend;
   const int64_t share = bandwidth.has_value() && streamed
-                            ? std::max<int64_t>(1, *bandwidth / std::max<int64_t>(1, c.Int(11)))
+                            ? std::max<int64_t>(1, *bandwidth / std::max<int64_t>(1, concurrency))
                             : 0;
   if (!streamed) Pace(job, size, bandwidth);
 
@@ -793,10 +815,16 @@ absl::StatusOr<bool> MigrationCore::RunOne() {
     if (absl::Now() - renewed < options_.lease / 4) return;
     renewed = absl::Now();
     (void)pool_.Exec("UPDATE migration.tasks SET lease_until = now() + $4 * interval '1 millisecond' WHERE job_id "
-                     "= $1::uuid AND namespace = $2 AND key = $3 AND worker = $5",
-                     {job, ns, key, std::to_string(lease_ms), options_.worker_id});
+                     "= $1::uuid AND namespace = $2 AND key = $3 AND worker = $5 AND attempts = $6",
+                     {job, ns, key, std::to_string(lease_ms), options_.worker_id, std::to_string(attempts)});
   }, &resumed, share);
   }
+  // A throttled answer (the target's 503 SlowDown or 429, RESOURCE_EXHAUSTED
+  // from the storage adapter) halves the job's concurrency. While that can
+  // still go down, the attempt is not counted against the object.
+  const bool throttled = !result.ok() && absl::IsResourceExhausted(result.status());
+  const bool forgiven = throttled && concurrency > 1;
+  const int64_t counted_attempts = attempts - throttled_before - (forgiven ? 1 : 0);
   v1::ObjectOutcome outcome = v1::OBJECT_OUTCOME_MOVED;
   std::string reason;
   if (to_backend.empty() && absl::IsAborted(result.status())) {
@@ -806,7 +834,7 @@ absl::StatusOr<bool> MigrationCore::RunOne() {
     outcome = v1::OBJECT_OUTCOME_FAILED;
     reason = absl::StrCat("the target's SHA-256 ", result->sha256(), " is not the source's ", sha);
   } else if (!result.ok()) {
-    if (Transient(result.status().code()) && attempts < options_.max_attempts) {
+    if (Transient(result.status().code()) && counted_attempts < options_.max_attempts) {
       outcome = v1::OBJECT_OUTCOME_PENDING;  // again, after a pause
       reason = absl::StrCat("attempt ", attempts, ": ", result.status().message());
     } else {
@@ -820,14 +848,35 @@ absl::StatusOr<bool> MigrationCore::RunOne() {
     CF_ASSIGN_OR_RETURN(
         db::Result r,
         tx.Exec("UPDATE migration.tasks SET outcome = $5::smallint, reason = $6, bytes_moved = $7, bytes_resumed = $8, "
-                "lease_until = NULL, updated_at = now(), retry_at = now() + $9 * interval '1 millisecond' WHERE job_id = $1::uuid AND namespace = $2 AND key = $3 AND "
-                "worker = $4 AND outcome = 2 RETURNING version, size, from_backend, from_tier, to_backend, to_tier, "
+                "throttled = throttled + $10, lease_until = NULL, updated_at = now(), retry_at = now() + $9 * interval '1 millisecond' WHERE job_id = $1::uuid AND namespace = $2 AND key = $3 AND "
+                "worker = $4 AND outcome = 2 AND attempts = $11 RETURNING version, size, from_backend, from_tier, to_backend, to_tier, "
                 "sha256, attempts",
                 {job, ns, key, options_.worker_id, std::to_string(outcome), reason,
                  std::to_string(outcome == v1::OBJECT_OUTCOME_MOVED && !to_backend.empty() ? size : 0),
                  std::to_string(outcome == v1::OBJECT_OUTCOME_MOVED ? resumed : 0),
-                 std::to_string(absl::ToInt64Milliseconds(RetryPause(attempts)))}));
+                 std::to_string(absl::ToInt64Milliseconds(RetryPause(counted_attempts))), forgiven ? "1" : "0", std::to_string(attempts)}));
     if (r.empty()) return absl::OkStatus();  // cancelled meanwhile, or taken over
+    // Like TCP's window: halved by a throttled copy that was claimed after
+    // the last halving (the copies refused together with the first one
+    // started under the old concurrency and do not lower it again), raised
+    // by one by a copy that got through and was claimed after the last
+    // change.
+    if (throttled) {
+      CF_RETURN_IF_ERROR(
+          tx.Exec("UPDATE migration.jobs SET throttled = throttled + 1, concurrency = CASE WHEN lowered_at IS NULL OR "
+                  "lowered_at <= $2::timestamptz THEN greatest(1, coalesce(concurrency, parallelism) / 2) ELSE "
+                  "concurrency END, lowered_at = CASE WHEN lowered_at IS NULL OR lowered_at <= $2::timestamptz THEN "
+                  "clock_timestamp() ELSE lowered_at END WHERE id = $1::uuid",
+                  {job, claimed_at})
+              .status());
+    } else if (outcome == v1::OBJECT_OUTCOME_MOVED && concurrency < parallelism) {
+      CF_RETURN_IF_ERROR(
+          tx.Exec("UPDATE migration.jobs SET concurrency = CASE WHEN concurrency + 1 >= parallelism THEN NULL ELSE "
+                  "concurrency + 1 END, raised_at = clock_timestamp() WHERE id = $1::uuid AND concurrency IS NOT NULL "
+                  "AND lowered_at <= $2::timestamptz AND (raised_at IS NULL OR raised_at <= $2::timestamptz)",
+                  {job, claimed_at})
+              .status());
+    }
     if (outcome == v1::OBJECT_OUTCOME_PENDING || outcome == v1::OBJECT_OUTCOME_FAILED) {
       CF_RETURN_IF_ERROR(tx.Exec("INSERT INTO migration.task_failures (job_id, namespace, key, attempt, outcome, reason) "
                                  "VALUES ($1::uuid, $2, $3, $4, $5::smallint, $6)",

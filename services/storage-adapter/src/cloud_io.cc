@@ -33,7 +33,13 @@ absl::Status StoreError(const std::string& store, const HttpResponse& r, const s
   // The server does not implement the request (s3rver has no restore).
   if (r.status == 405 || r.status == 501) return absl::UnimplementedError(text);
   if (r.status == 400) return absl::InvalidArgumentError(text);
-  if (r.status == 429 || r.status >= 500) return absl::UnavailableError(text);
+  // Throttled: S3's 503 SlowDown, Azure's 503 ServerBusy, GCS's 429. The
+  // caller is asked to slow down (RESOURCE_EXHAUSTED), not told the store
+  // is gone.
+  if (r.status == 429 || (r.status == 503 && (code == "SlowDown" || code == "ServerBusy"))) {
+    return absl::ResourceExhaustedError(absl::StrCat(text, " (throttled by the store)"));
+  }
+  if (r.status >= 500) return absl::UnavailableError(text);
   return absl::InternalError(text);
 }
 

@@ -17,8 +17,8 @@ namespace cloudflux::storage {
 // A failed REST answer as a status naming the store, what was tried and the
 // store's error code (from the XML body; never the credentials): 404
 // NOT_FOUND, 401/403 PERMISSION_DENIED, 409 FAILED_PRECONDITION (e.g. an
-// archived blob), 416 OUT_OF_RANGE, 400 INVALID_ARGUMENT, 429/5xx
-// UNAVAILABLE.
+// archived blob), 416 OUT_OF_RANGE, 400 INVALID_ARGUMENT, 429 and 503
+// SlowDown/ServerBusy RESOURCE_EXHAUSTED (throttled), other 5xx UNAVAILABLE.
 absl::Status StoreError(const std::string& store, const HttpResponse& r, const std::string& what);
 // The size of the object a HEAD answered for (a 200 with Content-Length),
 // else the store's error: NOT_FOUND where there is none.

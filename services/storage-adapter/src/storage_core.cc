@@ -812,12 +812,13 @@ absl::StatusOr<StorageCore::StoredCopy> StorageCore::StreamCopy(const v1::Object
   };
   absl::Status failed = stream();
   if (!failed.ok()) {
-    // Stopped from outside (the client gone, the target unavailable) with
-    // parts recorded: kept for the next copy. Anything else starts over,
+    // Stopped from outside (the client gone, the target unavailable or
+    // throttling) with parts recorded: kept for the next copy. Anything else starts over,
     // and so does a resumed upload the store would not complete (it may
     // have lost the upload: s3rver forgets a completed one's parts).
     bool keep = recorded > 0 && !(committing && resumed > 0) &&
-                (absl::IsCancelled(failed) || absl::IsUnavailable(failed) || absl::IsDeadlineExceeded(failed));
+                (absl::IsCancelled(failed) || absl::IsUnavailable(failed) || absl::IsDeadlineExceeded(failed) ||
+                 absl::IsResourceExhausted(failed));
     if (keep) {
       writer->Suspend();
       EndResumable(source, to, tier, /*keep=*/true);

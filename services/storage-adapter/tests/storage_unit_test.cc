@@ -170,7 +170,12 @@ TEST(StoreError, RestAnswersBecomeClearStatuses) {
   EXPECT_EQ(answer(404, "NoSuchKey").code(), absl::StatusCode::kNotFound);
   EXPECT_EQ(answer(403, "AccessDenied").code(), absl::StatusCode::kPermissionDenied);
   EXPECT_EQ(answer(416, "InvalidRange").code(), absl::StatusCode::kOutOfRange);
-  EXPECT_EQ(answer(503, "SlowDown").code(), absl::StatusCode::kUnavailable);
+  // Throttled: slow down, do not give up on the store.
+  EXPECT_EQ(answer(503, "SlowDown").code(), absl::StatusCode::kResourceExhausted);
+  EXPECT_EQ(answer(503, "ServerBusy", true).code(), absl::StatusCode::kResourceExhausted);
+  EXPECT_EQ(answer(429, "").code(), absl::StatusCode::kResourceExhausted);
+  EXPECT_EQ(answer(503, "ServiceUnavailable").code(), absl::StatusCode::kUnavailable);
+  EXPECT_EQ(answer(500, "InternalError").code(), absl::StatusCode::kUnavailable);
   // Archived objects read before a restore: S3/GCS 403, Azure 409 (header only on HEAD).
   for (const absl::Status& s :
        {answer(403, "InvalidObjectState"), answer(409, "BlobArchived"), answer(409, "BlobArchived", true)}) {

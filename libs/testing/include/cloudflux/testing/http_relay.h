@@ -32,12 +32,25 @@ class HttpRelay {
   int64_t unframed() const { return unframed_; }
   // The body bytes of `method` per request path (the query left out).
   std::map<std::string, int64_t> body_bytes_by_path(const std::string& method) const;
+  // From now on, a `method` request that arrives while `max_in_flight` of
+  // them await their answers is answered by the relay itself with S3's
+  // "503 SlowDown" (its body read and dropped; the upstream never sees
+  // it), as a store throttling its clients does. A negative limit stops it.
+  void ThrottleAbove(const std::string& method, int max_in_flight);
+  int64_t throttled() const { return throttled_; }
+  // From now on, each connection sends at most `bytes_per_second` upstream
+  // (a slow uplink: uploads last, and overlap); 0 = as fast as it comes.
+  void LimitUploadRate(int64_t bytes_per_second) { upload_rate_ = bytes_per_second; }
 
  private:
   HttpRelay() = default;
   void Accept();
   void Relay(int client);
   void Count(const std::string& method, const std::string& path, int64_t body, bool request);
+  // A request's head came: whether it is forwarded (else answered 503);
+  // *tracked says it counts as in flight until its answer starts.
+  bool Admit(const std::string& method, bool* tracked);
+  void Answered();
 
   std::string upstream_host_;
   int upstream_port_ = 0;
@@ -45,6 +58,11 @@ class HttpRelay {
   int port_ = 0;
   std::atomic<bool> stop_{false};
   std::atomic<int64_t> unframed_{0};
+  std::atomic<int64_t> throttled_{0};
+  std::atomic<int64_t> upload_rate_{0};
+  std::string throttle_method_;  // guarded by mu_
+  int throttle_limit_ = -1;      // guarded by mu_
+  int in_flight_ = 0;            // requests of throttle_method_ forwarded, not answered yet; guarded by mu_
   mutable std::mutex mu_;
   std::map<std::string, int64_t> bytes_, requests_;
   std::map<std::pair<std::string, std::string>, int64_t> path_bytes_;  // (method, path)

@@ -500,6 +500,10 @@ Report Simulate(const pricing::PriceCatalog& catalog, const Trace& trace, const 
   r.trace = trace.name;
   r.objects = static_cast<int>(trace.objects.size());
   Bill standard, it, autoclass, lifecycle, cloudflux, foreseen, learned_bill, optimum;
+  // The perfect forecast decides: the bound on what forecasts can add. The
+  // learned one plays the role `policy` gives it, as in the product.
+  pricing::TierPolicy deciding = policy;
+  deciding.forecast_role = pricing::TierPolicy::ForecastRole::kDecides;
   for (size_t i = 0; i < trace.objects.size(); ++i) {
     const ObjectTrace& o = trace.objects[i];
     if (learned != nullptr && i < learned->size()) {
@@ -510,7 +514,7 @@ Report Simulate(const pricing::PriceCatalog& catalog, const Trace& trace, const 
     autoclass += BillSchedule(gcs, o, AllIn(gcs, "AUTOCLASS", o));
     lifecycle += BillSchedule(classes, o, Lifecycle(classes, o));
     cloudflux += BillSchedule(classes, o, CloudFlux(catalog, classes, o, policy));
-    if (perfect_forecast) foreseen += BillSchedule(classes, o, CloudFlux(catalog, classes, o, policy, true));
+    if (perfect_forecast) foreseen += BillSchedule(classes, o, CloudFlux(catalog, classes, o, deciding, true));
     optimum += BillSchedule(classes, o, Optimum(classes, o, nullptr));
   }
   r.bills = {{"all-standard", standard},   {"s3-intelligent-tiering", it},

@@ -31,6 +31,10 @@ ABSL_FLAG(std::string, learned_rate, "mean",
           "Which figure of the learned 90-day sum is the expected reads: mean, p80 or p95 (the interval's upper "
           "bound).");
 ABSL_FLAG(int32_t, learned_first_day, 28, "First day the learned forecaster is trained.");
+ABSL_FLAG(std::string, forecast_role, "vetoes",
+          "How the learned forecast weighs in on placed objects (TierPolicy::ForecastRole), as classification's flag "
+          "of that name: decides, confirms (stops or redirects the counts' moves) or vetoes (only stops them). The "
+          "perfect forecast always decides.");
 ABSL_FLAG(int32_t, learned_threads, 2, "Threads training and forecasting.");
 ABSL_FLAG(int32_t, explain, 0,
           "Print the N objects of each trace where CloudFlux loses most against the optimum.");
@@ -156,6 +160,12 @@ int main(int argc, char** argv) {
   pricing::TierPolicy policy;
   policy.horizon_days = absl::GetFlag(FLAGS_horizon_days);
   policy.hysteresis = absl::GetFlag(FLAGS_hysteresis);
+  auto role = pricing::ParseForecastRole(absl::GetFlag(FLAGS_forecast_role));
+  if (!role.ok()) {
+    std::fprintf(stderr, "--forecast_role: %s\n", std::string(role.status().message()).c_str());
+    return 2;
+  }
+  policy.forecast_role = *role;
   std::vector<sim::Trace> traces;
   for (const auto& kind : absl::StrSplit(absl::GetFlag(FLAGS_workloads), ',', absl::SkipEmpty())) {
     auto t = sim::GenerateTrace(std::string(kind), absl::GetFlag(FLAGS_objects), absl::GetFlag(FLAGS_days),

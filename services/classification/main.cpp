@@ -32,6 +32,10 @@ ABSL_FLAG(int64_t, default_max_latency_ms, 1000, "Time to first byte objects nee
 ABSL_FLAG(double, horizon_days, 90, "Decision horizon: a move must pay for itself within it.");
 ABSL_FLAG(double, hysteresis, 0.1, "Share of the current cost a move must save beyond its own cost.");
 ABSL_FLAG(double, min_observed_days, 14, "Objects younger than this are not moved.");
+ABSL_FLAG(std::string, forecast_role, "vetoes",
+          "How prediction's forecasts weigh in on objects already placed: vetoes (they can stop a move the counts "
+          "suggest), confirms (they can also redirect it) or decides (they replace the counts, weighted by their "
+          "confidence). New objects' first class always uses them.");
 ABSL_FLAG(absl::Duration, sweep_interval, absl::Hours(1),
           "How often every object is classified and new move decisions published (one replica per "
           "interval); 0 = never.");
@@ -84,6 +88,9 @@ int main(int argc, char** argv) {
   options.policy.horizon_days = absl::GetFlag(FLAGS_horizon_days);
   options.policy.hysteresis = absl::GetFlag(FLAGS_hysteresis);
   options.policy.min_observed_days = absl::GetFlag(FLAGS_min_observed_days);
+  auto forecast_role = cloudflux::pricing::ParseForecastRole(absl::GetFlag(FLAGS_forecast_role));
+  if (!forecast_role.ok()) return fail("bad --forecast_role", forecast_role.status());
+  options.policy.forecast_role = *forecast_role;
   cls::PolicyStore policies(app->pool(), *catalog);
   cls::Classifier classifier(app->pool(), stats, policies, *catalog, std::move(options));
   const char* host = std::getenv("HOSTNAME");

@@ -41,6 +41,9 @@ ABSL_FLAG(int64_t, default_max_latency_ms, 1000, "Time to first byte objects nee
 ABSL_FLAG(double, horizon_days, 90, "Decision horizon of RecommendTier.");
 ABSL_FLAG(double, hysteresis, 0.1, "Share of the current cost a move must save beyond its own cost.");
 ABSL_FLAG(double, min_observed_days, 14, "Objects younger than this are not moved.");
+ABSL_FLAG(std::string, forecast_role, "vetoes",
+          "What RecommendTier lets the forecast do, as classification's flag of that name: vetoes, confirms or "
+          "decides.");
 ABSL_FLAG(int32_t, handler_threads, 8, "Threads that run request handlers.");
 
 int main(int argc, char** argv) {
@@ -89,6 +92,9 @@ int main(int argc, char** argv) {
   options.policy.horizon_days = absl::GetFlag(FLAGS_horizon_days);
   options.policy.hysteresis = absl::GetFlag(FLAGS_hysteresis);
   options.policy.min_observed_days = absl::GetFlag(FLAGS_min_observed_days);
+  auto forecast_role = cloudflux::pricing::ParseForecastRole(absl::GetFlag(FLAGS_forecast_role));
+  if (!forecast_role.ok()) return fail("bad --forecast_role", forecast_role.status());
+  options.policy.forecast_role = *forecast_role;
   pr::PredictionCore core(app->pool(), histories, artifacts, *catalog, std::move(options));
 
   // The champion (promoted by any replica) and the group means follow the

@@ -503,7 +503,9 @@ TEST_F(DbTest, GroupCommitAsyncCallsBackOnceEachAndDrainsOnDestruction) {
       commit.CommitAsync(i == 42 ? -1 : i, [&, i](absl::Status s) {
         ++calls;
         (s.ok() ? ok : failed)++;
-        if (i == 42) EXPECT_EQ(s.code(), absl::StatusCode::kFailedPrecondition) << s;
+        if (i == 42) {
+          EXPECT_EQ(s.code(), absl::StatusCode::kFailedPrecondition) << s;
+        }
       });
     }
     batches = commit.batches();

@@ -2,6 +2,8 @@
 
 #include <algorithm>
 
+#include "absl/strings/escaping.h"
+#include "absl/strings/str_cat.h"
 #include "absl/strings/str_format.h"
 
 namespace cloudflux::pricing {
@@ -35,8 +37,30 @@ Usage EstimateUsage(const AccessStats& stats, double horizon_days, const std::op
   return u;
 }
 
+absl::StatusOr<TierPolicy::ForecastRole> ParseForecastRole(std::string_view name) {
+  if (name == "decides") return TierPolicy::ForecastRole::kDecides;
+  if (name == "confirms") return TierPolicy::ForecastRole::kConfirms;
+  if (name == "vetoes") return TierPolicy::ForecastRole::kVetoes;
+  return absl::InvalidArgumentError(
+      absl::StrCat("unknown forecast role '", absl::CHexEscape(absl::string_view(name.data(), name.size())), "' (decides, confirms or vetoes)"));
+}
+
 Decision Decide(const PriceCatalog& catalog, const AccessStats& stats, const Placement& current,
                 const TierPolicy& policy, const std::optional<Forecast>& forecast) {
+  if (policy.forecast_role != TierPolicy::ForecastRole::kDecides && forecast.has_value() && current.cls != nullptr) {
+    TierPolicy plain = policy;
+    plain.forecast_role = TierPolicy::ForecastRole::kDecides;
+    Decision counts = Decide(catalog, stats, current, plain, std::nullopt);
+    if (!counts.move) return counts;
+    Decision both = Decide(catalog, stats, current, plain, forecast);
+    if (both.move) return policy.forecast_role == TierPolicy::ForecastRole::kConfirms ? both : counts;
+    counts.move = false;
+    counts.target = current.cls;
+    counts.target_monthly = counts.current_monthly;
+    counts.saving = 0;
+    counts.reason = absl::StrCat("the forecast does not confirm the move the counts suggest: ", both.reason);
+    return counts;
+  }
   Decision d;
   d.expected = EstimateUsage(stats, policy.horizon_days, forecast);
   d.candidates =

@@ -273,6 +273,54 @@ TEST(Decide, ForecastOutweighsCountsByItsConfidence) {
   EXPECT_NEAR(EstimateUsage(burst, 30, std::nullopt).reads, 14 * 140.0 / 14 + 16 * 141.0 / 120, 1e-9);
 }
 
+// Forecasts that may only stop (vetoes) or also redirect (confirms) the
+// counts' moves never start one; deciding, they do.
+TEST(Decide, AForecastsRoleLimitsWhatItCanDoToAPlacedObject) {
+  const auto& c = Catalog();
+  const ClassPrice* standard = c.Find(AWS, "STANDARD");
+  TierPolicy policy = AwsPolicy(48 * 3600 * 1000);
+  const Forecast busy{.reads_next_7d = 500, .confidence = 1};
+  const Forecast never_read{.reads_next_7d = 0, .confidence = 1};
+  // Quiet for 200 days: the counts move it out of STANDARD.
+  AccessStats cold{.size = 64 << 20, .age_days = 200, .days_in_class = 200, .days_since_last_read = 200};
+  const Decision counts = Decide(c, cold, {standard, 200}, policy);
+  ASSERT_TRUE(counts.move) << counts.reason;
+  // Busy: read every day; the counts keep it where it is.
+  AccessStats hot{.size = 64 << 20, .age_days = 200, .days_in_class = 200,
+                  .reads_1d = 40, .reads_7d = 300, .reads_30d = 1200, .reads_90d = 3600};
+  ASSERT_FALSE(Decide(c, hot, {standard, 200}, policy).move);
+  for (auto role : {TierPolicy::ForecastRole::kVetoes, TierPolicy::ForecastRole::kConfirms}) {
+    policy.forecast_role = role;
+    // A forecast of many reads stops the counts' move.
+    Decision d = Decide(c, cold, {standard, 200}, policy, busy);
+    EXPECT_FALSE(d.move) << d.reason;
+    EXPECT_EQ(d.target, standard);
+    EXPECT_NE(d.reason.find("does not confirm"), std::string::npos) << d.reason;
+    // A forecast of no reads cannot move a busy object.
+    d = Decide(c, hot, {standard, 200}, policy, never_read);
+    EXPECT_FALSE(d.move) << d.reason;
+    // Agreeing, the move goes on: vetoes keeps the counts' class, confirms
+    // takes the forecast's (for no reads at all, the deepest archive).
+    d = Decide(c, cold, {standard, 200}, policy, never_read);
+    ASSERT_TRUE(d.move) << d.reason;
+    if (role == TierPolicy::ForecastRole::kVetoes) {
+      EXPECT_EQ(d.target, counts.target) << d.reason;
+    } else {
+      EXPECT_EQ(d.target, Decide(c, cold, {standard, 200}, AwsPolicy(48 * 3600 * 1000), never_read).target);
+    }
+  }
+  // Deciding, the forecast does both: it keeps the quiet object where many
+  // reads are coming, and moves the busy one it expects never to be read.
+  policy.forecast_role = TierPolicy::ForecastRole::kDecides;
+  EXPECT_FALSE(Decide(c, cold, {standard, 200}, policy, busy).move);
+  EXPECT_TRUE(Decide(c, hot, {standard, 200}, policy, never_read).move);
+
+  EXPECT_EQ(*ParseForecastRole("vetoes"), TierPolicy::ForecastRole::kVetoes);
+  EXPECT_EQ(*ParseForecastRole("confirms"), TierPolicy::ForecastRole::kConfirms);
+  EXPECT_EQ(*ParseForecastRole("decides"), TierPolicy::ForecastRole::kDecides);
+  EXPECT_EQ(ParseForecastRole(std::string("veto\0es", 7)).status().code(), absl::StatusCode::kInvalidArgument);
+}
+
 TEST(Decide, AConfidentForecastLiftsTheCautionForNewAndYoungObjects) {
   const auto& c = Catalog();
   const ClassPrice* standard = c.Find(AWS, "STANDARD");

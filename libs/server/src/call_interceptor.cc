@@ -255,10 +255,10 @@ class CallInterceptorFactory final
   }
 
  private:
-  InFlight* in_flight_;
-  std::shared_ptr<Authenticator> authenticator_;
   GrpcMetrics* metrics_;
   const ServerOptions* options_;
+  std::shared_ptr<Authenticator> authenticator_;
+  InFlight* in_flight_;
 };
 
 }  // namespace

@@ -7,8 +7,10 @@
 
 #include <optional>
 #include <string>
+#include <string_view>
 #include <vector>
 
+#include "absl/status/statusor.h"
 #include "cloudflux/pricing/cost_model.h"
 
 namespace cloudflux::pricing {
@@ -40,7 +42,19 @@ struct TierPolicy {
   // Objects younger than this are left where they were written: a few quiet
   // days say little about the reads to come.
   double min_observed_days = 14;
+  // How a forecast weighs in on an object already placed:
+  //  kDecides: it replaces the counts (weighted by its confidence);
+  //  kConfirms: a move happens only where the counts alone would move the
+  //    object too, to the class the forecast chooses (it can stop or
+  //    redirect a move, never start one);
+  //  kVetoes: the counts' move happens only if the forecast would move the
+  //    object too (it can only stop a move).
+  enum class ForecastRole { kDecides, kConfirms, kVetoes };
+  ForecastRole forecast_role = ForecastRole::kDecides;
 };
+
+// "decides", "confirms" or "vetoes"; INVALID_ARGUMENT otherwise.
+absl::StatusOr<TierPolicy::ForecastRole> ParseForecastRole(std::string_view name);
 
 struct Decision {
   const ClassPrice* target = nullptr;  // where the object should be

@@ -200,6 +200,31 @@ TEST(ServiceBinary, ReflectionWorksForAnIndependentClient) {
   EXPECT_TRUE(absl::StrContains((*describe)->Output(),
                                 "rpc Echo(.cloudflux.diagnostics.v1.EchoRequest) returns "
                                 "(.cloudflux.diagnostics.v1.EchoResponse)"));
+
+  // cloudflux-call: JSON in, JSON out, for any method linked into it.
+  const std::string call = testing::BinaryDir() + "/tools/call/cloudflux-call";
+  auto run = [&](std::vector<std::string> argv) -> std::pair<int, std::string> {
+    argv.insert(argv.begin(), call);
+    auto p = ChildProcess::Start(argv);
+    if (!p.ok()) return {-1, std::string(p.status().message())};
+    int rc = (*p)->Wait(absl::Seconds(30));
+    return {rc, (*p)->Output()};
+  };
+  auto [rc, out] = run({svc.target(), "cloudflux.diagnostics.v1.Diagnostics/Echo",
+                        R"({"payload": "aGkAdGhlcmU=", "delay": "0.05s"})"});
+  EXPECT_EQ(rc, 0) << out;
+  EXPECT_TRUE(absl::StrContains(out, R"("payload": "aGkAdGhlcmU=")")) << out;  // "hi\0there" back
+  std::tie(rc, out) = run({svc.target(), "grpc.health.v1.Health/Check", "{}"});
+  EXPECT_EQ(rc, 0) << out;
+  EXPECT_TRUE(absl::StrContains(out, "SERVING")) << out;
+  // A failed call: exit 1 and the status; bad input: exit 2 before calling.
+  std::tie(rc, out) = run({svc.target(), "cloudflux.diagnostics.v1.Diagnostics/Echo",
+                           R"({"delay": "5s"})", "--timeout=100ms"});
+  EXPECT_EQ(rc, 1) << out;
+  EXPECT_TRUE(absl::StrContains(out, "DEADLINE_EXCEEDED")) << out;
+  EXPECT_EQ(run({svc.target(), "cloudflux.nothing.v1.X/Y", "{}"}).first, 2);
+  EXPECT_EQ(run({svc.target(), "cloudflux.diagnostics.v1.Diagnostics/Echo", R"({"payload": 7})"}).first, 2);
+  EXPECT_EQ(run({svc.target(), "cloudflux.diagnostics.v1.Diagnostics/Echo", "{} {}"}).first, 2);
   svc.process->Signal(SIGTERM);
   EXPECT_EQ(svc.process->Wait(absl::Seconds(20)), 0);
 }

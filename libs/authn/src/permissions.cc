@@ -133,6 +133,7 @@ PermissionTable BuildDefault() {
   t.Allow(migration + "RollbackMigration", operate);
   t.Allow(migration + "SetBandwidth", operate);
   t.Allow(migration + "ListMigrationObjects", read);
+  t.Allow(migration + "WatchMigration", read);
   t.Allow(migration + "SetPlacementPolicy", operate);
   t.Allow(migration + "GetPlacementPolicy", read);
   t.Allow(migration + "ListPlacementPolicies", read);

@@ -5,6 +5,12 @@
 #include "absl/strings/str_split.h"
 #include "cloudflux/authn/jwt.h"
 #include "cloudflux/authn/permissions.h"
+#include "cloudflux/auth/v1/auth.pb.h"
+#include "cloudflux/classification/v1/classification.pb.h"
+#include "cloudflux/diagnostics/v1/diagnostics.pb.h"
+#include "cloudflux/migration/v1/migration.pb.h"
+#include "cloudflux/prediction/v1/prediction.pb.h"
+#include "cloudflux/storage/v1/storage.pb.h"
 
 namespace cloudflux::authn {
 namespace {
@@ -163,6 +169,32 @@ TEST(Permissions, TableRules) {
   EXPECT_TRUE(IsKnownRole("viewer"));
   EXPECT_TRUE(IsKnownRole("service"));
   EXPECT_FALSE(IsKnownRole("root"));
+}
+
+// Every method of every CloudFlux API has its row: a method left out is
+// refused to every caller.
+TEST(Permissions, EveryApiMethodIsListed) {
+  const PermissionTable& t = DefaultPermissions();
+  const google::protobuf::FileDescriptor* files[] = {
+      cloudflux::auth::v1::Principal::descriptor()->file(),
+      cloudflux::storage::v1::PutObjectHeader::descriptor()->file(),
+      cloudflux::classification::v1::PolicyRef::descriptor()->file(),
+      cloudflux::prediction::v1::Interval::descriptor()->file(),
+      cloudflux::migration::v1::SyncLocation::descriptor()->file(),
+      cloudflux::diagnostics::v1::GetServerInfoRequest::descriptor()->file()};
+  int methods = 0;
+  for (const auto* file : files) {
+    ASSERT_GT(file->service_count(), 0) << file->name();
+    for (int i = 0; i < file->service_count(); ++i) {
+      const auto* service = file->service(i);
+      for (int m = 0; m < service->method_count(); ++m) {
+        const std::string path = absl::StrCat("/", service->full_name(), "/", service->method(m)->name());
+        EXPECT_TRUE(t.IsListed(path) || t.IsPublic(path)) << path << " has no row";
+        ++methods;
+      }
+    }
+  }
+  EXPECT_GT(methods, 60);
 }
 
 TEST(Permissions, ReservedNamespacesAreChangedOnlyByServicesAndAdmins) {

@@ -174,6 +174,17 @@ TEST(CostModel, ConstraintsFilterCandidatesButKeepTheCurrentOne) {
   EXPECT_TRUE(has_current);
   // STANDARD, STANDARD_IA, GLACIER_IR, INTELLIGENT_TIERING + the current DEEP_ARCHIVE
   EXPECT_EQ(all.size(), 5u);
+  // Moved by tier, Intelligent-Tiering (a HOT class beside STANDARD) cannot
+  // be reached.
+  fast.tier_classes_only = true;
+  auto by_tier = PriceCandidates(c, GiB, {deep, 400}, {}, 30, fast);
+  EXPECT_EQ(by_tier.size(), 4u);
+  for (const auto& x : by_tier) {
+    EXPECT_NE(x.cls->storage_class(), "INTELLIGENT_TIERING");
+    if (!x.is_current) {
+      EXPECT_EQ(c.ForTier(AWS, x.cls->tier()), x.cls) << x.cls->storage_class();
+    }
+  }
 }
 
 TierPolicy AwsPolicy(int64_t latency_ms) {

@@ -38,6 +38,10 @@ struct Constraints {
   std::set<CloudProvider> allowed_clouds;  // empty = any
   std::set<StorageTier> allowed_tiers;     // empty = any
   bool same_cloud_only = false;
+  // Only the class each tier stands for in its cloud (PriceCatalog::ForTier):
+  // objects are moved by tier, so other classes of a tier (S3
+  // Intelligent-Tiering beside Standard) cannot be reached.
+  bool tier_classes_only = false;
 };
 
 struct CostBreakdown {

@@ -43,17 +43,10 @@ grpc::Status ReadAll(sv1::StorageService::Stub& stub, const std::string& ns, con
 }
 
 TEST_F(MigrationTest, RandomKillsOfBothServicesLoseNothingAndResendAtMostAPartPerInterruptedCopy) {
-  auto s3 = testing::TestS3Endpoint();
-  if (!s3.ok()) GTEST_SKIP() << "no s3rver";
-  int s3_port = 0;
-  ASSERT_TRUE(absl::SimpleAtoi(s3->substr(s3->rfind(':') + 1), &s3_port)) << *s3;
-  auto relay = testing::HttpRelay::Start("127.0.0.1", s3_port);
-  ASSERT_TRUE(relay.ok()) << relay.status();
-  storage_.process->Signal(SIGTERM);
-  storage_.process->Wait(absl::Seconds(20));
-  s3_endpoint_ = (*relay)->endpoint();
-  parallel_parts_ = 1;  // one part in flight per copy
-  StartStorage(/*with_s3=*/true);
+  if (!testing::TestS3Endpoint().ok()) GTEST_SKIP() << "no s3rver";
+  // One part in flight per copy.
+  std::unique_ptr<testing::HttpRelay> relay = RestartStorageBehindRelay(/*parallel_parts=*/1);
+  ASSERT_NE(relay, nullptr);
 
   // CLOUDFLUX_CHAOS_SEED replays a run's objects and kill times.
   uint64_t seed = static_cast<uint64_t>(absl::ToUnixNanos(absl::Now()));
@@ -71,7 +64,7 @@ TEST_F(MigrationTest, RandomKillsOfBothServicesLoseNothingAndResendAtMostAPartPe
     objects[key] = {static_cast<int64_t>(bytes.size()), core::Sha256Hex(bytes)};
     total += static_cast<int64_t>(bytes.size());
   }
-  ASSERT_EQ((*relay)->body_bytes("PUT"), 0) << "nothing was on S3 before the job";
+  ASSERT_EQ(relay->body_bytes("PUT"), 0) << "nothing was on S3 before the job";
 
   mv1::CreateMigrationRequest create;
   *create.mutable_selection() = Prefix("x/");
@@ -178,8 +171,8 @@ TEST_F(MigrationTest, RandomKillsOfBothServicesLoseNothingAndResendAtMostAPartPe
 
   // Bytes sent to S3 beyond the objects' own: within one part (or the
   // object) per interrupted attempt.
-  const int64_t sent = (*relay)->body_bytes("PUT");
-  EXPECT_EQ((*relay)->unframed(), 0);
+  const int64_t sent = relay->body_bytes("PUT");
+  EXPECT_EQ(relay->unframed(), 0);
   std::cout << "objects " << objects.size() << ", bytes " << total << "; kills: migration " << migration_kills
             << ", storage " << storage_kills << "; interrupted objects " << interrupted << "; sent " << sent
             << ", again " << sent - total << ", allowed " << allowance << "\n";
@@ -191,7 +184,7 @@ TEST_F(MigrationTest, RandomKillsOfBothServicesLoseNothingAndResendAtMostAPartPe
     // (when the total is over).
     std::map<std::string, std::string> key_of;  // physical key -> key
     for (const auto& row : *physical) key_of[row.Text(1)] = row.Text(0);
-    for (const auto& [path, bytes] : (*relay)->body_bytes_by_path("PUT")) {
+    for (const auto& [path, bytes] : relay->body_bytes_by_path("PUT")) {
       std::string physical_key = path.substr(std::min(path.size(), path.find("objects/")));
       auto it = key_of.find(physical_key);
       if (it == key_of.end()) {

@@ -9,6 +9,8 @@
 #include <thread>
 
 #include "absl/strings/match.h"
+#include "absl/strings/numbers.h"
+#include "cloudflux/testing/http_relay.h"
 #include "cloudflux/core/digest.h"
 #include "cloudflux/core/uuid.h"
 #include "cloudflux/db/db.h"
@@ -35,6 +37,29 @@ class MigrationTest : public ::testing::Test {
     StartStorage();
     StartMigration();
     ns_ = "mig-" + core::NewId().substr(24);
+  }
+
+  // The storage adapter restarted with its "s3" backend behind a relay to
+  // s3rver (which counts, throttles or slows what is sent); nullptr, with
+  // the test failed, where that cannot be set up.
+  std::unique_ptr<testing::HttpRelay> RestartStorageBehindRelay(int parallel_parts = 2) {
+    auto s3 = testing::TestS3Endpoint();
+    int s3_port = 0;
+    if (!s3.ok() || !absl::SimpleAtoi(s3->substr(s3->rfind(':') + 1), &s3_port)) {
+      ADD_FAILURE() << "no s3rver port";
+      return nullptr;
+    }
+    auto relay = testing::HttpRelay::Start("127.0.0.1", s3_port);
+    if (!relay.ok()) {
+      ADD_FAILURE() << relay.status();
+      return nullptr;
+    }
+    storage_.process->Signal(SIGTERM);
+    storage_.process->Wait(absl::Seconds(20));
+    s3_endpoint_ = (*relay)->endpoint();
+    parallel_parts_ = parallel_parts;
+    StartStorage(/*with_s3=*/true);
+    return std::move(*relay);
   }
 
   // A restart keeps the address and the local backend's files. With

@@ -312,25 +312,18 @@ TEST_F(MigrationTest, TheCapHoldsTheBytesOfStreamedCopies) {
 }
 
 // A target that throttles (S3's 503 SlowDown above 2 uploads at once, from
-// a relay with a 4 MiB/s uplink in front of s3rver): the job halves its concurrency, counts every
-// throttled answer, does not hold them against the objects, and moves every
-// object.
+// a relay with a 4 MiB/s uplink in front of s3rver): the job halves its
+// concurrency, counts every throttled answer, does not hold them against
+// the objects, and moves every object.
 TEST_F(MigrationTest, AThrottlingTargetLowersTheJobsConcurrencyAndEveryObjectMoves) {
-  auto s3 = testing::TestS3Endpoint();
-  if (!s3.ok()) GTEST_SKIP() << "no s3rver";
-  int s3_port = 0;
-  ASSERT_TRUE(absl::SimpleAtoi(s3->substr(s3->rfind(':') + 1), &s3_port)) << *s3;
-  auto relay = testing::HttpRelay::Start("127.0.0.1", s3_port);
-  ASSERT_TRUE(relay.ok()) << relay.status();
-  storage_.process->Signal(SIGTERM);
-  storage_.process->Wait(absl::Seconds(20));
-  s3_endpoint_ = (*relay)->endpoint();
-  StartStorage(/*with_s3=*/true);
+  if (!testing::TestS3Endpoint().ok()) GTEST_SKIP() << "no s3rver";
+  std::unique_ptr<testing::HttpRelay> relay = RestartStorageBehindRelay();
+  ASSERT_NE(relay, nullptr);
   std::map<std::string, std::string> data;
   for (int i = 0; i < 24; ++i) data[absl::StrCat("t/", i)] = std::string((2 << 20) + i, static_cast<char>('a' + i));
   for (const auto& [key, bytes] : data) ASSERT_TRUE(Put(key, bytes));
-  (*relay)->ThrottleAbove("PUT", 2);
-  (*relay)->LimitUploadRate(4 << 20);  // a 2 MiB upload lasts 0.5 s: the copies' uploads overlap
+  relay->ThrottleAbove("PUT", 2);
+  relay->LimitUploadRate(4 << 20);  // a 2 MiB upload lasts 0.5 s: the copies' uploads overlap
   mv1::CreateMigrationRequest create;
   *create.mutable_selection() = Prefix("t/");
   create.mutable_target()->set_backend("s3");
@@ -353,16 +346,16 @@ TEST_F(MigrationTest, AThrottlingTargetLowersTheJobsConcurrencyAndEveryObjectMov
       },
       absl::Seconds(90), absl::Milliseconds(20)));
   EXPECT_EQ(done.state(), mv1::MIGRATION_STATE_COMPLETED) << done.DebugString();
-  ASSERT_GT((*relay)->throttled(), 0) << "8 copies at once were throttled";
+  ASSERT_GT(relay->throttled(), 0) << "8 copies at once were throttled";
   // Every throttled answer reached the job, which lowered its concurrency.
-  EXPECT_EQ(done.progress().throttled(), (*relay)->throttled());
+  EXPECT_EQ(done.progress().throttled(), relay->throttled());
   std::string trace;
   for (const auto& [c, t] : seen) absl::StrAppend(&trace, "(", c, ", ", t, ") ");
   std::cout << "(concurrency, throttled answers) as they changed: " << trace << std::endl;
   EXPECT_LE(lowest, 2) << "halved down to what the store takes";
   // At 8 copies at once every round would be refused 6 times (about 70
   // answers in all); at what the store takes, about one a round.
-  EXPECT_LT((*relay)->throttled(), 24);
+  EXPECT_LT(relay->throttled(), 24);
   EXPECT_EQ(done.progress().objects_done(), 24);
   for (const auto& o : Report(job->id())) {
     EXPECT_EQ(o.outcome(), mv1::OBJECT_OUTCOME_MOVED) << o.DebugString();

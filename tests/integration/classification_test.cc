@@ -59,7 +59,13 @@ struct PricedStack {
     std::string data_dir = ::testing::TempDir() + "/" + ns_prefix + core::NewId();
     storage = StartService("storage-adapter", db->url(),
                            {{"CLOUDFLUX_DATA_DIR", data_dir}, {"CLOUDFLUX_READ_EVENT_INTERVAL", "100ms"}});
-    env.insert({{"CLOUDFLUX_BACKEND_CLOUDS", "local=aws"}, {"CLOUDFLUX_MIN_OBSERVED_DAYS", "0"}});
+    // Reads may wait hours (an archive's restore) and any saving moves: on
+    // day 0, with a read a month expected, Glacier Flexible Retrieval is the
+    // class a tier reaches that pays for a never-read object.
+    env.insert({{"CLOUDFLUX_BACKEND_CLOUDS", "local=aws"},
+                {"CLOUDFLUX_MIN_OBSERVED_DAYS", "0"},
+                {"CLOUDFLUX_DEFAULT_MAX_LATENCY_MS", "43200000"},
+                {"CLOUDFLUX_HYSTERESIS", "0"}});
     classification = StartService("classification", db->url(), env);
     ASSERT_TRUE(WaitForHealth(storage, HealthCheckResponse::SERVING)) << storage.process->Output();
     ASSERT_TRUE(WaitForHealth(classification, HealthCheckResponse::SERVING))

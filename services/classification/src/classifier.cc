@@ -91,6 +91,8 @@ absl::StatusOr<Classifier::Decided> Classifier::Decide(const ObjectStats& s, con
   absl::Time idle_since = std::max(s.placed.value_or(written), s.last_read.value_or(written));
   pricing::Placement placement{current, stats.days_in_class, days(idle_since)};
   pricing::TierPolicy policy = rule != nullptr ? PolicyStore::Apply(*rule, options_.policy) : options_.policy;
+  // Objects move by tier: only the class each tier stands for.
+  policy.constraints.tier_classes_only = true;
   // Other clouds only where the policy allows them and a backend reaches them.
   policy.constraints.allowed_clouds = {cloud->second};
   if (rule != nullptr) {

@@ -318,6 +318,7 @@ absl::StatusOr<v1::RecommendTierResponse> PredictionCore::RecommendTier(const v1
   pricing::Placement placement{current, stats.days_in_class, days(idle_since)};
   pricing::TierPolicy policy = options_.policy;
   policy.constraints.allowed_clouds = {cloud->second};
+  policy.constraints.tier_classes_only = true;  // objects move by tier
   policy.constraints.max_first_byte_latency_ms = request.max_first_byte_latency_ms() > 0
                                                      ? request.max_first_byte_latency_ms()
                                                      : options_.default_max_latency_ms;

@@ -60,8 +60,8 @@ struct PricedStack {
     storage = StartService("storage-adapter", db->url(),
                            {{"CLOUDFLUX_DATA_DIR", data_dir}, {"CLOUDFLUX_READ_EVENT_INTERVAL", "100ms"}});
     // Reads may wait hours (an archive's restore) and any saving moves: on
-    // day 0, with a read a month expected, Glacier Flexible Retrieval is the
-    // class a tier reaches that pays for a never-read object.
+    // day 0 a read a month is still expected, and only then does a colder
+    // class that a tier stands for pay for a never-read object.
     env.insert({{"CLOUDFLUX_BACKEND_CLOUDS", "local=aws"},
                 {"CLOUDFLUX_MIN_OBSERVED_DAYS", "0"},
                 {"CLOUDFLUX_DEFAULT_MAX_LATENCY_MS", "43200000"},

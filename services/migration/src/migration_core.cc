@@ -43,6 +43,15 @@ absl::Duration RetryPause(int64_t failures) {
   return base * absl::Uniform(random, 0.75, 1.25);
 }
 
+// One failed attempt of a task, for its report's watchers (task_failures).
+absl::Status RecordFailure(db::Transaction& tx, const std::string& job, const std::string& ns, const std::string& key,
+                           int64_t attempt, v1::ObjectOutcome outcome, const std::string& reason) {
+  return tx.Exec("INSERT INTO migration.task_failures (job_id, namespace, key, attempt, outcome, reason) VALUES "
+                 "($1::uuid, $2, $3, $4, $5::smallint, $6)",
+                 {job, ns, key, std::to_string(attempt), std::to_string(outcome), reason})
+      .status();
+}
+
 v1::MigrationObject ObjectFromRow(const db::Row& row) {
   v1::MigrationObject o;
   o.set_namespace_(row.Text(0));
@@ -747,23 +756,21 @@ absl::StatusOr<bool> MigrationCore::RunOne() {
         CF_ASSIGN_OR_RETURN(
             claimed,
             tx.Exec("UPDATE migration.tasks t SET outcome = 2, worker = $1, attempts = t.attempts + 1, lease_until = "
-                    "now() + $2 * interval '1 millisecond', updated_at = now() WHERE t.job_id = $3::uuid AND "
-                    "t.namespace = $4 AND t.key = $5 RETURNING t.job_id::text, t.namespace, t.key, t.version, "
-                    "t.size, t.sha256, t.to_backend, t.to_tier, t.attempts, (SELECT bandwidth FROM migration.jobs "
-                    "WHERE id = t.job_id), coalesce(t.to_namespace, ''), (SELECT coalesce(concurrency, parallelism) FROM "
-                    "migration.jobs WHERE id = t.job_id), t.from_backend, t.throttled, (SELECT parallelism FROM "
-                    "migration.jobs WHERE id = t.job_id), now()::text",
+                    "now() + $2 * interval '1 millisecond', updated_at = now() FROM migration.jobs j WHERE j.id = "
+                    "t.job_id AND t.job_id = $3::uuid AND t.namespace = $4 AND t.key = $5 RETURNING t.job_id::text, "
+                    "t.namespace, t.key, t.version, t.size, t.sha256, t.to_backend, t.to_tier, t.attempts, "
+                    "j.bandwidth, coalesce(t.to_namespace, ''), coalesce(j.concurrency, j.parallelism), "
+                    "t.from_backend, t.throttled, j.parallelism, now()::text",
                     {options_.worker_id, std::to_string(lease_ms), room.Text(0), pick[0].Text(0), pick[0].Text(1)}));
         if (kind == 0 && !claimed.empty()) {
           // The attempt whose lease ran out is a failed one: the watchers
           // see it, and its worker's late answer no longer matches the task.
-          CF_RETURN_IF_ERROR(
-              tx.Exec("INSERT INTO migration.task_failures (job_id, namespace, key, attempt, outcome, reason) VALUES "
-                      "($1::uuid, $2, $3, $4, 1, $5)",
-                      {room.Text(0), pick[0].Text(0), pick[0].Text(1), std::to_string(claimed[0].Int(8) - 1),
-                       absl::StrCat("attempt ", claimed[0].Int(8) - 1,
-                                    ": its lease ran out (the worker stopped or stalled); taken over")})
-                  .status());
+          const int64_t lost = claimed[0].Int(8) - 1;
+          CF_RETURN_IF_ERROR(RecordFailure(tx, room.Text(0), pick[0].Text(0), pick[0].Text(1), lost,
+                                           v1::OBJECT_OUTCOME_PENDING,
+                                           absl::StrCat("attempt ", lost,
+                                                        ": its lease ran out (the worker stopped or stalled); "
+                                                        "taken over")));
         }
         if (kind == 2) {
           CF_RETURN_IF_ERROR(tx.Exec("UPDATE migration.jobs SET claim_namespace = $2, claim_key = $3 WHERE id = "
@@ -878,10 +885,7 @@ absl::StatusOr<bool> MigrationCore::RunOne() {
               .status());
     }
     if (outcome == v1::OBJECT_OUTCOME_PENDING || outcome == v1::OBJECT_OUTCOME_FAILED) {
-      CF_RETURN_IF_ERROR(tx.Exec("INSERT INTO migration.task_failures (job_id, namespace, key, attempt, outcome, reason) "
-                                 "VALUES ($1::uuid, $2, $3, $4, $5::smallint, $6)",
-                                 {job, ns, key, std::to_string(r[0].Int(7)), std::to_string(outcome), reason})
-                             .status());
+      CF_RETURN_IF_ERROR(RecordFailure(tx, job, ns, key, r[0].Int(7), outcome, reason));
     }
     if (outcome != v1::OBJECT_OUTCOME_PENDING) {
       ended = true;

@@ -22,6 +22,9 @@ ABSL_FLAG(std::string, trace_csv, "", "Also replay this CSV trace (format in sim
 ABSL_FLAG(std::string, catalog, CLOUDFLUX_SOURCE_DIR "/config/price_catalog.json", "Price catalog.");
 ABSL_FLAG(double, horizon_days, 90, "CloudFlux decision horizon.");
 ABSL_FLAG(double, hysteresis, 0.1, "CloudFlux hysteresis margin.");
+ABSL_FLAG(bool, tier_classes_only, true,
+          "CloudFlux chooses only the class each tier stands for, as classification and prediction do (objects "
+          "are moved by tier); false lets it choose any class of the cloud (S3 Intelligent-Tiering among them).");
 ABSL_FLAG(bool, perfect_forecast, true,
           "Also bill CloudFlux given each object's real future reads as its forecast (a bound, not a policy).");
 ABSL_FLAG(bool, learned_forecast, false,
@@ -160,6 +163,7 @@ int main(int argc, char** argv) {
   pricing::TierPolicy policy;
   policy.horizon_days = absl::GetFlag(FLAGS_horizon_days);
   policy.hysteresis = absl::GetFlag(FLAGS_hysteresis);
+  policy.constraints.tier_classes_only = absl::GetFlag(FLAGS_tier_classes_only);
   auto role = pricing::ParseForecastRole(absl::GetFlag(FLAGS_forecast_role));
   if (!role.ok()) {
     std::fprintf(stderr, "--forecast_role: %s\n", std::string(role.status().message()).c_str());

@@ -370,6 +370,196 @@ TEST_F(MigrationTest, AThrottlingTargetLowersTheJobsConcurrencyAndEveryObjectMov
 // another backend: the job goes on once it is back, the interrupted copy
 // resumes from the parts the target holds (the report counts them), and
 // every object lands once, whole.
+TEST_F(MigrationTest, VerifyModesReadTheTargetBackAndCatchAStoreThatStoresWrongBytes) {
+  if (!testing::TestS3Endpoint().ok()) GTEST_SKIP() << "no s3rver";
+  auto relay = RestartStorageBehindRelay();
+  ASSERT_NE(relay, nullptr);
+  // One object in one PUT, one in 5 MiB parts.
+  std::map<std::string, std::string> data = {{"v/small", std::string(300000, 'q')},
+                                             {"v/parts", std::string(6 << 20, 'p')}};
+  for (auto& [key, bytes] : data) {
+    for (size_t at = 0; at < bytes.size(); at += 977) bytes[at] = static_cast<char>(at * 7);
+    ASSERT_TRUE(Put(key, bytes));
+  }
+  const std::string local = Head("v/small")->backend();
+  auto move = [&](mv1::VerifyMode verify) {
+    mv1::CreateMigrationRequest create;
+    *create.mutable_selection() = Prefix("v/");
+    create.mutable_target()->set_backend("s3");
+    create.set_verify(verify);
+    return Create(create);
+  };
+  auto report = [&](const std::string& id) {
+    std::map<std::string, mv1::MigrationObject> out;
+    for (auto& o : Report(id)) out[o.key()] = o;
+    return out;
+  };
+  auto verify = [&](const std::string& key) {
+    sv1::VerifyObjectRequest r;
+    r.set_namespace_(ns_);
+    r.set_key(key);
+    return CallUnary(*storage_stub_, &sv1::StorageService::Stub::VerifyObject, r, absl::Seconds(30));
+  };
+  auto content = [&](const std::string& key) {
+    sv1::GetObjectRequest r;
+    r.set_namespace_(ns_);
+    r.set_key(key);
+    auto ctx = server::MakeClientContext(absl::Seconds(30));
+    auto reader = storage_stub_->GetObject(ctx.get(), r);
+    std::string out;
+    sv1::GetObjectResponse part;
+    while (reader->Read(&part)) out += part.chunk();
+    return reader->Finish().ok() ? out : std::string("<failed>");
+  };
+  for (const auto& [key, bytes] : data) {
+    auto intact = verify(key);
+    ASSERT_TRUE(intact.ok()) << intact.status();
+    EXPECT_TRUE(intact->intact());
+    EXPECT_EQ(intact->bytes_read(), static_cast<int64_t>(bytes.size()));
+    EXPECT_EQ(intact->sha256(), core::Sha256Hex(bytes));
+  }
+
+  // The target stores what it is sent with its first byte flipped.
+  relay->CorruptBodies("PUT", true);
+  // Read back: each copy is found wrong and removed; the sources stay.
+  auto checked = move(mv1::VERIFY_MODE_TRANSFERRED);
+  ASSERT_TRUE(checked.ok()) << checked.status();
+  EXPECT_EQ(WaitEnded(checked->id()).state(), mv1::MIGRATION_STATE_FAILED);
+  for (const auto& [key, o] : report(checked->id())) {
+    EXPECT_EQ(o.outcome(), mv1::OBJECT_OUTCOME_FAILED) << key;
+    EXPECT_TRUE(absl::StrContains(o.reason(), "reads back as")) << key << ": " << o.reason();
+    EXPECT_FALSE(o.verified());
+    EXPECT_EQ(Head(key)->backend(), local);
+    EXPECT_EQ(content(key), data[key]) << key;
+  }
+  EXPECT_GT(relay->corrupted(), 0);
+  // The streaming hash alone cannot see it: the same move "succeeds".
+  auto unchecked = move(mv1::VERIFY_MODE_STREAM);
+  ASSERT_TRUE(unchecked.ok()) << unchecked.status();
+  EXPECT_EQ(WaitEnded(unchecked->id()).state(), mv1::MIGRATION_STATE_COMPLETED);
+  for (const auto& [key, o] : report(unchecked->id())) {
+    EXPECT_EQ(o.outcome(), mv1::OBJECT_OUTCOME_MOVED) << key;
+    EXPECT_FALSE(o.verified());
+    EXPECT_EQ(Head(key)->backend(), "s3");
+    auto found = verify(key);  // VerifyObject finds it
+    ASSERT_TRUE(found.ok()) << found.status();
+    EXPECT_FALSE(found->intact()) << key;
+    EXPECT_EQ(found->bytes_read(), static_cast<int64_t>(data[key].size()));
+    EXPECT_NE(found->sha256(), found->object().sha256());
+  }
+  relay->CorruptBodies("PUT", false);
+
+  // VERIFY_MODE_ALL reads the objects already at the target too: the two
+  // damaged ones fail (and stay), a new one moves and reads back intact.
+  data["v/new"] = std::string(200000, 'n');
+  ASSERT_TRUE(Put("v/new", data["v/new"]));
+  auto all = move(mv1::VERIFY_MODE_ALL);
+  ASSERT_TRUE(all.ok()) << all.status();
+  EXPECT_EQ(all->estimate().objects(), 1);
+  EXPECT_EQ(all->estimate().skipped(), 2);
+  EXPECT_EQ(WaitEnded(all->id()).state(), mv1::MIGRATION_STATE_FAILED);
+  auto audited = report(all->id());
+  ASSERT_EQ(audited.size(), 3u);
+  for (const std::string key : {"v/small", "v/parts"}) {
+    EXPECT_EQ(audited[key].outcome(), mv1::OBJECT_OUTCOME_FAILED) << key;
+    EXPECT_TRUE(absl::StrContains(audited[key].reason(), "read back as")) << audited[key].reason();
+    EXPECT_EQ(Head(key)->backend(), "s3");
+  }
+  EXPECT_EQ(audited["v/new"].outcome(), mv1::OBJECT_OUTCOME_MOVED);
+  EXPECT_TRUE(audited["v/new"].verified());
+  EXPECT_EQ(content("v/new"), data["v/new"]);
+  // Only checks, when nothing is left to move: the intact one is skipped
+  // as verified.
+  mv1::CreateMigrationRequest again;
+  again.mutable_selection()->set_namespace_(ns_);
+  again.mutable_selection()->set_prefix("v/new");
+  again.mutable_target()->set_backend("s3");
+  again.set_verify(mv1::VERIFY_MODE_ALL);
+  auto audit = Create(again);
+  ASSERT_TRUE(audit.ok()) << audit.status();
+  EXPECT_EQ(WaitEnded(audit->id()).state(), mv1::MIGRATION_STATE_COMPLETED);
+  auto seen = report(audit->id());
+  EXPECT_EQ(seen["v/new"].outcome(), mv1::OBJECT_OUTCOME_SKIPPED);
+  EXPECT_TRUE(seen["v/new"].verified());
+  again.set_verify(mv1::VERIFY_MODE_TRANSFERRED);
+  EXPECT_EQ(Create(again).status().code(), absl::StatusCode::kFailedPrecondition) << "nothing to move or check";
+  again.set_verify(static_cast<mv1::VerifyMode>(9));
+  EXPECT_EQ(Create(again).status().code(), absl::StatusCode::kInvalidArgument);
+  // Bad VerifyObject requests.
+  sv1::VerifyObjectRequest bad;
+  bad.set_namespace_(ns_);
+  bad.set_key("v/none");
+  EXPECT_EQ(CallUnary(*storage_stub_, &sv1::StorageService::Stub::VerifyObject, bad).status().code(),
+            absl::StatusCode::kNotFound);
+  bad.set_key("v/new");
+  bad.set_version(Head("v/new")->version() + 1);
+  EXPECT_EQ(CallUnary(*storage_stub_, &sv1::StorageService::Stub::VerifyObject, bad).status().code(),
+            absl::StatusCode::kAborted);
+  bad.set_key(std::string("v/\0x", 4));
+  EXPECT_EQ(CallUnary(*storage_stub_, &sv1::StorageService::Stub::VerifyObject, bad).status().code(),
+            absl::StatusCode::kInvalidArgument);
+}
+
+TEST_F(MigrationTest, AJobStartsObjectsOnlyInItsWindowAndFollowsItsTimetable) {
+  for (int i = 0; i < 4; ++i) ASSERT_TRUE(Put(absl::StrCat("w/", i), std::string(250000, 'w')));
+  const int hour = absl::ToCivilHour(absl::Now(), absl::UTCTimeZone()).hour();
+  // A window two to three hours from now: nothing starts.
+  mv1::CreateMigrationRequest closed;
+  *closed.mutable_selection() = Prefix("w/");
+  closed.mutable_target()->set_tier(WARM);
+  closed.set_window_start_hour((hour + 2) % 24);
+  closed.set_window_end_hour((hour + 3) % 24);
+  auto waiting = Create(closed);
+  ASSERT_TRUE(waiting.ok()) << waiting.status();
+  absl::SleepFor(absl::Seconds(2));
+  auto held = Get(waiting->id());
+  ASSERT_TRUE(held.ok());
+  EXPECT_EQ(held->state(), mv1::MIGRATION_STATE_RUNNING);
+  EXPECT_EQ(held->progress().objects_done(), 0);
+  EXPECT_TRUE(held->progress().current().empty());
+  EXPECT_TRUE(held->progress().outside_window());
+  ASSERT_TRUE(Call(&mv1::MigrationService::Stub::CancelMigration, waiting->id()).ok());
+  EXPECT_EQ(WaitEnded(waiting->id()).state(), mv1::MIGRATION_STATE_CANCELLED);
+
+  // Inside its window (this hour and the next), under a timetable whose
+  // slot (every day, every hour) caps it at 250 KB/s; no cap of its own.
+  mv1::CreateMigrationRequest open = closed;
+  open.set_window_start_hour(hour);
+  open.set_window_end_hour((hour + 2) % 24);
+  auto* slot = open.add_bandwidth_timetable();
+  slot->set_start_hour(0);
+  slot->set_end_hour(24);
+  slot->set_bandwidth_bytes_per_second(250000);
+  const absl::Time start = absl::Now();
+  auto paced = Create(open);
+  ASSERT_TRUE(paced.ok()) << paced.status();
+  EXPECT_FALSE(paced->progress().outside_window());
+  EXPECT_EQ(paced->progress().bandwidth_now(), 250000);
+  EXPECT_FALSE(paced->request().has_bandwidth_bytes_per_second());
+  EXPECT_EQ(WaitEnded(paced->id()).state(), mv1::MIGRATION_STATE_COMPLETED);
+  // Four starts of 250 KB at 250 KB/s: the last waits 3 s.
+  EXPECT_GE(absl::Now() - start, absl::Seconds(2.9));
+  auto done = Get(paced->id());
+  EXPECT_EQ(done->progress().objects_done(), 4);
+  EXPECT_EQ(done->request().bandwidth_timetable_size(), 1);
+
+  // Bad windows and timetables are refused, and nothing is created.
+  auto refused = [&](auto change) {
+    mv1::CreateMigrationRequest r = open;
+    change(r);
+    return Create(r).status().code() == absl::StatusCode::kInvalidArgument;
+  };
+  EXPECT_TRUE(refused([](auto& r) { r.set_window_start_hour(24); }));
+  EXPECT_TRUE(refused([](auto& r) { r.set_window_end_hour(-1); }));
+  EXPECT_TRUE(refused([](auto& r) { r.mutable_bandwidth_timetable(0)->add_weekdays(0); }));
+  EXPECT_TRUE(refused([](auto& r) { r.mutable_bandwidth_timetable(0)->set_end_hour(0); }));
+  EXPECT_TRUE(refused([](auto& r) { r.mutable_bandwidth_timetable(0)->set_bandwidth_bytes_per_second(0); }));
+  mv1::ListMigrationsRequest list;
+  auto listed = CallUnary(*stub_, &mv1::MigrationService::Stub::ListMigrations, list);
+  ASSERT_TRUE(listed.ok());
+  EXPECT_EQ(listed->migrations_size(), 2);
+}
+
 TEST_F(MigrationTest, AStorageAdapterKilledMidCopyResumesItAtThePart) {
   if (!testing::TestS3Endpoint().ok()) GTEST_SKIP() << "no s3rver";
   storage_.process->Signal(SIGTERM);

@@ -92,6 +92,7 @@ PermissionTable BuildDefault() {
   t.Allow(storage + "CopyObject", operate);
   t.Allow(storage + "SetTier", operate);
   t.Allow(storage + "RestoreObject", operate);
+  t.Allow(storage + "VerifyObject", operate);  // reads whole objects back: a cost
   t.Allow(storage + "GetObject", read);
   t.Allow(storage + "HeadObject", read);
   t.Allow(storage + "ListObjects", read);

@@ -43,7 +43,8 @@ bool ObjectDelta::AdvanceTo(int64_t v) {
 
 void ObjectDelta::Reset() {
   auto tombstone = deleted_version;
-  *this = ObjectDelta{.delete_first = true};
+  *this = ObjectDelta();
+  delete_first = true;
   deleted_version = tombstone;
 }
 

@@ -44,6 +44,7 @@ struct RequestFraming {
   int64_t body_left = 0;
   bool dropping = false;  // the current request is answered by the relay
   bool lost = false;      // a request not framed by Content-Length: counting stops, bytes pass
+  bool corrupt = false;   // the current request's next body byte is to be flipped
 
   template <typename OnHead, typename OnBody, typename OnDropped>
   void Feed(const char* data, size_t n, std::string* out, OnHead on_head, OnBody on_body, OnDropped on_dropped,
@@ -57,7 +58,14 @@ struct RequestFraming {
       if (body_left > 0) {
         size_t take = static_cast<size_t>(std::min<int64_t>(body_left, static_cast<int64_t>(n - i)));
         on_body(method, path, static_cast<int64_t>(take));
-        if (!dropping) out->append(data + i, take);
+        if (!dropping) {
+          const size_t at = out->size();
+          out->append(data + i, take);
+          if (corrupt && take > 0) {
+            (*out)[at] = static_cast<char>((*out)[at] ^ 0x5a);
+            corrupt = false;
+          }
+        }
         body_left -= static_cast<int64_t>(take);
         i += take;
         if (body_left == 0 && dropping) {
@@ -170,6 +178,11 @@ void HttpRelay::ThrottleAbove(const std::string& method, int max_in_flight) {
   throttle_limit_ = max_in_flight;
 }
 
+void HttpRelay::CorruptBodies(const std::string& method, bool on) {
+  std::lock_guard lock(mu_);
+  corrupt_method_ = on ? method : "";
+}
+
 bool HttpRelay::Admit(const std::string& method, bool* tracked) {
   std::lock_guard lock(mu_);
   *tracked = false;
@@ -250,6 +263,11 @@ void HttpRelay::Relay(int client) {
             bool tracked = false;
             bool forward = Admit(method, &tracked);
             awaiting = awaiting || tracked;
+            {
+              std::lock_guard lock(mu_);
+              framing.corrupt = forward && method == corrupt_method_;
+            }
+            if (framing.corrupt) ++corrupted_;
             return forward;
           },
           [&](const std::string& method, const std::string& path, int64_t bytes) { Count(method, path, bytes, false); },

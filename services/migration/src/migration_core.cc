@@ -1,5 +1,6 @@
 #include "migration_core.h"
 #include "ids.h"
+#include "schedule.h"
 
 #include <google/protobuf/util/time_util.h>
 
@@ -30,7 +31,8 @@ constexpr int kPageSize = 1000;
 // A task as the per-object report shows it (ObjectFromRow).
 constexpr char kObjectColumns[] =
     "namespace, key, version, size, from_backend, from_tier, to_backend, to_tier, outcome, reason, bytes_moved, "
-    "sha256, attempts, bytes_resumed, coalesce(to_namespace, '')";
+    "sha256, attempts, bytes_resumed, coalesce(to_namespace, ''), verified";
+constexpr int kObjectColumnCount = 16;  // columns after them start here
 
 // The pause before a task whose `failures`-th counted attempt failed
 // transiently is tried again: 0.5 s, doubling, at most 30 s (a storage
@@ -69,6 +71,7 @@ v1::MigrationObject ObjectFromRow(const db::Row& row) {
   o.set_attempts(static_cast<int32_t>(row.Int(12)));
   o.set_bytes_resumed(row.Int(13));
   o.set_to_namespace(row.Text(14));
+  o.set_verified(row.Bool(15));
   return o;
 }
 
@@ -98,6 +101,11 @@ absl::Status CheckSelection(const v1::Selection& s) {
     return absl::InvalidArgumentError("max_size is below min_size");
   }
   return absl::OkStatus();
+}
+
+// Whether a job in this mode reads what it copies back from the target.
+bool ReadsBack(v1::VerifyMode mode) {
+  return mode == v1::VERIFY_MODE_TRANSFERRED || mode == v1::VERIFY_MODE_ALL;
 }
 
 absl::Status CheckBandwidth(const std::optional<int64_t>& bandwidth) {
@@ -160,6 +168,13 @@ v1::Migration MigrationFromRow(const db::Row& r) {
   }
   p->set_concurrency(static_cast<int32_t>(r.Int(19)));
   p->set_throttled(r.Int(20));
+  if (m.state() == v1::MIGRATION_STATE_RUNNING) {
+    const absl::Time now = absl::Now();
+    p->set_outside_window(!InHourWindow(m.request().window_start_hour(), m.request().window_end_hour(), now));
+    std::optional<int64_t> base;
+    if (m.request().has_bandwidth_bytes_per_second()) base = m.request().bandwidth_bytes_per_second();
+    p->set_bandwidth_now(BandwidthAt(base, m.request().bandwidth_timetable(), now).value_or(0));
+  }
   return m;
 }
 
@@ -262,12 +277,14 @@ absl::StatusOr<std::vector<MigrationCore::Planned>> MigrationCore::Plan(const v1
       if (there.ok() && there->sha256() == o.sha256() && there->backend() == p.to_backend &&
           there->tier() == p.to_tier) {
         p.skip = true;
+        p.present = true;
         p.reason = "a copy is already there";
       } else if (!there.ok() && there.status().code() != absl::StatusCode::kNotFound) {
         return there.status();
       }
     } else if (!p.skip && p.to_backend == o.backend() && p.to_tier == o.tier()) {
       p.skip = true;
+      p.present = true;
       p.reason = "already at the target";
     }
     p.object = std::move(o);
@@ -334,6 +351,27 @@ absl::StatusOr<v1::MigrationEstimate> MigrationCore::Estimate(const v1::Estimate
   return Price(plan, bandwidth);
 }
 
+absl::Status MigrationCore::CheckReadableTargets(const std::vector<Planned>& plan) {
+  if (std::none_of(plan.begin(), plan.end(), [](const Planned& p) {
+        return !p.skip && p.to_tier == cloudflux::common::v1::STORAGE_TIER_ARCHIVE;
+      })) {
+    return absl::OkStatus();
+  }
+  CF_ASSIGN_OR_RETURN(auto backends, storage_.Backends());
+  for (const Planned& p : plan) {
+    if (p.skip || p.to_tier != cloudflux::common::v1::STORAGE_TIER_ARCHIVE) continue;
+    for (const auto& b : backends) {
+      if (b.name() == p.to_backend && (b.provider() == cloudflux::common::v1::CLOUD_PROVIDER_AWS ||
+                                       b.provider() == cloudflux::common::v1::CLOUD_PROVIDER_AZURE)) {
+        return absl::InvalidArgumentError(absl::StrCat(
+            "'", p.object.namespace_(), "/", p.object.key(), "' would go into ", p.to_backend,
+            "'s archive class, which cannot be read back without a restore: use VERIFY_MODE_STREAM"));
+      }
+    }
+  }
+  return absl::OkStatus();
+}
+
 absl::StatusOr<v1::Migration> MigrationCore::Create(const v1::CreateMigrationRequest& request,
                                                     const CreateOptions& options) {
   std::optional<int64_t> bandwidth;
@@ -346,10 +384,16 @@ absl::StatusOr<v1::Migration> MigrationCore::Create(const v1::CreateMigrationReq
     return absl::InvalidArgumentError("max_bytes and max_cost must not be negative");
   }
   if (!core::IsValidUtf8(request.description())) return absl::InvalidArgumentError("description is not UTF-8");
+  if (!v1::VerifyMode_IsValid(request.verify())) return absl::InvalidArgumentError("unknown verify mode");
+  CF_RETURN_IF_ERROR(CheckWindow(request.window_start_hour(), request.window_end_hour()));
+  CF_RETURN_IF_ERROR(CheckTimetable(request.bandwidth_timetable()));
   CF_ASSIGN_OR_RETURN(std::vector<Planned> plan,
                       Plan(request.selection(), request.target(), request.mode(), options.lenient));
+  if (ReadsBack(request.verify())) CF_RETURN_IF_ERROR(CheckReadableTargets(plan));
   CF_ASSIGN_OR_RETURN(v1::MigrationEstimate estimate, Price(plan, bandwidth));
-  if (estimate.objects() == 0 && !request.dry_run()) {
+  const bool checks = request.verify() == v1::VERIFY_MODE_ALL &&
+                      std::any_of(plan.begin(), plan.end(), [](const Planned& p) { return p.present; });
+  if (estimate.objects() == 0 && !request.dry_run() && !checks) {
     return absl::FailedPreconditionError("every selected object is already at the target: nothing to move");
   }
   if (request.max_bytes() > 0 && estimate.bytes() > request.max_bytes()) {
@@ -371,8 +415,11 @@ absl::StatusOr<v1::Migration> MigrationCore::InsertJob(const v1::CreateMigration
   const std::string id = core::NewId();
   const bool dry = request.dry_run();
   std::vector<std::string> ns, key, version, size, sha, from_backend, from_tier, to_backend, to_tier, outcome,
-      reason, to_namespace;
+      reason, to_namespace, verify_only;
+  const bool check_present = request.verify() == v1::VERIFY_MODE_ALL && !dry;
   for (const Planned& p : plan) {
+    const bool check = check_present && p.present;
+    verify_only.push_back(check ? "true" : "false");
     to_namespace.push_back(p.to_namespace);
     ns.push_back(p.object.namespace_());
     key.push_back(p.object.key());
@@ -383,33 +430,43 @@ absl::StatusOr<v1::Migration> MigrationCore::InsertJob(const v1::CreateMigration
     from_tier.push_back(std::to_string(p.object.tier()));
     to_backend.push_back(p.to_backend);
     to_tier.push_back(std::to_string(p.to_tier));
-    outcome.push_back(std::to_string(p.skip || dry ? v1::OBJECT_OUTCOME_SKIPPED : v1::OBJECT_OUTCOME_PENDING));
-    reason.push_back(p.skip ? p.reason : dry ? "dry run" : "");
+    outcome.push_back(
+        std::to_string((p.skip && !check) || dry ? v1::OBJECT_OUTCOME_SKIPPED : v1::OBJECT_OUTCOME_PENDING));
+    reason.push_back(p.skip && !check ? p.reason : dry ? "dry run" : "");
   }
+  v1::CreateMigrationRequest timetable;
+  *timetable.mutable_bandwidth_timetable() = request.bandwidth_timetable();
   v1::MigrationStarted started;
   CF_RETURN_IF_ERROR(pool_.InTransaction([&](db::Transaction& tx) -> absl::Status {
     CF_RETURN_IF_ERROR(
         tx.Exec("INSERT INTO migration.jobs (id, state, origin, description, request, estimate, bandwidth, "
-                "parallelism, finished_at, placement_namespace, planned_bytes, planned_cost) VALUES ($1::uuid, $2, "
-                "$3, $4, $5::bytea, $6::bytea, $7, $8, CASE WHEN $9 THEN now() END, $10, $11, $12)",
+                "parallelism, finished_at, placement_namespace, planned_bytes, planned_cost, verify, window_start, "
+                "window_end, timetable) VALUES ($1::uuid, $2, $3, $4, $5::bytea, $6::bytea, $7, $8, CASE WHEN $9 "
+                "THEN now() END, $10, $11, $12, $13, $14, $15, $16::bytea)",
                 {id, std::to_string(dry ? v1::MIGRATION_STATE_COMPLETED : v1::MIGRATION_STATE_RUNNING), origin,
                  request.description(), db::Bytea(request.SerializeAsString()),
                  db::Bytea(estimate.SerializeAsString()),
                  bandwidth.has_value() ? db::Param(std::to_string(*bandwidth)) : db::Param(),
                  std::to_string(request.parallelism() > 0 ? request.parallelism() : 4), dry ? "true" : "false",
                  options.placement_namespace.empty() ? db::Param() : db::Param(options.placement_namespace),
-                 std::to_string(dry ? 0 : estimate.bytes()), std::to_string(dry ? 0.0 : estimate.total_move_cost())})
+                 std::to_string(dry ? 0 : estimate.bytes()), std::to_string(dry ? 0.0 : estimate.total_move_cost()),
+                 std::to_string(request.verify() == v1::VERIFY_MODE_UNSPECIFIED ? v1::VERIFY_MODE_STREAM
+                                                                                : request.verify()),
+                 std::to_string(request.window_start_hour()), std::to_string(request.window_end_hour()),
+                 request.bandwidth_timetable().empty() ? db::Param()
+                                                       : db::Bytea(timetable.SerializeAsString())})
             .status());
     CF_RETURN_IF_ERROR(
         tx.Exec("INSERT INTO migration.tasks (job_id, namespace, key, version, size, sha256, from_backend, "
-                "from_tier, to_backend, to_tier, outcome, reason, to_namespace) SELECT $1::uuid, u.n, u.k, u.v, "
-                "u.s, u.h, u.fb, u.ft, u.tb, u.tt, u.o, u.r, nullif(u.tn, '') FROM unnest($2::text[], $3::text[], "
-                "$4::bigint[], $5::bigint[], $6::text[], $7::text[], $8::smallint[], $9::text[], $10::smallint[], "
-                "$11::smallint[], $12::text[], $13::text[]) AS u(n, k, v, s, h, fb, ft, tb, tt, o, r, tn)",
+                "from_tier, to_backend, to_tier, outcome, reason, to_namespace, verify_only) SELECT $1::uuid, u.n, "
+                "u.k, u.v, u.s, u.h, u.fb, u.ft, u.tb, u.tt, u.o, u.r, nullif(u.tn, ''), u.c FROM unnest($2::text[], "
+                "$3::text[], $4::bigint[], $5::bigint[], $6::text[], $7::text[], $8::smallint[], $9::text[], "
+                "$10::smallint[], $11::smallint[], $12::text[], $13::text[], $14::boolean[]) AS u(n, k, v, s, h, fb, "
+                "ft, tb, tt, o, r, tn, c)",
                 {id, db::ArrayLiteral(ns), db::ArrayLiteral(key), db::ArrayLiteral(version), db::ArrayLiteral(size),
                  db::ArrayLiteral(sha), db::ArrayLiteral(from_backend), db::ArrayLiteral(from_tier),
                  db::ArrayLiteral(to_backend), db::ArrayLiteral(to_tier), db::ArrayLiteral(outcome),
-                 db::ArrayLiteral(reason), db::ArrayLiteral(to_namespace)})
+                 db::ArrayLiteral(reason), db::ArrayLiteral(to_namespace), db::ArrayLiteral(verify_only)})
             .status());
     CF_ASSIGN_OR_RETURN(db::Result r, tx.Exec(absl::StrCat(kJobQuery, "WHERE j.id = $1::uuid GROUP BY j.id"), {id}));
     *started.mutable_migration() = MigrationFromRow(r[0]);
@@ -479,6 +536,9 @@ absl::StatusOr<v1::Migration> MigrationCore::Rollback(const std::string& raw_id)
   v1::CreateMigrationRequest request;
   request.set_description(absl::StrCat("rollback of ", job.id()));
   request.set_parallelism(job.request().parallelism());
+  // What goes back is read back as the job's copies were (nothing of a
+  // rollback is already at its target).
+  request.set_verify(ReadsBack(job.request().verify()) ? v1::VERIFY_MODE_TRANSFERRED : v1::VERIFY_MODE_STREAM);
   std::optional<int64_t> bandwidth;
   if (job.request().has_bandwidth_bytes_per_second()) {
     bandwidth = job.request().bandwidth_bytes_per_second();
@@ -590,12 +650,13 @@ absl::StatusOr<v1::MigrationUpdate> MigrationCore::WatchUpdate(const std::string
                  {update.migration().id(), std::to_string(cursor->below)}));
   for (const auto& row : r) {
     if (update.failures_size() >= 100) break;
-    if (!cursor->sent.insert(row.Int(15)).second) continue;
+    constexpr int f = kObjectColumnCount;  // the failed attempt's columns
+    if (!cursor->sent.insert(row.Int(f)).second) continue;
     v1::MigrationObject* o = update.add_failures();
     *o = ObjectFromRow(row);
-    o->set_outcome(static_cast<v1::ObjectOutcome>(row.Int(16)));
-    o->set_attempts(static_cast<int32_t>(row.Int(17)));
-    o->set_reason(row.Text(18));
+    o->set_outcome(static_cast<v1::ObjectOutcome>(row.Int(f + 1)));
+    o->set_attempts(static_cast<int32_t>(row.Int(f + 2)));
+    o->set_reason(row.Text(f + 3));
   }
   cursor->Advance(absl::Now());
   return update;
@@ -746,7 +807,12 @@ absl::StatusOr<bool> MigrationCore::RunOne() {
     CF_ASSIGN_OR_RETURN(db::Result rooms,
                         tx.Exec("SELECT j.id::text, j.claim_namespace, j.claim_key FROM migration.jobs j WHERE "
                                 "j.state = 1 AND (SELECT count(*) FROM migration.tasks r WHERE r.job_id = j.id AND "
-                                "r.outcome = 2 AND r.lease_until >= now()) < coalesce(j.concurrency, j.parallelism) ORDER BY j.seq"));
+                                "r.outcome = 2 AND r.lease_until >= now()) < coalesce(j.concurrency, j.parallelism) AND "
+                                "(j.window_start = j.window_end OR CASE WHEN j.window_start < j.window_end THEN "
+                                "extract(hour FROM now() AT TIME ZONE 'UTC') >= j.window_start AND extract(hour FROM "
+                                "now() AT TIME ZONE 'UTC') < j.window_end ELSE extract(hour FROM now() AT TIME ZONE "
+                                "'UTC') >= j.window_start OR extract(hour FROM now() AT TIME ZONE 'UTC') < "
+                                "j.window_end END) ORDER BY j.seq"));
     for (const auto& room : rooms) {
       for (int kind = 0; kind < 3; ++kind) {
         std::vector<db::Param> params = {room.Text(0)};
@@ -760,7 +826,7 @@ absl::StatusOr<bool> MigrationCore::RunOne() {
                     "t.job_id AND t.job_id = $3::uuid AND t.namespace = $4 AND t.key = $5 RETURNING t.job_id::text, "
                     "t.namespace, t.key, t.version, t.size, t.sha256, t.to_backend, t.to_tier, t.attempts, "
                     "j.bandwidth, coalesce(t.to_namespace, ''), coalesce(j.concurrency, j.parallelism), "
-                    "t.from_backend, t.throttled, j.parallelism, now()::text",
+                    "t.from_backend, t.throttled, j.parallelism, now()::text, j.timetable, j.verify, t.verify_only",
                     {options_.worker_id, std::to_string(lease_ms), room.Text(0), pick[0].Text(0), pick[0].Text(1)}));
         if (kind == 0 && !claimed.empty()) {
           // The attempt whose lease ran out is a failed one: the watchers
@@ -791,13 +857,22 @@ absl::StatusOr<bool> MigrationCore::RunOne() {
   const int attempts = static_cast<int>(c.Int(8));
   std::optional<int64_t> bandwidth;
   if (!c.IsNull(9)) bandwidth = c.Int(9);
+  if (!c.IsNull(16)) {  // the timetable's slot now, if one holds
+    v1::CreateMigrationRequest timetable;
+    timetable.ParseFromString(c.Bytes(16));
+    bandwidth = BandwidthAt(bandwidth, timetable.bandwidth_timetable(), absl::Now());
+  }
+  const auto verify = static_cast<v1::VerifyMode>(c.Int(17));
+  const bool verify_only = c.Bool(18);
   const std::string to_namespace = c.Text(10);
   const int64_t concurrency = c.Int(11), throttled_before = c.Int(13), parallelism = c.Int(14);
   const std::string claimed_at = c.Text(15);
   // The cap holds across the job's copies, on every replica. Between
   // backends the bytes stream through the storage adapter: each of the
   // job's (at most `concurrency`) copies sends at most an equal share of the
-  // cap. Within one backend the store copies (or only the catalog changes):
+  // cap; the job's copies in one storage adapter process pool their shares
+  // (pace group = the job), so one held up leaves its share to the others,
+  // and the newest share (a changed cap) reaches those already running. Within one backend the store copies (or only the catalog changes):
   // object starts are paced instead.
   const bool streamed = !to_backend.empty() && c.Text(12) != to_backend;
   const int64_t share = bandwidth.has_value() && streamed
@@ -809,7 +884,25 @@ absl::StatusOr<bool> MigrationCore::RunOne() {
   absl::Time renewed = absl::Now();
   int64_t resumed = 0;
   absl::StatusOr<sv1::ObjectInfo> result;
-  if (to_backend.empty()) {  // a copy job's rollback: the copy goes, if it is still the one written
+  bool verified = false;
+  // Reads the object at the target back (a check only, or after a tier
+  // change in place, which no copy read back).
+  auto check = [&] {
+    const std::string& at = to_namespace.empty() ? ns : to_namespace;
+    auto checked = storage_.Verify(at, key, to_namespace.empty() ? version : 0, options_.copy_timeout);
+    if (!checked.ok()) return absl::StatusOr<sv1::ObjectInfo>(checked.status());
+    if (!checked->intact()) {
+      return absl::StatusOr<sv1::ObjectInfo>(absl::DataLossError(
+          absl::StrCat("its bytes at the target read back as ", checked->bytes_read(), " bytes with SHA-256 ",
+                       checked->sha256(), ", not the catalog's ", checked->object().size(), " bytes with ",
+                       checked->object().sha256())));
+    }
+    verified = true;
+    return absl::StatusOr<sv1::ObjectInfo>(checked->object());
+  };
+  if (verify_only) {
+    result = check();
+  } else if (to_backend.empty()) {  // a copy job's rollback: the copy goes, if it is still the one written
     absl::Status deleted = storage_.Delete(ns, key, version);
     if (deleted.ok() || absl::IsNotFound(deleted)) {
       result = sv1::ObjectInfo();
@@ -824,7 +917,10 @@ absl::StatusOr<bool> MigrationCore::RunOne() {
     (void)pool_.Exec("UPDATE migration.tasks SET lease_until = now() + $4 * interval '1 millisecond' WHERE job_id "
                      "= $1::uuid AND namespace = $2 AND key = $3 AND worker = $5 AND attempts = $6",
                      {job, ns, key, std::to_string(lease_ms), options_.worker_id, std::to_string(attempts)});
-  }, &resumed, share);
+  }, &resumed, share, ReadsBack(verify), job);
+    const bool in_place = to_namespace.empty() && c.Text(12) == to_backend;
+    if (result.ok() && !in_place) verified = ReadsBack(verify);
+    if (result.ok() && in_place && verify == v1::VERIFY_MODE_ALL) result = check();
   }
   // A throttled answer (the target's 503 SlowDown or 429, RESOURCE_EXHAUSTED
   // from the storage adapter) halves the job's concurrency. While that can
@@ -834,10 +930,15 @@ absl::StatusOr<bool> MigrationCore::RunOne() {
   const int64_t counted_attempts = attempts - throttled_before - (forgiven ? 1 : 0);
   v1::ObjectOutcome outcome = v1::OBJECT_OUTCOME_MOVED;
   std::string reason;
+  if (verify_only && result.ok()) {
+    outcome = v1::OBJECT_OUTCOME_SKIPPED;
+    reason = "already at the target; its bytes there read back intact";
+  }
   if (to_backend.empty() && absl::IsAborted(result.status())) {
     outcome = v1::OBJECT_OUTCOME_SKIPPED;  // the copy was overwritten: not ours to delete
     reason = std::string(result.status().message());
   } else if (result.ok() && !sha.empty() && result->sha256() != sha) {
+    verified = false;
     outcome = v1::OBJECT_OUTCOME_FAILED;
     reason = absl::StrCat("the target's SHA-256 ", result->sha256(), " is not the source's ", sha);
   } else if (!result.ok()) {
@@ -855,13 +956,14 @@ absl::StatusOr<bool> MigrationCore::RunOne() {
     CF_ASSIGN_OR_RETURN(
         db::Result r,
         tx.Exec("UPDATE migration.tasks SET outcome = $5::smallint, reason = $6, bytes_moved = $7, bytes_resumed = $8, "
-                "throttled = throttled + $10, lease_until = NULL, updated_at = now(), retry_at = now() + $9 * interval '1 millisecond' WHERE job_id = $1::uuid AND namespace = $2 AND key = $3 AND "
+                "throttled = throttled + $10, lease_until = NULL, updated_at = now(), retry_at = now() + $9 * interval '1 millisecond', verified = $12 WHERE job_id = $1::uuid AND namespace = $2 AND key = $3 AND "
                 "worker = $4 AND outcome = 2 AND attempts = $11 RETURNING version, size, from_backend, from_tier, to_backend, to_tier, "
                 "sha256, attempts",
                 {job, ns, key, options_.worker_id, std::to_string(outcome), reason,
                  std::to_string(outcome == v1::OBJECT_OUTCOME_MOVED && !to_backend.empty() ? size : 0),
                  std::to_string(outcome == v1::OBJECT_OUTCOME_MOVED ? resumed : 0),
-                 std::to_string(absl::ToInt64Milliseconds(RetryPause(counted_attempts))), forgiven ? "1" : "0", std::to_string(attempts)}));
+                 std::to_string(absl::ToInt64Milliseconds(RetryPause(counted_attempts))), forgiven ? "1" : "0", std::to_string(attempts),
+                 verified && outcome != v1::OBJECT_OUTCOME_FAILED ? "true" : "false"}));
     if (r.empty()) return absl::OkStatus();  // cancelled meanwhile, or taken over
     // Like TCP's window: halved by a throttled copy that was claimed after
     // the last halving (the copies refused together with the first one
@@ -907,6 +1009,7 @@ absl::StatusOr<bool> MigrationCore::RunOne() {
       o->set_bytes_moved(outcome == v1::OBJECT_OUTCOME_MOVED && !to_backend.empty() ? size : 0);
       o->set_to_namespace(to_namespace);
       o->set_bytes_resumed(outcome == v1::OBJECT_OUTCOME_MOVED ? resumed : 0);
+      o->set_verified(verified && outcome != v1::OBJECT_OUTCOME_FAILED);
       CF_RETURN_IF_ERROR(
           outbox_.Enqueue(tx, kJobTopic, events::MakeEnvelope("migration", job, job, event, clock_)));
     }

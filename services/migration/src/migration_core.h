@@ -110,7 +110,11 @@ class MigrationCore {
     cloudflux::common::v1::StorageTier to_tier = cloudflux::common::v1::STORAGE_TIER_UNSPECIFIED;
     bool skip = false;
     std::string reason;
+    bool present = false;  // skipped: already at the target (VERIFY_MODE_ALL reads it there)
   };
+  // INVALID_ARGUMENT when a planned copy would go into an archive class
+  // that cannot be read back without a restore (S3, Azure).
+  absl::Status CheckReadableTargets(const std::vector<Planned>& plan);
   absl::StatusOr<std::vector<Planned>> Plan(const cloudflux::migration::v1::Selection& selection,
                                             const cloudflux::migration::v1::Target& target,
                                             cloudflux::migration::v1::MigrationMode mode, bool lenient = false);

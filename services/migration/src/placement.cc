@@ -1,4 +1,5 @@
 #include "placement.h"
+#include "schedule.h"
 
 #include <map>
 #include <set>
@@ -40,14 +41,6 @@ v1::PlacementPolicy PolicyFromRow(const db::Row& r) {
   p.set_cost_today(r.Double(8));
   p.set_pending_decisions(r.Int(9));
   return p;
-}
-
-bool InWindow(const v1::PlacementPolicy& p, absl::Time now) {
-  if (p.window_start_hour() == p.window_end_hour()) return true;
-  int hour = absl::ToCivilHour(now, absl::UTCTimeZone()).hour();
-  return p.window_start_hour() < p.window_end_hour()
-             ? hour >= p.window_start_hour() && hour < p.window_end_hour()
-             : hour >= p.window_start_hour() || hour < p.window_end_hour();
 }
 
 }  // namespace
@@ -103,7 +96,7 @@ absl::StatusOr<int> PlacementLoop::RunOnce() {
 }
 
 absl::StatusOr<int> PlacementLoop::RunPolicy(const v1::PlacementPolicy& policy) {
-  if (policy.pending_decisions() == 0 || !InWindow(policy, clock_.Now())) return 0;
+  if (policy.pending_decisions() == 0 || !InHourWindow(policy.window_start_hour(), policy.window_end_hour(), clock_.Now())) return 0;
   const int batch = policy.batch_objects() > 0 ? policy.batch_objects() : 1000;
   CF_ASSIGN_OR_RETURN(db::Result waiting,
                       pool_.Exec("SELECT key, version, to_backend, to_tier FROM migration.decisions WHERE namespace = "
@@ -173,10 +166,7 @@ absl::StatusOr<v1::PlacementPolicy> PlacementLoop::Set(const v1::PlacementPolicy
     return absl::InvalidArgumentError(
         absl::StrCat("budgets must not be negative and batch_objects must be 0..", kMaxPlannedObjects));
   }
-  if (p.window_start_hour() < 0 || p.window_start_hour() > 23 || p.window_end_hour() < 0 ||
-      p.window_end_hour() > 23) {
-    return absl::InvalidArgumentError("window hours must be 0..23");
-  }
+  CF_RETURN_IF_ERROR(CheckWindow(p.window_start_hour(), p.window_end_hour()));
   CF_RETURN_IF_ERROR(
       pool_
           .Exec("INSERT INTO migration.placement_policies (namespace, enabled, daily_bytes, daily_cost, "

@@ -37,6 +37,19 @@ absl::StatusOr<sv1::ObjectInfo> StorageClient::Head(const std::string& ns, const
   return info;
 }
 
+absl::StatusOr<sv1::VerifyObjectResponse> StorageClient::Verify(const std::string& ns, const std::string& key,
+                                                               int64_t version, absl::Duration timeout) {
+  auto ctx = server::MakeClientContext(timeout);
+  CF_RETURN_IF_ERROR(authorize_(*ctx));
+  sv1::VerifyObjectRequest request;
+  request.set_namespace_(ns);
+  request.set_key(key);
+  request.set_version(version);
+  sv1::VerifyObjectResponse response;
+  CF_RETURN_IF_ERROR(server::FromGrpcStatus(stub_->VerifyObject(ctx.get(), request, &response)));
+  return response;
+}
+
 absl::StatusOr<std::vector<sv1::Backend>> StorageClient::Backends() {
   auto ctx = server::MakeClientContext(absl::Seconds(10));
   CF_RETURN_IF_ERROR(authorize_(*ctx));
@@ -116,8 +129,11 @@ absl::StatusOr<sv1::ObjectInfo> StorageClient::Copy(const std::string& ns, const
                                                     const std::string& backend,
                                                     cloudflux::common::v1::StorageTier tier, absl::Duration timeout,
                                                     const std::function<void(int64_t)>& progress, int64_t* resumed,
-                                                    int64_t max_bytes_per_second) {
+                                                    int64_t max_bytes_per_second, bool verify,
+                                                    const std::string& pace_group) {
   sv1::CopyObjectRequest request;
+  request.set_verify(verify);
+  request.set_pace_group(pace_group);
   request.set_source_namespace(ns);
   request.set_source_key(key);
   request.set_source_version(version);

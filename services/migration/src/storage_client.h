@@ -31,14 +31,21 @@ class StorageClient {
   // `to_namespace` is empty, else to to_namespace/key. `progress` sees the
   // bytes copied so far. Returns the catalog entry at the target, and in
   // `resumed` the bytes an interrupted copy had stored there already. A
-  // streamed copy sends at most `max_bytes_per_second` (0 = no limit).
+  // streamed copy sends at most `max_bytes_per_second` (0 = no limit). With
+  // `verify`, the target's bytes are read back and hashed before the
+  // catalog points at them (DATA_LOSS, nothing changed, when they differ).
   absl::StatusOr<cloudflux::storage::v1::ObjectInfo> Copy(const std::string& ns, const std::string& key,
                                                           int64_t version, const std::string& to_namespace,
                                                           const std::string& backend,
                                                           cloudflux::common::v1::StorageTier tier,
                                                           absl::Duration timeout,
                                                           const std::function<void(int64_t)>& progress,
-                                                          int64_t* resumed = nullptr, int64_t max_bytes_per_second = 0);
+                                                          int64_t* resumed = nullptr, int64_t max_bytes_per_second = 0,
+                                                          bool verify = false, const std::string& pace_group = "");
+  // Reads ns/key's stored bytes back and hashes them (`version` 0 = the
+  // current one).
+  absl::StatusOr<cloudflux::storage::v1::VerifyObjectResponse> Verify(const std::string& ns, const std::string& key,
+                                                                      int64_t version, absl::Duration timeout);
   // Keeps a replica of ns/key's current version on backend/tier (storage's
   // replicas); *unchanged when it was current and whole already. Returns
   // the object, with its replicas.

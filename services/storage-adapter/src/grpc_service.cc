@@ -531,6 +531,12 @@ grpc::ServerUnaryReactor* StorageGrpcService::ListObjects(grpc::CallbackServerCo
   return FinishUnaryOn(executor_, context, response, [=, this] { return core_.List(*request); });
 }
 
+grpc::ServerUnaryReactor* StorageGrpcService::VerifyObject(grpc::CallbackServerContext* context,
+                                                           const v1::VerifyObjectRequest* request,
+                                                           v1::VerifyObjectResponse* response) {
+  return FinishUnaryOn(executor_, context, response, [=, this] { return core_.Verify(*request); });
+}
+
 grpc::ServerUnaryReactor* StorageGrpcService::ListBackends(grpc::CallbackServerContext* context,
                                                            const v1::ListBackendsRequest* request,
                                                            v1::ListBackendsResponse* response) {

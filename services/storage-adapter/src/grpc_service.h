@@ -48,6 +48,9 @@ class StorageGrpcService final
   grpc::ServerUnaryReactor* RestoreObject(grpc::CallbackServerContext* context,
                                           const cloudflux::storage::v1::RestoreObjectRequest* request,
                                           cloudflux::storage::v1::RestoreObjectResponse* response) override;
+  grpc::ServerUnaryReactor* VerifyObject(grpc::CallbackServerContext* context,
+                                         const cloudflux::storage::v1::VerifyObjectRequest* request,
+                                         cloudflux::storage::v1::VerifyObjectResponse* response) override;
   grpc::ServerUnaryReactor* ListBackends(grpc::CallbackServerContext* context,
                                          const cloudflux::storage::v1::ListBackendsRequest* request,
                                          cloudflux::storage::v1::ListBackendsResponse* response) override;

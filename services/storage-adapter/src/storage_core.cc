@@ -655,10 +655,61 @@ absl::StatusOr<v1::ListObjectsResponse> StorageCore::List(const v1::ListObjectsR
   return out;
 }
 
+absl::StatusOr<std::pair<std::string, int64_t>> StorageCore::HashStored(ObjectStore& store,
+                                                                        const std::string& physical_key,
+                                                                        int64_t size,
+                                                                        const std::function<bool()>& progress) {
+  core::Sha256 hash;
+  int64_t read = 0;
+  if (size > 0) {  // an empty object has no range to read
+    CF_ASSIGN_OR_RETURN(auto reader, store.OpenRead(physical_key, 0, 0));
+    int64_t asked = 0;
+    while (true) {
+      CF_ASSIGN_OR_RETURN(Chunk chunk, reader->ReadChunk(kCopyChunkBytes));
+      if (chunk.size == 0) break;
+      hash.Update(std::string_view(chunk.data, chunk.size));
+      read += static_cast<int64_t>(chunk.size);
+      if (progress != nullptr && read - asked >= kCopyProgressEvery) {
+        asked = read;
+        if (!progress()) return absl::CancelledError("verification cancelled");
+      }
+    }
+  }
+  return std::make_pair(hash.HexDigest(), read);
+}
+
 absl::StatusOr<StorageCore::StoredCopy> StorageCore::CopyBytes(const v1::ObjectInfo& source,
                                                                ObjectStore& from, ObjectStore& to,
                                                                StorageTier tier,
-                                                               const CopyProgress& progress, int64_t rate) {
+                                                               const CopyProgress& progress, const CopyLimits& limits) {
+  absl::StatusOr<StoredCopy> copy = WriteCopy(source, from, to, tier, progress, limits);
+  if (!copy.ok() || !limits.verify) return copy;
+  const int64_t total = source.size();
+  auto hashed = HashStored(to, copy->physical_key, total, [&] {
+    return progress == nullptr ||
+           progress({.copied = total, .total = total, .resumed = 0, .server_side = copy->server_side});
+  });
+  if (hashed.ok() && hashed->first == source.sha256() && hashed->second == total) return copy;
+  RemoveBytes(to.name(), copy->physical_key);
+  if (!hashed.ok()) {
+    return core::Annotate(hashed.status(), absl::StrCat("the copy of ", Subject(source.namespace_(), source.key()),
+                                                        " could not be read back from ", to.name()));
+  }
+  core::LogWarn("a copy read back from its target does not match the catalog; removed",
+                {{"object", Subject(source.namespace_(), source.key())},
+                 {"backend", to.name()},
+                 {"sha256", hashed->first},
+                 {"bytes", std::to_string(hashed->second)}});
+  return absl::DataLossError(absl::StrCat("the copy of ", Subject(source.namespace_(), source.key()), " on ",
+                                          to.name(), " reads back as ", hashed->second, " bytes with SHA-256 ",
+                                          hashed->first, ", not the catalog's ", total, " bytes with ",
+                                          source.sha256(), "; it was removed and nothing changed"));
+}
+
+absl::StatusOr<StorageCore::StoredCopy> StorageCore::WriteCopy(const v1::ObjectInfo& source,
+                                                               ObjectStore& from, ObjectStore& to,
+                                                               StorageTier tier,
+                                                               const CopyProgress& progress, const CopyLimits& limits) {
   const int64_t total = source.size();
   if (&from == &to) {
     CF_ASSIGN_OR_RETURN(std::string physical, ReservePhysicalKey(to.name()));
@@ -674,16 +725,17 @@ absl::StatusOr<StorageCore::StoredCopy> StorageCore::CopyBytes(const v1::ObjectI
   // No store resumes an object of one part (S3's smallest is 5 MiB): small
   // copies skip the lookup.
   std::optional<ResumePoint> resume;
-  if (total <= kMinResumableBytes) return StreamCopy(source, from, to, tier, progress, std::nullopt, rate);
+  if (total <= kMinResumableBytes) return StreamCopy(source, from, to, tier, progress, std::nullopt, limits);
   CF_ASSIGN_OR_RETURN(resume, ClaimResumable(source, to, tier));
-  return StreamCopy(source, from, to, tier, progress, std::move(resume), rate);
+  return StreamCopy(source, from, to, tier, progress, std::move(resume), limits);
 }
 
 absl::StatusOr<StorageCore::StoredCopy> StorageCore::StreamCopy(const v1::ObjectInfo& source,
                                                                 ObjectStore& from, ObjectStore& to,
                                                                 StorageTier tier,
                                                                 const CopyProgress& progress,
-                                                                std::optional<ResumePoint> resume, int64_t rate) {
+                                                                std::optional<ResumePoint> resume,
+                                                                const CopyLimits& limits) {
   const int64_t total = source.size();
   std::string physical;
   std::unique_ptr<ObjectWriter> writer;
@@ -767,7 +819,10 @@ absl::StatusOr<StorageCore::StoredCopy> StorageCore::StreamCopy(const v1::Object
   bool committing = false;
   auto stream = [&]() -> absl::Status {
     if (!report()) return absl::CancelledError("copy cancelled");
-    const absl::Time paced_from = absl::Now();
+    // Joined while bytes are sent: a copy that waits for its reader or
+    // writer is still a member, and its share goes to the others.
+    std::unique_ptr<CopyPacers::Member> pace =
+        limits.rate > 0 ? pacers_.Join(limits.pace_group, limits.rate) : nullptr;
     if (copied < total) {
       CF_ASSIGN_OR_RETURN(auto reader, from.OpenRead(source.physical_key(), copied, total - copied));
       int64_t reported = copied;
@@ -783,12 +838,11 @@ absl::StatusOr<StorageCore::StoredCopy> StorageCore::StreamCopy(const v1::Object
         copied += static_cast<int64_t>(bytes.size());
         CF_RETURN_IF_ERROR(writer->Write(bytes));
         if (copy_sent_bytes_ != nullptr) copy_sent_bytes_->Increment(static_cast<double>(bytes.size()));
-        if (rate > 0) {  // the bytes sent so far may not be ahead of the rate
-          const absl::Time due =
-              paced_from + absl::Seconds(static_cast<double>(copied - resumed) / static_cast<double>(rate));
-          while (absl::Now() < due) {
+        if (pace != nullptr) {  // the bytes sent may not run ahead of the schedule
+          pace->Reserve(static_cast<int64_t>(bytes.size()), absl::Now());
+          for (absl::Duration wait; (wait = pace->Wait(absl::Now())) > absl::ZeroDuration();) {
             if (!report()) return absl::CancelledError("copy cancelled");
-            absl::SleepFor(std::min(absl::Milliseconds(100), due - absl::Now()));
+            absl::SleepFor(std::min(absl::Milliseconds(100), wait));
           }
         }
         if (part_size > 0 && copied % part_size == 0 && copied < total) {
@@ -941,9 +995,10 @@ void StorageCore::EndResumable(const v1::ObjectInfo& source, ObjectStore& to, St
 }
 
 absl::StatusOr<v1::ObjectInfo> StorageCore::Relocate(const v1::ObjectInfo& source, ObjectStore& to,
-                                                     StorageTier tier, const CopyProgress& progress, int64_t rate) {
+                                                     StorageTier tier, const CopyProgress& progress,
+                                                     const CopyLimits& limits) {
   CF_ASSIGN_OR_RETURN(ObjectStore * from, Backend(source.backend()));
-  CF_ASSIGN_OR_RETURN(StoredCopy bytes, CopyBytes(source, *from, to, tier, progress, rate));
+  CF_ASSIGN_OR_RETURN(StoredCopy bytes, CopyBytes(source, *from, to, tier, progress, limits));
   v1::ObjectInfo info;
   absl::Status switched = pool_.InTransaction([&](db::Transaction& tx) -> absl::Status {
     CF_ASSIGN_OR_RETURN(
@@ -1020,6 +1075,15 @@ absl::StatusOr<v1::ObjectInfo> StorageCore::CopyOnce(const v1::CopyObjectRequest
   StorageTier tier = request.tier() == cloudflux::common::v1::STORAGE_TIER_UNSPECIFIED
                          ? source.tier()
                          : request.tier();
+  if (request.verify() && tier == cloudflux::common::v1::STORAGE_TIER_ARCHIVE &&
+      (to->provider() == cloudflux::common::v1::CLOUD_PROVIDER_AWS ||
+       to->provider() == cloudflux::common::v1::CLOUD_PROVIDER_AZURE)) {
+    return absl::FailedPreconditionError(absl::StrCat("a copy into ", to->name(),
+                                                      "'s archive class cannot be read back without a restore: "
+                                                      "copy it without verify"));
+  }
+  const CopyLimits limits{
+      .rate = request.max_bytes_per_second(), .verify = request.verify(), .pace_group = request.pace_group()};
   // One copy of these bytes to this backend and tier at a time in this
   // process, from its first byte to its catalogue entry (a copy whose client
   // has gone may still be sending until its next progress report): two
@@ -1076,7 +1140,7 @@ absl::StatusOr<v1::ObjectInfo> StorageCore::CopyOnce(const v1::CopyObjectRequest
       return absl::InvalidArgumentError(absl::StrCat("a replica needs a backend other than the object's own ('",
                                                      source.backend(), "')"));
     }
-    return Replicate(source, *to, tier, progress, request.max_bytes_per_second(), unchanged);
+    return Replicate(source, *to, tier, progress, limits, unchanged);
   }
   bool relocation = ns == source.namespace_() && key == source.key();
   if (request.has_if_destination_version()) {
@@ -1101,9 +1165,9 @@ absl::StatusOr<v1::ObjectInfo> StorageCore::CopyOnce(const v1::CopyObjectRequest
     if (tier == source.tier()) return source;  // already there
     return ChangeTier(source, *to, tier);
   }
-  if (relocation) return Relocate(source, *to, tier, progress, request.max_bytes_per_second());
+  if (relocation) return Relocate(source, *to, tier, progress, limits);
   CF_ASSIGN_OR_RETURN(ObjectStore * from, Backend(source.backend()));
-  CF_ASSIGN_OR_RETURN(StoredCopy bytes, CopyBytes(source, *from, *to, tier, progress, request.max_bytes_per_second()));
+  CF_ASSIGN_OR_RETURN(StoredCopy bytes, CopyBytes(source, *from, *to, tier, progress, limits));
   v1::PutObjectHeader header;
   header.set_namespace_(ns);
   header.set_key(key);
@@ -1116,8 +1180,8 @@ absl::StatusOr<v1::ObjectInfo> StorageCore::CopyOnce(const v1::CopyObjectRequest
 }
 
 absl::StatusOr<v1::ObjectInfo> StorageCore::Replicate(const v1::ObjectInfo& source, ObjectStore& to,
-                                                      StorageTier tier, const CopyProgress& progress, int64_t rate,
-                                                      bool* unchanged) {
+                                                      StorageTier tier, const CopyProgress& progress,
+                                                      const CopyLimits& limits, bool* unchanged) {
   const std::string subject = Subject(source.namespace_(), source.key());
   // Current and whole: nothing to do (the store is asked, so that bytes
   // removed behind the catalog's back are copied again).
@@ -1136,7 +1200,7 @@ absl::StatusOr<v1::ObjectInfo> StorageCore::Replicate(const v1::ObjectInfo& sour
                    {"error", size.ok() ? absl::StrCat("size ", *size) : std::string(size.status().message())}});
   }
   CF_ASSIGN_OR_RETURN(ObjectStore * from, Backend(source.backend()));
-  CF_ASSIGN_OR_RETURN(StoredCopy bytes, CopyBytes(source, *from, to, tier, progress, rate));
+  CF_ASSIGN_OR_RETURN(StoredCopy bytes, CopyBytes(source, *from, to, tier, progress, limits));
   std::string replaced;
   absl::Status recorded = pool_.InTransaction([&](db::Transaction& tx) -> absl::Status {
     // The object must still be at the version copied; its row lock holds
@@ -1254,6 +1318,37 @@ absl::StatusOr<v1::ObjectInfo> StorageCore::RecordTier(const v1::ObjectInfo& sou
                            ObjectEventEnvelope(info.namespace_(), info.key(), event, clock_));
   }));
   return info;
+}
+
+absl::StatusOr<v1::VerifyObjectResponse> StorageCore::Verify(const v1::VerifyObjectRequest& request) {
+  if (request.version() < 0) return absl::InvalidArgumentError("version must not be negative");
+  CF_ASSIGN_OR_RETURN(v1::ObjectInfo info, Head(request.namespace_(), request.key()));
+  if (request.version() != 0 && request.version() != info.version()) {
+    return absl::AbortedError(absl::StrCat("object ", Subject(info.namespace_(), info.key()), " is at version ",
+                                           info.version(), ", not ", request.version()));
+  }
+  CF_ASSIGN_OR_RETURN(ObjectStore * store, StoreOf(info));
+  if (info.tier() == cloudflux::common::v1::STORAGE_TIER_ARCHIVE) {
+    CF_ASSIGN_OR_RETURN(ReadState state, store->ReadStateOf(info.physical_key()));
+    if (state.state != ReadState::State::kReadable) {
+      return absl::FailedPreconditionError(absl::StrCat("object ", Subject(info.namespace_(), info.key()),
+                                                        " is in an archive class: restore it first (RestoreObject)"));
+    }
+  }
+  CF_ASSIGN_OR_RETURN(auto hashed, HashStored(*store, info.physical_key(), info.size(), nullptr));
+  v1::VerifyObjectResponse out;
+  out.set_sha256(hashed.first);
+  out.set_bytes_read(hashed.second);
+  out.set_intact(hashed.first == info.sha256() && hashed.second == info.size());
+  if (!out.intact()) {
+    core::LogWarn("an object's stored bytes do not match the catalog",
+                  {{"object", Subject(info.namespace_(), info.key())},
+                   {"backend", info.backend()},
+                   {"sha256", hashed.first},
+                   {"bytes", std::to_string(hashed.second)}});
+  }
+  *out.mutable_object() = std::move(info);
+  return out;
 }
 
 absl::StatusOr<v1::RestoreObjectResponse> StorageCore::Restore(const v1::RestoreObjectRequest& request) {

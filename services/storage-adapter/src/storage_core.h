@@ -24,6 +24,7 @@
 #include "cloudflux/server/executor.h"
 #include "cloudflux/storage/v1/storage.pb.h"
 #include "object_store.h"
+#include "pacer.h"
 
 namespace cloudflux::storage {
 
@@ -74,6 +75,16 @@ cloudflux::events::v1::EventEnvelope ObjectEventEnvelope(const std::string& ns,
                                                          const std::string& key,
                                                          const google::protobuf::Message& event,
                                                          const core::Clock& clock);
+
+// How a copy's bytes go: `rate`, the bytes per second a streamed copy may
+// send (0 = no limit), shared with the copies of `pace_group` in this
+// process (CopyPacers); `verify`, read the bytes back from the target and
+// hash them before they are catalogued.
+struct CopyLimits {
+  int64_t rate = 0;
+  bool verify = false;
+  std::string pace_group;
+};
 
 class StorageCore {
  public:
@@ -162,6 +173,10 @@ class StorageCore {
   absl::StatusOr<cloudflux::storage::v1::RestoreObjectResponse> Restore(
       const cloudflux::storage::v1::RestoreObjectRequest& request);
   cloudflux::storage::v1::ListBackendsResponse Backends();
+  // Reads an object's bytes back and hashes them (see VerifyObject in
+  // storage.proto).
+  absl::StatusOr<cloudflux::storage::v1::VerifyObjectResponse> Verify(
+      const cloudflux::storage::v1::VerifyObjectRequest& request);
   // OK while every backend answers.
   absl::Status PingBackends();
 
@@ -233,34 +248,45 @@ class StorageCore {
   // pending row is committed already, so the sweeper removes them should
   // this process stop first.
   void RetireBytes(const std::string& backend, const std::string& physical_key);
-  // Copies the source's bytes to a new physical key on `to`.
-  // `rate`: bytes per second a streamed copy may send (0 = no limit).
   // Copies source's bytes to `to` as its replica there (see Copy).
   absl::StatusOr<cloudflux::storage::v1::ObjectInfo> Replicate(const cloudflux::storage::v1::ObjectInfo& source,
                                                                ObjectStore& to, cloudflux::common::v1::StorageTier tier,
-                                                               const CopyProgress& progress, int64_t rate,
+                                                               const CopyProgress& progress, const CopyLimits& limits,
                                                                bool* unchanged);
   // Copy, once: a copy that waited for another copy of the same bytes, which
   // then moved them (a relocation), fails with kSourceMoved in its payload,
   // and Copy starts again from the catalog.
   absl::StatusOr<cloudflux::storage::v1::ObjectInfo> CopyOnce(
       const cloudflux::storage::v1::CopyObjectRequest& request, const CopyProgress& progress, bool* unchanged);
+  // Copies the source's bytes to a new physical key on `to`; with
+  // limits.verify, DATA_LOSS (the bytes removed) unless they read back as
+  // the catalog's.
   absl::StatusOr<StoredCopy> CopyBytes(const cloudflux::storage::v1::ObjectInfo& source,
                                        ObjectStore& from, ObjectStore& to,
                                        cloudflux::common::v1::StorageTier tier,
-                                       const CopyProgress& progress, int64_t rate = 0);
+                                       const CopyProgress& progress, const CopyLimits& limits = {});
+  // CopyBytes without the read-back: the store's own copy when `from` is
+  // `to` and it can, else a streamed one.
+  absl::StatusOr<StoredCopy> WriteCopy(const cloudflux::storage::v1::ObjectInfo& source, ObjectStore& from,
+                                       ObjectStore& to, cloudflux::common::v1::StorageTier tier,
+                                       const CopyProgress& progress, const CopyLimits& limits);
+  // The SHA-256 (hex) and length of what `store` holds at `physical_key`,
+  // read from its first byte to its end; `progress` (may be null) is asked
+  // every few MiB whether to go on.
+  absl::StatusOr<std::pair<std::string, int64_t>> HashStored(ObjectStore& store, const std::string& physical_key,
+                                                             int64_t size, const std::function<bool()>& progress);
   // The streamed copy of CopyBytes, into a fresh physical key or going on
   // from `resume`.
   absl::StatusOr<StoredCopy> StreamCopy(const cloudflux::storage::v1::ObjectInfo& source,
                                         ObjectStore& from, ObjectStore& to,
                                         cloudflux::common::v1::StorageTier tier,
                                         const CopyProgress& progress,
-                                        std::optional<ResumePoint> resume, int64_t rate);
+                                        std::optional<ResumePoint> resume, const CopyLimits& limits);
   // Points (namespace, key) at new bytes, keeping its version, if it still
   // is `source`; ObjectRelocated. ABORTED if it changed meanwhile.
   absl::StatusOr<cloudflux::storage::v1::ObjectInfo> Relocate(
       const cloudflux::storage::v1::ObjectInfo& source, ObjectStore& to,
-      cloudflux::common::v1::StorageTier tier, const CopyProgress& progress, int64_t rate = 0);
+      cloudflux::common::v1::StorageTier tier, const CopyProgress& progress, const CopyLimits& limits = {});
   // Gives `source` (on `store`) the storage class of `tier` in place, or by
   // rewriting it when the store cannot; ObjectTierChanged / ObjectRelocated.
   absl::StatusOr<cloudflux::storage::v1::ObjectInfo> ChangeTier(
@@ -282,6 +308,7 @@ class StorageCore {
   // Resumable copies running in this process (source backend, source key,
   // target backend, tier): one at a time, so that two never write one
   // upload.
+  CopyPacers pacers_;
   std::mutex resumable_mu_;
   std::condition_variable resumable_ended_;
   std::set<std::string> resumable_running_;

@@ -7,6 +7,7 @@
 #include "cloudflux/core/digest.h"
 #include "http.h"
 #include "object_store.h"
+#include "pacer.h"
 #include "sigv4.h"
 #include "tiers.h"
 #include "xml.h"
@@ -382,6 +383,69 @@ TEST(S3Restore, AnswersMeanStartedReadableInProgressOrAnError) {
   EXPECT_EQ(S3RestoreBody({.days = 2, .priority = RestoreOptions::Priority::kHigh}),
             "<RestoreRequest xmlns=\"http://s3.amazonaws.com/doc/2006-03-01/\"><Days>2</Days>"
             "<GlacierJobParameters><Tier>Expedited</Tier></GlacierJobParameters></RestoreRequest>");
+}
+
+}  // namespace
+}  // namespace cloudflux::storage
+
+namespace cloudflux::storage {
+namespace {
+
+// Sends `chunks` chunks of `bytes` through `m` as fast as the schedule
+// allows, on a simulated clock from `now`; returns when the last may go.
+absl::Time Drain(CopyPacers::Member& m, absl::Time now, int chunks, int64_t bytes) {
+  for (int i = 0; i < chunks; ++i) {
+    m.Reserve(bytes, now);
+    now += m.Wait(now);
+  }
+  return now;
+}
+
+const absl::Time t0 = absl::FromUnixSeconds(1000);
+
+TEST(CopyPacers, AloneACopyKeepsItsRateAndBanksLittle) {
+  CopyPacers pacers;
+  auto alone = pacers.Join("", 1'000'000, t0);
+  // 10 MB at 1 MB/s: 10 s.
+  const absl::Time end = Drain(*alone, t0, 10, 1'000'000);
+  EXPECT_EQ(end - t0, absl::Seconds(10));
+  // After a stall of 30 s it catches up by the credit only.
+  const absl::Time later = end + absl::Seconds(30);
+  alone->Reserve(1'000'000, later);
+  EXPECT_EQ(alone->Wait(later), absl::Seconds(1) - CopyPacers::kCredit);
+  EXPECT_EQ(pacers.Members(""), 0);
+}
+
+TEST(CopyPacers, AGroupSharesTheSumAndFollowsItsMembers) {
+  CopyPacers pacers;
+  auto a = pacers.Join("job", 1'000'000, t0);
+  auto b = pacers.Join("job", 1'000'000, t0);
+  EXPECT_EQ(pacers.Members("job"), 2);
+  // b is held up: a alone may send the group's 2 MB/s, 10 MB in 5 s.
+  absl::Time now = Drain(*a, t0, 10, 1'000'000);
+  EXPECT_EQ(now - t0, absl::Seconds(5));
+  // Both sending in turn: together still 2 MB/s.
+  for (int i = 0; i < 10; ++i) {
+    auto& m = i % 2 == 0 ? *a : *b;
+    m.Reserve(1'000'000, now);
+    now += m.Wait(now);
+  }
+  EXPECT_EQ(now - t0, absl::Seconds(10));
+  // A member waiting on the group's rate goes sooner when a member joins
+  // (a third copy, with a new share: 3 x 1.5 MB/s).
+  a->Reserve(5'000'000, now);
+  EXPECT_EQ(a->Wait(now), absl::Seconds(2.5));
+  auto c = pacers.Join("job", 1'500'000, now + absl::Seconds(0.25));
+  EXPECT_EQ(a->Wait(now + absl::Seconds(0.25)), absl::Seconds(1));
+  c.reset();
+  b.reset();
+  EXPECT_EQ(pacers.Members("job"), 1);
+  // Another group is not affected.
+  auto other = pacers.Join("other", 4'000'000, now);
+  other->Reserve(4'000'000, now);
+  EXPECT_EQ(other->Wait(now), absl::Seconds(1));
+  a.reset();
+  EXPECT_EQ(pacers.Members("job"), 0);
 }
 
 }  // namespace

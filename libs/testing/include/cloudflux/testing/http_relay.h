@@ -41,6 +41,11 @@ class HttpRelay {
   // From now on, each connection sends at most `bytes_per_second` upstream
   // (a slow uplink: uploads last, and overlap); 0 = as fast as it comes.
   void LimitUploadRate(int64_t bytes_per_second) { upload_rate_ = bytes_per_second; }
+  // While on, the first byte of every `method` request's body is flipped on
+  // its way upstream (a store that silently stores wrong bytes; the
+  // request's signature and Content-Length are left as they were).
+  void CorruptBodies(const std::string& method, bool on);
+  int64_t corrupted() const { return corrupted_; }
 
  private:
   HttpRelay() = default;
@@ -60,6 +65,8 @@ class HttpRelay {
   std::atomic<int64_t> unframed_{0};
   std::atomic<int64_t> throttled_{0};
   std::atomic<int64_t> upload_rate_{0};
+  std::atomic<int64_t> corrupted_{0};
+  std::string corrupt_method_;   // guarded by mu_; empty = none
   std::string throttle_method_;  // guarded by mu_
   int throttle_limit_ = -1;      // guarded by mu_
   int in_flight_ = 0;            // requests of throttle_method_ forwarded, not answered yet; guarded by mu_

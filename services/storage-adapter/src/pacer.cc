@@ -1,6 +1,7 @@
 #include "pacer.h"
 
 #include <algorithm>
+#include <vector>
 
 namespace cloudflux::storage {
 
@@ -15,13 +16,19 @@ struct CopyPacers::Member::Schedule {
   uint64_t next_id = 0;
   int64_t share = 0;  // bytes/s per member, the newest member's
   std::map<uint64_t, double> owed;
+  std::vector<absl::Time> lingering;  // until when members that left still count
   double bank = 0;
   absl::Time last = absl::InfinitePast();  // when the debts were brought up to date
 
-  double Rate() const { return static_cast<double>(std::max<int64_t>(1, share)) * std::max(1, members); }
+  double Rate() const {
+    return static_cast<double>(std::max<int64_t>(1, share)) *
+           std::max<double>(1, members + static_cast<double>(lingering.size()));
+  }
   void Advance(absl::Time now) {
     if (last == absl::InfinitePast()) last = now;  // a new schedule: no credit
     if (now <= last) return;
+    // Counted through the interval if they still counted at its start.
+    std::erase_if(lingering, [&](absl::Time until) { return until <= last; });
     double budget = Rate() * absl::ToDoubleSeconds(now - last) + bank;
     last = now;
     while (budget > 0 && !owed.empty()) {
@@ -63,6 +70,7 @@ std::unique_ptr<CopyPacers::Member> CopyPacers::Join(const std::string& group, i
     std::lock_guard lock(schedule->mu);
     schedule->Advance(now);  // the time so far at the rate before this member
     ++schedule->members;
+    if (!schedule->lingering.empty()) schedule->lingering.pop_back();  // takes a leaver's place
     schedule->share = bytes_per_second;
     id = schedule->next_id++;
   }
@@ -79,11 +87,15 @@ int CopyPacers::Members(const std::string& group) {
   return schedule->members;
 }
 
-CopyPacers::Member::~Member() {
+void CopyPacers::Member::Leave(absl::Time now) {
+  if (left_) return;
+  left_ = true;
   {
     std::lock_guard lock(schedule_->mu);
+    schedule_->Advance(now);
     --schedule_->members;
     schedule_->owed.erase(id_);
+    if (!group_.empty()) schedule_->lingering.push_back(now + kLinger);
   }
   if (group_.empty()) return;
   std::lock_guard lock(owner_->mu_);

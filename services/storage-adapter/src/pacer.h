@@ -22,10 +22,14 @@ class CopyPacers {
   // How far a schedule that fell behind may catch up at once: a copy that
   // stalled does not bank more than this of its rate.
   static constexpr absl::Duration kCredit = absl::Milliseconds(250);
+  // How long a member that left still counts, unless a new member takes its
+  // place first: the gap between one copy's end and the next one's start
+  // keeps the group's rate.
+  static constexpr absl::Duration kLinger = absl::Seconds(1);
 
   class Member {
    public:
-    ~Member();
+    ~Member() { Leave(absl::Now()); }
     Member(const Member&) = delete;
     Member& operator=(const Member&) = delete;
     // Adds `bytes` (just sent) to what this member owes the schedule.
@@ -34,6 +38,9 @@ class CopyPacers {
     // paid off at its part of the group's rate (the rate divided among the
     // members that owe), as things stand now. Zero when it owes nothing.
     absl::Duration Wait(absl::Time now);
+    // Leaves the group at `now` (once; the destructor leaves at the time);
+    // nothing is to be asked of the member after.
+    void Leave(absl::Time now);
 
    private:
     friend class CopyPacers;
@@ -44,6 +51,7 @@ class CopyPacers {
     std::string group_;
     std::shared_ptr<Schedule> schedule_;
     uint64_t id_;
+    bool left_ = false;
   };
 
   // A copy sending at most `bytes_per_second` (> 0): alone when `group` is

@@ -448,5 +448,25 @@ TEST(CopyPacers, AGroupSharesTheSumAndFollowsItsMembers) {
   EXPECT_EQ(pacers.Members("job"), 0);
 }
 
+TEST(CopyPacers, ALeaversShareLingersUntilANewcomerTakesIt) {
+  CopyPacers pacers;
+  auto a = pacers.Join("job", 1'000'000, t0);
+  auto b = pacers.Join("job", 1'000'000, t0);
+  b->Leave(t0);
+  EXPECT_EQ(pacers.Members("job"), 1);
+  a->Reserve(2'000'000, t0);
+  EXPECT_EQ(a->Wait(t0), absl::Seconds(1)) << "b's share still counts";
+  const absl::Time t1 = t0 + absl::Seconds(1);
+  a->Reserve(2'000'000, t1);
+  EXPECT_EQ(a->Wait(t1 + absl::Seconds(0.5)), absl::Seconds(1.5)) << "after kLinger, a's own 1 MB/s";
+  // A newcomer takes the leaver's place: two shares, not three.
+  auto x = pacers.Join("other", 1'000'000, t0);
+  auto y = pacers.Join("other", 1'000'000, t0);
+  y->Leave(t0);
+  x->Reserve(2'000'000, t0);
+  auto z = pacers.Join("other", 1'000'000, t0 + absl::Seconds(0.5));
+  EXPECT_EQ(x->Wait(t0 + absl::Seconds(0.5)), absl::Seconds(0.5)) << "1 MB left at 2 MB/s";
+}
+
 }  // namespace
 }  // namespace cloudflux::storage

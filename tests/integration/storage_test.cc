@@ -1170,6 +1170,25 @@ TEST_F(StorageTest, S3BackendKeepsTheTierAndOverwritesAcrossBackendsLeaveNoOrpha
 
   backend_ = "no-such-backend";
   EXPECT_EQ(Put("cloud/x", "x").status().code(), absl::StatusCode::kNotFound);
+
+  // AUTO: S3 Intelligent-Tiering on S3; refused where the cloud has no such
+  // class per object (nothing stored).
+  backend_ = "s3";
+  tier_ = cloudflux::common::v1::STORAGE_TIER_AUTO;
+  auto automatic = Put("cloud/auto.bin", "left to the cloud");
+  ASSERT_TRUE(automatic.ok()) << automatic.status();
+  EXPECT_EQ(automatic->tier(), cloudflux::common::v1::STORAGE_TIER_AUTO);
+  EXPECT_TRUE(S3HasObject(automatic->physical_key()));
+  EXPECT_EQ(*Get("cloud/auto.bin"), "left to the cloud");
+  for (const std::string other : {"gcs", "azure"}) {
+    bool configured = false;
+    for (const auto& b : backends.backends()) configured |= b.name() == other && b.healthy();
+    if (!configured) continue;
+    backend_ = other;
+    auto refused = Put("cloud/auto-" + other, "x");
+    EXPECT_EQ(refused.status().code(), absl::StatusCode::kFailedPrecondition) << other << ": " << refused.status();
+    EXPECT_EQ(Head("cloud/auto-" + other), absl::StatusCode::kNotFound);
+  }
 }
 
 TEST_F(StorageTest, CopyAcrossBackendsWithTierChangesAndRelocation) {

@@ -1,5 +1,7 @@
 #include <gtest/gtest.h>
 
+#include <set>
+
 #include <cmath>
 #include <fstream>
 
@@ -174,17 +176,24 @@ TEST(CostModel, ConstraintsFilterCandidatesButKeepTheCurrentOne) {
   EXPECT_TRUE(has_current);
   // STANDARD, STANDARD_IA, GLACIER_IR, INTELLIGENT_TIERING + the current DEEP_ARCHIVE
   EXPECT_EQ(all.size(), 5u);
-  // Moved by tier, Intelligent-Tiering (a HOT class beside STANDARD) cannot
-  // be reached.
-  fast.tier_classes_only = true;
-  auto by_tier = PriceCandidates(c, GiB, {deep, 400}, {}, 30, fast);
-  EXPECT_EQ(by_tier.size(), 4u);
+  // Moved by tier: only the class each tier stands for, which is the one
+  // the storage adapter writes (ARCHIVE is DEEP_ARCHIVE, not GLACIER; AUTO
+  // is Intelligent-Tiering).
+  Constraints slow{.max_first_byte_latency_ms = 48LL * 3600 * 1000, .allowed_clouds = {AWS}};
+  const ClassPrice* standard = c.Find(AWS, "STANDARD");
+  EXPECT_EQ(PriceCandidates(c, GiB, {standard, 400}, {}, 30, slow).size(), 6u);
+  slow.tier_classes_only = true;
+  auto by_tier = PriceCandidates(c, GiB, {standard, 400}, {}, 30, slow);
+  std::set<std::string> names;
   for (const auto& x : by_tier) {
-    EXPECT_NE(x.cls->storage_class(), "INTELLIGENT_TIERING");
-    if (!x.is_current) {
-      EXPECT_EQ(c.ForTier(AWS, x.cls->tier()), x.cls) << x.cls->storage_class();
-    }
+    names.insert(x.cls->storage_class());
+    EXPECT_EQ(c.ForTier(AWS, x.cls->tier()), x.cls) << x.cls->storage_class();
   }
+  EXPECT_EQ(names, (std::set<std::string>{"STANDARD", "STANDARD_IA", "GLACIER_IR", "DEEP_ARCHIVE",
+                                          "INTELLIGENT_TIERING"}));
+  EXPECT_EQ(c.ForTier(AWS, cloudflux::common::v1::STORAGE_TIER_AUTO)->storage_class(), "INTELLIGENT_TIERING");
+  EXPECT_EQ(c.ForTier(AWS, cloudflux::common::v1::STORAGE_TIER_ARCHIVE)->storage_class(), "DEEP_ARCHIVE");
+  EXPECT_EQ(c.ForTier(GCP, cloudflux::common::v1::STORAGE_TIER_AUTO), nullptr);
 }
 
 TierPolicy AwsPolicy(int64_t latency_ms) {

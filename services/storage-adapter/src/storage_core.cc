@@ -1,4 +1,5 @@
 #include "storage_core.h"
+#include "tiers.h"
 
 #include <google/protobuf/util/json_util.h>
 #include <google/protobuf/util/time_util.h>
@@ -208,6 +209,7 @@ absl::StatusOr<std::unique_ptr<StorageCore::Upload>> StorageCore::BeginPut(
   if (!cloudflux::common::v1::StorageTier_IsValid(header.tier())) {
     return absl::InvalidArgumentError("unknown tier");
   }
+  CF_RETURN_IF_ERROR(CheckTierOn(store->provider(), header.tier(), backend));
   CF_RETURN_IF_ERROR(core::ValidateLabel(header.content_type(), "content_type", 256));
   if (header.has_if_version() && header.if_version() < 0) {
     return absl::InvalidArgumentError("if_version must not be negative");
@@ -1082,6 +1084,7 @@ absl::StatusOr<v1::ObjectInfo> StorageCore::CopyOnce(const v1::CopyObjectRequest
                                                       "'s archive class cannot be read back without a restore: "
                                                       "copy it without verify"));
   }
+  CF_RETURN_IF_ERROR(CheckTierOn(to->provider(), tier, to->name()));
   const CopyLimits limits{
       .rate = request.max_bytes_per_second(), .verify = request.verify(), .pace_group = request.pace_group()};
   // One copy of these bytes to this backend and tier at a time in this
@@ -1275,11 +1278,12 @@ absl::StatusOr<v1::ObjectInfo> StorageCore::SetTier(const v1::SetTierRequest& re
   CF_RETURN_IF_ERROR(ValidateKey(request.key()));
   if (!cloudflux::common::v1::StorageTier_IsValid(request.tier()) ||
       request.tier() == cloudflux::common::v1::STORAGE_TIER_UNSPECIFIED) {
-    return absl::InvalidArgumentError("tier must be HOT, WARM, COLD or ARCHIVE");
+    return absl::InvalidArgumentError("tier must be HOT, WARM, COLD, ARCHIVE or AUTO");
   }
   CF_ASSIGN_OR_RETURN(v1::ObjectInfo source, Head(request.namespace_(), request.key()));
   if (source.tier() == request.tier()) return source;
   CF_ASSIGN_OR_RETURN(ObjectStore * store, StoreOf(source));
+  CF_RETURN_IF_ERROR(CheckTierOn(store->provider(), request.tier(), source.backend()));
   return ChangeTier(source, *store, request.tier());
 }
 

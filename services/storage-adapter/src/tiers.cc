@@ -10,14 +10,14 @@ using cloudflux::common::v1::StorageTier;
 
 struct Row {
   CloudProvider provider;
-  std::array<const char*, 4> classes;  // HOT, WARM, COLD, ARCHIVE
+  std::array<const char*, 5> classes;  // HOT, WARM, COLD, ARCHIVE, AUTO (nullptr: none)
 };
 
 constexpr Row kTable[] = {
     {cloudflux::common::v1::CLOUD_PROVIDER_AWS,
-     {"STANDARD", "STANDARD_IA", "GLACIER_IR", "DEEP_ARCHIVE"}},
-    {cloudflux::common::v1::CLOUD_PROVIDER_AZURE, {"Hot", "Cool", "Cold", "Archive"}},
-    {cloudflux::common::v1::CLOUD_PROVIDER_GCP, {"STANDARD", "NEARLINE", "COLDLINE", "ARCHIVE"}},
+     {"STANDARD", "STANDARD_IA", "GLACIER_IR", "DEEP_ARCHIVE", "INTELLIGENT_TIERING"}},
+    {cloudflux::common::v1::CLOUD_PROVIDER_AZURE, {"Hot", "Cool", "Cold", "Archive", nullptr}},
+    {cloudflux::common::v1::CLOUD_PROVIDER_GCP, {"STANDARD", "NEARLINE", "COLDLINE", "ARCHIVE", nullptr}},
 };
 
 int Index(StorageTier tier) {
@@ -25,6 +25,7 @@ int Index(StorageTier tier) {
     case cloudflux::common::v1::STORAGE_TIER_WARM: return 1;
     case cloudflux::common::v1::STORAGE_TIER_COLD: return 2;
     case cloudflux::common::v1::STORAGE_TIER_ARCHIVE: return 3;
+    case cloudflux::common::v1::STORAGE_TIER_AUTO: return 4;
     default: return 0;
   }
 }
@@ -33,16 +34,30 @@ int Index(StorageTier tier) {
 
 std::string StorageClassFor(CloudProvider provider, StorageTier tier) {
   for (const Row& row : kTable) {
-    if (row.provider == provider) return row.classes[Index(tier)];
+    if (row.provider != provider) continue;
+    const char* name = row.classes[Index(tier)];
+    return name != nullptr ? name : row.classes[0];  // refused before (CheckTierOn)
   }
   return "";
+}
+
+absl::Status CheckTierOn(CloudProvider provider, StorageTier tier, const std::string& backend) {
+  for (const Row& row : kTable) {
+    if (row.provider == provider && row.classes[Index(tier)] == nullptr) {
+      return absl::FailedPreconditionError("backend '" + backend + "' (" +
+                                           cloudflux::common::v1::CloudProvider_Name(provider) +
+                                           ") has no class for " + cloudflux::common::v1::StorageTier_Name(tier));
+    }
+  }
+  return absl::OkStatus();
 }
 
 std::optional<StorageTier> TierForStorageClass(CloudProvider provider,
                                                const std::string& storage_class) {
   static constexpr StorageTier kTiers[] = {
       cloudflux::common::v1::STORAGE_TIER_HOT, cloudflux::common::v1::STORAGE_TIER_WARM,
-      cloudflux::common::v1::STORAGE_TIER_COLD, cloudflux::common::v1::STORAGE_TIER_ARCHIVE};
+      cloudflux::common::v1::STORAGE_TIER_COLD, cloudflux::common::v1::STORAGE_TIER_ARCHIVE,
+      cloudflux::common::v1::STORAGE_TIER_AUTO};
   if (provider == cloudflux::common::v1::CLOUD_PROVIDER_AWS && storage_class == "GLACIER") {
     return cloudflux::common::v1::STORAGE_TIER_ARCHIVE;
   }
@@ -51,8 +66,8 @@ std::optional<StorageTier> TierForStorageClass(CloudProvider provider,
   }
   for (const Row& row : kTable) {
     if (row.provider != provider) continue;
-    for (int i = 0; i < 4; ++i) {
-      if (storage_class == row.classes[i]) return kTiers[i];
+    for (int i = 0; i < 5; ++i) {
+      if (row.classes[i] != nullptr && storage_class == row.classes[i]) return kTiers[i];
     }
   }
   return std::nullopt;

@@ -6,12 +6,14 @@
 //   WARM     STANDARD_IA   Cool         NEARLINE
 //   COLD     GLACIER_IR    Cold         COLDLINE
 //   ARCHIVE  DEEP_ARCHIVE  Archive      ARCHIVE
+//   AUTO     INTELLIGENT_TIERING   -     -
 //
 // Reading back, S3's GLACIER (Flexible Retrieval) also counts as ARCHIVE.
 
 #include <optional>
 #include <string>
 
+#include "absl/status/status.h"
 #include "cloudflux/common/v1/common.pb.h"
 
 namespace cloudflux::storage {
@@ -19,6 +21,11 @@ namespace cloudflux::storage {
 // The provider's class name for `tier` (unspecified = HOT); empty for local.
 std::string StorageClassFor(cloudflux::common::v1::CloudProvider provider,
                             cloudflux::common::v1::StorageTier tier);
+
+// FAILED_PRECONDITION for a tier the provider has no class for (AUTO on
+// Azure and GCS), naming `backend`.
+absl::Status CheckTierOn(cloudflux::common::v1::CloudProvider provider, cloudflux::common::v1::StorageTier tier,
+                         const std::string& backend);
 
 // The tier a provider's class name stands for; nullopt for unknown names.
 std::optional<cloudflux::common::v1::StorageTier> TierForStorageClass(

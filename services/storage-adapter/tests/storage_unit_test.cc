@@ -65,6 +65,16 @@ TEST(Tiers, OneTableBothWays) {
   }
   EXPECT_EQ(TierForStorageClass(common::CLOUD_PROVIDER_AWS, "GLACIER"), common::STORAGE_TIER_ARCHIVE);
   EXPECT_EQ(TierForStorageClass(common::CLOUD_PROVIDER_AWS, "REDUCED_REDUNDANCY"), std::nullopt);
+  // AUTO: S3 Intelligent-Tiering; a label on local disk; no class on Azure or GCS.
+  EXPECT_EQ(StorageClassFor(common::CLOUD_PROVIDER_AWS, common::STORAGE_TIER_AUTO), "INTELLIGENT_TIERING");
+  EXPECT_EQ(TierForStorageClass(common::CLOUD_PROVIDER_AWS, "INTELLIGENT_TIERING"), common::STORAGE_TIER_AUTO);
+  EXPECT_TRUE(CheckTierOn(common::CLOUD_PROVIDER_AWS, common::STORAGE_TIER_AUTO, "s3").ok());
+  EXPECT_TRUE(CheckTierOn(common::CLOUD_PROVIDER_LOCAL, common::STORAGE_TIER_AUTO, "local").ok());
+  EXPECT_EQ(CheckTierOn(common::CLOUD_PROVIDER_AZURE, common::STORAGE_TIER_AUTO, "az").code(),
+            absl::StatusCode::kFailedPrecondition);
+  EXPECT_EQ(CheckTierOn(common::CLOUD_PROVIDER_GCP, common::STORAGE_TIER_AUTO, "gcs").code(),
+            absl::StatusCode::kFailedPrecondition);
+  EXPECT_TRUE(CheckTierOn(common::CLOUD_PROVIDER_GCP, common::STORAGE_TIER_COLD, "gcs").ok());
 }
 
 TEST(Xml, ReadsElementsAndEscapes) {

@@ -2,6 +2,7 @@
 // The migration tests' fixture: a scratch database, a storage-adapter
 // binary (local backend, optionally an S3 backend on s3rver) and a
 // migration binary, with helpers to write objects and drive jobs.
+#include <optional>
 #include <gtest/gtest.h>
 #include <signal.h>
 
@@ -105,17 +106,21 @@ class MigrationTest : public ::testing::Test {
   bool Put(const std::string& key, const std::string& bytes) {
     return PutThroughStorage(*storage_stub_, ns_, key, bytes);
   }
-  bool Read(const std::string& key) {
+  // The object's bytes through the storage adapter (a read, counted as
+  // one); nullopt when the read fails.
+  std::optional<std::string> Content(const std::string& key) {
     sv1::GetObjectRequest r;
     r.set_namespace_(ns_);
     r.set_key(key);
     auto ctx = server::MakeClientContext(absl::Seconds(30));
     auto reader = storage_stub_->GetObject(ctx.get(), r);
+    std::string out;
     sv1::GetObjectResponse part;
-    while (reader->Read(&part)) {
-    }
-    return reader->Finish().ok();
+    while (reader->Read(&part)) out += part.chunk();
+    if (!reader->Finish().ok()) return std::nullopt;
+    return out;
   }
+  bool Read(const std::string& key) { return Content(key).has_value(); }
   absl::StatusOr<sv1::ObjectInfo> Head(const std::string& key) {
     sv1::HeadObjectRequest r;
     r.set_namespace_(ns_);

@@ -400,17 +400,7 @@ TEST_F(MigrationTest, VerifyModesReadTheTargetBackAndCatchAStoreThatStoresWrongB
     r.set_key(key);
     return CallUnary(*storage_stub_, &sv1::StorageService::Stub::VerifyObject, r, absl::Seconds(30));
   };
-  auto content = [&](const std::string& key) {
-    sv1::GetObjectRequest r;
-    r.set_namespace_(ns_);
-    r.set_key(key);
-    auto ctx = server::MakeClientContext(absl::Seconds(30));
-    auto reader = storage_stub_->GetObject(ctx.get(), r);
-    std::string out;
-    sv1::GetObjectResponse part;
-    while (reader->Read(&part)) out += part.chunk();
-    return reader->Finish().ok() ? out : std::string("<failed>");
-  };
+  auto content = [&](const std::string& key) { return Content(key).value_or("<failed>"); };
   for (const auto& [key, bytes] : data) {
     auto intact = verify(key);
     ASSERT_TRUE(intact.ok()) << intact.status();

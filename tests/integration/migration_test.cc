@@ -1198,6 +1198,36 @@ TEST_F(MigrationTest, TwoWaySyncPropagatesChangesKeepsConflictLosersAndFinishesA
   EXPECT_EQ(sha("one/b"), "absent");
   EXPECT_EQ(get(id)->tracked(), static_cast<int64_t>(bytes.size()));
 
+  // 2b. New metadata on the same bytes (a new version) is a change too: it
+  // reaches the other side, and then both agree.
+  {
+    auto ctx = server::MakeClientContext(absl::Seconds(30));
+    sv1::ObjectInfo info;
+    auto w = storage_stub_->PutObject(ctx.get(), &info);
+    sv1::PutObjectRequest h;
+    h.mutable_header()->set_namespace_(ns_);
+    h.mutable_header()->set_key("one/a");
+    h.mutable_header()->set_size(static_cast<int64_t>(bytes["a"].size()));
+    h.mutable_header()->set_content_type("text/x-alpha");
+    (*h.mutable_header()->mutable_metadata())["owner"] = "ops";
+    ASSERT_TRUE(w->Write(h));
+    sv1::PutObjectRequest c;
+    c.set_chunk(bytes["a"]);
+    ASSERT_TRUE(w->Write(c));
+    w->WritesDone();
+    ASSERT_TRUE(w->Finish().ok());
+  }
+  auto relabelled = run(id);
+  ASSERT_TRUE(relabelled.ok()) << relabelled.status();
+  EXPECT_EQ(relabelled->copied(), 1) << relabelled->DebugString();
+  EXPECT_EQ(relabelled->conflicts(), 0);
+  auto there = Head("two/a");
+  ASSERT_TRUE(there.ok());
+  EXPECT_EQ(there->content_type(), "text/x-alpha");
+  EXPECT_EQ(there->metadata().at("owner"), "ops");
+  EXPECT_EQ(there->sha256(), core::Sha256Hex(bytes["a"]));
+  EXPECT_EQ(run(id)->changes_size(), 0);
+
   // 3. More deletions than max_delete_percent: refused, nothing deleted; a
   // dry run shows them; force goes past the limit.
   for (const std::string k : {"a", "c", "d", "same", "diff"}) ASSERT_TRUE(remove("one/" + k).ok());

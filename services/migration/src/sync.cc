@@ -12,6 +12,7 @@
 
 #include "absl/strings/match.h"
 #include "absl/strings/str_cat.h"
+#include "cloudflux/core/digest.h"
 #include "cloudflux/core/log.h"
 #include "cloudflux/core/names.h"
 #include "cloudflux/core/status.h"
@@ -86,7 +87,7 @@ absl::Status CheckBackend(const v1::SyncLocation& l, const std::string& name,
 // One side's object, as listed.
 struct Entry {
   int64_t version = 0;
-  std::string sha256;
+  std::string sha256;  // what is compared: Fingerprint()
   int64_t size = 0;
   absl::Time updated;
 };
@@ -96,6 +97,17 @@ struct Agreed {
   std::string sha256;
   int64_t version1 = 0, version2 = 0;
 };
+
+// What two sides must agree on: the bytes' SHA-256 and, when the object
+// has any, its content type and metadata (a change of those alone, stored
+// as a new version with the same bytes, is a change to sync too).
+std::string Fingerprint(const sv1::ObjectInfo& o) {
+  if (o.content_type().empty() && o.metadata().empty()) return o.sha256();
+  std::string described = o.content_type();
+  const std::map<std::string, std::string> sorted(o.metadata().begin(), o.metadata().end());
+  for (const auto& [k, v] : sorted) absl::StrAppend(&described, std::string(1, '\0'), k, std::string(1, '\0'), v);
+  return absl::StrCat(o.sha256(), "+", core::Sha256Hex(described));
+}
 
 // Every object under the location, by key relative to its prefix.
 absl::StatusOr<std::map<std::string, Entry>> ListSide(StorageClient& storage, const v1::SyncLocation& l) {
@@ -107,7 +119,7 @@ absl::StatusOr<std::map<std::string, Entry>> ListSide(StorageClient& storage, co
       if (!absl::StartsWith(o.key(), l.prefix())) continue;
       const absl::Time updated = absl::FromUnixMicros(
           TimeUtil::TimestampToMicroseconds(o.has_updated() ? o.updated() : o.created()));
-      out[o.key().substr(l.prefix().size())] = {o.version(), o.sha256(), o.size(), updated};
+      out[o.key().substr(l.prefix().size())] = {o.version(), Fingerprint(o), o.size(), updated};
     }
     token = page.page().next_page_token();
   } while (!token.empty());

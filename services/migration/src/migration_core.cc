@@ -805,13 +805,12 @@ absl::StatusOr<bool> MigrationCore::RunOne() {
     claimed = db::Result();
     CF_RETURN_IF_ERROR(tx.Exec("SELECT 1 FROM migration.jobs WHERE state = 1 ORDER BY seq FOR UPDATE").status());
     CF_ASSIGN_OR_RETURN(db::Result rooms,
-                        tx.Exec("SELECT j.id::text, j.claim_namespace, j.claim_key FROM migration.jobs j WHERE "
-                                "j.state = 1 AND (SELECT count(*) FROM migration.tasks r WHERE r.job_id = j.id AND "
-                                "r.outcome = 2 AND r.lease_until >= now()) < coalesce(j.concurrency, j.parallelism) AND "
-                                "(j.window_start = j.window_end OR CASE WHEN j.window_start < j.window_end THEN "
-                                "extract(hour FROM now() AT TIME ZONE 'UTC') >= j.window_start AND extract(hour FROM "
-                                "now() AT TIME ZONE 'UTC') < j.window_end ELSE extract(hour FROM now() AT TIME ZONE "
-                                "'UTC') >= j.window_start OR extract(hour FROM now() AT TIME ZONE 'UTC') < "
+                        tx.Exec("SELECT j.id::text, j.claim_namespace, j.claim_key FROM migration.jobs j, (SELECT "
+                                "extract(hour FROM now() AT TIME ZONE 'UTC') AS h) utc WHERE j.state = 1 AND (SELECT "
+                                "count(*) FROM migration.tasks r WHERE r.job_id = j.id AND r.outcome = 2 AND "
+                                "r.lease_until >= now()) < coalesce(j.concurrency, j.parallelism) AND (j.window_start "
+                                "= j.window_end OR CASE WHEN j.window_start < j.window_end THEN utc.h >= "
+                                "j.window_start AND utc.h < j.window_end ELSE utc.h >= j.window_start OR utc.h < "
                                 "j.window_end END) ORDER BY j.seq"));
     for (const auto& room : rooms) {
       for (int kind = 0; kind < 3; ++kind) {
@@ -872,7 +871,8 @@ absl::StatusOr<bool> MigrationCore::RunOne() {
   // job's (at most `concurrency`) copies sends at most an equal share of the
   // cap; the job's copies in one storage adapter process pool their shares
   // (pace group = the job), so one held up leaves its share to the others,
-  // and the newest share (a changed cap) reaches those already running. Within one backend the store copies (or only the catalog changes):
+  // and the newest share (a changed cap) reaches those already running.
+  // Within one backend the store copies (or only the catalog changes):
   // object starts are paced instead.
   const bool streamed = !to_backend.empty() && c.Text(12) != to_backend;
   const int64_t share = bandwidth.has_value() && streamed

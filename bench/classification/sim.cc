@@ -51,6 +51,28 @@ Classes CloudClasses(const pricing::PriceCatalog& catalog, pricing::CloudProvide
 
 Classes AwsClasses(const pricing::PriceCatalog& catalog) { return CloudClasses(catalog, AWS); }
 
+int Classes::Index(pricing::CloudProvider cloud, const std::string& storage_class) const {
+  for (size_t i = 0; i < list.size(); ++i) {
+    if (list[i]->cloud() == cloud && list[i]->storage_class() == storage_class) return static_cast<int>(i);
+  }
+  return -1;
+}
+
+Classes AllClasses(const pricing::PriceCatalog& catalog) {
+  Classes c;
+  for (const ClassPrice* p : catalog.classes()) {
+    c.list.push_back(p);
+    c.managed.push_back(catalog.TiersOf(*p));
+  }
+  c.egress_per_gb.assign(c.list.size(), std::vector<double>(c.list.size(), 0));
+  for (size_t i = 0; i < c.list.size(); ++i) {
+    for (size_t j = 0; j < c.list.size(); ++j) {
+      c.egress_per_gb[i][j] = catalog.EgressPerGb(c.list[i]->cloud(), c.list[j]->cloud());
+    }
+  }
+  return c;
+}
+
 // ------------------------------------------------------------ traces
 
 absl::StatusOr<Trace> ReadCsvTrace(const std::string& path) {
@@ -257,6 +279,9 @@ Bill BillSchedule(const Classes& classes, const ObjectTrace& o, const Schedule& 
     if (d > 0 && c != s[d - 1]) {
       int prev = s[d - 1];
       b.transitions += p[prev].get + p[prev].retrieval_per_read + p[c].put;
+      if (!classes.egress_per_gb.empty()) {
+        b.transitions += static_cast<double>(o.size) / pricing::kBytesPerGb * classes.egress_per_gb[prev][c];
+      }
       leave(prev, d);
       seg_start = d;
       idle = 0;
@@ -332,7 +357,8 @@ Schedule CloudFlux(const pricing::PriceCatalog& catalog, const Classes& classes,
                    const pricing::TierPolicy& base, bool perfect_forecast,
                    const std::vector<std::optional<pricing::Forecast>>* learned) {
   pricing::TierPolicy policy = base;
-  policy.constraints.allowed_clouds = {AWS};
+  policy.constraints.allowed_clouds.clear();  // the clouds of `classes`
+  for (const ClassPrice* c : classes.list) policy.constraints.allowed_clouds.insert(c->cloud());
   policy.constraints.max_first_byte_latency_ms = o.max_latency_ms;
   History history(o);
   // The reads the object will actually get over the horizon (fewer days
@@ -351,7 +377,7 @@ Schedule CloudFlux(const pricing::PriceCatalog& catalog, const Classes& classes,
     for (size_t i = 0; i < classes.list.size(); ++i) {
       if (classes.list[i] == cls) return static_cast<int>(i);
     }
-    return classes.Index("STANDARD");
+    return classes.Index(AWS, "STANDARD");
   };
   Schedule s(o.life());
   // Where to write it: nothing is known of the object but its size.
@@ -496,10 +522,13 @@ Report Simulate(const pricing::PriceCatalog& catalog, const Trace& trace, const 
                 bool perfect_forecast, const ForecastTable* learned) {
   Classes classes = AwsClasses(catalog);
   Classes gcs = CloudClasses(catalog, cloudflux::common::v1::CLOUD_PROVIDER_GCP);
+  Classes azure = CloudClasses(catalog, cloudflux::common::v1::CLOUD_PROVIDER_AZURE);
+  Classes all = AllClasses(catalog);
   Report r;
   r.trace = trace.name;
   r.objects = static_cast<int>(trace.objects.size());
   Bill standard, it, autoclass, lifecycle, cloudflux, foreseen, learned_bill, optimum;
+  Bill optimum_gcp, optimum_azure, optimum_best, any_cloud;
   // The perfect forecast decides: the bound on what forecasts can add. The
   // learned one plays the role `policy` gives it, as in the product.
   pricing::TierPolicy deciding = policy;
@@ -515,7 +544,15 @@ Report Simulate(const pricing::PriceCatalog& catalog, const Trace& trace, const 
     lifecycle += BillSchedule(classes, o, Lifecycle(classes, o));
     cloudflux += BillSchedule(classes, o, CloudFlux(catalog, classes, o, policy));
     if (perfect_forecast) foreseen += BillSchedule(classes, o, CloudFlux(catalog, classes, o, deciding, true));
-    optimum += BillSchedule(classes, o, Optimum(classes, o, nullptr));
+    Bill per_cloud[3] = {BillSchedule(classes, o, Optimum(classes, o, nullptr)),
+                         BillSchedule(gcs, o, Optimum(gcs, o, nullptr)),
+                         BillSchedule(azure, o, Optimum(azure, o, nullptr))};
+    optimum += per_cloud[0];
+    optimum_gcp += per_cloud[1];
+    optimum_azure += per_cloud[2];
+    optimum_best += *std::min_element(std::begin(per_cloud), std::end(per_cloud),
+                                      [](const Bill& a, const Bill& b) { return a.total < b.total; });
+    any_cloud += BillSchedule(all, o, CloudFlux(catalog, all, o, policy));
   }
   r.bills = {{"all-standard", standard},   {"s3-intelligent-tiering", it},
              {"gcs-autoclass", autoclass}, {"lifecycle-30-90", lifecycle},
@@ -523,6 +560,10 @@ Report Simulate(const pricing::PriceCatalog& catalog, const Trace& trace, const 
   if (learned != nullptr) r.bills.emplace_back("cloudflux+learned-forecast", learned_bill);
   if (perfect_forecast) r.bills.emplace_back("cloudflux+perfect-forecast", foreseen);
   r.bills.emplace_back("optimum", optimum);
+  r.bills.emplace_back("optimum-gcp", optimum_gcp);
+  r.bills.emplace_back("optimum-azure", optimum_azure);
+  r.bills.emplace_back("optimum-best-cloud", optimum_best);
+  r.bills.emplace_back("cloudflux-any-cloud", any_cloud);
   return r;
 }
 

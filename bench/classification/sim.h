@@ -85,10 +85,16 @@ struct Bill {
 struct Classes {
   std::vector<const pricing::ClassPrice*> list;
   std::vector<const pricing::ManagedTiers*> managed;
+  // Across clouds: $/GB of a move from class i to class j (the source
+  // cloud's egress); empty within one cloud.
+  std::vector<std::vector<double>> egress_per_gb;
   int Index(const std::string& storage_class) const;
+  int Index(pricing::CloudProvider cloud, const std::string& storage_class) const;
 };
 Classes CloudClasses(const pricing::PriceCatalog& catalog, pricing::CloudProvider cloud);
 Classes AwsClasses(const pricing::PriceCatalog& catalog);
+// Every cloud's classes, with the egress a move between clouds pays.
+Classes AllClasses(const pricing::PriceCatalog& catalog);
 
 // Bills an unmanaged schedule.
 Bill BillSchedule(const Classes& classes, const ObjectTrace& o, const Schedule& s);
@@ -121,7 +127,12 @@ struct Report {
   std::vector<std::pair<std::string, Bill>> bills;  // policy -> total bill
   const Bill& Of(const std::string& policy) const;
 };
-// Every policy on one trace; with `perfect_forecast` also
+// Every policy on one trace: besides the AWS rows, "optimum-gcp" and
+// "optimum-azure" (each cloud's own offline optimum), "optimum-best-cloud"
+// (each object in the cloud whose optimum is cheapest for it) and
+// "cloudflux-any-cloud" (the counts-only rule choosing among every cloud's
+// classes where a new object is written, and moving it later within any
+// cloud with the egress priced); with `perfect_forecast` also
 // "cloudflux+perfect-forecast" (see CloudFlux).
 // With `learned`, also "cloudflux+learned-forecast".
 Report Simulate(const pricing::PriceCatalog& catalog, const Trace& trace, const pricing::TierPolicy& policy,

@@ -111,6 +111,49 @@ TEST(Billing, HandComputedScheduleWithEarlyDeletion) {
   EXPECT_EQ(b.moves, 1);
 }
 
+TEST(Billing, AMoveBetweenCloudsPaysTheSourcesEgress) {
+  const auto& c = Catalog();
+  Classes all = AllClasses(c);
+  ObjectTrace o;
+  o.size = int64_t{1} << 30;
+  o.reads.assign(4, 0);
+  const int aws = all.Index(cloudflux::common::v1::CLOUD_PROVIDER_AWS, "STANDARD"),
+            gcs = all.Index(cloudflux::common::v1::CLOUD_PROVIDER_GCP, "STANDARD");
+  ASSERT_GE(aws, 0);
+  ASSERT_GE(gcs, 0);
+  Bill b = BillSchedule(all, o, {aws, aws, gcs, gcs});
+  // A GET in S3, a PUT in GCS and 1 GiB of AWS egress.
+  EXPECT_NEAR(b.transitions,
+              all.list[aws]->read_per_1000() / 1000 + all.list[gcs]->write_per_1000() / 1000 +
+                  static_cast<double>(o.size) / pricing::kBytesPerGb * c.EgressPerGb(all.list[aws]->cloud(), all.list[gcs]->cloud()),
+              1e-12);
+  EXPECT_GT(c.EgressPerGb(all.list[aws]->cloud(), all.list[gcs]->cloud()), 0);
+  // Within one cloud there is none.
+  const int ia = all.Index(cloudflux::common::v1::CLOUD_PROVIDER_AWS, "STANDARD_IA");
+  EXPECT_NEAR(BillSchedule(all, o, {aws, aws, ia, ia}).transitions,
+              all.list[aws]->read_per_1000() / 1000 + all.list[ia]->write_per_1000() / 1000, 1e-12);
+}
+
+TEST(Simulate, PerCloudOptimaBoundTheBestCloudAndCloudFluxAnyCloud) {
+  auto t = GenerateTrace("mixed", 200, 120, 3);
+  ASSERT_TRUE(t.ok());
+  pricing::TierPolicy policy;
+  policy.constraints.tier_classes_only = true;
+  Report r = Simulate(Catalog(), *t, policy);
+  const double best = r.Of("optimum-best-cloud").total;
+  EXPECT_GT(best, 0);
+  for (const char* each : {"optimum", "optimum-gcp", "optimum-azure"}) EXPECT_LE(best, r.Of(each).total + 1e-9) << each;
+  // No policy that stays in one cloud beats the best cloud's optimum.
+  for (const char* each : {"cloudflux", "s3-intelligent-tiering", "gcs-autoclass", "all-standard"}) {
+    EXPECT_GE(r.Of(each).total, best - 1e-9) << each;
+  }
+  // Free to choose, CloudFlux pays no more than writing everything to S3
+  // Standard and keeps every latency need.
+  EXPECT_GT(r.Of("cloudflux-any-cloud").total, 0);
+  EXPECT_LE(r.Of("cloudflux-any-cloud").total, r.Of("all-standard").total);
+  EXPECT_EQ(r.Of("cloudflux-any-cloud").sla_violations, 0);
+}
+
 TEST(ManagedTiering, IntelligentTieringRulesAndThe128KbRule) {
   const auto& c = Catalog();
   ObjectTrace o;

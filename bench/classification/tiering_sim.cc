@@ -151,6 +151,12 @@ void Print(const sim::Report& r, double seconds) {
                 static_cast<long long>(b.sla_violations), static_cast<long long>(b.moves), b.storage,
                 b.requests, b.retrieval, b.transitions, b.early_deletion, b.monitoring);
   }
+  // On equal footing: the clouds' own auto-tiering, each at its own prices,
+  // against CloudFlux free to choose the cloud.
+  const double managed = std::min(it.total, r.Of("gcs-autoclass").total);
+  std::printf("\ncloudflux-any-cloud / the cheaper of Intelligent-Tiering and Autoclass: %.3f; "
+              "optimum-best-cloud / the same: %.3f\n",
+              r.Of("cloudflux-any-cloud").total / managed, r.Of("optimum-best-cloud").total / managed);
 }
 
 int main(int argc, char** argv) {

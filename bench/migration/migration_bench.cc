@@ -46,6 +46,11 @@ ABSL_FLAG(std::string, caps_mb, "",
           "bytes at that cap in 64 MiB objects, 4 at a time; the storage adapter's bytes sent, sampled every "
           "second, give the rate over every 10 s window.");
 ABSL_FLAG(int32_t, cap_seconds, 60, "How long each capped job runs at its cap.");
+ABSL_FLAG(int32_t, replication, 0,
+          "Instead of the comparisons: replication lag under load. A rule keeps replicas of repl/ on dst while "
+          "--replication objects of --object_kib are written to src by --transfers writers at once; its "
+          "status, sampled every 100 ms, gives the lag (the oldest object waiting for its replica) during the "
+          "writes and the time to catch up after them; peer: rclone copy of the same objects afterwards.");
 ABSL_FLAG(int32_t, tiny, 0,
           "Instead of the comparisons: the scheduling overhead. --tiny objects of 16 bytes on the local backend "
           "go HOT -> COLD by direct CopyObject calls, --transfers at a time (the peer: the same work without "
@@ -163,6 +168,99 @@ int64_t Recorded(const Bench& b) {
   return rows.ok() ? (*rows)[0].Int(0) : 0;
 }
 
+
+// --replication: a rule's lag while objects are being written under it.
+void ReplicationLag(Bench& b, int n, int64_t object_bytes, int transfers) {
+  mv1::ReplicationRule rule;
+  rule.set_namespace_(kNs);
+  rule.set_prefix("repl/");
+  rule.set_backend("dst");
+  mv1::ReplicationRule created;
+  grpc::Status s =
+      b.stub->CreateReplicationRule(cloudflux::server::MakeClientContext(absl::Seconds(30)).get(), rule, &created);
+  if (!s.ok()) Die("create rule: " + s.error_message());
+  auto status = [&] {
+    mv1::ReplicationRuleRef ref;
+    ref.set_id(created.id());
+    mv1::ReplicationRule now;
+    grpc::Status got = b.stub->GetReplicationRule(cloudflux::server::MakeClientContext(absl::Seconds(10)).get(), ref, &now);
+    if (!got.ok()) Die("get rule: " + got.error_message());
+    return now.status();
+  };
+  while (status().full_sync_running() || !status().has_last_full_sync()) absl::SleepFor(absl::Milliseconds(100));
+  std::string base(object_bytes, 'r');
+  std::mt19937_64 gen(13);
+  FillRandom(base, gen);
+  std::atomic<int> next{0}, failed{0};
+  std::atomic<bool> writing{true};
+  struct Sample {
+    double at, lag;
+    int64_t pending, copied;
+  };
+  std::vector<Sample> samples;
+  const auto start = Clock::now();
+  std::thread sampler([&] {
+    while (true) {
+      auto st = status();
+      const double at = Seconds(start);
+      const double lag = st.pending() > 0 ? absl::ToDoubleSeconds(absl::Now() - absl::FromUnixSeconds(st.oldest_pending().seconds()) - absl::Nanoseconds(st.oldest_pending().nanos())) : 0;
+      samples.push_back({at, lag, st.pending(), st.objects_copied()});
+      if (!writing && st.pending() == 0 && st.objects_copied() >= n) return;
+      if (at > 3600) Die("replication did not catch up in an hour");
+      absl::SleepFor(absl::Milliseconds(100));
+    }
+  });
+  std::vector<std::thread> pool;
+  for (int t = 0; t < transfers; ++t) {
+    pool.emplace_back([&] {
+      for (int i = next++; i < n; i = next++) {
+        std::string data = base;
+        std::memcpy(data.data(), &i, sizeof(i));
+        if (!PutObject(*b.adapter.stub, kNs, absl::StrCat("repl/", absl::Dec(i, absl::kZeroPad6)), "src", &data).ok()) {
+          ++failed;
+        }
+      }
+    });
+  }
+  for (auto& th : pool) th.join();
+  const double written = Seconds(start);
+  writing = false;
+  sampler.join();
+  if (failed > 0) Die("puts failed");
+  const double caught_up = samples.back().at;
+  double max_lag = 0, sum_lag = 0;
+  int during = 0;
+  for (const auto& x : samples) {
+    if (x.at > written) continue;
+    max_lag = std::max(max_lag, x.lag);
+    sum_lag += x.lag;
+    ++during;
+  }
+  double max_after = 0;
+  for (const auto& x : samples) {
+    if (x.at > written) max_after = std::max(max_after, x.lag);
+  }
+  // Every replica is on dst with its object's bytes.
+  int64_t replicas = 0;
+  for (int i = 0; i < n; ++i) {
+    replicas += HeadOrDie(b, absl::StrCat("repl/", absl::Dec(i, absl::kZeroPad6))).replicas_size() > 0;
+  }
+  if (replicas != n) Die(absl::StrCat(replicas, " of ", n, " objects have a replica"));
+  std::ofstream list(b.dir + "/repl.txt");
+  for (int i = 0; i < n; ++i) list << HeadOrDie(b, absl::StrCat("repl/", absl::Dec(i, absl::kZeroPad6))).physical_key() << "\n";
+  list.close();
+  const double peer = Rclone(b, absl::StrCat("copy --no-traverse --transfers ", transfers, " --checkers ", transfers,
+                                             " --files-from ", b.dir, "/repl.txt src:cloudflux-test ", b.rclone_prefix,
+                                             "/repl"));
+  std::printf("replication of %d x %lld KiB written by %d writers: written in %.2f s (%.1f obj/s); replicas all made "
+              "%.2f s after the first put (%.1f obj/s), %.2f s after the last\n",
+              n, static_cast<long long>(object_bytes >> 10), transfers, written, n / written, caught_up,
+              n / caught_up, caught_up - written);
+  std::printf("lag while writing (%d samples): mean %.2f s, max %.2f s; after the writes: max %.2f s | rclone copy of "
+              "the same objects afterwards: %.2f s (%.1f obj/s)\n",
+              during, during > 0 ? sum_lag / during : 0, max_lag, max_after, peer, n / peer);
+  std::fflush(stdout);
+}
 
 // --tiny: N tiny objects changing tier on the local backend, by direct calls
 // (HOT -> COLD) and by one job (COLD -> WARM).
@@ -292,6 +390,14 @@ int main(int argc, char** argv) {
   std::fflush(stdout);
   std::system("rclone version | head -1");
 
+  if (const int replication = absl::GetFlag(FLAGS_replication); replication > 0) {
+    ReplicationLag(b, replication, object_bytes, transfers);
+    b.migration.process->Signal(SIGTERM);
+    b.migration.process->Wait(absl::Seconds(30));
+    StopAdapter(b.adapter, b.dir);
+    return 0;
+  }
+
   if (const int tiny = absl::GetFlag(FLAGS_tiny); tiny > 0) {
     Tiny(b, tiny, transfers);
     b.migration.process->Signal(SIGTERM);
@@ -403,8 +509,18 @@ int main(int argc, char** argv) {
     double peer_move = TimeCommand(absl::StrCat(
         "rclone -q --disable Copy,Move move --no-traverse --transfers ", transfers, " --checkers ", transfers,
         " --files-from ", b.dir, "/files.txt ", b.rclone_prefix, "/small ", b.rclone_prefix, "/small-moved"));
+    // A copy job (the sources stay) is rclone copy's work: the same objects
+    // into another namespace on dst.
+    mv1::CreateMigrationRequest copy = MoveToDst({}, "small/", transfers);
+    copy.set_mode(mv1::MIGRATION_MODE_COPY);
+    copy.mutable_target()->set_namespace_("bench-copy");
+    double copied = 0;
+    RunJob(b, copy, &copied);
     double ours = 0;
     RunJob(b, MoveToDst({}, "small/", transfers), &ours);
+    std::printf("%-30s: %8.2f s %8.1f obj/s | rclone copy    %8.2f s %8.1f obj/s | ratio %.2f\n",
+                absl::StrCat("copy ", objects, " x ", object_bytes >> 10, " KiB").c_str(), copied, objects / copied,
+                peer, objects / peer, peer / copied);
     std::printf("%-30s: %8.2f s %8.1f obj/s | rclone copy    %8.2f s %8.1f obj/s | ratio %.2f\n",
                 absl::StrCat("move ", objects, " x ", object_bytes >> 10, " KiB").c_str(), ours, objects / ours, peer,
                 objects / peer, peer / ours);

@@ -475,6 +475,14 @@ TEST_F(MigrationTest, VerifyModesReadTheTargetBackAndCatchAStoreThatStoresWrongB
   EXPECT_EQ(Create(again).status().code(), absl::StatusCode::kFailedPrecondition) << "nothing to move or check";
   again.set_verify(static_cast<mv1::VerifyMode>(9));
   EXPECT_EQ(Create(again).status().code(), absl::StatusCode::kInvalidArgument);
+  // A read-back from an archive class that needs a restore (S3's) is
+  // refused, and nothing moves; without the read-back the move is allowed.
+  again.mutable_target()->set_tier(cloudflux::common::v1::STORAGE_TIER_ARCHIVE);
+  again.set_verify(mv1::VERIFY_MODE_TRANSFERRED);
+  auto refused = Create(again);
+  EXPECT_EQ(refused.status().code(), absl::StatusCode::kInvalidArgument) << refused.status();
+  EXPECT_TRUE(absl::StrContains(refused.status().message(), "without a restore")) << refused.status();
+  EXPECT_NE(Head("v/new")->tier(), cloudflux::common::v1::STORAGE_TIER_ARCHIVE);
   // Bad VerifyObject requests.
   sv1::VerifyObjectRequest bad;
   bad.set_namespace_(ns_);
@@ -488,6 +496,34 @@ TEST_F(MigrationTest, VerifyModesReadTheTargetBackAndCatchAStoreThatStoresWrongB
   bad.set_key(std::string("v/\0x", 4));
   EXPECT_EQ(CallUnary(*storage_stub_, &sv1::StorageService::Stub::VerifyObject, bad).status().code(),
             absl::StatusCode::kInvalidArgument);
+}
+
+TEST_F(MigrationTest, VerifyObjectStopsReadingWhenItsCallerGoes) {
+  const std::string bytes(64 << 20, 'g');
+  ASSERT_TRUE(Put("g/large", bytes));
+  auto read_back = [&] { return MetricValue(Metrics(storage_), "cloudflux_storage_verified_bytes_total"); };
+  const double before = read_back();
+  sv1::VerifyObjectRequest r;
+  r.set_namespace_(ns_);
+  r.set_key("g/large");
+  auto gone = CallUnary(*storage_stub_, &sv1::StorageService::Stub::VerifyObject, r, absl::Milliseconds(1));
+  EXPECT_EQ(gone.status().code(), absl::StatusCode::kDeadlineExceeded) << gone.status();
+  // The read stops once the caller has gone: the bytes read settle below
+  // the object's size (it is checked every 8 MiB).
+  double last = -1, now = read_back();
+  for (int i = 0; i < 100 && now != last; ++i) {
+    absl::SleepFor(absl::Milliseconds(300));
+    last = now;
+    now = read_back();
+  }
+  EXPECT_EQ(now, last) << "still reading";
+  EXPECT_LT(now - before, static_cast<double>(bytes.size()));
+  // A caller that waits gets the whole object read and found intact.
+  auto whole = CallUnary(*storage_stub_, &sv1::StorageService::Stub::VerifyObject, r, absl::Seconds(60));
+  ASSERT_TRUE(whole.ok()) << whole.status();
+  EXPECT_TRUE(whole->intact());
+  EXPECT_EQ(whole->bytes_read(), static_cast<int64_t>(bytes.size()));
+  EXPECT_GE(read_back() - now, static_cast<double>(bytes.size()));
 }
 
 TEST_F(MigrationTest, AJobStartsObjectsOnlyInItsWindowAndFollowsItsTimetable) {

@@ -361,8 +361,7 @@ absl::Status MigrationCore::CheckReadableTargets(const std::vector<Planned>& pla
   for (const Planned& p : plan) {
     if (p.skip || p.to_tier != cloudflux::common::v1::STORAGE_TIER_ARCHIVE) continue;
     for (const auto& b : backends) {
-      if (b.name() == p.to_backend && (b.provider() == cloudflux::common::v1::CLOUD_PROVIDER_AWS ||
-                                       b.provider() == cloudflux::common::v1::CLOUD_PROVIDER_AZURE)) {
+      if (b.name() == p.to_backend && b.archive_needs_restore()) {
         return absl::InvalidArgumentError(absl::StrCat(
             "'", p.object.namespace_(), "/", p.object.key(), "' would go into ", p.to_backend,
             "'s archive class, which cannot be read back without a restore: use VERIFY_MODE_STREAM"));
@@ -752,22 +751,83 @@ void MigrationCore::Start() {
 }
 
 void MigrationCore::Stop() {
-  stop_ = true;
+  {
+    std::lock_guard lock(claim_mu_);
+    stop_ = true;
+  }
+  claim_cv_.notify_all();
   for (auto& t : workers_) {
     if (t.joinable()) t.join();
   }
   workers_.clear();
+  std::vector<db::Row> left(ready_.begin(), ready_.end());
+  ready_.clear();
+  Release(left);
 }
 
 void MigrationCore::Work() {
+  bool after_task = false;
   while (!stop_) {
-    auto ran = RunOne();
-    if (!ran.ok()) {
-      core::LogWarn("migration task failed to run", {{"error", std::string(ran.status().message())}});
-      absl::SleepFor(absl::Seconds(1));
-    } else if (!*ran) {
-      absl::SleepFor(options_.idle_poll);
+    std::optional<db::Row> task;
+    bool claimer = false;
+    {
+      std::unique_lock lock(claim_mu_);
+      while (!stop_) {
+        if (!ready_.empty()) {
+          task = std::move(ready_.front());
+          ready_.pop_front();
+          break;
+        }
+        // A worker that has just ended a task claims at once (more work is
+        // likely); otherwise claims that found nothing are one per poll.
+        if (!claiming_ && (after_task || absl::Now() >= next_poll_)) {
+          claiming_ = claimer = true;
+          break;
+        }
+        const absl::Duration wait =
+            claiming_ ? options_.idle_poll : std::max(absl::Milliseconds(1), next_poll_ - absl::Now());
+        claim_cv_.wait_for(lock, absl::ToChronoMilliseconds(wait));
+      }
     }
+    after_task = false;
+    if (claimer) {
+      // For itself and every worker not running a task.
+      const int n = std::max(1, options_.workers - busy_.load());
+      auto claimed = Claim(n);
+      {
+        std::lock_guard lock(claim_mu_);
+        claiming_ = false;
+        if (claimed.ok() && !claimed->empty()) {
+          task = std::move(claimed->front());
+          for (size_t i = 1; i < claimed->size(); ++i) ready_.push_back(std::move((*claimed)[i]));
+        } else {
+          next_poll_ = absl::Now() + (claimed.ok() ? options_.idle_poll : absl::Seconds(1));
+        }
+      }
+      claim_cv_.notify_all();
+      if (!claimed.ok()) {
+        core::LogWarn("migration tasks could not be claimed", {{"error", std::string(claimed.status().message())}});
+      }
+    }
+    if (!task) continue;
+    ++busy_;
+    absl::Status ran = RunTask(*task);
+    --busy_;
+    after_task = true;
+    if (!ran.ok()) {
+      core::LogWarn("migration task failed to run", {{"error", std::string(ran.message())}});
+      absl::SleepFor(absl::Seconds(1));
+    }
+  }
+}
+
+void MigrationCore::Release(const std::vector<db::Row>& claimed) {
+  for (const auto& c : claimed) {
+    // Back to new (or due), as if never claimed: the attempt never started.
+    (void)pool_.Exec("UPDATE migration.tasks SET outcome = 1, worker = NULL, attempts = attempts - 1, lease_until = "
+                     "NULL, updated_at = now() WHERE job_id = $1::uuid AND namespace = $2 AND key = $3 AND worker = "
+                     "$4 AND outcome = 2 AND attempts = $5",
+                     {c.Text(0), c.Text(1), c.Text(2), options_.worker_id, c.Text(8)});
   }
 }
 
@@ -785,71 +845,87 @@ void MigrationCore::Pace(const std::string& job, int64_t bytes, std::optional<in
   while (!stop_ && absl::Now() < start) absl::SleepFor(std::min(absl::Milliseconds(100), start - absl::Now()));
 }
 
-absl::StatusOr<bool> MigrationCore::RunOne() {
+absl::StatusOr<std::vector<db::Row>> MigrationCore::Claim(int n) {
   const int64_t lease_ms = absl::ToInt64Milliseconds(options_.lease);
-  // A task of the oldest running job with room under its parallelism: one
-  // whose worker's lease ran out, a retry that is due, or the next new task
-  // after the job's claim cursor (each found through an index of its own).
-  // Claims of running jobs are made one at a time (the jobs' rows locked
-  // first), so that each sees the claims before it and a job's parallelism
-  // holds across workers and replicas.
+  // Tasks of the oldest running jobs with room under their concurrency:
+  // those whose worker's lease ran out, retries that are due, then the next
+  // new tasks after the job's claim cursor (each found through an index of
+  // its own). Claims of running jobs are made one transaction at a time
+  // (the jobs' rows locked first), so that each sees the claims before it
+  // and a job's parallelism holds across workers and replicas.
   static constexpr const char* kCandidates[] = {
       "SELECT namespace, key FROM migration.tasks WHERE job_id = $1::uuid AND outcome = 2 AND lease_until < now() "
-      "LIMIT 1 FOR UPDATE SKIP LOCKED",
+      "LIMIT $2 FOR UPDATE SKIP LOCKED",
       "SELECT namespace, key FROM migration.tasks WHERE job_id = $1::uuid AND outcome = 1 AND retry_at <= now() "
-      "ORDER BY retry_at LIMIT 1 FOR UPDATE SKIP LOCKED",
+      "ORDER BY retry_at LIMIT $2 FOR UPDATE SKIP LOCKED",
       "SELECT namespace, key FROM migration.tasks WHERE job_id = $1::uuid AND (job_id, namespace, key) > ($1::uuid, "
-      "$2, $3) AND outcome = 1 AND retry_at IS NULL ORDER BY namespace, key LIMIT 1 FOR UPDATE SKIP LOCKED"};
-  db::Result claimed;
+      "$3, $4) AND outcome = 1 AND retry_at IS NULL ORDER BY namespace, key LIMIT $2 FOR UPDATE SKIP LOCKED"};
+  std::vector<db::Row> claimed;
   CF_RETURN_IF_ERROR(pool_.InTransaction([&](db::Transaction& tx) -> absl::Status {
-    claimed = db::Result();
+    claimed.clear();
     CF_RETURN_IF_ERROR(tx.Exec("SELECT 1 FROM migration.jobs WHERE state = 1 ORDER BY seq FOR UPDATE").status());
     CF_ASSIGN_OR_RETURN(db::Result rooms,
-                        tx.Exec("SELECT j.id::text, j.claim_namespace, j.claim_key FROM migration.jobs j, (SELECT "
-                                "extract(hour FROM now() AT TIME ZONE 'UTC') AS h) utc WHERE j.state = 1 AND (SELECT "
-                                "count(*) FROM migration.tasks r WHERE r.job_id = j.id AND r.outcome = 2 AND "
-                                "r.lease_until >= now()) < coalesce(j.concurrency, j.parallelism) AND (j.window_start "
-                                "= j.window_end OR CASE WHEN j.window_start < j.window_end THEN utc.h >= "
-                                "j.window_start AND utc.h < j.window_end ELSE utc.h >= j.window_start OR utc.h < "
-                                "j.window_end END) ORDER BY j.seq"));
+                        tx.Exec("SELECT id, claim_namespace, claim_key, room FROM (SELECT j.id::text AS id, "
+                                "j.claim_namespace, j.claim_key, j.seq, coalesce(j.concurrency, j.parallelism) - "
+                                "(SELECT count(*) FROM migration.tasks r WHERE r.job_id = j.id AND r.outcome = 2 AND "
+                                "r.lease_until >= now()) AS room FROM migration.jobs j, (SELECT extract(hour FROM "
+                                "now() AT TIME ZONE 'UTC') AS h) utc WHERE j.state = 1 AND (j.window_start = "
+                                "j.window_end OR CASE WHEN j.window_start < j.window_end THEN utc.h >= j.window_start "
+                                "AND utc.h < j.window_end ELSE utc.h >= j.window_start OR utc.h < j.window_end END)) "
+                                "r WHERE room > 0 ORDER BY seq"));
     for (const auto& room : rooms) {
-      for (int kind = 0; kind < 3; ++kind) {
-        std::vector<db::Param> params = {room.Text(0)};
-        if (kind == 2) params = {room.Text(0), room.Text(1), room.Text(2)};
+      int64_t left = std::min<int64_t>(room.Int(3), n - static_cast<int64_t>(claimed.size()));
+      for (int kind = 0; kind < 3 && left > 0; ++kind) {
+        std::vector<db::Param> params = {room.Text(0), std::to_string(left)};
+        if (kind == 2) params = {room.Text(0), std::to_string(left), room.Text(1), room.Text(2)};
         CF_ASSIGN_OR_RETURN(db::Result pick, tx.Exec(kCandidates[kind], params));
         if (pick.empty()) continue;
-        CF_ASSIGN_OR_RETURN(
-            claimed,
-            tx.Exec("UPDATE migration.tasks t SET outcome = 2, worker = $1, attempts = t.attempts + 1, lease_until = "
-                    "now() + $2 * interval '1 millisecond', updated_at = now() FROM migration.jobs j WHERE j.id = "
-                    "t.job_id AND t.job_id = $3::uuid AND t.namespace = $4 AND t.key = $5 RETURNING t.job_id::text, "
-                    "t.namespace, t.key, t.version, t.size, t.sha256, t.to_backend, t.to_tier, t.attempts, "
-                    "j.bandwidth, coalesce(t.to_namespace, ''), coalesce(j.concurrency, j.parallelism), "
-                    "t.from_backend, t.throttled, j.parallelism, now()::text, j.timetable, j.verify, t.verify_only",
-                    {options_.worker_id, std::to_string(lease_ms), room.Text(0), pick[0].Text(0), pick[0].Text(1)}));
-        if (kind == 0 && !claimed.empty()) {
-          // The attempt whose lease ran out is a failed one: the watchers
-          // see it, and its worker's late answer no longer matches the task.
-          const int64_t lost = claimed[0].Int(8) - 1;
-          CF_RETURN_IF_ERROR(RecordFailure(tx, room.Text(0), pick[0].Text(0), pick[0].Text(1), lost,
-                                           v1::OBJECT_OUTCOME_PENDING,
-                                           absl::StrCat("attempt ", lost,
-                                                        ": its lease ran out (the worker stopped or stalled); "
-                                                        "taken over")));
+        std::vector<std::string> namespaces, keys;
+        for (const auto& p : pick) {
+          namespaces.push_back(p.Text(0));
+          keys.push_back(p.Text(1));
         }
-        if (kind == 2) {
+        CF_ASSIGN_OR_RETURN(
+            db::Result rows,
+            tx.Exec("UPDATE migration.tasks t SET outcome = 2, worker = $1, attempts = t.attempts + 1, lease_until = "
+                    "now() + $2 * interval '1 millisecond', updated_at = now() FROM migration.jobs j, unnest($4::text[], "
+                    "$5::text[]) AS p(ns, key) WHERE j.id = t.job_id AND t.job_id = $3::uuid AND t.namespace = p.ns "
+                    "AND t.key = p.key RETURNING t.job_id::text, t.namespace, t.key, t.version, t.size, t.sha256, "
+                    "t.to_backend, t.to_tier, t.attempts, j.bandwidth, coalesce(t.to_namespace, ''), "
+                    "coalesce(j.concurrency, j.parallelism), t.from_backend, t.throttled, j.parallelism, now()::text, "
+                    "j.timetable, j.verify, t.verify_only",
+                    {options_.worker_id, std::to_string(lease_ms), room.Text(0), db::ArrayLiteral(namespaces),
+                     db::ArrayLiteral(keys)}));
+        for (const auto& row : rows) {
+          if (kind == 0) {
+            // The attempt whose lease ran out is a failed one: the watchers
+            // see it, and its worker's late answer no longer matches the task.
+            const int64_t lost = row.Int(8) - 1;
+            CF_RETURN_IF_ERROR(RecordFailure(tx, room.Text(0), row.Text(1), row.Text(2), lost,
+                                             v1::OBJECT_OUTCOME_PENDING,
+                                             absl::StrCat("attempt ", lost,
+                                                          ": its lease ran out (the worker stopped or stalled); "
+                                                          "taken over")));
+          }
+          claimed.push_back(row);
+        }
+        left -= static_cast<int64_t>(rows.size());
+        if (kind == 2) {  // the cursor: the last new task claimed, in key order
           CF_RETURN_IF_ERROR(tx.Exec("UPDATE migration.jobs SET claim_namespace = $2, claim_key = $3 WHERE id = "
                                      "$1::uuid",
-                                     {room.Text(0), pick[0].Text(0), pick[0].Text(1)})
+                                     {room.Text(0), pick[pick.size() - 1].Text(0), pick[pick.size() - 1].Text(1)})
                                  .status());
         }
-        return absl::OkStatus();
       }
+      if (static_cast<int64_t>(claimed.size()) >= n) break;
     }
     return absl::OkStatus();
   }));
-  if (claimed.empty()) return false;
-  const auto& c = claimed[0];
+  return claimed;
+}
+
+absl::Status MigrationCore::RunTask(const db::Row& c) {
+  const int64_t lease_ms = absl::ToInt64Milliseconds(options_.lease);
   const std::string job = c.Text(0), ns = c.Text(1), key = c.Text(2), sha = c.Text(5), to_backend = c.Text(6);
   const int64_t version = c.Int(3), size = c.Int(4);
   const auto to_tier = static_cast<StorageTier>(c.Int(7));
@@ -1019,7 +1095,7 @@ absl::StatusOr<bool> MigrationCore::RunOne() {
   // of tasks ending together, the last to commit sees all the others'
   // ends, so some look finds none open.
   if (ended) CF_RETURN_IF_ERROR(FinishIfDone(job));
-  return true;
+  return absl::OkStatus();
 }
 
 absl::Status MigrationCore::FinishIfDone(const std::string& job) {

@@ -20,6 +20,8 @@
 // Thread-safe.
 
 #include <atomic>
+#include <condition_variable>
+#include <deque>
 #include <map>
 #include <memory>
 #include <mutex>
@@ -127,8 +129,14 @@ class MigrationCore {
   absl::StatusOr<cloudflux::migration::v1::Migration> SetState(const std::string& id,
                                                                cloudflux::migration::v1::MigrationState to);
   void Work();
-  // Claims one task and runs it; false when there was none.
-  absl::StatusOr<bool> RunOne();
+  // Claims up to `n` tasks in one transaction (each job's room under its
+  // concurrency and maintenance window respected). Each row is what
+  // RunTask takes.
+  absl::StatusOr<std::vector<db::Row>> Claim(int n);
+  // Runs one claimed task and records its end.
+  absl::Status RunTask(const db::Row& claimed);
+  // Gives claimed tasks that no worker will run back (at Stop).
+  void Release(const std::vector<db::Row>& claimed);
   // Waits until the job's cap lets `bytes` more start.
   void Pace(const std::string& job, int64_t bytes, std::optional<int64_t> bandwidth);
   // Finishes the job when no task is open.
@@ -145,6 +153,14 @@ class MigrationCore {
   std::atomic<bool> stop_{false};
   std::atomic<int64_t> copies_{0};
   std::vector<std::thread> workers_;
+  // One worker at a time claims, for itself and the idle workers; the
+  // others wait for what it hands out.
+  std::mutex claim_mu_;
+  std::condition_variable claim_cv_;
+  std::deque<db::Row> ready_;       // claim_mu_: claimed, not yet run
+  bool claiming_ = false;           // claim_mu_
+  absl::Time next_poll_;            // claim_mu_: after a claim that found nothing
+  std::atomic<int> busy_{0};        // workers running a task
   std::mutex pace_mu_;
   std::map<std::string, absl::Time> next_start_;  // pace_mu_: per job
 };

@@ -534,7 +534,11 @@ grpc::ServerUnaryReactor* StorageGrpcService::ListObjects(grpc::CallbackServerCo
 grpc::ServerUnaryReactor* StorageGrpcService::VerifyObject(grpc::CallbackServerContext* context,
                                                            const v1::VerifyObjectRequest* request,
                                                            v1::VerifyObjectResponse* response) {
-  return FinishUnaryOn(executor_, context, response, [=, this] { return core_.Verify(*request); });
+  // A whole object is read: a caller that has gone (cancelled, past its
+  // deadline) stops the read.
+  return FinishUnaryOn(executor_, context, response, [=, this] {
+    return core_.Verify(*request, [context] { return !context->IsCancelled(); });
+  });
 }
 
 grpc::ServerUnaryReactor* StorageGrpcService::ListBackends(grpc::CallbackServerContext* context,

@@ -163,6 +163,12 @@ void StorageCore::ExportMetrics(prometheus::Registry& registry) {
                                    "copy resuming it did not send again.")
                              .Register(registry)
                              .Add({});
+  verified_bytes_ = &prometheus::BuildCounter()
+                        .Name("cloudflux_storage_verified_bytes_total")
+                        .Help("Bytes read back from a store to check them against the catalog's SHA-256 "
+                              "(VerifyObject, and copies that read their target back).")
+                        .Register(registry)
+                        .Add({});
   replica_reads_ = &prometheus::BuildCounter()
                         .Name("cloudflux_storage_replica_reads_total")
                         .Help("Reads that failed over from an object's own backend to a replica, by the "
@@ -671,6 +677,7 @@ absl::StatusOr<std::pair<std::string, int64_t>> StorageCore::HashStored(ObjectSt
       if (chunk.size == 0) break;
       hash.Update(std::string_view(chunk.data, chunk.size));
       read += static_cast<int64_t>(chunk.size);
+      if (verified_bytes_ != nullptr) verified_bytes_->Increment(static_cast<double>(chunk.size));
       if (progress != nullptr && read - asked >= kCopyProgressEvery) {
         asked = read;
         if (!progress()) return absl::CancelledError("verification cancelled");
@@ -1077,9 +1084,7 @@ absl::StatusOr<v1::ObjectInfo> StorageCore::CopyOnce(const v1::CopyObjectRequest
   StorageTier tier = request.tier() == cloudflux::common::v1::STORAGE_TIER_UNSPECIFIED
                          ? source.tier()
                          : request.tier();
-  if (request.verify() && tier == cloudflux::common::v1::STORAGE_TIER_ARCHIVE &&
-      (to->provider() == cloudflux::common::v1::CLOUD_PROVIDER_AWS ||
-       to->provider() == cloudflux::common::v1::CLOUD_PROVIDER_AZURE)) {
+  if (request.verify() && tier == cloudflux::common::v1::STORAGE_TIER_ARCHIVE && ArchiveNeedsRestore(to->provider())) {
     return absl::FailedPreconditionError(absl::StrCat("a copy into ", to->name(),
                                                       "'s archive class cannot be read back without a restore: "
                                                       "copy it without verify"));
@@ -1324,7 +1329,8 @@ absl::StatusOr<v1::ObjectInfo> StorageCore::RecordTier(const v1::ObjectInfo& sou
   return info;
 }
 
-absl::StatusOr<v1::VerifyObjectResponse> StorageCore::Verify(const v1::VerifyObjectRequest& request) {
+absl::StatusOr<v1::VerifyObjectResponse> StorageCore::Verify(const v1::VerifyObjectRequest& request,
+                                                             const std::function<bool()>& keep_going) {
   if (request.version() < 0) return absl::InvalidArgumentError("version must not be negative");
   CF_ASSIGN_OR_RETURN(v1::ObjectInfo info, Head(request.namespace_(), request.key()));
   if (request.version() != 0 && request.version() != info.version()) {
@@ -1339,7 +1345,7 @@ absl::StatusOr<v1::VerifyObjectResponse> StorageCore::Verify(const v1::VerifyObj
                                                         " is in an archive class: restore it first (RestoreObject)"));
     }
   }
-  CF_ASSIGN_OR_RETURN(auto hashed, HashStored(*store, info.physical_key(), info.size(), nullptr));
+  CF_ASSIGN_OR_RETURN(auto hashed, HashStored(*store, info.physical_key(), info.size(), keep_going));
   v1::VerifyObjectResponse out;
   out.set_sha256(hashed.first);
   out.set_bytes_read(hashed.second);
@@ -1467,6 +1473,7 @@ v1::ListBackendsResponse StorageCore::Backends() {
     b->set_healthy(s.ok());
     b->set_error(std::string(s.message()));
     b->set_is_default(name == default_backend_);
+    b->set_archive_needs_restore(ArchiveNeedsRestore(store->provider()));
   }
   return out;
 }

@@ -174,9 +174,10 @@ class StorageCore {
       const cloudflux::storage::v1::RestoreObjectRequest& request);
   cloudflux::storage::v1::ListBackendsResponse Backends();
   // Reads an object's bytes back and hashes them (see VerifyObject in
-  // storage.proto).
+  // storage.proto). `keep_going` (may be null) is asked every few MiB; false
+  // stops the read with CANCELLED (the caller has gone).
   absl::StatusOr<cloudflux::storage::v1::VerifyObjectResponse> Verify(
-      const cloudflux::storage::v1::VerifyObjectRequest& request);
+      const cloudflux::storage::v1::VerifyObjectRequest& request, const std::function<bool()>& keep_going = nullptr);
   // OK while every backend answers.
   absl::Status PingBackends();
 
@@ -317,6 +318,7 @@ class StorageCore {
   absl::Duration orphan_grace_ = absl::Minutes(5);
   prometheus::Counter* copy_sent_bytes_ = nullptr;
   prometheus::Counter* copy_resumed_bytes_ = nullptr;
+  prometheus::Counter* verified_bytes_ = nullptr;
   prometheus::Family<prometheus::Counter>* replica_reads_ = nullptr;
   // Last, so destroyed first: finishes queued removals while the backends
   // and the pool are still there.

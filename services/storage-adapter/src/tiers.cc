@@ -52,6 +52,10 @@ absl::Status CheckTierOn(CloudProvider provider, StorageTier tier, const std::st
   return absl::OkStatus();
 }
 
+bool ArchiveNeedsRestore(CloudProvider provider) {
+  return provider == cloudflux::common::v1::CLOUD_PROVIDER_AWS || provider == cloudflux::common::v1::CLOUD_PROVIDER_AZURE;
+}
+
 std::optional<StorageTier> TierForStorageClass(CloudProvider provider,
                                                const std::string& storage_class) {
   static constexpr StorageTier kTiers[] = {

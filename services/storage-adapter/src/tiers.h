@@ -27,6 +27,10 @@ std::string StorageClassFor(cloudflux::common::v1::CloudProvider provider,
 absl::Status CheckTierOn(cloudflux::common::v1::CloudProvider provider, cloudflux::common::v1::StorageTier tier,
                          const std::string& backend);
 
+// Whether the provider's ARCHIVE class must be restored before it can be
+// read (AWS, Azure; GCS's Archive is read directly).
+bool ArchiveNeedsRestore(cloudflux::common::v1::CloudProvider provider);
+
 // The tier a provider's class name stands for; nullopt for unknown names.
 std::optional<cloudflux::common::v1::StorageTier> TierForStorageClass(
     cloudflux::common::v1::CloudProvider provider, const std::string& storage_class);

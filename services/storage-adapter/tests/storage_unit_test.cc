@@ -57,6 +57,10 @@ TEST(Tiers, OneTableBothWays) {
   EXPECT_EQ(StorageClassFor(common::CLOUD_PROVIDER_GCP, common::STORAGE_TIER_WARM), "NEARLINE");
   EXPECT_EQ(StorageClassFor(common::CLOUD_PROVIDER_GCP, common::STORAGE_TIER_ARCHIVE), "ARCHIVE");
   EXPECT_EQ(StorageClassFor(common::CLOUD_PROVIDER_LOCAL, common::STORAGE_TIER_COLD), "");
+  EXPECT_TRUE(ArchiveNeedsRestore(common::CLOUD_PROVIDER_AWS));
+  EXPECT_TRUE(ArchiveNeedsRestore(common::CLOUD_PROVIDER_AZURE));
+  EXPECT_FALSE(ArchiveNeedsRestore(common::CLOUD_PROVIDER_GCP));
+  EXPECT_FALSE(ArchiveNeedsRestore(common::CLOUD_PROVIDER_LOCAL));
   for (auto provider : {common::CLOUD_PROVIDER_AWS, common::CLOUD_PROVIDER_AZURE, common::CLOUD_PROVIDER_GCP}) {
     for (auto tier : {common::STORAGE_TIER_HOT, common::STORAGE_TIER_WARM, common::STORAGE_TIER_COLD,
                       common::STORAGE_TIER_ARCHIVE}) {

@@ -27,7 +27,9 @@
 #include <signal.h>
 
 #include <atomic>
+#include <cctype>
 #include <cstdlib>
+#include <filesystem>
 
 #include "absl/flags/flag.h"
 #include "absl/strings/match.h"
@@ -51,6 +53,7 @@ ABSL_FLAG(int32_t, replication, 0,
           "--replication objects of --object_kib are written to src by --transfers writers at once; its "
           "status, sampled every 100 ms, gives the lag (the oldest object waiting for its replica) during the "
           "writes and the time to catch up after them; peer: rclone copy of the same objects afterwards.");
+ABSL_FLAG(int32_t, replication_workers, 2, "The migration service's --replication_workers.");
 ABSL_FLAG(int32_t, tiny, 0,
           "Instead of the comparisons: the scheduling overhead. --tiny objects of 16 bytes on the local backend "
           "go HOT -> COLD by direct CopyObject calls, --transfers at a time (the peer: the same work without "
@@ -147,6 +150,22 @@ mv1::CreateMigrationRequest MoveToDst(const std::vector<std::string>& keys, cons
 
 double Rclone(const Bench& b, const std::string& args) {
   return TimeCommand("rclone -q --disable Copy " + args);
+}
+
+// CPU seconds used so far by the running processes named `comm` (e.g.
+// postgres, radosgw, node for s3rver).
+double CpuOf(const std::string& comm) {
+  double total = 0;
+  for (const auto& entry : std::filesystem::directory_iterator("/proc")) {
+    const std::string pid = entry.path().filename().string();
+    if (pid.empty() || !std::isdigit(static_cast<unsigned char>(pid[0]))) continue;
+    std::ifstream in(entry.path() / "comm");
+    std::string name;
+    if (!std::getline(in, name) || name != comm) continue;
+    const double cpu = CpuSeconds(std::stoi(pid));
+    if (cpu > 0) total += cpu;
+  }
+  return total;
 }
 
 // The adapter's counter `name` from its metrics endpoint (0 if absent).
@@ -382,7 +401,8 @@ int main(int argc, char** argv) {
       "migration", b.adapter.db->url(),
       {{"CLOUDFLUX_STORAGE_ADDRESS", b.adapter.child.target()},
        {"CLOUDFLUX_BACKEND_CLOUDS", "src=aws,dst=aws"},
-       {"CLOUDFLUX_WORKERS", std::to_string(std::max(transfers, 4))}});
+       {"CLOUDFLUX_WORKERS", std::to_string(std::max(transfers, 4))},
+       {"CLOUDFLUX_REPLICATION_WORKERS", std::to_string(absl::GetFlag(FLAGS_replication_workers))}});
   if (!migration.ok()) Die("cannot start migration: " + std::string(migration.status().message()));
   b.migration = std::move(*migration);
   b.stub = mv1::MigrationService::NewStub(cloudflux::server::MakeChannel(b.migration.target()));
@@ -494,8 +514,11 @@ int main(int argc, char** argv) {
     list.close();
     // --no-traverse: rclone's listing of the source misses s3rver's keys
     // under --files-from; each file is looked up instead.
+    const std::string server_comm = absl::GetFlag(FLAGS_server) == "radosgw" ? "radosgw" : "node";
+    double machine_cpu = MachineCpuSeconds(), server_cpu = CpuOf(server_comm), pg_cpu = CpuOf("postgres");
     double peer = Rclone(b, absl::StrCat("copy --no-traverse --transfers ", transfers, " --checkers ", transfers, " --files-from ",
                                          b.dir, "/files.txt src:cloudflux-test ", b.rclone_prefix, "/small"));
+    const double peer_cpu = MachineCpuSeconds() - machine_cpu, peer_server_cpu = CpuOf(server_comm) - server_cpu;
     // rclone copied them all (it is quiet about what it skipped).
     FILE* count = popen(absl::StrCat("rclone size --json ", b.rclone_prefix, "/small").c_str(), "r");
     char buf[256] = {};
@@ -515,12 +538,26 @@ int main(int argc, char** argv) {
     copy.set_mode(mv1::MIGRATION_MODE_COPY);
     copy.mutable_target()->set_namespace_("bench-copy");
     double copied = 0;
-    RunJob(b, copy, &copied);
+    const int adapter_pid = b.adapter.child.process->pid(), migration_pid = b.migration.process->pid();
+    machine_cpu = MachineCpuSeconds();
+    server_cpu = CpuOf(server_comm);
+    pg_cpu = CpuOf("postgres");
+    const double adapter_cpu = CpuSeconds(adapter_pid), migration_cpu = CpuSeconds(migration_pid);
+    RunJob(b, copy, &copied, nullptr, nullptr, absl::Milliseconds(200));
+    const double job_cpu = MachineCpuSeconds() - machine_cpu, job_adapter_cpu = CpuSeconds(adapter_pid) - adapter_cpu,
+                 job_migration_cpu = CpuSeconds(migration_pid) - migration_cpu,
+                 job_server_cpu = CpuOf(server_comm) - server_cpu, job_pg_cpu = CpuOf("postgres") - pg_cpu;
     double ours = 0;
     RunJob(b, MoveToDst({}, "small/", transfers), &ours);
     std::printf("%-30s: %8.2f s %8.1f obj/s | rclone copy    %8.2f s %8.1f obj/s | ratio %.2f\n",
                 absl::StrCat("copy ", objects, " x ", object_bytes >> 10, " KiB").c_str(), copied, objects / copied,
                 peer, objects / peer, peer / copied);
+    std::printf("%-30s: machine CPU per object: copy job %.2f ms (storage adapter %.2f, migration %.2f, %s %.2f, "
+                "postgres %.2f) | rclone copy %.2f ms (%s %.2f)\n",
+                "  (the copy)", 1e3 * job_cpu / objects, 1e3 * job_adapter_cpu / objects,
+                1e3 * job_migration_cpu / objects, server_comm.c_str(), 1e3 * job_server_cpu / objects,
+                1e3 * job_pg_cpu / objects, 1e3 * peer_cpu / objects, server_comm.c_str(),
+                1e3 * peer_server_cpu / objects);
     std::printf("%-30s: %8.2f s %8.1f obj/s | rclone copy    %8.2f s %8.1f obj/s | ratio %.2f\n",
                 absl::StrCat("move ", objects, " x ", object_bytes >> 10, " KiB").c_str(), ours, objects / ours, peer,
                 objects / peer, peer / ours);

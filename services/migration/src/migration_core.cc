@@ -853,6 +853,9 @@ absl::StatusOr<std::vector<db::Row>> MigrationCore::Claim(int n) {
   // its own). Claims of running jobs are made one transaction at a time
   // (the jobs' rows locked first), so that each sees the claims before it
   // and a job's parallelism holds across workers and replicas.
+  // Each candidate query ($1 the job, $2 how many, $3/$4 the cursor) feeds
+  // the claim's UPDATE in one statement: the planner sees the LIMIT and
+  // updates the picked rows by their key.
   static constexpr const char* kCandidates[] = {
       "SELECT namespace, key FROM migration.tasks WHERE job_id = $1::uuid AND outcome = 2 AND lease_until < now() "
       "LIMIT $2 FOR UPDATE SKIP LOCKED",
@@ -877,25 +880,29 @@ absl::StatusOr<std::vector<db::Row>> MigrationCore::Claim(int n) {
       int64_t left = std::min<int64_t>(room.Int(3), n - static_cast<int64_t>(claimed.size()));
       for (int kind = 0; kind < 3 && left > 0; ++kind) {
         std::vector<db::Param> params = {room.Text(0), std::to_string(left)};
-        if (kind == 2) params = {room.Text(0), std::to_string(left), room.Text(1), room.Text(2)};
-        CF_ASSIGN_OR_RETURN(db::Result pick, tx.Exec(kCandidates[kind], params));
-        if (pick.empty()) continue;
-        std::vector<std::string> namespaces, keys;
-        for (const auto& p : pick) {
-          namespaces.push_back(p.Text(0));
-          keys.push_back(p.Text(1));
+        if (kind == 2) {
+          params.push_back(room.Text(1));
+          params.push_back(room.Text(2));
         }
+        const size_t worker_param = params.size() + 1;
+        params.push_back(options_.worker_id);
+        params.push_back(std::to_string(lease_ms));
         CF_ASSIGN_OR_RETURN(
             db::Result rows,
-            tx.Exec("UPDATE migration.tasks t SET outcome = 2, worker = $1, attempts = t.attempts + 1, lease_until = "
-                    "now() + $2 * interval '1 millisecond', updated_at = now() FROM migration.jobs j, unnest($4::text[], "
-                    "$5::text[]) AS p(ns, key) WHERE j.id = t.job_id AND t.job_id = $3::uuid AND t.namespace = p.ns "
-                    "AND t.key = p.key RETURNING t.job_id::text, t.namespace, t.key, t.version, t.size, t.sha256, "
-                    "t.to_backend, t.to_tier, t.attempts, j.bandwidth, coalesce(t.to_namespace, ''), "
-                    "coalesce(j.concurrency, j.parallelism), t.from_backend, t.throttled, j.parallelism, now()::text, "
-                    "j.timetable, j.verify, t.verify_only",
-                    {options_.worker_id, std::to_string(lease_ms), room.Text(0), db::ArrayLiteral(namespaces),
-                     db::ArrayLiteral(keys)}));
+            tx.Exec(absl::StrCat(
+                        "WITH p AS (", kCandidates[kind], ") UPDATE migration.tasks t SET outcome = 2, worker = $",
+                        worker_param, ", attempts = t.attempts + 1, lease_until = now() + $", worker_param + 1,
+                        " * interval '1 millisecond', updated_at = now() FROM p, migration.jobs j WHERE t.job_id = "
+                        "$1::uuid AND t.namespace = p.namespace AND t.key = p.key AND j.id = t.job_id RETURNING "
+                        "t.job_id::text, t.namespace, t.key, t.version, t.size, t.sha256, t.to_backend, t.to_tier, "
+                        "t.attempts, j.bandwidth, coalesce(t.to_namespace, ''), coalesce(j.concurrency, "
+                        "j.parallelism), t.from_backend, t.throttled, j.parallelism, now()::text, j.timetable, "
+                        "j.verify, t.verify_only"),
+                    params));
+        if (rows.empty()) continue;
+        // The cursor: the last new task claimed, in key order (the "C"
+        // collation's byte order).
+        const db::Row* last = nullptr;
         for (const auto& row : rows) {
           if (kind == 0) {
             // The attempt whose lease ran out is a failed one: the watchers
@@ -907,13 +914,16 @@ absl::StatusOr<std::vector<db::Row>> MigrationCore::Claim(int n) {
                                                           ": its lease ran out (the worker stopped or stalled); "
                                                           "taken over")));
           }
+          if (last == nullptr || std::make_pair(row.Text(1), row.Text(2)) > std::make_pair(last->Text(1), last->Text(2))) {
+            last = &row;
+          }
           claimed.push_back(row);
         }
         left -= static_cast<int64_t>(rows.size());
-        if (kind == 2) {  // the cursor: the last new task claimed, in key order
+        if (kind == 2) {
           CF_RETURN_IF_ERROR(tx.Exec("UPDATE migration.jobs SET claim_namespace = $2, claim_key = $3 WHERE id = "
                                      "$1::uuid",
-                                     {room.Text(0), pick[pick.size() - 1].Text(0), pick[pick.size() - 1].Text(1)})
+                                     {room.Text(0), last->Text(1), last->Text(2)})
                                  .status());
         }
       }

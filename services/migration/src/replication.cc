@@ -102,14 +102,27 @@ void ReplicationLoop::Stop() {
 absl::StatusOr<events::IngestCounts> ReplicationLoop::ApplyMessages(
     const std::vector<events::ConsumedMessage>& messages) {
   using Object = std::pair<std::string, std::string>;  // namespace, key
+  // Only events of objects some rule covers are claimed and queued: most
+  // object events concern no rule, and need no row. A rule created after
+  // this read compares its whole prefix when it starts.
+  CF_ASSIGN_OR_RETURN(db::Result rules,
+                      pool_.Exec("SELECT namespace, prefix FROM migration.replication_rules WHERE NOT dropping"));
+  auto covered = [&](const std::string& ns, const std::string& key) {
+    return std::any_of(rules.begin(), rules.end(), [&](const db::Row& r) {
+      return r.Text(0) == ns && absl::StartsWith(key, r.Text(1));
+    });
+  };
   return events::ApplyClaimed<Object>(
       pool_, "migration", "replication", messages,
-      [](const events::v1::EventEnvelope& e) -> std::optional<Object> {
+      [&](const events::v1::EventEnvelope& e) -> std::optional<Object> {
         sv1::ObjectCreated created;
         sv1::ObjectRelocated relocated;
-        if (e.payload().UnpackTo(&created)) return Object{created.object().namespace_(), created.object().key()};
-        if (e.payload().UnpackTo(&relocated)) return Object{relocated.namespace_(), relocated.key()};
-        return std::nullopt;  // deletions need nothing: the replica goes with its version
+        std::optional<Object> object;
+        if (e.payload().UnpackTo(&created)) object = Object{created.object().namespace_(), created.object().key()};
+        if (e.payload().UnpackTo(&relocated)) object = Object{relocated.namespace_(), relocated.key()};
+        // Deletions need nothing: the replica goes with its version.
+        if (!object.has_value() || !covered(object->first, object->second)) return std::nullopt;
+        return object;
       },
       [](db::Transaction& tx, const std::vector<Object>& objects) {
         std::vector<std::string> ns, keys;

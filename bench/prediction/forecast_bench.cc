@@ -28,6 +28,8 @@ ABSL_FLAG(int, days, 240, "Days per trace.");
 ABSL_FLAG(int, rolls, 4, "Walk-forward weeks scored per trace (the last ones).");
 ABSL_FLAG(int, threads, 2, "XGBoost threads.");
 ABSL_FLAG(int, rounds, 100, "Boosting rounds per model.");
+ABSL_FLAG(int, max_depth, 6, "Tree depth of every model.");
+ABSL_FLAG(double, learning_rate, 0.1, "Learning rate (eta) of every model.");
 ABSL_FLAG(int, throughput_objects, 200000, "Objects in the ForecastBatch throughput run (0: skip).");
 ABSL_FLAG(uint64_t, seed, 1, "Trace seed.");
 
@@ -64,6 +66,8 @@ int main(int argc, char** argv) {
   cp::TrainingOptions options;
   options.params.threads = options.zero_params.threads = absl::GetFlag(FLAGS_threads);
   options.params.rounds = absl::GetFlag(FLAGS_rounds);
+  options.params.max_depth = options.zero_params.max_depth = absl::GetFlag(FLAGS_max_depth);
+  options.params.learning_rate = options.zero_params.learning_rate = absl::GetFlag(FLAGS_learning_rate);
   const int days = absl::GetFlag(FLAGS_days);
   std::cout << absl::StrFormat("%-10s %5s %9s %9s %9s %7s %7s %7s %7s %8s %10s\n", "trace", "as_of", "model",
                                "tsb", "snaive", "ratio", "cov80", "cov95", "scored", "train_s", "obj_days");

@@ -33,6 +33,9 @@ ABSL_FLAG(absl::Duration, training_lease, absl::Minutes(30),
           "How long a replica's claim to train lasts (a replica that dies frees it after this).");
 ABSL_FLAG(int32_t, forecast_threads, 2, "Threads of one large forecast batch (and of training's scoring).");
 ABSL_FLAG(int32_t, min_objects_to_train, 20, "Fewer objects with a history than this: no training.");
+ABSL_FLAG(int32_t, model_rounds, 100,
+          "Boosting rounds of each count model (more: slower forecasts; see bench/RESULTS.md for the trade).");
+ABSL_FLAG(double, model_learning_rate, 0.1, "Learning rate of each model.");
 ABSL_FLAG(std::string, price_catalog, "",
           "Price catalog JSON for RecommendTier; empty = the one built in (config/price_catalog.json).");
 ABSL_FLAG(std::string, backend_clouds, "",
@@ -87,6 +90,14 @@ int main(int argc, char** argv) {
   options.training_lease = absl::GetFlag(FLAGS_training_lease);
   options.forecast_threads = absl::GetFlag(FLAGS_forecast_threads);
   options.min_objects_to_train = absl::GetFlag(FLAGS_min_objects_to_train);
+  if (absl::GetFlag(FLAGS_model_rounds) < 1 || !(absl::GetFlag(FLAGS_model_learning_rate) > 0) ||
+      absl::GetFlag(FLAGS_model_learning_rate) > 1) {
+    return fail("bad flags", absl::InvalidArgumentError("--model_rounds must be positive and "
+                                                        "--model_learning_rate in (0, 1]"));
+  }
+  options.training.params.rounds = absl::GetFlag(FLAGS_model_rounds);
+  options.training.params.learning_rate = options.training.zero_params.learning_rate =
+      absl::GetFlag(FLAGS_model_learning_rate);
   options.backend_clouds = std::move(*clouds);
   options.default_max_latency_ms = absl::GetFlag(FLAGS_default_max_latency_ms);
   options.policy.horizon_days = absl::GetFlag(FLAGS_horizon_days);
@@ -123,7 +134,7 @@ int main(int argc, char** argv) {
     groups.Stop();
     if (schedule.has_value()) schedule->Stop();
     if (drift.has_value()) drift->Stop();
-    core.WaitForTraining();
+    core.CancelTraining();  // a run in progress stops within a boosting round
   });
 
   cloudflux::server::BlockingExecutor executor(absl::GetFlag(FLAGS_handler_threads));

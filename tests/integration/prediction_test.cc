@@ -69,6 +69,7 @@ class PredictionLoop : public ::testing::Test {
                                 {"CLOUDFLUX_STORAGE_ADDRESS", storage_.target()},
                                 {"CLOUDFLUX_BACKEND_CLOUDS", "local=aws"},
                                 {"CLOUDFLUX_MIN_OBJECTS_TO_TRAIN", min_objects_to_train_},
+                                {"CLOUDFLUX_MODEL_ROUNDS", model_rounds_},
                                 {"CLOUDFLUX_TRAIN_INTERVAL", "0s"},
                                 {"CLOUDFLUX_DRIFT_CHECK_INTERVAL", "0s"}});
     ASSERT_TRUE(WaitForHealth(prediction_, HealthCheckResponse::SERVING)) << prediction_.process->Output();
@@ -209,32 +210,40 @@ class PredictionLoop : public ::testing::Test {
   std::unique_ptr<cv1::ClassificationService::Stub> classification_stub_;
   std::string ns_;
   std::string min_objects_to_train_ = "10";
+  std::string model_rounds_ = "100";
+
+  // Puts the hot and cold objects, imports their histories and waits until
+  // prediction has every one.
+  void PutAndImport() {
+    for (int i = 0; i < kObjects; ++i) {
+      ASSERT_TRUE(Put(Key(true, i), std::string(1000, 'h')));
+      ASSERT_TRUE(Put(Key(false, i), std::string(1000, 'c')));
+    }
+    ImportHistories();
+    // Every history is in (events of different objects arrive in different
+    // partitions, in any order): each object seen for kDays days, each hot
+    // one with last week's reads.
+    ASSERT_TRUE(WaitFor(
+        [&] {
+          pv1::ForecastBatchRequest all;
+          all.set_namespace_(ns_);
+          all.mutable_page()->set_page_size(1000);
+          auto got = Batch(all);
+          if (!got.ok() || got->forecasts_size() != 2 * kObjects) return false;
+          for (const auto& f : got->forecasts()) {
+            bool hot = absl::StartsWith(f.key(), "hot/");
+            if (f.days_observed() != kDays || (hot && f.reads_last_7_days() < 40)) return false;
+          }
+          return true;
+        },
+        absl::Seconds(90), absl::Milliseconds(300)))
+        << prediction_.process->Output();
+  }
 };
 
 TEST_F(PredictionLoop, ForecastsFollowThePatternAndSteerClassification) {
-  for (int i = 0; i < kObjects; ++i) {
-    ASSERT_TRUE(Put(Key(true, i), std::string(1000, 'h')));
-    ASSERT_TRUE(Put(Key(false, i), std::string(1000, 'c')));
-  }
-  ImportHistories();
-  // Every history is in (events of different objects arrive in different
-  // partitions, in any order): each object seen for kDays days, each hot
-  // one with last week's reads.
-  ASSERT_TRUE(WaitFor(
-      [&] {
-        pv1::ForecastBatchRequest all;
-        all.set_namespace_(ns_);
-        all.mutable_page()->set_page_size(1000);
-        auto got = Batch(all);
-        if (!got.ok() || got->forecasts_size() != 2 * kObjects) return false;
-        for (const auto& f : got->forecasts()) {
-          bool hot = absl::StartsWith(f.key(), "hot/");
-          if (f.days_observed() != kDays || (hot && f.reads_last_7_days() < 40)) return false;
-        }
-        return true;
-      },
-      absl::Seconds(90), absl::Milliseconds(300)))
-      << prediction_.process->Output();
+  PutAndImport();
+  if (HasFatalFailure()) return;
   // Classification knows every object too (its own consumer group).
   ASSERT_TRUE(WaitFor(
       [&] {
@@ -457,6 +466,36 @@ TEST_F(PredictionLoop, ForecastsFollowThePatternAndSteerClassification) {
 
   prediction_.process->Signal(SIGTERM);
   EXPECT_EQ(prediction_.process->Wait(absl::Seconds(30)), 0);
+}
+
+// SIGTERM during a training run: the process stops within a boosting
+// round, the run is FAILED as cancelled, and the lease is free for the next
+// run (this replica's or another's) at once.
+TEST_F(PredictionLoop, ATrainingRunStopsAtShutdownAndTheNextOneStartsAtOnce) {
+  PutAndImport();
+  if (HasFatalFailure()) return;
+  prediction_.process->Signal(SIGTERM);
+  ASSERT_EQ(prediction_.process->Wait(absl::Seconds(30)), 0);
+  model_rounds_ = "1000000";  // a run far longer than the test
+  StartPrediction();
+  auto started = Train();
+  ASSERT_TRUE(started.ok()) << started.status();
+  absl::SleepFor(absl::Seconds(2));
+  ASSERT_EQ(GetModel(started->version())->state(), pv1::MODEL_STATE_TRAINING);
+  const absl::Time stop = absl::Now();
+  prediction_.process->Signal(SIGTERM);
+  ASSERT_EQ(prediction_.process->Wait(absl::Seconds(60)), 0) << prediction_.process->Output();
+  EXPECT_LT(absl::Now() - stop, absl::Seconds(15)) << "the run was not cancelled";
+  model_rounds_ = "100";
+  StartPrediction();
+  auto cancelled = GetModel(started->version());
+  ASSERT_TRUE(cancelled.ok()) << cancelled.status();
+  EXPECT_EQ(cancelled->state(), pv1::MODEL_STATE_FAILED);
+  EXPECT_TRUE(absl::StrContains(cancelled->reason(), "cancelled")) << cancelled->reason();
+  // No lease left behind: a new run starts now and ends with a model.
+  pv1::Model next = TrainAndWait();
+  EXPECT_TRUE(next.state() == pv1::MODEL_STATE_CHAMPION || next.state() == pv1::MODEL_STATE_TRAINED)
+      << next.DebugString();
 }
 
 TEST_F(PredictionLoop, BadRequestsAreRefusedAndChangeNothing) {

@@ -130,7 +130,9 @@ absl::StatusOr<std::unique_ptr<Forecaster>> Forecaster::Train(const std::vector<
   std::reverse(origins.begin(), origins.end());
   Rows rows;
   rows.x.cols = FeatureNames().size();
+  auto cancelled = [&] { return options.cancel != nullptr && options.cancel->load(); };
   for (int origin : origins) {
+    if (cancelled()) return absl::CancelledError("training cancelled");
     GroupMeans groups = GroupMeans::At(objects, origin);
     for (size_t i = 0; i < objects.size(); ++i) {
       const ObjectHistory& o = objects[i];
@@ -171,7 +173,7 @@ absl::StatusOr<std::unique_ptr<Forecaster>> Forecaster::Train(const std::vector<
       for (size_t r = 0; r < train_to; ++r) y[r] = static_cast<float>(label(r, TargetStart(t), TargetDays(t)));
       GbmParams params = options.params;
       params.threads = 1;
-      auto model = GbmModel::Train(rows.x.values.data(), train_to, rows.x.cols, y, params);
+      auto model = GbmModel::Train(rows.x.values.data(), train_to, rows.x.cols, y, params, options.cancel);
       if (!model.ok()) return model.status();
       auto predicted = model->Predict(Slice(rows.x, train_to, valid));
       if (!predicted.ok()) return predicted.status();
@@ -196,7 +198,7 @@ absl::StatusOr<std::unique_ptr<Forecaster>> Forecaster::Train(const std::vector<
       if (!both) return absl::OkStatus();  // one class only: nothing to learn
       GbmParams params = options.zero_params;
       params.threads = 1;
-      auto model = GbmModel::Train(rows.x.values.data(), train_to, rows.x.cols, y, params);
+      auto model = GbmModel::Train(rows.x.values.data(), train_to, rows.x.cols, y, params, options.cancel);
       if (!model.ok()) return model.status();
       f->zero_models_[w] = std::move(*model);
       return absl::OkStatus();
@@ -205,7 +207,9 @@ absl::StatusOr<std::unique_ptr<Forecaster>> Forecaster::Train(const std::vector<
   std::atomic<size_t> next{0};
   std::vector<absl::Status> results(jobs.size());
   auto work = [&] {
-    for (size_t j = next++; j < jobs.size(); j = next++) results[j] = jobs[j]();
+    for (size_t j = next++; j < jobs.size(); j = next++) {
+      results[j] = cancelled() ? absl::CancelledError("training cancelled") : jobs[j]();
+    }
   };
   std::vector<std::thread> workers;
   for (int i = 1; i < std::max(1, options.params.threads); ++i) workers.emplace_back(work);

@@ -10,6 +10,7 @@
 // alongside it.
 
 #include <array>
+#include <atomic>
 #include <map>
 #include <memory>
 #include <optional>
@@ -67,6 +68,9 @@ struct TrainingOptions {
   size_t min_training_rows = 200;
   GbmParams params;
   GbmParams zero_params{.objective = "binary:logistic", .rounds = 60};
+  // When set and true, training stops within a boosting round and Train
+  // answers CANCELLED (a replica shutting down).
+  const std::atomic<bool>* cancel = nullptr;
 };
 
 // Backtest on the held-out origins: pooled RMSSE over objects of the 7 daily

@@ -62,7 +62,8 @@ absl::StatusOr<GbmModel> GbmModel::Train(const FeatureMatrix& x, const std::vect
 }
 
 absl::StatusOr<GbmModel> GbmModel::Train(const float* values, size_t rows, size_t cols,
-                                         const std::vector<float>& y, const GbmParams& params) {
+                                         const std::vector<float>& y, const GbmParams& params,
+                                         const std::atomic<bool>* cancel) {
   if (cols == 0 || rows == 0) return absl::InvalidArgumentError("training needs a non-empty feature matrix");
   if (y.size() != rows) return absl::InvalidArgumentError("one label per row is needed");
   auto data = DMatrix::From(values, rows, cols);
@@ -95,6 +96,7 @@ absl::StatusOr<GbmModel> GbmModel::Train(const float* values, size_t rows, size_
     if (!s.ok()) return s;
   }
   for (int i = 0; i < params.rounds; ++i) {
+    if (cancel != nullptr && cancel->load()) return absl::CancelledError("training cancelled");
     s = Check(XGBoosterUpdateOneIter(model.handle_->booster, i, (*data)->get()), "training");
     if (!s.ok()) return s;
   }

@@ -5,6 +5,7 @@
 // stored as objects. Predict is thread-safe (XGBoost's in-place prediction);
 // `threads` is XGBoost's own threads while training.
 
+#include <atomic>
 #include <memory>
 #include <string>
 #include <string_view>
@@ -48,8 +49,11 @@ class GbmModel {
   static absl::StatusOr<GbmModel> Train(const FeatureMatrix& x, const std::vector<float>& y,
                                         const GbmParams& params);
   // The same on the first `rows` rows of a row-major array (no copy).
+  // `cancel` (may be null) is looked at before each round: once true,
+  // CANCELLED.
   static absl::StatusOr<GbmModel> Train(const float* values, size_t rows, size_t cols,
-                                        const std::vector<float>& y, const GbmParams& params);
+                                        const std::vector<float>& y, const GbmParams& params,
+                                        const std::atomic<bool>* cancel = nullptr);
   static absl::StatusOr<GbmModel> Load(std::string_view bytes);
 
   // One prediction per row (the mean for regression, the probability for

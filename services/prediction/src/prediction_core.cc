@@ -119,6 +119,11 @@ void PredictionCore::WaitForTraining() {
   if (t.joinable()) t.join();
 }
 
+void PredictionCore::CancelTraining() {
+  cancel_ = true;
+  WaitForTraining();
+}
+
 int PredictionCore::Today() const { return static_cast<int>(events::UnixDay(clock_.Now())); }
 
 PredictionCore::Champion PredictionCore::CurrentChampion() const {
@@ -391,6 +396,7 @@ void PredictionCore::ReleaseLease() {
 
 absl::StatusOr<v1::Model> PredictionCore::Train(const std::string& trigger, const std::string& reason) {
   std::lock_guard lock(mu_);
+  if (cancel_) return absl::UnavailableError("this replica is shutting down");
   if (training_) return absl::FailedPreconditionError("a training run of this replica is in progress");
   CF_ASSIGN_OR_RETURN(bool leased, TakeLease());
   if (!leased) return absl::FailedPreconditionError("another replica is training a model");
@@ -415,6 +421,7 @@ absl::StatusOr<v1::Model> PredictionCore::Train(const std::string& trigger, cons
   training_ = true;
   trainer_ = std::thread([this, version = model.version()] {
     absl::Status s = RunTraining(version);
+    if (absl::IsCancelled(s)) s = absl::CancelledError("training cancelled: the replica training it shut down");
     if (!s.ok()) {
       core::LogWarn("training failed", {{"version", version}, {"error", std::string(s.message())}});
       (void)pool_.Exec("UPDATE prediction.models SET state = $1, reason = $2 WHERE version = $3",
@@ -431,6 +438,7 @@ absl::Status PredictionCore::RunTraining(std::string version) {
   const int today = as_of;
   std::vector<ObjectHistory> objects;
   CF_RETURN_IF_ERROR(histories_.ForEach(5000, [&](std::vector<StoredHistory>& page) {
+    if (cancel_) return absl::CancelledError("training cancelled");
     for (const auto& h : page) objects.push_back(h.ToModel(today));
     return absl::OkStatus();
   }));
@@ -440,7 +448,9 @@ absl::Status PredictionCore::RunTraining(std::string version) {
                                                       options_.min_objects_to_train));
   }
   absl::Time started = absl::Now();
-  CF_ASSIGN_OR_RETURN(std::unique_ptr<Forecaster> trained, Forecaster::Train(objects, as_of, options_.training));
+  TrainingOptions training = options_.training;
+  training.cancel = &cancel_;
+  CF_ASSIGN_OR_RETURN(std::unique_ptr<Forecaster> trained, Forecaster::Train(objects, as_of, training));
   std::shared_ptr<const Forecaster> challenger(std::move(trained));
   CF_ASSIGN_OR_RETURN(std::string bytes, challenger->Save());
   const std::string key = absl::StrCat("prediction/", version, ".model");

@@ -89,6 +89,11 @@ class PredictionCore {
   absl::Status TrainIfDue(absl::Duration max_age);
   // Blocks until no training run of this replica is in progress.
   void WaitForTraining();
+  // Stops this replica's training run within a boosting round (its model
+  // is FAILED, "cancelled", and the lease is released so that another
+  // replica can train), then waits for it; later Train calls are refused.
+  // For shutdown.
+  void CancelTraining();
   bool training() const { return training_.load(); }
 
  private:
@@ -123,6 +128,7 @@ class PredictionCore {
   int groups_day_ = -1;                       // mu_
   std::shared_ptr<const Forecaster> baseline_;
   std::atomic<bool> training_{false};
+  std::atomic<bool> cancel_{false};
   std::thread trainer_;  // mu_
 };
 

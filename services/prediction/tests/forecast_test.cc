@@ -2,6 +2,9 @@
 
 #include <cmath>
 #include <random>
+#include <thread>
+
+#include "absl/time/clock.h"
 
 #include "baselines.h"
 #include "conformal.h"
@@ -226,6 +229,33 @@ TEST(Forecaster, LearnsWeeklyAndSteadyPatternsAndBeatsTheBaselines) {
     EXPECT_LE(o.confidence, 1);
     EXPECT_TRUE(o.learned);
   }
+}
+
+TEST(Forecaster, TrainingStopsWhenCancelled) {
+  auto objects = Synthetic(300, 140, 8);
+  TrainingOptions options;
+  options.params.threads = 2;
+  std::atomic<bool> cancel{true};
+  options.cancel = &cancel;
+  EXPECT_EQ(Forecaster::Train(objects, 134, options).status().code(), absl::StatusCode::kCancelled);
+  // Cancelled while the models are being boosted: it stops within a round,
+  // well before the whole run (thousands of rounds) would end.
+  cancel = false;
+  options.params.rounds = options.zero_params.rounds = 5000;
+  std::thread canceller([&] {
+    absl::SleepFor(absl::Milliseconds(300));
+    cancel = true;
+  });
+  const absl::Time start = absl::Now();
+  auto stopped = Forecaster::Train(objects, 134, options);
+  const absl::Duration took = absl::Now() - start;
+  canceller.join();
+  EXPECT_EQ(stopped.status().code(), absl::StatusCode::kCancelled) << stopped.status();
+  EXPECT_LT(took, absl::Seconds(10));
+  // The same flag, never set, changes nothing.
+  cancel = false;
+  options.params.rounds = options.zero_params.rounds = 20;
+  EXPECT_TRUE(Forecaster::Train(objects, 134, options).ok());
 }
 
 TEST(Forecaster, TrainingNeverLooksPastItsDayAndSurvivesASaveAndLoad) {

@@ -71,7 +71,7 @@ class PredictionLoop : public ::testing::Test {
                                 {"CLOUDFLUX_MIN_OBJECTS_TO_TRAIN", min_objects_to_train_},
                                 {"CLOUDFLUX_MODEL_ROUNDS", model_rounds_},
                                 {"CLOUDFLUX_TRAIN_INTERVAL", "0s"},
-                                {"CLOUDFLUX_DRIFT_CHECK_INTERVAL", "0s"}});
+                                {"CLOUDFLUX_DRIFT_CHECK_INTERVAL", drift_check_interval_}});
     ASSERT_TRUE(WaitForHealth(prediction_, HealthCheckResponse::SERVING)) << prediction_.process->Output();
     server::ChannelOptions o;
     o.max_attempts = 1;
@@ -211,6 +211,7 @@ class PredictionLoop : public ::testing::Test {
   std::string ns_;
   std::string min_objects_to_train_ = "10";
   std::string model_rounds_ = "100";
+  std::string drift_check_interval_ = "0s";
 
   // Puts the hot and cold objects, imports their histories and waits until
   // prediction has every one.
@@ -470,8 +471,9 @@ TEST_F(PredictionLoop, ForecastsFollowThePatternAndSteerClassification) {
 
 // SIGTERM during a training run: the process stops within a boosting
 // round, the run is FAILED as cancelled, and the lease is free for the next
-// run (this replica's or another's) at once.
-TEST_F(PredictionLoop, ATrainingRunStopsAtShutdownAndTheNextOneStartsAtOnce) {
+// run (this replica's or another's) at once. Then the champion's intervals
+// adapt to last week's outcomes in service and every replica serves them.
+TEST_F(PredictionLoop, ShutdownCancelsTrainingAndTheChampionsIntervalsAdaptToOutcomes) {
   PutAndImport();
   if (HasFatalFailure()) return;
   prediction_.process->Signal(SIGTERM);
@@ -494,8 +496,69 @@ TEST_F(PredictionLoop, ATrainingRunStopsAtShutdownAndTheNextOneStartsAtOnce) {
   EXPECT_TRUE(absl::StrContains(cancelled->reason(), "cancelled")) << cancelled->reason();
   // No lease left behind: a new run starts now and ends with a model.
   pv1::Model next = TrainAndWait();
-  EXPECT_TRUE(next.state() == pv1::MODEL_STATE_CHAMPION || next.state() == pv1::MODEL_STATE_TRAINED)
+  ASSERT_TRUE(next.state() == pv1::MODEL_STATE_CHAMPION || next.state() == pv1::MODEL_STATE_TRAINED)
       << next.DebugString();
+  if (next.state() == pv1::MODEL_STATE_TRAINED) ASSERT_TRUE(Promote(next.version()).ok());
+  EXPECT_FALSE(GetModel("")->has_intervals_adapted_through());
+  EXPECT_EQ(GetModel("")->live_coverage80(), -1);
+  absl::StatusOr<pv1::ObjectForecast> unadapted;
+  ASSERT_TRUE(WaitFor(
+      [&] {
+        unadapted = Forecast(Key(true, 0));
+        return unadapted.ok() && unadapted->model_version() == next.version();
+      },
+      absl::Seconds(30), absl::Milliseconds(200)));
+
+  // The drift check scores last week's forecasts and moves the champion's
+  // interval levels with the outcomes, once per origin; the levels are in the
+  // registry, so another replica serves the same intervals.
+  prediction_.process->Signal(SIGTERM);
+  ASSERT_EQ(prediction_.process->Wait(absl::Seconds(30)), 0);
+  drift_check_interval_ = "1s";
+  StartPrediction();
+  pv1::Model adapted;
+  ASSERT_TRUE(WaitFor(
+      [&] {
+        auto m = GetModel("");
+        if (m.ok()) adapted = *m;
+        return m.ok() && m->has_intervals_adapted_through();
+      },
+      absl::Seconds(60), absl::Milliseconds(300)))
+      << prediction_.process->Output();
+  const int64_t today = absl::ToUnixSeconds(absl::Now()) / 86400;
+  EXPECT_EQ(TimeUtil::TimestampToSeconds(adapted.intervals_adapted_through()) / 86400, today - 1)
+      << "the week from 7 days ago, its last day yesterday";
+  EXPECT_GE(adapted.live_coverage80(), 0);
+  EXPECT_LE(adapted.live_coverage80(), adapted.live_coverage95());
+  EXPECT_LE(adapted.live_coverage95(), 1);
+  absl::SleepFor(absl::Seconds(2));  // more drift checks: the same origin is not observed again
+  EXPECT_EQ(GetModel("")->intervals_adapted_through(), adapted.intervals_adapted_through());
+  EXPECT_EQ(GetModel("")->live_coverage80(), adapted.live_coverage80());
+  auto here = Forecast(Key(true, 0));
+  ASSERT_TRUE(here.ok()) << here.status();
+  // The step moved this object's intervals (the levels of its class).
+  bool moved = false;
+  for (int d = 0; d < here->daily_size(); ++d) {
+    moved = moved || here->daily(d).p80().upper() != unadapted->daily(d).p80().upper() ||
+            here->daily(d).p95().upper() != unadapted->daily(d).p95().upper();
+  }
+  EXPECT_TRUE(moved) << here->DebugString() << unadapted->DebugString();
+  prediction_.process->Signal(SIGTERM);
+  ASSERT_EQ(prediction_.process->Wait(absl::Seconds(30)), 0);
+  drift_check_interval_ = "0s";
+  StartPrediction();
+  absl::StatusOr<pv1::ObjectForecast> there;
+  ASSERT_TRUE(WaitFor(  // once it has loaded the champion
+      [&] {
+        there = Forecast(Key(true, 0));
+        return there.ok() && there->model_version() == here->model_version();
+      },
+      absl::Seconds(30), absl::Milliseconds(200)));
+  ASSERT_EQ(there->daily_size(), here->daily_size());
+  for (int d = 0; d < here->daily_size(); ++d) {
+    EXPECT_EQ(there->daily(d).p80().upper(), here->daily(d).p80().upper()) << d;
+    EXPECT_EQ(there->daily(d).p95().upper(), here->daily(d).p95().upper()) << d;
+  }
 }
 
 TEST_F(PredictionLoop, BadRequestsAreRefusedAndChangeNothing) {

@@ -139,4 +139,40 @@ absl::StatusOr<ConformalCalibrator> ConformalCalibrator::Parse(std::string_view 
   return out;
 }
 
+std::string ConformalCalibrator::SerializeLevels() const {
+  std::ostringstream out;
+  out << std::setprecision(17) << "levels v1\n";
+  for (int t = 0; t < kTargets; ++t) {
+    for (int a = 0; a <= kActivityClasses; ++a) {
+      out << t << ' ' << a << ' ' << cells_[t][a].alpha[0] << ' ' << cells_[t][a].alpha[1] << '\n';
+    }
+  }
+  return out.str();
+}
+
+absl::Status ConformalCalibrator::ParseLevels(std::string_view text) {
+  std::vector<absl::string_view> lines =
+      absl::StrSplit(absl::string_view(text.data(), text.size()), '\n', absl::SkipEmpty());
+  if (lines.empty() || lines[0] != "levels v1" ||
+      lines.size() != 1 + static_cast<size_t>(kTargets * (kActivityClasses + 1))) {
+    return absl::InvalidArgumentError("not a table of conformal levels");
+  }
+  std::array<std::array<std::array<double, kIntervalLevels.size()>, kActivityClasses + 1>, kTargets> levels{};
+  for (size_t i = 1; i < lines.size(); ++i) {
+    std::vector<absl::string_view> f = absl::StrSplit(lines[i], ' ', absl::SkipEmpty());
+    int t = 0, a = 0;
+    double lo = 0, hi = 0;
+    if (f.size() != 4 || !absl::SimpleAtoi(f[0], &t) || !absl::SimpleAtoi(f[1], &a) || t < 0 || t >= kTargets ||
+        a < 0 || a > kActivityClasses || !absl::SimpleAtod(f[2], &lo) || !absl::SimpleAtod(f[3], &hi) ||
+        !std::isfinite(lo) || !std::isfinite(hi)) {
+      return absl::InvalidArgumentError(absl::StrCat("bad conformal levels on line ", i));
+    }
+    levels[t][a] = {lo, hi};
+  }
+  for (int t = 0; t < kTargets; ++t) {
+    for (int a = 0; a <= kActivityClasses; ++a) cells_[t][a].alpha = levels[t][a];
+  }
+  return absl::OkStatus();
+}
+
 }  // namespace cloudflux::prediction

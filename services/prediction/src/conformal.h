@@ -47,6 +47,12 @@ class ConformalCalibrator {
 
   std::string Serialize() const;
   static absl::StatusOr<ConformalCalibrator> Parse(std::string_view text);
+  // The adaptive state alone (each cell's levels, a few hundred bytes), to
+  // share what Update learned without the residuals.
+  std::string SerializeLevels() const;
+  // INVALID_ARGUMENT (and nothing changed) for text SerializeLevels did not
+  // write.
+  absl::Status ParseLevels(std::string_view text);
 
  private:
   static constexpr size_t kMaxKept = 4000;  // per cell, evenly thinned

@@ -120,9 +120,20 @@ class Forecaster {
 
   // Adaptive conformal step with what happened after a forecast.
   void Observe(const ObjectForecast& forecast, Activity activity, int target, double actual);
+  // ScoreAt, then every scored day's outcome fed to Observe: the intervals
+  // of forecasts made from now on follow the coverage seen at `origin`. The
+  // score is the one before the adaptation. Not alongside ForecastBatch.
+  absl::StatusOr<OriginScore> Adapt(const std::vector<ObjectHistory>& objects, int origin, int threads = 1);
+  // The adaptive conformal state (what Observe has moved), to carry over to
+  // another instance of the same model.
+  std::string AdaptiveLevels() const { return conformal_.SerializeLevels(); }
+  absl::Status SetAdaptiveLevels(std::string_view levels) { return conformal_.ParseLevels(levels); }
 
  private:
   Forecaster() = default;
+  // ScoreAt; with `adapt`, each scored outcome is observed into it.
+  absl::StatusOr<OriginScore> Score(const std::vector<ObjectHistory>& objects, int origin, int threads,
+                                    ConformalCalibrator* adapt) const;
   // The forecasts of rows `x` (their activity classes and TSB forecasts).
   absl::Status FillForecasts(const FeatureMatrix& x, const std::vector<Activity>& activity,
                              const std::vector<double>& tsb, ObjectForecast* out) const;

@@ -27,7 +27,8 @@ constexpr char kModelColumns[] =
     "(extract(epoch from trained_at) * 1000000)::bigint, (extract(epoch from promoted_at) * 1000000)::bigint, "
     "window_start_day, window_end_day, objects, coalesce(rmsse_model, -1), coalesce(rmsse_tsb, -1), "
     "coalesce(rmsse_seasonal_naive, -1), scored, training_rows, calibration_rows, learned_targets, features, "
-    "coalesce(artifact_key, ''), coalesce(artifact_sha256, ''), coalesce(artifact_size, 0)";
+    "coalesce(artifact_key, ''), coalesce(artifact_sha256, ''), coalesce(artifact_size, 0), adapted_origin, "
+    "coalesce(live_coverage80, -1), coalesce(live_coverage95, -1)";
 
 void SetTime(const db::Row& r, size_t column, google::protobuf::Timestamp* out) {
   if (!r.IsNull(column)) *out = TimeUtil::MicrosecondsToTimestamp(r.Int(column));
@@ -65,6 +66,9 @@ v1::Model ModelFromRow(const db::Row& r) {
   m.set_artifact_key(r.Text(18));
   m.set_artifact_sha256(r.Text(19));
   m.set_artifact_size(r.Int(20));
+  if (!r.IsNull(21)) SetDay(r.Int(21) + kDailyHorizons - 1, m.mutable_intervals_adapted_through());
+  m.set_live_coverage80(r.Double(22));
+  m.set_live_coverage95(r.Double(23));
   return m;
 }
 
@@ -156,22 +160,63 @@ absl::Status PredictionCore::RefreshGroups() {
 
 absl::Status PredictionCore::RefreshChampion() {
   CF_ASSIGN_OR_RETURN(db::Result r,
-                      pool_.Exec("SELECT version, coalesce(artifact_key, ''), coalesce(artifact_sha256, '') "
-                                 "FROM prediction.models WHERE state = $1",
+                      pool_.Exec("SELECT version, coalesce(artifact_key, ''), coalesce(artifact_sha256, ''), "
+                                 "coalesce(adapted_origin, -1), coalesce(adaptive_levels, '') FROM prediction.models "
+                                 "WHERE state = $1",
                                  {std::to_string(v1::MODEL_STATE_CHAMPION)}));
   if (r.empty()) {
     std::lock_guard lock(mu_);
     champion_ = {};
     return absl::OkStatus();
   }
-  std::string version = r[0].Text(0);
-  if (CurrentChampion().version == version) return absl::OkStatus();
-  CF_ASSIGN_OR_RETURN(std::string bytes, artifacts_.Get(r[0].Text(1), r[0].Text(2)));
-  CF_ASSIGN_OR_RETURN(std::unique_ptr<Forecaster> loaded, Forecaster::Load(bytes));
-  core::LogInfo("champion model loaded", {{"version", version}});
+  const std::string version = r[0].Text(0);
+  const int64_t adapted = r[0].Int(3);
+  Champion current = CurrentChampion();
+  if (current.version == version && current.adapted_origin == adapted) return absl::OkStatus();
+  // A new champion's artifact, or the same one with levels another replica
+  // adapted: a fresh instance, swapped in whole (ForecastBatch may be using
+  // the current one).
+  std::shared_ptr<const std::string> bytes = current.version == version ? current.bytes : nullptr;
+  if (bytes == nullptr) {
+    CF_ASSIGN_OR_RETURN(std::string fetched, artifacts_.Get(r[0].Text(1), r[0].Text(2)));
+    bytes = std::make_shared<const std::string>(std::move(fetched));
+  }
+  CF_ASSIGN_OR_RETURN(std::unique_ptr<Forecaster> loaded, Forecaster::Load(*bytes));
+  if (adapted >= 0) CF_RETURN_IF_ERROR(loaded->SetAdaptiveLevels(r[0].Text(4)));
+  if (current.version != version) core::LogInfo("champion model loaded", {{"version", version}});
   std::lock_guard lock(mu_);
-  champion_ = {version, std::shared_ptr<const Forecaster>(std::move(loaded))};
+  champion_ = {version, std::shared_ptr<const Forecaster>(std::move(loaded)), bytes, adapted};
   return absl::OkStatus();
+}
+
+absl::StatusOr<OriginScore> PredictionCore::AdaptIntervals(const Champion& champion,
+                                                           const std::vector<ObjectHistory>& objects, int origin) {
+  auto adapted = Forecaster::Load(*champion.bytes);
+  if (!adapted.ok()) return adapted.status();
+  CF_RETURN_IF_ERROR((*adapted)->SetAdaptiveLevels(champion.forecaster->AdaptiveLevels()));
+  CF_ASSIGN_OR_RETURN(OriginScore score, (*adapted)->Adapt(objects, origin, options_.forecast_threads));
+  if (score.scored == 0) return score;
+  // Each origin once, by whichever replica gets there first.
+  CF_ASSIGN_OR_RETURN(db::Result updated,
+                      pool_.Exec("UPDATE prediction.models SET adaptive_levels = $2, adapted_origin = $3, "
+                                 "live_coverage80 = $4, live_coverage95 = $5 WHERE version = $1 AND state = $6 AND "
+                                 "coalesce(adapted_origin, -1) < $3 RETURNING 1",
+                                 {champion.version, (*adapted)->AdaptiveLevels(), std::to_string(origin),
+                                  absl::StrCat(score.coverage80), absl::StrCat(score.coverage95),
+                                  std::to_string(v1::MODEL_STATE_CHAMPION)}));
+  if (updated.empty()) {  // another replica observed this origin first: its levels are the ones
+    CF_RETURN_IF_ERROR(RefreshChampion());
+    return score;
+  }
+  core::LogInfo("intervals adapted", {{"version", champion.version},
+                                      {"origin_day", std::to_string(origin)},
+                                      {"coverage80", absl::StrCat(score.coverage80)},
+                                      {"coverage95", absl::StrCat(score.coverage95)}});
+  std::lock_guard lock(mu_);
+  if (champion_.version == champion.version) {
+    champion_ = {champion.version, std::shared_ptr<const Forecaster>(std::move(*adapted)), champion.bytes, origin};
+  }
+  return score;
 }
 
 absl::StatusOr<std::vector<v1::ObjectForecast>> PredictionCore::Run(const std::vector<StoredHistory>& objects,
@@ -511,7 +556,7 @@ absl::Status PredictionCore::RunTraining(std::string version) {
                                   {"reason", reason}});
   if (promote) {
     std::lock_guard lock(mu_);
-    champion_ = {version, challenger};
+    champion_ = {version, challenger, std::make_shared<const std::string>(std::move(bytes)), -1};
   }
   return absl::OkStatus();
 }
@@ -606,7 +651,14 @@ absl::Status PredictionCore::CheckDrift() {
     return absl::OkStatus();
   }));
   const int origin = today - kDailyHorizons;
-  CF_ASSIGN_OR_RETURN(OriginScore score, champion.forecaster->ScoreAt(objects, origin, options_.forecast_threads));
+  // The week whose outcomes are all known: scored, and once per origin fed
+  // to the intervals' adaptive step.
+  OriginScore score;
+  if (champion.bytes != nullptr && champion.adapted_origin < origin) {
+    CF_ASSIGN_OR_RETURN(score, AdaptIntervals(champion, objects, origin));
+  } else {
+    CF_ASSIGN_OR_RETURN(score, champion.forecaster->ScoreAt(objects, origin, options_.forecast_threads));
+  }
   if (score.scored == 0) return absl::OkStatus();
   std::string why;
   if (score.rmsse_model > options_.drift_rmsse_ratio * score.rmsse_tsb) {

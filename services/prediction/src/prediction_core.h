@@ -100,7 +100,14 @@ class PredictionCore {
   struct Champion {
     std::string version;
     std::shared_ptr<const Forecaster> forecaster;
+    std::shared_ptr<const std::string> bytes;  // its artifact, for fresh instances
+    int64_t adapted_origin = -1;               // the last origin its intervals observed
   };
+  // Scores the champion's forecasts from `origin` and moves its intervals'
+  // levels with the outcomes (on a fresh instance, stored in the registry,
+  // then swapped in). The score is the one before the step.
+  absl::StatusOr<OriginScore> AdaptIntervals(const Champion& champion, const std::vector<ObjectHistory>& objects,
+                                             int origin);
   Champion CurrentChampion() const;
   std::shared_ptr<const GroupMeans> Groups();
   int Today() const;

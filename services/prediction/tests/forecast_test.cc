@@ -258,6 +258,57 @@ TEST(Forecaster, TrainingStopsWhenCancelled) {
   EXPECT_TRUE(Forecaster::Train(objects, 134, options).ok());
 }
 
+TEST(Forecaster, AdaptsItsIntervalsToAShiftAndCarriesTheLevelsOver) {
+  auto objects = Synthetic(300, 140, 9);
+  const int as_of = 100;
+  TrainingOptions options;
+  options.params.threads = 2;
+  auto trained = Forecaster::Train(objects, as_of, options);
+  ASSERT_TRUE(trained.ok()) << trained.status();
+  auto saved = (*trained)->Save();
+  ASSERT_TRUE(saved.ok());
+  // After the training day the steady objects turn bursty: a day in three
+  // brings four times the reads. Their intervals, calibrated before, miss.
+  for (size_t i = 1; i < objects.size(); i += 3) {
+    auto& o = objects[i];
+    for (int d = as_of; d < o.first_day + static_cast<int>(o.reads.size()); ++d) {
+      if (d % 3 == 0) o.reads[d - o.first_day] *= 4;
+    }
+  }
+  auto fresh = Forecaster::Load(*saved);
+  ASSERT_TRUE(fresh.ok());
+  auto adapted = Forecaster::Load(*saved);
+  ASSERT_TRUE(adapted.ok());
+  const int first = as_of + 7;
+  auto before = (*fresh)->ScoreAt(objects, first);
+  ASSERT_TRUE(before.ok());
+  EXPECT_LT(before->coverage80, 0.75) << "the shift is visible";
+  // The score Adapt answers is the one before its step.
+  auto seen = (*adapted)->Adapt(objects, first);
+  ASSERT_TRUE(seen.ok()) << seen.status();
+  EXPECT_DOUBLE_EQ(seen->coverage80, before->coverage80);
+  for (int origin = first + 7; origin <= first + 14; origin += 7) ASSERT_TRUE((*adapted)->Adapt(objects, origin).ok());
+  // A week none of them observed: the adapted intervals cover more of it.
+  const int later = first + 21;
+  auto unadapted = (*fresh)->ScoreAt(objects, later);
+  auto followed = (*adapted)->ScoreAt(objects, later);
+  ASSERT_TRUE(unadapted.ok() && followed.ok());
+  EXPECT_GT(followed->coverage80, unadapted->coverage80 + 0.05)
+      << unadapted->coverage80 << " -> " << followed->coverage80;
+  // The levels alone carry the adaptation to another instance of the model.
+  auto other = Forecaster::Load(*saved);
+  ASSERT_TRUE(other.ok());
+  ASSERT_TRUE((*other)->SetAdaptiveLevels((*adapted)->AdaptiveLevels()).ok());
+  auto carried = (*other)->ScoreAt(objects, later);
+  ASSERT_TRUE(carried.ok());
+  EXPECT_DOUBLE_EQ(carried->coverage80, followed->coverage80);
+  EXPECT_DOUBLE_EQ(carried->coverage95, followed->coverage95);
+  // Junk levels are refused and change nothing.
+  EXPECT_EQ((*other)->SetAdaptiveLevels("levels v1\n0 0 x y\n").code(), absl::StatusCode::kInvalidArgument);
+  EXPECT_EQ((*other)->SetAdaptiveLevels("").code(), absl::StatusCode::kInvalidArgument);
+  EXPECT_EQ((*other)->AdaptiveLevels(), (*adapted)->AdaptiveLevels());
+}
+
 TEST(Forecaster, TrainingNeverLooksPastItsDayAndSurvivesASaveAndLoad) {
   auto full = Synthetic(90, 120, 7);
   const int as_of = 100;

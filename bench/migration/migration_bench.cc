@@ -484,12 +484,24 @@ int main(int argc, char** argv) {
   if (mib > 0) {
     if (!PutGenerated(*b.adapter.stub, kNs, "big.bin", "src", mib << 20).ok()) Die("put big.bin");
     sv1::ObjectInfo big = HeadOrDie(b, "big.bin");
+    const std::string server_comm = absl::GetFlag(FLAGS_server) == "radosgw" ? "radosgw" : "node";
+    double machine_cpu = MachineCpuSeconds(), server_cpu = CpuOf(server_comm);
     double peer = Rclone(b, absl::StrCat("copyto src:cloudflux-test/", big.physical_key(), " ", b.rclone_prefix, "/big.bin"));
+    const double peer_cpu = MachineCpuSeconds() - machine_cpu, peer_server_cpu = CpuOf(server_comm) - server_cpu;
+    const int adapter_pid = b.adapter.child.process->pid();
+    machine_cpu = MachineCpuSeconds();
+    server_cpu = CpuOf(server_comm);
+    const double adapter_cpu = CpuSeconds(adapter_pid);
     double ours = 0;
-    RunJob(b, MoveToDst({"big.bin"}, "", 1), &ours);
+    RunJob(b, MoveToDst({"big.bin"}, "", 1), &ours, nullptr, nullptr, absl::Milliseconds(200));
+    const double job_cpu = MachineCpuSeconds() - machine_cpu, job_server_cpu = CpuOf(server_comm) - server_cpu,
+                 job_adapter_cpu = CpuSeconds(adapter_pid) - adapter_cpu;
     if (HeadOrDie(b, "big.bin").backend() != "dst") Die("big.bin did not move");
     std::printf("%-30s: %8.2f s %8.1f MiB/s | rclone copyto %8.2f s %8.1f MiB/s | ratio %.2f\n",
                 absl::StrCat("move ", mib, " MiB src -> dst").c_str(), ours, mib / ours, peer, mib / peer, peer / ours);
+    std::printf("%-30s: machine CPU %.2f s (storage adapter %.2f, %s %.2f) | rclone copyto %.2f s (%s %.2f)\n",
+                "  (CPU)", job_cpu, job_adapter_cpu, server_comm.c_str(), job_server_cpu, peer_cpu,
+                server_comm.c_str(), peer_server_cpu);
   }
 
   if (objects > 0) {

@@ -25,6 +25,9 @@ ABSL_FLAG(double, hysteresis, 0.1, "CloudFlux hysteresis margin.");
 ABSL_FLAG(bool, tier_classes_only, true,
           "CloudFlux chooses only the class each tier stands for, as classification and prediction do (objects "
           "are moved by tier); false lets it choose any class of the cloud (S3 Intelligent-Tiering among them).");
+ABSL_FLAG(std::string, allowed_tiers, "",
+          "CloudFlux's allowed tiers (comma-separated names such as ARCHIVE_FLEXIBLE; empty = any but the "
+          "opt-in ones). With --tier_classes_only=false every class is a candidate.");
 ABSL_FLAG(bool, perfect_forecast, true,
           "Also bill CloudFlux given each object's real future reads as its forecast (a bound, not a policy).");
 ABSL_FLAG(bool, learned_forecast, false,
@@ -170,6 +173,15 @@ int main(int argc, char** argv) {
   policy.horizon_days = absl::GetFlag(FLAGS_horizon_days);
   policy.hysteresis = absl::GetFlag(FLAGS_hysteresis);
   policy.constraints.tier_classes_only = absl::GetFlag(FLAGS_tier_classes_only);
+  if (!policy.constraints.tier_classes_only) policy.constraints.opt_in_tiers.clear();  // any class
+  for (absl::string_view name : absl::StrSplit(absl::GetFlag(FLAGS_allowed_tiers), ',', absl::SkipEmpty())) {
+    cloudflux::common::v1::StorageTier tier;
+    if (!cloudflux::common::v1::StorageTier_Parse(absl::StrCat("STORAGE_TIER_", name), &tier)) {
+      std::fprintf(stderr, "--allowed_tiers: unknown tier %s\n", std::string(name).c_str());
+      return 2;
+    }
+    policy.constraints.allowed_tiers.insert(tier);
+  }
   auto role = pricing::ParseForecastRole(absl::GetFlag(FLAGS_forecast_role));
   if (!role.ok()) {
     std::fprintf(stderr, "--forecast_role: %s\n", std::string(role.status().message()).c_str());

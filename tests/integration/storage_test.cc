@@ -1189,6 +1189,27 @@ TEST_F(StorageTest, S3BackendKeepsTheTierAndOverwritesAcrossBackendsLeaveNoOrpha
     EXPECT_EQ(refused.status().code(), absl::StatusCode::kFailedPrecondition) << other << ": " << refused.status();
     EXPECT_EQ(Head("cloud/auto-" + other), absl::StatusCode::kNotFound);
   }
+
+  // ARCHIVE_FLEXIBLE: S3's GLACIER class; the object then needs a restore
+  // (s3rver keeps the class but restores at once); refused on GCS and Azure.
+  backend_ = "s3";
+  tier_ = cloudflux::common::v1::STORAGE_TIER_ARCHIVE_FLEXIBLE;
+  auto flexible = Put("cloud/glacier.bin", "in glacier");
+  ASSERT_TRUE(flexible.ok()) << flexible.status();
+  EXPECT_EQ(flexible->tier(), cloudflux::common::v1::STORAGE_TIER_ARCHIVE_FLEXIBLE);
+  auto glacier = testing::RunNodeScript("s3.mjs", {"get", *testing::TestS3Endpoint(), "cloudflux-test",
+                                                   flexible->physical_key()});
+  ASSERT_TRUE(glacier.ok()) << glacier.status();
+  EXPECT_TRUE(absl::StrContains(*glacier, "\"storageClass\":\"GLACIER\"")) << *glacier;
+  for (const std::string other : {"gcs", "azure"}) {
+    bool configured = false;
+    for (const auto& b : backends.backends()) configured |= b.name() == other && b.healthy();
+    if (!configured) continue;
+    backend_ = other;
+    auto refused = Put("cloud/glacier-" + other, "x");
+    EXPECT_EQ(refused.status().code(), absl::StatusCode::kFailedPrecondition) << other << ": " << refused.status();
+    EXPECT_EQ(Head("cloud/glacier-" + other), absl::StatusCode::kNotFound);
+  }
 }
 
 TEST_F(StorageTest, CopyAcrossBackendsWithTierChangesAndRelocation) {

@@ -18,6 +18,9 @@ std::vector<CostBreakdown> PriceCandidates(const PriceCatalog& catalog, int64_t 
       }
       if (!constraints.allowed_clouds.empty() && constraints.allowed_clouds.count(cls->cloud()) == 0) continue;
       if (!constraints.allowed_tiers.empty() && constraints.allowed_tiers.count(cls->tier()) == 0) continue;
+      if (constraints.opt_in_tiers.count(cls->tier()) > 0 && constraints.allowed_tiers.count(cls->tier()) == 0) {
+        continue;
+      }
       if (constraints.same_cloud_only && current.cls != nullptr && cls->cloud() != current.cls->cloud()) continue;
       if (constraints.tier_classes_only && catalog.ForTier(cls->cloud(), cls->tier()) != cls) continue;
     }

@@ -181,7 +181,21 @@ TEST(CostModel, ConstraintsFilterCandidatesButKeepTheCurrentOne) {
   // is Intelligent-Tiering).
   Constraints slow{.max_first_byte_latency_ms = 48LL * 3600 * 1000, .allowed_clouds = {AWS}};
   const ClassPrice* standard = c.Find(AWS, "STANDARD");
-  EXPECT_EQ(PriceCandidates(c, GiB, {standard, 400}, {}, 30, slow).size(), 6u);
+  // GLACIER (ARCHIVE_FLEXIBLE) is opt-in: held back unless allowed_tiers
+  // names it, or nothing is held back.
+  EXPECT_EQ(PriceCandidates(c, GiB, {standard, 400}, {}, 30, slow).size(), 5u);
+  Constraints any = slow;
+  any.opt_in_tiers.clear();
+  EXPECT_EQ(PriceCandidates(c, GiB, {standard, 400}, {}, 30, any).size(), 6u);
+  Constraints named = slow;
+  named.allowed_tiers = {cloudflux::common::v1::STORAGE_TIER_ARCHIVE_FLEXIBLE};
+  auto flexible = PriceCandidates(c, GiB, {standard, 400}, {}, 30, named);
+  ASSERT_EQ(flexible.size(), 2u);  // the current class stays a candidate
+  EXPECT_EQ(flexible[0].cls->storage_class() == "GLACIER" ? flexible[0].cls : flexible[1].cls,
+            c.Find(AWS, "GLACIER"));
+  // An object already in GLACIER keeps it as a candidate (it may stay).
+  auto staying = PriceCandidates(c, GiB, {c.Find(AWS, "GLACIER"), 400}, {}, 30, slow);
+  EXPECT_TRUE(std::any_of(staying.begin(), staying.end(), [](const auto& x) { return x.is_current; }));
   slow.tier_classes_only = true;
   auto by_tier = PriceCandidates(c, GiB, {standard, 400}, {}, 30, slow);
   std::set<std::string> names;
@@ -194,6 +208,11 @@ TEST(CostModel, ConstraintsFilterCandidatesButKeepTheCurrentOne) {
   EXPECT_EQ(c.ForTier(AWS, cloudflux::common::v1::STORAGE_TIER_AUTO)->storage_class(), "INTELLIGENT_TIERING");
   EXPECT_EQ(c.ForTier(AWS, cloudflux::common::v1::STORAGE_TIER_ARCHIVE)->storage_class(), "DEEP_ARCHIVE");
   EXPECT_EQ(c.ForTier(GCP, cloudflux::common::v1::STORAGE_TIER_AUTO), nullptr);
+  EXPECT_EQ(c.ForTier(AWS, cloudflux::common::v1::STORAGE_TIER_ARCHIVE_FLEXIBLE)->storage_class(), "GLACIER");
+  EXPECT_EQ(c.ForTier(GCP, cloudflux::common::v1::STORAGE_TIER_ARCHIVE_FLEXIBLE), nullptr);
+  EXPECT_TRUE(IsArchiveTier(cloudflux::common::v1::STORAGE_TIER_ARCHIVE));
+  EXPECT_TRUE(IsArchiveTier(cloudflux::common::v1::STORAGE_TIER_ARCHIVE_FLEXIBLE));
+  EXPECT_FALSE(IsArchiveTier(cloudflux::common::v1::STORAGE_TIER_COLD));
 }
 
 TierPolicy AwsPolicy(int64_t latency_ms) {

@@ -264,10 +264,10 @@ absl::StatusOr<std::vector<MigrationCore::Planned>> MigrationCore::Plan(const v1
     }
     p.to_backend = target.backend().empty() ? o.backend() : target.backend();
     p.to_tier = target.tier() == cloudflux::common::v1::STORAGE_TIER_UNSPECIFIED ? o.tier() : target.tier();
-    if (o.tier() == cloudflux::common::v1::STORAGE_TIER_ARCHIVE && lenient) {
+    if (pricing::IsArchiveTier(o.tier()) && lenient) {
       p.skip = true;
       p.reason = "in an archive class: restore it first";
-    } else if (o.tier() == cloudflux::common::v1::STORAGE_TIER_ARCHIVE) {
+    } else if (pricing::IsArchiveTier(o.tier())) {
       return absl::FailedPreconditionError(absl::StrCat("'", o.namespace_(), "/", o.key(),
                                                         "' is in an archive class: restore it first "
                                                         "(StorageService.RestoreObject)"));
@@ -353,13 +353,13 @@ absl::StatusOr<v1::MigrationEstimate> MigrationCore::Estimate(const v1::Estimate
 
 absl::Status MigrationCore::CheckReadableTargets(const std::vector<Planned>& plan) {
   if (std::none_of(plan.begin(), plan.end(), [](const Planned& p) {
-        return !p.skip && p.to_tier == cloudflux::common::v1::STORAGE_TIER_ARCHIVE;
+        return !p.skip && pricing::IsArchiveTier(p.to_tier);
       })) {
     return absl::OkStatus();
   }
   CF_ASSIGN_OR_RETURN(auto backends, storage_.Backends());
   for (const Planned& p : plan) {
-    if (p.skip || p.to_tier != cloudflux::common::v1::STORAGE_TIER_ARCHIVE) continue;
+    if (p.skip || !pricing::IsArchiveTier(p.to_tier)) continue;
     for (const auto& b : backends) {
       if (b.name() == p.to_backend && b.archive_needs_restore()) {
         return absl::InvalidArgumentError(absl::StrCat(
@@ -525,7 +525,7 @@ absl::StatusOr<v1::Migration> MigrationCore::Rollback(const std::string& raw_id)
       } else if (!copied && (p.object.backend() != row.Text(5) || p.object.tier() != row.Int(6))) {
         p.skip = true;
         p.reason = "moved elsewhere since";
-      } else if (!copied && p.object.tier() == cloudflux::common::v1::STORAGE_TIER_ARCHIVE) {
+      } else if (!copied && pricing::IsArchiveTier(p.object.tier())) {
         p.skip = true;
         p.reason = "in an archive class: restore it first";
       }

@@ -1,6 +1,7 @@
 #include "storage_core.h"
 #include "tiers.h"
 
+
 #include <google/protobuf/util/json_util.h>
 #include <google/protobuf/util/time_util.h>
 
@@ -21,6 +22,7 @@
 #include "cloudflux/core/log.h"
 #include "cloudflux/core/status.h"
 #include "cloudflux/core/uuid.h"
+#include "cloudflux/pricing/catalog.h"
 #include "cloudflux/server/paging.h"
 #include "cloudflux/storage/v1/events.pb.h"
 
@@ -424,7 +426,7 @@ absl::StatusOr<v1::ObjectInfo> StorageCore::HeadWithReadState(const std::string&
   *info.mutable_replicas() = {replicas.begin(), replicas.end()};
   auto store = StoreOf(info);
   if (!store.ok()) return info;  // a backend no longer configured: the catalog's answer
-  bool archived = info.tier() == cloudflux::common::v1::STORAGE_TIER_ARCHIVE;
+  bool archived = pricing::IsArchiveTier(info.tier());
   bool leaving = (*store)->RestoresAfterTierChange() &&
                  absl::Now() - absl::FromUnixMicros(TimeUtil::TimestampToMicroseconds(info.updated())) <
                      kRestoreWindow;
@@ -1084,7 +1086,7 @@ absl::StatusOr<v1::ObjectInfo> StorageCore::CopyOnce(const v1::CopyObjectRequest
   StorageTier tier = request.tier() == cloudflux::common::v1::STORAGE_TIER_UNSPECIFIED
                          ? source.tier()
                          : request.tier();
-  if (request.verify() && tier == cloudflux::common::v1::STORAGE_TIER_ARCHIVE && ArchiveNeedsRestore(to->provider())) {
+  if (request.verify() && pricing::IsArchiveTier(tier) && ArchiveNeedsRestore(to->provider())) {
     return absl::FailedPreconditionError(absl::StrCat("a copy into ", to->name(),
                                                       "'s archive class cannot be read back without a restore: "
                                                       "copy it without verify"));
@@ -1338,7 +1340,7 @@ absl::StatusOr<v1::VerifyObjectResponse> StorageCore::Verify(const v1::VerifyObj
                                            info.version(), ", not ", request.version()));
   }
   CF_ASSIGN_OR_RETURN(ObjectStore * store, StoreOf(info));
-  if (info.tier() == cloudflux::common::v1::STORAGE_TIER_ARCHIVE) {
+  if (pricing::IsArchiveTier(info.tier())) {
     CF_ASSIGN_OR_RETURN(ReadState state, store->ReadStateOf(info.physical_key()));
     if (state.state != ReadState::State::kReadable) {
       return absl::FailedPreconditionError(absl::StrCat("object ", Subject(info.namespace_(), info.key()),
@@ -1387,9 +1389,9 @@ absl::StatusOr<v1::RestoreObjectResponse> StorageCore::Restore(const v1::Restore
   CF_ASSIGN_OR_RETURN(ObjectStore * store, StoreOf(source));
   v1::RestoreObjectResponse out;
   out.set_state(v1::RESTORE_STATE_READABLE);
-  // Only the ARCHIVE tier maps to classes that need a restore; an object
-  // that left it may still be on its way out (Azure rehydrates for hours).
-  if (source.tier() != cloudflux::common::v1::STORAGE_TIER_ARCHIVE) {
+  // Only the archive tiers map to classes that need a restore; an object
+  // that left one may still be on its way out (Azure rehydrates for hours).
+  if (!pricing::IsArchiveTier(source.tier())) {
     if (store->RestoresAfterTierChange()) {
       CF_ASSIGN_OR_RETURN(ReadState state, store->ReadStateOf(source.physical_key()));
       if (state.state == ReadState::State::kRestoring) out.set_state(v1::RESTORE_STATE_IN_PROGRESS);

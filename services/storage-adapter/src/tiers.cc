@@ -10,14 +10,14 @@ using cloudflux::common::v1::StorageTier;
 
 struct Row {
   CloudProvider provider;
-  std::array<const char*, 5> classes;  // HOT, WARM, COLD, ARCHIVE, AUTO (nullptr: none)
+  std::array<const char*, 6> classes;  // HOT, WARM, COLD, ARCHIVE, AUTO, ARCHIVE_FLEXIBLE (nullptr: none)
 };
 
 constexpr Row kTable[] = {
     {cloudflux::common::v1::CLOUD_PROVIDER_AWS,
-     {"STANDARD", "STANDARD_IA", "GLACIER_IR", "DEEP_ARCHIVE", "INTELLIGENT_TIERING"}},
-    {cloudflux::common::v1::CLOUD_PROVIDER_AZURE, {"Hot", "Cool", "Cold", "Archive", nullptr}},
-    {cloudflux::common::v1::CLOUD_PROVIDER_GCP, {"STANDARD", "NEARLINE", "COLDLINE", "ARCHIVE", nullptr}},
+     {"STANDARD", "STANDARD_IA", "GLACIER_IR", "DEEP_ARCHIVE", "INTELLIGENT_TIERING", "GLACIER"}},
+    {cloudflux::common::v1::CLOUD_PROVIDER_AZURE, {"Hot", "Cool", "Cold", "Archive", nullptr, nullptr}},
+    {cloudflux::common::v1::CLOUD_PROVIDER_GCP, {"STANDARD", "NEARLINE", "COLDLINE", "ARCHIVE", nullptr, nullptr}},
 };
 
 int Index(StorageTier tier) {
@@ -26,6 +26,7 @@ int Index(StorageTier tier) {
     case cloudflux::common::v1::STORAGE_TIER_COLD: return 2;
     case cloudflux::common::v1::STORAGE_TIER_ARCHIVE: return 3;
     case cloudflux::common::v1::STORAGE_TIER_AUTO: return 4;
+    case cloudflux::common::v1::STORAGE_TIER_ARCHIVE_FLEXIBLE: return 5;
     default: return 0;
   }
 }
@@ -61,16 +62,13 @@ std::optional<StorageTier> TierForStorageClass(CloudProvider provider,
   static constexpr StorageTier kTiers[] = {
       cloudflux::common::v1::STORAGE_TIER_HOT, cloudflux::common::v1::STORAGE_TIER_WARM,
       cloudflux::common::v1::STORAGE_TIER_COLD, cloudflux::common::v1::STORAGE_TIER_ARCHIVE,
-      cloudflux::common::v1::STORAGE_TIER_AUTO};
-  if (provider == cloudflux::common::v1::CLOUD_PROVIDER_AWS && storage_class == "GLACIER") {
-    return cloudflux::common::v1::STORAGE_TIER_ARCHIVE;
-  }
+      cloudflux::common::v1::STORAGE_TIER_AUTO, cloudflux::common::v1::STORAGE_TIER_ARCHIVE_FLEXIBLE};
   if (provider == cloudflux::common::v1::CLOUD_PROVIDER_AWS && storage_class.empty()) {
     return cloudflux::common::v1::STORAGE_TIER_HOT;  // S3 omits the header for STANDARD
   }
   for (const Row& row : kTable) {
     if (row.provider != provider) continue;
-    for (int i = 0; i < 5; ++i) {
+    for (int i = 0; i < static_cast<int>(row.classes.size()); ++i) {
       if (row.classes[i] != nullptr && storage_class == row.classes[i]) return kTiers[i];
     }
   }

@@ -7,8 +7,7 @@
 //   COLD     GLACIER_IR    Cold         COLDLINE
 //   ARCHIVE  DEEP_ARCHIVE  Archive      ARCHIVE
 //   AUTO     INTELLIGENT_TIERING   -     -
-//
-// Reading back, S3's GLACIER (Flexible Retrieval) also counts as ARCHIVE.
+//   ARCHIVE_FLEXIBLE  GLACIER      -     -
 
 #include <optional>
 #include <string>

@@ -67,7 +67,15 @@ TEST(Tiers, OneTableBothWays) {
       EXPECT_EQ(TierForStorageClass(provider, StorageClassFor(provider, tier)), tier);
     }
   }
-  EXPECT_EQ(TierForStorageClass(common::CLOUD_PROVIDER_AWS, "GLACIER"), common::STORAGE_TIER_ARCHIVE);
+  // ARCHIVE_FLEXIBLE: S3 Glacier Flexible Retrieval; no class on Azure or GCS.
+  EXPECT_EQ(StorageClassFor(common::CLOUD_PROVIDER_AWS, common::STORAGE_TIER_ARCHIVE_FLEXIBLE), "GLACIER");
+  EXPECT_EQ(TierForStorageClass(common::CLOUD_PROVIDER_AWS, "GLACIER"), common::STORAGE_TIER_ARCHIVE_FLEXIBLE);
+  EXPECT_TRUE(CheckTierOn(common::CLOUD_PROVIDER_AWS, common::STORAGE_TIER_ARCHIVE_FLEXIBLE, "s3").ok());
+  EXPECT_TRUE(CheckTierOn(common::CLOUD_PROVIDER_LOCAL, common::STORAGE_TIER_ARCHIVE_FLEXIBLE, "local").ok());
+  for (auto provider : {common::CLOUD_PROVIDER_AZURE, common::CLOUD_PROVIDER_GCP}) {
+    EXPECT_EQ(CheckTierOn(provider, common::STORAGE_TIER_ARCHIVE_FLEXIBLE, "x").code(),
+              absl::StatusCode::kFailedPrecondition);
+  }
   EXPECT_EQ(TierForStorageClass(common::CLOUD_PROVIDER_AWS, "REDUCED_REDUNDANCY"), std::nullopt);
   // AUTO: S3 Intelligent-Tiering; a label on local disk; no class on Azure or GCS.
   EXPECT_EQ(StorageClassFor(common::CLOUD_PROVIDER_AWS, common::STORAGE_TIER_AUTO), "INTELLIGENT_TIERING");

@@ -38,6 +38,14 @@ struct ManagedTiers {
   bool Monitored(int64_t size) const { return size >= min_monitored_bytes; }
 };
 
+// Whether a tier's classes are archives (ARCHIVE, ARCHIVE_FLEXIBLE): on the
+// clouds that restore before a read (ArchiveNeedsRestore in the storage
+// adapter), an object there is read only after RestoreObject.
+inline bool IsArchiveTier(StorageTier tier) {
+  return tier == cloudflux::common::v1::STORAGE_TIER_ARCHIVE ||
+         tier == cloudflux::common::v1::STORAGE_TIER_ARCHIVE_FLEXIBLE;
+}
+
 class PriceCatalog {
  public:
   // Reads and validates the file; INVALID_ARGUMENT naming the entry and

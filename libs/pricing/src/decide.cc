@@ -63,8 +63,10 @@ Decision Decide(const PriceCatalog& catalog, const AccessStats& stats, const Pla
   }
   Decision d;
   d.expected = EstimateUsage(stats, policy.horizon_days, forecast);
-  d.candidates =
-      PriceCandidates(catalog, stats.size, current, d.expected, policy.horizon_days, policy.constraints);
+  // A pinned tier is named by the operator: an opt-in one counts as allowed.
+  Constraints constraints = policy.constraints;
+  if (policy.pinned_tier.has_value()) constraints.opt_in_tiers.erase(*policy.pinned_tier);
+  d.candidates = PriceCandidates(catalog, stats.size, current, d.expected, policy.horizon_days, constraints);
   const CostBreakdown* now = nullptr;
   for (const auto& c : d.candidates) {
     if (c.is_current) now = &c;

@@ -287,6 +287,12 @@ TEST(Decide, HysteresisPolicyAndLatencyOverrides) {
   d = Decide(c, cold, {standard, 200}, pinned);
   EXPECT_TRUE(d.move);
   EXPECT_EQ(d.target, ia);
+  // A pin names its tier: the opt-in ARCHIVE_FLEXIBLE too (hours allowed).
+  TierPolicy glacier = AwsPolicy(48LL * 3600 * 1000);
+  glacier.pinned_tier = cloudflux::common::v1::STORAGE_TIER_ARCHIVE_FLEXIBLE;
+  d = Decide(c, cold, {standard, 200}, glacier);
+  EXPECT_TRUE(d.move);
+  EXPECT_EQ(d.target, c.Find(AWS, "GLACIER"));
   // An object in DEEP_ARCHIVE whose need became 1 s must come out, even at a cost.
   d = Decide(c, cold, {deep, 30}, AwsPolicy(1000));
   EXPECT_TRUE(d.move);

@@ -208,7 +208,12 @@ TEST_F(LocalStoreTest, ReadAheadStopsAtTheEndOfTheRange) {
     ASSERT_TRUE(part.ok()) << part.status();
     EXPECT_TRUE(*part == data.substr(offset, length));
     int64_t first = offset / 4096 * 4096, last = (offset + length + 4095) / 4096 * 4096;
-    EXPECT_LE(DiskReadBytes() - before, last - first);
+    // read_bytes counts every read of this process: on a loaded machine a
+    // page of its own code or data read back in counts too (CI saw one
+    // 4 KiB page). A read ahead past the range would read whole 1 MiB
+    // blocks; 64 KiB of slack cannot hide one.
+    constexpr int64_t kOtherReads = 64 << 10;
+    EXPECT_LE(DiskReadBytes() - before, last - first + kOtherReads);
   }
 }
 

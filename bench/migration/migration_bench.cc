@@ -168,6 +168,22 @@ double CpuOf(const std::string& comm) {
   return total;
 }
 
+// CPU seconds used so far by the machine and by each process a run
+// involves; differences of two give a run's share.
+struct CpuUse {
+  double machine = 0, adapter = 0, migration = 0, server = 0, postgres = 0;
+  // The S3 server's process name: radosgw, or node for s3rver.
+  static std::string ServerName() { return absl::GetFlag(FLAGS_server) == "radosgw" ? "radosgw" : "node"; }
+  static CpuUse Now(const Bench& b) {
+    return {MachineCpuSeconds(), CpuSeconds(b.adapter.child.process->pid()), CpuSeconds(b.migration.process->pid()),
+            CpuOf(ServerName()), CpuOf("postgres")};
+  }
+  CpuUse operator-(const CpuUse& o) const {
+    return {machine - o.machine, adapter - o.adapter, migration - o.migration, server - o.server,
+            postgres - o.postgres};
+  }
+};
+
 // The adapter's counter `name` from its metrics endpoint (0 if absent).
 double Metric(const Bench& b, const std::string& name) {
   auto page = cloudflux::testing::HttpGet(absl::StrCat("http://127.0.0.1:", b.adapter.child.metrics_port, "/metrics"));
@@ -302,8 +318,7 @@ void Tiny(Bench& b, int n, int transfers) {
   });
   std::printf("put %d tiny objects: %.1f s\n", n, Seconds(start));
   std::fflush(stdout);
-  const int adapter_pid = b.adapter.child.process->pid(), migration_pid = b.migration.process->pid();
-  double adapter_cpu = CpuSeconds(adapter_pid), machine_cpu = MachineCpuSeconds();
+  CpuUse before = CpuUse::Now(b);
   start = Clock::now();
   parallel([&](int i) {
     sv1::CopyObjectRequest r;
@@ -318,11 +333,8 @@ void Tiny(Bench& b, int n, int transfers) {
     return reader->Finish().ok();
   });
   const double direct = Seconds(start);
-  const double direct_adapter_cpu = CpuSeconds(adapter_pid) - adapter_cpu,
-               direct_machine_cpu = MachineCpuSeconds() - machine_cpu;
-  adapter_cpu = CpuSeconds(adapter_pid);
-  machine_cpu = MachineCpuSeconds();
-  const double migration_cpu = CpuSeconds(migration_pid);
+  const CpuUse direct_cpu = CpuUse::Now(b) - before;
+  before = CpuUse::Now(b);
   mv1::CreateMigrationRequest job;
   job.mutable_selection()->set_namespace_(kNs);
   job.mutable_selection()->set_prefix("tiny/");
@@ -332,9 +344,7 @@ void Tiny(Bench& b, int n, int transfers) {
   // Polled once a second, as a dashboard would: a poll of a 100,000-task
   // job sums 100,000 rows.
   std::string id = RunJob(b, job, &ours, nullptr, &create, absl::Seconds(1));
-  const double job_adapter_cpu = CpuSeconds(adapter_pid) - adapter_cpu,
-               job_machine_cpu = MachineCpuSeconds() - machine_cpu,
-               job_migration_cpu = CpuSeconds(migration_pid) - migration_cpu;
+  const CpuUse job_cpu = CpuUse::Now(b) - before;
   auto rows = b.adapter.catalog->Exec(
       "SELECT (SELECT count(*) FROM migration.tasks), (SELECT count(*) FROM migration.jobs), "
       "(SELECT count(*) FROM migration.outbox), (SELECT sum(pg_total_relation_size(c.oid)) FROM pg_class c "
@@ -348,8 +358,8 @@ void Tiny(Bench& b, int n, int transfers) {
               n, transfers, ours, n / ours, create, direct, n / direct, direct / ours);
   std::printf("CPU ms per object: job: machine %.2f, storage adapter %.2f, migration %.2f | direct: machine %.2f, "
               "storage adapter %.2f\n",
-              1e3 * job_machine_cpu / n, 1e3 * job_adapter_cpu / n, 1e3 * job_migration_cpu / n,
-              1e3 * direct_machine_cpu / n, 1e3 * direct_adapter_cpu / n);
+              1e3 * job_cpu.machine / n, 1e3 * job_cpu.adapter / n, 1e3 * job_cpu.migration / n,
+              1e3 * direct_cpu.machine / n, 1e3 * direct_cpu.adapter / n);
   const auto& r = (*rows)[0];
   std::printf("migration schema after the job: %lld task rows (%.2f per object), %lld job rows, %lld outbox rows "
               "left; %.0f bytes per object (tables and indexes)\n",
@@ -484,24 +494,19 @@ int main(int argc, char** argv) {
   if (mib > 0) {
     if (!PutGenerated(*b.adapter.stub, kNs, "big.bin", "src", mib << 20).ok()) Die("put big.bin");
     sv1::ObjectInfo big = HeadOrDie(b, "big.bin");
-    const std::string server_comm = absl::GetFlag(FLAGS_server) == "radosgw" ? "radosgw" : "node";
-    double machine_cpu = MachineCpuSeconds(), server_cpu = CpuOf(server_comm);
+    CpuUse before = CpuUse::Now(b);
     double peer = Rclone(b, absl::StrCat("copyto src:cloudflux-test/", big.physical_key(), " ", b.rclone_prefix, "/big.bin"));
-    const double peer_cpu = MachineCpuSeconds() - machine_cpu, peer_server_cpu = CpuOf(server_comm) - server_cpu;
-    const int adapter_pid = b.adapter.child.process->pid();
-    machine_cpu = MachineCpuSeconds();
-    server_cpu = CpuOf(server_comm);
-    const double adapter_cpu = CpuSeconds(adapter_pid);
+    const CpuUse peer_cpu = CpuUse::Now(b) - before;
+    before = CpuUse::Now(b);
     double ours = 0;
     RunJob(b, MoveToDst({"big.bin"}, "", 1), &ours, nullptr, nullptr, absl::Milliseconds(200));
-    const double job_cpu = MachineCpuSeconds() - machine_cpu, job_server_cpu = CpuOf(server_comm) - server_cpu,
-                 job_adapter_cpu = CpuSeconds(adapter_pid) - adapter_cpu;
+    const CpuUse job_cpu = CpuUse::Now(b) - before;
     if (HeadOrDie(b, "big.bin").backend() != "dst") Die("big.bin did not move");
     std::printf("%-30s: %8.2f s %8.1f MiB/s | rclone copyto %8.2f s %8.1f MiB/s | ratio %.2f\n",
                 absl::StrCat("move ", mib, " MiB src -> dst").c_str(), ours, mib / ours, peer, mib / peer, peer / ours);
     std::printf("%-30s: machine CPU %.2f s (storage adapter %.2f, %s %.2f) | rclone copyto %.2f s (%s %.2f)\n",
-                "  (CPU)", job_cpu, job_adapter_cpu, server_comm.c_str(), job_server_cpu, peer_cpu,
-                server_comm.c_str(), peer_server_cpu);
+                "  (CPU)", job_cpu.machine, job_cpu.adapter, CpuUse::ServerName().c_str(), job_cpu.server,
+                peer_cpu.machine, CpuUse::ServerName().c_str(), peer_cpu.server);
   }
 
   if (objects > 0) {
@@ -526,11 +531,10 @@ int main(int argc, char** argv) {
     list.close();
     // --no-traverse: rclone's listing of the source misses s3rver's keys
     // under --files-from; each file is looked up instead.
-    const std::string server_comm = absl::GetFlag(FLAGS_server) == "radosgw" ? "radosgw" : "node";
-    double machine_cpu = MachineCpuSeconds(), server_cpu = CpuOf(server_comm), pg_cpu = CpuOf("postgres");
+    CpuUse before = CpuUse::Now(b);
     double peer = Rclone(b, absl::StrCat("copy --no-traverse --transfers ", transfers, " --checkers ", transfers, " --files-from ",
                                          b.dir, "/files.txt src:cloudflux-test ", b.rclone_prefix, "/small"));
-    const double peer_cpu = MachineCpuSeconds() - machine_cpu, peer_server_cpu = CpuOf(server_comm) - server_cpu;
+    const CpuUse peer_cpu = CpuUse::Now(b) - before;
     // rclone copied them all (it is quiet about what it skipped).
     FILE* count = popen(absl::StrCat("rclone size --json ", b.rclone_prefix, "/small").c_str(), "r");
     char buf[256] = {};
@@ -550,15 +554,9 @@ int main(int argc, char** argv) {
     copy.set_mode(mv1::MIGRATION_MODE_COPY);
     copy.mutable_target()->set_namespace_("bench-copy");
     double copied = 0;
-    const int adapter_pid = b.adapter.child.process->pid(), migration_pid = b.migration.process->pid();
-    machine_cpu = MachineCpuSeconds();
-    server_cpu = CpuOf(server_comm);
-    pg_cpu = CpuOf("postgres");
-    const double adapter_cpu = CpuSeconds(adapter_pid), migration_cpu = CpuSeconds(migration_pid);
+    before = CpuUse::Now(b);
     RunJob(b, copy, &copied, nullptr, nullptr, absl::Milliseconds(200));
-    const double job_cpu = MachineCpuSeconds() - machine_cpu, job_adapter_cpu = CpuSeconds(adapter_pid) - adapter_cpu,
-                 job_migration_cpu = CpuSeconds(migration_pid) - migration_cpu,
-                 job_server_cpu = CpuOf(server_comm) - server_cpu, job_pg_cpu = CpuOf("postgres") - pg_cpu;
+    const CpuUse job_cpu = CpuUse::Now(b) - before;
     double ours = 0;
     RunJob(b, MoveToDst({}, "small/", transfers), &ours);
     std::printf("%-30s: %8.2f s %8.1f obj/s | rclone copy    %8.2f s %8.1f obj/s | ratio %.2f\n",
@@ -566,10 +564,10 @@ int main(int argc, char** argv) {
                 peer, objects / peer, peer / copied);
     std::printf("%-30s: machine CPU per object: copy job %.2f ms (storage adapter %.2f, migration %.2f, %s %.2f, "
                 "postgres %.2f) | rclone copy %.2f ms (%s %.2f)\n",
-                "  (the copy)", 1e3 * job_cpu / objects, 1e3 * job_adapter_cpu / objects,
-                1e3 * job_migration_cpu / objects, server_comm.c_str(), 1e3 * job_server_cpu / objects,
-                1e3 * job_pg_cpu / objects, 1e3 * peer_cpu / objects, server_comm.c_str(),
-                1e3 * peer_server_cpu / objects);
+                "  (the copy)", 1e3 * job_cpu.machine / objects, 1e3 * job_cpu.adapter / objects,
+                1e3 * job_cpu.migration / objects, CpuUse::ServerName().c_str(), 1e3 * job_cpu.server / objects,
+                1e3 * job_cpu.postgres / objects, 1e3 * peer_cpu.machine / objects, CpuUse::ServerName().c_str(),
+                1e3 * peer_cpu.server / objects);
     std::printf("%-30s: %8.2f s %8.1f obj/s | rclone copy    %8.2f s %8.1f obj/s | ratio %.2f\n",
                 absl::StrCat("move ", objects, " x ", object_bytes >> 10, " KiB").c_str(), ours, objects / ours, peer,
                 objects / peer, peer / ours);

@@ -104,7 +104,9 @@ absl::StatusOr<events::IngestCounts> ReplicationLoop::ApplyMessages(
   using Object = std::pair<std::string, std::string>;  // namespace, key
   // Only events of objects some rule covers are claimed and queued: most
   // object events concern no rule, and need no row. A rule created after
-  // this read compares its whole prefix when it starts.
+  // this read compares its whole prefix when it starts. `covered` is the
+  // test Enqueue's join applies (namespace equal, key under the prefix, not
+  // dropping): a prefilter, the join stays the rule.
   CF_ASSIGN_OR_RETURN(db::Result rules,
                       pool_.Exec("SELECT namespace, prefix FROM migration.replication_rules WHERE NOT dropping"));
   auto covered = [&](const std::string& ns, const std::string& key) {

@@ -269,11 +269,11 @@ absl::StatusOr<OriginScore> Forecaster::ScoreAt(const std::vector<ObjectHistory>
 }
 
 absl::StatusOr<OriginScore> Forecaster::Adapt(const std::vector<ObjectHistory>& objects, int origin, int threads) {
-  return Score(objects, origin, threads, &conformal_);
+  return Score(objects, origin, threads, this);
 }
 
 absl::StatusOr<OriginScore> Forecaster::Score(const std::vector<ObjectHistory>& objects, int origin, int threads,
-                                              ConformalCalibrator* adapt) const {
+                                              Forecaster* observer) const {
   std::vector<const ObjectHistory*> known;
   for (const ObjectHistory& o : objects) {
     if (o.first_day < origin && o.first_day + static_cast<int>(o.reads.size()) >= origin + kDailyHorizons) {
@@ -288,19 +288,16 @@ absl::StatusOr<OriginScore> Forecaster::Score(const std::vector<ObjectHistory>& 
   for (size_t i = 0; i < known.size(); ++i) {
     auto history = HistoryBefore(*known[i], origin);
     std::vector<double> actual(kDailyHorizons), model(kDailyHorizons);
-    const Activity activity = ClassifyActivity(history);
     for (int h = 0; h < kDailyHorizons; ++h) {
       actual[h] = known[i]->reads[origin - known[i]->first_day + h];
       model[h] = forecasts[i].mean[h];
       ++days;
-      const bool covered80 = actual[h] >= forecasts[i].p80[h].lower && actual[h] <= forecasts[i].p80[h].upper;
-      const bool covered95 = actual[h] >= forecasts[i].p95[h].lower && actual[h] <= forecasts[i].p95[h].upper;
-      in80 += covered80;
-      in95 += covered95;
-      if (adapt != nullptr) {
-        adapt->Update(h, activity, kIntervalLevels[0], covered80);
-        adapt->Update(h, activity, kIntervalLevels[1], covered95);
-      }
+      in80 += actual[h] >= forecasts[i].p80[h].lower && actual[h] <= forecasts[i].p80[h].upper;
+      in95 += actual[h] >= forecasts[i].p95[h].lower && actual[h] <= forecasts[i].p95[h].upper;
+    }
+    if (observer != nullptr) {
+      const Activity activity = ClassifyActivity(history);
+      for (int h = 0; h < kDailyHorizons; ++h) observer->Observe(forecasts[i], activity, h, actual[h]);
     }
     double m = Rmsse(history, actual, model);
     if (m < 0) continue;

@@ -131,9 +131,10 @@ class Forecaster {
 
  private:
   Forecaster() = default;
-  // ScoreAt; with `adapt`, each scored outcome is observed into it.
+  // ScoreAt; with `observer` (this forecaster, from Adapt), each scored
+  // outcome also goes to its Observe.
   absl::StatusOr<OriginScore> Score(const std::vector<ObjectHistory>& objects, int origin, int threads,
-                                    ConformalCalibrator* adapt) const;
+                                    Forecaster* observer) const;
   // The forecasts of rows `x` (their activity classes and TSB forecasts).
   absl::Status FillForecasts(const FeatureMatrix& x, const std::vector<Activity>& activity,
                              const std::vector<double>& tsb, ObjectForecast* out) const;

@@ -1,7 +1,6 @@
 #include "storage_core.h"
 #include "tiers.h"
 
-
 #include <google/protobuf/util/json_util.h>
 #include <google/protobuf/util/time_util.h>
 
@@ -1285,7 +1284,7 @@ absl::StatusOr<v1::ObjectInfo> StorageCore::SetTier(const v1::SetTierRequest& re
   CF_RETURN_IF_ERROR(ValidateKey(request.key()));
   if (!cloudflux::common::v1::StorageTier_IsValid(request.tier()) ||
       request.tier() == cloudflux::common::v1::STORAGE_TIER_UNSPECIFIED) {
-    return absl::InvalidArgumentError("tier must be HOT, WARM, COLD, ARCHIVE or AUTO");
+    return absl::InvalidArgumentError("tier must be HOT, WARM, COLD, ARCHIVE, AUTO or ARCHIVE_FLEXIBLE");
   }
   CF_ASSIGN_OR_RETURN(v1::ObjectInfo source, Head(request.namespace_(), request.key()));
   if (source.tier() == request.tier()) return source;

@@ -21,13 +21,14 @@ namespace cloudflux::storage {
 std::string StorageClassFor(cloudflux::common::v1::CloudProvider provider,
                             cloudflux::common::v1::StorageTier tier);
 
-// FAILED_PRECONDITION for a tier the provider has no class for (AUTO on
-// Azure and GCS), naming `backend`.
+// FAILED_PRECONDITION for a tier the provider has no class for (AUTO and
+// ARCHIVE_FLEXIBLE on Azure and GCS), naming `backend`.
 absl::Status CheckTierOn(cloudflux::common::v1::CloudProvider provider, cloudflux::common::v1::StorageTier tier,
                          const std::string& backend);
 
-// Whether the provider's ARCHIVE class must be restored before it can be
-// read (AWS, Azure; GCS's Archive is read directly).
+// Whether the provider's archive classes (pricing::IsArchiveTier) must be
+// restored before they can be read (AWS, Azure; GCS's Archive is read
+// directly).
 bool ArchiveNeedsRestore(cloudflux::common::v1::CloudProvider provider);
 
 // The tier a provider's class name stands for; nullopt for unknown names.

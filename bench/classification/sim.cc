@@ -205,6 +205,7 @@ absl::StatusOr<Trace> GenerateTrace(const std::string& kind, int objects, int da
     int burst_left = 0;
     int audit_day = u(rng) < 0.3 ? static_cast<int>(u(rng) * (end - o.create_day)) : -1;
     o.reads.assign(std::max(1, end - o.create_day), 0);
+    o.rate.assign(o.reads.size(), 0);
     for (int a = 0; a < o.life(); ++a) {
       int weekday = (o.create_day + a) % 7;
       double weekly = weekday >= 5 ? 0.4 : 1.15;
@@ -223,6 +224,7 @@ absl::StatusOr<Trace> GenerateTrace(const std::string& kind, int objects, int da
       uint32_t n = lambda > 0 ? std::poisson_distribution<uint32_t>(lambda)(rng) : 0;
       if (a == audit_day) ++n;  // an occasional restore or audit
       o.reads[a] = n;
+      o.rate[a] = static_cast<float>(lambda);
     }
     t.objects.push_back(std::move(o));
   }
@@ -518,6 +520,19 @@ const Bill& Report::Of(const std::string& policy) const {
   return kNone;
 }
 
+std::vector<std::optional<pricing::Forecast>> RateForecasts(const ObjectTrace& o, int horizon_days) {
+  std::vector<std::optional<pricing::Forecast>> out(o.rate.size());
+  // Suffix sums: the expected reads of [d, end) in O(1) per day.
+  std::vector<double> from(o.rate.size() + 1, 0);
+  for (size_t d = o.rate.size(); d-- > 0;) from[d] = from[d + 1] + o.rate[d];
+  for (size_t d = 0; d < o.rate.size(); ++d) {
+    size_t end = std::min(o.rate.size(), d + static_cast<size_t>(horizon_days));
+    out[d] = pricing::Forecast{.reads_next_7d = 7.0 * (from[d] - from[end]) / static_cast<double>(end - d),
+                               .confidence = 1};
+  }
+  return out;
+}
+
 Report Simulate(const pricing::PriceCatalog& catalog, const Trace& trace, const pricing::TierPolicy& policy,
                 bool perfect_forecast, const ForecastTable* learned) {
   Classes classes = AwsClasses(catalog);
@@ -527,7 +542,8 @@ Report Simulate(const pricing::PriceCatalog& catalog, const Trace& trace, const 
   Report r;
   r.trace = trace.name;
   r.objects = static_cast<int>(trace.objects.size());
-  Bill standard, it, autoclass, lifecycle, cloudflux, foreseen, learned_bill, optimum;
+  Bill standard, it, autoclass, lifecycle, cloudflux, foreseen, rate_oracle, learned_bill, optimum;
+  bool rates = perfect_forecast;
   Bill optimum_gcp, optimum_azure, optimum_best, any_cloud;
   // The perfect forecast decides: the bound on what forecasts can add. The
   // learned one plays the role `policy` gives it, as in the product.
@@ -544,6 +560,12 @@ Report Simulate(const pricing::PriceCatalog& catalog, const Trace& trace, const 
     lifecycle += BillSchedule(classes, o, Lifecycle(classes, o));
     cloudflux += BillSchedule(classes, o, CloudFlux(catalog, classes, o, policy));
     if (perfect_forecast) foreseen += BillSchedule(classes, o, CloudFlux(catalog, classes, o, deciding, true));
+    if (rates && o.rate.size() == o.reads.size()) {
+      auto expected = RateForecasts(o, static_cast<int>(deciding.horizon_days));
+      rate_oracle += BillSchedule(classes, o, CloudFlux(catalog, classes, o, deciding, false, &expected));
+    } else {
+      rates = false;
+    }
     Bill per_cloud[3] = {BillSchedule(classes, o, Optimum(classes, o, nullptr)),
                          BillSchedule(gcs, o, Optimum(gcs, o, nullptr)),
                          BillSchedule(azure, o, Optimum(azure, o, nullptr))};
@@ -558,6 +580,7 @@ Report Simulate(const pricing::PriceCatalog& catalog, const Trace& trace, const 
              {"gcs-autoclass", autoclass}, {"lifecycle-30-90", lifecycle},
              {"cloudflux", cloudflux}};
   if (learned != nullptr) r.bills.emplace_back("cloudflux+learned-forecast", learned_bill);
+  if (rates) r.bills.emplace_back("cloudflux+rate-oracle", rate_oracle);
   if (perfect_forecast) r.bills.emplace_back("cloudflux+perfect-forecast", foreseen);
   r.bills.emplace_back("optimum", optimum);
   r.bills.emplace_back("optimum-gcp", optimum_gcp);

@@ -43,6 +43,10 @@ struct ObjectTrace {
   int delete_day = -1;  // -1: still there at the end of the trace
   int64_t max_latency_ms = 1000;
   std::vector<uint32_t> reads;  // reads per day, from create_day to the end of its life
+  // Generated traces: the expected reads of each day (the rate the day's
+  // reads were drawn from; an audit's one read is not in it). Empty for a
+  // CSV trace.
+  std::vector<float> rate;
   int life() const { return static_cast<int>(reads.size()); }
   bool deleted() const { return delete_day >= 0; }
 };
@@ -134,7 +138,12 @@ struct Report {
 // classes where a new object is written, and moving it later within any
 // cloud with the egress priced); with `perfect_forecast` also
 // "cloudflux+perfect-forecast" (see CloudFlux).
-// With `learned`, also "cloudflux+learned-forecast".
+// With `learned`, also "cloudflux+learned-forecast". With
+// `perfect_forecast` on a generated trace, also "cloudflux+rate-oracle":
+// the rule given, as a forecast of full confidence, the expected reads the
+// generator drew each day's reads from (RateForecasts) — what a forecaster
+// that knew the workload's rates exactly, but not the draws, would reach.
+std::vector<std::optional<pricing::Forecast>> RateForecasts(const ObjectTrace& o, int horizon_days);
 Report Simulate(const pricing::PriceCatalog& catalog, const Trace& trace, const pricing::TierPolicy& policy,
                 bool perfect_forecast = false, const ForecastTable* learned = nullptr);
 

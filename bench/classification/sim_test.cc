@@ -1,5 +1,6 @@
 #include <gtest/gtest.h>
 
+#include <cmath>
 #include <fstream>
 #include <functional>
 #include <random>
@@ -242,6 +243,47 @@ TEST(Simulate, PerfectForecastsNeverCostMoreThanCountsAlone) {
       EXPECT_EQ(r.Of("cloudflux+perfect-forecast").sla_violations, 0) << kind;
     }
   }
+}
+
+// The generator's rates are what its reads are drawn from: over a trace the
+// reads add up to the rates (audit reads aside), an archive's rate is 0,
+// and the rate oracle forecasts their mean over the horizon, with the
+// object's end cutting the window short.
+TEST(Trace, GeneratedRatesAreTheReadsExpectedAndTheOracleForecastsThem) {
+  auto t = GenerateTrace("mixed", 400, 200, 5);
+  ASSERT_TRUE(t.ok());
+  double reads = 0, expected = 0;
+  for (const ObjectTrace& o : t->objects) {
+    ASSERT_EQ(o.rate.size(), o.reads.size()) << o.id;
+    for (size_t d = 0; d < o.reads.size(); ++d) {
+      ASSERT_GE(o.rate[d], 0);
+      reads += o.reads[d];
+      expected += o.rate[d];
+    }
+  }
+  ASSERT_GT(expected, 1e4);
+  // At most one audit read per object on top of the Poisson draws.
+  EXPECT_NEAR(reads, expected, 5 * std::sqrt(expected) + t->objects.size());
+
+  ObjectTrace o;
+  o.reads = {0, 0, 0, 0, 0};
+  o.rate = {1, 2, 3, 4, 5};
+  auto f = RateForecasts(o, 2);
+  ASSERT_EQ(f.size(), 5u);
+  EXPECT_DOUBLE_EQ(f[0]->reads_next_7d, 7 * 1.5);
+  EXPECT_DOUBLE_EQ(f[3]->reads_next_7d, 7 * 4.5);
+  EXPECT_DOUBLE_EQ(f[4]->reads_next_7d, 7 * 5.0) << "the last day: the window ends with the object";
+  EXPECT_DOUBLE_EQ(f[4]->confidence, 1);
+
+  // The oracle row comes with the perfect forecast's, on generated traces
+  // only, and the optimum stays the floor.
+  Report r = Simulate(Catalog(), *t, pricing::TierPolicy{}, /*perfect_forecast=*/true);
+  EXPECT_GT(r.Of("cloudflux+rate-oracle").total, 0);
+  EXPECT_LE(r.Of("optimum").total, r.Of("cloudflux+rate-oracle").total + 1e-9);
+  EXPECT_EQ(r.Of("cloudflux+rate-oracle").sla_violations, 0);
+  Trace csv = *t;
+  for (ObjectTrace& each : csv.objects) each.rate.clear();
+  EXPECT_EQ(Simulate(Catalog(), csv, pricing::TierPolicy{}, true).Of("cloudflux+rate-oracle").total, 0);
 }
 
 }  // namespace

@@ -7,11 +7,21 @@
 //   - coverage of the 80 % and 95 % intervals of the daily forecasts
 //     (targets 78-82 % and 93-97 %), with adaptive conformal updates as the
 //     outcomes arrive;
+//   - the Brier score of the probability of no read in the next 7 days
+//     (`brier7`), against the TSB rate's Poisson probability (`brier7_tsb`);
 //   - training time per training set size (object-days) and ForecastBatch
-//     throughput (objects/s).
+//     throughput (objects/s) of a model with every target learned;
+//   - the rate oracle, what no forecaster can beat: the generator's own
+//     expected reads as the forecast (`oracle`, `o_ratio` = oracle / the
+//     better baseline) and, as its intervals, each day's smallest set of
+//     whole reads holding 80 % / 95 % of the Poisson draw (`o_cov80`,
+//     `o_cov95`: whole reads cover more than the level wherever one count,
+//     zero above all, holds most of the probability).
 //
 //   forecast_bench --traces=mixed,media,backup,analytics --objects=2000 --days=240 --rolls=4
 #include <chrono>
+#include <cmath>
+#include <numeric>
 #include <iostream>
 
 #include "absl/flags/flag.h"
@@ -27,15 +37,41 @@ ABSL_FLAG(int, objects, 2000, "Objects per trace.");
 ABSL_FLAG(int, days, 240, "Days per trace.");
 ABSL_FLAG(int, rolls, 4, "Walk-forward weeks scored per trace (the last ones).");
 ABSL_FLAG(int, threads, 2, "XGBoost threads.");
-ABSL_FLAG(int, rounds, 100, "Boosting rounds per model.");
-ABSL_FLAG(int, max_depth, 6, "Tree depth of every model.");
-ABSL_FLAG(double, learning_rate, 0.1, "Learning rate (eta) of every model.");
+ABSL_FLAG(int, rounds, cloudflux::prediction::GbmParams{}.rounds, "Boosting rounds per model of reads.");
+ABSL_FLAG(int, zero_rounds, cloudflux::prediction::TrainingOptions{}.zero_params.rounds,
+          "Boosting rounds per model of the probability of no read.");
+ABSL_FLAG(int, max_depth, cloudflux::prediction::GbmParams{}.max_depth, "Tree depth of every model.");
+ABSL_FLAG(double, learning_rate, cloudflux::prediction::GbmParams{}.learning_rate,
+          "Learning rate (eta) of every model.");
+ABSL_FLAG(double, min_child_weight, cloudflux::prediction::GbmParams{}.min_child_weight,
+          "Least hessian weight in a leaf, every model.");
 ABSL_FLAG(int, throughput_objects, 200000, "Objects in the ForecastBatch throughput run (0: skip).");
 ABSL_FLAG(uint64_t, seed, 1, "Trace seed.");
 
 namespace cp = cloudflux::prediction;
 
 namespace {
+
+// The smallest set of whole reads holding at least `level` of a
+// Poisson(lambda) draw: from the mode outwards, the likelier neighbour first
+// (the distribution is unimodal, so the set is an interval).
+std::pair<int64_t, int64_t> PoissonSet(double lambda, double level) {
+  if (lambda <= 0) return {0, 0};
+  auto pmf = [lambda](int64_t k) { return std::exp(k * std::log(lambda) - lambda - std::lgamma(k + 1.0)); };
+  int64_t lo = static_cast<int64_t>(std::floor(lambda)), hi = lo;
+  double mass = pmf(lo);
+  while (mass < level) {
+    double left = lo > 0 ? pmf(lo - 1) : -1, right = pmf(hi + 1);
+    if (left >= right) {
+      mass += left;
+      --lo;
+    } else {
+      mass += right;
+      ++hi;
+    }
+  }
+  return {lo, hi};
+}
 
 double Seconds(std::chrono::steady_clock::time_point since) {
   return std::chrono::duration<double>(std::chrono::steady_clock::now() - since).count();
@@ -66,11 +102,14 @@ int main(int argc, char** argv) {
   cp::TrainingOptions options;
   options.params.threads = options.zero_params.threads = absl::GetFlag(FLAGS_threads);
   options.params.rounds = absl::GetFlag(FLAGS_rounds);
+  options.zero_params.rounds = absl::GetFlag(FLAGS_zero_rounds);
+  options.params.min_child_weight = options.zero_params.min_child_weight = absl::GetFlag(FLAGS_min_child_weight);
   options.params.max_depth = options.zero_params.max_depth = absl::GetFlag(FLAGS_max_depth);
   options.params.learning_rate = options.zero_params.learning_rate = absl::GetFlag(FLAGS_learning_rate);
   const int days = absl::GetFlag(FLAGS_days);
-  std::cout << absl::StrFormat("%-10s %5s %9s %9s %9s %7s %7s %7s %7s %8s %10s\n", "trace", "as_of", "model",
-                               "tsb", "snaive", "ratio", "cov80", "cov95", "scored", "train_s", "obj_days");
+  std::cout << absl::StrFormat("%-10s %5s %9s %9s %9s %7s %7s %7s %7s %8s %10s %9s %7s %7s %7s %7s %7s\n", "trace", "as_of",
+                               "model", "tsb", "snaive", "ratio", "cov80", "cov95", "scored", "train_s", "obj_days",
+                               "oracle", "o_ratio", "o_cov80", "o_cov95", "brier7", "b7_tsb");
   for (absl::string_view kind : absl::StrSplit(absl::GetFlag(FLAGS_traces), ',')) {
     auto trace = cloudflux::sim::GenerateTrace(std::string(kind), absl::GetFlag(FLAGS_objects), days,
                                                absl::GetFlag(FLAGS_seed));
@@ -79,8 +118,8 @@ int main(int argc, char** argv) {
       return 1;
     }
     auto objects = Histories(*trace);
-    double sum_model = 0, sum_tsb = 0, sum_naive = 0;
-    int64_t scored_all = 0, in80 = 0, in95 = 0, intervals = 0;
+    double sum_model = 0, sum_tsb = 0, sum_naive = 0, sum_oracle = 0, sum_brier = 0, sum_brier_tsb = 0;
+    int64_t scored_all = 0, in80 = 0, in95 = 0, intervals = 0, oracle80 = 0, oracle95 = 0;
     for (int roll = absl::GetFlag(FLAGS_rolls); roll >= 1; --roll) {
       const int as_of = days - 7 * roll;
       int64_t object_days = 0;
@@ -101,15 +140,21 @@ int main(int argc, char** argv) {
         std::cerr << forecasts.status() << "\n";
         return 1;
       }
-      double m = 0, t = 0, n = 0;
-      int64_t scored = 0, c80 = 0, c95 = 0, total = 0;
+      double m = 0, t = 0, n = 0, orc = 0, brier = 0, brier_tsb = 0;
+      int64_t scored = 0, c80 = 0, c95 = 0, total = 0, o80 = 0, o95 = 0;
       for (size_t i = 0; i < live.size(); ++i) {
         const auto& o = *live[i];
+        const auto& rate = trace->objects[live[i] - objects.data()].rate;
         auto history = cp::HistoryBefore(o, as_of);
-        std::vector<double> actual(cp::kDailyHorizons), model(cp::kDailyHorizons);
+        std::vector<double> actual(cp::kDailyHorizons), model(cp::kDailyHorizons), oracle(cp::kDailyHorizons);
         for (int h = 0; h < cp::kDailyHorizons; ++h) {
           actual[h] = o.reads[as_of + h - o.first_day];
           model[h] = (*forecasts)[i].mean[h];
+          oracle[h] = rate[as_of + h - o.first_day];
+          auto [lo80, hi80] = PoissonSet(oracle[h], 0.8);
+          auto [lo95, hi95] = PoissonSet(oracle[h], 0.95);
+          o80 += actual[h] >= lo80 && actual[h] <= hi80;
+          o95 += actual[h] >= lo95 && actual[h] <= hi95;
           const auto& a = (*forecasts)[i].p80[h];
           const auto& b = (*forecasts)[i].p95[h];
           c80 += actual[h] >= a.lower && actual[h] <= a.upper;
@@ -117,43 +162,70 @@ int main(int argc, char** argv) {
           ++total;
           (*f)->Observe((*forecasts)[i], cp::ClassifyActivity(history), h, actual[h]);
         }
+        const double none = std::accumulate(actual.begin(), actual.end(), 0.0) == 0 ? 1 : 0;
+        const double tsb_zero = std::exp(-cp::TsbForecast(history, 1)[0] * cp::kZeroWindows[0]);
+        brier += std::pow((*forecasts)[i].p_zero[0] - none, 2);
+        brier_tsb += std::pow(tsb_zero - none, 2);
         double r = cp::Rmsse(history, actual, model);
         if (r < 0) continue;
         m += r;
         t += cp::Rmsse(history, actual, cp::TsbForecast(history, cp::kDailyHorizons));
         n += cp::Rmsse(history, actual, cp::SeasonalNaive(history, cp::kDailyHorizons));
+        orc += cp::Rmsse(history, actual, oracle);
         ++scored;
       }
-      sum_model += m, sum_tsb += t, sum_naive += n, scored_all += scored;
-      in80 += c80, in95 += c95, intervals += total;
-      std::cout << absl::StrFormat("%-10s %5d %9.4f %9.4f %9.4f %7.3f %7.3f %7.3f %7d %8.1f %10d\n",
-                                   std::string(kind), as_of, m / scored, t / scored, n / scored,
-                                   (m / scored) / std::min(t / scored, n / scored), c80 / double(total),
-                                   c95 / double(total), scored, train_s, object_days);
+      sum_model += m, sum_tsb += t, sum_naive += n, sum_oracle += orc, scored_all += scored;
+      sum_brier += brier, sum_brier_tsb += brier_tsb;
+      in80 += c80, in95 += c95, intervals += total, oracle80 += o80, oracle95 += o95;
+      const double better = std::min(t, n) / scored;
+      std::cout << absl::StrFormat("%-10s %5d %9.4f %9.4f %9.4f %7.3f %7.3f %7.3f %7d %8.1f %10d %9.4f %7.3f %7.3f %7.3f %7.4f %7.4f\n",
+                                   std::string(kind), as_of, m / scored, t / scored, n / scored, (m / scored) / better,
+                                   c80 / double(total), c95 / double(total), scored, train_s, object_days,
+                                   orc / scored, (orc / scored) / better, o80 / double(total), o95 / double(total),
+                                   brier / live.size(), brier_tsb / live.size());
     }
-    std::cout << absl::StrFormat("%-10s %5s %9.4f %9.4f %9.4f %7.3f %7.3f %7.3f %7d\n", std::string(kind),
-                                 "all", sum_model / scored_all, sum_tsb / scored_all, sum_naive / scored_all,
-                                 (sum_model / scored_all) / std::min(sum_tsb / scored_all, sum_naive / scored_all),
-                                 in80 / double(intervals), in95 / double(intervals), scored_all);
+    const double better = std::min(sum_tsb, sum_naive) / scored_all;
+    std::cout << absl::StrFormat("%-10s %5s %9.4f %9.4f %9.4f %7.3f %7.3f %7.3f %7d %8s %10s %9.4f %7.3f %7.3f %7.3f %7.4f %7.4f\n",
+                                 std::string(kind), "all", sum_model / scored_all, sum_tsb / scored_all,
+                                 sum_naive / scored_all, (sum_model / scored_all) / better, in80 / double(intervals),
+                                 in95 / double(intervals), scored_all, "", "", sum_oracle / scored_all,
+                                 (sum_oracle / scored_all) / better, oracle80 / double(intervals),
+                                 oracle95 / double(intervals), sum_brier / (intervals / cp::kDailyHorizons),
+                                 sum_brier_tsb / (intervals / cp::kDailyHorizons));
   }
 
   const int n = absl::GetFlag(FLAGS_throughput_objects);
   if (n > 0) {
-    auto trace = cloudflux::sim::GenerateTrace("mixed", 2000, 120, 9);
+    // Long enough that every target, the 180-day sum's included, is learned.
+    constexpr int kDays = 300, kAsOf = kDays - 7;
+    auto trace = cloudflux::sim::GenerateTrace("mixed", 2000, kDays, 9);
     auto objects = Histories(*trace);
-    auto f = cp::Forecaster::Train(objects, 113, options);
+    auto f = cp::Forecaster::Train(objects, kAsOf, options);
     if (!f.ok()) {
       std::cerr << f.status() << "\n";
       return 1;
     }
     std::vector<const cp::ObjectHistory*> batch;
     for (int i = 0; i < n; ++i) batch.push_back(&objects[i % objects.size()]);
-    auto groups = cp::GroupMeans::At(objects, 113);
-    auto start = std::chrono::steady_clock::now();
-    auto out = (*f)->ForecastBatch(batch, 113, groups, absl::GetFlag(FLAGS_threads));
-    double s = Seconds(start);
-    std::cout << absl::StrFormat("ForecastBatch: %d objects in %.2f s = %.0f objects/s (%d learned targets)\n", n, s,
-                                 n / s, (*f)->learned_targets());
+    auto groups = cp::GroupMeans::At(objects, kAsOf);
+    // As a replica serves it: the model saved and loaded back.
+    auto bytes = (*f)->Save();
+    auto loaded = bytes.ok() ? cp::Forecaster::Load(*bytes) : bytes.status();
+    if (!loaded.ok()) {
+      std::cerr << loaded.status() << "\n";
+      return 1;
+    }
+    for (const auto* model : {f->get(), loaded->get()}) {
+      auto start = std::chrono::steady_clock::now();
+      auto out = model->ForecastBatch(batch, kAsOf, groups, absl::GetFlag(FLAGS_threads));
+      double s = Seconds(start);
+      if (!out.ok()) {
+        std::cerr << out.status() << "\n";
+        return 1;
+      }
+      std::cout << absl::StrFormat("ForecastBatch (%s model): %d objects in %.2f s = %.0f objects/s (%d learned targets)\n",
+                                   model == f->get() ? "trained" : "loaded", n, s, n / s, model->learned_targets());
+    }
   }
   return 0;
 }

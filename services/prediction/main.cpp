@@ -33,9 +33,10 @@ ABSL_FLAG(absl::Duration, training_lease, absl::Minutes(30),
           "How long a replica's claim to train lasts (a replica that dies frees it after this).");
 ABSL_FLAG(int32_t, forecast_threads, 2, "Threads of one large forecast batch (and of training's scoring).");
 ABSL_FLAG(int32_t, min_objects_to_train, 20, "Fewer objects with a history than this: no training.");
-ABSL_FLAG(int32_t, model_rounds, 100,
+ABSL_FLAG(int32_t, model_rounds, cloudflux::prediction::GbmParams{}.rounds,
           "Boosting rounds of each count model (more: slower forecasts; see bench/RESULTS.md for the trade).");
-ABSL_FLAG(double, model_learning_rate, 0.1, "Learning rate of each model.");
+ABSL_FLAG(double, model_learning_rate, cloudflux::prediction::GbmParams{}.learning_rate,
+          "Learning rate of each model.");
 ABSL_FLAG(std::string, price_catalog, "",
           "Price catalog JSON for RecommendTier; empty = the one built in (config/price_catalog.json).");
 ABSL_FLAG(std::string, backend_clouds, "",

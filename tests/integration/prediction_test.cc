@@ -210,7 +210,7 @@ class PredictionLoop : public ::testing::Test {
   std::unique_ptr<cv1::ClassificationService::Stub> classification_stub_;
   std::string ns_;
   std::string min_objects_to_train_ = "10";
-  std::string model_rounds_ = "100";
+  std::string model_rounds_ = "40";
   std::string drift_check_interval_ = "0s";
 
   // Puts the hot and cold objects, imports their histories and waits until
@@ -488,7 +488,7 @@ TEST_F(PredictionLoop, ShutdownCancelsTrainingAndTheChampionsIntervalsAdaptToOut
   prediction_.process->Signal(SIGTERM);
   ASSERT_EQ(prediction_.process->Wait(absl::Seconds(60)), 0) << prediction_.process->Output();
   EXPECT_LT(absl::Now() - stop, absl::Seconds(15)) << "the run was not cancelled";
-  model_rounds_ = "100";
+  model_rounds_ = "40";
   StartPrediction();
   auto cancelled = GetModel(started->version());
   ASSERT_TRUE(cancelled.ok()) << cancelled.status();

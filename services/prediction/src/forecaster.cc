@@ -114,17 +114,22 @@ double ObjectForecast::next_7_days() const {
 
 absl::StatusOr<std::unique_ptr<Forecaster>> Forecaster::Train(const std::vector<ObjectHistory>& objects,
                                                               int as_of, const TrainingOptions& options) {
-  if (options.origin_stride_days < 1 || options.calibration_origins < 1 || options.max_origins < 2) {
-    return absl::InvalidArgumentError("training needs a positive stride and at least two origins");
+  if (options.origin_stride_days < 1 || options.calibration_origins < 1 || options.max_origins < 2 ||
+      options.long_origins < 0 || options.long_origin_stride_days < 1) {
+    return absl::InvalidArgumentError("training needs positive strides and at least two origins");
   }
   auto f = std::unique_ptr<Forecaster>(new Forecaster());
   f->as_of_ = as_of;
   int first = as_of;
   for (const ObjectHistory& o : objects) first = std::min(first, o.first_day);
-  // Weekly origins ending where the 1-day target's window ends by as_of.
+  // Origins every few days back from where the 1-day target's window ends
+  // by as_of, then sparser ones for the long sums.
   std::vector<int> origins;
-  for (int d = as_of - 1; d > first && static_cast<int>(origins.size()) < options.max_origins;
-       d -= options.origin_stride_days) {
+  int d = as_of - 1;
+  for (; d > first && static_cast<int>(origins.size()) < options.max_origins; d -= options.origin_stride_days) {
+    origins.push_back(d);
+  }
+  for (int extra = 0; d > first && extra < options.long_origins; d -= options.long_origin_stride_days, ++extra) {
     origins.push_back(d);
   }
   std::reverse(origins.begin(), origins.end());
@@ -148,8 +153,15 @@ absl::StatusOr<std::unique_ptr<Forecaster>> Forecaster::Train(const std::vector<
     return WindowSum(objects[rows.object[r]], rows.origin[r] + from, days);
   };
 
-  // Per target: rows whose window ends by as_of; of those, the last
-  // calibration_origins origins are held out.
+  // Per target: rows whose window ends by as_of, from its last max_origins
+  // origins; of those, the last calibration_origins origins are held out.
+  // The first row of the max_origins-th origin before the row `end`.
+  auto recent_from = [&](size_t end) -> size_t {
+    if (end == 0) return 0;
+    auto last = std::find(origins.begin(), origins.end(), rows.origin[end - 1]);
+    auto oldest = last - std::min<std::ptrdiff_t>(last - origins.begin(), options.max_origins - 1);
+    return RowsUpTo(rows, *oldest - 1);
+  };
   std::array<std::vector<float>, kTargets> held_out_forecast;
   std::array<size_t, kTargets> cal_from{}, cal_to{};
   // One job per model (each target, each zero window), run on
@@ -161,19 +173,23 @@ absl::StatusOr<std::unique_ptr<Forecaster>> Forecaster::Train(const std::vector<
     int last_valid_origin = valid == 0 ? first : rows.origin[valid - 1];
     const size_t train_to =
         RowsUpTo(rows, last_valid_origin - options.calibration_origins * options.origin_stride_days);
+    const size_t train_from = std::min(recent_from(valid), train_to);
     cal_from[t] = train_to;
     cal_to[t] = valid;
-    if (train_to < options.min_training_rows || valid == train_to) continue;
+    if (train_to - train_from < options.min_training_rows || valid == train_to) continue;
     if (t == 0) {
-      f->metrics_.training_rows = static_cast<int64_t>(train_to);
+      f->metrics_.training_rows = static_cast<int64_t>(train_to - train_from);
       f->metrics_.calibration_rows = static_cast<int64_t>(valid - train_to);
     }
-    jobs.push_back([&, t, train_to, valid]() -> absl::Status {
-      std::vector<float> y(train_to);
-      for (size_t r = 0; r < train_to; ++r) y[r] = static_cast<float>(label(r, TargetStart(t), TargetDays(t)));
+    jobs.push_back([&, t, train_from, train_to, valid]() -> absl::Status {
+      std::vector<float> y(train_to - train_from);
+      for (size_t r = train_from; r < train_to; ++r) {
+        y[r - train_from] = static_cast<float>(label(r, TargetStart(t), TargetDays(t)));
+      }
       GbmParams params = options.params;
       params.threads = 1;
-      auto model = GbmModel::Train(rows.x.values.data(), train_to, rows.x.cols, y, params, options.cancel);
+      auto model = GbmModel::Train(rows.x.values.data() + train_from * rows.x.cols, train_to - train_from,
+                                   rows.x.cols, y, params, options.cancel);
       if (!model.ok()) return model.status();
       auto predicted = model->Predict(Slice(rows.x, train_to, valid));
       if (!predicted.ok()) return predicted.status();
@@ -187,18 +203,20 @@ absl::StatusOr<std::unique_ptr<Forecaster>> Forecaster::Train(const std::vector<
     int last_valid_origin = valid == 0 ? first : rows.origin[valid - 1];
     const size_t train_to =
         RowsUpTo(rows, last_valid_origin - options.calibration_origins * options.origin_stride_days);
-    if (train_to < options.min_training_rows) continue;
-    jobs.push_back([&, w, train_to]() -> absl::Status {
-      std::vector<float> y(train_to);
+    const size_t train_from = std::min(recent_from(valid), train_to);
+    if (train_to - train_from < options.min_training_rows) continue;
+    jobs.push_back([&, w, train_from, train_to]() -> absl::Status {
+      std::vector<float> y(train_to - train_from);
       bool both = false;
-      for (size_t r = 0; r < train_to; ++r) {
-        y[r] = label(r, 0, kZeroWindows[w]) == 0 ? 1.f : 0.f;
-        both = both || y[r] != y[0];
+      for (size_t r = train_from; r < train_to; ++r) {
+        y[r - train_from] = label(r, 0, kZeroWindows[w]) == 0 ? 1.f : 0.f;
+        both = both || y[r - train_from] != y[0];
       }
       if (!both) return absl::OkStatus();  // one class only: nothing to learn
       GbmParams params = options.zero_params;
       params.threads = 1;
-      auto model = GbmModel::Train(rows.x.values.data(), train_to, rows.x.cols, y, params, options.cancel);
+      auto model = GbmModel::Train(rows.x.values.data() + train_from * rows.x.cols, train_to - train_from,
+                                   rows.x.cols, y, params, options.cancel);
       if (!model.ok()) return model.status();
       f->zero_models_[w] = std::move(*model);
       return absl::OkStatus();

@@ -64,10 +64,15 @@ struct TrainingOptions {
   // every weekday as the first day to forecast.
   int origin_stride_days = 3;
   int calibration_origins = 7;  // per target, the last origins, held out
-  int max_origins = 40;         // most recent origins used
+  int max_origins = 40;         // most recent origins each model trains on
+  // Before those, sparser origins for the long sums: a 180-day window ends
+  // by as_of only from an origin 180 days back, which the recent origins
+  // (max_origins x stride days) do not reach.
+  int long_origins = 20;
+  int long_origin_stride_days = 9;
   size_t min_training_rows = 200;
   GbmParams params;
-  GbmParams zero_params{.objective = "binary:logistic", .rounds = 60};
+  GbmParams zero_params{.objective = "binary:logistic", .rounds = 20};
   // When set and true, training stops within a boosting round and Train
   // answers CANCELLED (a replica shutting down).
   const std::atomic<bool>* cancel = nullptr;

@@ -2,6 +2,7 @@
 
 #include <xgboost/c_api.h>
 
+#include <algorithm>
 #include <cstdint>
 #include <mutex>
 
@@ -89,6 +90,15 @@ absl::StatusOr<GbmModel> GbmModel::Train(const float* values, size_t rows, size_
     s = Check(XGBoosterSetParam(model.handle_->booster, k.c_str(), v.c_str()), "setting a parameter");
     if (!s.ok()) return s;
   }
+  // The first trees start from the labels' mean rather than XGBoost's 0.5
+  // (1.7 does not estimate it): a few rounds then fit busy objects' counts
+  // as well as many did. A log link needs it above 0, a logit inside (0, 1).
+  double mean = 0;
+  for (float v : y) mean += v;
+  mean /= static_cast<double>(y.size());
+  mean = params.objective == "binary:logistic" ? std::clamp(mean, 1e-6, 1 - 1e-6) : std::max(mean, 1e-6);
+  s = Check(XGBoosterSetParam(model.handle_->booster, "base_score", absl::StrCat(mean).c_str()), "setting a parameter");
+  if (!s.ok()) return s;
   if (params.objective == "reg:tweedie") {
     s = Check(XGBoosterSetParam(model.handle_->booster, "tweedie_variance_power",
                                 absl::StrCat(params.tweedie_variance_power).c_str()),

@@ -231,6 +231,35 @@ TEST(Forecaster, LearnsWeeklyAndSteadyPatternsAndBeatsTheBaselines) {
   }
 }
 
+// The long sums need origins from far enough back that their windows end
+// by the training day: with 260 days of history every target is learned,
+// the 180-day sum included, and it follows each pattern.
+TEST(Forecaster, LearnsTheLongSumsFromOlderOrigins) {
+  auto objects = Synthetic(300, 260, 7);
+  const int as_of = 253;
+  TrainingOptions options;
+  options.params.threads = 2;
+  auto f = Forecaster::Train(objects, as_of, options);
+  ASSERT_TRUE(f.ok()) << f.status();
+  EXPECT_EQ((*f)->learned_targets(), kTargets);
+  std::vector<const ObjectHistory*> batch = {&objects[0], &objects[1], &objects[2]};
+  auto out = (*f)->ForecastBatch(batch, as_of, GroupMeans::At(objects, as_of));
+  ASSERT_TRUE(out.ok()) << out.status();
+  const int t180 = kDailyHorizons + 2;
+  EXPECT_NEAR((*out)[0].mean[t180], 20.0 * 180 / 7, 0.1 * 20 * 180 / 7) << "weekly";
+  EXPECT_NEAR((*out)[1].mean[t180], 5.0 * 180, 0.1 * 5 * 180) << "steady";
+  EXPECT_LT((*out)[2].mean[t180], 1) << "silent";
+  EXPECT_GT((*out)[2].p_zero[3], 0.9);
+  EXPECT_LT((*out)[1].p_zero[3], 0.1);
+  // Fewer sparse origins than the 180-day window needs: no 180-day model.
+  options.long_origins = 0;
+  auto short_reach = Forecaster::Train(objects, as_of, options);
+  ASSERT_TRUE(short_reach.ok()) << short_reach.status();
+  EXPECT_LT((*short_reach)->learned_targets(), kTargets);
+  options.long_origin_stride_days = 0;
+  EXPECT_EQ(Forecaster::Train(objects, as_of, options).status().code(), absl::StatusCode::kInvalidArgument);
+}
+
 TEST(Forecaster, TrainingStopsWhenCancelled) {
   auto objects = Synthetic(300, 140, 8);
   TrainingOptions options;

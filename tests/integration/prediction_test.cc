@@ -14,6 +14,7 @@
 
 #include "absl/strings/match.h"
 #include "cloudflux/classification/v1/classification.grpc.pb.h"
+#include "cloudflux/core/digest.h"
 #include "cloudflux/core/uuid.h"
 #include "cloudflux/db/db.h"
 #include "cloudflux/diagnostics/v1/diagnostics.grpc.pb.h"
@@ -559,6 +560,90 @@ TEST_F(PredictionLoop, ShutdownCancelsTrainingAndTheChampionsIntervalsAdaptToOut
     EXPECT_EQ(there->daily(d).p80().upper(), here->daily(d).p80().upper()) << d;
     EXPECT_EQ(there->daily(d).p95().upper(), here->daily(d).p95().upper()) << d;
   }
+}
+
+// A champion trained by another build (its features differ from the ones
+// this build computes) is not used to forecast: the replica forecasts from
+// the baselines and trains a model of its own, once.
+TEST_F(PredictionLoop, AChampionOfAnotherBuildIsReplacedByOneOfThisBuild) {
+  PutAndImport();
+  if (HasFatalFailure()) return;
+  pv1::Model first = TrainAndWait();
+  ASSERT_TRUE(first.state() == pv1::MODEL_STATE_CHAMPION || first.state() == pv1::MODEL_STATE_TRAINED)
+      << first.DebugString();
+  if (first.state() == pv1::MODEL_STATE_TRAINED) ASSERT_TRUE(Promote(first.version()).ok());
+  prediction_.process->Signal(SIGTERM);
+  ASSERT_EQ(prediction_.process->Wait(absl::Seconds(30)), 0);
+
+  // Its artifact, rewritten as another build's: one more feature named.
+  sv1::GetObjectRequest get;
+  get.set_namespace_(first.artifact_namespace());
+  get.set_key(first.artifact_key());
+  auto ctx = server::MakeClientContext(absl::Seconds(30));
+  auto reader = storage_stub_->GetObject(ctx.get(), get);
+  std::string bytes;
+  sv1::GetObjectResponse part;
+  while (reader->Read(&part)) bytes += part.chunk();
+  ASSERT_TRUE(reader->Finish().ok());
+  const std::string head = "\nfeatures ";
+  const size_t at = bytes.find(head);
+  ASSERT_NE(at, std::string::npos);
+  const size_t nl = bytes.find('\n', at + 1);
+  const size_t len = std::stoul(bytes.substr(at + head.size(), nl - at - head.size()));
+  std::string other = bytes.substr(0, at) + head + std::to_string(len + 6) + "\n" + bytes.substr(nl + 1, len) +
+                      ",lag_0" + bytes.substr(nl + 1 + len);
+  ASSERT_TRUE(PutThroughStorage(*storage_stub_, first.artifact_namespace(), "other-build.model", other));
+  {
+    db::PoolOptions options;
+    options.url = db_->url();
+    options.max_connections = 1;
+    auto pool = db::Pool::Create(options);
+    ASSERT_TRUE(pool.ok()) << pool.status();
+    ASSERT_TRUE((*pool)
+                    ->Exec("UPDATE prediction.models SET artifact_key = 'other-build.model', artifact_sha256 = $2 "
+                           "WHERE version = $1",
+                           {first.version(), core::Sha256Hex(other)})
+                    .ok());
+  }
+
+  StartPrediction();
+  // Forecasts from the baselines (no model version), and a run of its own.
+  auto f = Forecast(Key(true, 0));
+  ASSERT_TRUE(f.ok()) << f.status();
+  EXPECT_EQ(f->model_version(), "");
+  pv1::Model own;
+  ASSERT_TRUE(WaitFor(
+      [&] {
+        pv1::ListModelsResponse listed;
+        if (!prediction_stub_->ListModels(server::MakeClientContext(absl::Seconds(5)).get(), {}, &listed).ok()) {
+          return false;
+        }
+        int upgrades = 0;
+        for (const auto& m : listed.models()) {
+          if (m.trigger() != "upgrade") continue;
+          ++upgrades;
+          own = m;
+        }
+        EXPECT_LE(upgrades, 1) << "one run, not one per refresh";
+        return upgrades == 1 && own.state() != pv1::MODEL_STATE_TRAINING;
+      },
+      absl::Seconds(180), absl::Milliseconds(300)))
+      << prediction_.process->Output();
+  ASSERT_TRUE(own.state() == pv1::MODEL_STATE_CHAMPION || own.state() == pv1::MODEL_STATE_TRAINED)
+      << own.DebugString();
+  if (own.state() == pv1::MODEL_STATE_TRAINED) ASSERT_TRUE(Promote(own.version()).ok());
+  ASSERT_TRUE(WaitFor(
+      [&] {
+        auto g = Forecast(Key(true, 0));
+        return g.ok() && g->model_version() == own.version();
+      },
+      absl::Seconds(30), absl::Milliseconds(200)));
+  absl::SleepFor(absl::Seconds(11));  // a refresh or more later: still one upgrade run
+  pv1::ListModelsResponse listed;
+  ASSERT_TRUE(prediction_stub_->ListModels(server::MakeClientContext(absl::Seconds(5)).get(), {}, &listed).ok());
+  int upgrades = 0;
+  for (const auto& m : listed.models()) upgrades += m.trigger() == "upgrade";
+  EXPECT_EQ(upgrades, 1);
 }
 
 TEST_F(PredictionLoop, BadRequestsAreRefusedAndChangeNothing) {

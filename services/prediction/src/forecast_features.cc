@@ -30,7 +30,7 @@ const std::vector<std::string>& FeatureNames() {
     for (int w : kWindows) n.push_back("nonzero_share_" + std::to_string(w));
     for (const char* x : {"days_since_read", "zero_run", "age_days", "log_size", "weekday",
                           "group_mean_7", "group_mean_28", "namespace_mean_7", "namespace_mean_28",
-                          "tsb", "tsb_probability", "seasonal_naive_mean", "observed_days"}) {
+                          "tsb", "tsb_probability", "observed_days", "mean_all", "ewm_3", "ewm_14"}) {
       n.push_back(x);
     }
     return n;
@@ -82,11 +82,19 @@ std::vector<float> Features(std::span<const double> history, const ObjectContext
   TsbState tsb = Tsb(history);
   f.push_back(static_cast<float>(tsb.forecast()));
   f.push_back(static_cast<float>(tsb.probability));
-  auto naive = SeasonalNaive(history, kDailyHorizons);
-  double naive_mean = 0;
-  for (double v : naive) naive_mean += v;
-  f.push_back(static_cast<float>(naive.empty() ? 0 : naive_mean / static_cast<double>(naive.size())));
   f.push_back(static_cast<float>(n));
+  // The long-run rate over the whole history and exponentially weighted
+  // means (half-lives of 3 and 14 days).
+  double total = 0, ewm3 = 0, ewm14 = 0;
+  const double a3 = 1 - std::exp2(-1.0 / 3), a14 = 1 - std::exp2(-1.0 / 14);
+  for (double v : history) {
+    total += v;
+    ewm3 += a3 * (v - ewm3);
+    ewm14 += a14 * (v - ewm14);
+  }
+  f.push_back(n == 0 ? 0.f : static_cast<float>(total / n));
+  f.push_back(static_cast<float>(ewm3));
+  f.push_back(static_cast<float>(ewm14));
   return f;
 }
 

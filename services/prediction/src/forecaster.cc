@@ -11,6 +11,7 @@
 #include "absl/strings/numbers.h"
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_format.h"
+#include "absl/strings/str_join.h"
 #include "baselines.h"
 #include "cloudflux/core/status.h"
 
@@ -438,6 +439,7 @@ void Forecaster::Observe(const ObjectForecast& forecast, Activity activity, int 
 
 absl::StatusOr<std::string> Forecaster::Save() const {
   std::string out = "cloudflux-forecaster v1\n";
+  PutSection(out, "features", absl::StrJoin(FeatureNames(), ","));
   PutSection(out, "as_of", std::to_string(as_of_));
   PutSection(out, "metrics",
              absl::StrFormat("%.17g %.17g %.17g %d %d %d", metrics_.rmsse_model, metrics_.rmsse_tsb,
@@ -464,7 +466,7 @@ absl::StatusOr<std::unique_ptr<Forecaster>> Forecaster::Load(std::string_view by
   if (bytes.substr(0, kMagic.size()) != kMagic) return absl::InvalidArgumentError("not a forecaster");
   auto f = std::unique_ptr<Forecaster>(new Forecaster());
   size_t pos = kMagic.size();
-  bool conformal = false;
+  bool conformal = false, features = false;
   while (pos < bytes.size()) {
     size_t nl = bytes.find('\n', pos);
     if (nl == std::string_view::npos) return absl::InvalidArgumentError("truncated forecaster");
@@ -479,7 +481,13 @@ absl::StatusOr<std::unique_ptr<Forecaster>> Forecaster::Load(std::string_view by
     std::string name(head.substr(0, space));
     std::string_view body = bytes.substr(nl + 1, len);
     pos = nl + 1 + len;
-    if (name == "as_of") {
+    if (name == "features") {
+      if (body != absl::StrJoin(FeatureNames(), ",")) {
+        return absl::FailedPreconditionError(
+            "the model was trained on other features than this build computes: it needs retraining");
+      }
+      features = true;
+    } else if (name == "as_of") {
       if (!absl::SimpleAtoi(absl::string_view(body.data(), body.size()), &f->as_of_)) {
         return absl::InvalidArgumentError("bad as_of");
       }
@@ -507,6 +515,10 @@ absl::StatusOr<std::unique_ptr<Forecaster>> Forecaster::Load(std::string_view by
     }
   }
   if (!conformal) return absl::InvalidArgumentError("forecaster without a conformal table");
+  if (!features) {
+    return absl::FailedPreconditionError(
+        "the model does not name its features (an older build's): it needs retraining");
+  }
   return f;
 }
 

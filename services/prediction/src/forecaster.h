@@ -104,6 +104,8 @@ class Forecaster {
   // window is used only when it ends by as_of).
   static absl::StatusOr<std::unique_ptr<Forecaster>> Train(const std::vector<ObjectHistory>& objects,
                                                            int as_of, const TrainingOptions& options = {});
+  // INVALID_ARGUMENT for bytes Save did not write; FAILED_PRECONDITION for a
+  // model trained on other features than FeatureNames() (another build's).
   static absl::StatusOr<std::unique_ptr<Forecaster>> Load(std::string_view bytes);
   absl::StatusOr<std::string> Save() const;
 

@@ -173,6 +173,10 @@ absl::Status PredictionCore::RefreshChampion() {
   const int64_t adapted = r[0].Int(3);
   Champion current = CurrentChampion();
   if (current.version == version && current.adapted_origin == adapted) return absl::OkStatus();
+  {
+    std::lock_guard lock(mu_);
+    if (unusable_champion_ == version) return absl::OkStatus();
+  }
   // A new champion's artifact, or the same one with levels another replica
   // adapted: a fresh instance, swapped in whole (ForecastBatch may be using
   // the current one).
@@ -181,11 +185,36 @@ absl::Status PredictionCore::RefreshChampion() {
     CF_ASSIGN_OR_RETURN(std::string fetched, artifacts_.Get(r[0].Text(1), r[0].Text(2)));
     bytes = std::make_shared<const std::string>(std::move(fetched));
   }
-  CF_ASSIGN_OR_RETURN(std::unique_ptr<Forecaster> loaded, Forecaster::Load(*bytes));
-  if (adapted >= 0) CF_RETURN_IF_ERROR(loaded->SetAdaptiveLevels(r[0].Text(4)));
+  absl::StatusOr<std::unique_ptr<Forecaster>> loaded = Forecaster::Load(*bytes);
+  if (absl::IsFailedPrecondition(loaded.status())) return ChampionOfAnotherBuild(version, loaded.status());
+  if (!loaded.ok()) return loaded.status();
+  if (adapted >= 0) CF_RETURN_IF_ERROR((*loaded)->SetAdaptiveLevels(r[0].Text(4)));
   if (current.version != version) core::LogInfo("champion model loaded", {{"version", version}});
   std::lock_guard lock(mu_);
-  champion_ = {version, std::shared_ptr<const Forecaster>(std::move(loaded)), bytes, adapted};
+  champion_ = {version, std::shared_ptr<const Forecaster>(std::move(*loaded)), bytes, adapted};
+  return absl::OkStatus();
+}
+
+absl::Status PredictionCore::ChampionOfAnotherBuild(const std::string& version, const absl::Status& why) {
+  {
+    std::lock_guard lock(mu_);
+    champion_ = {};
+  }
+  core::LogWarn("the champion model cannot be used by this build: forecasting from the baselines",
+                {{"version", version}, {"error", std::string(why.message())}});
+  // One run of this build's own, unless one was started after the champion
+  // (the schedule retrains from there; an operator may promote its model).
+  CF_ASSIGN_OR_RETURN(db::Result newer,
+                      pool_.Exec("SELECT 1 FROM prediction.models WHERE seq > (SELECT seq FROM "
+                                 "prediction.models WHERE version = $1) LIMIT 1",
+                                 {version}));
+  if (newer.empty()) {
+    auto started = Train("upgrade", absl::StrCat("the champion ", version, " was trained on other features"));
+    if (!started.ok() && !absl::IsFailedPrecondition(started.status())) return started.status();
+  }
+  // Seen: not fetched and refused again every refresh.
+  std::lock_guard lock(mu_);
+  unusable_champion_ = version;
   return absl::OkStatus();
 }
 

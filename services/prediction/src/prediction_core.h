@@ -97,6 +97,10 @@ class PredictionCore {
   bool training() const { return training_.load(); }
 
  private:
+  // The registry's champion was trained by another build (Load said
+  // FAILED_PRECONDITION): forecasts come from the baselines, and a training
+  // run starts unless one was started after that champion.
+  absl::Status ChampionOfAnotherBuild(const std::string& version, const absl::Status& why);
   struct Champion {
     std::string version;
     std::shared_ptr<const Forecaster> forecaster;
@@ -131,6 +135,7 @@ class PredictionCore {
 
   mutable std::mutex mu_;
   Champion champion_;  // mu_
+  std::string unusable_champion_;  // mu_: the champion another build trained, once seen
   std::shared_ptr<const GroupMeans> groups_;  // mu_
   int groups_day_ = -1;                       // mu_
   std::shared_ptr<const Forecaster> baseline_;

@@ -4,6 +4,8 @@
 #include <random>
 #include <thread>
 
+#include "absl/strings/str_cat.h"
+#include "absl/strings/str_join.h"
 #include "absl/time/clock.h"
 
 #include "baselines.h"
@@ -374,6 +376,19 @@ TEST(Forecaster, TrainingNeverLooksPastItsDayAndSurvivesASaveAndLoad) {
   }
   EXPECT_FALSE(Forecaster::Load("cloudflux-forecaster v1\nconformal 99999\nshort").ok());
   EXPECT_FALSE(Forecaster::Load("nonsense").ok());
+
+  // A model trained on other features (another build's), or one that does
+  // not name them, is refused as needing retraining, not read wrongly.
+  const std::string names = absl::StrJoin(FeatureNames(), ",");
+  const std::string section = absl::StrCat("features ", names.size(), "\n", names);
+  ASSERT_NE(bytes->find(section), std::string::npos);
+  std::string other = *bytes;
+  other.replace(other.find(section), section.size(),
+                absl::StrCat("features ", names.size() + 4, "\n", names, ",new"));
+  EXPECT_EQ(Forecaster::Load(other).status().code(), absl::StatusCode::kFailedPrecondition);
+  std::string unnamed = *bytes;
+  unnamed.erase(unnamed.find(section), section.size());
+  EXPECT_EQ(Forecaster::Load(unnamed).status().code(), absl::StatusCode::kFailedPrecondition);
 }
 
 }  // namespace

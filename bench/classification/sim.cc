@@ -206,6 +206,15 @@ absl::StatusOr<Trace> GenerateTrace(const std::string& kind, int objects, int da
     int audit_day = u(rng) < 0.3 ? static_cast<int>(u(rng) * (end - o.create_day)) : -1;
     o.reads.assign(std::max(1, end - o.create_day), 0);
     o.rate.assign(o.reads.size(), 0);
+    if (pattern == kBursty) {
+      o.burst_from.assign(o.reads.size(), -1);
+      // A burst begins on a quiet day with probability 1/60 and lasts 1-5
+      // days (3 on average): the share of burst days is 3 / (3 + 59).
+      const double share = 3.0 / (3.0 + 59.0);
+      o.unforeseen_rate = static_cast<float>((1 - share) * 0.02 * base + share * (5 * base + 2));
+      o.quiet_rate = static_cast<float>(0.02 * base);
+    }
+    int burst_began = -1;
     for (int a = 0; a < o.life(); ++a) {
       int weekday = (o.create_day + a) % 7;
       double weekly = weekday >= 5 ? 0.4 : 1.15;
@@ -214,9 +223,15 @@ absl::StatusOr<Trace> GenerateTrace(const std::string& kind, int objects, int da
         case kDecaying: lambda = 4 * base * std::exp(-a / tau) * weekly; break;
         case kHot: lambda = base * weekly; break;
         case kBursty:
-          if (burst_left == 0 && u(rng) < 1.0 / 60) burst_left = 1 + static_cast<int>(u(rng) * 5);
+          if (burst_left == 0 && u(rng) < 1.0 / 60) {
+            burst_left = 1 + static_cast<int>(u(rng) * 5);
+            burst_began = a;
+          }
           lambda = burst_left > 0 ? 5 * base + 2 : 0.02 * base;
-          if (burst_left > 0) --burst_left;
+          if (burst_left > 0) {
+            o.burst_from[a] = static_cast<int16_t>(burst_began);
+            --burst_left;
+          }
           break;
         case kArchive: lambda = 0; break;
         case kIdleHeavy: lambda = (a + phase) % (idle + 7) >= idle ? 20 + 10 * base : 0; break;
@@ -533,6 +548,24 @@ std::vector<std::optional<pricing::Forecast>> RateForecasts(const ObjectTrace& o
   return out;
 }
 
+double KnowableRate(const ObjectTrace& o, int origin, int day, bool quiet_unless_begun) {
+  if (o.burst_from.empty()) return o.rate[day];
+  const int began = o.burst_from[day];
+  if (began >= 0 && began < origin) return o.rate[day];
+  return quiet_unless_begun ? o.quiet_rate : o.unforeseen_rate;
+}
+
+std::vector<std::optional<pricing::Forecast>> KnowableRateForecasts(const ObjectTrace& o, int horizon_days) {
+  std::vector<std::optional<pricing::Forecast>> out(o.rate.size());
+  for (size_t d = 0; d < o.rate.size(); ++d) {
+    const size_t end = std::min(o.rate.size(), d + static_cast<size_t>(horizon_days));
+    double sum = 0;
+    for (size_t t = d; t < end; ++t) sum += KnowableRate(o, static_cast<int>(d), static_cast<int>(t));
+    out[d] = pricing::Forecast{.reads_next_7d = 7.0 * sum / static_cast<double>(end - d), .confidence = 1};
+  }
+  return out;
+}
+
 Report Simulate(const pricing::PriceCatalog& catalog, const Trace& trace, const pricing::TierPolicy& policy,
                 bool perfect_forecast, const ForecastTable* learned) {
   Classes classes = AwsClasses(catalog);
@@ -542,7 +575,7 @@ Report Simulate(const pricing::PriceCatalog& catalog, const Trace& trace, const 
   Report r;
   r.trace = trace.name;
   r.objects = static_cast<int>(trace.objects.size());
-  Bill standard, it, autoclass, lifecycle, cloudflux, foreseen, rate_oracle, learned_bill, optimum;
+  Bill standard, it, autoclass, lifecycle, cloudflux, foreseen, rate_oracle, knowable, learned_bill, optimum;
   bool rates = perfect_forecast;
   Bill optimum_gcp, optimum_azure, optimum_best, any_cloud;
   // The perfect forecast decides: the bound on what forecasts can add. The
@@ -563,6 +596,8 @@ Report Simulate(const pricing::PriceCatalog& catalog, const Trace& trace, const 
     if (rates && o.rate.size() == o.reads.size()) {
       auto expected = RateForecasts(o, static_cast<int>(deciding.horizon_days));
       rate_oracle += BillSchedule(classes, o, CloudFlux(catalog, classes, o, deciding, false, &expected));
+      auto known = KnowableRateForecasts(o, static_cast<int>(deciding.horizon_days));
+      knowable += BillSchedule(classes, o, CloudFlux(catalog, classes, o, deciding, false, &known));
     } else {
       rates = false;
     }
@@ -581,6 +616,7 @@ Report Simulate(const pricing::PriceCatalog& catalog, const Trace& trace, const 
              {"cloudflux", cloudflux}};
   if (learned != nullptr) r.bills.emplace_back("cloudflux+learned-forecast", learned_bill);
   if (rates) r.bills.emplace_back("cloudflux+rate-oracle", rate_oracle);
+  if (rates) r.bills.emplace_back("cloudflux+knowable-rate", knowable);
   if (perfect_forecast) r.bills.emplace_back("cloudflux+perfect-forecast", foreseen);
   r.bills.emplace_back("optimum", optimum);
   r.bills.emplace_back("optimum-gcp", optimum_gcp);

@@ -47,6 +47,12 @@ struct ObjectTrace {
   // reads were drawn from; an audit's one read is not in it). Empty for a
   // CSV trace.
   std::vector<float> rate;
+  // Generated bursty objects: the day (index) each burst day's burst began
+  // on, -1 outside bursts; the expected reads of a day whose burst had not
+  // begun when the forecast was made (bursts begin at random), and of a day
+  // outside bursts. Empty and -1 for other objects.
+  std::vector<int16_t> burst_from;
+  float unforeseen_rate = -1, quiet_rate = -1;
   int life() const { return static_cast<int>(reads.size()); }
   bool deleted() const { return delete_day >= 0; }
 };
@@ -142,8 +148,19 @@ struct Report {
 // `perfect_forecast` on a generated trace, also "cloudflux+rate-oracle":
 // the rule given, as a forecast of full confidence, the expected reads the
 // generator drew each day's reads from (RateForecasts) — what a forecaster
-// that knew the workload's rates exactly, but not the draws, would reach.
+// that knew the workload's rates exactly, but not the draws, would reach;
+// and "cloudflux+knowable-rate" (KnowableRateForecasts).
 std::vector<std::optional<pricing::Forecast>> RateForecasts(const ObjectTrace& o, int horizon_days);
+// The expected reads of day `day` as they could be known on day `origin`
+// (both days since create_day): the generator's rate, except on a bursty
+// object's days whose burst had not begun by the origin, which get the
+// expected rate of a day of unknown burst state (the mean, what a linear
+// cost wants), or with `quiet_unless_begun` the rate outside bursts (what
+// an error averaged per object, like RMSSE, favours). Unlike the rate, it
+// does not know when bursts begin.
+double KnowableRate(const ObjectTrace& o, int origin, int day, bool quiet_unless_begun = false);
+// RateForecasts with KnowableRate from each day on: "cloudflux+knowable-rate".
+std::vector<std::optional<pricing::Forecast>> KnowableRateForecasts(const ObjectTrace& o, int horizon_days);
 Report Simulate(const pricing::PriceCatalog& catalog, const Trace& trace, const pricing::TierPolicy& policy,
                 bool perfect_forecast = false, const ForecastTable* learned = nullptr);
 

@@ -249,7 +249,7 @@ TEST(Simulate, PerfectForecastsNeverCostMoreThanCountsAlone) {
 // reads add up to the rates (audit reads aside), an archive's rate is 0,
 // and the rate oracle forecasts their mean over the horizon, with the
 // object's end cutting the window short.
-TEST(Trace, GeneratedRatesAreTheReadsExpectedAndTheOracleForecastsThem) {
+TEST(Trace, GeneratedRatesAreTheReadsExpectedAndTheOraclesForecastThem) {
   auto t = GenerateTrace("mixed", 400, 200, 5);
   ASSERT_TRUE(t.ok());
   double reads = 0, expected = 0;
@@ -275,12 +275,38 @@ TEST(Trace, GeneratedRatesAreTheReadsExpectedAndTheOracleForecastsThem) {
   EXPECT_DOUBLE_EQ(f[4]->reads_next_7d, 7 * 5.0) << "the last day: the window ends with the object";
   EXPECT_DOUBLE_EQ(f[4]->confidence, 1);
 
-  // The oracle row comes with the perfect forecast's, on generated traces
+  // What could be known: a burst's days once it has begun, its expected
+  // rate (or the quiet one) before; every other object's rate as it is.
+  int bursts_checked = 0;
+  for (const ObjectTrace& each : t->objects) {
+    if (each.burst_from.empty()) {
+      if (each.life() > 10) EXPECT_EQ(KnowableRate(each, 3, 10), each.rate[10]);
+      continue;
+    }
+    ASSERT_EQ(each.burst_from.size(), each.reads.size());
+    EXPECT_GT(each.unforeseen_rate, each.quiet_rate);
+    for (int d = 1; d < each.life(); ++d) {
+      const int began = each.burst_from[d];
+      if (began < 1 || began != d) continue;  // the first day of a burst
+      EXPECT_GT(each.rate[d], each.quiet_rate);
+      EXPECT_FLOAT_EQ(KnowableRate(each, d, d), each.unforeseen_rate) << "begins on the origin: not foreseen";
+      EXPECT_FLOAT_EQ(KnowableRate(each, d, d, true), each.quiet_rate);
+      EXPECT_FLOAT_EQ(KnowableRate(each, d + 1, d), each.rate[d]) << "begun before the origin: known";
+      ++bursts_checked;
+    }
+  }
+  EXPECT_GT(bursts_checked, 10);
+  auto known = KnowableRateForecasts(o, 2);
+  EXPECT_DOUBLE_EQ(known[0]->reads_next_7d, 7 * 1.5) << "no bursts: the rate";
+
+  // The oracle rows come with the perfect forecast's, on generated traces
   // only, and the optimum stays the floor.
   Report r = Simulate(Catalog(), *t, pricing::TierPolicy{}, /*perfect_forecast=*/true);
   EXPECT_GT(r.Of("cloudflux+rate-oracle").total, 0);
   EXPECT_LE(r.Of("optimum").total, r.Of("cloudflux+rate-oracle").total + 1e-9);
   EXPECT_EQ(r.Of("cloudflux+rate-oracle").sla_violations, 0);
+  EXPECT_GT(r.Of("cloudflux+knowable-rate").total, 0);
+  EXPECT_LE(r.Of("optimum").total, r.Of("cloudflux+knowable-rate").total + 1e-9);
   Trace csv = *t;
   for (ObjectTrace& each : csv.objects) each.rate.clear();
   EXPECT_EQ(Simulate(Catalog(), csv, pricing::TierPolicy{}, true).Of("cloudflux+rate-oracle").total, 0);

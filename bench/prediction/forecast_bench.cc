@@ -7,6 +7,7 @@
 //   - coverage of the 80 % and 95 % intervals of the daily forecasts
 //     (targets 78-82 % and 93-97 %), with adaptive conformal updates as the
 //     outcomes arrive;
+//   - `bias`: the daily forecasts' sum over the reads' sum (1: unbiased);
 //   - the Brier score of the probability of no read in the next 7 days
 //     (`brier7`), against the TSB rate's Poisson probability (`brier7_tsb`);
 //   - training time per training set size (object-days) and ForecastBatch
@@ -48,6 +49,8 @@ ABSL_FLAG(double, learning_rate, cloudflux::prediction::GbmParams{}.learning_rat
           "Learning rate (eta) of every model.");
 ABSL_FLAG(double, min_child_weight, cloudflux::prediction::GbmParams{}.min_child_weight,
           "Least hessian weight in a leaf, every model.");
+ABSL_FLAG(double, tweedie_power, cloudflux::prediction::GbmParams{}.tweedie_variance_power,
+          "Tweedie variance power of the models of reads (1: Poisson, 2: gamma).");
 ABSL_FLAG(int, throughput_objects, 200000, "Objects in the ForecastBatch throughput run (0: skip).");
 ABSL_FLAG(uint64_t, seed, 1, "Trace seed.");
 
@@ -107,12 +110,13 @@ int main(int argc, char** argv) {
   options.params.rounds = absl::GetFlag(FLAGS_rounds);
   options.zero_params.rounds = absl::GetFlag(FLAGS_zero_rounds);
   options.params.min_child_weight = options.zero_params.min_child_weight = absl::GetFlag(FLAGS_min_child_weight);
+  options.params.tweedie_variance_power = absl::GetFlag(FLAGS_tweedie_power);
   options.params.max_depth = options.zero_params.max_depth = absl::GetFlag(FLAGS_max_depth);
   options.params.learning_rate = options.zero_params.learning_rate = absl::GetFlag(FLAGS_learning_rate);
   const int days = absl::GetFlag(FLAGS_days);
-  std::cout << absl::StrFormat("%-10s %5s %9s %9s %9s %7s %7s %7s %7s %8s %10s %9s %7s %7s %7s %7s %7s %9s %7s\n", "trace", "as_of",
+  std::cout << absl::StrFormat("%-10s %5s %9s %9s %9s %7s %7s %7s %7s %8s %10s %9s %7s %7s %7s %7s %7s %9s %7s %6s\n", "trace", "as_of",
                                "model", "tsb", "snaive", "ratio", "cov80", "cov95", "scored", "train_s", "obj_days",
-                               "oracle", "o_ratio", "o_cov80", "o_cov95", "brier7", "b7_tsb", "known", "k_ratio");
+                               "oracle", "o_ratio", "o_cov80", "o_cov95", "brier7", "b7_tsb", "known", "k_ratio", "bias");
   for (absl::string_view kind : absl::StrSplit(absl::GetFlag(FLAGS_traces), ',')) {
     auto trace = cloudflux::sim::GenerateTrace(std::string(kind), absl::GetFlag(FLAGS_objects), days,
                                                absl::GetFlag(FLAGS_seed));
@@ -122,7 +126,7 @@ int main(int argc, char** argv) {
     }
     auto objects = Histories(*trace);
     double sum_model = 0, sum_tsb = 0, sum_naive = 0, sum_oracle = 0, sum_brier = 0, sum_brier_tsb = 0,
-           sum_known = 0;
+           sum_known = 0, all_forecast = 0, all_actual = 0;
     int64_t scored_all = 0, in80 = 0, in95 = 0, intervals = 0, oracle80 = 0, oracle95 = 0;
     for (int roll = absl::GetFlag(FLAGS_rolls); roll >= 1; --roll) {
       const int as_of = days - 7 * roll;
@@ -145,6 +149,7 @@ int main(int argc, char** argv) {
         return 1;
       }
       double m = 0, t = 0, n = 0, orc = 0, brier = 0, brier_tsb = 0, kn_mean = 0, kn_quiet = 0;
+      double forecast_sum = 0, actual_sum = 0;  // the daily forecasts' bias
       int64_t scored = 0, c80 = 0, c95 = 0, total = 0, o80 = 0, o95 = 0;
       for (size_t i = 0; i < live.size(); ++i) {
         const auto& o = *live[i];
@@ -165,6 +170,8 @@ int main(int argc, char** argv) {
           o95 += actual[h] >= lo95 && actual[h] <= hi95;
           const auto& a = (*forecasts)[i].p80[h];
           const auto& b = (*forecasts)[i].p95[h];
+          forecast_sum += model[h];
+          actual_sum += actual[h];
           c80 += actual[h] >= a.lower && actual[h] <= a.upper;
           c95 += actual[h] >= b.lower && actual[h] <= b.upper;
           ++total;
@@ -187,23 +194,24 @@ int main(int argc, char** argv) {
       sum_model += m, sum_tsb += t, sum_naive += n, sum_oracle += orc, scored_all += scored;
       const double kn = std::min(kn_mean, kn_quiet);
       sum_brier += brier, sum_brier_tsb += brier_tsb, sum_known += kn;
+      all_forecast += forecast_sum, all_actual += actual_sum;
       in80 += c80, in95 += c95, intervals += total, oracle80 += o80, oracle95 += o95;
       const double better = std::min(t, n) / scored;
-      std::cout << absl::StrFormat("%-10s %5d %9.4f %9.4f %9.4f %7.3f %7.3f %7.3f %7d %8.1f %10d %9.4f %7.3f %7.3f %7.3f %7.4f %7.4f %9.4f %7.3f\n",
+      std::cout << absl::StrFormat("%-10s %5d %9.4f %9.4f %9.4f %7.3f %7.3f %7.3f %7d %8.1f %10d %9.4f %7.3f %7.3f %7.3f %7.4f %7.4f %9.4f %7.3f %6.3f\n",
                                    std::string(kind), as_of, m / scored, t / scored, n / scored, (m / scored) / better,
                                    c80 / double(total), c95 / double(total), scored, train_s, object_days,
                                    orc / scored, (orc / scored) / better, o80 / double(total), o95 / double(total),
-                                   brier / live.size(), brier_tsb / live.size(), kn / scored, (kn / scored) / better);
+                                   brier / live.size(), brier_tsb / live.size(), kn / scored, (kn / scored) / better, forecast_sum / actual_sum);
     }
     const double better = std::min(sum_tsb, sum_naive) / scored_all;
-    std::cout << absl::StrFormat("%-10s %5s %9.4f %9.4f %9.4f %7.3f %7.3f %7.3f %7d %8s %10s %9.4f %7.3f %7.3f %7.3f %7.4f %7.4f %9.4f %7.3f\n",
+    std::cout << absl::StrFormat("%-10s %5s %9.4f %9.4f %9.4f %7.3f %7.3f %7.3f %7d %8s %10s %9.4f %7.3f %7.3f %7.3f %7.4f %7.4f %9.4f %7.3f %6.3f\n",
                                  std::string(kind), "all", sum_model / scored_all, sum_tsb / scored_all,
                                  sum_naive / scored_all, (sum_model / scored_all) / better, in80 / double(intervals),
                                  in95 / double(intervals), scored_all, "", "", sum_oracle / scored_all,
                                  (sum_oracle / scored_all) / better, oracle80 / double(intervals),
                                  oracle95 / double(intervals), sum_brier / (intervals / cp::kDailyHorizons),
                                  sum_brier_tsb / (intervals / cp::kDailyHorizons), sum_known / scored_all,
-                                 (sum_known / scored_all) / better);
+                                 (sum_known / scored_all) / better, all_forecast / all_actual);
   }
 
   const int n = absl::GetFlag(FLAGS_throughput_objects);

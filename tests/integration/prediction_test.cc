@@ -600,8 +600,8 @@ TEST_F(PredictionLoop, AChampionOfAnotherBuildIsReplacedByOneOfThisBuild) {
     auto pool = db::Pool::Create(options);
     ASSERT_TRUE(pool.ok()) << pool.status();
     ASSERT_TRUE((*pool)
-                    ->Exec("UPDATE prediction.models SET artifact_key = 'other-build.model', artifact_sha256 = $2 "
-                           "WHERE version = $1",
+                    ->Exec("UPDATE prediction.models SET artifact_key = 'other-build.model', artifact_sha256 = $2, "
+                           "features = array_append(features, 'lag_0') WHERE version = $1",
                            {first.version(), core::Sha256Hex(other)})
                     .ok());
   }
@@ -638,6 +638,11 @@ TEST_F(PredictionLoop, AChampionOfAnotherBuildIsReplacedByOneOfThisBuild) {
         return g.ok() && g->model_version() == own.version();
       },
       absl::Seconds(30), absl::Milliseconds(200)));
+  // Neither promoted nor rolled back to again, and nothing changes.
+  EXPECT_EQ(Promote(first.version()).status().code(), absl::StatusCode::kFailedPrecondition);
+  EXPECT_EQ(Rollback().status().code(), absl::StatusCode::kFailedPrecondition);
+  EXPECT_EQ(GetModel("")->version(), own.version());
+  EXPECT_EQ(GetModel(first.version())->state(), pv1::MODEL_STATE_RETIRED);
   absl::SleepFor(absl::Seconds(11));  // a refresh or more later: still one upgrade run
   pv1::ListModelsResponse listed;
   ASSERT_TRUE(prediction_stub_->ListModels(server::MakeClientContext(absl::Seconds(5)).get(), {}, &listed).ok());

@@ -613,6 +613,14 @@ absl::StatusOr<v1::Model> PredictionCore::MakeChampion(db::Transaction& tx, cons
   if (r.empty()) return absl::NotFoundError(absl::StrCat("no model '", version, "'"));
   v1::ModelPromoted event;
   *event.mutable_model() = ModelFromRow(r[0]);
+  // A model another build trained cannot forecast here (the transaction,
+  // and with it the promotion, is undone).
+  if (!std::equal(event.model().features().begin(), event.model().features().end(), FeatureNames().begin(),
+                  FeatureNames().end())) {
+    return absl::FailedPreconditionError(absl::StrCat("model '", version,
+                                                      "' was trained on other features than this build computes: "
+                                                      "train a new one"));
+  }
   event.set_previous_version(previous);
   event.set_rollback(rollback);
   CF_RETURN_IF_ERROR(

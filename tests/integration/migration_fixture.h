@@ -108,18 +108,7 @@ class MigrationTest : public ::testing::Test {
   }
   // The object's bytes through the storage adapter (a read, counted as
   // one); nullopt when the read fails.
-  std::optional<std::string> Content(const std::string& key) {
-    sv1::GetObjectRequest r;
-    r.set_namespace_(ns_);
-    r.set_key(key);
-    auto ctx = server::MakeClientContext(absl::Seconds(30));
-    auto reader = storage_stub_->GetObject(ctx.get(), r);
-    std::string out;
-    sv1::GetObjectResponse part;
-    while (reader->Read(&part)) out += part.chunk();
-    if (!reader->Finish().ok()) return std::nullopt;
-    return out;
-  }
+  std::optional<std::string> Content(const std::string& key) { return GetThroughStorage(*storage_stub_, ns_, key); }
   bool Read(const std::string& key) { return Content(key).has_value(); }
   absl::StatusOr<sv1::ObjectInfo> Head(const std::string& key) {
     sv1::HeadObjectRequest r;

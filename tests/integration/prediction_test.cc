@@ -576,15 +576,10 @@ TEST_F(PredictionLoop, AChampionOfAnotherBuildIsReplacedByOneOfThisBuild) {
   ASSERT_EQ(prediction_.process->Wait(absl::Seconds(30)), 0);
 
   // Its artifact, rewritten as another build's: one more feature named.
-  sv1::GetObjectRequest get;
-  get.set_namespace_(first.artifact_namespace());
-  get.set_key(first.artifact_key());
-  auto ctx = server::MakeClientContext(absl::Seconds(30));
-  auto reader = storage_stub_->GetObject(ctx.get(), get);
-  std::string bytes;
-  sv1::GetObjectResponse part;
-  while (reader->Read(&part)) bytes += part.chunk();
-  ASSERT_TRUE(reader->Finish().ok());
+  std::optional<std::string> artifact =
+      GetThroughStorage(*storage_stub_, first.artifact_namespace(), first.artifact_key());
+  ASSERT_TRUE(artifact.has_value());
+  const std::string& bytes = *artifact;
   const std::string head = "\nfeatures ";
   const size_t at = bytes.find(head);
   ASSERT_NE(at, std::string::npos);

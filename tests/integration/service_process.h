@@ -5,6 +5,7 @@
 #include <gtest/gtest.h>
 
 #include <map>
+#include <optional>
 #include <string>
 
 #include "absl/strings/match.h"
@@ -106,6 +107,22 @@ inline grpc::Status PutThroughStorageAs(cloudflux::storage::v1::StorageService::
 inline bool PutThroughStorage(cloudflux::storage::v1::StorageService::Stub& stub, const std::string& ns,
                               const std::string& key, const std::string& bytes) {
   return PutThroughStorageAs(stub, ns, key, bytes, nullptr).ok();
+}
+
+// The bytes at ns/key through a storage adapter (a read, counted as one);
+// nullopt when the read fails.
+inline std::optional<std::string> GetThroughStorage(cloudflux::storage::v1::StorageService::Stub& stub,
+                                                    const std::string& ns, const std::string& key) {
+  cloudflux::storage::v1::GetObjectRequest r;
+  r.set_namespace_(ns);
+  r.set_key(key);
+  auto ctx = server::MakeClientContext(absl::Seconds(30));
+  auto reader = stub.GetObject(ctx.get(), r);
+  std::string out;
+  cloudflux::storage::v1::GetObjectResponse part;
+  while (reader->Read(&part)) out += part.chunk();
+  if (!reader->Finish().ok()) return std::nullopt;
+  return out;
 }
 
 }  // namespace cloudflux

@@ -92,7 +92,10 @@ class MigrationTest : public ::testing::Test {
                               {{"CLOUDFLUX_LISTEN_ADDRESS", absl::StrCat("127.0.0.1:", port)},
                                {"CLOUDFLUX_STORAGE_ADDRESS", storage_.target()},
                                {"CLOUDFLUX_BACKEND_CLOUDS", "local=aws"},
-                               {"CLOUDFLUX_TASK_LEASE", "2s"},
+                               // Short, so that a killed worker's tasks are taken over soon,
+                               // but not so short that a copy renewing it between 8 MiB
+                               // progress reports loses it on a loaded machine.
+                               {"CLOUDFLUX_TASK_LEASE", "5s"},
                                {"CLOUDFLUX_PLACEMENT_INTERVAL", "1s"},
                                {"CLOUDFLUX_REPLICATION_INTERVAL", "300ms"},
                                {"CLOUDFLUX_SYNC_CHECK_INTERVAL", "300ms"}});

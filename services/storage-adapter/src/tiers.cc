@@ -1,6 +1,7 @@
 #include "tiers.h"
 
 #include <array>
+#include <iterator>
 
 namespace cloudflux::storage {
 namespace {
@@ -8,9 +9,16 @@ namespace {
 using cloudflux::common::v1::CloudProvider;
 using cloudflux::common::v1::StorageTier;
 
+// The tiers, in the order of each row's classes.
+constexpr StorageTier kTiers[] = {
+    cloudflux::common::v1::STORAGE_TIER_HOT,  cloudflux::common::v1::STORAGE_TIER_WARM,
+    cloudflux::common::v1::STORAGE_TIER_COLD, cloudflux::common::v1::STORAGE_TIER_ARCHIVE,
+    cloudflux::common::v1::STORAGE_TIER_AUTO, cloudflux::common::v1::STORAGE_TIER_ARCHIVE_FLEXIBLE};
+constexpr size_t kTierCount = std::size(kTiers);
+
 struct Row {
   CloudProvider provider;
-  std::array<const char*, 6> classes;  // HOT, WARM, COLD, ARCHIVE, AUTO, ARCHIVE_FLEXIBLE (nullptr: none)
+  std::array<const char*, kTierCount> classes;  // one per kTiers entry (nullptr: none)
 };
 
 constexpr Row kTable[] = {
@@ -20,15 +28,12 @@ constexpr Row kTable[] = {
     {cloudflux::common::v1::CLOUD_PROVIDER_GCP, {"STANDARD", "NEARLINE", "COLDLINE", "ARCHIVE", nullptr, nullptr}},
 };
 
-int Index(StorageTier tier) {
-  switch (tier) {
-    case cloudflux::common::v1::STORAGE_TIER_WARM: return 1;
-    case cloudflux::common::v1::STORAGE_TIER_COLD: return 2;
-    case cloudflux::common::v1::STORAGE_TIER_ARCHIVE: return 3;
-    case cloudflux::common::v1::STORAGE_TIER_AUTO: return 4;
-    case cloudflux::common::v1::STORAGE_TIER_ARCHIVE_FLEXIBLE: return 5;
-    default: return 0;
+// The tier's position in kTiers (HOT's for one not there).
+size_t Index(StorageTier tier) {
+  for (size_t i = 0; i < kTierCount; ++i) {
+    if (kTiers[i] == tier) return i;
   }
+  return 0;
 }
 
 }  // namespace
@@ -59,16 +64,12 @@ bool ArchiveNeedsRestore(CloudProvider provider) {
 
 std::optional<StorageTier> TierForStorageClass(CloudProvider provider,
                                                const std::string& storage_class) {
-  static constexpr StorageTier kTiers[] = {
-      cloudflux::common::v1::STORAGE_TIER_HOT, cloudflux::common::v1::STORAGE_TIER_WARM,
-      cloudflux::common::v1::STORAGE_TIER_COLD, cloudflux::common::v1::STORAGE_TIER_ARCHIVE,
-      cloudflux::common::v1::STORAGE_TIER_AUTO, cloudflux::common::v1::STORAGE_TIER_ARCHIVE_FLEXIBLE};
   if (provider == cloudflux::common::v1::CLOUD_PROVIDER_AWS && storage_class.empty()) {
     return cloudflux::common::v1::STORAGE_TIER_HOT;  // S3 omits the header for STANDARD
   }
   for (const Row& row : kTable) {
     if (row.provider != provider) continue;
-    for (int i = 0; i < static_cast<int>(row.classes.size()); ++i) {
+    for (size_t i = 0; i < kTierCount; ++i) {
       if (row.classes[i] != nullptr && storage_class == row.classes[i]) return kTiers[i];
     }
   }

@@ -142,6 +142,10 @@ absl::StatusOr<Trace> ReadCsvTrace(const std::string& path) {
 }
 
 absl::StatusOr<Trace> GenerateTrace(const std::string& kind, int objects, int days, uint64_t seed) {
+  // Bursty objects: the chance a burst begins on a quiet day, and its
+  // longest length (lengths 1 to that, evenly).
+  constexpr double kBurstChance = 1.0 / 60;
+  constexpr int kBurstMaxDays = 5;
   // Pattern weights: decaying interest, steady hot, bursts, write-once archive.
   // (The weights of a mix add up to 1; idle_heavy is the rest.)
   struct Mix {
@@ -208,9 +212,11 @@ absl::StatusOr<Trace> GenerateTrace(const std::string& kind, int objects, int da
     o.rate.assign(o.reads.size(), 0);
     if (pattern == kBursty) {
       o.burst_from.assign(o.reads.size(), -1);
-      // A burst begins on a quiet day with probability 1/60 and lasts 1-5
-      // days (3 on average): the share of burst days is 3 / (3 + 59).
-      const double share = 3.0 / (3.0 + 59.0);
+      // A burst begins on a quiet day with probability kBurstChance and lasts
+      // 1 to kBurstMaxDays days: the share of burst days is the mean burst
+      // over the mean burst plus the mean quiet run before one begins.
+      const double mean_burst = (1 + kBurstMaxDays) / 2.0, mean_quiet = 1 / kBurstChance - 1;
+      const double share = mean_burst / (mean_burst + mean_quiet);
       o.unforeseen_rate = static_cast<float>((1 - share) * 0.02 * base + share * (5 * base + 2));
       o.quiet_rate = static_cast<float>(0.02 * base);
     }
@@ -223,8 +229,8 @@ absl::StatusOr<Trace> GenerateTrace(const std::string& kind, int objects, int da
         case kDecaying: lambda = 4 * base * std::exp(-a / tau) * weekly; break;
         case kHot: lambda = base * weekly; break;
         case kBursty:
-          if (burst_left == 0 && u(rng) < 1.0 / 60) {
-            burst_left = 1 + static_cast<int>(u(rng) * 5);
+          if (burst_left == 0 && u(rng) < kBurstChance) {
+            burst_left = 1 + static_cast<int>(u(rng) * kBurstMaxDays);
             burst_began = a;
           }
           lambda = burst_left > 0 ? 5 * base + 2 : 0.02 * base;
@@ -535,17 +541,27 @@ const Bill& Report::Of(const std::string& policy) const {
   return kNone;
 }
 
-std::vector<std::optional<pricing::Forecast>> RateForecasts(const ObjectTrace& o, int horizon_days) {
+namespace {
+
+// As forecasts of full confidence, each day's mean of `rate_of(d, t)` over
+// the horizon's days t from day d (fewer when the object's life ends first).
+template <typename RateOf>
+std::vector<std::optional<pricing::Forecast>> MeanRateForecasts(const ObjectTrace& o, int horizon_days,
+                                                                RateOf rate_of) {
   std::vector<std::optional<pricing::Forecast>> out(o.rate.size());
-  // Suffix sums: the expected reads of [d, end) in O(1) per day.
-  std::vector<double> from(o.rate.size() + 1, 0);
-  for (size_t d = o.rate.size(); d-- > 0;) from[d] = from[d + 1] + o.rate[d];
   for (size_t d = 0; d < o.rate.size(); ++d) {
-    size_t end = std::min(o.rate.size(), d + static_cast<size_t>(horizon_days));
-    out[d] = pricing::Forecast{.reads_next_7d = 7.0 * (from[d] - from[end]) / static_cast<double>(end - d),
-                               .confidence = 1};
+    const size_t end = std::min(o.rate.size(), d + static_cast<size_t>(horizon_days));
+    double sum = 0;
+    for (size_t t = d; t < end; ++t) sum += rate_of(static_cast<int>(d), static_cast<int>(t));
+    out[d] = pricing::Forecast{.reads_next_7d = 7.0 * sum / static_cast<double>(end - d), .confidence = 1};
   }
   return out;
+}
+
+}  // namespace
+
+std::vector<std::optional<pricing::Forecast>> RateForecasts(const ObjectTrace& o, int horizon_days) {
+  return MeanRateForecasts(o, horizon_days, [&](int, int day) { return static_cast<double>(o.rate[day]); });
 }
 
 double KnowableRate(const ObjectTrace& o, int origin, int day, bool quiet_unless_begun) {
@@ -556,14 +572,7 @@ double KnowableRate(const ObjectTrace& o, int origin, int day, bool quiet_unless
 }
 
 std::vector<std::optional<pricing::Forecast>> KnowableRateForecasts(const ObjectTrace& o, int horizon_days) {
-  std::vector<std::optional<pricing::Forecast>> out(o.rate.size());
-  for (size_t d = 0; d < o.rate.size(); ++d) {
-    const size_t end = std::min(o.rate.size(), d + static_cast<size_t>(horizon_days));
-    double sum = 0;
-    for (size_t t = d; t < end; ++t) sum += KnowableRate(o, static_cast<int>(d), static_cast<int>(t));
-    out[d] = pricing::Forecast{.reads_next_7d = 7.0 * sum / static_cast<double>(end - d), .confidence = 1};
-  }
-  return out;
+  return MeanRateForecasts(o, horizon_days, [&](int origin, int day) { return KnowableRate(o, origin, day); });
 }
 
 Report Simulate(const pricing::PriceCatalog& catalog, const Trace& trace, const pricing::TierPolicy& policy,
@@ -576,7 +585,10 @@ Report Simulate(const pricing::PriceCatalog& catalog, const Trace& trace, const 
   r.trace = trace.name;
   r.objects = static_cast<int>(trace.objects.size());
   Bill standard, it, autoclass, lifecycle, cloudflux, foreseen, rate_oracle, knowable, learned_bill, optimum;
-  bool rates = perfect_forecast;
+  // The rate rows come with the perfect forecast's, on generated traces.
+  const bool rates = perfect_forecast && std::all_of(trace.objects.begin(), trace.objects.end(), [](const auto& o) {
+                       return o.rate.size() == o.reads.size();
+                     });
   Bill optimum_gcp, optimum_azure, optimum_best, any_cloud;
   // The perfect forecast decides: the bound on what forecasts can add. The
   // learned one plays the role `policy` gives it, as in the product.
@@ -593,13 +605,11 @@ Report Simulate(const pricing::PriceCatalog& catalog, const Trace& trace, const 
     lifecycle += BillSchedule(classes, o, Lifecycle(classes, o));
     cloudflux += BillSchedule(classes, o, CloudFlux(catalog, classes, o, policy));
     if (perfect_forecast) foreseen += BillSchedule(classes, o, CloudFlux(catalog, classes, o, deciding, true));
-    if (rates && o.rate.size() == o.reads.size()) {
+    if (rates) {
       auto expected = RateForecasts(o, static_cast<int>(deciding.horizon_days));
       rate_oracle += BillSchedule(classes, o, CloudFlux(catalog, classes, o, deciding, false, &expected));
       auto known = KnowableRateForecasts(o, static_cast<int>(deciding.horizon_days));
       knowable += BillSchedule(classes, o, CloudFlux(catalog, classes, o, deciding, false, &known));
-    } else {
-      rates = false;
     }
     Bill per_cloud[3] = {BillSchedule(classes, o, Optimum(classes, o, nullptr)),
                          BillSchedule(gcs, o, Optimum(gcs, o, nullptr)),
@@ -615,8 +625,10 @@ Report Simulate(const pricing::PriceCatalog& catalog, const Trace& trace, const 
              {"gcs-autoclass", autoclass}, {"lifecycle-30-90", lifecycle},
              {"cloudflux", cloudflux}};
   if (learned != nullptr) r.bills.emplace_back("cloudflux+learned-forecast", learned_bill);
-  if (rates) r.bills.emplace_back("cloudflux+rate-oracle", rate_oracle);
-  if (rates) r.bills.emplace_back("cloudflux+knowable-rate", knowable);
+  if (rates) {
+    r.bills.emplace_back("cloudflux+rate-oracle", rate_oracle);
+    r.bills.emplace_back("cloudflux+knowable-rate", knowable);
+  }
   if (perfect_forecast) r.bills.emplace_back("cloudflux+perfect-forecast", foreseen);
   r.bills.emplace_back("optimum", optimum);
   r.bills.emplace_back("optimum-gcp", optimum_gcp);
